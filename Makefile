@@ -1,0 +1,131 @@
+# yoto — build, test, demo. `make help` lists the targets.
+#
+# Three builds of the same sources, each in its own directory:
+#   build/rel   bin/yoto and the float unit tests          (make, make test)
+#   build/dbl   -DYOTO_DOUBLE: numerics in double, for gradient checks
+#   build/asan  ASan + UBSan, failing on the first UB       (make check-asan)
+
+VERSION := 0.1.0
+GIT_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+
+CC := mpicc
+PKGS := hdf5-openmpi openblas yaml-0.1 libpng zlib
+# `=` (not `:=`): expanded when a recipe runs, i.e. after `deps` installed pkg-config files
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+
+OPT ?= -O2
+WERROR ?=
+CFLAGS_COMMON = -std=c11 -D_DEFAULT_SOURCE -g -Wall -Wextra $(WERROR) -Iinclude \
+                $(PKG_CFLAGS) -DYOTO_VERSION='"$(VERSION)"' -DYOTO_GIT_COMMIT='"$(GIT_COMMIT)"'
+LDLIBS = $(PKG_LIBS) -lm
+
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+# per-build flags
+FLAGS_rel  = $(OPT)
+FLAGS_dbl  = $(OPT) -DYOTO_DOUBLE
+FLAGS_asan = -O1 $(SAN_FLAGS)
+LDFLAGS_asan = $(SAN_FLAGS)
+
+SRCS := $(wildcard src/*.c)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+MPI_TESTS := $(patsubst tests/mpi/%.c,%,$(wildcard tests/mpi/test_*.c))
+TEST_SUPPORT := $(wildcard tests/support/*.c)
+
+objs = $(patsubst src/%.c,build/$(1)/src/%.o,$(2))
+support_objs = $(patsubst tests/support/%.c,build/$(1)/tests/support/%.o,$(TEST_SUPPORT))
+
+.PHONY: all deps test check-valgrind check-asan demo clean help
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: bin/yoto
+
+help:
+	@echo "make              build bin/yoto (installs missing Debian packages first)"
+	@echo "make deps         install every Debian package the project needs (apt-get)"
+	@echo "make test         build everything and run all tests; ends with 'N passed, N failed'"
+	@echo "make demo         train, evaluate and plot on the real Fashion-MNIST (2 ranks)"
+	@echo "make check-asan   unit and MPI tests under ASan + UBSan"
+	@echo "make check-valgrind  unit tests under valgrind (Open MPI noise suppressed)"
+	@echo "make WERROR=-Werror  warnings as errors (what CI builds)"
+
+# ---- dependencies -----------------------------------------------------------
+# Debian 12 packages. `deps` is a quick no-op (one dpkg-query) when all are
+# installed, and every build goes through it, so a fresh machine needs nothing
+# but `make`. Installing needs root (or sudo).
+DEB_BUILD := gcc make pkg-config git openmpi-bin libopenmpi-dev libhdf5-openmpi-dev \
+             libopenblas-dev libyaml-dev librandom123-dev libpng-dev zlib1g-dev
+DEB_TEST  := libcmocka-dev hdf5-tools valgrind python3 python3-h5py python3-numpy \
+             python3-matplotlib procps
+DEB_DATA  := dataset-fashion-mnist
+DEB_ALL   := $(DEB_BUILD) $(DEB_TEST) $(DEB_DATA)
+
+deps:
+	@installed=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_ALL) 2>/dev/null \
+	    | awk '$$NF == "installed" {print $$1}'); \
+	missing=; for p in $(DEB_ALL); do \
+	    echo "$$installed" | grep -qx "$$p" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "make deps: installing" $$missing; \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing \
+	    || { echo "make deps: apt-get failed; install by hand:" $$missing; exit 1; }; \
+	fi
+
+# ---- the three builds ---------------------------------------------------------
+define build_rules
+build/$(1)/src/%.o: src/%.c | deps
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS_COMMON) $$(FLAGS_$(1)) -MMD -MP -c $$< -o $$@
+
+build/$(1)/tests/support/%.o: tests/support/%.c | deps
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS_COMMON) $$(FLAGS_$(1)) -Itests/support -MMD -MP -c $$< -o $$@
+
+build/$(1)/tests/%: tests/unit/%.c $(call objs,$(1),$(LIB_SRCS)) $$(call support_objs,$(1)) | deps
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS_COMMON) $$(FLAGS_$(1)) -Itests/support -MMD -MP $$< \
+	    $(call objs,$(1),$(LIB_SRCS)) $$(call support_objs,$(1)) -o $$@ $$(LDFLAGS_$(1)) $$(LDLIBS) -lcmocka
+
+build/$(1)/tests/%: tests/mpi/%.c $(call objs,$(1),$(LIB_SRCS)) $$(call support_objs,$(1)) | deps
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS_COMMON) $$(FLAGS_$(1)) -Itests/support -MMD -MP $$< \
+	    $(call objs,$(1),$(LIB_SRCS)) $$(call support_objs,$(1)) -o $$@ $$(LDFLAGS_$(1)) $$(LDLIBS) -lcmocka
+
+bin/yoto$(2): $(call objs,$(1),$(SRCS)) | deps
+	@mkdir -p $$(@D)
+	$$(CC) $$^ -o $$@ $$(LDFLAGS_$(1)) $$(LDLIBS)
+endef
+$(eval $(call build_rules,rel,))
+$(eval $(call build_rules,dbl,-double))
+$(eval $(call build_rules,asan,-asan))
+
+# The git commit goes into common.o: rebuild it when HEAD moves.
+GIT_STAMP := build/git-commit
+$(shell mkdir -p build; [ "$$(cat $(GIT_STAMP) 2>/dev/null)" = "$(GIT_COMMIT)" ] || echo "$(GIT_COMMIT)" > $(GIT_STAMP))
+build/rel/src/common.o build/dbl/src/common.o build/asan/src/common.o: $(GIT_STAMP)
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+tests_for = $(addprefix build/$(1)/tests/,$(UNIT_TESTS) $(MPI_TESTS))
+
+# ---- tests ----------------------------------------------------------------------
+test: bin/yoto bin/yoto-double $(call tests_for,rel) $(call tests_for,dbl)
+	@tests/run.sh
+
+check-asan: bin/yoto-asan $(call tests_for,asan)
+	@YOTO_VARIANTS=asan YOTO_MPI_VARIANTS=asan tests/run.sh unit mpi
+
+check-valgrind: $(call tests_for,rel)
+	@YOTO_VALGRIND=1 YOTO_VARIANTS=rel tests/run.sh unit
+
+# ---- demo -----------------------------------------------------------------------
+demo: bin/yoto
+	@tests/demo.sh
+
+clean:
+	rm -rf build bin tests/out

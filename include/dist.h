@@ -1,0 +1,51 @@
+/* dist.h — everything MPI: start and stop, who prints, agreeing on errors,
+ * collectives over the gradient arena.
+ *
+ * This is the only module that calls MPI (ckpt and data also build HDF5
+ * MPI-IO property lists from dist_comm()). Everything else runs in one
+ * process; before dist_init(), every function here behaves as a world of one.
+ */
+#ifndef YOTO_DIST_H
+#define YOTO_DIST_H
+
+#include <mpi.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common.h"
+
+/* Starts MPI (once). Also works without mpirun (a singleton world). */
+void dist_init(int *argc, char ***argv);
+/* Ends MPI if dist_init started it. */
+void dist_finalize(void);
+bool dist_active(void);
+int dist_rank(void);
+int dist_size(void);
+MPI_Comm dist_comm(void);
+
+/* Collective. Every rank passes its status (YT_OK or an exit code); all get
+ * the largest. When it is not YT_OK, every rank's yt_errmsg() becomes the
+ * message of the lowest failing rank (prefixed "rank r: " when r > 0), so
+ * each rank can report the same thing and exit with the same code. */
+int dist_agree(int status);
+/* Rank 0 prints the agreed error message to stderr: "yoto: <message>". */
+void dist_report_error(void);
+
+/* printf on rank 0 only (stdout), flushed. */
+void dist_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Warning on rank 0 only (stderr): "yoto: warning: ...". */
+void dist_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Fault injection for tests: true when the environment variable YOTO_FAULT
+ * is "point" or "point@r" with r this rank. */
+bool dist_fault(const char *point);
+
+/* Collectives (world of one: copies / no-ops). */
+void dist_barrier(void);
+void dist_bcast(void *buf, size_t bytes, int root);
+void dist_allreduce_sum_real(real *buf, size_t n);
+void dist_allreduce_sum_double(double *buf, size_t n);
+long dist_allreduce_min_long(long x);
+long dist_allreduce_max_long(long x);
+
+#endif

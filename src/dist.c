@@ -1,0 +1,163 @@
+/* dist.c — the only compilation unit that calls MPI (see dist.h). */
+#include "dist.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool g_started; /* we called MPI_Init */
+static int g_rank, g_size = 1;
+
+/* Any MPI failure is a broken invariant (the default error handler would
+ * abort anyway); name the call. */
+#define MPI_CHECK(call)                                                          \
+    do {                                                                         \
+        int rc_ = (call);                                                        \
+        if (rc_ != MPI_SUCCESS) {                                                \
+            char s_[MPI_MAX_ERROR_STRING];                                       \
+            int n_ = 0;                                                          \
+            MPI_Error_string(rc_, s_, &n_);                                      \
+            yt_die("%s failed: %s", #call, s_);                                  \
+        }                                                                        \
+    } while (0)
+
+static void abort_all(int code) {
+    if (dist_active()) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+void dist_init(int *argc, char ***argv) {
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        MPI_CHECK(MPI_Init(argc, argv));
+        g_started = true;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    yt_set_die_hook(abort_all);
+}
+
+void dist_finalize(void) {
+    if (!g_started) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+    g_started = false;
+    yt_set_die_hook(NULL);
+}
+
+bool dist_active(void) {
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    if (!inited) return false;
+    MPI_Finalized(&finalized);
+    return !finalized;
+}
+
+int dist_rank(void) { return dist_active() ? g_rank : 0; }
+int dist_size(void) { return dist_active() ? g_size : 1; }
+MPI_Comm dist_comm(void) { return dist_active() ? MPI_COMM_WORLD : MPI_COMM_SELF; }
+
+int dist_agree(int status) {
+    if (!dist_active() || g_size == 1) return status;
+    int worst = status;
+    MPI_CHECK(MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (worst == YT_OK) return YT_OK;
+    /* the lowest failing rank tells its story */
+    int mine = status != YT_OK ? g_rank : INT_MAX, teller = INT_MAX;
+    MPI_CHECK(MPI_Allreduce(&mine, &teller, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    char msg[YT_ERRMSG_MAX];
+    if (g_rank == teller) snprintf(msg, sizeof msg, "%s", yt_errmsg());
+    MPI_CHECK(MPI_Bcast(msg, sizeof msg, MPI_CHAR, teller, MPI_COMM_WORLD));
+    msg[sizeof msg - 1] = '\0';
+    if (teller > 0)
+        yt_fail(worst, "rank %d: %s", teller, msg);
+    else
+        yt_fail(worst, "%s", msg);
+    return worst;
+}
+
+void dist_report_error(void) {
+    if (dist_rank() != 0) return;
+    fflush(stdout);
+    fprintf(stderr, "yoto: %s\n", yt_errmsg()[0] ? yt_errmsg() : "failed");
+    fflush(stderr);
+}
+
+void dist_log(const char *fmt, ...) {
+    if (dist_rank() != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+void dist_warn(const char *fmt, ...) {
+    if (dist_rank() != 0) return;
+    va_list ap;
+    fflush(stdout);
+    fputs("yoto: warning: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+bool dist_fault(const char *point) {
+    const char *f = getenv("YOTO_FAULT");
+    if (!f || !*f) return false;
+    size_t n = strlen(point);
+    if (strncmp(f, point, n) != 0) return false;
+    if (f[n] == '\0') return true;
+    if (f[n] != '@') return false;
+    return atoi(f + n + 1) == dist_rank();
+}
+
+void dist_barrier(void) {
+    if (dist_active()) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
+
+void dist_bcast(void *buf, size_t bytes, int root) {
+    if (!dist_active() || g_size == 1) return;
+    char *p = buf;
+    while (bytes > 0) {
+        int n = bytes > (size_t)INT_MAX ? INT_MAX : (int)bytes;
+        MPI_CHECK(MPI_Bcast(p, n, MPI_BYTE, root, MPI_COMM_WORLD));
+        p += n;
+        bytes -= (size_t)n;
+    }
+}
+
+static void allreduce_sum(void *buf, size_t n, MPI_Datatype type, size_t elem) {
+    if (!dist_active() || g_size == 1) return;
+    char *p = buf;
+    while (n > 0) {
+        int k = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p, k, type, MPI_SUM, MPI_COMM_WORLD));
+        p += (size_t)k * elem;
+        n -= (size_t)k;
+    }
+}
+
+void dist_allreduce_sum_real(real *buf, size_t n) { allreduce_sum(buf, n, REAL_MPI, sizeof(real)); }
+void dist_allreduce_sum_double(double *buf, size_t n) {
+    allreduce_sum(buf, n, MPI_DOUBLE, sizeof(double));
+}
+
+long dist_allreduce_min_long(long x) {
+    long r = x;
+    if (dist_active() && g_size > 1)
+        MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD));
+    return r;
+}
+
+long dist_allreduce_max_long(long x) {
+    long r = x;
+    if (dist_active() && g_size > 1)
+        MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD));
+    return r;
+}
