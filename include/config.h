@@ -186,6 +186,13 @@ char *config_to_yaml(const yoto_config *cfg);
 const char *config_where(const yoto_config *cfg, const char *key);
 /* The split called name, or NULL. */
 const cfg_split *config_split(const yoto_config *cfg, const char *name);
+/* Resolves a row range ("", "20%:", ":20%", "100:200", "-10%:", "5000") of a
+ * dataset with nrows rows to [*begin, *end). Percent boundaries round to the
+ * nearest row, ties to even (TFDS's default); negative boundaries count from
+ * the end; boundaries are clamped to [0, nrows]. YT_ERR_USAGE on bad syntax
+ * (message names the text). Used by config validation (syntax, nrows = 0 is
+ * fine) and by the data module. */
+int config_range_resolve(const char *range, long nrows, long *begin, long *end);
 /* Text form of one preprocessing op, e.g. "value_range(-1, 1)". */
 void config_preop_text(const cfg_preop *op, char *buf, int size);
 
