@@ -1,0 +1,99 @@
+/* layers.h — the model's layers: forward and backward over raw arrays.
+ *
+ * Layout: a conv activation is channel-major across the batch, [C][N][H][W]
+ * (C slowest), so a conv over the whole batch is im2col + one GEMM and its
+ * output is the next layer's input without transposes. Dense activations are
+ * [N][F] (one row per sample). FiLM scales and shifts are [N][C].
+ *
+ * Conventions of every backward: gradients of parameters (dk, db, dw) are
+ * ACCUMULATED (+=), so one zeroed gradient arena collects a whole step;
+ * gradients of inputs (dx) are OVERWRITTEN, and may be NULL when not needed.
+ */
+#ifndef YOTO_LAYERS_H
+#define YOTO_LAYERS_H
+
+#include <stddef.h>
+
+#include "common.h"
+
+/* ---- 3x3 convolution, TensorFlow 'SAME' padding ----------------------------
+ * A conv_geom describes one convolution from an image [cin][n][h][w] to
+ * features [cout][n][ho][wo], ho = ceil(h / stride). SAME padding: total
+ * max((ho-1)*stride + 3 - h, 0), the smaller half before: stride 1 pads 1/1,
+ * stride 2 on an even size pads 0 before and 1 after.
+ *
+ * A transposed conv is the exact adjoint of such a convolution: for a deconv
+ * layer from [din][n][h][w] to [dout][n][h*s][w*s], use
+ *     g = conv_geom_make(n, dout, h*s, w*s, din, s)
+ * (the conv that maps the deconv's output space back to its input space); its
+ * kernel [din][dout][3][3] is PyTorch's ConvTranspose2d layout. */
+typedef struct {
+    int n;                  /* batch */
+    int cin, h, w;          /* image side */
+    int cout, ho, wo;       /* feature side */
+    int stride;
+    int pad_top, pad_left;
+    int chunk;              /* samples per im2col chunk (bounds the workspace) */
+} conv_geom;
+
+conv_geom conv_geom_make(int n, int cin, int h, int w, int cout, int stride);
+/* Workspace (reals) conv_* / deconv_* need for g. */
+size_t conv_work_size(const conv_geom *g);
+/* Multiply-adds of one forward pass (all samples). */
+double conv_macs(const conv_geom *g);
+
+/* y [cout][n][ho][wo] = conv(x [cin][n][h][w], k [cout][cin][3][3]) + b [cout] */
+void conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
+                  real *work);
+/* dx [cin][n][h][w] (may be NULL), dk += [cout][cin][3][3], db += [cout] */
+void conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
+                   real *dk, real *db, real *work);
+
+/* Transposed conv (adjoint of g): x [g.cout][n][g.ho][g.wo] ->
+ * y [g.cin][n][g.h][g.w]; k [g.cout][g.cin][3][3]; b [g.cin]. */
+void deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
+                    real *work);
+/* dx [g.cout][n][g.ho][g.wo] (may be NULL), dk += k's shape, db += [g.cin] */
+void deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
+                     real *dk, real *db, real *work);
+
+/* ---- dense: y [n][out] = x [n][in] W^T + b, W [out][in] --------------------- */
+void dense_forward(int n, int in, int out, const real *x, const real *w, const real *b, real *y);
+/* dx [n][in] (may be NULL), dw += [out][in], db += [out] */
+void dense_backward(int n, int in, int out, const real *x, const real *w, const real *dy,
+                    real *dx, real *dw, real *db);
+
+/* ---- FiLM: y[c][i][p] = scale[i][c] * x[c][i][p] + shift[i][c] ------------
+ * c < C channels, i < n samples, p < hw pixels. */
+void film_forward(int c, int n, int hw, const real *x, const real *scale, const real *shift,
+                  real *y);
+/* dx (may be NULL, may alias dy), dscale and dshift [n][c] OVERWRITTEN (they
+ * are activations: the FiLM MLPs' output gradients), not accumulated. */
+void film_backward(int c, int n, int hw, const real *x, const real *scale, const real *dy,
+                   real *dx, real *dscale, real *dshift);
+
+/* ---- element-wise ---------------------------------------------------------- */
+/* y = x > 0 ? x : alpha x (any alpha); y may alias x */
+void lrelu_forward(size_t n, real alpha, const real *x, real *y);
+/* dx = dy * (x > 0 ? 1 : alpha); dx may alias dy */
+void lrelu_backward(size_t n, real alpha, const real *x, const real *dy, real *dx);
+/* y = log(1 + e^x), stable for any x; y may alias x */
+void softplus_forward(size_t n, const real *x, real *y);
+/* dx = dy * sigmoid(x); dx may alias dy */
+void softplus_backward(size_t n, const real *x, const real *dy, real *dx);
+real softplus1(real x);
+real sigmoid1(real x);
+/* Sigmoid cross-entropy with logits, element-wise: softplus(l) - t l, computed
+ * as max(l, 0) - l t + log1p(e^-|l|); its derivative in l is sigmoid(l) - t. */
+real sigmoid_xent1(real logit, real target);
+
+/* ---- layout changes between conv and dense activations --------------------- */
+/* rows [n][c*hw] (flatten order (c, h, w)) from chan [c][n][hw], and back */
+void chan_to_rows(int c, int n, int hw, const real *chan, real *rows);
+void rows_to_chan(int c, int n, int hw, const real *rows, real *chan);
+
+/* ---- GEMM of the real type: C = alpha op(A) op(B) + beta C, row-major ------- */
+void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,
+          const real *b, int ldb, real beta, real *c, int ldc);
+
+#endif

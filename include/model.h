@@ -1,0 +1,125 @@
+/* model.h — the loss-conditional convolutional VAE of REFERENCE.md.
+ *
+ *   x [C][n][H][W] --encoder blocks (conv, FiLM)--> flatten (c,h,w) --fc MLP-->
+ *   code [n][2L]: mean = code[:, :L], sigma = eps + softplus(code[:, L:])
+ *   z = mean + sigma * eps_noise
+ *   z --fc MLP--> reshape (c,h,w) --decoder blocks (deconv, FiLM)--> out conv
+ *   --> Bernoulli logits [C][n][H][W] or Gaussian (means, raw sigmas) [2C][n][H][W]
+ *
+ * Every conv block is FiLM-modulated by the conditioning vector
+ * cond [n][2] = (f(w_kl), f(w_rec)) unless model.conditioning.type is none.
+ * Parameters live in one arena (names as in DESIGN.md); the model owns its
+ * activations, sized for up to max_batch samples.
+ */
+#ifndef YOTO_MODEL_H
+#define YOTO_MODEL_H
+
+#include <stdbool.h>
+
+#include "arena.h"
+#include "common.h"
+#include "config.h"
+#include "layers.h"
+
+#define MODEL_MAX_BLOCKS 8
+#define MODEL_MAX_LAYERS 8 /* per block */
+#define MODEL_MAX_FC 8     /* dense layers per MLP */
+
+/* A stack of dense layers; leaky ReLU between them, none after the last. */
+typedef struct {
+    int nlayers;
+    int in[MODEL_MAX_FC], out[MODEL_MAX_FC];
+    int kernel[MODEL_MAX_FC], bias[MODEL_MAX_FC]; /* arena indices */
+    real *pre[MODEL_MAX_FC];  /* [n][out] layer outputs (with bias) */
+    real *post[MODEL_MAX_FC]; /* [n][out] leaky ReLU of pre (all but the last) */
+} mlp;
+
+/* One VGG-style block: convs (encoder, the first stride 2) or transposed convs
+ * (decoder, the last stride 2), leaky ReLU between them, FiLM, leaky ReLU. */
+typedef struct {
+    int nlayers;
+    bool deconv;
+    bool out_lrelu; /* false for the encoder's last block */
+    /* per layer: the conv geometry at max_batch (see layers.h for deconvs) */
+    int cin[MODEL_MAX_LAYERS], cout[MODEL_MAX_LAYERS];
+    int h[MODEL_MAX_LAYERS], w[MODEL_MAX_LAYERS]; /* layer input size */
+    int stride[MODEL_MAX_LAYERS];
+    int kernel[MODEL_MAX_LAYERS], bias[MODEL_MAX_LAYERS];
+    int C, H, W; /* block output */
+    real *z[MODEL_MAX_LAYERS]; /* [C][n][hw] layer outputs (with bias) */
+    real *a[MODEL_MAX_LAYERS]; /* leaky ReLU of z (all but the last layer) */
+    bool film;
+    mlp scale_mlp, shift_mlp;
+    real *scale, *shift; /* [n][C] post-processed FiLM scales and shifts */
+    real *f;             /* [C][n][hw] FiLM output (= z[last] without FiLM) */
+    real *o;             /* [C][n][hw] block output */
+} conv_block;
+
+typedef struct {
+    yoto_config cfg; /* the config the model was built from */
+    int max_batch;
+    int in_c, in_h, in_w; /* input image */
+    int latent;
+    int out_c;    /* decoder output channels (C or 2C) */
+    int cond_dim; /* 2, or 0 without conditioning */
+    arena params;
+
+    conv_block enc[MODEL_MAX_BLOCKS], dec[MODEL_MAX_BLOCKS]; /* dec[k] = decoder/block{k} */
+    int nblocks_enc, nblocks_dec;
+    mlp enc_fc, dec_fc;
+    int out_kernel, out_bias;
+
+    /* activations, [n][...] unless noted */
+    int n; /* samples of the last forward pass */
+    const real *x;         /* [C][n][H][W] the input of the last forward (not owned) */
+    const real *cond;      /* [n][2] (not owned) */
+    real *flat;            /* [n][c*h*w] encoder flatten */
+    real *mean, *sigma, *z; /* [n][L] */
+    const real *eps;       /* [n][L] noise of the last forward, NULL = z = mean (not owned) */
+    real *reshaped;        /* [c][n][h*w] decoder input of the blocks */
+    real *out;             /* [out_c][n][H][W] decoder output */
+    double *recon, *kl;    /* [n] per-sample losses */
+
+    /* backward scratch */
+    real *g0, *g1;       /* two activation-sized gradient buffers */
+    real *gs, *gt;       /* [n][Cmax] FiLM scale/shift gradients */
+    real *gm0, *gm1;     /* [n][max MLP width] */
+    real *dcode, *dmean, *dsigma, *dz; /* [n][2L], [n][L] x3 */
+    real *dinput;        /* [C][n][H][W] gradient w.r.t. the encoder input, if asked */
+    double *coef_rec, *coef_kl; /* [n] per-sample loss coefficients */
+    real *work;          /* im2col workspace */
+    size_t work_size;
+    void **owned; /* every buffer above, freed by model_free */
+    int nowned, cap_owned;
+} vae_model;
+
+/* Builds the model of cfg (validated) for batches of up to max_batch samples;
+ * parameters are zero until model_init_params() or a checkpoint load. */
+vae_model *model_create(const yoto_config *cfg, int max_batch);
+void model_free(vae_model *m);
+
+/* Reference initialisation (REFERENCE.md): truncated-normal VarianceScaling
+ * kernels keyed (seed, RNG_INIT, tensor index), zero biases. */
+void model_init_params(vae_model *m, uint64_t seed);
+
+/* Forward pass of n <= max_batch samples. x [C][n][H][W] is input and
+ * reconstruction target; cond [n][2] (ignored without conditioning); eps
+ * [n][L] or NULL for z = mean. Fills m->recon[i], m->kl[i]; the caller keeps
+ * x, cond, eps alive until model_backward. */
+void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps);
+/* Decoder only: z [n][L] -> m->out. */
+void model_decode(vae_model *m, int n, const real *z, const real *cond);
+
+/* Backward of sum_i scale * (w_rec[i] * recon[i] + w_kl[i] * kl[i]) for the
+ * last forward: ACCUMULATES into m->params.grad. With input_grad, also
+ * writes m->dinput (the encoder-path gradient; the target held fixed). */
+void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double scale,
+                    bool input_grad);
+
+/* The model's analytic cost per image: forward multiply-adds, and training
+ * FLOPs (forward + backward, 2 per multiply-add; the first layer computes no
+ * input gradient). */
+double model_forward_macs(const vae_model *m);
+double model_train_flops(const vae_model *m);
+
+#endif

@@ -1,0 +1,140 @@
+/* loss.c — reconstruction and KL losses per sample; loss-weight samplers. */
+#include "loss.h"
+
+#include <tgmath.h>
+
+#include "layers.h"
+#include "rng.h"
+
+#define HALF_LOG_2PI 0.91893853320467274178
+
+void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, double *recon) {
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int ch = 0; ch < c; ch++) {
+            size_t off = ((size_t)ch * n + i) * hw;
+            for (int p = 0; p < hw; p++) acc += sigmoid_xent1(logits[off + p], x[off + p]);
+        }
+        recon[i] = acc;
+    }
+}
+
+void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const real *x,
+                             const double *coef, real *dlogits) {
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < n; i++) {
+            size_t off = ((size_t)ch * n + i) * hw;
+            real k = (real)coef[i];
+            for (int p = 0; p < hw; p++)
+                dlogits[off + p] = k * (sigmoid1(logits[off + p]) - x[off + p]);
+        }
+}
+
+void loss_gaussian(int c, int n, int hw, double eps, const real *out, const real *x,
+                   double *recon) {
+    const size_t plane = (size_t)n * hw; /* one channel of out */
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int ch = 0; ch < c; ch++) {
+            size_t off = (size_t)ch * plane + (size_t)i * hw;
+            const real *mu = out + off, *raw = out + (size_t)c * plane + off, *t = x + off;
+            for (int p = 0; p < hw; p++) {
+                double s = eps + (double)softplus1(raw[p]);
+                double r = ((double)t[p] - (double)mu[p]) / s;
+                acc += HALF_LOG_2PI + log(s) + 0.5 * r * r;
+            }
+        }
+        recon[i] = acc;
+    }
+}
+
+void loss_gaussian_backward(int c, int n, int hw, double eps, const real *out, const real *x,
+                            const double *coef, real *dout) {
+    const size_t plane = (size_t)n * hw;
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < n; i++) {
+            size_t off = (size_t)ch * plane + (size_t)i * hw;
+            const real *mu = out + off, *raw = out + (size_t)c * plane + off, *t = x + off;
+            real *dmu = dout + off, *draw = dout + (size_t)c * plane + off;
+            double k = coef[i];
+            for (int p = 0; p < hw; p++) {
+                double s = eps + (double)softplus1(raw[p]);
+                double d = (double)t[p] - (double)mu[p];
+                dmu[p] = (real)(-k * d / (s * s));
+                double ds = 1.0 / s - d * d / (s * s * s);
+                draw[p] = (real)(k * ds * (double)sigmoid1(raw[p]));
+            }
+        }
+}
+
+void loss_kl(int n, int latent, const real *mu, const real *sigma, double *kl) {
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int j = 0; j < latent; j++) {
+            double m = mu[(size_t)i * latent + j], s = sigma[(size_t)i * latent + j];
+            acc += 0.5 * (m * m + s * s - 1.0) - log(s);
+        }
+        kl[i] = acc;
+    }
+}
+
+void loss_kl_backward(int n, int latent, const real *mu, const real *sigma, const double *coef,
+                      real *dmu, real *dsigma) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < latent; j++) {
+            size_t k = (size_t)i * latent + j;
+            double s = sigma[k];
+            dmu[k] += (real)(coef[i] * (double)mu[k]);
+            dsigma[k] += (real)(coef[i] * (s - 1.0 / s));
+        }
+}
+
+/* ---- loss weights ----------------------------------------------------------------- */
+
+static double draw(const cfg_weight_dist *d, rng_stream *s) {
+    double u = rng_uniform(s); /* always consumed: streams stay aligned across modes */
+    switch (d->distribution) {
+    case DIST_LOG_UNIFORM: return exp(log(d->low) + u * (log(d->high) - log(d->low)));
+    case DIST_UNIFORM: return d->low + u * (d->high - d->low);
+    case DIST_FIXED: return d->value;
+    }
+    return d->value;
+}
+
+/* normalisation and conditioning transform of one weight pair */
+static void finish(const yoto_config *cfg, double *wkl, double *wrec, real *cond) {
+    if (cfg->loss_weights.normalize) {
+        double g = sqrt(*wkl * *wrec);
+        *wkl /= g;
+        *wrec /= g;
+    }
+    bool lg = cfg->loss_weights.transform == TRANSFORM_LOG;
+    cond[0] = (real)(lg ? log(*wkl) : *wkl);
+    cond[1] = (real)(lg ? log(*wrec) : *wrec);
+}
+
+void loss_weights_sample(const yoto_config *cfg, uint64_t seed, long step, int rank, int n,
+                         real *w_kl, real *w_rec, real *cond) {
+    bool per_sample = cfg->loss_weights.per_sample;
+    for (int i = 0; i < n; i++) {
+        double wkl, wrec;
+        /* per batch: every sample reuses sample 0's stream */
+        rng_stream s = rng_stream_make(seed, RNG_LOSS_WEIGHTS, (uint32_t)step, (uint32_t)rank,
+                                       per_sample ? (uint32_t)i : 0);
+        wkl = draw(&cfg->loss_weights.kl, &s);
+        wrec = draw(&cfg->loss_weights.reconstruction, &s);
+        finish(cfg, &wkl, &wrec, cond + 2 * i);
+        w_kl[i] = (real)wkl;
+        w_rec[i] = (real)wrec;
+    }
+}
+
+void loss_weights_fixed(const yoto_config *cfg, double w_kl, double w_rec, int n, real *wkl_out,
+                        real *wrec_out, real *cond) {
+    for (int i = 0; i < n; i++) {
+        double a = w_kl, b = w_rec;
+        finish(cfg, &a, &b, cond + 2 * i);
+        wkl_out[i] = (real)a;
+        wrec_out[i] = (real)b;
+    }
+}

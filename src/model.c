@@ -1,0 +1,554 @@
+/* model.c — the conditional conv VAE: build from a config, forward, backward.
+ *
+ * Reads top to bottom as the architecture (model.h): model_forward is the
+ * encoder, the reparameterisation, the decoder and the losses; model_backward
+ * walks the same list in reverse. What backward needs is kept in named
+ * activation buffers during forward.
+ */
+#include "model.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tgmath.h>
+
+#include "loss.h"
+#include "rng.h"
+
+/* std of a unit normal truncated at +-2 (TF's VarianceScaling divides by it) */
+#define TRUNC_NORMAL_STD 0.87962566103423978
+
+/* ---- building --------------------------------------------------------------------- */
+
+/* An activation buffer of the model (zeroed), freed by model_free. */
+static real *alloc_buf(vae_model *m, size_t elems) {
+    if (m->nowned == m->cap_owned) {
+        m->cap_owned = m->cap_owned ? 2 * m->cap_owned : 64;
+        m->owned = yt_realloc(m->owned, (size_t)m->cap_owned * sizeof *m->owned);
+    }
+    real *p = yt_calloc(elems ? elems : 1, sizeof(real));
+    m->owned[m->nowned++] = p;
+    return p;
+}
+
+static int add_tensor(vae_model *m, bool cond, int ndim, const int *shape, int fan_in, int fan_out,
+                      const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+
+static int add_tensor(vae_model *m, bool cond, int ndim, const int *shape, int fan_in, int fan_out,
+                      const char *fmt, ...) {
+    char name[ARENA_NAME_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    YT_CHECK(len > 0 && len < (int)sizeof name);
+    return arena_add(&m->params, name, ndim, shape, cond, fan_in, fan_out);
+}
+
+/* Registers the dense layers of an MLP in -> sizes[0] -> ... -> sizes[k-1]. */
+static void mlp_build(vae_model *m, mlp *p, int in, const long *sizes, int k, bool cond,
+                      const char *prefix) {
+    YT_CHECK(k >= 1 && k <= MODEL_MAX_FC);
+    p->nlayers = k;
+    for (int i = 0; i < k; i++) {
+        p->in[i] = i == 0 ? in : p->out[i - 1];
+        p->out[i] = (int)sizes[i];
+        int ks[2] = {p->out[i], p->in[i]}, bs[1] = {p->out[i]};
+        p->kernel[i] = add_tensor(m, cond, 2, ks, p->in[i], p->out[i], "%s/dense%d/kernel", prefix, i);
+        p->bias[i] = add_tensor(m, cond, 1, bs, 0, 0, "%s/dense%d/bias", prefix, i);
+    }
+}
+
+static void mlp_alloc(vae_model *m, mlp *p) {
+    for (int i = 0; i < p->nlayers; i++) {
+        p->pre[i] = alloc_buf(m, (size_t)m->max_batch * p->out[i]);
+        if (i + 1 < p->nlayers) p->post[i] = alloc_buf(m, (size_t)m->max_batch * p->out[i]);
+    }
+}
+
+/* The FiLM MLPs of a block with C channels: 2 -> hidden... -> C, twice. */
+static void film_build(vae_model *m, conv_block *b, const char *prefix) {
+    const yoto_config *c = &m->cfg;
+    b->film = c->model.conditioning.type == COND_FILM;
+    if (!b->film) return;
+    long sizes[MODEL_MAX_FC];
+    int k = c->model.conditioning.hidden_sizes.n;
+    YT_CHECK(k + 1 <= MODEL_MAX_FC);
+    for (int i = 0; i < k; i++) sizes[i] = c->model.conditioning.hidden_sizes.v[i];
+    sizes[k] = b->C;
+    char pfx[2 * ARENA_NAME_MAX]; /* add_tensor checks the final length */
+    int len = snprintf(pfx, sizeof pfx, "%s/film/scale", prefix);
+    YT_CHECK(len < (int)sizeof pfx);
+    mlp_build(m, &b->scale_mlp, m->cond_dim, sizes, k + 1, true, pfx);
+    len = snprintf(pfx, sizeof pfx, "%s/film/shift", prefix);
+    YT_CHECK(len < (int)sizeof pfx);
+    mlp_build(m, &b->shift_mlp, m->cond_dim, sizes, k + 1, true, pfx);
+}
+
+/* conv kernels: VarianceScaling(2 / (1 + alpha^2), fan_in | fan_avg) */
+static void block_build(vae_model *m, conv_block *b, bool deconv, int index, int cin, int h, int w,
+                        int C, int nlayers) {
+    const char *part = deconv ? "decoder" : "encoder";
+    YT_CHECK(nlayers >= 1 && nlayers <= MODEL_MAX_LAYERS);
+    b->nlayers = nlayers;
+    b->deconv = deconv;
+    b->C = C;
+    for (int l = 0; l < nlayers; l++) {
+        /* encoder: the first conv has stride 2; decoder: the last deconv */
+        int s = deconv ? (l == nlayers - 1 ? 2 : 1) : (l == 0 ? 2 : 1);
+        b->cin[l] = cin;
+        b->cout[l] = C;
+        b->h[l] = h;
+        b->w[l] = w;
+        b->stride[l] = s;
+        if (deconv) {
+            /* PyTorch ConvTranspose2d [in, out, 3, 3]; TF's [3, 3, out, in] gives
+             * fan_in = 9 out, fan_out = 9 in */
+            int ks[4] = {cin, C, 3, 3}, bs[1] = {C};
+            b->kernel[l] = add_tensor(m, false, 4, ks, 9 * C, 9 * cin, "decoder/block%d/deconv%d/kernel", index, l);
+            b->bias[l] = add_tensor(m, false, 1, bs, 0, 0, "decoder/block%d/deconv%d/bias", index, l);
+            h *= s;
+            w *= s;
+        } else {
+            int ks[4] = {C, cin, 3, 3}, bs[1] = {C};
+            b->kernel[l] = add_tensor(m, false, 4, ks, 9 * cin, 9 * C, "encoder/block%d/conv%d/kernel", index, l);
+            b->bias[l] = add_tensor(m, false, 1, bs, 0, 0, "encoder/block%d/conv%d/bias", index, l);
+            h = (h + s - 1) / s;
+            w = (w + s - 1) / s;
+        }
+        cin = C;
+    }
+    b->H = h;
+    b->W = w;
+    char prefix[2 * ARENA_NAME_MAX];
+    snprintf(prefix, sizeof prefix, "%s/block%d", part, index);
+    film_build(m, b, prefix);
+}
+
+static void block_alloc(vae_model *m, conv_block *b) {
+    size_t act = (size_t)m->max_batch * b->C * b->H * b->W;
+    for (int l = 0; l < b->nlayers; l++) {
+        int h = b->deconv ? b->h[l] * b->stride[l] : (b->h[l] + b->stride[l] - 1) / b->stride[l];
+        int w = b->deconv ? b->w[l] * b->stride[l] : (b->w[l] + b->stride[l] - 1) / b->stride[l];
+        size_t sz = (size_t)m->max_batch * b->cout[l] * h * w;
+        b->z[l] = alloc_buf(m, sz);
+        if (l + 1 < b->nlayers) b->a[l] = alloc_buf(m, sz);
+    }
+    if (b->film) {
+        mlp_alloc(m, &b->scale_mlp);
+        mlp_alloc(m, &b->shift_mlp);
+        b->scale = alloc_buf(m, (size_t)m->max_batch * b->C);
+        b->shift = alloc_buf(m, (size_t)m->max_batch * b->C);
+        b->f = alloc_buf(m, act);
+    } else {
+        b->f = b->z[b->nlayers - 1];
+    }
+    b->o = b->out_lrelu ? alloc_buf(m, act) : b->f;
+}
+
+/* The convolution geometry of layer l for n samples (layers.h: a deconv is
+ * the adjoint of the conv from its output space to its input space). */
+static conv_geom layer_geom(const conv_block *b, int l, int n) {
+    if (b->deconv)
+        return conv_geom_make(n, b->cout[l], b->h[l] * b->stride[l], b->w[l] * b->stride[l],
+                              b->cin[l], b->stride[l]);
+    return conv_geom_make(n, b->cin[l], b->h[l], b->w[l], b->cout[l], b->stride[l]);
+}
+
+vae_model *model_create(const yoto_config *cfg, int max_batch) {
+    YT_CHECK(max_batch > 0);
+    vae_model *m = yt_calloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->max_batch = max_batch;
+    m->in_h = cfg->model.input_shape[0];
+    m->in_w = cfg->model.input_shape[1];
+    m->in_c = cfg->model.input_shape[2];
+    m->latent = cfg->model.latent_dim;
+    m->out_c = cfg->model.decoder.channels_out;
+    m->cond_dim = cfg->model.conditioning.type == COND_FILM ? 2 : 0;
+    arena_init(&m->params);
+
+    /* encoder blocks: block b has base * 2^b channels */
+    const cfg_net *en = &cfg->model.encoder, *de = &cfg->model.decoder;
+    YT_CHECK(en->num_blocks >= 1 && en->num_blocks <= MODEL_MAX_BLOCKS);
+    YT_CHECK(de->num_blocks >= 1 && de->num_blocks <= MODEL_MAX_BLOCKS);
+    m->nblocks_enc = en->num_blocks;
+    int c = m->in_c, h = m->in_h, w = m->in_w;
+    for (int b = 0; b < en->num_blocks; b++) {
+        conv_block *blk = &m->enc[b];
+        blk->out_lrelu = b + 1 < en->num_blocks;
+        block_build(m, blk, false, b, c, h, w, en->base_channels << b, en->layers_per_block);
+        c = blk->C;
+        h = blk->H;
+        w = blk->W;
+    }
+    mlp_build(m, &m->enc_fc, c * h * w, en->fc_sizes.v, en->fc_sizes.n, false, "encoder/fc");
+    YT_CHECK(m->enc_fc.out[m->enc_fc.nlayers - 1] == 2 * m->latent);
+
+    /* decoder: fc, reshape, blocks B-1 .. 0, out conv */
+    mlp_build(m, &m->dec_fc, m->latent, de->fc_sizes.v, de->fc_sizes.n, false, "decoder/fc");
+    m->nblocks_dec = de->num_blocks;
+    h = de->reshape[0];
+    w = de->reshape[1];
+    c = de->reshape[2];
+    YT_CHECK(m->dec_fc.out[m->dec_fc.nlayers - 1] == h * w * c);
+    for (int k = de->num_blocks - 1; k >= 0; k--) {
+        conv_block *blk = &m->dec[k];
+        blk->out_lrelu = true;
+        block_build(m, blk, true, k, c, h, w, de->base_channels << k, de->layers_per_block);
+        c = blk->C;
+        h = blk->H;
+        w = blk->W;
+    }
+    YT_CHECK(h == m->in_h && w == m->in_w);
+    int ks[4] = {m->out_c, c, 3, 3}, bs[1] = {m->out_c};
+    m->out_kernel = add_tensor(m, false, 4, ks, 9 * c, 9 * m->out_c, "decoder/out/conv/kernel");
+    m->out_bias = add_tensor(m, false, 1, bs, 0, 0, "decoder/out/conv/bias");
+    arena_alloc(&m->params);
+
+    /* activations */
+    const size_t n = (size_t)max_batch;
+    size_t act_max = n * YT_MAX(m->in_c, m->out_c) * m->in_h * m->in_w;
+    int film_c = 1, mlp_w = 1;
+    size_t work = 0;
+    for (int b = 0; b < m->nblocks_enc + m->nblocks_dec; b++) {
+        conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
+        block_alloc(m, blk);
+        for (int l = 0; l < blk->nlayers; l++) {
+            conv_geom g = layer_geom(blk, l, max_batch);
+            work = YT_MAX(work, conv_work_size(&g));
+            act_max = YT_MAX(act_max, n * g.cin * g.h * g.w);
+            act_max = YT_MAX(act_max, n * g.cout * g.ho * g.wo);
+        }
+        film_c = YT_MAX(film_c, blk->C);
+        if (blk->film)
+            for (int i = 0; i < blk->scale_mlp.nlayers; i++) mlp_w = YT_MAX(mlp_w, blk->scale_mlp.out[i]);
+    }
+    for (int i = 0; i < m->enc_fc.nlayers; i++) mlp_w = YT_MAX(mlp_w, m->enc_fc.out[i]);
+    for (int i = 0; i < m->dec_fc.nlayers; i++) mlp_w = YT_MAX(mlp_w, m->dec_fc.out[i]);
+    conv_geom go = conv_geom_make(max_batch, c, m->in_h, m->in_w, m->out_c, 1);
+    work = YT_MAX(work, conv_work_size(&go));
+    mlp_alloc(m, &m->enc_fc);
+    mlp_alloc(m, &m->dec_fc);
+    const int L = m->latent;
+    m->flat = alloc_buf(m, n * m->enc_fc.in[0]);
+    m->mean = alloc_buf(m, n * L);
+    m->sigma = alloc_buf(m, n * L);
+    m->z = alloc_buf(m, n * L);
+    m->reshaped = alloc_buf(m, n * m->dec_fc.out[m->dec_fc.nlayers - 1]);
+    m->out = alloc_buf(m, n * m->out_c * m->in_h * m->in_w);
+    m->recon = yt_calloc(n, sizeof *m->recon);
+    m->kl = yt_calloc(n, sizeof *m->kl);
+    m->coef_rec = yt_calloc(n, sizeof *m->coef_rec);
+    m->coef_kl = yt_calloc(n, sizeof *m->coef_kl);
+    act_max = YT_MAX(act_max, n * m->enc_fc.in[0]);
+    act_max = YT_MAX(act_max, n * m->dec_fc.out[m->dec_fc.nlayers - 1]);
+    m->g0 = alloc_buf(m, act_max);
+    m->g1 = alloc_buf(m, act_max);
+    m->gs = alloc_buf(m, n * film_c);
+    m->gt = alloc_buf(m, n * film_c);
+    m->gm0 = alloc_buf(m, n * mlp_w);
+    m->gm1 = alloc_buf(m, n * mlp_w);
+    m->dcode = alloc_buf(m, n * 2 * L);
+    m->dmean = alloc_buf(m, n * L);
+    m->dsigma = alloc_buf(m, n * L);
+    m->dz = alloc_buf(m, n * L);
+    m->dinput = alloc_buf(m, n * m->in_c * m->in_h * m->in_w);
+    m->work_size = work;
+    m->work = alloc_buf(m, work);
+    return m;
+}
+
+void model_free(vae_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->nowned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->recon);
+    free(m->kl);
+    free(m->coef_rec);
+    free(m->coef_kl);
+    arena_free(&m->params);
+    free(m);
+}
+
+/* ---- initialisation ---------------------------------------------------------------- */
+
+void model_init_params(vae_model *m, uint64_t seed) {
+    const yoto_config *c = &m->cfg;
+    double conv_scale = 2.0 / (1.0 + c->model.alpha * c->model.alpha);
+    for (int i = 0; i < m->params.n; i++) {
+        const arena_tensor *t = &m->params.t[i];
+        real *p = arena_param(&m->params, i);
+        if (t->ndim == 1) { /* biases */
+            memset(p, 0, t->size * sizeof *p);
+            continue;
+        }
+        double scale, fan;
+        if (t->ndim == 4) {
+            scale = conv_scale;
+            fan = c->model.kernel_init == INIT_FAN_AVG ? 0.5 * (t->fan_in + t->fan_out) : t->fan_in;
+        } else {
+            scale = 2.0;
+            fan = t->fan_in;
+        }
+        double std = sqrt(scale / fan) / TRUNC_NORMAL_STD;
+        rng_stream s = rng_stream_make(seed, RNG_INIT, (uint32_t)i, 0, 0);
+        for (size_t j = 0; j < t->size; j++) p[j] = (real)(std * rng_truncated_normal(&s));
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------ */
+
+static real *P(const vae_model *m, int idx) { return arena_param(&m->params, idx); }
+static real *G(const vae_model *m, int idx) { return arena_grad(&m->params, idx); }
+
+static const real *mlp_forward(const vae_model *m, mlp *p, int n, const real *x) {
+    const real *in = x;
+    const real alpha = (real)m->cfg.model.dense_alpha;
+    for (int i = 0; i < p->nlayers; i++) {
+        dense_forward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), P(m, p->bias[i]), p->pre[i]);
+        if (i + 1 < p->nlayers) {
+            lrelu_forward((size_t)n * p->out[i], alpha, p->pre[i], p->post[i]);
+            in = p->post[i];
+        }
+    }
+    return p->pre[p->nlayers - 1];
+}
+
+/* out[i] = mult * v[i] + add */
+static void affine(size_t n, double mult, double add, const real *v, real *out) {
+    for (size_t i = 0; i < n; i++) out[i] = (real)(mult * v[i] + add);
+}
+
+static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const real *cond) {
+    const real alpha = (real)m->cfg.model.alpha;
+    const real *in = x;
+    for (int l = 0; l < b->nlayers; l++) {
+        conv_geom g = layer_geom(b, l, n);
+        if (b->deconv)
+            deconv_forward(&g, in, P(m, b->kernel[l]), P(m, b->bias[l]), b->z[l], m->work);
+        else
+            conv_forward(&g, in, P(m, b->kernel[l]), P(m, b->bias[l]), b->z[l], m->work);
+        if (l + 1 < b->nlayers) {
+            lrelu_forward((size_t)n * b->cout[l] * (b->deconv ? g.h * g.w : g.ho * g.wo), alpha,
+                          b->z[l], b->a[l]);
+            in = b->a[l];
+        }
+    }
+    const size_t size = (size_t)n * b->C * b->H * b->W;
+    if (b->film) {
+        const yoto_config *c = &m->cfg;
+        const real *s = mlp_forward(m, &b->scale_mlp, n, cond);
+        const real *t = mlp_forward(m, &b->shift_mlp, n, cond);
+        affine((size_t)n * b->C, c->model.conditioning.scales_mult,
+               c->model.conditioning.scales_add, s, b->scale);
+        affine((size_t)n * b->C, c->model.conditioning.shifts_mult,
+               c->model.conditioning.shifts_add, t, b->shift);
+        film_forward(b->C, n, b->H * b->W, b->z[b->nlayers - 1], b->scale, b->shift, b->f);
+    }
+    if (b->out_lrelu) lrelu_forward(size, alpha, b->f, b->o);
+}
+
+void model_decode(vae_model *m, int n, const real *z, const real *cond) {
+    YT_CHECK(n > 0 && n <= m->max_batch);
+    const cfg_net *de = &m->cfg.model.decoder;
+    const real *r = mlp_forward(m, &m->dec_fc, n, z);
+    rows_to_chan(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
+    const real *h = m->reshaped;
+    for (int k = m->nblocks_dec - 1; k >= 0; k--) {
+        block_forward(m, &m->dec[k], n, h, cond);
+        h = m->dec[k].o;
+    }
+    conv_geom g = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    conv_forward(&g, h, P(m, m->out_kernel), P(m, m->out_bias), m->out, m->work);
+}
+
+void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
+    YT_CHECK(n > 0 && n <= m->max_batch);
+    m->n = n;
+    m->x = x;
+    m->cond = cond;
+    m->eps = eps;
+    /* encoder */
+    const real *h = x;
+    for (int b = 0; b < m->nblocks_enc; b++) {
+        block_forward(m, &m->enc[b], n, h, cond);
+        h = m->enc[b].o;
+    }
+    const conv_block *last = &m->enc[m->nblocks_enc - 1];
+    chan_to_rows(last->C, n, last->H * last->W, h, m->flat);
+    const real *code = mlp_forward(m, &m->enc_fc, n, m->flat); /* [n][2L] */
+    /* posterior and reparameterised sample */
+    const int L = m->latent;
+    const real eps_s = (real)m->cfg.model.eps;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < L; j++) {
+            size_t k = (size_t)i * L + j;
+            m->mean[k] = code[(size_t)i * 2 * L + j];
+            m->sigma[k] = eps_s + softplus1(code[(size_t)i * 2 * L + L + j]);
+            m->z[k] = eps ? m->mean[k] + m->sigma[k] * eps[k] : m->mean[k];
+        }
+    model_decode(m, n, m->z, cond);
+    /* losses per sample */
+    const int hw = m->in_h * m->in_w;
+    if (m->cfg.model.output_distribution == OUT_BERNOULLI)
+        loss_bernoulli(m->in_c, n, hw, m->out, x, m->recon);
+    else
+        loss_gaussian(m->in_c, n, hw, m->cfg.model.eps, m->out, x, m->recon);
+    loss_kl(n, L, m->mean, m->sigma, m->kl);
+}
+
+/* ---- backward ------------------------------------------------------------------------ */
+
+/* dout: gradient w.r.t. the MLP's output (pre of its last layer); dx may be NULL. */
+static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real *dout, real *dx) {
+    const real alpha = (real)m->cfg.model.dense_alpha;
+    const real *d = dout;
+    real *buf[2] = {m->gm0, m->gm1};
+    int which = 0;
+    for (int i = p->nlayers - 1; i >= 0; i--) {
+        const real *in = i == 0 ? x : p->post[i - 1];
+        real *dnext = i == 0 ? dx : buf[which];
+        which ^= 1;
+        dense_backward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), d, dnext,
+                       G(m, p->kernel[i]), G(m, p->bias[i]));
+        if (i > 0) lrelu_backward((size_t)n * p->out[i - 1], alpha, p->pre[i - 1], dnext, dnext);
+        d = dnext;
+    }
+}
+
+/* d: gradient w.r.t. the block output (scratch, overwritten); spare: a second
+ * buffer. Returns the buffer holding the gradient w.r.t. the block input x,
+ * or NULL when want_dx is false. */
+static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, const real *cond,
+                            real *d, real *spare, bool want_dx) {
+    const real alpha = (real)m->cfg.model.alpha;
+    const int hw = b->H * b->W;
+    if (b->out_lrelu) lrelu_backward((size_t)n * b->C * hw, alpha, b->f, d, d);
+    if (b->film) {
+        const yoto_config *c = &m->cfg;
+        film_backward(b->C, n, hw, b->z[b->nlayers - 1], b->scale, d, d, m->gs, m->gt);
+        affine((size_t)n * b->C, c->model.conditioning.scales_mult, 0, m->gs, m->gs);
+        affine((size_t)n * b->C, c->model.conditioning.shifts_mult, 0, m->gt, m->gt);
+        mlp_backward(m, &b->scale_mlp, n, cond, m->gs, NULL);
+        mlp_backward(m, &b->shift_mlp, n, cond, m->gt, NULL);
+    }
+    for (int l = b->nlayers - 1; l >= 0; l--) {
+        conv_geom g = layer_geom(b, l, n);
+        const real *in = l == 0 ? x : b->a[l - 1];
+        real *dx = (l > 0 || want_dx) ? spare : NULL;
+        if (b->deconv)
+            deconv_backward(&g, in, P(m, b->kernel[l]), d, dx, G(m, b->kernel[l]),
+                            G(m, b->bias[l]), m->work);
+        else
+            conv_backward(&g, in, P(m, b->kernel[l]), d, dx, G(m, b->kernel[l]),
+                          G(m, b->bias[l]), m->work);
+        if (l > 0) {
+            size_t sz = (size_t)n * b->cin[l] * b->h[l] * b->w[l];
+            lrelu_backward(sz, alpha, b->z[l - 1], dx, dx);
+        }
+        if (dx) {
+            spare = d;
+            d = dx;
+        }
+    }
+    return want_dx ? d : NULL;
+}
+
+void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double scale,
+                    bool input_grad) {
+    const int n = m->n, L = m->latent, hw = m->in_h * m->in_w;
+    for (int i = 0; i < n; i++) {
+        m->coef_rec[i] = scale * w_rec[i];
+        m->coef_kl[i] = scale * w_kl[i];
+    }
+    /* decoder output */
+    if (m->cfg.model.output_distribution == OUT_BERNOULLI)
+        loss_bernoulli_backward(m->in_c, n, hw, m->out, m->x, m->coef_rec, m->g0);
+    else
+        loss_gaussian_backward(m->in_c, n, hw, m->cfg.model.eps, m->out, m->x, m->coef_rec, m->g0);
+    conv_geom go = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    conv_backward(&go, m->dec[0].o, P(m, m->out_kernel), m->g0, m->g1, G(m, m->out_kernel),
+                  G(m, m->out_bias), m->work);
+    /* decoder blocks, in reverse order of application: 0 .. B-1 */
+    real *d = m->g1, *spare = m->g0;
+    for (int k = 0; k < m->nblocks_dec; k++) {
+        const real *in = k == m->nblocks_dec - 1 ? m->reshaped : m->dec[k + 1].o;
+        d = block_backward(m, &m->dec[k], n, in, m->cond, d, spare, true);
+        spare = d == m->g0 ? m->g1 : m->g0;
+    }
+    /* reshape and decoder fc */
+    const cfg_net *de = &m->cfg.model.decoder;
+    chan_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
+    mlp_backward(m, &m->dec_fc, n, m->z, spare, m->dz);
+    /* z = mean + sigma eps, KL, sigma = eps + softplus(code2) */
+    for (size_t k = 0; k < (size_t)n * L; k++) {
+        m->dmean[k] = m->dz[k];
+        m->dsigma[k] = m->eps ? m->dz[k] * m->eps[k] : 0;
+    }
+    loss_kl_backward(n, L, m->mean, m->sigma, m->coef_kl, m->dmean, m->dsigma);
+    const real *code = m->enc_fc.pre[m->enc_fc.nlayers - 1];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < L; j++) {
+            size_t k = (size_t)i * L + j;
+            m->dcode[(size_t)i * 2 * L + j] = m->dmean[k];
+            m->dcode[(size_t)i * 2 * L + L + j] =
+                m->dsigma[k] * sigmoid1(code[(size_t)i * 2 * L + L + j]);
+        }
+    /* encoder fc, flatten, blocks B-1 .. 0 */
+    mlp_backward(m, &m->enc_fc, n, m->flat, m->dcode, m->g0);
+    const conv_block *last = &m->enc[m->nblocks_enc - 1];
+    rows_to_chan(last->C, n, last->H * last->W, m->g0, m->g1);
+    d = m->g1;
+    spare = m->g0;
+    for (int b = m->nblocks_enc - 1; b >= 0; b--) {
+        const real *in = b == 0 ? m->x : m->enc[b - 1].o;
+        bool want = b > 0 || input_grad;
+        d = block_backward(m, &m->enc[b], n, in, m->cond, d, spare, want);
+        if (d) spare = d == m->g0 ? m->g1 : m->g0;
+    }
+    if (input_grad) memcpy(m->dinput, d, (size_t)n * m->in_c * hw * sizeof *d);
+}
+
+/* ---- cost ---------------------------------------------------------------------------- */
+
+static double mlp_macs(const mlp *p) {
+    double s = 0;
+    for (int i = 0; i < p->nlayers; i++) s += (double)p->in[i] * p->out[i];
+    return s;
+}
+
+/* forward MACs and the MACs of the input gradients backward does NOT compute */
+static void cost(const vae_model *m, double *fwd, double *skipped) {
+    double f = 0, skip = 0;
+    for (int b = 0; b < m->nblocks_enc + m->nblocks_dec; b++) {
+        const conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
+        for (int l = 0; l < blk->nlayers; l++) {
+            conv_geom g = layer_geom(blk, l, 1);
+            f += conv_macs(&g);
+            if (b == 0 && l == 0) skip += conv_macs(&g); /* no gradient w.r.t. the image */
+        }
+        if (blk->film) {
+            f += mlp_macs(&blk->scale_mlp) + mlp_macs(&blk->shift_mlp);
+            /* nor w.r.t. the conditioning input */
+            skip += (double)blk->scale_mlp.in[0] * blk->scale_mlp.out[0] * 2;
+        }
+    }
+    f += mlp_macs(&m->enc_fc) + mlp_macs(&m->dec_fc);
+    f += (double)m->in_h * m->in_w * m->out_c * m->dec[0].C * 9;
+    *fwd = f;
+    *skipped = skip;
+}
+
+double model_forward_macs(const vae_model *m) {
+    double f, s;
+    cost(m, &f, &s);
+    return f;
+}
+
+double model_train_flops(const vae_model *m) {
+    double f, s;
+    cost(m, &f, &s);
+    return 2.0 * (3.0 * f - s);
+}

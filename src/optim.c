@@ -1,0 +1,43 @@
+/* optim.c — Adam (TF1 form), decoupled weight decay, learning-rate schedule. */
+#include "optim.h"
+
+#include <tgmath.h>
+
+adam_params optim_adam_params(const yoto_config *cfg) {
+    adam_params p = {
+        .beta1 = cfg->optimizer.beta1,
+        .beta2 = cfg->optimizer.beta2,
+        .epsilon = cfg->optimizer.epsilon,
+        .weight_decay = cfg->optimizer.weight_decay,
+    };
+    return p;
+}
+
+double optim_lr(const yoto_config *cfg, long step) {
+    double lr = cfg->optimizer.lr;
+    for (int k = 0; k < cfg->optimizer.decay_steps.n; k++)
+        if (step > cfg->optimizer.decay_steps.v[k]) lr *= cfg->optimizer.decay_factor;
+    return lr;
+}
+
+void optim_adam_step(arena *a, const adam_params *p, long t, double lr) {
+    YT_CHECK(t >= 1);
+    /* 1 - b in double: in float, 1 - 0.999f is off by 1.3e-5 relative */
+    const real b1 = (real)p->beta1, b2 = (real)p->beta2, eps = (real)p->epsilon;
+    const real c1 = (real)(1.0 - p->beta1), c2 = (real)(1.0 - p->beta2);
+    const real lr_t =
+        (real)(lr * sqrt(1.0 - pow(p->beta2, (double)t)) / (1.0 - pow(p->beta1, (double)t)));
+    /* computed in double, then rounded: 1 - 2e-9 is exactly 1 in float */
+    const real decay = (real)(1.0 - lr * p->weight_decay);
+    for (int i = 0; i < a->n; i++) {
+        const arena_tensor *tn = &a->t[i];
+        real *w = a->param + tn->offset, *g = a->grad + tn->offset;
+        real *m = a->adam_m + tn->offset, *v = a->adam_v + tn->offset;
+        const real keep = tn->conditioning ? 1 : decay;
+        for (size_t j = 0; j < tn->size; j++) {
+            m[j] = b1 * m[j] + c1 * g[j];
+            v[j] = b2 * v[j] + c2 * g[j] * g[j];
+            w[j] = (w[j] - lr_t * m[j] / (sqrt(v[j]) + eps)) * keep;
+        }
+    }
+}
