@@ -92,8 +92,4 @@ real sigmoid_xent1(real logit, real target);
 void chan_to_rows(int c, int n, int hw, const real *chan, real *rows);
 void rows_to_chan(int c, int n, int hw, const real *rows, real *chan);
 
-/* ---- GEMM of the real type: C = alpha op(A) op(B) + beta C, row-major ------- */
-void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,
-          const real *b, int ldb, real beta, real *c, int ldc);
-
 #endif

@@ -25,11 +25,20 @@
 #define MODEL_MAX_LAYERS 8 /* per block */
 #define MODEL_MAX_FC 8     /* dense layers per MLP */
 
+/* Time spent per layer when vae_model.profile is set (yoto bench). */
+#define MODEL_MAX_PROF 128
+typedef struct {
+    char name[64]; /* "encoder/block0/conv0", "decoder/block2/film", "loss" */
+    double fwd, bwd; /* seconds, accumulated */
+    double macs;     /* forward multiply-adds per image */
+} model_prof;
+
 /* A stack of dense layers; leaky ReLU between them, none after the last. */
 typedef struct {
     int nlayers;
     int in[MODEL_MAX_FC], out[MODEL_MAX_FC];
     int kernel[MODEL_MAX_FC], bias[MODEL_MAX_FC]; /* arena indices */
+    int prof;                                     /* entry in vae_model.prof */
     real *pre[MODEL_MAX_FC];  /* [n][out] layer outputs (with bias) */
     real *post[MODEL_MAX_FC]; /* [n][out] leaky ReLU of pre (all but the last) */
 } mlp;
@@ -45,6 +54,8 @@ typedef struct {
     int h[MODEL_MAX_LAYERS], w[MODEL_MAX_LAYERS]; /* layer input size */
     int stride[MODEL_MAX_LAYERS];
     int kernel[MODEL_MAX_LAYERS], bias[MODEL_MAX_LAYERS];
+    int prof[MODEL_MAX_LAYERS]; /* entries in vae_model.prof */
+    int prof_film;
     int C, H, W; /* block output */
     real *z[MODEL_MAX_LAYERS]; /* [C][n][hw] layer outputs (with bias) */
     real *a[MODEL_MAX_LAYERS]; /* leaky ReLU of z (all but the last layer) */
@@ -68,6 +79,11 @@ typedef struct {
     int nblocks_enc, nblocks_dec;
     mlp enc_fc, dec_fc;
     int out_kernel, out_bias;
+    int prof_out, prof_loss;
+
+    bool profile; /* accumulate per-layer times in prof */
+    int nprof;
+    model_prof prof[MODEL_MAX_PROF];
 
     /* activations, [n][...] unless noted */
     int n; /* samples of the last forward pass */

@@ -6,24 +6,13 @@
  */
 #include "layers.h"
 
-#include <cblas.h>
+#include "blas.h"
+
 #include <string.h>
 #include <tgmath.h>
 
 /* column buffer of one chunk, in reals (8 MB in float) */
 #define CONV_WORK_TARGET ((size_t)1 << 21)
-
-void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,
-          const real *b, int ldb, real beta, real *c, int ldc) {
-    if (m == 0 || n == 0) return;
-#ifdef YOTO_DOUBLE
-    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-#else
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-#endif
-}
 
 /* ---- geometry ---------------------------------------------------------------- */
 

@@ -19,6 +19,8 @@
 /* std of a unit normal truncated at +-2 (TF's VarianceScaling divides by it) */
 #define TRUNC_NORMAL_STD 0.87962566103423978
 
+static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *prof);
+
 /* ---- building --------------------------------------------------------------------- */
 
 /* An activation buffer of the model (zeroed), freed by model_free. */
@@ -46,11 +48,34 @@ static int add_tensor(vae_model *m, bool cond, int ndim, const int *shape, int f
     return arena_add(&m->params, name, ndim, shape, cond, fan_in, fan_out);
 }
 
+/* A profiling entry (yoto bench's per-layer times). */
+static int prof_add(vae_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int prof_add(vae_model *m, const char *fmt, ...) {
+    YT_CHECK(m->nprof < MODEL_MAX_PROF);
+    model_prof *p = &m->prof[m->nprof];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->name, sizeof p->name, fmt, ap);
+    va_end(ap);
+    return m->nprof++;
+}
+
+static double tic(const vae_model *m) { return m->profile ? yt_now() : 0; }
+static void toc(vae_model *m, int entry, double t0, bool backward) {
+    if (!m->profile || entry < 0) return;
+    double dt = yt_now() - t0;
+    if (backward)
+        m->prof[entry].bwd += dt;
+    else
+        m->prof[entry].fwd += dt;
+}
+
 /* Registers the dense layers of an MLP in -> sizes[0] -> ... -> sizes[k-1]. */
 static void mlp_build(vae_model *m, mlp *p, int in, const long *sizes, int k, bool cond,
                       const char *prefix) {
     YT_CHECK(k >= 1 && k <= MODEL_MAX_FC);
     p->nlayers = k;
+    p->prof = -1;
     for (int i = 0; i < k; i++) {
         p->in[i] = i == 0 ? in : p->out[i - 1];
         p->out[i] = (int)sizes[i];
@@ -107,12 +132,14 @@ static void block_build(vae_model *m, conv_block *b, bool deconv, int index, int
              * fan_in = 9 out, fan_out = 9 in */
             int ks[4] = {cin, C, 3, 3}, bs[1] = {C};
             b->kernel[l] = add_tensor(m, false, 4, ks, 9 * C, 9 * cin, "decoder/block%d/deconv%d/kernel", index, l);
+            b->prof[l] = prof_add(m, "decoder/block%d/deconv%d", index, l);
             b->bias[l] = add_tensor(m, false, 1, bs, 0, 0, "decoder/block%d/deconv%d/bias", index, l);
             h *= s;
             w *= s;
         } else {
             int ks[4] = {C, cin, 3, 3}, bs[1] = {C};
             b->kernel[l] = add_tensor(m, false, 4, ks, 9 * cin, 9 * C, "encoder/block%d/conv%d/kernel", index, l);
+            b->prof[l] = prof_add(m, "encoder/block%d/conv%d", index, l);
             b->bias[l] = add_tensor(m, false, 1, bs, 0, 0, "encoder/block%d/conv%d/bias", index, l);
             h = (h + s - 1) / s;
             w = (w + s - 1) / s;
@@ -124,6 +151,7 @@ static void block_build(vae_model *m, conv_block *b, bool deconv, int index, int
     char prefix[2 * ARENA_NAME_MAX];
     snprintf(prefix, sizeof prefix, "%s/block%d", part, index);
     film_build(m, b, prefix);
+    b->prof_film = prof_add(m, "%s/block%d/%s", part, index, b->film ? "film" : "lrelu");
 }
 
 static void block_alloc(vae_model *m, conv_block *b) {
@@ -184,10 +212,12 @@ vae_model *model_create(const yoto_config *cfg, int max_batch) {
         w = blk->W;
     }
     mlp_build(m, &m->enc_fc, c * h * w, en->fc_sizes.v, en->fc_sizes.n, false, "encoder/fc");
+    m->enc_fc.prof = prof_add(m, "encoder/fc");
     YT_CHECK(m->enc_fc.out[m->enc_fc.nlayers - 1] == 2 * m->latent);
 
     /* decoder: fc, reshape, blocks B-1 .. 0, out conv */
     mlp_build(m, &m->dec_fc, m->latent, de->fc_sizes.v, de->fc_sizes.n, false, "decoder/fc");
+    m->dec_fc.prof = prof_add(m, "decoder/fc");
     m->nblocks_dec = de->num_blocks;
     h = de->reshape[0];
     w = de->reshape[1];
@@ -205,6 +235,8 @@ vae_model *model_create(const yoto_config *cfg, int max_batch) {
     int ks[4] = {m->out_c, c, 3, 3}, bs[1] = {m->out_c};
     m->out_kernel = add_tensor(m, false, 4, ks, 9 * c, 9 * m->out_c, "decoder/out/conv/kernel");
     m->out_bias = add_tensor(m, false, 1, bs, 0, 0, "decoder/out/conv/bias");
+    m->prof_out = prof_add(m, "decoder/out/conv");
+    m->prof_loss = prof_add(m, "latent+loss");
     arena_alloc(&m->params);
 
     /* activations */
@@ -257,6 +289,8 @@ vae_model *model_create(const yoto_config *cfg, int max_batch) {
     m->dinput = alloc_buf(m, n * m->in_c * m->in_h * m->in_w);
     m->work_size = work;
     m->work = alloc_buf(m, work);
+    double f, skipped;
+    cost(m, &f, &skipped, m->prof);
     return m;
 }
 
@@ -303,7 +337,8 @@ void model_init_params(vae_model *m, uint64_t seed) {
 static real *P(const vae_model *m, int idx) { return arena_param(&m->params, idx); }
 static real *G(const vae_model *m, int idx) { return arena_grad(&m->params, idx); }
 
-static const real *mlp_forward(const vae_model *m, mlp *p, int n, const real *x) {
+static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x) {
+    double t0 = tic(m);
     const real *in = x;
     const real alpha = (real)m->cfg.model.dense_alpha;
     for (int i = 0; i < p->nlayers; i++) {
@@ -313,6 +348,7 @@ static const real *mlp_forward(const vae_model *m, mlp *p, int n, const real *x)
             in = p->post[i];
         }
     }
+    toc(m, p->prof, t0, false);
     return p->pre[p->nlayers - 1];
 }
 
@@ -325,6 +361,7 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
     const real alpha = (real)m->cfg.model.alpha;
     const real *in = x;
     for (int l = 0; l < b->nlayers; l++) {
+        double t0 = tic(m);
         conv_geom g = layer_geom(b, l, n);
         if (b->deconv)
             deconv_forward(&g, in, P(m, b->kernel[l]), P(m, b->bias[l]), b->z[l], m->work);
@@ -335,7 +372,9 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
                           b->z[l], b->a[l]);
             in = b->a[l];
         }
+        toc(m, b->prof[l], t0, false);
     }
+    double t0 = tic(m);
     const size_t size = (size_t)n * b->C * b->H * b->W;
     if (b->film) {
         const yoto_config *c = &m->cfg;
@@ -348,6 +387,7 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
         film_forward(b->C, n, b->H * b->W, b->z[b->nlayers - 1], b->scale, b->shift, b->f);
     }
     if (b->out_lrelu) lrelu_forward(size, alpha, b->f, b->o);
+    toc(m, b->prof_film, t0, false);
 }
 
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
@@ -360,8 +400,10 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
         block_forward(m, &m->dec[k], n, h, cond);
         h = m->dec[k].o;
     }
+    double t0 = tic(m);
     conv_geom g = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
     conv_forward(&g, h, P(m, m->out_kernel), P(m, m->out_bias), m->out, m->work);
+    toc(m, m->prof_out, t0, false);
 }
 
 void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
@@ -380,6 +422,7 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
     chan_to_rows(last->C, n, last->H * last->W, h, m->flat);
     const real *code = mlp_forward(m, &m->enc_fc, n, m->flat); /* [n][2L] */
     /* posterior and reparameterised sample */
+    double t0 = tic(m);
     const int L = m->latent;
     const real eps_s = (real)m->cfg.model.eps;
     for (int i = 0; i < n; i++)
@@ -389,20 +432,24 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
             m->sigma[k] = eps_s + softplus1(code[(size_t)i * 2 * L + L + j]);
             m->z[k] = eps ? m->mean[k] + m->sigma[k] * eps[k] : m->mean[k];
         }
+    toc(m, m->prof_loss, t0, false);
     model_decode(m, n, m->z, cond);
     /* losses per sample */
+    t0 = tic(m);
     const int hw = m->in_h * m->in_w;
     if (m->cfg.model.output_distribution == OUT_BERNOULLI)
         loss_bernoulli(m->in_c, n, hw, m->out, x, m->recon);
     else
         loss_gaussian(m->in_c, n, hw, m->cfg.model.eps, m->out, x, m->recon);
     loss_kl(n, L, m->mean, m->sigma, m->kl);
+    toc(m, m->prof_loss, t0, false);
 }
 
 /* ---- backward ------------------------------------------------------------------------ */
 
 /* dout: gradient w.r.t. the MLP's output (pre of its last layer); dx may be NULL. */
 static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real *dout, real *dx) {
+    double t0 = tic(m);
     const real alpha = (real)m->cfg.model.dense_alpha;
     const real *d = dout;
     real *buf[2] = {m->gm0, m->gm1};
@@ -416,6 +463,7 @@ static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real 
         if (i > 0) lrelu_backward((size_t)n * p->out[i - 1], alpha, p->pre[i - 1], dnext, dnext);
         d = dnext;
     }
+    toc(m, p->prof, t0, true);
 }
 
 /* d: gradient w.r.t. the block output (scratch, overwritten); spare: a second
@@ -425,6 +473,7 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
                             real *d, real *spare, bool want_dx) {
     const real alpha = (real)m->cfg.model.alpha;
     const int hw = b->H * b->W;
+    double t0 = tic(m);
     if (b->out_lrelu) lrelu_backward((size_t)n * b->C * hw, alpha, b->f, d, d);
     if (b->film) {
         const yoto_config *c = &m->cfg;
@@ -434,7 +483,9 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
         mlp_backward(m, &b->scale_mlp, n, cond, m->gs, NULL);
         mlp_backward(m, &b->shift_mlp, n, cond, m->gt, NULL);
     }
+    toc(m, b->prof_film, t0, true);
     for (int l = b->nlayers - 1; l >= 0; l--) {
+        t0 = tic(m);
         conv_geom g = layer_geom(b, l, n);
         const real *in = l == 0 ? x : b->a[l - 1];
         real *dx = (l > 0 || want_dx) ? spare : NULL;
@@ -452,6 +503,7 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
             spare = d;
             d = dx;
         }
+        toc(m, b->prof[l], t0, true);
     }
     return want_dx ? d : NULL;
 }
@@ -459,6 +511,7 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
 void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double scale,
                     bool input_grad) {
     const int n = m->n, L = m->latent, hw = m->in_h * m->in_w;
+    double t0 = tic(m);
     for (int i = 0; i < n; i++) {
         m->coef_rec[i] = scale * w_rec[i];
         m->coef_kl[i] = scale * w_kl[i];
@@ -468,9 +521,12 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         loss_bernoulli_backward(m->in_c, n, hw, m->out, m->x, m->coef_rec, m->g0);
     else
         loss_gaussian_backward(m->in_c, n, hw, m->cfg.model.eps, m->out, m->x, m->coef_rec, m->g0);
+    toc(m, m->prof_loss, t0, true);
+    t0 = tic(m);
     conv_geom go = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
     conv_backward(&go, m->dec[0].o, P(m, m->out_kernel), m->g0, m->g1, G(m, m->out_kernel),
                   G(m, m->out_bias), m->work);
+    toc(m, m->prof_out, t0, true);
     /* decoder blocks, in reverse order of application: 0 .. B-1 */
     real *d = m->g1, *spare = m->g0;
     for (int k = 0; k < m->nblocks_dec; k++) {
@@ -483,6 +539,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     chan_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
     mlp_backward(m, &m->dec_fc, n, m->z, spare, m->dz);
     /* z = mean + sigma eps, KL, sigma = eps + softplus(code2) */
+    t0 = tic(m);
     for (size_t k = 0; k < (size_t)n * L; k++) {
         m->dmean[k] = m->dz[k];
         m->dsigma[k] = m->eps ? m->dz[k] * m->eps[k] : 0;
@@ -496,6 +553,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
             m->dcode[(size_t)i * 2 * L + L + j] =
                 m->dsigma[k] * sigmoid1(code[(size_t)i * 2 * L + L + j]);
         }
+    toc(m, m->prof_loss, t0, true);
     /* encoder fc, flatten, blocks B-1 .. 0 */
     mlp_backward(m, &m->enc_fc, n, m->flat, m->dcode, m->g0);
     const conv_block *last = &m->enc[m->nblocks_enc - 1];
@@ -520,35 +578,43 @@ static double mlp_macs(const mlp *p) {
 }
 
 /* forward MACs and the MACs of the input gradients backward does NOT compute */
-static void cost(const vae_model *m, double *fwd, double *skipped) {
+static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *prof) {
     double f = 0, skip = 0;
     for (int b = 0; b < m->nblocks_enc + m->nblocks_dec; b++) {
         const conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
         for (int l = 0; l < blk->nlayers; l++) {
             conv_geom g = layer_geom(blk, l, 1);
             f += conv_macs(&g);
+            if (prof) prof[blk->prof[l]].macs = conv_macs(&g);
             if (b == 0 && l == 0) skip += conv_macs(&g); /* no gradient w.r.t. the image */
         }
         if (blk->film) {
             f += mlp_macs(&blk->scale_mlp) + mlp_macs(&blk->shift_mlp);
+            if (prof) prof[blk->prof_film].macs = mlp_macs(&blk->scale_mlp) + mlp_macs(&blk->shift_mlp);
             /* nor w.r.t. the conditioning input */
             skip += (double)blk->scale_mlp.in[0] * blk->scale_mlp.out[0] * 2;
         }
     }
     f += mlp_macs(&m->enc_fc) + mlp_macs(&m->dec_fc);
-    f += (double)m->in_h * m->in_w * m->out_c * m->dec[0].C * 9;
+    double out = (double)m->in_h * m->in_w * m->out_c * m->dec[0].C * 9;
+    f += out;
+    if (prof) {
+        prof[m->enc_fc.prof].macs = mlp_macs(&m->enc_fc);
+        prof[m->dec_fc.prof].macs = mlp_macs(&m->dec_fc);
+        prof[m->prof_out].macs = out;
+    }
     *fwd = f;
     *skipped = skip;
 }
 
 double model_forward_macs(const vae_model *m) {
     double f, s;
-    cost(m, &f, &s);
+    cost(m, &f, &s, NULL);
     return f;
 }
 
 double model_train_flops(const vae_model *m) {
     double f, s;
-    cost(m, &f, &s);
+    cost(m, &f, &s, NULL);
     return 2.0 * (3.0 * f - s);
 }

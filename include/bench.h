@@ -1,0 +1,29 @@
+/* bench.h — `yoto bench`: the training step timed on synthetic data of a
+ * config's shape, with the machine's own sgemm as the yardstick.
+ *
+ * Reports median images/s, the analytic training FLOPs per image, achieved
+ * GFLOP/s and its ratio to a single-thread 1024^3 sgemm measured in the same
+ * run, the per-phase and per-layer breakdown, which OpenBLAS kernels run, and
+ * peak RSS. Under mpirun every rank trains its replica and the gradient is
+ * allreduced, as in training. Numbers are ratios from one run, never asserted
+ * against wall-clock limits in tests.
+ */
+#ifndef YOTO_BENCH_H
+#define YOTO_BENCH_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+typedef struct {
+    int steps;   /* timed steps (median over them) */
+    int warmup;  /* untimed steps first */
+    int threads; /* OpenBLAS threads per rank; 0 = the config's train.threads */
+    bool json;   /* one JSON object on stdout instead of the table */
+    const char *config_path; /* for the report */
+} bench_opts;
+
+/* Collective under MPI. Returns YT_OK or an error status (message set). */
+int bench_run(const yoto_config *cfg, const bench_opts *o);
+
+#endif

@@ -1,0 +1,87 @@
+/* blas.c — OpenBLAS: GEMM wrapper, kernel/core checks, the sgemm yardstick. */
+#include "blas.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,
+          const real *b, int ldb, real beta, real *c, int ldc) {
+    if (m == 0 || n == 0) return;
+#ifdef YOTO_DOUBLE
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#else
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
+
+const char *blas_corename(void) {
+    const char *s = openblas_get_corename();
+    return s ? s : "unknown";
+}
+
+int blas_threads(void) { return openblas_get_num_threads(); }
+void blas_set_threads(int n) { openblas_set_num_threads(n); }
+
+const char *blas_cpu_isa(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+    if (__builtin_cpu_supports("avx")) return "avx";
+#endif
+    return "sse";
+}
+
+/* OpenBLAS x86-64 cores with AVX2 (or better) kernels */
+static bool core_has_avx2_kernels(const char *core) {
+    static const char *fast[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids",
+                                 "Excavator"};
+    for (size_t i = 0; i < YT_ARRAY_LEN(fast); i++)
+        if (strcasecmp(core, fast[i]) == 0) return true;
+    return false;
+}
+
+bool blas_core_is_fallback(void) {
+    const char *isa = blas_cpu_isa();
+    bool cpu_avx2 = strcmp(isa, "avx2") == 0 || strcmp(isa, "avx512") == 0;
+    return cpu_avx2 && !core_has_avx2_kernels(blas_corename());
+}
+
+const char *blas_core_advice(void) {
+    static char msg[320];
+    if (!blas_core_is_fallback()) return NULL;
+    bool avx512 = strcmp(blas_cpu_isa(), "avx512") == 0;
+    snprintf(msg, sizeof msg,
+             "OpenBLAS runs its generic '%s' kernels on a CPU with %s, several times slower; "
+             "set OPENBLAS_CORETYPE=%s (or Haswell) in the environment of every rank",
+             blas_corename(), avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
+    return msg;
+}
+
+double blas_sgemm_gflops(int n, int reps) {
+    size_t nn = (size_t)n * n;
+    float *a = yt_malloc(nn * sizeof *a), *b = yt_malloc(nn * sizeof *b), *c = yt_malloc(nn * sizeof *c);
+    for (size_t i = 0; i < nn; i++) {
+        a[i] = (float)((i * 7) % 13) * 0.01f;
+        b[i] = (float)((i * 5) % 11) * 0.01f;
+    }
+    int threads = blas_threads();
+    blas_set_threads(1);
+    double best = 1e30;
+    for (int r = 0; r < reps + 1; r++) { /* the first run warms up */
+        double t = yt_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t = yt_now() - t;
+        if (r > 0 && t < best) best = t;
+    }
+    blas_set_threads(threads);
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * (double)nn / best / 1e9;
+}
