@@ -1,0 +1,39 @@
+/* h5io.h — small HDF5 helpers every file-writing module shares: file access
+ * (MPI-IO when MPI runs), collective transfer, scalar attributes, strings.
+ *
+ * Conventions: attributes and dataset creation are collective metadata
+ * operations (every rank calls them with the same values); h5io_write_*
+ * write rank 0's data collectively (other ranks select nothing).
+ */
+#ifndef YOTO_H5IO_H
+#define YOTO_H5IO_H
+
+#include <hdf5.h>
+#include <stdbool.h>
+
+/* Turns off HDF5's automatic error-stack printing: yoto reports its own
+ * messages (file, dataset, what was expected). YOTO_HDF5_DEBUG=1 keeps it. */
+void h5io_quiet(void);
+/* File access: MPI-IO on dist_comm() when parallel and MPI runs, else the
+ * default (sec2) driver. Caller closes. */
+hid_t h5io_fapl(bool parallel);
+/* Collective data transfer when MPI runs (else default). Caller closes. */
+hid_t h5io_dxpl(void);
+
+int h5io_attr_set_long(hid_t obj, const char *name, long v);
+int h5io_attr_set_double(hid_t obj, const char *name, double v);
+int h5io_attr_set_string(hid_t obj, const char *name, const char *v);
+/* Readers return YT_OK or YT_ERR_USAGE (missing or wrong type); no message. */
+int h5io_attr_get_long(hid_t obj, const char *name, long *v);
+int h5io_attr_get_double(hid_t obj, const char *name, double *v);
+/* malloc'd string (fixed or variable length), or NULL */
+char *h5io_attr_get_string(hid_t obj, const char *name);
+
+/* A scalar fixed-length UTF-8 string dataset (parallel HDF5 cannot write
+ * variable-length data; h5py reads it as bytes). */
+int h5io_write_string(hid_t loc, const char *name, const char *text);
+char *h5io_read_string(hid_t loc, const char *name); /* malloc'd, or NULL */
+/* true when path (a/b/c) exists below loc, every link on the way included */
+bool h5io_exists(hid_t loc, const char *path);
+
+#endif
