@@ -48,4 +48,27 @@ void dist_allreduce_sum_double(double *buf, size_t n);
 long dist_allreduce_min_long(long x);
 long dist_allreduce_max_long(long x);
 
+/* ---- gradient allreduce, overlapped with the backward pass ------------------
+ * The gradient arena is cut into buckets from its end (the backward pass
+ * finishes the last tensors first). As model_backward reports that the suffix
+ * [lo, n) is final, every bucket inside it starts an MPI_Iallreduce, and the
+ * ones in flight are progressed with MPI_Test (Open MPI makes no progress
+ * otherwise). dist_sync_finish waits for the rest. Blocking mode: one
+ * MPI_Allreduce over the whole arena in dist_sync_finish. */
+typedef struct dist_sync dist_sync;
+
+typedef struct {
+    double exposed_s; /* time the caller spent inside this module's MPI calls */
+    long buckets;     /* allreduces issued */
+} dist_sync_stats;
+
+dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, bool overlap);
+void dist_sync_free(dist_sync *s);
+void dist_sync_begin(dist_sync *s);           /* a new step: nothing in flight */
+void dist_sync_ready(dist_sync *s, size_t lo); /* buf[lo, n) is final */
+void dist_sync_finish(dist_sync *s);          /* everything summed on every rank */
+/* accumulated since the last reset */
+dist_sync_stats dist_sync_get_stats(const dist_sync *s);
+void dist_sync_reset_stats(dist_sync *s);
+
 #endif

@@ -81,6 +81,11 @@ typedef struct {
     int out_kernel, out_bias;
     int prof_out, prof_loss;
 
+    /* Called during model_backward each time the gradient of the arena suffix
+     * [lo, total) is final (the training loop starts allreduces there). */
+    void (*grad_ready)(void *ctx, size_t lo);
+    void *grad_ready_ctx;
+
     bool profile; /* accumulate per-layer times in prof */
     int nprof;
     model_prof prof[MODEL_MAX_PROF];

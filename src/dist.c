@@ -161,3 +161,85 @@ long dist_allreduce_max_long(long x) {
         MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD));
     return r;
 }
+
+/* ---- bucketed gradient allreduce ----------------------------------------------------- */
+
+struct dist_sync {
+    real *buf;
+    size_t n, bucket;
+    bool overlap;
+    int nbuckets;
+    int started;   /* buckets 0..started-1 are in flight or done (from the end) */
+    MPI_Request *req;
+    dist_sync_stats stats;
+};
+
+dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, bool overlap) {
+    dist_sync *s = yt_calloc(1, sizeof *s);
+    s->buf = buf;
+    s->n = n;
+    s->bucket = bucket_elems > 0 ? bucket_elems : n;
+    if (s->bucket > (size_t)INT_MAX) s->bucket = (size_t)INT_MAX;
+    s->overlap = overlap && dist_active() && g_size > 1;
+    s->nbuckets = n ? (int)((n + s->bucket - 1) / s->bucket) : 0;
+    s->req = yt_calloc((size_t)(s->nbuckets ? s->nbuckets : 1), sizeof *s->req);
+    for (int i = 0; i < s->nbuckets; i++) s->req[i] = MPI_REQUEST_NULL;
+    return s;
+}
+
+void dist_sync_free(dist_sync *s) {
+    if (!s) return;
+    free(s->req);
+    free(s);
+}
+
+void dist_sync_begin(dist_sync *s) { s->started = 0; }
+
+/* bucket k covers [lo_k, hi_k), counted from the end of the buffer */
+static void bucket_range(const dist_sync *s, int k, size_t *lo, size_t *hi) {
+    *hi = s->n - (size_t)k * s->bucket;
+    *lo = *hi > s->bucket ? *hi - s->bucket : 0;
+}
+
+static void start_bucket(dist_sync *s, int k) {
+    size_t lo, hi;
+    bucket_range(s, k, &lo, &hi);
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, s->buf + lo, (int)(hi - lo), REAL_MPI, MPI_SUM,
+                             MPI_COMM_WORLD, &s->req[k]));
+    s->stats.buckets++;
+}
+
+void dist_sync_ready(dist_sync *s, size_t lo_final) {
+    if (!s->overlap) return;
+    double t0 = yt_now();
+    while (s->started < s->nbuckets) {
+        size_t lo, hi;
+        bucket_range(s, s->started, &lo, &hi);
+        if (lo < lo_final) break;
+        start_bucket(s, s->started++);
+    }
+    /* progress what is in flight */
+    for (int k = 0; k < s->started; k++)
+        if (s->req[k] != MPI_REQUEST_NULL) {
+            int done = 0;
+            MPI_CHECK(MPI_Test(&s->req[k], &done, MPI_STATUS_IGNORE));
+        }
+    s->stats.exposed_s += yt_now() - t0;
+}
+
+void dist_sync_finish(dist_sync *s) {
+    double t0 = yt_now();
+    if (!s->overlap) {
+        if (dist_active() && g_size > 1) {
+            dist_allreduce_sum_real(s->buf, s->n);
+            s->stats.buckets++;
+        }
+    } else {
+        while (s->started < s->nbuckets) start_bucket(s, s->started++);
+        MPI_CHECK(MPI_Waitall(s->nbuckets, s->req, MPI_STATUSES_IGNORE));
+    }
+    s->stats.exposed_s += yt_now() - t0;
+}
+
+dist_sync_stats dist_sync_get_stats(const dist_sync *s) { return s->stats; }
+void dist_sync_reset_stats(dist_sync *s) { memset(&s->stats, 0, sizeof s->stats); }

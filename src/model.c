@@ -508,6 +508,11 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
     return want_dx ? d : NULL;
 }
 
+/* tell the caller that the gradient of [offset of tensor idx, total) is final */
+static void grad_ready(vae_model *m, int idx) {
+    if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, idx < 0 ? 0 : m->params.t[idx].offset);
+}
+
 void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double scale,
                     bool input_grad) {
     const int n = m->n, L = m->latent, hw = m->in_h * m->in_w;
@@ -527,17 +532,22 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     conv_backward(&go, m->dec[0].o, P(m, m->out_kernel), m->g0, m->g1, G(m, m->out_kernel),
                   G(m, m->out_bias), m->work);
     toc(m, m->prof_out, t0, true);
+    /* the arena holds tensors in order of application, so what backward has
+     * finished is always a suffix of it */
+    grad_ready(m, m->out_kernel);
     /* decoder blocks, in reverse order of application: 0 .. B-1 */
     real *d = m->g1, *spare = m->g0;
     for (int k = 0; k < m->nblocks_dec; k++) {
         const real *in = k == m->nblocks_dec - 1 ? m->reshaped : m->dec[k + 1].o;
         d = block_backward(m, &m->dec[k], n, in, m->cond, d, spare, true);
         spare = d == m->g0 ? m->g1 : m->g0;
+        grad_ready(m, m->dec[k].kernel[0]);
     }
     /* reshape and decoder fc */
     const cfg_net *de = &m->cfg.model.decoder;
     chan_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
     mlp_backward(m, &m->dec_fc, n, m->z, spare, m->dz);
+    grad_ready(m, m->dec_fc.kernel[0]);
     /* z = mean + sigma eps, KL, sigma = eps + softplus(code2) */
     t0 = tic(m);
     for (size_t k = 0; k < (size_t)n * L; k++) {
@@ -556,6 +566,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     toc(m, m->prof_loss, t0, true);
     /* encoder fc, flatten, blocks B-1 .. 0 */
     mlp_backward(m, &m->enc_fc, n, m->flat, m->dcode, m->g0);
+    grad_ready(m, m->enc_fc.kernel[0]);
     const conv_block *last = &m->enc[m->nblocks_enc - 1];
     rows_to_chan(last->C, n, last->H * last->W, m->g0, m->g1);
     d = m->g1;
@@ -565,6 +576,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         bool want = b > 0 || input_grad;
         d = block_backward(m, &m->enc[b], n, in, m->cond, d, spare, want);
         if (d) spare = d == m->g0 ? m->g1 : m->g0;
+        grad_ready(m, m->enc[b].kernel[0]);
     }
     if (input_grad) memcpy(m->dinput, d, (size_t)n * m->in_c * hw * sizeof *d);
 }
