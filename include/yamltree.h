@@ -21,11 +21,11 @@ typedef enum { YN_SCALAR, YN_SEQ, YN_MAP } yn_kind;
 
 typedef struct yn_node {
     yn_kind kind;
-    int src;       /* caller's number for the text it came from */
-    int line, col; /* 1-based */
-    char *text;    /* scalar: its value, NUL-terminated */
-    bool plain;    /* scalar: unquoted and untagged */
-    int n, cap;    /* seq: n items; map: n/2 pairs */
+    int src;               /* caller's number for the text it came from */
+    int line, col;         /* 1-based */
+    char *text;            /* scalar: its value, NUL-terminated */
+    bool plain;            /* scalar: unquoted and untagged */
+    int n, cap;            /* seq: n items; map: n/2 pairs */
     struct yn_node **kids; /* seq: items; map: key0, value0, key1, value1, ... */
 } yn_node;
 

@@ -47,20 +47,21 @@ enum { EXCL_LO = 1, EXCL_HI = 2 };
 typedef struct key_def {
     const char *name;
     key_type type;
-    size_t off;       /* from the enclosing mapping's base */
-    size_t size;      /* T_STR, T_STRS: capacity of one string; T_INTARR: count; T_MAPLIST: elem size */
-    const char *dflt; /* default as YAML text; NULL: required (T_MAP: never required) */
-    double lo, hi;    /* numbers and list elements: range; T_STR/T_STRS: lo = min length */
-    int excl;         /* EXCL_LO / EXCL_HI: open ends of the range */
-    int min_n, max_n; /* lists: length bounds */
-    size_t count_off; /* T_STRS, T_MAPLIST: offset of the int count (same base as off) */
-    const char *const *names;    /* T_ENUM: spelling of each value, NULL-terminated */
+    size_t off;  /* from the enclosing mapping's base */
+    size_t size; /* T_STR, T_STRS: capacity of one string; T_INTARR: count; T_MAPLIST: elem size */
+    const char *dflt;         /* default as YAML text; NULL: required (T_MAP: never required) */
+    double lo, hi;            /* numbers and list elements: range; T_STR/T_STRS: lo = min length */
+    int excl;                 /* EXCL_LO / EXCL_HI: open ends of the range */
+    int min_n, max_n;         /* lists: length bounds */
+    size_t count_off;         /* T_STRS, T_MAPLIST: offset of the int count (same base as off) */
+    const char *const *names; /* T_ENUM: spelling of each value, NULL-terminated */
     const struct key_def *child; /* T_MAP, T_MAPLIST: the keys of the mapping */
 } key_def;
 
 /* The table's offsets are checked against the struct's member types at
  * compile time: _Generic without a default refuses a member of another type,
  * so a row cannot write a long into an int or an int into an enum. */
+/* clang-format off */
 #define MEM(T, m) (((T *)0)->m)
 #define OFF_AS(T, m, ty) _Generic(MEM(T, m), ty: offsetof(T, m))
 #define OFF_ENUM(T, m)                                                                             \
@@ -70,7 +71,6 @@ typedef struct key_def {
              cfg_allreduce: offsetof(T, m), cfg_eval_z: offsetof(T, m))
 #define NOLO (-HUGE_VAL)
 #define NOHI HUGE_VAL
-#define BIG 1e15 /* "no practical limit" for counts of steps and rows */
 
 /* A section of yoto_config is an anonymous struct: its keys keep yoto_config
  * offsets and the section row has offset 0. */
@@ -98,7 +98,8 @@ typedef struct key_def {
 #define K_INTARR(nm, T, m, d, l, h)                                                                \
     {.name = nm, .type = T_INTARR, .off = OFF_AS(T, m, int *),                                     \
      .size = sizeof(MEM(T, m)) / sizeof(int), .dflt = d, .lo = l, .hi = h,                         \
-     .min_n = (int)(sizeof(MEM(T, m)) / sizeof(int)), .max_n = (int)(sizeof(MEM(T, m)) / sizeof(int))}
+     .min_n = (int)(sizeof(MEM(T, m)) / sizeof(int)),                                              \
+     .max_n = (int)(sizeof(MEM(T, m)) / sizeof(int))}
 #define K_REALS(nm, T, m, d, l, h, x, minn)                                                        \
     {.name = nm, .type = T_REALS, .off = OFF_AS(T, m, cfg_reals), .dflt = d, .lo = l, .hi = h,     \
      .excl = x, .min_n = minn, .max_n = CFG_LIST_MAX}
@@ -114,6 +115,8 @@ typedef struct key_def {
     {.name = nm, .type = T_PIPE, .off = OFF_AS(T, m, cfg_pipeline), .dflt = d,                     \
      .max_n = CFG_PREOPS_MAX}
 #define K_END {.name = NULL}
+
+/* clang-format on */
 
 /* Enum spellings, in the order of the C enums in config.h. */
 static const char *const output_names[] = {"bernoulli", "gaussian", NULL};
@@ -227,7 +230,7 @@ static const key_def optimizer_keys[] = {
     K_REAL("beta2", Y, optimizer.beta2, "0.999", 0, 1, EXCL_HI),
     K_REAL("epsilon", Y, optimizer.epsilon, "1.0e-8", 0, NOHI, EXCL_LO),
     K_REAL("decay_factor", Y, optimizer.decay_factor, "1.0", 0, 1, EXCL_LO),
-    K_INTS("decay_steps", Y, optimizer.decay_steps, "[]", 1, BIG, 0),
+    K_INTS("decay_steps", Y, optimizer.decay_steps, "[]", 1, NOHI, 0),
     K_REAL("weight_decay", Y, optimizer.weight_decay, "0.0", 0, NOHI, 0),
     K_END,
 };
@@ -235,10 +238,10 @@ static const key_def optimizer_keys[] = {
 static const key_def train_keys[] = {
     K_LONG("batch_size", Y, train.batch_size, "0", 0, 1e9),
     K_LONG("batch_per_rank", Y, train.batch_per_rank, "0", 0, 1e9),
-    K_LONG("steps", Y, train.steps, NULL, 1, BIG),
-    K_LONG("checkpoint_every", Y, train.checkpoint_every, "10000", 0, BIG),
+    K_LONG("steps", Y, train.steps, NULL, 1, NOHI),
+    K_LONG("checkpoint_every", Y, train.checkpoint_every, "10000", 0, NOHI),
     K_LONG("keep_checkpoints", Y, train.keep_checkpoints, "0", 0, 1e9),
-    K_LONG("log_every", Y, train.log_every, "100", 1, BIG),
+    K_LONG("log_every", Y, train.log_every, "100", 1, NOHI),
     K_INT("threads", Y, train.threads, "1", 1, 1024),
     K_ENUM("allreduce", Y, train.allreduce, "bucketed", allreduce_names),
     K_REAL("bucket_mb", Y, train.bucket_mb, "25.0", 0, 1e6, EXCL_LO),
@@ -247,8 +250,8 @@ static const key_def train_keys[] = {
 
 static const key_def eval_keys[] = {
     K_LONG("batch_size", Y, eval.batch_size, "64", 1, 1e9),
-    K_LONG("max_batches", Y, eval.max_batches, "0", 0, BIG),
-    K_LONG("every", Y, eval.every, "0", 0, BIG),
+    K_LONG("max_batches", Y, eval.max_batches, "0", 0, NOHI),
+    K_LONG("every", Y, eval.every, "0", 0, NOHI),
     K_STRS("splits", Y, eval.splits, eval.n_splits, NULL, 1),
     K_REALS("betas", Y, eval.betas, NULL, 0, NOHI, EXCL_LO, 1),
     K_REAL("w_rec", Y, eval.w_rec, "1.0", 0, NOHI, EXCL_LO),
@@ -309,7 +312,8 @@ static void fmt_real(double v, bool yaml_style, char *buf, size_t size) {
         snprintf(mant, sizeof mant, "%.*s", (int)(e - tmp), tmp);
         char sign = e[1];
         const char *d = e + 2;
-        while (*d == '0' && d[1]) d++;
+        while (*d == '0' && d[1])
+            d++;
         snprintf(expo, sizeof expo, "e%c%s", sign, d);
     } else {
         snprintf(mant, sizeof mant, "%s", tmp);
@@ -321,8 +325,10 @@ static void fmt_real(double v, bool yaml_style, char *buf, size_t size) {
 
 /* A number for messages: 16, 0.5, 1e-06. */
 static const char *num(double v, char *buf, size_t size) {
-    if (isinf(v)) snprintf(buf, size, v > 0 ? "inf" : "-inf");
-    else fmt_real(v, false, buf, size);
+    if (isinf(v))
+        snprintf(buf, size, v > 0 ? "inf" : "-inf");
+    else
+        fmt_real(v, false, buf, size);
     return buf;
 }
 
@@ -331,8 +337,10 @@ static const char *num(double v, char *buf, size_t size) {
 static int edit_distance(const char *a, const char *b) {
     int la = (int)YT_MIN(strlen(a), 63), lb = (int)YT_MIN(strlen(b), 63);
     int d[64][64];
-    for (int i = 0; i <= la; i++) d[i][0] = i;
-    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (int j = 0; j <= lb; j++)
+        d[0][j] = j;
     for (int i = 1; i <= la; i++)
         for (int j = 1; j <= lb; j++) {
             int cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
@@ -422,12 +430,26 @@ static const cfg_loc *find_loc(const yoto_config *cfg, const char *key) {
 static const char *expected(const key_def *k, char *buf, size_t size) {
     const char *what = "a value";
     switch (k->type) {
-    case T_INT: case T_LONG: case T_U64: case T_INTS: case T_INTARR: what = "an integer"; break;
-    case T_REAL: case T_REALS: what = "a real number"; break;
-    case T_BOOL: return "true or false";
-    case T_STR: case T_STRS: return "a string";
-    case T_PIPE: return "a preprocessing op string such as \"resize(40)\"";
-    default: return "a value";
+    case T_INT:
+    case T_LONG:
+    case T_U64:
+    case T_INTS:
+    case T_INTARR:
+        what = "an integer";
+        break;
+    case T_REAL:
+    case T_REALS:
+        what = "a real number";
+        break;
+    case T_BOOL:
+        return "true or false";
+    case T_STR:
+    case T_STRS:
+        return "a string";
+    case T_PIPE:
+        return "a preprocessing op string such as \"resize(40)\"";
+    default:
+        return "a value";
     }
     char a[32], b[32];
     bool has_lo = isfinite(k->lo), has_hi = isfinite(k->hi) && k->type != T_U64;
@@ -435,9 +457,11 @@ static const char *expected(const key_def *k, char *buf, size_t size) {
         snprintf(buf, size, "%s in %c%s, %s%c", what, k->excl & EXCL_LO ? '(' : '[',
                  num(k->lo, a, sizeof a), num(k->hi, b, sizeof b), k->excl & EXCL_HI ? ')' : ']');
     else if (has_lo)
-        snprintf(buf, size, "%s %s %s", what, k->excl & EXCL_LO ? ">" : ">=", num(k->lo, a, sizeof a));
+        snprintf(buf, size, "%s %s %s", what,
+                 k->excl & EXCL_LO ? ">" : ">=", num(k->lo, a, sizeof a));
     else if (has_hi)
-        snprintf(buf, size, "%s %s %s", what, k->excl & EXCL_HI ? "<" : "<=", num(k->hi, a, sizeof a));
+        snprintf(buf, size, "%s %s %s", what,
+                 k->excl & EXCL_HI ? "<" : "<=", num(k->hi, a, sizeof a));
     else
         snprintf(buf, size, "%s", what);
     return buf;
@@ -496,12 +520,21 @@ static int fill_scalar(const loader *ld, const key_def *k, key_type t, void *dst
                            : "");
     const char *s = node->text;
     switch (t) {
-    case T_INT: case T_LONG: case T_U64: case T_INTS: case T_INTARR: {
+    case T_INT:
+    case T_LONG:
+    case T_U64:
+    case T_INTS:
+    case T_INTARR: {
         bool neg;
         unsigned long long mag;
-        if (!node->plain || !parse_integer(s, &neg, &mag))
-            return fail_at(ld, node, "%s: expected %s, found %s", path,
-                           expected(k, exp, sizeof exp), found(node, fnd, sizeof fnd));
+        if (!node->plain || !parse_integer(s, &neg, &mag)) {
+            /* all digits but no integer: more than 64 bits */
+            bool digits =
+                node->plain && strspn(s, "+-_0123456789") == strlen(s) && strpbrk(s, "0123456789");
+            return fail_at(ld, node, "%s: %sexpected %s, found %s", path,
+                           digits ? "out of range: " : "", expected(k, exp, sizeof exp),
+                           found(node, fnd, sizeof fnd));
+        }
         double dv = neg ? -(double)mag : (double)mag;
         if (!in_range(k, dv) || (t != T_U64 && mag > (unsigned long long)LLONG_MAX))
             return fail_at(ld, node, "%s: out of range: expected %s, found %s", path,
@@ -524,7 +557,8 @@ static int fill_scalar(const loader *ld, const key_def *k, key_type t, void *dst
         }
         return YT_OK;
     }
-    case T_REAL: case T_REALS: {
+    case T_REAL:
+    case T_REALS: {
         double v;
         if (!node->plain || !parse_real(s, &v))
             return fail_at(ld, node, "%s: expected %s, found %s", path,
@@ -563,7 +597,8 @@ static int fill_scalar(const loader *ld, const key_def *k, key_type t, void *dst
         return fail_at(ld, node, "%s: bad value %s; expected one of: %s%s", path,
                        found(node, fnd, sizeof fnd), list, hint);
     }
-    case T_STR: case T_STRS: {
+    case T_STR:
+    case T_STRS: {
         size_t len = strlen(s);
         if (len >= k->size)
             return fail_at(ld, node, "%s: too long: %zu characters, at most %zu", path, len,
@@ -584,7 +619,7 @@ static int fill_scalar(const loader *ld, const key_def *k, key_type t, void *dst
 typedef struct {
     const char *name;
     cfg_preop_kind kind;
-    int nargs;      /* 0, 1 (an integer size) or 2 (two reals) */
+    int nargs; /* 0, 1 (an integer size) or 2 (two reals) */
     const char *usage;
 } preop_def;
 
@@ -600,18 +635,22 @@ static const preop_def preops[] = {
  * the reason into why and returns false. */
 static bool parse_preop(const char *text, cfg_preop *op, char *why, size_t size) {
     const char *p = text;
-    while (isspace((unsigned char)*p)) p++;
+    while (isspace((unsigned char)*p))
+        p++;
     const char *name = p;
-    while (isalnum((unsigned char)*p) || *p == '_') p++;
+    while (isalnum((unsigned char)*p) || *p == '_')
+        p++;
     size_t nlen = (size_t)(p - name);
     const preop_def *def = NULL;
     for (size_t i = 0; i < YT_ARRAY_LEN(preops); i++)
-        if (strlen(preops[i].name) == nlen && !strncmp(preops[i].name, name, nlen)) def = &preops[i];
+        if (strlen(preops[i].name) == nlen && !strncmp(preops[i].name, name, nlen))
+            def = &preops[i];
     if (!def) {
         char word[64];
         snprintf(word, sizeof word, "%.*s", (int)YT_MIN(nlen, 63), name);
         const char *names[YT_ARRAY_LEN(preops)];
-        for (size_t i = 0; i < YT_ARRAY_LEN(preops); i++) names[i] = preops[i].name;
+        for (size_t i = 0; i < YT_ARRAY_LEN(preops); i++)
+            names[i] = preops[i].name;
         const char *guess = closest(word, names, (int)YT_ARRAY_LEN(preops));
         char hint[80] = "";
         if (guess) snprintf(hint, sizeof hint, " (did you mean '%s'?)", guess);
@@ -621,10 +660,12 @@ static bool parse_preop(const char *text, cfg_preop *op, char *why, size_t size)
                  word, hint);
         return false;
     }
-    while (isspace((unsigned char)*p)) p++;
+    while (isspace((unsigned char)*p))
+        p++;
     const char *close = strrchr(p, ')');
     bool tail_ok = close != NULL;
-    for (const char *q = close ? close + 1 : p; tail_ok && *q; q++) tail_ok = isspace((unsigned char)*q);
+    for (const char *q = close ? close + 1 : p; tail_ok && *q; q++)
+        tail_ok = isspace((unsigned char)*q);
     if (*p != '(' || !tail_ok) {
         snprintf(why, size, "expected %s", def->usage);
         return false;
@@ -645,9 +686,11 @@ static bool parse_preop(const char *text, cfg_preop *op, char *why, size_t size)
         for (char *s = args;;) {
             char *comma = strchr(s, ',');
             if (comma) *comma = '\0';
-            while (isspace((unsigned char)*s)) s++;
+            while (isspace((unsigned char)*s))
+                s++;
             char *e = s + strlen(s);
-            while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+            while (e > s && isspace((unsigned char)e[-1]))
+                *--e = '\0';
             if (argc < 3) argv[argc] = s;
             argc++;
             if (!comma) break;
@@ -719,8 +762,8 @@ static int check_list(const loader *ld, const key_def *k, const yn_node *node, c
         return fail_at(ld, node, "%s: list too long: %d entries, at most %d", path, node->n,
                        k->max_n);
     if (node->n < k->min_n)
-        return fail_at(ld, node, "%s: expected at least %d %s, found an empty list", path,
-                       k->min_n, what);
+        return fail_at(ld, node, "%s: expected at least %d %s, found an empty list", path, k->min_n,
+                       what);
     return YT_OK;
 }
 
@@ -733,7 +776,13 @@ static int fill_value(loader *ld, const key_def *k, char *base, const yn_node *n
     switch (k->type) {
     case T_MAP:
         return fill_map(ld, k->child, dst, node, path, node, false);
-    case T_INT: case T_LONG: case T_U64: case T_REAL: case T_BOOL: case T_STR: case T_ENUM:
+    case T_INT:
+    case T_LONG:
+    case T_U64:
+    case T_REAL:
+    case T_BOOL:
+    case T_STR:
+    case T_ENUM:
         return fill_scalar(ld, k, k->type, dst, node, path);
     case T_INTS: {
         if ((rc = check_list(ld, k, node, path, "integers"))) return rc;
@@ -780,8 +829,8 @@ static int fill_value(loader *ld, const key_def *k, char *base, const yn_node *n
         memset(dst, 0, k->size * (size_t)k->max_n);
         for (int i = 0; i < node->n && !rc; i++) {
             snprintf(ep, sizeof ep, "%s[%d]", path, i);
-            rc = fill_map(ld, k->child, dst + (size_t)i * k->size, node->kids[i], ep,
-                          node->kids[i], false);
+            rc = fill_map(ld, k->child, dst + (size_t)i * k->size, node->kids[i], ep, node->kids[i],
+                          false);
             if (!rc) record_loc(ld, ep, node->kids[i]);
         }
         memcpy(base + k->count_off, &node->n, sizeof(int));
@@ -796,8 +845,9 @@ static int fill_value(loader *ld, const key_def *k, char *base, const yn_node *n
             char why[300];
             snprintf(ep, sizeof ep, "%s[%d]", path, i);
             if (item->kind != YN_SCALAR)
-                return fail_at(ld, item, "%s: expected an op string such as \"resize(40)\", found %s",
-                               ep, yn_kind_name(item));
+                return fail_at(ld, item,
+                               "%s: expected an op string such as \"resize(40)\", found %s", ep,
+                               yn_kind_name(item));
             if (!parse_preop(item->text, &pl->op[i], why, sizeof why))
                 return fail_at(ld, item, "%s: bad preprocessing op '%s': %s", ep, item->text, why);
         }
@@ -830,17 +880,19 @@ static int fill_map(loader *ld, const key_def *table, char *base, const yn_node 
         for (const key_def *k = table; k->name; k++)
             snprintf(keys + strlen(keys), sizeof keys - strlen(keys), "%s%s",
                      k == table ? "" : ", ", k->name);
-        return fail_at(ld, map, "%s: expected a mapping (with keys %s), found %s", *path ? path : "config",
-                       keys, yn_kind_name(map));
+        return fail_at(ld, map, "%s: expected a mapping (with keys %s), found %s",
+                       *path ? path : "config", keys, yn_kind_name(map));
     }
     int nkeys = 0;
     const char *names[64];
-    for (const key_def *k = table; k->name; k++) names[nkeys++] = k->name;
+    for (const key_def *k = table; k->name; k++)
+        names[nkeys++] = k->name;
     for (int i = 0; i < map->n; i += 2) {
         const yn_node *key = map->kids[i];
         join(kp, sizeof kp, path, key->text);
         bool known = false;
-        for (int j = 0; j < nkeys; j++) known |= !strcmp(names[j], key->text);
+        for (int j = 0; j < nkeys; j++)
+            known |= !strcmp(names[j], key->text);
         if (!known) {
             const char *guess = closest(key->text, names, nkeys);
             char hint[600];
@@ -849,8 +901,9 @@ static int fill_map(loader *ld, const key_def *table, char *base, const yn_node 
                 join(gp, sizeof gp, path, guess);
                 snprintf(hint, sizeof hint, "did you mean '%s'?", gp);
             } else {
-                snprintf(hint, sizeof hint, "valid keys %s%s%s: ", *path ? "in '" : "at the top level",
-                         path, *path ? "'" : "");
+                snprintf(hint, sizeof hint,
+                         "valid keys %s%s%s: ", *path ? "in '" : "at the top level", path,
+                         *path ? "'" : "");
                 for (int j = 0; j < nkeys; j++)
                     snprintf(hint + strlen(hint), sizeof hint - strlen(hint), "%s%s", j ? ", " : "",
                              names[j]);
@@ -890,7 +943,8 @@ static int fill_map(loader *ld, const key_def *table, char *base, const yn_node 
         } else if (k->dflt) {
             if ((rc = fill_default(ld, k, base, kp))) return rc;
         } else if (absent) {
-            return fail_at(ld, at, "missing required key '%s' (there is no '%s' section)", kp, path);
+            return fail_at(ld, at, "missing required key '%s' (there is no '%s' section)", kp,
+                           path);
         } else {
             return fail_at(ld, at, "missing required key '%s'%s%s%s", kp, *path ? " (in '" : "",
                            path, *path ? "')" : "");
@@ -920,8 +974,8 @@ static int graft(loader *ld, yn_node *root, int k) {
     yn_node *value;
     yn_error err;
     if (yn_parse(eq + 1, strlen(eq + 1), src, &value, &err))
-        return fail_at(ld, &here, "value at column %d: %s",
-                       err.col + (int)(eq + 1 - text), err.msg);
+        return fail_at(ld, &here, "value at column %d: %s", err.col + (int)(eq + 1 - text),
+                       err.msg);
     if (!value) value = yn_new_scalar("", true, src, 1, 1); /* "key=" is an empty value */
 
     yn_node *cur = root;
@@ -948,7 +1002,8 @@ static int graft(loader *ld, yn_node *root, int k) {
             *br = '\0';
         }
         size_t nl = strlen(name);
-        if (!nl || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != nl) {
+        if (!nl ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != nl) {
             rc = fail_at(ld, &here, "bad key '%.*s': expected section.key, e.g. model.latent_dim",
                          (int)(eq - text), text);
             break;
@@ -1012,9 +1067,12 @@ static const char *where(const loader *ld, const char *key) {
     static int next;
     char *b = bufs[next++ % 8];
     const cfg_loc *l = find_loc(ld->cfg, key);
-    if (!l) snprintf(b, sizeof bufs[0], "default");
-    else if (l->line < 0) origin_text(ld, SRC_SET0 - l->line - 1, 0, 0, b, sizeof bufs[0]);
-    else snprintf(b, sizeof bufs[0], "%s:%d:%d", ld->source, l->line, l->column);
+    if (!l)
+        snprintf(b, sizeof bufs[0], "default");
+    else if (l->line < 0)
+        origin_text(ld, SRC_SET0 - l->line - 1, 0, 0, b, sizeof bufs[0]);
+    else
+        snprintf(b, sizeof bufs[0], "%s:%d:%d", ld->source, l->line, l->column);
     return b;
 }
 
@@ -1031,6 +1089,14 @@ static int xfail(const loader *ld, const char *key, const char *key2, const char
     snprintf(pfx, sizeof pfx, "%s", ld->source);
     const char *keys[2] = {key, key2};
     bool done = false;
+    /* a key changed by --set is the likelier culprit: name that option first */
+    for (int i = 0; i < 2 && !done; i++) {
+        const cfg_loc *l = keys[i] ? find_loc(ld->cfg, keys[i]) : NULL;
+        if (l && l->line < 0) {
+            snprintf(pfx, sizeof pfx, "%s", where(ld, keys[i]));
+            done = true;
+        }
+    }
     for (int pass = 0; pass < 2 && !done; pass++) /* pass 0: the keys; 1: their sections */
         for (int i = 0; i < 2 && !done; i++) {
             if (!keys[i]) continue;
@@ -1064,10 +1130,11 @@ static int check_dist(const loader *ld, const cfg_weight_dist *d, const char *na
     switch (d->distribution) {
     case DIST_LOG_UNIFORM:
         if (!(d->low > 0 && d->low <= d->high))
-            return xfail(ld, kl, kh,
-                         "%s: log_uniform needs 0 < low <= high; found %s = %s (%s) and %s = %s (%s)",
-                         kd, kl, num(d->low, a, sizeof a), where(ld, kl), kh,
-                         num(d->high, b, sizeof b), where(ld, kh));
+            return xfail(
+                ld, kl, kh,
+                "%s: log_uniform needs 0 < low <= high; found %s = %s (%s) and %s = %s (%s)", kd,
+                kl, num(d->low, a, sizeof a), where(ld, kl), kh, num(d->high, b, sizeof b),
+                where(ld, kh));
         break;
     case DIST_UNIFORM:
         if (!(d->low <= d->high) || (log_t && !(d->low > 0)))
@@ -1096,8 +1163,10 @@ static int check_pipeline(const loader *ld, const cfg_pipeline *pl, const char *
     for (int i = 0; i < pl->n; i++) {
         const cfg_preop *op = &pl->op[i];
         if (op->kind == PRE_RANDOM_CROP && size && op->n > size)
-            return xfail(ld, key, NULL, "%s[%d]: random_crop(%d) is larger than the %d x %d image "
-                         "the ops before it make", key, i, op->n, size, size);
+            return xfail(ld, key, NULL,
+                         "%s[%d]: random_crop(%d) is larger than the %d x %d image "
+                         "the ops before it make",
+                         key, i, op->n, size, size);
         if (op->kind == PRE_RESIZE || op->kind == PRE_RANDOM_CROP || op->kind == PRE_PAD)
             size = op->n;
         if (op->kind == PRE_VALUE_RANGE && c->model.output_distribution == OUT_BERNOULLI &&
@@ -1127,7 +1196,8 @@ static int validate(loader *ld) {
         int w = snprintf(c->experiment.out_dir, sizeof c->experiment.out_dir, "runs/%s",
                          c->experiment.name);
         if (w >= (int)sizeof c->experiment.out_dir)
-            return xfail(ld, "experiment.name", NULL, "experiment.out_dir: runs/<name> is too long");
+            return xfail(ld, "experiment.name", NULL,
+                         "experiment.out_dir: runs/<name> is too long");
     }
 
     /* data: unique split names, a file for each, ranges that parse, names that exist */
@@ -1145,8 +1215,8 @@ static int validate(loader *ld) {
                              s->name, kj, where(ld, kj));
             }
         if (!s->file[0] && !c->data.file[0])
-            return xfail(ld, kf, NULL,
-                         "%s: split '%s' names no file: set its 'file' or data.file", kf, s->name);
+            return xfail(ld, kf, NULL, "%s: split '%s' names no file: set its 'file' or data.file",
+                         kf, s->name);
         long b, e;
         if (config_range_resolve(s->range, 0, &b, &e) != YT_OK) {
             char why[YT_ERRMSG_MAX];
@@ -1269,8 +1339,7 @@ int config_load_text(yoto_config *cfg, const char *text, const char *source,
     yn_node *root;
     yn_error err;
     if (yn_parse(text, strlen(text), SRC_FILE, &root, &err))
-        return yt_fail(YT_ERR_USAGE, "%s:%d:%d: %s", cfg->source, err.line,
-                       err.col, err.msg);
+        return yt_fail(YT_ERR_USAGE, "%s:%d:%d: %s", cfg->source, err.line, err.col, err.msg);
     if (!root || yn_is_null(root)) {
         yn_free(root);
         return yt_fail(YT_ERR_USAGE,
@@ -1279,9 +1348,10 @@ int config_load_text(yoto_config *cfg, const char *text, const char *source,
                        cfg->source);
     }
     /* a root that is not a mapping fails here, before --set needs a mapping */
-    int rc = root->kind == YN_MAP ? YT_OK
-                                  : fill_map(&ld, root_keys, (char *)cfg, root, "", root, false);
-    for (int k = 0; k < nsets && !rc; k++) rc = graft(&ld, root, k);
+    int rc =
+        root->kind == YN_MAP ? YT_OK : fill_map(&ld, root_keys, (char *)cfg, root, "", root, false);
+    for (int k = 0; k < nsets && !rc; k++)
+        rc = graft(&ld, root, k);
     if (!rc) rc = fill_map(&ld, root_keys, (char *)cfg, root, "", root, false);
     yn_free(root);
     if (!rc) rc = validate(&ld);
@@ -1308,8 +1378,10 @@ int config_load(yoto_config *cfg, const char *path, const char *const *sets, int
     bool bad = ferror(f);
     fclose(f);
     int rc;
-    if (bad) rc = yt_fail(YT_ERR_USAGE, "%s: cannot read config: %s", path, strerror(errno));
-    else if (n > limit) rc = yt_fail(YT_ERR_USAGE, "%s: not a config: larger than 16 MiB", path);
+    if (bad)
+        rc = yt_fail(YT_ERR_USAGE, "%s: cannot read config: %s", path, strerror(errno));
+    else if (n > limit)
+        rc = yt_fail(YT_ERR_USAGE, "%s: not a config: larger than 16 MiB", path);
     else if (memchr(text, '\0', n))
         rc = yt_fail(YT_ERR_USAGE, "%s: not a config: it holds a NUL byte (binary file?)", path);
     else {
@@ -1325,23 +1397,29 @@ int config_load(yoto_config *cfg, const char *path, const char *const *sets, int
 /* A string as a YAML scalar: plain when it is one unambiguous word, else
  * double-quoted with escapes. */
 static void emit_string(strbuf *b, const char *s) {
-    static const char *const words[] = {"true", "false", "yes", "no", "on", "off", "y", "n",
-                                        "null", "~"};
+    static const char *const words[] = {"true", "false", "yes", "no",   "on",
+                                        "off",  "y",     "n",   "null", "~"};
     bool plain = *s && (isalpha((unsigned char)*s) || *s == '_' || *s == '/' || *s == '.');
     for (const char *p = s; plain && *p; p++)
         plain = isalnum((unsigned char)*p) || strchr("_./-", *p);
-    for (size_t i = 0; plain && i < YT_ARRAY_LEN(words); i++) plain = strcasecmp(s, words[i]) != 0;
+    for (size_t i = 0; plain && i < YT_ARRAY_LEN(words); i++)
+        plain = strcasecmp(s, words[i]) != 0;
     if (plain) {
         sb_printf(b, "%s", s);
         return;
     }
     sb_printf(b, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') sb_printf(b, "\\%c", *p);
-        else if (*p == '\n') sb_printf(b, "\\n");
-        else if (*p == '\t') sb_printf(b, "\\t");
-        else if (*p < 0x20 || *p == 0x7f) sb_printf(b, "\\x%02x", *p);
-        else sb_printf(b, "%c", *p);
+        if (*p == '"' || *p == '\\')
+            sb_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            sb_printf(b, "\\n");
+        else if (*p == '\t')
+            sb_printf(b, "\\t");
+        else if (*p < 0x20 || *p == 0x7f)
+            sb_printf(b, "\\x%02x", *p);
+        else
+            sb_printf(b, "%c", *p);
     }
     sb_printf(b, "\"");
 }
@@ -1399,7 +1477,8 @@ static void emit_flow(strbuf *b, const key_def *k, const char *base) {
     case T_INTS: {
         const cfg_ints *l = (const cfg_ints *)p;
         sb_printf(b, "[");
-        for (int i = 0; i < l->n; i++) sb_printf(b, "%s%ld", i ? ", " : "", l->v[i]);
+        for (int i = 0; i < l->n; i++)
+            sb_printf(b, "%s%ld", i ? ", " : "", l->v[i]);
         sb_printf(b, "]");
         break;
     }
@@ -1423,14 +1502,17 @@ static void emit_flow(strbuf *b, const key_def *k, const char *base) {
         sb_printf(b, "]");
         break;
     }
-    case T_STRS: case T_MAPLIST: {
+    case T_STRS:
+    case T_MAPLIST: {
         int n;
         memcpy(&n, base + k->count_off, sizeof n);
         sb_printf(b, "[");
         for (int i = 0; i < n; i++) {
             sb_printf(b, "%s", i ? ", " : "");
-            if (k->type == T_STRS) emit_string(b, p + (size_t)i * k->size);
-            else emit_flow_map(b, k->child, p + (size_t)i * k->size);
+            if (k->type == T_STRS)
+                emit_string(b, p + (size_t)i * k->size);
+            else
+                emit_flow_map(b, k->child, p + (size_t)i * k->size);
         }
         sb_printf(b, "]");
         break;
@@ -1464,8 +1546,10 @@ static void emit_flow_map(strbuf *b, const key_def *table, const char *base) {
 static void emit_block_map(strbuf *b, const key_def *table, const char *base, int indent,
                            bool dash) {
     for (const key_def *k = table; k->name; k++) {
-        if (dash && k == table) sb_printf(b, "%*s- %s:", indent - 2, "", k->name);
-        else sb_printf(b, "%*s%s:", indent, "", k->name);
+        if (dash && k == table)
+            sb_printf(b, "%*s- %s:", indent - 2, "", k->name);
+        else
+            sb_printf(b, "%*s%s:", indent, "", k->name);
         if (k->type == T_MAP) {
             sb_printf(b, "\n");
             emit_block_map(b, k->child, base + k->off, indent + 2, false);
@@ -1485,7 +1569,8 @@ static void emit_block_map(strbuf *b, const key_def *table, const char *base, in
 
 char *config_to_yaml(const yoto_config *cfg) {
     strbuf b = {0};
-    sb_printf(&b, "# yoto config, fully resolved: every key, defaults filled in (docs/CONFIG.md)\n");
+    sb_printf(&b,
+              "# yoto config, fully resolved: every key, defaults filled in (docs/CONFIG.md)\n");
     for (const key_def *k = root_keys; k->name; k++) {
         sb_printf(&b, "%s:\n", k->name);
         emit_block_map(&b, k->child, (const char *)cfg + k->off, 2, false);
@@ -1504,7 +1589,8 @@ static const key_def *lookup(const yoto_config *cfg, const char *key, const char
     while (*p) {
         size_t len = strcspn(p, ".[");
         const key_def *k = table;
-        while (k->name && (strlen(k->name) != len || strncmp(k->name, p, len))) k++;
+        while (k->name && (strlen(k->name) != len || strncmp(k->name, p, len)))
+            k++;
         if (!k->name) return NULL;
         p += len;
         if (*p == '[') {
@@ -1546,8 +1632,10 @@ const char *config_where(const yoto_config *cfg, const char *key) {
         const key_def *k = lookup(cfg, key, &base);
         strbuf b = {0};
         sb_printf(&b, "--set %s=", key);
-        if (k) emit_flow(&b, k, base);
-        else sb_printf(&b, "...");
+        if (k)
+            emit_flow(&b, k, base);
+        else
+            sb_printf(&b, "...");
         snprintf(buf, sizeof buf, "%s", b.s);
         free(b.s);
     }
@@ -1566,8 +1654,10 @@ const cfg_split *config_split(const yoto_config *cfg, const char *name) {
 static int range_boundary(const char *range, const char *s, size_t len, long nrows, long dflt,
                           long *out) {
     char buf[64];
-    while (len > 0 && isspace((unsigned char)*s)) s++, len--;
-    while (len > 0 && isspace((unsigned char)s[len - 1])) len--;
+    while (len > 0 && isspace((unsigned char)*s))
+        s++, len--;
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        len--;
     if (len == 0) {
         *out = dflt;
         return YT_OK;
@@ -1602,7 +1692,8 @@ int config_range_resolve(const char *range, long nrows, long *begin, long *end) 
     if (!colon) {
         /* a single number or percentage: the first rows */
         bool blank = true;
-        for (const char *p = range; *p; p++) blank &= isspace((unsigned char)*p) != 0;
+        for (const char *p = range; *p; p++)
+            blank &= isspace((unsigned char)*p) != 0;
         if (blank) {
             *begin = 0;
             *end = nrows;

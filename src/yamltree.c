@@ -30,7 +30,8 @@ yn_node *yn_new_scalar(const char *text, bool plain, int src, int line, int col)
 
 void yn_free(yn_node *node) {
     if (!node) return;
-    for (int i = 0; i < node->n; i++) yn_free(node->kids[i]);
+    for (int i = 0; i < node->n; i++)
+        yn_free(node->kids[i]);
     free(node->kids);
     free(node->text);
     free(node);
@@ -64,8 +65,7 @@ int yn_map_find(const yn_node *map, const char *key) {
 bool yn_is_null(const yn_node *node) {
     if (node->kind != YN_SCALAR || !node->plain) return false;
     const char *t = node->text;
-    return !*t || !strcmp(t, "~") || !strcmp(t, "null") || !strcmp(t, "Null") ||
-           !strcmp(t, "NULL");
+    return !*t || !strcmp(t, "~") || !strcmp(t, "null") || !strcmp(t, "Null") || !strcmp(t, "NULL");
 }
 
 const char *yn_kind_name(const yn_node *node) {
@@ -92,7 +92,8 @@ static int attach(yn_node **stack, int depth, yn_node **root, yn_node *node,
     yn_node *top = stack[depth - 1];
     if (top->kind == YN_MAP && top->n % 2 == 0 && node->kind != YN_SCALAR) {
         yn_free(node);
-        return fail_at(err, mark, "%s", "a mapping key must be a plain word, not a list or mapping");
+        return fail_at(err, mark, "%s",
+                       "a mapping key must be a plain word, not a list or mapping");
     }
     push_kid(top, node);
     return 0;
@@ -132,10 +133,12 @@ int yn_parse(const char *text, size_t len, int src, yn_node **root, yn_error *er
             done = true;
             break;
         case YAML_DOCUMENT_START_EVENT:
-            if (++docs > 1) rc = fail_at(err, mk, "%s", "more than one YAML document (a second '---')");
+            if (++docs > 1)
+                rc = fail_at(err, mk, "%s", "more than one YAML document (a second '---')");
             break;
         case YAML_ALIAS_EVENT:
-            rc = fail_at(err, mk, "YAML alias '*%s' is not supported in configs; write the value out",
+            rc = fail_at(err, mk,
+                         "YAML alias '*%s' is not supported in configs; write the value out",
                          (const char *)ev.data.alias.anchor);
             break;
         case YAML_SCALAR_EVENT: {
