@@ -105,20 +105,33 @@ static const ref_column shapes3d = {
     .pre_eval = {"value_range(0, 1)"},
     .latent = 10,
     .output = OUT_BERNOULLI,
-    .enc_blocks = 4, .enc_layers = 1, .enc_base = 8, .enc_fc = {256, 20},
-    .dec_blocks = 4, .dec_layers = 1, .dec_base = 8, .dec_fc = {256, 1024},
-    .reshape = {4, 4, 64}, .channels_out = 3,
+    .enc_blocks = 4,
+    .enc_layers = 1,
+    .enc_base = 8,
+    .enc_fc = {256, 20},
+    .dec_blocks = 4,
+    .dec_layers = 1,
+    .dec_base = 8,
+    .dec_fc = {256, 1024},
+    .reshape = {4, 4, 64},
+    .channels_out = 3,
     .cond_hidden = 256,
     .cond_mult = 0.01,
     .init = INIT_FAN_IN,
-    .kl_low = 0.5, .kl_high = 512, .rec_low = 0.999, .rec_high = 1.001,
-    .batch = 64, .steps = 700000,
+    .kl_low = 0.5,
+    .kl_high = 512,
+    .rec_low = 0.999,
+    .rec_high = 1.001,
+    .batch = 64,
+    .steps = 700000,
     .lr = 2e-4,
     .decay_steps = {300000, 390000, 480000, 570000},
     .weight_decay = 1e-5,
     .checkpoint_every = 10000,
-    .beta0 = 0.5, .n_betas = 14,
-    .eval_batch = 64, .eval_batches = 1000,
+    .beta0 = 0.5,
+    .n_betas = 14,
+    .eval_batch = 64,
+    .eval_batches = 1000,
     .split_names = {"train", "valid"},
     .split_datasets = {"images", "images"},
     .split_ranges = {"20%:", ":20%"},
@@ -133,20 +146,33 @@ static const ref_column cifar10 = {
     .pre_eval = {"value_range(-1, 1)"},
     .latent = 256,
     .output = OUT_GAUSSIAN,
-    .enc_blocks = 3, .enc_layers = 2, .enc_base = 16, .enc_fc = {512, 512},
-    .dec_blocks = 3, .dec_layers = 2, .dec_base = 16, .dec_fc = {512, 1024},
-    .reshape = {4, 4, 64}, .channels_out = 6,
+    .enc_blocks = 3,
+    .enc_layers = 2,
+    .enc_base = 16,
+    .enc_fc = {512, 512},
+    .dec_blocks = 3,
+    .dec_layers = 2,
+    .dec_base = 16,
+    .dec_fc = {512, 1024},
+    .reshape = {4, 4, 64},
+    .channels_out = 6,
     .cond_hidden = 512,
     .cond_mult = 0.1,
     .init = INIT_FAN_AVG,
-    .kl_low = 0.125, .kl_high = 512, .rec_low = 0.999, .rec_high = 1.001,
-    .batch = 128, .steps = 1200000,
+    .kl_low = 0.125,
+    .kl_high = 512,
+    .rec_low = 0.999,
+    .rec_high = 1.001,
+    .batch = 128,
+    .steps = 1200000,
     .lr = 1e-4,
     .decay_steps = {600000, 780000, 960000, 1140000},
     .weight_decay = 1e-5,
     .checkpoint_every = 10000,
-    .beta0 = 0.125, .n_betas = 13,
-    .eval_batch = 64, .eval_batches = 1000,
+    .beta0 = 0.125,
+    .n_betas = 13,
+    .eval_batch = 64,
+    .eval_batches = 1000,
     .split_names = {"train", "test"},
     .split_datasets = {"train/images", "test/images"},
     .split_ranges = {"", ""},
@@ -157,7 +183,8 @@ static void check_reference(const ref_column *r) {
     yoto_config *c = load(r->path, NULL, 0);
     const cfg_net *enc = &c->model.encoder, *dec = &c->model.decoder;
     /* input */
-    for (int i = 0; i < 3; i++) assert_int_equal(c->model.input_shape[i], r->input[i]);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(c->model.input_shape[i], r->input[i]);
     assert_pipeline(&c->data.preprocess_train, r->pre_train, r->n_pre_train, "preprocess_train");
     assert_pipeline(&c->data.preprocess_eval, r->pre_eval, 1, "preprocess_eval");
     /* latent dims, output distribution */
@@ -173,7 +200,8 @@ static void check_reference(const ref_column *r) {
     assert_int_equal(dec->layers_per_block, r->dec_layers);
     assert_int_equal(dec->base_channels, r->dec_base);
     assert_ints(&dec->fc_sizes, r->dec_fc, 2, "decoder.fc_sizes");
-    for (int i = 0; i < 3; i++) assert_int_equal(dec->reshape[i], r->reshape[i]);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(dec->reshape[i], r->reshape[i]);
     assert_int_equal(dec->channels_out, r->channels_out);
     /* conditioning MLP and its post-processing */
     assert_int_equal(c->model.conditioning.type, COND_FILM);
@@ -213,7 +241,8 @@ static void check_reference(const ref_column *r) {
     assert_int_equal(c->train.checkpoint_every, r->checkpoint_every);
     /* eval: β list ×2 from beta0, w_rec 1, batch / batches, splits */
     assert_int_equal(c->eval.betas.n, r->n_betas);
-    for (int i = 0; i < r->n_betas; i++) assert_real(c->eval.betas.v[i], r->beta0 * ldexp(1, i), "beta");
+    for (int i = 0; i < r->n_betas; i++)
+        assert_real(c->eval.betas.v[i], r->beta0 * ldexp(1, i), "beta");
     assert_real(c->eval.w_rec, 1.0, "w_rec");
     assert_int_equal(c->eval.batch_size, r->eval_batch);
     assert_int_equal(c->eval.max_batches, r->eval_batches);
@@ -407,7 +436,8 @@ static void check_round_trip(yoto_config *a) {
     if (memcmp(a, b, sizeof *a)) {
         const unsigned char *pa = (const void *)a, *pb = (const void *)b;
         size_t i = 0;
-        while (pa[i] == pb[i]) i++;
+        while (pa[i] == pb[i])
+            i++;
         fail_msg("structs differ at byte %zu of %zu\n%s", i, sizeof *a, text);
     }
     free(text);
@@ -459,7 +489,8 @@ static void find_in_file(const char *path, const char *line_start, int *line, in
     for (int n = 1; fgets(buf, sizeof buf, f); n++)
         if (!strncmp(buf, line_start, strlen(line_start))) {
             char *v = buf + strlen(line_start);
-            while (*v == ' ') v++;
+            while (*v == ' ')
+                v++;
             *line = n;
             *col = (int)(v - buf) + 1;
             break;
@@ -546,10 +577,11 @@ static void test_errors(void **state) {
     expect_error(minimal, s5, 1, (const char *[]){"expected one of: bucketed, blocking"}, 1);
     /* cross-key: both batch keys, naming both places */
     const char *s6[] = {"train.batch_per_rank=2"};
-    expect_error(minimal, s6, 1,
-                 (const char *[]){"<test>:16:", "train.batch_size = 4 (<test>:16:",
-                                  "train.batch_per_rank = 2 (--set train.batch_per_rank=2)"},
-                 3);
+    expect_error(
+        minimal, s6, 1,
+        (const char *[]){"--set train.batch_per_rank=2: ", "train.batch_size = 4 (<test>:16:",
+                         "train.batch_per_rank = 2 (--set train.batch_per_rank=2)"},
+        3);
     /* missing required key */
     expect_error("experiment: {seed: 1}\n", NULL, 0,
                  (const char *[]){"<test>:1:1: ", "missing required key 'experiment.name'"}, 2);
