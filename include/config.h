@@ -91,7 +91,8 @@ typedef struct {
  * (a dataset that does not match the model, a checkpoint of another shape). */
 typedef struct {
     char key[96]; /* "data.splits[1].range", "model.latent_dim" */
-    int line, column; /* 1-based; 0 when the key took its default */
+    int line, column; /* 1-based; line -(k+1), column 0: set by the k-th --set.
+                       * Keys left at their default have no entry. */
 } cfg_loc;
 
 typedef struct {
@@ -182,7 +183,9 @@ int config_load_text(yoto_config *cfg, const char *text, const char *source,
                      const char *const *sets, int nsets);
 /* The fully resolved config as YAML (malloc'd, caller frees). */
 char *config_to_yaml(const yoto_config *cfg);
-/* "file:line:column" where key was set, or "file (default)" — for messages. */
+/* Where key ("model.latent_dim", "data.splits[1].range") was set, for
+ * messages: "file:line:column", "--set key=value" (the value as resolved), or
+ * "file (default)". The string lives until the next call. */
 const char *config_where(const yoto_config *cfg, const char *key);
 /* The split called name, or NULL. */
 const cfg_split *config_split(const yoto_config *cfg, const char *name);
