@@ -26,6 +26,8 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+static void sync_ready(void *ctx, size_t lo) { dist_sync_ready(ctx, lo); }
+
 /* Per-rank batch the config implies for this world size. */
 static int rank_batch(const yoto_config *cfg, int world) {
     if (cfg->train.batch_per_rank > 0) return (int)cfg->train.batch_per_rank;
@@ -64,6 +66,11 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     adam_params ap = optim_adam_params(cfg);
     const double scale = 1.0 / ((double)B * world);
 
+    size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
+    bool overlap = cfg->train.allreduce == ALLREDUCE_BUCKETED;
+    dist_sync *sync = dist_sync_create(m->params.grad, m->params.total, bucket, overlap);
+    m->grad_ready = sync_ready;
+    m->grad_ready_ctx = sync;
     double *t_step = yt_calloc((size_t)steps, sizeof *t_step);
     phase_times *ph = yt_calloc((size_t)steps, sizeof *ph);
     for (int it = 0; it < warmup + steps; it++) {
@@ -73,12 +80,16 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
         dist_barrier();
         double t0 = yt_now();
         memset(m->params.grad, 0, m->params.total * sizeof(real));
+        if (it == warmup) dist_sync_reset_stats(sync);
+        dist_sync_begin(sync);
         model_forward(m, B, x, cond, eps);
         double t1 = yt_now();
+        double exposed0 = dist_sync_get_stats(sync).exposed_s;
         model_backward(m, w_kl, w_rec, scale, false);
-        double t2 = yt_now();
-        dist_allreduce_sum_real(m->params.grad, m->params.total);
-        double t3 = yt_now();
+        /* backward's time without the MPI calls made inside it */
+        double t2 = yt_now() - (dist_sync_get_stats(sync).exposed_s - exposed0);
+        dist_sync_finish(sync);
+        double t3 = t2 + (dist_sync_get_stats(sync).exposed_s - exposed0);
         optim_adam_step(&m->params, &ap, it + 1, optim_lr(cfg, it));
         double t4 = yt_now();
         if (timed) {
@@ -87,6 +98,22 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
             t_step[k] = t4 - t0;
         }
     }
+    /* what the allreduce costs on its own: blocking, the whole arena */
+    double comm_alone = 0, exposed_per_step = dist_sync_get_stats(sync).exposed_s / steps;
+    if (world > 1) {
+        real *copy = yt_malloc(m->params.total * sizeof *copy);
+        double best = 1e30;
+        for (int r = 0; r < 5; r++) {
+            memcpy(copy, m->params.grad, m->params.total * sizeof *copy);
+            dist_barrier();
+            double t0 = yt_now();
+            dist_allreduce_sum_real(copy, m->params.total);
+            best = YT_MIN(best, yt_now() - t0);
+        }
+        comm_alone = best;
+        free(copy);
+    }
+    double hidden = comm_alone > 0 ? YT_MAX(0.0, 1.0 - exposed_per_step / comm_alone) : 0;
     /* rank 0 reports the slowest rank's step (the one the others wait for) */
     double *med = yt_calloc(5, sizeof *med), *buf = yt_calloc((size_t)steps, sizeof *buf);
     for (int p = 0; p < 5; p++) {
@@ -113,11 +140,15 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
                    " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
                    "\"optimizer\": %.6g},\n"
                    " \"openblas_core\": \"%s\", \"openblas_threads\": %d, \"cpu_isa\": \"%s\",\n"
+                   " \"allreduce\": {\"mode\": \"%s\", \"bytes\": %zu, \"alone_s\": %.6g, "
+                   "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g},\n"
                    " \"peak_rss_mb\": %.1f,\n \"layers\": [",
                    cfgname, world, B, steps, m->params.total, arena_conditioning_size(&m->params),
                    macs, flops, step_med, step_min, step_max, imgs, gflops_rank, sgemm,
                    gflops_rank / sgemm, med[0], med[1], med[2], med[3], blas_corename(),
-                   blas_threads(), blas_cpu_isa(), rss_max / 1024.0);
+                   blas_threads(), blas_cpu_isa(), overlap ? "bucketed" : "blocking",
+                   m->params.total * sizeof(real), comm_alone, exposed_per_step, hidden,
+                   rss_max / 1024.0);
             for (int i = 0; i < m->nprof; i++)
                 printf("%s\n  {\"name\": \"%s\", \"forward_s\": %.6g, \"backward_s\": %.6g, "
                        "\"forward_macs_per_image\": %.0f}",
@@ -143,6 +174,12 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
             printf("  phases      forward %.2f ms, backward %.2f ms, allreduce %.2f ms, optimizer "
                    "%.2f ms\n",
                    1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3]);
+            if (world > 1)
+                printf("  allreduce   %s, %.2f MB: %.2f ms alone, %.2f ms exposed per step incl. "
+                       "waiting for the slowest rank (%.0f%% hidden)\n",
+                       overlap ? "bucketed, overlapped" : "blocking",
+                       m->params.total * sizeof(real) / 1048576.0, 1e3 * comm_alone,
+                       1e3 * exposed_per_step, 100 * hidden);
             printf("  memory      peak RSS %.1f MB (largest rank)\n", rss_max / 1024.0);
             printf("  layers      %-28s %9s %9s %8s %8s\n", "(ms per step)", "forward", "backward",
                    "GFLOP/s", "share");
@@ -160,6 +197,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
         }
         fflush(stdout);
     }
+    dist_sync_free(sync);
     free(med);
     free(buf);
     free(t_step);
