@@ -135,11 +135,17 @@ typedef struct {
     long peak_rss_kb;          /* largest over ranks */
     data_desc desc;            /* of rank 0's source */
 } data_bench_result;
-/* Collective. Reads training batches of cfg's train split (batch per rank)
- * for about `seconds` (at least one epoch's worth of `min_steps` steps if
- * > 0) and reports. */
-int data_bench(const yoto_config *cfg, long batch, double seconds, long min_steps,
-               const data_tuning *tune, data_bench_result *res);
+typedef struct {
+    long batch;     /* images per rank per batch */
+    double seconds; /* measure at least this long... */
+    long min_steps; /* ...and at least this many batches */
+    double step_s;  /* sleep this long per batch, standing in for the training
+                       step, to see how much reading the read-ahead hides */
+} data_bench_opts;
+/* Collective. Reads training batches of cfg's train split as the training
+ * loop would (consecutive steps, epochs wrapping) and reports. */
+int data_bench(const yoto_config *cfg, const data_bench_opts *o, const data_tuning *tune,
+               data_bench_result *res);
 
 /* ---- pieces, exposed for tests and data-info ------------------------------------ */
 /* Shard r of n rows over world ranks: [*begin, *end) in 0..n. */

@@ -39,10 +39,15 @@
  * serves one thread. */
 typedef struct {
     cfg_pipeline pipe;
-    int h, w, c;   /* input (stored) shape */
-    int oh, ow;    /* output shape; channels stay c */
-    int lut_only;  /* the pipeline is empty or one value_range: a table does all */
-    real lut[256]; /* uint8 -> real for lut_only */
+    int h, w, c; /* input (stored) shape */
+    int oh, ow;  /* output shape; channels stay c */
+    /* The pipeline's tail of random_crop / flip_lr / value_range ops is
+     * applied in one gather into the output (crops and flips compose into
+     * one window and direction, value_ranges into one affine map A x + B);
+     * only the ops before it (resize, pad, ...) run on scratch images. */
+    int tail;      /* index of the first op of the tail */
+    double A, B;   /* the tail's value_ranges composed */
+    real lut[256]; /* A v + B for uint8 v (no ops before the tail) */
     size_t cap;    /* elements of each scratch buffer */
     real *buf[2];  /* HWC scratch, ping-pong */
 } preprocess_plan;

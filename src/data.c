@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dist.h"
@@ -903,9 +905,10 @@ size_t data_batch_floats(const data_source *d) {
 
 /* ---- throughput ------------------------------------------------------------------------------ */
 
-int data_bench(const yoto_config *cfg, long batch, double seconds, long min_steps,
-               const data_tuning *tune, data_bench_result *res) {
+int data_bench(const yoto_config *cfg, const data_bench_opts *o, const data_tuning *tune,
+               data_bench_result *res) {
     memset(res, 0, sizeof *res);
+    const long batch = o->batch;
     double t0 = yt_now();
     data_source *d;
     int rc = data_open_train(&d, cfg, dist_rank(), dist_size(), batch, tune);
@@ -920,12 +923,17 @@ int data_bench(const yoto_config *cfg, long batch, double seconds, long min_step
         rc = data_batch(d, epoch, step, x, rows, &count);
         if (rc != YT_OK) break;
         nsteps++;
+        if (o->step_s > 0) {
+            struct timespec ts = {(time_t)o->step_s, (long)((o->step_s - floor(o->step_s)) * 1e9)};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+        }
         if (++step == d->desc.steps) {
             step = 0;
             epoch++;
         }
         el = yt_now() - t1;
-        if (el >= seconds && nsteps >= min_steps) break;
+        if (el >= o->seconds && nsteps >= o->min_steps) break;
     }
     rc = dist_agree(rc);
     if (rc == YT_OK) {

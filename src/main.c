@@ -210,13 +210,13 @@ static int run_prepare(int argc, char **argv) {
 /* ---- yoto data-info -------------------------------------------------------------- */
 
 enum { OPT_BENCH = 1200, OPT_DATASET, OPT_RANGE, OPT_PIPELINE, OPT_BATCH, OPT_SECONDS,
-       OPT_CACHE_MB, OPT_BLOCK_MB, OPT_NO_READAHEAD, OPT_BSEED, OPT_STEPS };
+       OPT_CACHE_MB, OPT_BLOCK_MB, OPT_NO_READAHEAD, OPT_BSEED, OPT_STEPS, OPT_STEP_MS };
 
 typedef struct {
     bool bench, no_readahead;
     const char *dataset, *range, *pipeline;
     long batch, cache_mb, block_mb, seed, steps;
-    double seconds;
+    double seconds, step_ms;
 } info_opts;
 
 static int handle_info(int id, const char *arg, void *ctx) {
@@ -233,13 +233,16 @@ static int handle_info(int id, const char *arg, void *ctx) {
     case OPT_BLOCK_MB: return parse_long(cmd, "--block-mb", arg, 1, 1L << 20, &o->block_mb);
     case OPT_BSEED: return parse_long(cmd, "--seed", arg, 0, LONG_MAX, &o->seed);
     case OPT_STEPS: return parse_long(cmd, "--steps", arg, 0, LONG_MAX, &o->steps);
-    case OPT_SECONDS: {
+    case OPT_SECONDS:
+    case OPT_STEP_MS: {
         char *end;
-        o->seconds = strtod(arg, &end);
-        if (end == arg || *end || !(o->seconds > 0 && o->seconds < 1e6)) {
-            fprintf(stderr, "yoto data-info: --seconds must be a positive number, got '%s'\n", arg);
+        double v = strtod(arg, &end);
+        if (end == arg || *end || !(v >= 0 && v < 1e6)) {
+            fprintf(stderr, "yoto data-info: %s must be a number >= 0, got '%s'\n",
+                    id == OPT_SECONDS ? "--seconds" : "--step-ms", arg);
             return YT_ERR_USAGE;
         }
+        *(id == OPT_SECONDS ? &o->seconds : &o->step_ms) = v;
         return YT_OK;
     }
     }
@@ -285,7 +288,8 @@ static int info_bench(const char *file, const info_opts *o) {
     data_tuning t = data_tuning_default();
     t.readahead = !o->no_readahead;
     data_bench_result r;
-    rc = data_bench(cfg, o->batch, o->seconds, o->steps, &t, &r);
+    data_bench_opts bo = {o->batch, o->seconds, o->steps, o->step_ms / 1000.0};
+    rc = data_bench(cfg, &bo, &t, &r);
     if (rc == YT_OK) {
         char ptxt[512];
         preprocess_text(&cfg->data.preprocess_train, ptxt, sizeof ptxt);
@@ -320,6 +324,7 @@ static int run_data_info(int argc, char **argv) {
         {"batch", required_argument, NULL, OPT_BATCH},
         {"seconds", required_argument, NULL, OPT_SECONDS},
         {"steps", required_argument, NULL, OPT_STEPS},
+        {"step-ms", required_argument, NULL, OPT_STEP_MS},
         {"cache-mb", required_argument, NULL, OPT_CACHE_MB},
         {"block-mb", required_argument, NULL, OPT_BLOCK_MB},
         {"no-readahead", no_argument, NULL, OPT_NO_READAHEAD},
@@ -407,6 +412,8 @@ static const command commands[] = {
      "  --batch N         images per rank per batch (default 64)\n"
      "  --seconds S       measure for about S seconds (default 3)\n"
      "  --steps N         ...and at least N batches\n"
+     "  --step-ms T       sleep T ms per batch, standing in for the training step\n"
+     "                    (shows how much of the reading the read-ahead hides)\n"
      "  --cache-mb N      data.cache_mb: shards up to N MB are read once (default 4096)\n"
      "  --block-mb N      data.stream_block_mb (default 64)\n"
      "  --no-readahead    stream with synchronous HDF5 reads only\n"

@@ -102,12 +102,22 @@ int preprocess_plan_init(preprocess_plan *p, const cfg_pipeline *pipe, int h, in
     p->h = h;
     p->w = w;
     p->c = c;
-    p->lut_only = pipe->n == 0 || (pipe->n == 1 && pipe->op[0].kind == PRE_VALUE_RANGE);
-    for (int v = 0; v < 256; v++) {
-        real x = (real)v;
-        if (pipe->n == 1) preprocess_value_range(&x, 1, pipe->op[0].a, pipe->op[0].b);
-        p->lut[v] = x;
-    }
+    /* the tail: crop/flip/value_range ops after the last other op */
+    p->tail = pipe->n;
+    while (p->tail > 0 && (pipe->op[p->tail - 1].kind == PRE_RANDOM_CROP ||
+                           pipe->op[p->tail - 1].kind == PRE_FLIP_LR ||
+                           pipe->op[p->tail - 1].kind == PRE_VALUE_RANGE))
+        p->tail--;
+    p->A = 1;
+    p->B = 0;
+    for (int i = p->tail; i < pipe->n; i++)
+        if (pipe->op[i].kind == PRE_VALUE_RANGE) { /* v -> a + (A v + B) / 255 * (b - a) */
+            double k = (pipe->op[i].b - pipe->op[i].a) / 255.0;
+            p->A *= k;
+            p->B = pipe->op[i].a + p->B * k;
+        }
+    for (int v = 0; v < 256; v++)
+        p->lut[v] = (real)(p->A * v + p->B);
     /* the largest intermediate image decides the scratch size */
     size_t cap = (size_t)h * (size_t)w;
     int ch = h, cw = w;
@@ -118,7 +128,7 @@ int preprocess_plan_init(preprocess_plan *p, const cfg_pipeline *pipe, int h, in
         cap = YT_MAX(cap, (size_t)ch * (size_t)cw);
     }
     p->cap = cap * (size_t)c;
-    if (!p->lut_only) {
+    if (p->tail > 0) {
         p->buf[0] = yt_malloc(p->cap * sizeof(real));
         p->buf[1] = yt_malloc(p->cap * sizeof(real));
     }
@@ -146,14 +156,28 @@ void preprocess_resize(const real *in, int h, int w, int c, real *out, int oh, i
      * upper = min(lower + 1, in - 1); result = top + (bottom - top) * ylerp,
      * top = tl + (tr - tl) * xlerp — the same order of operations as TF. */
     const double sy = (double)h / oh, sx = (double)w / ow;
+    enum { TAB = 512 }; /* column weights, computed once per call */
+    int tx0[TAB], tx1[TAB];
+    real tlx[TAB];
+    for (int x = 0; x < ow && x < TAB; x++) {
+        double fx = x * sx;
+        tx0[x] = (int)fx;
+        tx1[x] = YT_MIN(tx0[x] + 1, w - 1);
+        tlx[x] = (real)(fx - tx0[x]);
+    }
     for (int y = 0; y < oh; y++) {
         double fy = y * sy;
         int y0 = (int)fy, y1 = YT_MIN(y0 + 1, h - 1);
         real ly = (real)(fy - y0);
         for (int x = 0; x < ow; x++) {
-            double fx = x * sx;
-            int x0 = (int)fx, x1 = YT_MIN(x0 + 1, w - 1);
-            real lx = (real)(fx - x0);
+            int x0, x1;
+            real lx;
+            if (x < TAB) {
+                x0 = tx0[x], x1 = tx1[x], lx = tlx[x];
+            } else {
+                double fx = x * sx;
+                x0 = (int)fx, x1 = YT_MIN(x0 + 1, w - 1), lx = (real)(fx - x0);
+            }
             const real *tl = in + ((size_t)y0 * w + x0) * c, *tr = in + ((size_t)y0 * w + x1) * c;
             const real *bl = in + ((size_t)y1 * w + x0) * c, *br = in + ((size_t)y1 * w + x1) * c;
             real *o = out + ((size_t)y * ow + x) * c;
@@ -199,57 +223,89 @@ void preprocess_pad(const real *in, int h, int w, int c, real *out, int oh, int 
 void preprocess_image(preprocess_plan *p, const uint8_t *in, uint64_t seed, uint32_t epoch,
                       uint32_t row, real *out, size_t cstride) {
     const int c = p->c;
-    if (p->lut_only) {
-        const size_t hw = (size_t)p->h * p->w;
+    int h = p->h, w = p->w;
+    const real *x = NULL; /* the ops before the tail, on real images */
+    if (p->tail > 0) {
+        int cur = 0;
+        real *b = p->buf[0];
+        size_t n = (size_t)h * w * c;
+        for (size_t i = 0; i < n; i++)
+            b[i] = (real)in[i];
+        for (int i = 0; i < p->tail; i++) {
+            const cfg_preop *op = &p->pipe.op[i];
+            real *y = p->buf[cur ^ 1];
+            rng_stream s = rng_stream_make(seed, RNG_AUGMENT, epoch, row, (uint32_t)i);
+            switch (op->kind) {
+            case PRE_VALUE_RANGE:
+                preprocess_value_range(b, (size_t)h * w * c, op->a, op->b);
+                continue;
+            case PRE_FLIP_LR:
+                if (rng_uniform(&s) < 0.5) preprocess_flip_lr(b, h, w, c);
+                continue;
+            case PRE_RESIZE:
+                preprocess_resize(b, h, w, c, y, op->n, op->n);
+                break;
+            case PRE_RANDOM_CROP: {
+                int y0 = (int)rng_below(&s, (uint64_t)(h - op->n + 1));
+                int x0 = (int)rng_below(&s, (uint64_t)(w - op->n + 1));
+                preprocess_crop(b, h, w, c, y0, x0, y, op->n, op->n);
+                break;
+            }
+            case PRE_PAD:
+                preprocess_pad(b, h, w, c, y, op->n, op->n);
+                break;
+            }
+            h = w = op->n;
+            cur ^= 1;
+            b = y;
+        }
+        x = b;
+    }
+    /* the tail: one window (y0, x0, th x tw) of the h x w image, maybe
+     * mirrored; the same draws, in the same order, as op-by-op */
+    int y0 = 0, x0 = 0, th = h, tw = w, flip = 0;
+    for (int i = p->tail; i < p->pipe.n; i++) {
+        const cfg_preop *op = &p->pipe.op[i];
+        if (op->kind == PRE_VALUE_RANGE) continue;
+        rng_stream s = rng_stream_make(seed, RNG_AUGMENT, epoch, row, (uint32_t)i);
+        if (op->kind == PRE_FLIP_LR) {
+            flip ^= rng_uniform(&s) < 0.5;
+        } else { /* random_crop: offsets in the (maybe mirrored) current image */
+            int oy = (int)rng_below(&s, (uint64_t)(th - op->n + 1));
+            int ox = (int)rng_below(&s, (uint64_t)(tw - op->n + 1));
+            y0 += oy;
+            x0 += flip ? tw - ox - op->n : ox;
+            th = tw = op->n;
+        }
+    }
+    const real A = (real)p->A, B = (real)p->B;
+    if (!x && !flip && th == h && tw == w) { /* value_range only: a table, no window */
+        const size_t hw = (size_t)h * w;
         for (int k = 0; k < c; k++) {
             real *o = out + (size_t)k * cstride;
             const uint8_t *s = in + k;
+            const real *lut = p->lut; /* (via p->lut this loop ran 2x slower) */
             for (size_t i = 0; i < hw; i++)
-                o[i] = p->lut[s[i * c]];
+                o[i] = lut[s[i * c]];
         }
         return;
     }
-    int h = p->h, w = p->w, cur = 0;
-    real *x = p->buf[0];
-    size_t n = (size_t)h * w * c;
-    for (size_t i = 0; i < n; i++)
-        x[i] = (real)in[i];
-    for (int i = 0; i < p->pipe.n; i++) {
-        const cfg_preop *op = &p->pipe.op[i];
-        real *y = p->buf[cur ^ 1];
-        switch (op->kind) {
-        case PRE_VALUE_RANGE:
-            preprocess_value_range(x, (size_t)h * w * c, op->a, op->b);
-            continue;
-        case PRE_FLIP_LR: {
-            rng_stream s = rng_stream_make(seed, RNG_AUGMENT, epoch, row, (uint32_t)i);
-            if (rng_uniform(&s) < 0.5) preprocess_flip_lr(x, h, w, c);
-            continue;
-        }
-        case PRE_RESIZE:
-            preprocess_resize(x, h, w, c, y, op->n, op->n);
-            break;
-        case PRE_RANDOM_CROP: {
-            rng_stream s = rng_stream_make(seed, RNG_AUGMENT, epoch, row, (uint32_t)i);
-            int y0 = (int)rng_below(&s, (uint64_t)(h - op->n + 1));
-            int x0 = (int)rng_below(&s, (uint64_t)(w - op->n + 1));
-            preprocess_crop(x, h, w, c, y0, x0, y, op->n, op->n);
-            break;
-        }
-        case PRE_PAD:
-            preprocess_pad(x, h, w, c, y, op->n, op->n);
-            break;
-        }
-        h = w = op->n;
-        cur ^= 1;
-        x = y;
-    }
-    /* HWC -> this image's slot of [C][N][H][W] */
-    const size_t hw = (size_t)h * w;
+    const ptrdiff_t step = flip ? -(ptrdiff_t)c : (ptrdiff_t)c;
     for (int k = 0; k < c; k++) {
         real *o = out + (size_t)k * cstride;
-        for (size_t i = 0; i < hw; i++)
-            o[i] = x[i * c + k];
+        for (int y = 0; y < th; y++, o += tw) {
+            size_t first = ((size_t)(y0 + y) * w + (size_t)(flip ? x0 + tw - 1 : x0)) * c + k;
+            if (x) {
+                const real *s = x + first;
+                for (int i = 0; i < tw; i++)
+                    o[i] = A * s[i * step] + B;
+            } else {
+                const uint8_t *s = in + first;
+                const real *lut = p->lut;
+                for (int i = 0; i < tw; i++)
+                    o[i] = lut[s[i * step]];
+            }
+        }
     }
 }
 

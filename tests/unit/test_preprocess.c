@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "preprocess.h"
+#include "rng.h"
 #include "testutil.h"
 
 #define TOL (TEST_DOUBLE ? 1e-12 : 1e-6)
@@ -154,6 +155,75 @@ static void test_random_ops_keys(void **state) {
     preprocess_plan_free(&pl);
 }
 
+/* Reference: the pipeline op by op with the kernels (the plan fuses the
+ * trailing crops, flips and value_ranges into one gather). */
+static void reference(const cfg_pipeline *p, const uint8_t *in, int h, int w, int c, uint64_t seed,
+                      uint32_t epoch, uint32_t row, double *out) {
+    real a[4096], b[4096], *x = a, *y = b;
+    for (int i = 0; i < h * w * c; i++)
+        x[i] = in[i];
+    for (int i = 0; i < p->n; i++) {
+        const cfg_preop *op = &p->op[i];
+        rng_stream s = rng_stream_make(seed, RNG_AUGMENT, epoch, row, (uint32_t)i);
+        if (op->kind == PRE_VALUE_RANGE) {
+            preprocess_value_range(x, (size_t)h * w * c, op->a, op->b);
+            continue;
+        }
+        if (op->kind == PRE_FLIP_LR) {
+            if (rng_uniform(&s) < 0.5) preprocess_flip_lr(x, h, w, c);
+            continue;
+        }
+        if (op->kind == PRE_RESIZE) preprocess_resize(x, h, w, c, y, op->n, op->n);
+        if (op->kind == PRE_PAD) preprocess_pad(x, h, w, c, y, op->n, op->n);
+        if (op->kind == PRE_RANDOM_CROP) {
+            int y0 = (int)rng_below(&s, (uint64_t)(h - op->n + 1));
+            int x0 = (int)rng_below(&s, (uint64_t)(w - op->n + 1));
+            preprocess_crop(x, h, w, c, y0, x0, y, op->n, op->n);
+        }
+        h = w = op->n;
+        real *t = x;
+        x = y;
+        y = t;
+    }
+    for (int k = 0; k < c; k++) /* HWC -> CHW */
+        for (int i = 0; i < h * w; i++)
+            out[k * h * w + i] = x[i * c + k];
+}
+
+static void test_fused_tail_equals_op_by_op(void **state) {
+    (void)state;
+    const char *pipes[] = {
+        "flip_lr(), random_crop(3), value_range(-1, 1)",
+        "random_crop(5), flip_lr(), random_crop(3), flip_lr()",
+        "resize(9), flip_lr(), random_crop(4), value_range(0, 1), value_range(-1, 1)",
+        "value_range(0, 255), pad(8), random_crop(6), flip_lr()",
+        "flip_lr(), resize(5), random_crop(5)",
+        "value_range(-1, 1)",
+        "",
+    };
+    uint8_t img[6 * 6 * 2];
+    for (int i = 0; i < 72; i++)
+        img[i] = (uint8_t)(i * 37 + 11);
+    for (size_t t = 0; t < sizeof pipes / sizeof pipes[0]; t++) {
+        cfg_pipeline p;
+        assert_int_equal(preprocess_parse(pipes[t], &p), YT_OK);
+        preprocess_plan pl;
+        assert_int_equal(preprocess_plan_init(&pl, &p, 6, 6, 2, "t"), YT_OK);
+        size_t n = (size_t)2 * pl.oh * pl.ow;
+        for (uint32_t row = 0; row < 64; row++) {
+            real got[4096];
+            double want[4096];
+            preprocess_image(&pl, img, 42, 1, row, got, (size_t)pl.oh * pl.ow);
+            reference(&p, img, 6, 6, 2, 42, 1, row, want);
+            for (size_t i = 0; i < n; i++)
+                if (fabs((double)got[i] - want[i]) > 1e-4 * (1 + fabs(want[i])))
+                    fail_msg("'%s' row %u [%zu]: %g, want %g", pipes[t], row, i, (double)got[i],
+                             want[i]);
+        }
+        preprocess_plan_free(&pl);
+    }
+}
+
 /* CIFAR's train pipeline end to end on one pixel-coded image */
 static void test_cifar_pipeline_shape(void **state) {
     (void)state;
@@ -227,10 +297,15 @@ static void test_parse(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_value_range),     cmocka_unit_test(test_resize_tf1_legacy),
-        cmocka_unit_test(test_crop_flip_pad),   cmocka_unit_test(test_pad_value_domain_and_layout),
-        cmocka_unit_test(test_random_ops_keys), cmocka_unit_test(test_cifar_pipeline_shape),
-        cmocka_unit_test(test_shape_errors),    cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_value_range),
+        cmocka_unit_test(test_resize_tf1_legacy),
+        cmocka_unit_test(test_crop_flip_pad),
+        cmocka_unit_test(test_pad_value_domain_and_layout),
+        cmocka_unit_test(test_random_ops_keys),
+        cmocka_unit_test(test_fused_tail_equals_op_by_op),
+        cmocka_unit_test(test_cifar_pipeline_shape),
+        cmocka_unit_test(test_shape_errors),
+        cmocka_unit_test(test_parse),
     };
     return TU_RUN("preprocess", tests);
 }
