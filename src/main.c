@@ -141,8 +141,8 @@ static int parse_long(const char *cmd, const char *what, const char *arg, long l
     errno = 0;
     long v = strtol(arg, &end, 10);
     if (end == arg || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "yoto %s: %s must be an integer in %ld..%ld, got '%s'\n", cmd, what, lo,
-                hi, arg);
+        fprintf(stderr, "yoto %s: %s must be an integer in %ld..%ld, got '%s'\n", cmd, what, lo, hi,
+                arg);
         return YT_ERR_USAGE;
     }
     *out = v;
@@ -153,7 +153,9 @@ static int handle_prepare(int id, const char *arg, void *ctx) {
     prepare_options *o = ctx;
     long v;
     switch (id) {
-    case OPT_CONTIGUOUS: o->contiguous = true; return YT_OK;
+    case OPT_CONTIGUOUS:
+        o->contiguous = true;
+        return YT_OK;
     case OPT_DEFLATE:
         if (parse_long("prepare", "--deflate", arg, 0, 9, &v) != YT_OK) return YT_ERR_USAGE;
         o->deflate = (int)v;
@@ -179,8 +181,8 @@ static int run_prepare(int argc, char **argv) {
     int first = parse_options(c, argc, argv, opts, handle_prepare, &o, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
     if (argc - first != 3)
-        return usage_error(c->name, "expects KIND SOURCE OUT.h5, e.g. %s",
-                           "fashion-mnist /usr/share/datasets/fashion-mnist data/fashion_mnist.h5");
+        return usage_error(c->name, "expects KIND SOURCE OUT.h5 (KIND: %s)",
+                           "fashion-mnist, mnist, cifar10 or shapes");
     const char *kind = argv[first], *src = argv[first + 1], *out = argv[first + 2];
     bool idx = strcmp(kind, "fashion-mnist") == 0 || strcmp(kind, "mnist") == 0;
     if (!idx && strcmp(kind, "cifar10") != 0 && strcmp(kind, "shapes") != 0)
@@ -209,8 +211,20 @@ static int run_prepare(int argc, char **argv) {
 
 /* ---- yoto data-info -------------------------------------------------------------- */
 
-enum { OPT_BENCH = 1200, OPT_DATASET, OPT_RANGE, OPT_PIPELINE, OPT_BATCH, OPT_SECONDS,
-       OPT_CACHE_MB, OPT_BLOCK_MB, OPT_NO_READAHEAD, OPT_BSEED, OPT_STEPS, OPT_STEP_MS };
+enum {
+    OPT_BENCH = 1200,
+    OPT_DATASET,
+    OPT_RANGE,
+    OPT_PIPELINE,
+    OPT_BATCH,
+    OPT_SECONDS,
+    OPT_CACHE_MB,
+    OPT_BLOCK_MB,
+    OPT_NO_READAHEAD,
+    OPT_BSEED,
+    OPT_STEPS,
+    OPT_STEP_MS
+};
 
 typedef struct {
     bool bench, no_readahead;
@@ -223,16 +237,31 @@ static int handle_info(int id, const char *arg, void *ctx) {
     info_opts *o = ctx;
     const char *cmd = "data-info";
     switch (id) {
-    case OPT_BENCH: o->bench = true; return YT_OK;
-    case OPT_NO_READAHEAD: o->no_readahead = true; return YT_OK;
-    case OPT_DATASET: o->dataset = arg; return YT_OK;
-    case OPT_RANGE: o->range = arg; return YT_OK;
-    case OPT_PIPELINE: o->pipeline = arg; return YT_OK;
-    case OPT_BATCH: return parse_long(cmd, "--batch", arg, 1, 1L << 20, &o->batch);
-    case OPT_CACHE_MB: return parse_long(cmd, "--cache-mb", arg, 0, 1L << 30, &o->cache_mb);
-    case OPT_BLOCK_MB: return parse_long(cmd, "--block-mb", arg, 1, 1L << 20, &o->block_mb);
-    case OPT_BSEED: return parse_long(cmd, "--seed", arg, 0, LONG_MAX, &o->seed);
-    case OPT_STEPS: return parse_long(cmd, "--steps", arg, 0, LONG_MAX, &o->steps);
+    case OPT_BENCH:
+        o->bench = true;
+        return YT_OK;
+    case OPT_NO_READAHEAD:
+        o->no_readahead = true;
+        return YT_OK;
+    case OPT_DATASET:
+        o->dataset = arg;
+        return YT_OK;
+    case OPT_RANGE:
+        o->range = arg;
+        return YT_OK;
+    case OPT_PIPELINE:
+        o->pipeline = arg;
+        return YT_OK;
+    case OPT_BATCH:
+        return parse_long(cmd, "--batch", arg, 1, 1L << 20, &o->batch);
+    case OPT_CACHE_MB:
+        return parse_long(cmd, "--cache-mb", arg, 0, 1L << 30, &o->cache_mb);
+    case OPT_BLOCK_MB:
+        return parse_long(cmd, "--block-mb", arg, 1, 1L << 20, &o->block_mb);
+    case OPT_BSEED:
+        return parse_long(cmd, "--seed", arg, 0, LONG_MAX, &o->seed);
+    case OPT_STEPS:
+        return parse_long(cmd, "--steps", arg, 0, LONG_MAX, &o->steps);
     case OPT_SECONDS:
     case OPT_STEP_MS: {
         char *end;
@@ -294,21 +323,21 @@ static int info_bench(const char *file, const info_opts *o) {
         char ptxt[512];
         preprocess_text(&cfg->data.preprocess_train, ptxt, sizeof ptxt);
         const data_desc *d = &r.desc;
-        dist_log("bench: %s '%s' rows [%ld, %ld), %ld images/rank/batch x %d ranks, %ld steps/epoch\n"
-                 "  pipeline: %s -> [%d, %d, %d]\n"
-                 "  mode: %s, cache %ld MB, block %ld MB (%ld windows of %ld rows)\n"
-                 "  open (incl. cache read): %.3f s\n"
-                 "  images/s per rank (slowest): %.0f   all ranks: %.0f   (%ld images per rank)\n"
-                 "  waiting for reads: %.1f%% of batch time\n"
-                 "  peak RSS (largest rank): %.1f MB\n",
-                 d->file, d->dataset, d->begin, d->end, d->batch, d->world, d->steps, ptxt, d->c,
-                 d->oh, d->ow,
-                 d->cached      ? "cached"
-                 : d->readahead ? "streaming, read-ahead thread (pread)"
-                                : "streaming, synchronous HDF5 reads",
-                 o->cache_mb, o->block_mb, d->group_windows, d->window_rows, r.open_s,
-                 r.images_per_s, r.images_per_s_total, r.images, 100 * r.wait_frac,
-                 (double)r.peak_rss_kb / 1024.0);
+        dist_log(
+            "bench: %s '%s' rows [%ld, %ld), %ld images/rank/batch x %d ranks, %ld steps/epoch\n"
+            "  pipeline: %s -> [%d, %d, %d]\n"
+            "  mode: %s, cache %ld MB, block %ld MB (%ld windows of %ld rows)\n"
+            "  open (incl. cache read): %.3f s\n"
+            "  images/s per rank (slowest): %.0f   all ranks: %.0f   (%ld images per rank)\n"
+            "  waiting for reads: %.1f%% of batch time\n"
+            "  peak RSS (largest rank): %.1f MB\n",
+            d->file, d->dataset, d->begin, d->end, d->batch, d->world, d->steps, ptxt, d->c, d->oh,
+            d->ow,
+            d->cached      ? "cached"
+            : d->readahead ? "streaming, read-ahead thread (pread)"
+                           : "streaming, synchronous HDF5 reads",
+            o->cache_mb, o->block_mb, d->group_windows, d->window_rows, r.open_s, r.images_per_s,
+            r.images_per_s_total, r.images, 100 * r.wait_frac, (double)r.peak_rss_kb / 1024.0);
     }
     free(cfg);
     return rc;
@@ -331,8 +360,8 @@ static int run_data_info(int argc, char **argv) {
         {"seed", required_argument, NULL, OPT_BSEED},
         {0},
     };
-    info_opts o = {.batch = 64, .cache_mb = 4096, .block_mb = DATA_DEFAULT_BLOCK_MB,
-                   .seconds = 3.0};
+    info_opts o = {
+        .batch = 64, .cache_mb = 4096, .block_mb = DATA_DEFAULT_BLOCK_MB, .seconds = 3.0};
     bool help;
     int first = parse_options(c, argc, argv, opts, handle_info, &o, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
@@ -373,39 +402,44 @@ static const command commands[] = {
      "  --set KEY=VALUE   override one value (repeatable), e.g. --set train.steps=1000\n"
      "  -h, --help        this text\n",
      run_config, false},
-    {"prepare", "fashion-mnist|mnist|cifar10 DIR OUT.h5 | shapes SIZE OUT.h5 [options]",
+    {"prepare", "KIND SOURCE OUT.h5 [options]",
      "Converts a data set to yoto's HDF5 layout (docs/DATA.md), then prints what\n"
      "it wrote (as data-info). The file appears under its name only when complete.\n\n"
-     "  fashion-mnist DIR  the IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
-     "  mnist DIR          t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte in DIR, each\n"
-     "                     gzipped (.gz) or not -> /train/images uint8 [60000, 28, 28, 1],\n"
-     "                     /train/labels uint8 [60000], /test/images, /test/labels\n"
+     "  fashion-mnist DIR  IDX files in DIR, each gzipped (.gz) or not:\n"
+     "  mnist DIR            train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
+     "                       t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte\n"
+     "                     -> /train/images uint8 [60000, 28, 28, 1],\n"
+     "                        /train/labels uint8 [60000], /test/images, /test/labels\n"
      "  cifar10 DIR        data_batch_1..5.bin and test_batch.bin in DIR (or in\n"
-     "                     DIR/cifar-10-batches-bin) -> /train/images uint8 [50000, 32, 32, 3]\n"
-     "                     (HWC), /train/labels, /test/images, /test/labels\n"
-     "  shapes SIZE        SIZE (1..480000) procedurally rendered stand-ins for Shapes3D:\n"
-     "                     /images uint8 [SIZE, 64, 64, 3], /labels float64 [SIZE, 6] (floor\n"
-     "                     hue, wall hue, object hue, scale, shape, orientation: the layout\n"
-     "                     and factor values of 3dshapes.h5). SIZE < 480000 draws distinct\n"
-     "                     factor combinations (--seed), kept in the grid's order.\n\n"
+     "                     DIR/cifar-10-batches-bin)\n"
+     "                     -> /train/images uint8 [50000, 32, 32, 3] (HWC),\n"
+     "                        /train/labels, /test/images, /test/labels\n"
+     "  shapes SIZE        SIZE (1..480000) rendered stand-ins for Shapes3D:\n"
+     "                     -> /images uint8 [SIZE, 64, 64, 3], /labels float64\n"
+     "                        [SIZE, 6] (floor hue, wall hue, object hue, scale,\n"
+     "                        shape, orientation), as in 3dshapes.h5. SIZE < 480000\n"
+     "                        draws distinct factor combinations (--seed), kept in\n"
+     "                        the grid's order.\n\n"
      "options:\n"
-     "  --contiguous      store images contiguous and uncompressed (fastest to stream;\n"
-     "                    the default for shapes; others: chunks of ~256 KiB, deflate 4)\n"
-     "  --deflate N       chunked images with deflate level N (0..9, 0 = uncompressed)\n"
+     "  --contiguous      store images contiguous and uncompressed (fastest to\n"
+     "                    stream; the default for shapes; the others default to\n"
+     "                    chunks of ~256 KiB with deflate 4)\n"
+     "  --deflate N       chunked images with deflate level N (0..9, 0 = none)\n"
      "  --seed N          shapes: which factor combinations (default 0)\n"
      "  -h, --help        this text\n\n"
-     "Example: yoto prepare fashion-mnist /usr/share/datasets/fashion-mnist data/fashion_mnist.h5\n"
-     "Under mpirun, rank 0 converts. Exit code 2 on bad input (missing, truncated or\n"
-     "malformed files).\n",
+     "Example:\n"
+     "  yoto prepare fashion-mnist /usr/share/datasets/fashion-mnist data/fmnist.h5\n"
+     "Under mpirun, rank 0 converts. Exit code 2 on bad input (missing, truncated\n"
+     "or malformed files).\n",
      run_prepare, true},
     {"data-info", "FILE.h5 [--bench [options]]",
-     "Prints what an HDF5 data file holds (attributes, datasets with type, shape, layout\n"
-     "and compression) and validates every uint8 image dataset for training (uint8\n"
-     "[N, H, W, C], or [N, H, W] read as C = 1, N >= 1). Exit code 2 when the file is\n"
-     "missing, not HDF5, or has no usable image dataset.\n\n"
-     "With --bench, also measures the training data pipeline on the file (sharded over\n"
-     "the MPI ranks, shuffled, preprocessed into [C][N][H][W] batches):\n"
-     "  --dataset PATH    image dataset (default 'images' if present, else 'train/images')\n"
+     "Prints what an HDF5 data file holds (attributes; datasets with type, shape,\n"
+     "layout and compression) and validates every image dataset for training:\n"
+     "uint8 [N, H, W, C], or [N, H, W] read as C = 1, N >= 1. Exit code 2 when the\n"
+     "file is missing, not HDF5, or has no usable image dataset.\n\n"
+     "With --bench, also measures the training data pipeline on the file (sharded\n"
+     "over the MPI ranks, shuffled, preprocessed into [C][N][H][W] batches):\n"
+     "  --dataset PATH    image dataset (default 'images', else 'train/images')\n"
      "  --range R         row range of the split: '20%:', ':1000', ... (default all)\n"
      "  --pipeline OPS    preprocessing, e.g. 'resize(40), random_crop(32), flip_lr(),\n"
      "                    value_range(-1, 1)' (default 'value_range(0, 1)')\n"
@@ -414,7 +448,7 @@ static const command commands[] = {
      "  --steps N         ...and at least N batches\n"
      "  --step-ms T       sleep T ms per batch, standing in for the training step\n"
      "                    (shows how much of the reading the read-ahead hides)\n"
-     "  --cache-mb N      data.cache_mb: shards up to N MB are read once (default 4096)\n"
+     "  --cache-mb N      data.cache_mb: a shard up to N MB is read once (4096)\n"
      "  --block-mb N      data.stream_block_mb (default 64)\n"
      "  --no-readahead    stream with synchronous HDF5 reads only\n"
      "  --seed N          data order seed (default 0)\n"
