@@ -70,6 +70,7 @@ typedef struct {
     long block_bytes; /* <= 0: data.stream_block_mb MiB (<= 0: 64 MiB)      */
     long window_rows; /* <= 0: DATA_WINDOW_BYTES of rows                      */
     int readahead;    /* streaming: 1 = reader thread when possible, 0 = never */
+    long piece_bytes; /* <= 0: DATA_READ_PIECE_BYTES per collective cache read */
 } data_tuning;
 data_tuning data_tuning_default(void);
 

@@ -45,7 +45,8 @@ long data_steps_per_epoch(long n, int world, long batch) {
 }
 
 data_tuning data_tuning_default(void) {
-    return (data_tuning){-1, 0, 0, 1};
+    return (data_tuning){
+        .cache_bytes = -1, .block_bytes = 0, .window_rows = 0, .readahead = 1, .piece_bytes = 0};
 }
 
 /* ---- looking at a file ------------------------------------------------------------ */
@@ -736,12 +737,15 @@ static void alloc_orders(data_source *d) {
     }
 }
 
-/* Collective: the whole shard, in pieces every rank reads together. */
-static int read_cache(data_source *d) {
+/* Collective: the whole shard, in pieces every rank reads together (the
+ * number of pieces is the largest shard's, so ranks with less take part
+ * with empty selections). */
+static int read_cache(data_source *d, long piece_bytes) {
     const data_desc *dd = &d->desc;
     long b0, e0;
     data_shard(dd->rows, 0, dd->world, &b0, &e0);
-    long piece = YT_MAX(1L, DATA_READ_PIECE_BYTES / (long)d->row_bytes);
+    long piece =
+        YT_MAX(1L, (piece_bytes > 0 ? piece_bytes : DATA_READ_PIECE_BYTES) / (long)d->row_bytes);
     long npieces = (e0 - b0 + piece - 1) / piece;
     d->cache = yt_malloc((size_t)YT_MAX(1L, d->shard_rows) * d->row_bytes);
     double t0 = yt_now();
@@ -840,7 +844,7 @@ static int source_open(data_source **out, const yoto_config *cfg, const char *sp
     if (rc == YT_OK) {
         alloc_orders(d);
         if (dd->cached)
-            rc = read_cache(d); /* agreed inside */
+            rc = read_cache(d, t.piece_bytes); /* agreed inside */
         else if (dd->readahead)
             start_reader(d);
     }

@@ -114,8 +114,10 @@ static void test_union_is_the_split(void **state) {
     free(cfg);
 }
 
-/* the same batches whatever the read mode, with independent streaming reads
- * running while other ranks do other things */
+/* the same batches whatever the read mode: cached (in one collective read,
+ * or in pieces of 5 rows, where ranks with smaller shards join the last
+ * piece with an empty selection), streaming through the reader thread and
+ * streaming with independent HDF5 reads */
 static void test_streaming_equals_cached(void **state) {
     (void)state;
     const int P = dist_size(), r = dist_rank();
@@ -127,32 +129,33 @@ static void test_streaming_equals_cached(void **state) {
     for (int f = 0; f < 2; f++) {
         tu_data_config(cfg, files[f], dsets[f], "", "random_crop(6), flip_lr(), value_range(-1, 1)",
                        6, 6, 1);
-        data_source *d[3];
-        for (int m = 0; m < 3; m++) {
+        data_source *d[4];
+        for (int m = 0; m < 4; m++) {
             data_tuning t = data_tuning_default();
             t.window_rows = 3;
             t.block_bytes = 4 * 3 * 64;
-            t.cache_bytes = m == 0 ? -1 : 0;
+            t.cache_bytes = m == 0 || m == 3 ? -1 : 0;
             t.readahead = m == 1;
+            t.piece_bytes = m == 3 ? 5 * 64 : 0;
             TU_ASSERT_ALL(data_open_train(&d[m], cfg, r, P, B, &t) == YT_OK);
         }
         assert_true(data_describe(d[0])->cached && !data_describe(d[1])->cached);
         size_t n = data_batch_floats(d[0]);
-        real *x[3];
-        for (int m = 0; m < 3; m++)
+        real *x[4];
+        for (int m = 0; m < 4; m++)
             x[m] = malloc(n * sizeof(real));
-        int64_t rows[3][3];
+        int64_t rows[4][3];
         long steps = data_describe(d[0])->steps, count;
         for (long e = 0; e < 2; e++)
             for (long s = 0; s < steps; s++) {
-                for (int m = 0; m < 3; m++)
+                for (int m = 0; m < 4; m++)
                     ok &= data_batch(d[m], e, s, x[m], rows[m], &count) == 0;
-                for (int m = 1; m < 3; m++) {
+                for (int m = 1; m < 4; m++) {
                     ok &= memcmp(rows[0], rows[m], sizeof rows[0]) == 0;
                     ok &= memcmp(x[0], x[m], n * sizeof(real)) == 0;
                 }
             }
-        for (int m = 0; m < 3; m++) {
+        for (int m = 0; m < 4; m++) {
             free(x[m]);
             data_close(d[m]);
         }

@@ -235,8 +235,9 @@ static void test_batches_and_shuffle(void **state) {
     free(cfg);
 }
 
-/* cached, streaming with the reader thread, streaming with synchronous HDF5
- * reads, and a chunked+deflated copy: the same batches */
+/* cached (in one read or in pieces), streaming with the reader thread,
+ * streaming with synchronous HDF5 reads, and a chunked+deflated copy: the
+ * same batches */
 static void test_cached_equals_streaming(void **state) {
     (void)state;
     yoto_config *cfg = calloc(1, sizeof *cfg);
@@ -245,18 +246,19 @@ static void test_cached_equals_streaming(void **state) {
     const long B = 7;
     run_log ref = {0};
     for (int f = 0; f < 2; f++)
-        for (int mode = 0; mode < 3; mode++) {
+        for (int mode = 0; mode < 4; mode++) {
             tu_data_config(cfg, files[f], dsets[f], "3:-2", "flip_lr(), value_range(0, 1)", H, W,
                            1);
             data_tuning t = data_tuning_default();
             t.window_rows = 4;
             t.block_bytes = 5 * 4 * 64;
-            t.cache_bytes = mode == 0 ? -1 : 0;
+            t.cache_bytes = mode == 0 || mode == 3 ? -1 : 0;
             t.readahead = mode == 1;
+            t.piece_bytes = mode == 3 ? 11 * 64 : 0; /* the cache read in pieces */
             data_source *d;
             assert_int_equal(data_open_train(&d, cfg, 0, 2, B, &t), YT_OK);
             const data_desc *dd = data_describe(d);
-            assert_int_equal(dd->cached, mode == 0);
+            assert_int_equal(dd->cached, mode == 0 || mode == 3);
             assert_int_equal(dd->readahead, mode == 1 && f == 0); /* pread needs contiguous */
             data_close(d);
             run_log L = read_epochs(cfg, 0, 2, B, &t, 3, false);
