@@ -33,9 +33,10 @@
  *   mode (cached or streaming) and anything before (epoch, step) do not
  *   matter, and resume restores the exact order.
  * - Storage: a shard of at most data.cache_mb (decided on the largest shard,
- *   so all ranks agree) is read once with one collective MPI-IO hyperslab
- *   read and kept as uint8; a larger one streams group by group (about
- *   2 x stream_block_mb resident: the current group and the next). For a
+ *   so all ranks agree) is read once with collective MPI-IO hyperslab reads
+ *   (pieces of at most 64 MiB) and kept as uint8; a larger one streams
+ *   group by group (about 2 x stream_block_mb resident: the current group
+ *   and the next). For a
  *   contiguous, unfiltered dataset a reader thread pread()s the next group
  *   while the current one is used (it never calls HDF5 or MPI); otherwise
  *   groups are read synchronously with independent HDF5 reads.
@@ -59,7 +60,7 @@
 
 #define DATA_WINDOW_BYTES (256L << 10)     /* shuffle window: rows of this many bytes */
 #define DATA_DEFAULT_BLOCK_MB 64           /* data.stream_block_mb when it is <= 0 */
-#define DATA_READ_PIECE_BYTES (512L << 20) /* largest single collective read */
+#define DATA_READ_PIECE_BYTES (64L << 20) /* largest single collective read */
 
 typedef struct data_source data_source;
 
