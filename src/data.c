@@ -341,8 +341,8 @@ static int run_ranges(int fd, const group_buf *g) {
     return 0;
 }
 
-/* The reader thread: pread()s jobs, nothing else (HDF5 is not thread-safe
- * in Debian's build and MPI runs single-threaded). */
+/* The reader thread: pread()s jobs, nothing else (Debian's HDF5 is not
+ * thread-safe, and only the main thread calls MPI: MPI_THREAD_FUNNELED). */
 static void *reader_main(void *arg) {
     data_source *d = arg;
     pthread_mutex_lock(&d->mu);
