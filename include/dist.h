@@ -47,6 +47,8 @@ void dist_allreduce_sum_real(real *buf, size_t n);
 void dist_allreduce_sum_double(double *buf, size_t n);
 long dist_allreduce_min_long(long x);
 long dist_allreduce_max_long(long x);
+double dist_allreduce_min_double(double x);
+double dist_allreduce_max_double(double x);
 
 /* ---- gradient allreduce, overlapped with the backward pass ------------------
  * The gradient arena is cut into buckets from its end (the backward pass

@@ -31,7 +31,10 @@ void dist_init(int *argc, char ***argv) {
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) {
-        MPI_CHECK(MPI_Init(argc, argv));
+        /* FUNNELED: only the main thread calls MPI, but other threads exist
+         * (the data module's pread reader, OpenBLAS) */
+        int provided = 0;
+        MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
         g_started = true;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
@@ -152,6 +155,20 @@ long dist_allreduce_min_long(long x) {
     long r = x;
     if (dist_active() && g_size > 1)
         MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD));
+    return r;
+}
+
+double dist_allreduce_min_double(double x) {
+    double r = x;
+    if (dist_active() && g_size > 1)
+        MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD));
+    return r;
+}
+
+double dist_allreduce_max_double(double x) {
+    double r = x;
+    if (dist_active() && g_size > 1)
+        MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
     return r;
 }
 

@@ -1,13 +1,18 @@
 /* main.c — the command line: parse, dispatch, exit with the agreed code.
  * No numerics and no I/O policy here; each command calls its module. */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
 #include "common.h"
 #include "config.h"
+#include "data.h"
 #include "dist.h"
+#include "prepare.h"
+#include "preprocess.h"
 
 #define MAX_SETS 256
 
@@ -127,9 +132,253 @@ static int run_config(int argc, char **argv) {
     return rc;
 }
 
+/* ---- yoto prepare ---------------------------------------------------------- */
+
+enum { OPT_CONTIGUOUS = 1100, OPT_DEFLATE, OPT_SEED };
+
+static int parse_long(const char *cmd, const char *what, const char *arg, long lo, long hi,
+                      long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (end == arg || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "yoto %s: %s must be an integer in %ld..%ld, got '%s'\n", cmd, what, lo, hi,
+                arg);
+        return YT_ERR_USAGE;
+    }
+    *out = v;
+    return YT_OK;
+}
+
+static int handle_prepare(int id, const char *arg, void *ctx) {
+    prepare_options *o = ctx;
+    long v;
+    switch (id) {
+    case OPT_CONTIGUOUS:
+        o->contiguous = true;
+        return YT_OK;
+    case OPT_DEFLATE:
+        if (parse_long("prepare", "--deflate", arg, 0, 9, &v) != YT_OK) return YT_ERR_USAGE;
+        o->deflate = (int)v;
+        return YT_OK;
+    case OPT_SEED:
+        if (parse_long("prepare", "--seed", arg, 0, LONG_MAX, &v) != YT_OK) return YT_ERR_USAGE;
+        o->seed = (uint64_t)v;
+        return YT_OK;
+    }
+    return YT_ERR_USAGE;
+}
+
+static int run_prepare(int argc, char **argv) {
+    const command *c = find_command("prepare");
+    static const struct option opts[] = {
+        {"contiguous", no_argument, NULL, OPT_CONTIGUOUS},
+        {"deflate", required_argument, NULL, OPT_DEFLATE},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {0},
+    };
+    prepare_options o = prepare_options_default();
+    bool help;
+    int first = parse_options(c, argc, argv, opts, handle_prepare, &o, &help);
+    if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
+    if (argc - first != 3)
+        return usage_error(c->name, "expects KIND SOURCE OUT.h5 (KIND: %s)",
+                           "fashion-mnist, mnist, cifar10 or shapes");
+    const char *kind = argv[first], *src = argv[first + 1], *out = argv[first + 2];
+    bool idx = strcmp(kind, "fashion-mnist") == 0 || strcmp(kind, "mnist") == 0;
+    if (!idx && strcmp(kind, "cifar10") != 0 && strcmp(kind, "shapes") != 0)
+        return usage_error(c->name, "unknown data set '%s' (fashion-mnist, mnist, cifar10, shapes)",
+                           kind);
+    long n = 0;
+    if (strcmp(kind, "shapes") == 0 &&
+        parse_long(c->name, "shapes SIZE", src, 1, SHAPES_N, &n) != YT_OK)
+        return YT_ERR_USAGE;
+    /* one writer: rank 0 converts, the others wait for its verdict */
+    int rc = YT_OK;
+    if (dist_rank() == 0) {
+        double t0 = yt_now();
+        rc = idx ? prepare_idx(kind, src, out, &o)
+             : n ? prepare_shapes(n, out, &o)
+                 : prepare_cifar10(src, out, &o);
+        if (rc == YT_OK) {
+            printf("wrote %s in %.1f s\n", out, yt_now() - t0);
+            rc = prepare_info(out, stdout);
+        }
+    }
+    rc = dist_agree(rc);
+    if (rc != YT_OK) dist_report_error();
+    return rc;
+}
+
+/* ---- yoto data-info -------------------------------------------------------------- */
+
+enum {
+    OPT_BENCH = 1200,
+    OPT_DATASET,
+    OPT_RANGE,
+    OPT_PIPELINE,
+    OPT_BATCH,
+    OPT_SECONDS,
+    OPT_CACHE_MB,
+    OPT_BLOCK_MB,
+    OPT_NO_READAHEAD,
+    OPT_BSEED,
+    OPT_STEPS,
+    OPT_STEP_MS
+};
+
+typedef struct {
+    bool bench, no_readahead;
+    const char *dataset, *range, *pipeline;
+    long batch, cache_mb, block_mb, seed, steps;
+    double seconds, step_ms;
+} info_opts;
+
+static int handle_info(int id, const char *arg, void *ctx) {
+    info_opts *o = ctx;
+    const char *cmd = "data-info";
+    switch (id) {
+    case OPT_BENCH:
+        o->bench = true;
+        return YT_OK;
+    case OPT_NO_READAHEAD:
+        o->no_readahead = true;
+        return YT_OK;
+    case OPT_DATASET:
+        o->dataset = arg;
+        return YT_OK;
+    case OPT_RANGE:
+        o->range = arg;
+        return YT_OK;
+    case OPT_PIPELINE:
+        o->pipeline = arg;
+        return YT_OK;
+    case OPT_BATCH:
+        return parse_long(cmd, "--batch", arg, 1, 1L << 20, &o->batch);
+    case OPT_CACHE_MB:
+        return parse_long(cmd, "--cache-mb", arg, 0, 1L << 30, &o->cache_mb);
+    case OPT_BLOCK_MB:
+        return parse_long(cmd, "--block-mb", arg, 1, 1L << 20, &o->block_mb);
+    case OPT_BSEED:
+        return parse_long(cmd, "--seed", arg, 0, LONG_MAX, &o->seed);
+    case OPT_STEPS:
+        return parse_long(cmd, "--steps", arg, 0, LONG_MAX, &o->steps);
+    case OPT_SECONDS:
+    case OPT_STEP_MS: {
+        char *end;
+        double v = strtod(arg, &end);
+        if (end == arg || *end || !(v >= 0 && v < 1e6)) {
+            fprintf(stderr, "yoto data-info: %s must be a number >= 0, got '%s'\n",
+                    id == OPT_SECONDS ? "--seconds" : "--step-ms", arg);
+            return YT_ERR_USAGE;
+        }
+        *(id == OPT_SECONDS ? &o->seconds : &o->step_ms) = v;
+        return YT_OK;
+    }
+    }
+    return YT_ERR_USAGE;
+}
+
+/* The training pipeline's throughput on FILE, on every rank. */
+static int info_bench(const char *file, const info_opts *o) {
+    yoto_config *cfg = yt_calloc(1, sizeof *cfg);
+    int rc = YT_OK;
+    const char *ds = o->dataset;
+    data_image_info ii;
+    if (!ds) { /* 3dshapes.h5 style, else yoto prepare's groups */
+        ds = data_probe(file, "images", &ii) == YT_OK ? "images" : "train/images";
+        yt_clear_error();
+    }
+    rc = data_probe(file, ds, &ii);
+    if (rc == YT_OK)
+        rc = preprocess_parse(o->pipeline ? o->pipeline : "value_range(0, 1)",
+                              &cfg->data.preprocess_train);
+    int oh = 0, ow = 0;
+    if (rc == YT_OK)
+        rc = preprocess_out_shape(&cfg->data.preprocess_train, ii.h, ii.w, "--pipeline", &oh, &ow);
+    rc = dist_agree(rc);
+    if (rc != YT_OK) {
+        free(cfg);
+        return rc;
+    }
+    snprintf(cfg->experiment.name, sizeof cfg->experiment.name, "data-bench");
+    cfg->experiment.seed = (uint64_t)o->seed;
+    snprintf(cfg->data.file, sizeof cfg->data.file, "%s", file);
+    cfg->data.n_splits = 1;
+    cfg_split *sp = &cfg->data.splits[0];
+    snprintf(sp->name, sizeof sp->name, "train");
+    snprintf(sp->dataset, sizeof sp->dataset, "%s", ds);
+    snprintf(sp->range, sizeof sp->range, "%s", o->range ? o->range : "");
+    snprintf(cfg->data.train_split, sizeof cfg->data.train_split, "train");
+    cfg->data.cache_mb = o->cache_mb;
+    cfg->data.stream_block_mb = o->block_mb;
+    cfg->model.input_shape[0] = oh;
+    cfg->model.input_shape[1] = ow;
+    cfg->model.input_shape[2] = ii.c;
+    data_tuning t = data_tuning_default();
+    t.readahead = !o->no_readahead;
+    data_bench_result r;
+    data_bench_opts bo = {o->batch, o->seconds, o->steps, o->step_ms / 1000.0};
+    rc = data_bench(cfg, &bo, &t, &r);
+    if (rc == YT_OK) {
+        char ptxt[512];
+        preprocess_text(&cfg->data.preprocess_train, ptxt, sizeof ptxt);
+        const data_desc *d = &r.desc;
+        dist_log(
+            "bench: %s '%s' rows [%ld, %ld), %ld images/rank/batch x %d ranks, %ld steps/epoch\n"
+            "  pipeline: %s -> [%d, %d, %d]\n"
+            "  mode: %s, cache %ld MB, block %ld MB (%ld windows of %ld rows)\n"
+            "  open (incl. cache read): %.3f s\n"
+            "  images/s per rank (slowest): %.0f   all ranks: %.0f   (%ld images per rank)\n"
+            "  waiting for reads: %.1f%% of batch time\n"
+            "  peak RSS (largest rank): %.1f MB\n",
+            d->file, d->dataset, d->begin, d->end, d->batch, d->world, d->steps, ptxt, d->c, d->oh,
+            d->ow,
+            d->cached      ? "cached"
+            : d->readahead ? "streaming, read-ahead thread (pread)"
+                           : "streaming, synchronous HDF5 reads",
+            o->cache_mb, o->block_mb, d->group_windows, d->window_rows, r.open_s, r.images_per_s,
+            r.images_per_s_total, r.images, 100 * r.wait_frac, (double)r.peak_rss_kb / 1024.0);
+    }
+    free(cfg);
+    return rc;
+}
+
+static int run_data_info(int argc, char **argv) {
+    const command *c = find_command("data-info");
+    static const struct option opts[] = {
+        {"bench", no_argument, NULL, OPT_BENCH},
+        {"dataset", required_argument, NULL, OPT_DATASET},
+        {"range", required_argument, NULL, OPT_RANGE},
+        {"pipeline", required_argument, NULL, OPT_PIPELINE},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"seconds", required_argument, NULL, OPT_SECONDS},
+        {"steps", required_argument, NULL, OPT_STEPS},
+        {"step-ms", required_argument, NULL, OPT_STEP_MS},
+        {"cache-mb", required_argument, NULL, OPT_CACHE_MB},
+        {"block-mb", required_argument, NULL, OPT_BLOCK_MB},
+        {"no-readahead", no_argument, NULL, OPT_NO_READAHEAD},
+        {"seed", required_argument, NULL, OPT_BSEED},
+        {0},
+    };
+    info_opts o = {
+        .batch = 64, .cache_mb = 4096, .block_mb = DATA_DEFAULT_BLOCK_MB, .seconds = 3.0};
+    bool help;
+    int first = parse_options(c, argc, argv, opts, handle_info, &o, &help);
+    if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
+    if (argc - first != 1) return usage_error(c->name, "expects one FILE.h5%s", "");
+    const char *file = argv[first];
+    int rc = YT_OK;
+    if (dist_rank() == 0) rc = prepare_info(file, stdout);
+    rc = dist_agree(rc);
+    if (rc == YT_OK && o.bench) rc = info_bench(file, &o);
+    if (rc != YT_OK) dist_report_error();
+    return rc;
+}
+
 /* ---- yoto bench ---------------------------------------------------------- */
 
-enum { OPT_STEPS = 1100, OPT_WARMUP, OPT_THREADS, OPT_JSON };
+enum { OPT_BENCH_STEPS = 1300, OPT_BENCH_WARMUP, OPT_BENCH_THREADS, OPT_BENCH_JSON };
 
 typedef struct {
     cli_sets sets;
@@ -151,10 +400,10 @@ static int handle_bench(int id, const char *arg, void *ctx) {
     bench_cli *b = ctx;
     switch (id) {
     case OPT_SET: return handle_set(id, arg, &b->sets);
-    case OPT_STEPS: return parse_count("--steps", arg, 1, &b->o.steps);
-    case OPT_WARMUP: return parse_count("--warmup", arg, 0, &b->o.warmup);
-    case OPT_THREADS: return parse_count("--threads", arg, 1, &b->o.threads);
-    case OPT_JSON: b->o.json = true; return YT_OK;
+    case OPT_BENCH_STEPS: return parse_count("--steps", arg, 1, &b->o.steps);
+    case OPT_BENCH_WARMUP: return parse_count("--warmup", arg, 0, &b->o.warmup);
+    case OPT_BENCH_THREADS: return parse_count("--threads", arg, 1, &b->o.threads);
+    case OPT_BENCH_JSON: b->o.json = true; return YT_OK;
     }
     return YT_ERR_USAGE;
 }
@@ -163,10 +412,10 @@ static int run_bench(int argc, char **argv) {
     const command *c = find_command("bench");
     static const struct option opts[] = {
         {"set", required_argument, NULL, OPT_SET},
-        {"steps", required_argument, NULL, OPT_STEPS},
-        {"warmup", required_argument, NULL, OPT_WARMUP},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"json", no_argument, NULL, OPT_JSON},
+        {"steps", required_argument, NULL, OPT_BENCH_STEPS},
+        {"warmup", required_argument, NULL, OPT_BENCH_WARMUP},
+        {"threads", required_argument, NULL, OPT_BENCH_THREADS},
+        {"json", no_argument, NULL, OPT_BENCH_JSON},
         {0},
     };
     bench_cli b = {.o = {.steps = 20, .warmup = 3}};
@@ -210,12 +459,58 @@ static const command commands[] = {
      "  --set KEY=VALUE   override one value (repeatable), e.g. --set train.steps=1000\n"
      "  -h, --help        this text\n",
      run_config, false},
-    {"prepare", "fashion-mnist|mnist|cifar10 DIR OUT.h5 | shapes SIZE OUT.h5",
-     "Converts a data set to yoto's HDF5 layout (uint8 [N, H, W, C] images, labels,\n"
-     "/train and /test groups).\n",
-     not_built, true},
-    {"data-info", "FILE.h5", "Prints what an HDF5 data file holds and validates it for training.\n",
-     not_built, true},
+    {"prepare", "KIND SOURCE OUT.h5 [options]",
+     "Converts a data set to yoto's HDF5 layout (docs/DATA.md), then prints what\n"
+     "it wrote (as data-info). The file appears under its name only when complete.\n\n"
+     "  fashion-mnist DIR  IDX files in DIR, each gzipped (.gz) or not:\n"
+     "  mnist DIR            train-images-idx3-ubyte, train-labels-idx1-ubyte,\n"
+     "                       t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte\n"
+     "                     -> /train/images uint8 [60000, 28, 28, 1],\n"
+     "                        /train/labels uint8 [60000], /test/images, /test/labels\n"
+     "  cifar10 DIR        data_batch_1..5.bin and test_batch.bin in DIR (or in\n"
+     "                     DIR/cifar-10-batches-bin)\n"
+     "                     -> /train/images uint8 [50000, 32, 32, 3] (HWC),\n"
+     "                        /train/labels, /test/images, /test/labels\n"
+     "  shapes SIZE        SIZE (1..480000) rendered stand-ins for Shapes3D:\n"
+     "                     -> /images uint8 [SIZE, 64, 64, 3], /labels float64\n"
+     "                        [SIZE, 6] (floor hue, wall hue, object hue, scale,\n"
+     "                        shape, orientation), as in 3dshapes.h5. SIZE < 480000\n"
+     "                        draws distinct factor combinations (--seed), kept in\n"
+     "                        the grid's order.\n\n"
+     "options:\n"
+     "  --contiguous      store images contiguous and uncompressed (fastest to\n"
+     "                    stream; the default for shapes; the others default to\n"
+     "                    chunks of ~256 KiB with deflate 4)\n"
+     "  --deflate N       chunked images with deflate level N (0..9, 0 = none)\n"
+     "  --seed N          shapes: which factor combinations (default 0)\n"
+     "  -h, --help        this text\n\n"
+     "Example:\n"
+     "  yoto prepare fashion-mnist /usr/share/datasets/fashion-mnist data/fmnist.h5\n"
+     "Under mpirun, rank 0 converts. Exit code 2 on bad input (missing, truncated\n"
+     "or malformed files).\n",
+     run_prepare, true},
+    {"data-info", "FILE.h5 [--bench [options]]",
+     "Prints what an HDF5 data file holds (attributes; datasets with type, shape,\n"
+     "layout and compression) and validates every image dataset for training:\n"
+     "uint8 [N, H, W, C], or [N, H, W] read as C = 1, N >= 1. Exit code 2 when the\n"
+     "file is missing, not HDF5, or has no usable image dataset.\n\n"
+     "With --bench, also measures the training data pipeline on the file (sharded\n"
+     "over the MPI ranks, shuffled, preprocessed into [C][N][H][W] batches):\n"
+     "  --dataset PATH    image dataset (default 'images', else 'train/images')\n"
+     "  --range R         row range of the split: '20%:', ':1000', ... (default all)\n"
+     "  --pipeline OPS    preprocessing, e.g. 'resize(40), random_crop(32), flip_lr(),\n"
+     "                    value_range(-1, 1)' (default 'value_range(0, 1)')\n"
+     "  --batch N         images per rank per batch (default 64)\n"
+     "  --seconds S       measure for about S seconds (default 3)\n"
+     "  --steps N         ...and at least N batches\n"
+     "  --step-ms T       sleep T ms per batch, standing in for the training step\n"
+     "                    (shows how much of the reading the read-ahead hides)\n"
+     "  --cache-mb N      data.cache_mb: a shard up to N MB is read once (4096)\n"
+     "  --block-mb N      data.stream_block_mb (default 64)\n"
+     "  --no-readahead    stream with synchronous HDF5 reads only\n"
+     "  --seed N          data order seed (default 0)\n"
+     "  -h, --help        this text\n",
+     run_data_info, true},
     {"train", "CONFIG [--set KEY=VALUE]... [--resume RUN_DIR]",
      "Trains the loss-conditional VAE, data-parallel over the MPI ranks.\n", not_built, true},
     {"eval", "RUN_DIR|CHECKPOINT [--split S] [--beta LIST]",
