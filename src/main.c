@@ -11,8 +11,11 @@
 #include "config.h"
 #include "data.h"
 #include "dist.h"
+#include "eval.h"
+#include "gallery.h"
 #include "prepare.h"
 #include "preprocess.h"
+#include "train.h"
 
 #define MAX_SETS 256
 
@@ -432,21 +435,93 @@ static int run_bench(int argc, char **argv) {
     return rc;
 }
 
-/* ---- commands not built yet ---------------------------------------------- */
+/* ---- yoto train / eval / sample / reconstruct ------------------------------- */
 
-static int not_built(int argc, char **argv) {
-    const command *c = find_command(argv[0]);
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_command_help(c);
-            printf("\n(not built yet in this version)\n");
-            return YT_OK;
-        }
-    (void)argc;
-    fprintf(stderr, "yoto: '%s' is not built yet in this version (%s)\n", c->name,
-            yt_version());
-    return YT_ERR_RUNTIME;
+enum { OPT_RESUME = 1400, OPT_SPLIT, OPT_BETA, OPT_N, OPT_OUT };
+
+typedef struct {
+    cli_sets sets;
+    const char *resume, *split, *beta, *out;
+    int n;
+} run_cli;
+
+static int handle_run(int id, const char *arg, void *ctx) {
+    run_cli *r = ctx;
+    switch (id) {
+    case OPT_SET: return handle_set(id, arg, &r->sets);
+    case OPT_RESUME: r->resume = arg; return YT_OK;
+    case OPT_SPLIT: r->split = arg; return YT_OK;
+    case OPT_BETA: r->beta = arg; return YT_OK;
+    case OPT_OUT: r->out = arg; return YT_OK;
+    case OPT_N: return parse_count("--n", arg, 1, &r->n);
+    }
+    return YT_ERR_USAGE;
 }
+
+/* every rank reports through rank 0, and all exit with the agreed code */
+static int finish_command(int rc) {
+    if (rc != YT_OK && rc != YT_EXIT_REQUEUE) dist_report_error();
+    return rc;
+}
+
+static int run_train(int argc, char **argv) {
+    const command *c = find_command("train");
+    static const struct option opts[] = {
+        {"set", required_argument, NULL, OPT_SET},
+        {"resume", required_argument, NULL, OPT_RESUME},
+        {0},
+    };
+    run_cli r = {0};
+    bool help;
+    int first = parse_options(c, argc, argv, opts, handle_run, &r, &help);
+    if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
+    int npos = argc - first;
+    if (r.resume ? npos != 0 : npos != 1)
+        return usage_error(c->name, "expects one CONFIG file, or --resume RUN_DIR%s", "");
+    train_args a = {r.resume ? NULL : argv[first], r.resume, r.sets.sets, r.sets.nsets};
+    return finish_command(train_run(&a));
+}
+
+static int run_eval(int argc, char **argv) {
+    const command *c = find_command("eval");
+    static const struct option opts[] = {
+        {"set", required_argument, NULL, OPT_SET},
+        {"split", required_argument, NULL, OPT_SPLIT},
+        {"beta", required_argument, NULL, OPT_BETA},
+        {0},
+    };
+    run_cli r = {0};
+    bool help;
+    int first = parse_options(c, argc, argv, opts, handle_run, &r, &help);
+    if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
+    if (argc - first != 1) return usage_error(c->name, "expects one RUN_DIR or CHECKPOINT%s", "");
+    eval_args a = {argv[first], r.split, r.beta, r.sets.sets, r.sets.nsets};
+    return finish_command(eval_run(&a));
+}
+
+static int run_gallery(int argc, char **argv, bool reconstruct) {
+    const command *c = find_command(reconstruct ? "reconstruct" : "sample");
+    static const struct option opts[] = {
+        {"set", required_argument, NULL, OPT_SET},
+        {"beta", required_argument, NULL, OPT_BETA},
+        {"n", required_argument, NULL, OPT_N},
+        {"out", required_argument, NULL, OPT_OUT},
+        {"split", required_argument, NULL, OPT_SPLIT},
+        {0},
+    };
+    run_cli r = {.n = 8};
+    bool help;
+    int first = parse_options(c, argc, argv, opts, handle_run, &r, &help);
+    if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
+    if (argc - first != 1) return usage_error(c->name, "expects one RUN_DIR or CHECKPOINT%s", "");
+    if (!r.out) return usage_error(c->name, "needs --out FILE.png%s", "");
+    if (r.split && !reconstruct) return usage_error(c->name, "--split is for reconstruct%s", "");
+    gallery_args a = {argv[first], r.beta, r.n, r.out, r.split, r.sets.sets, r.sets.nsets};
+    return finish_command(reconstruct ? gallery_reconstruct(&a) : gallery_sample(&a));
+}
+
+static int run_sample(int argc, char **argv) { return run_gallery(argc, argv, false); }
+static int run_reconstruct(int argc, char **argv) { return run_gallery(argc, argv, true); }
 
 /* ---- the table ----------------------------------------------------------- */
 
@@ -511,14 +586,53 @@ static const command commands[] = {
      "  --seed N          data order seed (default 0)\n"
      "  -h, --help        this text\n",
      run_data_info, true},
-    {"train", "CONFIG [--set KEY=VALUE]... [--resume RUN_DIR]",
-     "Trains the loss-conditional VAE, data-parallel over the MPI ranks.\n", not_built, true},
-    {"eval", "RUN_DIR|CHECKPOINT [--split S] [--beta LIST]",
-     "Evaluates a model over a list of beta values and writes the tables.\n", not_built, true},
-    {"sample", "RUN_DIR|CHECKPOINT --beta LIST --n N --out FILE.png",
-     "Decodes prior samples at each beta into a PNG grid.\n", not_built, true},
-    {"reconstruct", "RUN_DIR|CHECKPOINT --beta LIST --n N --out FILE.png",
-     "Reconstructs images of a split at each beta into a PNG grid.\n", not_built, true},
+    {"train", "CONFIG [--set KEY=VALUE]... | --resume RUN_DIR [--set KEY=VALUE]...",
+     "Trains the loss-conditional VAE, data-parallel over the MPI ranks:\n"
+     "  mpirun -np 4 bin/yoto train configs/fashion_mnist_conv_vae_yoto.yaml\n"
+     "Writes experiment.out_dir: config.yaml, metrics.csv, log.txt, ckpt/, eval/.\n"
+     "If out_dir already holds a checkpoint, training continues from it (a requeued\n"
+     "job just continues). SIGTERM, SIGUSR1 or SIGINT: the current step finishes, a\n"
+     "checkpoint is written and every rank exits with 75 (requeue me); a second\n"
+     "SIGINT exits at once.\n\n"
+     "options:\n"
+     "  --resume RUN_DIR  continue the run in RUN_DIR from its newest checkpoint\n"
+     "  --set KEY=VALUE   override a config value (repeatable); on resume only\n"
+     "                    train.steps, intervals, eval.*, data paths and cache sizes\n"
+     "  -h, --help        this text\n",
+     run_train, true},
+    {"eval", "RUN_DIR|CHECKPOINT [--split S] [--beta LIST] [--set KEY=VALUE]...",
+     "Evaluates a trained model over a list of beta values: conditioned on\n"
+     "(w_kl = beta, w_rec = eval.w_rec), the mean reconstruction_loss, kl_loss and\n"
+     "full_loss over each eval split (up to eval.max_batches batches), sharded over\n"
+     "the ranks. Writes RUN_DIR/eval/step-N.h5 and .csv / .md beside it.\n\n"
+     "options:\n"
+     "  --split S         one split of data.splits (default: eval.splits)\n"
+     "  --beta LIST       comma-separated betas (default: eval.betas; for a fixed-beta\n"
+     "                    model without conditioning, its own beta)\n"
+     "  --set KEY=VALUE   e.g. --set eval.z=mean --set eval.max_batches=10\n"
+     "  -h, --help        this text\n",
+     run_eval, true},
+    {"sample", "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N]",
+     "Decodes N prior samples z ~ N(0, I) at each beta (the same z in every row)\n"
+     "into a PNG grid, one labelled row per beta.\n\n"
+     "options:\n"
+     "  --out FILE.png    the image to write\n"
+     "  --beta LIST       comma-separated betas (default: eval.betas)\n"
+     "  --n N             images per row (default 8)\n"
+     "  --set KEY=VALUE   override a config value\n"
+     "  -h, --help        this text\n",
+     run_sample, true},
+    {"reconstruct", "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N] [--split S]",
+     "Takes the first N images of a split (first row) and reconstructs them from\n"
+     "the posterior mean at each beta (one labelled row per beta) into a PNG grid.\n\n"
+     "options:\n"
+     "  --out FILE.png    the image to write\n"
+     "  --beta LIST       comma-separated betas (default: eval.betas)\n"
+     "  --n N             images per row (default 8)\n"
+     "  --split S         the split to take images from (default: the first eval split)\n"
+     "  --set KEY=VALUE   override a config value\n"
+     "  -h, --help        this text\n",
+     run_reconstruct, true},
     {"bench", "CONFIG [--steps N] [--warmup N] [--threads T] [--json] [--set KEY=VALUE]...",
      "Times the full training step (forward, backward, allreduce, Adam) on synthetic\n"
      "data of the config's shape and prints median images/s, the analytic FLOPs per\n"

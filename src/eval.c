@@ -1,0 +1,289 @@
+/* eval.c — beta tables over eval splits (see eval.h). */
+#include "eval.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "data.h"
+#include "dist.h"
+#include "fsutil.h"
+#include "h5io.h"
+#include "loss.h"
+#include "rng.h"
+
+/* ---- the tables ------------------------------------------------------------------------ */
+
+int eval_default_betas(const yoto_config *cfg, double *betas) {
+    if (cfg->model.conditioning.type == COND_NONE && cfg->loss_weights.mode == LW_FIXED) {
+        betas[0] = cfg->loss_weights.kl.value;
+        return 1;
+    }
+    for (int i = 0; i < cfg->eval.betas.n; i++) betas[i] = cfg->eval.betas.v[i];
+    return cfg->eval.betas.n;
+}
+
+int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const double *betas,
+               int nb, eval_table *out) {
+    YT_CHECK(nb > 0 && nb <= EVAL_MAX_BETAS);
+    memset(out, 0, sizeof *out);
+    snprintf(out->split, sizeof out->split, "%s", split);
+    data_source *d = NULL;
+    int rc = data_open_eval(&d, cfg, split, dist_rank(), dist_size(), NULL);
+    if (rc != YT_OK) return rc;
+    const data_desc *dd = data_describe(d);
+    const int B = (int)dd->batch, L = m->latent;
+    YT_CHECK(B <= m->max_batch);
+    real *x = yt_malloc(data_batch_floats(d) * sizeof *x);
+    real *eps = yt_malloc((size_t)B * L * sizeof *eps);
+    real *wk = yt_malloc((size_t)B * sizeof *wk), *wr = yt_malloc((size_t)B * sizeof *wr);
+    real *cond = yt_malloc((size_t)B * 2 * sizeof *cond);
+    /* sums per beta: recon, kl, images */
+    double *sum = yt_calloc((size_t)nb * 3, sizeof *sum);
+    const bool sample = cfg->eval.z == EVAL_Z_SAMPLE;
+    for (long b = 0; b < dd->steps && rc == YT_OK; b++) {
+        long count = 0;
+        rc = data_batch(d, 0, b, x, NULL, &count);
+        /* a read error on one rank: every rank learns it here (each batch) */
+        rc = dist_agree(rc);
+        if (rc != YT_OK || count == 0) continue;
+        for (int k = 0; k < nb; k++) {
+            loss_weights_fixed(cfg, betas[k], cfg->eval.w_rec, (int)count, wk, wr, cond);
+            if (sample)
+                for (long i = 0; i < count; i++) {
+                    /* keyed by the global row position: the same noise on any rank count */
+                    rng_stream e = rng_stream_make(cfg->experiment.seed, RNG_EVAL, (uint32_t)k,
+                                                   (uint32_t)(dd->shard_begin + b * B + i), 0);
+                    for (int j = 0; j < L; j++) eps[i * L + j] = (real)rng_normal(&e);
+                }
+            model_forward(m, (int)count, x, cond, sample ? eps : NULL);
+            for (long i = 0; i < count; i++) {
+                sum[3 * k] += m->recon[i];
+                sum[3 * k + 1] += m->kl[i];
+            }
+            sum[3 * k + 2] += (double)count;
+        }
+    }
+    data_close(d);
+    if (rc == YT_OK) {
+        dist_allreduce_sum_double(sum, (size_t)nb * 3);
+        out->n = nb;
+        for (int k = 0; k < nb; k++) {
+            eval_row *r = &out->row[k];
+            double n = sum[3 * k + 2];
+            r->beta = betas[k];
+            r->w_rec = cfg->eval.w_rec;
+            r->reconstruction_loss = n > 0 ? sum[3 * k] / n : NAN;
+            r->kl_loss = n > 0 ? sum[3 * k + 1] / n : NAN;
+            r->full_loss = r->w_rec * r->reconstruction_loss + r->beta * r->kl_loss;
+            r->n_images = (long)n;
+        }
+    }
+    free(sum);
+    free(x);
+    free(eps);
+    free(wk);
+    free(wr);
+    free(cond);
+    return rc;
+}
+
+/* ---- writing ---------------------------------------------------------------------------- */
+
+static int write_h5(const char *path, long step, const eval_table *t, int nt) {
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) return yt_fail(YT_ERR_RUNTIME, "cannot create %s", path);
+    hid_t ct = H5Tcreate(H5T_COMPOUND, sizeof(eval_row));
+    H5Tinsert(ct, "beta", HOFFSET(eval_row, beta), H5T_NATIVE_DOUBLE);
+    H5Tinsert(ct, "w_rec", HOFFSET(eval_row, w_rec), H5T_NATIVE_DOUBLE);
+    H5Tinsert(ct, "reconstruction_loss", HOFFSET(eval_row, reconstruction_loss), H5T_NATIVE_DOUBLE);
+    H5Tinsert(ct, "kl_loss", HOFFSET(eval_row, kl_loss), H5T_NATIVE_DOUBLE);
+    H5Tinsert(ct, "full_loss", HOFFSET(eval_row, full_loss), H5T_NATIVE_DOUBLE);
+    H5Tinsert(ct, "n_images", HOFFSET(eval_row, n_images), H5T_NATIVE_LONG);
+    int rc = YT_OK;
+    rc |= h5io_attr_set_string(f, "format", "yoto-eval");
+    rc |= h5io_attr_set_long(f, "step", step);
+    for (int i = 0; i < nt && rc == YT_OK; i++) {
+        hsize_t n = (hsize_t)t[i].n;
+        hid_t sp = H5Screate_simple(1, &n, NULL);
+        hid_t ds = H5Dcreate2(f, t[i].split, ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (ds < 0 || H5Dwrite(ds, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, t[i].row) < 0) rc = YT_ERR_RUNTIME;
+        if (ds >= 0) H5Dclose(ds);
+        H5Sclose(sp);
+    }
+    H5Tclose(ct);
+    if (H5Fclose(f) < 0) rc = YT_ERR_RUNTIME;
+    return rc == YT_OK ? YT_OK : yt_fail(YT_ERR_RUNTIME, "cannot write %s", path);
+}
+
+static int write_text(const char *csv, const char *md, long step, const eval_table *t, int nt) {
+    size_t cap = 4096 + (size_t)nt * EVAL_MAX_BETAS * 200;
+    char *a = yt_malloc(cap), *b = yt_malloc(cap);
+    size_t la = 0, lb = 0;
+    la += (size_t)snprintf(a + la, cap - la,
+                           "split,beta,w_rec,reconstruction_loss,kl_loss,full_loss,n_images\n");
+    lb += (size_t)snprintf(b + lb, cap - lb, "# Evaluation at step %ld\n", step);
+    for (int i = 0; i < nt; i++) {
+        lb += (size_t)snprintf(b + lb, cap - lb,
+                               "\n## %s\n\n| beta | w_rec | reconstruction_loss | kl_loss | "
+                               "full_loss | n_images |\n|---:|---:|---:|---:|---:|---:|\n",
+                               t[i].split);
+        for (int k = 0; k < t[i].n; k++) {
+            const eval_row *r = &t[i].row[k];
+            la += (size_t)snprintf(a + la, cap - la, "%s,%.10g,%.10g,%.10g,%.10g,%.10g,%ld\n",
+                                   t[i].split, r->beta, r->w_rec, r->reconstruction_loss,
+                                   r->kl_loss, r->full_loss, r->n_images);
+            lb += (size_t)snprintf(b + lb, cap - lb, "| %g | %g | %.4f | %.4f | %.4f | %ld |\n",
+                                   r->beta, r->w_rec, r->reconstruction_loss, r->kl_loss,
+                                   r->full_loss, r->n_images);
+        }
+    }
+    int rc = fs_write_atomic(csv, a);
+    if (rc == YT_OK) rc = fs_write_atomic(md, b);
+    free(a);
+    free(b);
+    return rc;
+}
+
+int eval_write(const char *run_dir, long step, const eval_table *tables, int ntables) {
+    int rc = YT_OK;
+    if (dist_rank() == 0) {
+        char dir[CFG_PATH_MAX + 16], h5[CFG_PATH_MAX + 64], tmp[CFG_PATH_MAX + 80],
+            csv[CFG_PATH_MAX + 64], md[CFG_PATH_MAX + 64];
+        snprintf(dir, sizeof dir, "%s/eval", run_dir);
+        snprintf(h5, sizeof h5, "%s/step-%09ld.h5", dir, step);
+        snprintf(tmp, sizeof tmp, "%s/.step-%09ld.h5.tmp", dir, step);
+        snprintf(csv, sizeof csv, "%s/step-%09ld.csv", dir, step);
+        snprintf(md, sizeof md, "%s/step-%09ld.md", dir, step);
+        rc = fs_mkdir_p(dir);
+        if (rc == YT_OK) rc = write_h5(tmp, step, tables, ntables);
+        if (rc == YT_OK) rc = fs_rename_durable(tmp, h5);
+        if (rc == YT_OK) rc = write_text(csv, md, step, tables, ntables);
+    }
+    return dist_agree(rc);
+}
+
+/* ---- loading a trained model -------------------------------------------------------------- */
+
+int eval_load(const char *target, int max_batch, const char *const *sets, int nsets,
+              eval_loaded *out) {
+    memset(out, 0, sizeof *out);
+    int rc = YT_OK;
+    if (fs_is_dir(target)) {
+        bool found;
+        rc = ckpt_find_latest(target, out->ckpt, sizeof out->ckpt, &found);
+        if (rc == YT_OK && !found)
+            rc = yt_fail(YT_ERR_USAGE, "%s: no checkpoint in this run directory (no ckpt/latest)",
+                         target);
+        snprintf(out->run_dir, sizeof out->run_dir, "%s", target);
+    } else if (fs_exists(target)) {
+        snprintf(out->ckpt, sizeof out->ckpt, "%s", target);
+        /* a checkpoint file inside RUN/ckpt/: its run directory is two up */
+        char *slash = strrchr(out->ckpt, '/');
+        size_t dlen = slash ? (size_t)(slash - out->ckpt) : 0;
+        if (dlen >= 5 && strncmp(out->ckpt + dlen - 5, "/ckpt", 5) == 0)
+            snprintf(out->run_dir, sizeof out->run_dir, "%.*s", (int)(dlen - 5), out->ckpt);
+        else
+            snprintf(out->run_dir, sizeof out->run_dir, "%.*s", (int)(dlen ? dlen : 1),
+                     dlen ? out->ckpt : ".");
+    } else {
+        rc = yt_fail(YT_ERR_USAGE, "%s: no such run directory or checkpoint", target);
+    }
+    rc = dist_agree(rc);
+    if (rc != YT_OK) return rc;
+    ckpt_state st;
+    char *yaml = NULL;
+    rc = ckpt_read_header(out->ckpt, &st, &yaml);
+    if (rc != YT_OK) return rc;
+    out->cfg = yt_calloc(1, sizeof *out->cfg);
+    char src[CFG_PATH_MAX + 80];
+    snprintf(src, sizeof src, "%s:/config", out->ckpt);
+    rc = dist_agree(config_load_text(out->cfg, yaml, src, sets, nsets));
+    free(yaml);
+    if (rc != YT_OK) return rc;
+    out->step = st.step;
+    int batch = (int)YT_MAX((long)max_batch, out->cfg->eval.batch_size);
+    out->model = model_create(out->cfg, batch);
+    return ckpt_read_arena(out->ckpt, &out->model->params, false);
+}
+
+void eval_unload(eval_loaded *l) {
+    model_free(l->model);
+    free(l->cfg);
+    memset(l, 0, sizeof *l);
+}
+
+int eval_parse_betas(const char *text, double *betas, int *nb) {
+    *nb = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || !(v > 0) || !isfinite(v))
+            return yt_fail(YT_ERR_USAGE,
+                           "--beta '%s': expected a comma-separated list of positive numbers", text);
+        if (*nb == EVAL_MAX_BETAS)
+            return yt_fail(YT_ERR_USAGE, "--beta '%s': at most %d values", text, EVAL_MAX_BETAS);
+        betas[(*nb)++] = v;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p)
+            return yt_fail(YT_ERR_USAGE,
+                           "--beta '%s': expected a comma-separated list of positive numbers", text);
+    }
+    if (*nb == 0) return yt_fail(YT_ERR_USAGE, "--beta: empty list");
+    return YT_OK;
+}
+
+/* ---- `yoto eval` -------------------------------------------------------------------------- */
+
+int eval_run(const eval_args *a) {
+    double betas[EVAL_MAX_BETAS];
+    int nb = 0;
+    int rc = a->betas ? eval_parse_betas(a->betas, betas, &nb) : YT_OK;
+    rc = dist_agree(rc);
+    if (rc != YT_OK) return rc;
+    eval_loaded l;
+    rc = eval_load(a->target, 1, a->sets, a->nsets, &l);
+    if (rc != YT_OK) {
+        eval_unload(&l);
+        return rc;
+    }
+    const yoto_config *cfg = l.cfg;
+    if (!a->betas) nb = eval_default_betas(cfg, betas);
+    eval_table *tables = yt_calloc(CFG_SPLITS_MAX, sizeof *tables);
+    int nt = 0;
+    if (a->split) {
+        if (!config_split(cfg, a->split))
+            rc = yt_fail(YT_ERR_USAGE, "--split %s: the config has no such split (data.splits)",
+                         a->split);
+        else
+            rc = eval_split(l.model, cfg, a->split, betas, nb, &tables[nt++]);
+    } else {
+        for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK; i++)
+            rc = eval_split(l.model, cfg, cfg->eval.splits[i], betas, nb, &tables[nt++]);
+    }
+    if (rc == YT_OK) rc = eval_write(l.run_dir, l.step, tables, nt);
+    if (rc == YT_OK && dist_rank() == 0) {
+        printf("yoto eval: %s (step %ld), z = %s, %d beta%s\n", l.ckpt, l.step,
+               cfg->eval.z == EVAL_Z_MEAN ? "posterior mean" : "one sample", nb, nb > 1 ? "s" : "");
+        for (int i = 0; i < nt; i++) {
+            printf("\n%s (%ld images)\n%10s %12s %12s %12s\n", tables[i].split,
+                   tables[i].row[0].n_images, "beta", "recon", "kl", "full");
+            for (int k = 0; k < tables[i].n; k++) {
+                const eval_row *r = &tables[i].row[k];
+                printf("%10g %12.4f %12.4f %12.4f\n", r->beta, r->reconstruction_loss, r->kl_loss,
+                       r->full_loss);
+            }
+        }
+        printf("\ntables: %s/eval/step-%09ld.{h5,csv,md}\n", l.run_dir, l.step);
+    }
+    free(tables);
+    eval_unload(&l);
+    return rc;
+}

@@ -1,0 +1,167 @@
+# test_train.sh — distributed training end to end (issue #5): run directory,
+# reproducibility, exact resume, preemption by signal, crash safety during a
+# checkpoint write, a failure on one rank, bad checkpoints, h5py access.
+. tests/e2e/lib.sh
+
+MPI="mpirun --oversubscribe -np"
+DATA=$T/shapes.h5
+"$YOTO" prepare shapes 384 "$DATA" >/dev/null || { echo "Bail out! cannot prepare data"; exit 1; }
+
+# a small model on the Shapes3D stand-in, resized to 16 x 16
+cat >"$T/tiny.yaml" <<EOF
+experiment: {name: tiny, seed: 5}
+data:
+  file: $DATA
+  splits:
+    - {name: train, dataset: images, range: "20%:"}
+    - {name: valid, dataset: images, range: ":20%"}
+  train_split: train
+  preprocess_train: ["resize(16)", "value_range(0, 1)"]
+  preprocess_eval: ["resize(16)", "value_range(0, 1)"]
+model:
+  input_shape: [16, 16, 3]
+  latent_dim: 4
+  output_distribution: bernoulli
+  encoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 8]}
+  decoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 128],
+            reshape: [4, 4, 8], channels_out: 3}
+  conditioning: {type: film, hidden_sizes: [8], scales_mult: 0.1, scales_add: 1.0,
+                 shifts_mult: 0.1}
+loss_weights:
+  kl: {distribution: log_uniform, low: 0.5, high: 64.0}
+  reconstruction: {distribution: log_uniform, low: 0.999, high: 1.001}
+optimizer: {lr: 1.0e-3, decay_steps: [30], decay_factor: 0.5}
+train: {batch_size: 8, steps: 40, checkpoint_every: 10, keep_checkpoints: 3, log_every: 5,
+        bucket_mb: 0.002}
+eval: {batch_size: 16, max_batches: 2, splits: [train, valid], betas: [1.0, 8.0]}
+EOF
+
+train() { # train NP OUT_DIR [more args]
+    local np=$1 dir=$2
+    shift 2
+    $MPI "$np" "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$dir" "$@"
+}
+same_tensors() { # same_tensors A.h5 B.h5: params and Adam moments bit for bit
+    h5diff -q "$1" "$2" /params /params && h5diff -q "$1" "$2" /optimizer /optimizer
+}
+
+# ---- a run and its directory ----------------------------------------------------------
+expect_exit 0 "np=2 training runs to the end" train 2 "$T/a"
+contains "progress names step/total" "$OUT" "step 40/40"
+for f in config.yaml metrics.csv log.txt ckpt/latest ckpt/step-000000040.h5; do
+    check "run directory has $f" test -s "$T/a/$f"
+done
+check "keep_checkpoints = 3 keeps three" test "$(ls "$T"/a/ckpt/step-*.h5 | wc -l)" = 3
+contains "metrics.csv header" "$T/a/metrics.csv" "step,epoch,loss,recon,kl,lr,images_per_s,time"
+check "metrics.csv has a row per log_every" test "$(grep -c '^[0-9]' "$T/a/metrics.csv")" = 8
+check "the resolved config.yaml loads again" "$YOTO" config "$T/a/config.yaml"
+first=$(awk -F, 'NR==2 {print $3}' "$T/a/metrics.csv")
+last=$(awk -F, 'END {print $3}' "$T/a/metrics.csv")
+check "the training loss goes down ($first -> $last)" awk -v a="$first" -v b="$last" 'BEGIN {exit !(b < a)}'
+
+# ---- reproducibility ------------------------------------------------------------------------
+expect_exit 0 "a second run, same seed, np=2" train 2 "$T/a2"
+check "same seed and ranks: bit-identical checkpoints" same_tensors "$T/a/ckpt/step-000000040.h5" "$T/a2/ckpt/step-000000040.h5"
+expect_exit 0 "20 steps" train 2 "$T/b" --set train.steps=20
+expect_exit 0 "--resume for 20 more (--set train.steps=40)" $MPI 2 "$YOTO" train --resume "$T/b" --set train.steps=40
+contains "resume says so" "$OUT" "resuming"
+check "40 steps = 20 + 20 resumed, bit for bit (params and Adam moments)" same_tensors "$T/a/ckpt/step-000000040.h5" "$T/b/ckpt/step-000000040.h5"
+check "metrics.csv of the resumed run has each step once" test "$(grep -c '^[0-9]' "$T/b/metrics.csv")" = 8
+expect_exit 0 "re-running the config continues the run in out_dir (a requeued job)" train 2 "$T/b" --set train.steps=45
+contains "an existing checkpoint is picked up" "$OUT" "resuming"
+
+# ---- weak scaling and another rank count -------------------------------------------------------
+expect_exit 0 "batch_per_rank (weak scaling) at np=2" train 2 "$T/w" --set train.batch_size=0 --set train.batch_per_rank=4 --set train.steps=10
+expect_exit 0 "resume at np=1 from an np=2 checkpoint" $MPI 1 "$YOTO" train --resume "$T/w" --set train.steps=15
+contains "a changed rank count is a warning" "$ERR" "re-split"
+
+# ---- refused resumes ---------------------------------------------------------------------------
+expect_exit 2 "resume with another model shape is refused" $MPI 1 "$YOTO" train --resume "$T/b" --set model.latent_dim=8 --set 'model.encoder.fc_sizes=[16, 16]'
+contains "and says what differs" "$ERR" "latent_dim"
+expect_exit 2 "--resume of a directory without checkpoints" $MPI 1 "$YOTO" train --resume "$T"
+contains "names the directory" "$ERR" "no checkpoint"
+
+# ---- a failure on one rank -------------------------------------------------------------------------
+for fault in io_error nan_loss; do
+    t0=$(date +%s)
+    YOTO_FAULT=$fault@1 expect_exit 1 "$fault on rank 1: every rank stops non-zero" timeout 30 $MPI 2 -x YOTO_FAULT "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/f-$fault"
+    check "$fault: within 10 s" test $(($(date +%s) - t0)) -le 10
+    contains "$fault: the message names rank 1" "$ERR" "rank 1:"
+done
+
+# ---- preemption --------------------------------------------------------------------------------------
+# stop() SIG DIR: start a long run, wait for its first checkpoint, send SIG to mpirun
+stop() {
+    local sig=$1 dir=$2
+    OMPI_MCA_odls_base_sigkill_timeout=30 $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$dir" \
+        --set train.steps=100000 --set train.checkpoint_every=100000 --set train.log_every=1 >"$T/stop.out" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 100); do grep -q "step 3/" "$T/stop.out" 2>/dev/null && break; sleep 0.1; done
+    kill -"$sig" $pid
+    wait $pid
+    echo $? >"$T/stop.rc"
+}
+stop USR1 "$T/p"
+check "SIGUSR1 to mpirun: the requeue exit code 75" test "$(cat "$T/stop.rc")" = 75
+contains "a checkpoint is written and the log says so" "$T/stop.out" "checkpoint written"
+check "ckpt/latest names it" test -s "$T/p/ckpt/latest"
+expect_exit 0 "the stopped run resumes to 40 steps" $MPI 2 "$YOTO" train --resume "$T/p" --set train.steps=40 --set train.checkpoint_every=10
+check "preempted + resumed = uninterrupted, bit for bit" same_tensors "$T/a/ckpt/step-000000040.h5" "$T/p/ckpt/step-000000040.h5"
+# Open MPI 4.1's mpirun cannot forward SIGTERM: it passes it to the ranks and
+# exits 1 itself. The ranks checkpoint and report 75 (jobs/mpirun.sh and srun
+# turn this into the job's exit code).
+stop TERM "$T/q"
+contains "SIGTERM to mpirun: the ranks checkpoint" "$T/stop.out" "stopped by signal 15"
+check "SIGTERM to mpirun: ckpt/latest is there" test -s "$T/q/ckpt/latest"
+
+# ---- crash safety: SIGKILL while a checkpoint is being written ------------------------------------------
+YOTO_FAULT=slow_ckpt $MPI 2 -x YOTO_FAULT "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/k" \
+    --set train.steps=100000 --set train.checkpoint_every=10 >"$T/k.out" 2>&1 &
+pid=$!
+hit=0
+for _ in $(seq 1 300); do
+    # the second checkpoint's temporary file: the first one is complete
+    if ls "$T"/k/ckpt/.step-000000020.h5.tmp >/dev/null 2>&1; then hit=1; break; fi
+    sleep 0.05
+done
+pkill -KILL -f "experiment.out_dir=$T/k" 2>/dev/null
+kill -KILL $pid 2>/dev/null
+wait $pid 2>/dev/null
+check "SIGKILL landed during a checkpoint write" test $hit = 1
+check "ckpt/latest still names the complete step-10 checkpoint" grep -qx "step-000000010.h5" "$T/k/ckpt/latest"
+expect_exit 0 "and that checkpoint loads (eval)" $MPI 1 "$YOTO" eval "$T/k" --set eval.max_batches=1
+expect_exit 0 "and training resumes from it" $MPI 2 "$YOTO" train --resume "$T/k" --set train.steps=12
+
+# ---- bad checkpoints: exit 2, nothing overwritten ------------------------------------------------------------
+mkdir -p "$T/bad/ckpt"
+cp "$T/a/ckpt/step-000000040.h5" "$T/bad/ckpt/step-000000040.h5"
+truncate -s 20000 "$T/bad/ckpt/step-000000040.h5"
+echo step-000000040.h5 >"$T/bad/ckpt/latest"
+sum=$(md5sum <"$T/bad/ckpt/step-000000040.h5")
+expect_exit 2 "a truncated checkpoint is refused" $MPI 2 "$YOTO" train --resume "$T/bad"
+contains "with a message naming it" "$ERR" "step-000000040.h5"
+check "and nothing is overwritten" test "$(md5sum <"$T/bad/ckpt/step-000000040.h5")" = "$sum"
+echo "not hdf5" >"$T/bad/ckpt/step-000000040.h5"
+expect_exit 2 "a file that is not HDF5 is refused" $MPI 1 "$YOTO" eval "$T/bad/ckpt/step-000000040.h5"
+contains "not an HDF5 file" "$ERR" "not an HDF5 file"
+expect_exit 2 "a golden file is HDF5 but not a yoto checkpoint" $MPI 1 "$YOTO" eval tests/data/golden_tiny_bernoulli.h5
+contains "not a yoto checkpoint" "$ERR" "not a yoto checkpoint"
+
+# ---- h5py reads a checkpoint as docs/FORMATS.md says ------------------------------------------------------------
+check "h5py reads the checkpoint (docs/FORMATS.md)" "$PYTHON" - "$T/a/ckpt/step-000000040.h5" <<'EOF'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+assert f.attrs["format"] == "yoto-checkpoint", f.attrs["format"]
+assert int(f.attrs["step"]) == 40 and int(f.attrs["world_size"]) == 2
+k = f["params/encoder/block0/conv0/kernel"]
+assert k.shape == (4, 3, 3, 3) and k.dtype == np.float32, (k.shape, k.dtype)
+assert f["optimizer/adam_m/encoder/block0/conv0/kernel"].shape == k.shape
+assert int(f["optimizer"].attrs["adam_step"]) == 40
+cfg = f["config"][()].decode()
+assert "latent_dim: 4" in cfg
+names = []
+f["params"].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+assert "decoder/out/conv/bias" in names and "encoder/block1/film/shift/dense1/kernel" in names
+EOF
+
+done_testing
