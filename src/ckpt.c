@@ -82,7 +82,7 @@ int ckpt_write_tensors(hid_t file, const char *fname, const char *group, const a
         if (ds >= 0) H5Dclose(ds);
         H5Sclose(ms);
         H5Sclose(fs);
-        if (dist_fault("slow_ckpt")) usleep(200000); /* tests: widen the crash window */
+        if (dist_fault("slow_ckpt")) usleep(20000); /* tests: widen the crash window */
     }
     H5Pclose(dxpl);
     H5Pclose(lcpl);

@@ -1,6 +1,7 @@
 /* train.c — the training loop (see train.h). */
 #include "train.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -40,6 +41,17 @@ static void install_signals(void) {
     sigaction(SIGINT, &sa, NULL);
 }
 
+/* After a stop signal mpirun may no longer drain our stdout (it is shutting
+ * the job down): a full pipe would block rank 0 forever, so from then on
+ * stdout writes never block (log.txt still gets every line). */
+static void stdout_nonblocking_when_stopping(void) {
+    static bool done;
+    if (!g_stop_signal || done) return;
+    int fl = fcntl(STDOUT_FILENO, F_GETFL);
+    if (fl >= 0) fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+    done = true;
+}
+
 /* ---- the run's log (rank 0) ------------------------------------------------------------ */
 
 typedef struct {
@@ -57,6 +69,7 @@ static void logf_(run_log *rl, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    stdout_nonblocking_when_stopping();
     if (rl->live) fputs("\n", stdout);
     rl->live = false;
     fputs(line, stdout);
@@ -72,6 +85,7 @@ static void logf_(run_log *rl, const char *fmt, ...) {
 /* A progress update: one line per update in logs, a live line on a terminal. */
 static void progress(run_log *rl, const char *line) {
     if (dist_rank() != 0) return;
+    stdout_nonblocking_when_stopping();
     if (rl->tty) {
         printf("\r%s\033[K", line);
         rl->live = true;
