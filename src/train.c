@@ -16,6 +16,7 @@
 #include "config.h"
 #include "data.h"
 #include "dist.h"
+#include "eval.h"
 #include "fsutil.h"
 #include "loss.h"
 #include "model.h"
@@ -227,6 +228,35 @@ static int resolve(const train_args *a, run_setup *s) {
     return rc;
 }
 
+/* ---- periodic evaluation ------------------------------------------------------------ */
+
+/* The beta tables of every eval split at this step, with a copy of the
+ * parameters in a model sized for eval batches. Collective. */
+static int evaluate(run_log *rl, const vae_model *m, vae_model **em, const yoto_config *cfg,
+                    const char *dir, long step) {
+    if (!*em) *em = model_create(cfg, (int)cfg->eval.batch_size);
+    memcpy((*em)->params.param, m->params.param, m->params.total * sizeof(real));
+    double betas[EVAL_MAX_BETAS];
+    int nb = eval_default_betas(cfg, betas);
+    eval_table *t = yt_calloc(CFG_SPLITS_MAX, sizeof *t);
+    int rc = YT_OK, nt = 0;
+    double t0 = yt_now();
+    for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK; i++)
+        rc = eval_split(*em, cfg, cfg->eval.splits[i], betas, nb, &t[nt++]);
+    if (rc == YT_OK) rc = eval_write(dir, step, t, nt);
+    if (rc == YT_OK) {
+        char line[1024];
+        int len = snprintf(line, sizeof line, "eval step %ld (%.1f s): full loss", step, yt_now() - t0);
+        for (int i = 0; i < nt && len < (int)sizeof line - 80; i++)
+            len += snprintf(line + len, sizeof line - (size_t)len, "  %s beta %g: %.4g, beta %g: %.4g",
+                            t[i].split, t[i].row[0].beta, t[i].row[0].full_loss,
+                            t[i].row[t[i].n - 1].beta, t[i].row[t[i].n - 1].full_loss);
+        logf_(rl, "%s; tables in %s/eval/", line, dir);
+    }
+    free(t);
+    return rc;
+}
+
 /* ---- the loop ------------------------------------------------------------------------ */
 
 enum { ST_LOSS, ST_RECON, ST_KL, ST_ERROR, ST_NONFINITE, ST_STOP, ST_N };
@@ -255,7 +285,7 @@ int train_run(const train_args *args) {
     const int rank = dist_rank(), world = dist_size();
     run_setup s = {.cfg = yt_calloc(1, sizeof(yoto_config))};
     run_log rl = {.tty = isatty(STDOUT_FILENO) == 1};
-    vae_model *m = NULL;
+    vae_model *m = NULL, *em = NULL;
     data_source *data = NULL;
     dist_sync *sync = NULL;
     real *x = NULL, *eps = NULL, *w_kl = NULL, *w_rec = NULL, *cond = NULL;
@@ -445,6 +475,10 @@ int train_run(const train_args *args) {
             rc = ckpt_save(dir, &m->params, &cs, s.yaml, cfg->train.keep_checkpoints);
             if (rc != YT_OK) goto out;
         }
+        if (!stopped && cfg->eval.every > 0 && (step % cfg->eval.every == 0 || last)) {
+            rc = evaluate(&rl, m, &em, cfg, dir, step);
+            if (rc != YT_OK) goto out;
+        }
         if (stopped) break;
     }
     if (stopped) {
@@ -463,6 +497,7 @@ out:
     }
     data_close(data);
     dist_sync_free(sync);
+    model_free(em);
     model_free(m);
     free(x);
     free(eps);

@@ -47,4 +47,40 @@ contains() {
         _not_ok "$name" "$(basename "$file") does not contain: $text" "it holds: $(head -c 600 "$file")"; fi
 }
 
+MPI="mpirun --oversubscribe -np"
+
+# tiny_setup: $T/shapes.h5 (384 procedural Shapes3D stand-ins) and $T/tiny.yaml,
+# a small model on them resized to 16 x 16 that trains in seconds.
+tiny_setup() {
+    DATA=$T/shapes.h5
+    "$YOTO" prepare shapes 384 "$DATA" >/dev/null || return 1
+    cat >"$T/tiny.yaml" <<EOF
+experiment: {name: tiny, seed: 5}
+data:
+  file: $DATA
+  splits:
+    - {name: train, dataset: images, range: "20%:"}
+    - {name: valid, dataset: images, range: ":20%"}
+  train_split: train
+  preprocess_train: ["resize(16)", "value_range(0, 1)"]
+  preprocess_eval: ["resize(16)", "value_range(0, 1)"]
+model:
+  input_shape: [16, 16, 3]
+  latent_dim: 4
+  output_distribution: bernoulli
+  encoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 8]}
+  decoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 128],
+            reshape: [4, 4, 8], channels_out: 3}
+  conditioning: {type: film, hidden_sizes: [8], scales_mult: 0.1, scales_add: 1.0,
+                 shifts_mult: 0.1}
+loss_weights:
+  kl: {distribution: log_uniform, low: 0.5, high: 64.0}
+  reconstruction: {distribution: log_uniform, low: 0.999, high: 1.001}
+optimizer: {lr: 1.0e-3, decay_steps: [30], decay_factor: 0.5}
+train: {batch_size: 8, steps: 40, checkpoint_every: 10, keep_checkpoints: 3, log_every: 5,
+        bucket_mb: 0.002}
+eval: {batch_size: 16, max_batches: 2, splits: [train, valid], betas: [1.0, 8.0]}
+EOF
+}
+
 done_testing() { echo "1..$_tap_n"; [ $_tap_failed -eq 0 ]; }

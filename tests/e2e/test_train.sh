@@ -3,38 +3,7 @@
 # checkpoint write, a failure on one rank, bad checkpoints, h5py access.
 . tests/e2e/lib.sh
 
-MPI="mpirun --oversubscribe -np"
-DATA=$T/shapes.h5
-"$YOTO" prepare shapes 384 "$DATA" >/dev/null || { echo "Bail out! cannot prepare data"; exit 1; }
-
-# a small model on the Shapes3D stand-in, resized to 16 x 16
-cat >"$T/tiny.yaml" <<EOF
-experiment: {name: tiny, seed: 5}
-data:
-  file: $DATA
-  splits:
-    - {name: train, dataset: images, range: "20%:"}
-    - {name: valid, dataset: images, range: ":20%"}
-  train_split: train
-  preprocess_train: ["resize(16)", "value_range(0, 1)"]
-  preprocess_eval: ["resize(16)", "value_range(0, 1)"]
-model:
-  input_shape: [16, 16, 3]
-  latent_dim: 4
-  output_distribution: bernoulli
-  encoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 8]}
-  decoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 128],
-            reshape: [4, 4, 8], channels_out: 3}
-  conditioning: {type: film, hidden_sizes: [8], scales_mult: 0.1, scales_add: 1.0,
-                 shifts_mult: 0.1}
-loss_weights:
-  kl: {distribution: log_uniform, low: 0.5, high: 64.0}
-  reconstruction: {distribution: log_uniform, low: 0.999, high: 1.001}
-optimizer: {lr: 1.0e-3, decay_steps: [30], decay_factor: 0.5}
-train: {batch_size: 8, steps: 40, checkpoint_every: 10, keep_checkpoints: 3, log_every: 5,
-        bucket_mb: 0.002}
-eval: {batch_size: 16, max_batches: 2, splits: [train, valid], betas: [1.0, 8.0]}
-EOF
+tiny_setup || { echo "Bail out! cannot prepare data"; exit 1; }
 
 train() { # train NP OUT_DIR [more args]
     local np=$1 dir=$2

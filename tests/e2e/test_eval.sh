@@ -1,0 +1,85 @@
+# test_eval.sh — beta tables, sample and reconstruction grids, fixed-beta
+# baselines (issue #6).
+. tests/e2e/lib.sh
+
+tiny_setup || { echo "Bail out! cannot prepare data"; exit 1; }
+RUN=$T/run
+$MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$RUN" --set train.steps=30 >/dev/null 2>&1 ||
+    { echo "Bail out! cannot train"; exit 1; }
+
+# ---- tables: np=2 equals np=1 (z = posterior mean) ---------------------------------
+ev() { # ev NP OUT_NAME [args]: eval, keep the CSV
+    local np=$1 name=$2
+    shift 2
+    $MPI "$np" "$YOTO" eval "$RUN" --set eval.z=mean --set eval.max_batches=3 --beta 0.5,2,8,32 "$@" &&
+        cp "$RUN/eval/step-000000030.csv" "$T/$name.csv"
+}
+expect_exit 0 "eval at np=1" ev 1 np1
+contains "prints the table" "$OUT" "beta"
+contains "names where the tables are" "$OUT" "eval/step-000000030"
+expect_exit 0 "eval at np=2" ev 2 np2
+check "np=2 table equals np=1 to 1e-5 relative" "$PYTHON" - "$T/np1.csv" "$T/np2.csv" <<'EOF'
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+assert len(a) == len(b) == 8, (len(a), len(b))
+for ra, rb in zip(a, b):
+    assert ra["split"] == rb["split"] and ra["n_images"] == rb["n_images"], (ra, rb)
+    for k in ("reconstruction_loss", "kl_loss", "full_loss"):
+        x, y = float(ra[k]), float(rb[k])
+        assert abs(x - y) <= 1e-5 * max(abs(x), abs(y)), (k, x, y)
+EOF
+check "n_images = 3 batches x 16 per split" grep -q "^valid,0.5,1,.*,48$" "$T/np1.csv"
+check "the HDF5 table has the compound columns" "$PYTHON" - "$RUN/eval/step-000000030.h5" <<'EOF'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+t = f["train"][()]
+assert list(t.dtype.names) == ["beta", "w_rec", "reconstruction_loss", "kl_loss", "full_loss", "n_images"]
+assert len(t) == 4 and list(t["beta"]) == [0.5, 2, 8, 32]
+for r in t:
+    assert abs(r["full_loss"] - (r["w_rec"] * r["reconstruction_loss"] + r["beta"] * r["kl_loss"])) < 1e-9 * r["full_loss"]
+assert "valid" in f and f.attrs["step"] == 30
+EOF
+contains "a Markdown table beside it" "$RUN/eval/step-000000030.md" "| beta | w_rec | reconstruction_loss | kl_loss | full_loss | n_images |"
+
+# ---- eval.z: sample is one draw, mean is deterministic ----------------------------------
+expect_exit 0 "eval with one sample of z (the original's default)" $MPI 1 "$YOTO" eval "$RUN" --split valid --beta 1 --set eval.z=sample --set eval.max_batches=1
+expect_exit 0 "eval of a checkpoint file" $MPI 1 "$YOTO" eval "$RUN/ckpt/step-000000030.h5" --split valid --beta 1 --set eval.max_batches=1
+expect_exit 2 "--beta with a negative value" $MPI 1 "$YOTO" eval "$RUN" --beta 1,-2
+contains "names the option" "$ERR" "--beta"
+expect_exit 2 "--split that does not exist" $MPI 1 "$YOTO" eval "$RUN" --split nope
+contains "names the split" "$ERR" "nope"
+expect_exit 2 "a run directory that does not exist" $MPI 1 "$YOTO" eval "$T/none"
+
+# ---- grids ----------------------------------------------------------------------------------
+png_ok() { # png_ok FILE W H: a PNG of that size whose text chunks list the rows
+    "$PYTHON" - "$@" <<'EOF'
+import sys, struct, zlib
+data = open(sys.argv[1], "rb").read()
+assert data[:8] == b"\x89PNG\r\n\x1a\n"
+w, h = struct.unpack(">II", data[16:24])
+assert (w, h) == (int(sys.argv[2]), int(sys.argv[3])), (w, h)
+assert b"Rows" in data and b"beta=8" in data
+EOF
+}
+expect_exit 0 "sample at 3 betas" $MPI 1 "$YOTO" sample "$RUN" --beta 0.5,8,64 --n 5 --out "$T/s.png"
+contains "sample logs each row's beta" "$OUT" "row 1: beta = 8"
+# 5 cells of 16 + 2 px, a 58 px label margin; 3 rows
+check "samples.png: 3 rows x 5 images" png_ok "$T/s.png" $((58 + 5 * 18)) $((2 + 3 * 18))
+expect_exit 0 "reconstruct at 3 betas" $MPI 2 "$YOTO" reconstruct "$RUN" --beta 0.5,8,64 --n 4 --out "$T/r.png" --split valid
+check "reconstructions.png: inputs + 3 rows x 4 images" png_ok "$T/r.png" $((58 + 4 * 18)) $((2 + 4 * 18))
+expect_exit 2 "sample without --out" $MPI 1 "$YOTO" sample "$RUN"
+
+# ---- a fixed-beta baseline: no conditioning, one weight vector ------------------------------------
+fixed=(--set loss_weights.mode=fixed --set model.conditioning.type=none
+       --set loss_weights.kl.distribution=fixed --set loss_weights.kl.value=8.0
+       --set loss_weights.reconstruction.distribution=fixed --set loss_weights.reconstruction.value=1.0)
+expect_exit 0 "a fixed-beta baseline trains" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/fixed" --set train.steps=10 "${fixed[@]}"
+expect_exit 0 "and evaluates at its own beta by default" $MPI 1 "$YOTO" eval "$T/fixed" --set eval.max_batches=1
+check "its table has one row per split, beta 8" test "$(grep -c '^[a-z]*,8,' "$T/fixed/eval/step-000000010.csv")" = 2
+check "it has no FiLM parameters" "$PYTHON" -c "import h5py,sys; f=h5py.File('$T/fixed/ckpt/step-000000010.h5','r'); n=[]; f['params'].visit(n.append); sys.exit(any('film' in x for x in n))"
+
+# ---- periodic evaluation during training ---------------------------------------------------------------
+expect_exit 0 "eval.every during training" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/periodic" --set train.steps=20 --set eval.every=10
+check "tables at steps 10 and 20" test -s "$T/periodic/eval/step-000000010.h5" -a -s "$T/periodic/eval/step-000000020.csv"
+
+done_testing
