@@ -20,6 +20,7 @@ typedef struct {
     int warmup;  /* untimed steps first */
     int threads; /* OpenBLAS threads per rank; 0 = the config's train.threads */
     bool json;   /* one JSON object on stdout instead of the table */
+    bool data;   /* also time the data pipeline on the config's real train split */
     const char *config_path; /* for the report */
 } bench_opts;
 

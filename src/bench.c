@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "data.h"
 #include "dist.h"
 #include "loss.h"
 #include "model.h"
@@ -114,6 +115,18 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
         free(copy);
     }
     double hidden = comm_alone > 0 ? YT_MAX(0.0, 1.0 - exposed_per_step / comm_alone) : 0;
+    /* the data pipeline on the real train split, as training reads it */
+    data_bench_result db = {0};
+    if (o->data) {
+        data_bench_opts dbo = {.batch = B, .seconds = 2.0, .min_steps = 20, .step_s = 0};
+        int rc = data_bench(cfg, &dbo, NULL, &db);
+        if (rc != YT_OK) {
+            model_free(m);
+            dist_sync_free(sync);
+            free(x), free(eps), free(w_kl), free(w_rec), free(cond), free(t_step), free(ph);
+            return rc;
+        }
+    }
     /* rank 0 reports the slowest rank's step (the one the others wait for) */
     double *med = yt_calloc(5, sizeof *med), *buf = yt_calloc((size_t)steps, sizeof *buf);
     for (int p = 0; p < 5; p++) {
@@ -142,13 +155,19 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
                    " \"openblas_core\": \"%s\", \"openblas_threads\": %d, \"cpu_isa\": \"%s\",\n"
                    " \"allreduce\": {\"mode\": \"%s\", \"bytes\": %zu, \"alone_s\": %.6g, "
                    "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g},\n"
-                   " \"peak_rss_mb\": %.1f,\n \"layers\": [",
+                   " \"peak_rss_mb\": %.1f,\n",
                    cfgname, world, B, steps, m->params.total, arena_conditioning_size(&m->params),
                    macs, flops, step_med, step_min, step_max, imgs, gflops_rank, sgemm,
                    gflops_rank / sgemm, med[0], med[1], med[2], med[3], blas_corename(),
                    blas_threads(), blas_cpu_isa(), overlap ? "bucketed" : "blocking",
                    m->params.total * sizeof(real), comm_alone, exposed_per_step, hidden,
                    rss_max / 1024.0);
+            if (o->data)
+                printf(" \"data\": {\"images_per_s_per_rank\": %.6g, \"ratio_to_step\": %.6g, "
+                       "\"cached\": %s, \"open_s\": %.6g},\n",
+                       db.images_per_s, db.images_per_s / (imgs / world),
+                       db.desc.cached ? "true" : "false", db.open_s);
+            printf(" \"layers\": [");
             for (int i = 0; i < m->nprof; i++)
                 printf("%s\n  {\"name\": \"%s\", \"forward_s\": %.6g, \"backward_s\": %.6g, "
                        "\"forward_macs_per_image\": %.0f}",
@@ -181,6 +200,11 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
                        m->params.total * sizeof(real) / 1048576.0, 1e3 * comm_alone,
                        1e3 * exposed_per_step, 100 * hidden);
             printf("  memory      peak RSS %.1f MB (largest rank)\n", rss_max / 1024.0);
+            if (o->data)
+                printf("  data        %.0f images/s per rank from %s (%s) = %.1fx what the step "
+                       "consumes (%.0f per rank)\n",
+                       db.images_per_s, db.desc.file, db.desc.cached ? "cached" : "streaming",
+                       db.images_per_s / (imgs / world), imgs / world);
             printf("  layers      %-28s %9s %9s %8s %8s\n", "(ms per step)", "forward", "backward",
                    "GFLOP/s", "share");
             double total = 0;

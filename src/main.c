@@ -381,7 +381,7 @@ static int run_data_info(int argc, char **argv) {
 
 /* ---- yoto bench ---------------------------------------------------------- */
 
-enum { OPT_BENCH_STEPS = 1300, OPT_BENCH_WARMUP, OPT_BENCH_THREADS, OPT_BENCH_JSON };
+enum { OPT_BENCH_STEPS = 1300, OPT_BENCH_WARMUP, OPT_BENCH_THREADS, OPT_BENCH_JSON, OPT_BENCH_DATA };
 
 typedef struct {
     cli_sets sets;
@@ -407,6 +407,7 @@ static int handle_bench(int id, const char *arg, void *ctx) {
     case OPT_BENCH_WARMUP: return parse_count("--warmup", arg, 0, &b->o.warmup);
     case OPT_BENCH_THREADS: return parse_count("--threads", arg, 1, &b->o.threads);
     case OPT_BENCH_JSON: b->o.json = true; return YT_OK;
+    case OPT_BENCH_DATA: b->o.data = true; return YT_OK;
     }
     return YT_ERR_USAGE;
 }
@@ -419,6 +420,7 @@ static int run_bench(int argc, char **argv) {
         {"warmup", required_argument, NULL, OPT_BENCH_WARMUP},
         {"threads", required_argument, NULL, OPT_BENCH_THREADS},
         {"json", no_argument, NULL, OPT_BENCH_JSON},
+        {"data", no_argument, NULL, OPT_BENCH_DATA},
         {0},
     };
     bench_cli b = {.o = {.steps = 20, .warmup = 3}};
@@ -645,6 +647,8 @@ static const command commands[] = {
      "  --warmup N        untimed steps first (default 3)\n"
      "  --threads T       OpenBLAS threads per rank (default: train.threads)\n"
      "  --json            one JSON object instead of the table (for scripts)\n"
+     "  --data            also time the data pipeline on the config's train split\n"
+     "                    (the file must exist) against what the step consumes\n"
      "  --set KEY=VALUE   override a config value, e.g. --set train.batch_per_rank=32\n"
      "  -h, --help        this text\n",
      run_bench, true},

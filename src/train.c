@@ -213,7 +213,10 @@ static int resolve(const train_args *a, run_setup *s) {
         }
         s->resume = true;
     } else {
-        rc = dist_agree(config_load(s->cfg, a->config_path, a->sets, a->nsets));
+        rc = config_load(s->cfg, a->config_path, a->sets, a->nsets);
+        if (rc == YT_OK && dist_fault("config")) /* tests: a failure on one rank only */
+            rc = yt_fail(YT_ERR_USAGE, "%s: injected config error (YOTO_FAULT)", a->config_path);
+        rc = dist_agree(rc);
         if (rc != YT_OK) return rc;
         bool found;
         rc = dist_agree(ckpt_find_latest(s->cfg->experiment.out_dir, s->ckpt, sizeof s->ckpt, &found));

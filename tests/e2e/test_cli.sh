@@ -22,4 +22,14 @@ contains "unknown command is named" "$ERR" "unknown command 'frobnicate'"
 expect_exit 2 "unknown option is a usage error" "$YOTO" config --frobnicate x.yaml
 contains "unknown option is named" "$ERR" "--frobnicate"
 expect_exit 2 "missing option value is a usage error" "$YOTO" config x.yaml --set
+# a failure on one rank only: every rank exits with the same code and message, no hang
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+t0=$(date +%s)
+YOTO_FAULT=config@1 expect_exit 2 "config failure on rank 1 of 2: exit 2" timeout 60 mpirun --oversubscribe -np 2 -x YOTO_FAULT "$YOTO" train configs/fashion_mnist_conv_vae_yoto.yaml --set experiment.out_dir="$T/never"
+contains "the message comes from rank 1" "$ERR" "rank 1: configs/fashion_mnist_conv_vae_yoto.yaml: injected config error"
+check "no hang (under 20 s)" test $(($(date +%s) - t0)) -lt 20
+check "nothing was created" test ! -e "$T/never"
+expect_exit 2 "a bad config under mpirun -np 2: exit 2" mpirun --oversubscribe -np 2 "$YOTO" train configs/fashion_mnist_conv_vae_yoto.yaml --set train.stepz=3
+contains "one message (rank 0 reports)" "$ERR" "did you mean 'train.steps'"
+check "printed once, not once per rank" test "$(grep -c "did you mean" "$ERR")" = 1
 done_testing
