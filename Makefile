@@ -58,7 +58,7 @@ help:
 # but `make`. Installing needs root (or sudo).
 DEB_BUILD := gcc make pkg-config git openmpi-bin libopenmpi-dev libhdf5-openmpi-dev \
              libopenblas-dev libyaml-dev librandom123-dev libpng-dev zlib1g-dev
-DEB_TEST  := libcmocka-dev hdf5-tools valgrind python3 python3-h5py python3-numpy \
+DEB_TEST  := libcmocka-dev hdf5-tools valgrind python3 python3-h5py python3-numpy python3-yaml \
              python3-matplotlib procps
 DEB_DATA  := dataset-fashion-mnist
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST) $(DEB_DATA)

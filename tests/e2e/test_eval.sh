@@ -82,4 +82,41 @@ check "it has no FiLM parameters" "$PYTHON" -c "import h5py,sys; f=h5py.File('$T
 expect_exit 0 "eval.every during training" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/periodic" --set train.steps=20 --set eval.every=10
 check "tables at steps 10 and 20" test -s "$T/periodic/eval/step-000000010.h5" -a -s "$T/periodic/eval/step-000000020.csv"
 
+# ---- analysis/ ---------------------------------------------------------------------------------------
+for script in rd_curve compare curves check_rd; do
+    expect_exit 0 "analysis/$script.py --help" "$PYTHON" analysis/$script.py --help
+done
+$MPI 1 "$YOTO" eval "$RUN" --beta 0.5,2,8,32 --set eval.max_batches=2 >/dev/null 2>&1
+expect_exit 0 "rd_curve.py: YOTO vs a fixed-beta run" "$PYTHON" analysis/rd_curve.py "$RUN" "$T/fixed" --out "$T/rd.png"
+check "rd.png is a PNG" "$PYTHON" -c "import sys; sys.exit(open('$T/rd.png','rb').read(8) != b'\\x89PNG\\r\\n\\x1a\\n')"
+expect_exit 0 "compare.py: per-beta table" "$PYTHON" analysis/compare.py "$RUN" "$T/fixed" --out "$T/cmp.md"
+contains "compare.py: a row for beta 8 with the gap" "$T/cmp.md" "| 8 | "
+check "compare.py: the gap is (yoto - fixed) / fixed" "$PYTHON" - "$T/cmp.md" <<'EOF'
+import sys
+row = [l for l in open(sys.argv[1]) if l.startswith("| 8 |")][0].split("|")
+y, f, gap = float(row[2]), float(row[3]), float(row[4].strip().rstrip("%"))
+assert abs(gap - 100 * (y - f) / f) < 0.01, (y, f, gap)
+EOF
+expect_exit 1 "compare.py refuses a YOTO run as a baseline" "$PYTHON" analysis/compare.py "$RUN" "$RUN"
+expect_exit 0 "curves.py: training curves" "$PYTHON" analysis/curves.py "$RUN" --out "$T/curves.png"
+check "curves.png written" test -s "$T/curves.png"
+# check_rd.py on tables made up for the purpose: ordered, then not
+fake() { # fake DIR KL1 KL2: a run directory whose table has two betas
+    mkdir -p "$1/eval"
+    cp "$RUN/config.yaml" "$1/"
+    "$PYTHON" - "$1/eval/step-000000001.h5" "$2" "$3" <<'EOF'
+import sys, h5py, numpy as np
+dt = [("beta", "f8"), ("w_rec", "f8"), ("reconstruction_loss", "f8"), ("kl_loss", "f8"), ("full_loss", "f8"), ("n_images", "i8")]
+t = np.array([(1.0, 1.0, 10.0, float(sys.argv[2]), 0, 5), (8.0, 1.0, 12.0, float(sys.argv[3]), 0, 5)], dtype=dt)
+with h5py.File(sys.argv[1], "w") as f:
+    f["test"] = t
+    f.attrs["step"] = 1
+EOF
+}
+fake "$T/good" 5 2
+fake "$T/bad" 5 6
+expect_exit 0 "check_rd.py: KL down and recon up over beta" "$PYTHON" analysis/check_rd.py "$T/good"
+contains "check_rd.py says so" "$OUT" "conditioning works"
+expect_exit 1 "check_rd.py: a KL that grows with beta fails" "$PYTHON" analysis/check_rd.py "$T/bad"
+
 done_testing
