@@ -125,7 +125,7 @@ check-valgrind: $(call tests_for,rel)
 
 # ---- demo -----------------------------------------------------------------------
 demo: bin/yoto
-	@tests/demo.sh
+	@jobs/demo.sh
 
 clean:
 	rm -rf build bin tests/out
