@@ -55,16 +55,19 @@ help:
 # ---- dependencies -----------------------------------------------------------
 # Debian 12 packages. `deps` is a quick no-op (one dpkg-query) when all are
 # installed, and every build goes through it, so a fresh machine needs nothing
-# but `make`. Installing needs root (or sudo).
+# but `make`. Installing needs root (or sudo). NO_DEPS=1 skips it (a cluster
+# with modules: docs/CLUSTER.md).
 DEB_BUILD := gcc make pkg-config git openmpi-bin libopenmpi-dev libhdf5-openmpi-dev \
              libopenblas-dev libyaml-dev librandom123-dev libpng-dev zlib1g-dev
 DEB_TEST  := libcmocka-dev hdf5-tools valgrind python3 python3-h5py python3-numpy python3-yaml \
+             slurm-wlm slurmctld slurmd slurm-client munge \
              python3-matplotlib procps
 DEB_DATA  := dataset-fashion-mnist
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST) $(DEB_DATA)
 
 deps:
-	@installed=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_ALL) 2>/dev/null \
+	@[ -z "$(NO_DEPS)" ] || exit 0; \
+	installed=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_ALL) 2>/dev/null \
 	    | awk '$$NF == "installed" {print $$1}'); \
 	missing=; for p in $(DEB_ALL); do \
 	    echo "$$installed" | grep -qx "$$p" || missing="$$missing $$p"; done; \

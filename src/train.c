@@ -411,6 +411,7 @@ int train_run(const train_args *args) {
         } else {
             st[ST_ERROR] = 1;
         }
+        if (dist_fault("slow_step")) usleep(100000); /* tests: a 100 ms step (jobs/ preemption) */
         st[ST_STOP] = g_stop_signal != 0;
         double local_loss = st[ST_LOSS];
         dist_allreduce_sum_double(st, ST_N);
@@ -473,7 +474,7 @@ int train_run(const train_args *args) {
             t_log = now;
             log_step0 = step;
         }
-        if (step % cfg->train.checkpoint_every == 0 || last || stopped) {
+        if ((cfg->train.checkpoint_every > 0 && step % cfg->train.checkpoint_every == 0) || last || stopped) {
             ckpt_state cs = {step, epoch, sie, world, seed};
             rc = ckpt_save(dir, &m->params, &cs, s.yaml, cfg->train.keep_checkpoints);
             if (rc != YT_OK) goto out;
