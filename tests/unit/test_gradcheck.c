@@ -35,6 +35,10 @@
  *    largest gradient is too small to resolve even at hmax (FiLM MLPs of
  *    Shapes3D: max|g| ~ 0.1 against |L| ~ 9e3) is skipped in float, and the
  *    skips are printed; the double build never skips.
+ *
+ * Output: TAP comments with the worst error per tensor group and model.
+ * YOTO_GC_VERBOSE=1 adds one line per tensor, YOTO_GC_DEBUG=1 every
+ * difference quotient tried (and then tries every step).
  */
 #include <math.h>
 #include <stdio.h>
