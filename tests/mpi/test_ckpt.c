@@ -9,7 +9,7 @@
 #include "dist.h"
 #include "fsutil.h"
 #include "h5io.h"
-#include "mpitest.h"
+#include "mpi_testutil.h"
 
 static char g_dir[1024];
 
@@ -42,37 +42,37 @@ static void test_save_and_read_back(void **state) {
     memset(b.adam_m, 0, b.total * sizeof(real));
     memset(b.adam_v, 0, b.total * sizeof(real));
     ckpt_state st = {.step = 40, .epoch = 2, .step_in_epoch = 7, .world_size = dist_size(), .seed = 99};
-    assert_all_ok(ckpt_save(g_dir, &a, &st, "experiment:\n  name: t\n", 2));
+    TU_ASSERT_ALL_OK(ckpt_save(g_dir, &a, &st, "experiment:\n  name: t\n", 2));
     char path[2048];
     bool found = false;
-    assert_all(ckpt_find_latest(g_dir, path, sizeof path, &found) == YT_OK && found);
-    assert_all(strstr(path, "step-000000040.h5") != NULL);
+    TU_ASSERT_ALL(ckpt_find_latest(g_dir, path, sizeof path, &found) == YT_OK && found);
+    TU_ASSERT_ALL(strstr(path, "step-000000040.h5") != NULL);
     ckpt_state got;
     char *yaml = NULL;
-    assert_all_ok(ckpt_read_header(path, &got, &yaml));
-    assert_all(got.step == 40 && got.epoch == 2 && got.step_in_epoch == 7 && got.seed == 99 &&
+    TU_ASSERT_ALL_OK(ckpt_read_header(path, &got, &yaml));
+    TU_ASSERT_ALL(got.step == 40 && got.epoch == 2 && got.step_in_epoch == 7 && got.seed == 99 &&
                got.world_size == dist_size());
-    assert_all(strcmp(yaml, "experiment:\n  name: t\n") == 0);
+    TU_ASSERT_ALL(strcmp(yaml, "experiment:\n  name: t\n") == 0);
     free(yaml);
-    assert_all_ok(ckpt_read_arena(path, &b, true));
-    assert_all(memcmp(a.param, b.param, a.total * sizeof(real)) == 0);
-    assert_all(memcmp(a.adam_m, b.adam_m, a.total * sizeof(real)) == 0);
-    assert_all(memcmp(a.adam_v, b.adam_v, a.total * sizeof(real)) == 0);
+    TU_ASSERT_ALL_OK(ckpt_read_arena(path, &b, true));
+    TU_ASSERT_ALL(memcmp(a.param, b.param, a.total * sizeof(real)) == 0);
+    TU_ASSERT_ALL(memcmp(a.adam_m, b.adam_m, a.total * sizeof(real)) == 0);
+    TU_ASSERT_ALL(memcmp(a.adam_v, b.adam_v, a.total * sizeof(real)) == 0);
     /* three more: only the newest two stay; latest names the newest */
     for (long s = 50; s <= 70; s += 10) {
         st.step = s;
-        assert_all_ok(ckpt_save(g_dir, &a, &st, "x: 1\n", 2));
+        TU_ASSERT_ALL_OK(ckpt_save(g_dir, &a, &st, "x: 1\n", 2));
     }
     dist_barrier();
     char d[1100];
     snprintf(d, sizeof d, "%s/ckpt", g_dir);
     int n;
     char **names = fs_list(d, "step-", ".h5", &n);
-    assert_all(n == 2 && strcmp(names[0], "step-000000060.h5") == 0 &&
+    TU_ASSERT_ALL(n == 2 && strcmp(names[0], "step-000000060.h5") == 0 &&
                strcmp(names[1], "step-000000070.h5") == 0);
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
-    assert_all(ckpt_find_latest(g_dir, path, sizeof path, &found) == YT_OK && found &&
+    TU_ASSERT_ALL(ckpt_find_latest(g_dir, path, sizeof path, &found) == YT_OK && found &&
                strstr(path, "step-000000070.h5"));
     arena_free(&a);
     arena_free(&b);
@@ -88,10 +88,10 @@ static void test_diverged_replicas_refused(void **state) {
     ckpt_state st = {.step = 5, .world_size = dist_size()};
     yt_clear_error();
     int rc = ckpt_save(g_dir, &a, &st, "x: 1\n", 3);
-    assert_all(rc == YT_ERR_RUNTIME && strstr(yt_errmsg(), "diverged"));
+    TU_ASSERT_ALL(rc == YT_ERR_RUNTIME && strstr(yt_errmsg(), "diverged"));
     bool found = true;
     char path[2048];
-    assert_all(ckpt_find_latest(g_dir, path, sizeof path, &found) == YT_OK && !found);
+    TU_ASSERT_ALL(ckpt_find_latest(g_dir, path, sizeof path, &found) == YT_OK && !found);
     arena_free(&a);
 }
 
@@ -105,7 +105,7 @@ static void test_bad_files(void **state) {
     arena a;
     make_arena(&a);
     ckpt_state st = {.step = 1, .world_size = dist_size()};
-    assert_all_ok(ckpt_save(g_dir, &a, &st, "x: 1\n", 3));
+    TU_ASSERT_ALL_OK(ckpt_save(g_dir, &a, &st, "x: 1\n", 3));
     bool found;
     ckpt_find_latest(g_dir, good, sizeof good, &found);
     if (dist_rank() == 0) {
@@ -125,30 +125,30 @@ static void test_bad_files(void **state) {
     ckpt_state got;
     char *yaml = NULL;
     yt_clear_error();
-    assert_all(ckpt_read_header(plain, &got, &yaml) == YT_ERR_USAGE &&
+    TU_ASSERT_ALL(ckpt_read_header(plain, &got, &yaml) == YT_ERR_USAGE &&
                strstr(yt_errmsg(), "not an HDF5 file"));
-    assert_all(ckpt_read_header(other, &got, &yaml) == YT_ERR_USAGE &&
+    TU_ASSERT_ALL(ckpt_read_header(other, &got, &yaml) == YT_ERR_USAGE &&
                strstr(yt_errmsg(), "not a yoto checkpoint"));
-    assert_all(ckpt_read_header(trunc, &got, &yaml) == YT_ERR_USAGE);
+    TU_ASSERT_ALL(ckpt_read_header(trunc, &got, &yaml) == YT_ERR_USAGE);
     /* another model shape */
     arena c;
     arena_init(&c);
     int s[4] = {4, 3, 3, 3};
     arena_add(&c, "encoder/block0/conv0/kernel", 4, s, false, 27, 36);
     arena_alloc(&c);
-    assert_all(ckpt_read_arena(good, &c, true) == YT_ERR_USAGE &&
+    TU_ASSERT_ALL(ckpt_read_arena(good, &c, true) == YT_ERR_USAGE &&
                strstr(yt_errmsg(), "another model shape"));
     arena_free(&c);
     arena_free(&a);
 }
 
 int main(int argc, char **argv) {
-    mpitest_init(&argc, &argv);
+    tu_mpi_init(&argc, &argv);
     h5io_quiet();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_save_and_read_back),
         cmocka_unit_test(test_diverged_replicas_refused),
         cmocka_unit_test(test_bad_files),
     };
-    return MPITEST_RUN("ckpt", tests);
+    return TU_MPI_RUN("ckpt", tests);
 }

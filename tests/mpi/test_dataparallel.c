@@ -9,9 +9,9 @@
 #include "dist.h"
 #include "loss.h"
 #include "model.h"
-#include "mpitest.h"
+#include "mpi_testutil.h"
 #include "rng.h"
-#include "tinycfg.h"
+#include "archs.h"
 
 #define BATCH 8
 
@@ -49,7 +49,8 @@ static void sync_ready(void *ctx, size_t lo) { dist_sync_ready(ctx, lo); }
 
 static void check(bool overlap) {
     yoto_config cfg;
-    tinycfg_make(&cfg, false, 2, BATCH);
+    arch_tiny(&cfg, 16, 3, 2, 2, 4, 3, 0.1, OUT_BERNOULLI);
+    arch_train_defaults(&cfg, 1e-3, 0.5, 512);
     const int P = dist_size(), r = dist_rank(), n = BATCH / P;
     /* the reference: one process, the whole batch */
     vae_model *ref = model_create(&cfg, BATCH);
@@ -70,7 +71,7 @@ static void check(bool overlap) {
     model_forward(m, n, part.x, part.cond, part.eps);
     model_backward(m, part.wkl, part.wrec, 1.0 / BATCH, false);
     dist_sync_finish(s);
-    if (overlap && P > 1) assert_all(dist_sync_get_stats(s).buckets > 10);
+    if (overlap && P > 1) TU_ASSERT_ALL(dist_sync_get_stats(s).buckets > 10);
     /* every tensor, max-normalised */
     double worst = 0;
     for (int i = 0; i < m->params.n; i++) {
@@ -84,7 +85,7 @@ static void check(bool overlap) {
     }
     print_message("# np=%d overlap=%d: worst max-normalised gradient difference %.2e\n", P,
                   overlap, worst);
-    assert_all(worst <= 1e-5);
+    TU_ASSERT_ALL(worst <= 1e-5);
     dist_sync_free(s);
     free(part.x);
     free(all.x);
@@ -107,10 +108,10 @@ static void test_blocking(void **state) {
 }
 
 int main(int argc, char **argv) {
-    mpitest_init(&argc, &argv);
+    tu_mpi_init(&argc, &argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucketed_overlap),
         cmocka_unit_test(test_blocking),
     };
-    return MPITEST_RUN("dataparallel", tests);
+    return TU_MPI_RUN("dataparallel", tests);
 }

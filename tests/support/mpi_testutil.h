@@ -24,4 +24,12 @@ bool tu_all(bool ok);
         if (!tu_all(ok_)) fail_msg("%s: false on %s", #cond, ok_ ? "another rank" : "this rank");  \
     } while (0)
 
+/* Collective: a status (YT_OK or an error code) must be YT_OK on every rank;
+ * otherwise every rank fails, printing its yt_errmsg(). */
+#define TU_ASSERT_ALL_OK(expr)                                                                     \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (!tu_all(rc_ == YT_OK)) fail_msg("%s: %s", #expr, rc_ ? yt_errmsg() : "(another rank)");  \
+    } while (0)
+
 #endif
