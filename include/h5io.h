@@ -36,4 +36,9 @@ char *h5io_read_string(hid_t loc, const char *name); /* malloc'd, or NULL */
 /* true when path (a/b/c) exists below loc, every link on the way included */
 bool h5io_exists(hid_t loc, const char *path);
 
+/* "uint8", "float64", "string", "compound", ... for messages */
+void h5io_type_text(hid_t type, char *buf, size_t size);
+/* "[60000, 28, 28, 1]" */
+void h5io_dims_text(int ndim, const hsize_t *dims, char *buf, size_t size);
+
 #endif

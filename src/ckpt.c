@@ -13,14 +13,6 @@
 
 /* ---- tensor tables ----------------------------------------------------------------- */
 
-static void shape_text(int ndim, const hsize_t *dims, char *buf, size_t size) {
-    size_t k = (size_t)snprintf(buf, size, "[");
-    for (int d = 0; d < ndim && k < size; d++)
-        k += (size_t)snprintf(buf + k, size - k, "%s%llu", d ? ", " : "",
-                              (unsigned long long)dims[d]);
-    if (k < size) snprintf(buf + k, size - k, "]");
-}
-
 int ckpt_read_tensors(hid_t file, const char *fname, const char *group, const arena *a, real *dst) {
     char path[2 * ARENA_NAME_MAX];
     for (int i = 0; i < a->n; i++) {
@@ -42,8 +34,8 @@ int ckpt_read_tensors(hid_t file, const char *fname, const char *group, const ar
             char got[128], want[128];
             hsize_t wd[ARENA_NDIM_MAX];
             for (int d = 0; d < t->ndim; d++) wd[d] = (hsize_t)t->shape[d];
-            shape_text(ndim > 8 ? 8 : ndim, dims, got, sizeof got);
-            shape_text(t->ndim, wd, want, sizeof want);
+            h5io_dims_text(ndim > 8 ? 8 : ndim, dims, got, sizeof got);
+            h5io_dims_text(t->ndim, wd, want, sizeof want);
             H5Dclose(ds);
             return yt_fail(YT_ERR_USAGE,
                            "%s: dataset '%s' has shape %s, the model needs %s (a checkpoint of "

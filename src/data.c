@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "dist.h"
+#include "h5io.h"
 #include "preprocess.h"
 #include "rng.h"
 
@@ -50,41 +51,6 @@ data_tuning data_tuning_default(void) {
 }
 
 /* ---- looking at a file ------------------------------------------------------------ */
-
-static void describe_type(hid_t t, char *buf, size_t n) {
-    size_t sz = H5Tget_size(t);
-    switch (H5Tget_class(t)) {
-    case H5T_INTEGER:
-        snprintf(buf, n, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", sz * 8);
-        break;
-    case H5T_FLOAT:
-        snprintf(buf, n, "float%zu", sz * 8);
-        break;
-    case H5T_STRING:
-        snprintf(buf, n, "string");
-        break;
-    case H5T_COMPOUND:
-        snprintf(buf, n, "compound");
-        break;
-    case H5T_ENUM:
-        snprintf(buf, n, "enum");
-        break;
-    case H5T_ARRAY:
-        snprintf(buf, n, "array");
-        break;
-    default:
-        snprintf(buf, n, "HDF5 type class %d", (int)H5Tget_class(t));
-        break;
-    }
-}
-
-static void describe_dims(int nd, const hsize_t *dims, char *buf, size_t n) {
-    size_t used = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < nd && used < n; i++)
-        used += (size_t)snprintf(buf + used, n - used, "%s%llu", i ? ", " : "",
-                                 (unsigned long long)dims[i]);
-    if (used < n) snprintf(buf + used, n - used, "]");
-}
 
 typedef struct {
     char *buf;
@@ -176,8 +142,8 @@ static int check_images(hid_t dset, const char *file, const char *path, data_ima
         goto done;
     }
     char ty[48], sh[160];
-    describe_type(t, ty, sizeof ty);
-    describe_dims(nd, dims, sh, sizeof sh);
+    h5io_type_text(t, ty, sizeof ty);
+    h5io_dims_text(nd, dims, sh, sizeof sh);
     bool u8 =
         H5Tget_class(t) == H5T_INTEGER && H5Tget_size(t) == 1 && H5Tget_sign(t) == H5T_SGN_NONE;
     if (!u8 || (nd != 3 && nd != 4)) {

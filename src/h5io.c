@@ -1,6 +1,7 @@
 /* h5io.c — HDF5 helpers (see h5io.h). */
 #include "h5io.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,4 +165,27 @@ bool h5io_exists(hid_t loc, const char *path) {
         if (e <= 0) return false;
         if (!p) return true;
     }
+}
+
+void h5io_type_text(hid_t t, char *buf, size_t n) {
+    size_t sz = H5Tget_size(t);
+    switch (H5Tget_class(t)) {
+    case H5T_INTEGER:
+        snprintf(buf, n, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", sz * 8);
+        break;
+    case H5T_FLOAT: snprintf(buf, n, "float%zu", sz * 8); break;
+    case H5T_STRING: snprintf(buf, n, "string"); break;
+    case H5T_COMPOUND: snprintf(buf, n, "compound"); break;
+    case H5T_ENUM: snprintf(buf, n, "enum"); break;
+    case H5T_ARRAY: snprintf(buf, n, "array"); break;
+    default: snprintf(buf, n, "HDF5 type class %d", (int)H5Tget_class(t)); break;
+    }
+}
+
+void h5io_dims_text(int nd, const hsize_t *dims, char *buf, size_t n) {
+    size_t used = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < nd && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%llu", i ? ", " : "",
+                                 (unsigned long long)dims[i]);
+    if (used < n) snprintf(buf + used, n - used, "]");
 }

@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "h5io.h"
 #include "rng.h"
 
 #define PATH_MAX_ 1024
@@ -615,51 +616,22 @@ typedef struct {
     int depth;
 } info_ctx;
 
-static void type_text(hid_t t, char *buf, size_t n) {
-    size_t sz = H5Tget_size(t);
-    switch (H5Tget_class(t)) {
-    case H5T_INTEGER:
-        snprintf(buf, n, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", sz * 8);
-        break;
-    case H5T_FLOAT:
-        snprintf(buf, n, "float%zu", sz * 8);
-        break;
-    case H5T_STRING:
-        snprintf(buf, n, "string");
-        break;
-    case H5T_COMPOUND:
-        snprintf(buf, n, "compound");
-        break;
-    default:
-        snprintf(buf, n, "class%d", (int)H5Tget_class(t));
-        break;
-    }
-}
-
 static void info_dataset(info_ctx *c, const char *path, hid_t d) {
     char ty[32] = "?", sh[128] = "[]", lay[160] = "";
     hid_t t = H5Dget_type(d), s = H5Dget_space(d), dcpl = H5Dget_create_plist(d);
-    if (t >= 0) type_text(t, ty, sizeof ty);
+    if (t >= 0) h5io_type_text(t, ty, sizeof ty);
     int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
     hsize_t dims[H5S_MAX_RANK];
-    if (nd >= 0 && H5Sget_simple_extent_dims(s, dims, NULL) >= 0) {
-        size_t u = (size_t)snprintf(sh, sizeof sh, "[");
-        for (int i = 0; i < nd && u < sizeof sh; i++)
-            u += (size_t)snprintf(sh + u, sizeof sh - u, "%s%llu", i ? ", " : "",
-                                  (unsigned long long)dims[i]);
-        if (u < sizeof sh) snprintf(sh + u, sizeof sh - u, "]");
-    }
+    if (nd >= 0 && H5Sget_simple_extent_dims(s, dims, NULL) >= 0) h5io_dims_text(nd, dims, sh, sizeof sh);
     if (dcpl >= 0) {
         H5D_layout_t l = H5Pget_layout(dcpl);
         size_t u = 0;
         if (l == H5D_CHUNKED) {
             hsize_t cd[H5S_MAX_RANK];
             int cn = H5Pget_chunk(dcpl, H5S_MAX_RANK, cd);
-            u = (size_t)snprintf(lay, sizeof lay, "chunked [");
-            for (int i = 0; i < cn && u < sizeof lay; i++)
-                u += (size_t)snprintf(lay + u, sizeof lay - u, "%s%llu", i ? ", " : "",
-                                      (unsigned long long)cd[i]);
-            if (u < sizeof lay) u += (size_t)snprintf(lay + u, sizeof lay - u, "]");
+            char chunk[128];
+            h5io_dims_text(cn, cd, chunk, sizeof chunk);
+            u = (size_t)snprintf(lay, sizeof lay, "chunked %s", chunk);
         } else {
             u = (size_t)snprintf(lay, sizeof lay, l == H5D_CONTIGUOUS ? "contiguous" : "compact");
         }
