@@ -151,31 +151,32 @@ void dist_allreduce_sum_double(double *buf, size_t n) {
     allreduce_sum(buf, n, MPI_DOUBLE, sizeof(double));
 }
 
+/* one value, reduced with op over the world (world of one: itself) */
+static void reduce1(const void *in, void *out, MPI_Datatype type, MPI_Op op) {
+    if (dist_active() && g_size > 1) MPI_CHECK(MPI_Allreduce(in, out, 1, type, op, MPI_COMM_WORLD));
+}
+
 long dist_allreduce_min_long(long x) {
     long r = x;
-    if (dist_active() && g_size > 1)
-        MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_LONG, MPI_MIN, MPI_COMM_WORLD));
-    return r;
-}
-
-double dist_allreduce_min_double(double x) {
-    double r = x;
-    if (dist_active() && g_size > 1)
-        MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD));
-    return r;
-}
-
-double dist_allreduce_max_double(double x) {
-    double r = x;
-    if (dist_active() && g_size > 1)
-        MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    reduce1(&x, &r, MPI_LONG, MPI_MIN);
     return r;
 }
 
 long dist_allreduce_max_long(long x) {
     long r = x;
-    if (dist_active() && g_size > 1)
-        MPI_CHECK(MPI_Allreduce(&x, &r, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD));
+    reduce1(&x, &r, MPI_LONG, MPI_MAX);
+    return r;
+}
+
+double dist_allreduce_min_double(double x) {
+    double r = x;
+    reduce1(&x, &r, MPI_DOUBLE, MPI_MIN);
+    return r;
+}
+
+double dist_allreduce_max_double(double x) {
+    double r = x;
+    reduce1(&x, &r, MPI_DOUBLE, MPI_MAX);
     return r;
 }
 
