@@ -58,8 +58,9 @@ const char *blas_core_advice(void) {
     bool avx512 = strcmp(blas_cpu_isa(), "avx512") == 0;
     snprintf(msg, sizeof msg,
              "OpenBLAS runs its generic '%s' kernels on a CPU with %s, several times slower; "
-             "set OPENBLAS_CORETYPE=%s (or Haswell) in the environment of every rank",
-             blas_corename(), avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
+             "set OPENBLAS_CORETYPE=%s in the environment of every rank",
+             blas_corename(), avx512 ? "AVX-512" : "AVX2",
+             avx512 ? "SkylakeX (or Haswell under valgrind)" : "Haswell");
     return msg;
 }
 

@@ -32,4 +32,13 @@ check "nothing was created" test ! -e "$T/never"
 expect_exit 2 "a bad config under mpirun -np 2: exit 2" mpirun --oversubscribe -np 2 "$YOTO" train configs/fashion_mnist_conv_vae_yoto.yaml --set train.stepz=3
 contains "one message (rank 0 reports)" "$ERR" "did you mean 'train.steps'"
 check "printed once, not once per rank" test "$(grep -c "did you mean" "$ERR")" = 1
+# OpenBLAS on generic kernels: one warning that says how to fix it
+if grep -qw avx2 /proc/cpuinfo; then
+    OPENBLAS_CORETYPE=Prescott expect_exit 0 "bench on generic OpenBLAS kernels" "$YOTO" bench configs/fashion_mnist_conv_vae_yoto.yaml --steps 1 --warmup 0 --set train.batch_size=4
+    contains "warns and names OPENBLAS_CORETYPE" "$ERR" "set OPENBLAS_CORETYPE="
+    check "warns once" test "$(grep -c OPENBLAS_CORETYPE "$ERR")" = 1
+    contains "bench names the kernels" "$OUT" "Prescott kernels"
+else
+    skip "OpenBLAS fallback warning" "this CPU has no AVX2"
+fi
 done_testing
