@@ -12,6 +12,7 @@
 #ifndef YOTO_LAYERS_H
 #define YOTO_LAYERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common.h"
@@ -34,10 +35,15 @@ typedef struct {
     int stride;
     int pad_top, pad_left;
     int chunk;              /* samples per im2col chunk (bounds the workspace) */
+    int direct;             /* 1: direct kernels (convk.h), 0: im2col + GEMM */
 } conv_geom;
 
+/* Picks the faster route for the shape (g.direct); conv_geom_route overrides
+ * it (tests compare the two), returning false when the direct kernels do not
+ * handle g. */
 conv_geom conv_geom_make(int n, int cin, int h, int w, int cout, int stride);
-/* Workspace (reals) conv_* / deconv_* need for g. */
+bool conv_geom_route(conv_geom *g, bool direct);
+/* Workspace (reals) conv_* / deconv_* need for g (and its route). */
 size_t conv_work_size(const conv_geom *g);
 /* Multiply-adds of one forward pass (all samples). */
 double conv_macs(const conv_geom *g);
@@ -71,6 +77,16 @@ void film_forward(int c, int n, int hw, const real *x, const real *scale, const 
  * are activations: the FiLM MLPs' output gradients), not accumulated. */
 void film_backward(int c, int n, int hw, const real *x, const real *scale, const real *dy,
                    real *dx, real *dscale, real *dshift);
+
+/* FiLM then leaky ReLU, in one pass (a block's output): f = FiLM(x) as
+ * film_forward, y = lrelu(f) with slope alpha. f is what the backward needs. */
+void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const real *scale,
+                        const real *shift, real *f, real *y);
+/* The backward of film_lrelu_forward, in one pass: dx (may be NULL, may alias
+ * dy), dscale and dshift [n][c] OVERWRITTEN as in film_backward. */
+void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *f,
+                         const real *scale, const real *dy, real *dx, real *dscale,
+                         real *dshift);
 
 /* ---- element-wise ---------------------------------------------------------- */
 /* y = x > 0 ? x : alpha x (any alpha); y may alias x */

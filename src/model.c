@@ -384,9 +384,15 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
                c->model.conditioning.scales_add, s, b->scale);
         affine((size_t)n * b->C, c->model.conditioning.shifts_mult,
                c->model.conditioning.shifts_add, t, b->shift);
-        film_forward(b->C, n, b->H * b->W, b->z[b->nlayers - 1], b->scale, b->shift, b->f);
+        /* one pass for FiLM and the block's leaky ReLU */
+        if (b->out_lrelu)
+            film_lrelu_forward(b->C, n, b->H * b->W, alpha, b->z[b->nlayers - 1], b->scale,
+                               b->shift, b->f, b->o);
+        else
+            film_forward(b->C, n, b->H * b->W, b->z[b->nlayers - 1], b->scale, b->shift, b->f);
+    } else if (b->out_lrelu) {
+        lrelu_forward(size, alpha, b->f, b->o);
     }
-    if (b->out_lrelu) lrelu_forward(size, alpha, b->f, b->o);
     toc(m, b->prof_film, t0, false);
 }
 
@@ -474,14 +480,19 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
     const real alpha = (real)m->cfg.model.alpha;
     const int hw = b->H * b->W;
     double t0 = tic(m);
-    if (b->out_lrelu) lrelu_backward((size_t)n * b->C * hw, alpha, b->f, d, d);
     if (b->film) {
         const yoto_config *c = &m->cfg;
-        film_backward(b->C, n, hw, b->z[b->nlayers - 1], b->scale, d, d, m->gs, m->gt);
+        if (b->out_lrelu)
+            film_lrelu_backward(b->C, n, hw, alpha, b->z[b->nlayers - 1], b->f, b->scale, d, d,
+                                m->gs, m->gt);
+        else
+            film_backward(b->C, n, hw, b->z[b->nlayers - 1], b->scale, d, d, m->gs, m->gt);
         affine((size_t)n * b->C, c->model.conditioning.scales_mult, 0, m->gs, m->gs);
         affine((size_t)n * b->C, c->model.conditioning.shifts_mult, 0, m->gt, m->gt);
         mlp_backward(m, &b->scale_mlp, n, cond, m->gs, NULL);
         mlp_backward(m, &b->shift_mlp, n, cond, m->gt, NULL);
+    } else if (b->out_lrelu) {
+        lrelu_backward((size_t)n * b->C * hw, alpha, b->f, d, d);
     }
     toc(m, b->prof_film, t0, true);
     for (int l = b->nlayers - 1; l >= 0; l--) {
