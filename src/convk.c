@@ -84,6 +84,7 @@ size_t convk_work_size(const conv_geom *g) {
 /* ---- packing ------------------------------------------------------------------- */
 
 /* sum of a packed region (its padding is zero), accumulated in double */
+YT_SIMD_CLONES
 static double region_sum(const real *p, size_t n) {
     double s = 0;
     for (size_t i0 = 0; i0 < n; i0 += 1024) { /* float lanes over short stretches */
