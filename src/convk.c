@@ -423,15 +423,29 @@ YT_INLINE void grad_tile(const int CB, const int IB, const tapset *ts, const rea
             for (int i = 0; i < IB; i++) acc[c][i] = accv[(size_t)c * acc_cs + (size_t)i * 9 + t];
         const real *xp = px + ts->off[t];
         for (size_t q = 0; q < Q; q += VL) {
-            rvec yv[4], xv[4];
-            #pragma GCC unroll 8
-            for (int c = 0; c < CB; c++) yv[c] = vload(gy + (size_t)c * gy_cs + q);
-            #pragma GCC unroll 8
-            for (int i = 0; i < IB; i++) xv[i] = vload(xp + (size_t)i * px_cs + q);
-            #pragma GCC unroll 8
-            for (int c = 0; c < CB; c++)
+            /* 16 vector registers: CB*IB accumulators, the smaller operand
+             * set held, the other streamed one vector at a time */
+            if (IB <= CB) {
+                rvec xv[4];
                 #pragma GCC unroll 8
-                for (int i = 0; i < IB; i++) acc[c][i] += yv[c] * xv[i];
+                for (int i = 0; i < IB; i++) xv[i] = vload(xp + (size_t)i * px_cs + q);
+                #pragma GCC unroll 8
+                for (int c = 0; c < CB; c++) {
+                    const rvec yc = vload(gy + (size_t)c * gy_cs + q);
+                    #pragma GCC unroll 8
+                    for (int i = 0; i < IB; i++) acc[c][i] += yc * xv[i];
+                }
+            } else {
+                rvec yv[4];
+                #pragma GCC unroll 8
+                for (int c = 0; c < CB; c++) yv[c] = vload(gy + (size_t)c * gy_cs + q);
+                #pragma GCC unroll 8
+                for (int i = 0; i < IB; i++) {
+                    const rvec xi = vload(xp + (size_t)i * px_cs + q);
+                    #pragma GCC unroll 8
+                    for (int c = 0; c < CB; c++) acc[c][i] += yv[c] * xi;
+                }
+            }
         }
         #pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
