@@ -352,6 +352,7 @@ YT_INLINE void fwd_tile(const int CB, const int V, int nin, int ntaps, const ptr
         const real *wp = w;
         for (int i = 0; i < nin; i++) {
             const real *ip = in + (size_t)i * in_cs + q;
+            #pragma GCC unroll 9
             for (int t = 0; t < ntaps; t++, wp += CB) {
                 /* 16 vector registers: keep the smaller of the CB weights
                  * and the V inputs live, loop over the other */
@@ -385,24 +386,38 @@ YT_INLINE void fwd_tile(const int CB, const int V, int nin, int ntaps, const ptr
 
 typedef void (*fwd_fn)(int nin, int ntaps, const ptrdiff_t *off, const real *w, const real *bias,
                        const real *in, size_t in_cs, real *out, size_t out_cs, size_t Q);
-#define FWD_INSTANCE(CB, V)                                                                        \
-    YT_SIMD_CLONES static void fwd_##CB(int nin, int ntaps, const ptrdiff_t *off, const real *w,   \
-                                        const real *bias, const real *in, size_t in_cs, real *out, \
-                                        size_t out_cs, size_t Q) {                                 \
-        fwd_tile(CB, V, nin, ntaps, off, w, bias, in, in_cs, out, out_cs, Q);                      \
+/* Per tile shape, a kernel for each tap count that occurs: 9 (3x3 forward,
+ * stride-1 transposed), 4, 2, 1 (the parities of the stride-2 transposed
+ * conv), and any. A constant count unrolls the tap loop with its offsets in
+ * registers: 26 instructions per 12 FMAs become 19, 61 -> 90 GFLOP/s. */
+#define FWD_KERNEL(CB, V, NT)                                                                      \
+    YT_SIMD_CLONES static void fwd_##CB##_##NT(int nin, int ntaps, const ptrdiff_t *off,          \
+                                               const real *w, const real *bias, const real *in,   \
+                                               size_t in_cs, real *out, size_t out_cs, size_t Q) { \
+        fwd_tile(CB, V, nin, NT ? NT : ntaps, off, w, bias, in, in_cs, out, out_cs, Q);            \
     }
-FWD_INSTANCE(1, 8)
-FWD_INSTANCE(2, 6)
-FWD_INSTANCE(3, 4)
-FWD_INSTANCE(4, 3)
-static const fwd_fn fwd_kernels[5] = {NULL, fwd_1, fwd_2, fwd_3, fwd_4};
+#define FWD_KERNELS(CB, V)                                                                         \
+    FWD_KERNEL(CB, V, 0) FWD_KERNEL(CB, V, 1) FWD_KERNEL(CB, V, 2) FWD_KERNEL(CB, V, 4)            \
+    FWD_KERNEL(CB, V, 9)
+FWD_KERNELS(1, 8)
+FWD_KERNELS(2, 6)
+FWD_KERNELS(3, 4)
+FWD_KERNELS(4, 3)
+#define FWD_ROW(CB) {fwd_##CB##_0, fwd_##CB##_1, fwd_##CB##_2, fwd_##CB##_4, fwd_##CB##_9}
+static const fwd_fn fwd_kernels[5][5] = {{NULL}, FWD_ROW(1), FWD_ROW(2), FWD_ROW(3), FWD_ROW(4)};
+
+/* the kernel for cb outputs and ntaps taps */
+static fwd_fn fwd_kernel(int cb, int ntaps) {
+    int k = ntaps == 1 ? 1 : ntaps == 2 ? 2 : ntaps == 4 ? 3 : ntaps == 9 ? 4 : 0;
+    return fwd_kernels[cb][k];
+}
 
 /* all output blocks of one tap set; w as pack_weights wrote it */
 static void run_fwd(int nout, int nin, const tapset *ts, const real *w, const real *bias,
                     const real *in, size_t in_cs, real *out, size_t out_cs, size_t Q) {
     for (int o0 = 0; o0 < nout;) {
         int cb = block_at(nout, o0);
-        fwd_kernels[cb](nin, ts->n, ts->off, w, bias ? bias + o0 : NULL, in, in_cs,
+        fwd_kernel(cb, ts->n)(nin, ts->n, ts->off, w, bias ? bias + o0 : NULL, in, in_cs,
                         out + (size_t)o0 * out_cs, out_cs, Q);
         w += (size_t)nin * ts->n * cb;
         o0 += cb;
