@@ -36,13 +36,19 @@ bool convk_supports(const conv_geom *g);
 int convk_chunk(const conv_geom *g);
 size_t convk_work_size(const conv_geom *g);
 
+/* The layer functions of layers.h; with a stage (not NULL) the *_film_*
+ * ones: the stage applied while unpacking the output (f, o), or its gradient
+ * folded into the packing of dy (z, f, dscale, dshift; dy is the gradient
+ * w.r.t. the stage's output, left unchanged). */
 void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                        real *work);
+                        const film_stage *st, real *f, real *o, real *work);
 void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
-                         real *dx, real *dk, real *db, real *work);
+                         real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                         const real *f, real *dscale, real *dshift, real *work);
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                          real *work);
+                          const film_stage *st, real *f, real *o, real *work);
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
-                           real *dx, real *dk, real *db, real *work);
+                           real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                           const real *f, real *dscale, real *dshift, real *work);
 
 #endif

@@ -63,6 +63,36 @@ void deconv_forward(const conv_geom *g, const real *x, const real *k, const real
 void deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                      real *dk, real *db, real *work);
 
+/* ---- a block's output stage, fused into its last conv ---------------------
+ * A conv block ends with FiLM and (but for the encoder's last block) a leaky
+ * ReLU. The *_film_* functions apply that stage to the layer's output while
+ * it is still in cache, and in the backward fold the stage's gradient into
+ * the first read of the incoming gradient: two passes less over the
+ * activation than the layer plus film_lrelu_forward / film_lrelu_backward,
+ * with the same results (up to float rounding). */
+typedef struct {
+    const real *scale, *shift; /* [n][c], c = the layer's output channels */
+    bool lrelu;                /* leaky ReLU after FiLM */
+    real alpha;                /* its slope */
+} film_stage;
+
+/* z = conv(x) + b (conv_forward), f = FiLM(z), o = lrelu(f) (only with
+ * st->lrelu; o may be NULL otherwise) */
+void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                       const film_stage *st, real *z, real *f, real *o, real *work);
+void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                         const film_stage *st, real *z, real *f, real *o, real *work);
+/* Backward of *_film_forward from dout, the gradient w.r.t. o (w.r.t. f
+ * without lrelu), which is CLOBBERED (scratch); z and f from the forward.
+ * dscale and dshift [n][c] OVERWRITTEN (as film_backward); dx, dk, db as
+ * conv_backward / deconv_backward. */
+void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
+                        const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                        real *dscale, real *dshift, real *work);
+void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
+                          const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                          real *dscale, real *dshift, real *work);
+
 /* ---- dense: y [n][out] = x [n][in] W^T + b, W [out][in] --------------------- */
 void dense_forward(int n, int in, int out, const real *x, const real *w, const real *b, real *y);
 /* dx [n][in] (may be NULL), dw += [out][in], db += [out] */

@@ -78,7 +78,8 @@ static size_t head_size(const conv_geom *g) {
 
 size_t convk_work_size(const conv_geom *g) {
     layout L = make_layout(g, convk_chunk(g));
-    return VL /* alignment */ + head_size(g) + planes_per_sample(g) * L.pitch;
+    return VL /* alignment */ + head_size(g) + planes_per_sample(g) * L.pitch +
+           round_up((size_t)g->w, VL) /* a row of scratch */;
 }
 
 /* ---- packing ------------------------------------------------------------------- */
@@ -155,35 +156,110 @@ YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, re
     }
 }
 
+/* ---- the block output stage (layers.h film_stage) ----------------------------- */
+
+/* What a staged layer writes besides its output z (forward), or reads
+ * besides the incoming gradient (backward); st NULL: no stage. */
+typedef struct {
+    const film_stage *st;
+    real *f, *o;             /* forward: FiLM and leaky ReLU outputs, laid out as z */
+    const real *z, *fz;      /* backward: the forward's z and f */
+    real *dscale, *dshift;   /* backward: [n][c] */
+} stage_io;
+
+/* forward, one row: f = a z + t, o = lrelu(f) */
+YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *f,
+                             real *o, int n) {
+    const rvec zero = {0};
+    int p = 0;
+    for (; p + VL <= n; p += VL) {
+        rvec v = vload(z + p) * a + t;
+        vstore(f + p, v);
+        if (st->lrelu) vstore(o + p, vselect(v > zero, v, v * st->alpha));
+    }
+    for (; p < n; p++) {
+        real v = a * z[p] + t;
+        f[p] = v;
+        if (st->lrelu) o[p] = v > 0 ? v : st->alpha * v;
+    }
+}
+
+/* backward, one row: g = d * lrelu'(f) (d without lrelu), out = a g;
+ * *ds += sum g z, *dt += sum g (float lanes over the row, then double) */
+YT_INLINE void stage_bwd_row(const film_stage *st, real a, const real *d, const real *f,
+                             const real *z, real *out, int n, double *ds, double *dt) {
+    const rvec zero = {0};
+    rvec sv = {0}, tv = {0};
+    int p = 0;
+    for (; p + VL <= n; p += VL) {
+        rvec g = vload(d + p);
+        if (st->lrelu) g = vselect(vload(f + p) > zero, g, g * st->alpha);
+        sv += g * vload(z + p);
+        tv += g;
+        vstore(out + p, g * a);
+    }
+    double s = vhsum(sv), t = vhsum(tv);
+    for (; p < n; p++) {
+        real g = d[p];
+        if (st->lrelu && !(f[p] > 0)) g = st->alpha * g;
+        s += (double)g * z[p];
+        t += g;
+        out[p] = a * g;
+    }
+    *ds += s;
+    *dt += t;
+}
+
+/* ---- packing and unpacking ---------------------------------------------------------- */
+
 /* X planes of samples n0..n0+ns of x [cin][n][h][w]: plane (a, b) of channel
  * ci, row r, column c holds x[ci][r*s + a - pad_top][c*s + b - pad_left], zero
- * outside the image. sums[ci] += the sum of channel ci (NULL: not wanted). */
+ * outside the image. sums[ci] += the sum of channel ci (NULL: not wanted).
+ * With a stage, x is the gradient w.r.t. its output and the planes get the
+ * gradient w.r.t. its input (tmp: a row of scratch). */
 YT_SIMD_CLONES
 static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, int ns, real *px,
-                   double *sums) {
-    const int s = L->s, wq = L->wq;
+                   double *sums, const stage_io *sio, real *tmp) {
+    const int s = L->s, wq = L->wq, C = g->cin;
     const size_t hw = (size_t)g->h * g->w, used = (size_t)ns * L->qs;
-    for (int ci = 0; ci < g->cin; ci++) {
+    const film_stage *st = sio ? sio->st : NULL;
+    for (int ci = 0; ci < C; ci++) {
         real *ch = px + (size_t)ci * L->np * L->pitch;
         for (int p = 0; p < L->np; p++) {
             zero(ch + (size_t)p * L->pitch, L->head);
             zero(ch + (size_t)p * L->pitch + L->head + used, L->pitch - L->head - used);
         }
         for (int i = 0; i < ns; i++) {
-            const real *src = x + ((size_t)ci * g->n + n0 + i) * hw;
-            for (int a = 0; a < s; a++) {
-                /* plane (a, b) starts at (a*s + b) * pitch */
-                real *d0 = ch + (size_t)(a * s) * L->pitch + L->head + (size_t)i * L->qs;
-                real *d1 = s == 2 ? d0 + L->pitch : NULL;
-                for (int r = 0; r < L->rows; r++, d0 += wq, d1 = d1 ? d1 + wq : NULL) {
-                    const int ir = r * s + a - g->pad_top;
-                    if (ir < 0 || ir >= g->h) {
-                        zero(d0, (size_t)wq);
-                        if (d1) zero(d1, (size_t)wq);
-                    } else {
-                        pack_row(g, L, src + (size_t)ir * g->w, d0, d1);
-                    }
+            const size_t at = ((size_t)ci * g->n + n0 + i) * hw;
+            const size_t si = (size_t)(n0 + i) * C + ci; /* [n][c] */
+            const real a = st ? st->scale[si] : 0;
+            double ds = 0, dt = 0;
+            real *base = ch + L->head + (size_t)i * L->qs;
+            /* plane rows that hold padding rather than image rows */
+            for (int pa = 0; pa < s; pa++)
+                for (int r = 0; r < L->rows; r++) {
+                    const int ir = r * s + pa - g->pad_top;
+                    if (ir >= 0 && ir < g->h) continue;
+                    for (int b = 0; b < s; b++)
+                        zero(base + (size_t)(pa * s + b) * L->pitch + (size_t)r * wq, (size_t)wq);
                 }
+            /* image rows in order (sequential reads): row ir is row r of
+             * parity pa, plane (pa, b) at (pa*s + b) * pitch */
+            for (int ir = 0; ir < g->h; ir++) {
+                const int pa = (ir + g->pad_top) % s, r = (ir + g->pad_top) / s;
+                real *d0 = base + (size_t)(pa * s) * L->pitch + (size_t)r * wq;
+                real *d1 = s == 2 ? d0 + L->pitch : NULL;
+                const size_t ro = at + (size_t)ir * g->w;
+                const real *row = x + ro;
+                if (st) {
+                    stage_bwd_row(st, a, row, sio->fz + ro, sio->z + ro, tmp, g->w, &ds, &dt);
+                    row = tmp;
+                }
+                pack_row(g, L, row, d0, d1);
+            }
+            if (st) {
+                sio->dscale[si] = (real)ds;
+                sio->dshift[si] = (real)dt;
             }
         }
         if (sums)
@@ -192,67 +268,97 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
 }
 
 /* Y grid of samples n0..n0+ns of y [c][n][ho][wo]: row r < ho, column c < wo
- * of sample i at i*qs + r*wq + c, everything else zero. sums as pack_x. */
+ * of sample i at i*qs + r*wq + c, everything else zero. sums and the stage
+ * as pack_x. */
 YT_SIMD_CLONES
 static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *y, int n0, int ns,
-                   real *gy, double *sums) {
+                   real *gy, double *sums, const stage_io *sio) {
     const size_t ohw = (size_t)ho * wo, used = (size_t)ns * L->qs;
+    const film_stage *st = sio ? sio->st : NULL;
     for (int c = 0; c < nch; c++) {
         real *plane = gy + (size_t)c * L->pitch;
         zero(plane, L->head);
         real *d0 = plane + L->head;
         for (int i = 0; i < ns; i++) {
-            const real *src = y + ((size_t)c * n + n0 + i) * ohw;
+            const size_t at = ((size_t)c * n + n0 + i) * ohw;
+            const size_t si = (size_t)(n0 + i) * nch + c;
+            const real a = st ? st->scale[si] : 0;
+            double ds = 0, dt = 0;
             real *d = d0 + (size_t)i * L->qs;
-            for (int r = 0; r < ho; r++, d += L->wq, src += wo) {
-                copy_row(d, src, wo);
+            for (int r = 0; r < ho; r++, d += L->wq) {
+                const size_t ro = at + (size_t)r * wo;
+                if (st)
+                    stage_bwd_row(st, a, y + ro, sio->fz + ro, sio->z + ro, d, wo, &ds, &dt);
+                else
+                    copy_row(d, y + ro, wo);
                 zero(d + wo, (size_t)(L->wq - wo));
             }
             zero(d, L->qs - (size_t)ho * L->wq);
+            if (st) {
+                sio->dscale[si] = (real)ds;
+                sio->dshift[si] = (real)dt;
+            }
         }
         zero(d0 + used, L->pitch - L->head - used);
         if (sums) sums[c] += region_sum(d0, used);
     }
 }
 
-/* y [c][n][ho][wo] samples n0..n0+ns from a grid laid out as pack_y's */
+/* y [c][n][ho][wo] samples n0..n0+ns from a grid laid out as pack_y's; with
+ * a stage, also its outputs from y */
 YT_SIMD_CLONES
 static void unpack_y(const layout *L, int nch, int n, int ho, int wo, const real *gy, int n0,
-                     int ns, real *y) {
+                     int ns, real *y, const stage_io *sio) {
     const size_t ohw = (size_t)ho * wo;
+    const film_stage *st = sio ? sio->st : NULL;
     for (int c = 0; c < nch; c++) {
         const real *s0 = gy + (size_t)c * L->pitch + L->head;
         for (int i = 0; i < ns; i++) {
-            real *dst = y + ((size_t)c * n + n0 + i) * ohw;
+            const size_t at = ((size_t)c * n + n0 + i) * ohw;
+            const size_t si = (size_t)(n0 + i) * nch + c;
             const real *src = s0 + (size_t)i * L->qs;
-            for (int r = 0; r < ho; r++, dst += wo, src += L->wq) copy_row(dst, src, wo);
+            for (int r = 0; r < ho; r++, src += L->wq) {
+                const size_t ro = at + (size_t)r * wo;
+                copy_row(y + ro, src, wo);
+                if (st)
+                    stage_fwd_row(st, st->scale[si], st->shift[si], y + ro, sio->f + ro,
+                                  st->lrelu ? sio->o + ro : NULL, wo);
+            }
         }
     }
 }
 
 /* x [cin][n][h][w] samples n0..n0+ns from the outputs of B: stride 1, one
  * grid per channel (row ih at ih*wq); stride 2, the 4 output parities of a
- * channel as its planes ((a, b) holds x[2r + a][2c + b] at r*wq + c). */
+ * channel as its planes ((a, b) holds x[2r + a][2c + b] at r*wq + c). With a
+ * stage, also its outputs. */
 YT_SIMD_CLONES
-static void unpack_x(const conv_geom *g, const layout *L, const real *out, int n0, int ns,
-                     real *x) {
+static void unpack_x(const conv_geom *g, const layout *L, const real *out, int n0, int ns, real *x,
+                     const stage_io *sio) {
     const size_t hw = (size_t)g->h * g->w;
-    const int w = g->w, half = w / 2;
-    for (int ci = 0; ci < g->cin; ci++) {
+    const int w = g->w, half = w / 2, C = g->cin;
+    const film_stage *st = sio ? sio->st : NULL;
+    for (int ci = 0; ci < C; ci++) {
         const real *ch = out + (size_t)ci * L->np * L->pitch + L->head;
         for (int i = 0; i < ns; i++) {
-            real *dst = x + ((size_t)ci * g->n + n0 + i) * hw;
-            for (int ih = 0; ih < g->h; ih++, dst += w) {
+            const size_t at = ((size_t)ci * g->n + n0 + i) * hw;
+            const size_t si = (size_t)(n0 + i) * C + ci;
+            for (int ih = 0; ih < g->h; ih++) {
+                const size_t ro = at + (size_t)ih * w;
+                real *dst = x + ro;
                 if (L->s == 1) {
                     copy_row(dst, ch + (size_t)i * L->qs + (size_t)ih * L->wq, w);
-                    continue;
+                } else {
+                    const int a = ih & 1;
+                    const size_t q = (size_t)i * L->qs + (size_t)(ih >> 1) * L->wq;
+                    const real *e = ch + (size_t)(2 * a) * L->pitch + q;
+                    const real *o = ch + (size_t)(2 * a + 1) * L->pitch + q;
+                    interleave(e, o, half, dst);
+                    if (w & 1) dst[w - 1] = e[half];
                 }
-                const int a = ih & 1;
-                const size_t at = (size_t)i * L->qs + (size_t)(ih >> 1) * L->wq;
-                const real *e = ch + (size_t)(2 * a) * L->pitch + at;
-                const real *o = ch + (size_t)(2 * a + 1) * L->pitch + at;
-                interleave(e, o, half, dst);
-                if (w & 1) dst[w - 1] = e[half];
+                if (st)
+                    stage_fwd_row(st, st->scale[si], st->shift[si], dst, sio->f + ro,
+                                  st->lrelu ? sio->o + ro : NULL, w);
             }
         }
     }
@@ -519,12 +625,12 @@ static void finish_grad(int ny, int nx, const tapset *ts, const rvec *accv, real
 /* ---- the layer operations ------------------------------------------------------------- */
 
 /* The workspace of one call: the kernel gradient's accumulators, packed
- * weights, then X planes, Y grid, outputs. */
+ * weights, then X planes, Y grid, outputs, a row of scratch. */
 typedef struct {
     layout L;
     int chunk;
     rvec *acc;
-    real *w, *px, *gy, *out;
+    real *w, *px, *gy, *out, *row;
 } workspace;
 
 static workspace carve(const conv_geom *g, real *work) {
@@ -539,6 +645,7 @@ static workspace carve(const conv_geom *g, real *work) {
     ws.px = ws.w + round_up(nk, VL);
     ws.gy = ws.px + (size_t)g->cin * np * P;
     ws.out = ws.gy + (size_t)g->cout * P;
+    ws.row = ws.out + YT_MAX((size_t)g->cin * np, (size_t)g->cout) * P;
     return ws;
 }
 
@@ -560,24 +667,27 @@ static void pack_weights_b(const conv_geom *g, int nph, const tapset *tb, const 
 }
 
 void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                        real *work) {
+                        const film_stage *st, real *f, real *o, real *work) {
     workspace ws = carve(g, work);
     const layout *L = &ws.L;
+    const stage_io sio = {.st = st, .f = f, .o = o};
     tapset ta = taps_a(L);
     pack_weights(g->cout, g->cin, &ta, k, true, ws.w);
     for (int n0 = 0; n0 < g->n; n0 += ws.chunk) {
         int ns = YT_MIN(ws.chunk, g->n - n0);
-        pack_x(g, L, x, n0, ns, ws.px, NULL);
+        pack_x(g, L, x, n0, ns, ws.px, NULL, NULL, ws.row);
         run_fwd(g->cout, g->cin, &ta, ws.w, b, ws.px + L->head, (size_t)L->np * L->pitch,
                 ws.out + L->head, L->pitch, (size_t)ns * L->qs);
-        unpack_y(L, g->cout, g->n, g->ho, g->wo, ws.out, n0, ns, y);
+        unpack_y(L, g->cout, g->n, g->ho, g->wo, ws.out, n0, ns, y, st ? &sio : NULL);
     }
 }
 
 void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
-                         real *dx, real *dk, real *db, real *work) {
+                         real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                         const real *f, real *dscale, real *dshift, real *work) {
     workspace ws = carve(g, work);
     const layout *L = &ws.L;
+    const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
     tapset ta = taps_a(L), tb[4];
     int nph = taps_b(g, L, tb);
     if (dx) pack_weights_b(g, nph, tb, k, ws.w);
@@ -585,13 +695,13 @@ void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const
     memset(ws.acc, 0, (size_t)g->cin * g->cout * 9 * sizeof *ws.acc);
     for (int n0 = 0; n0 < g->n; n0 += ws.chunk) {
         int ns = YT_MIN(ws.chunk, g->n - n0);
-        pack_x(g, L, x, n0, ns, ws.px, NULL);
-        pack_y(L, g->cout, g->n, g->ho, g->wo, dy, n0, ns, ws.gy, sums);
+        pack_x(g, L, x, n0, ns, ws.px, NULL, NULL, ws.row);
+        pack_y(L, g->cout, g->n, g->ho, g->wo, dy, n0, ns, ws.gy, sums, st ? &sio : NULL);
         run_grad(g->cout, g->cin, &ta, ws.gy + L->head, L->pitch, ws.px + L->head,
                  (size_t)L->np * L->pitch, round_up((size_t)ns * L->qs, VL), ws.acc);
         if (dx) {
             adjoint_chunk(g, &ws, nph, tb, NULL, ns);
-            unpack_x(g, L, ws.out, n0, ns, dx);
+            unpack_x(g, L, ws.out, n0, ns, dx, NULL);
         }
     }
     finish_grad(g->cout, g->cin, &ta, ws.acc, dk);
@@ -600,38 +710,41 @@ void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const
 }
 
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                          real *work) {
+                          const film_stage *st, real *f, real *o, real *work) {
     workspace ws = carve(g, work);
     const layout *L = &ws.L;
+    const stage_io sio = {.st = st, .f = f, .o = o};
     tapset tb[4];
     int nph = taps_b(g, L, tb);
     pack_weights_b(g, nph, tb, k, ws.w);
     for (int n0 = 0; n0 < g->n; n0 += ws.chunk) {
         int ns = YT_MIN(ws.chunk, g->n - n0);
-        pack_y(L, g->cout, g->n, g->ho, g->wo, x, n0, ns, ws.gy, NULL);
+        pack_y(L, g->cout, g->n, g->ho, g->wo, x, n0, ns, ws.gy, NULL, NULL);
         adjoint_chunk(g, &ws, nph, tb, b, ns);
-        unpack_x(g, L, ws.out, n0, ns, y);
+        unpack_x(g, L, ws.out, n0, ns, y, st ? &sio : NULL);
     }
 }
 
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
-                           real *dx, real *dk, real *db, real *work) {
+                           real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                           const real *f, real *dscale, real *dshift, real *work) {
     workspace ws = carve(g, work);
     const layout *L = &ws.L;
+    const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
     tapset ta = taps_a(L);
     if (dx) pack_weights(g->cout, g->cin, &ta, k, true, ws.w);
     double *sums = yt_calloc((size_t)g->cin, sizeof *sums);
     memset(ws.acc, 0, (size_t)g->cin * g->cout * 9 * sizeof *ws.acc);
     for (int n0 = 0; n0 < g->n; n0 += ws.chunk) {
         int ns = YT_MIN(ws.chunk, g->n - n0);
-        pack_x(g, L, dy, n0, ns, ws.px, sums);
-        pack_y(L, g->cout, g->n, g->ho, g->wo, x, n0, ns, ws.gy, NULL);
+        pack_x(g, L, dy, n0, ns, ws.px, sums, st ? &sio : NULL, ws.row);
+        pack_y(L, g->cout, g->n, g->ho, g->wo, x, n0, ns, ws.gy, NULL, NULL);
         run_grad(g->cout, g->cin, &ta, ws.gy + L->head, L->pitch, ws.px + L->head,
                  (size_t)L->np * L->pitch, round_up((size_t)ns * L->qs, VL), ws.acc);
         if (dx) {
             run_fwd(g->cout, g->cin, &ta, ws.w, NULL, ws.px + L->head, (size_t)L->np * L->pitch,
                     ws.out + L->head, L->pitch, (size_t)ns * L->qs);
-            unpack_y(L, g->cout, g->n, g->ho, g->wo, ws.out, n0, ns, dx);
+            unpack_y(L, g->cout, g->n, g->ho, g->wo, ws.out, n0, ns, dx, NULL);
         }
     }
     finish_grad(g->cout, g->cin, &ta, ws.acc, dk);

@@ -149,7 +149,7 @@ static void zero_samples(int c, int n, size_t hw, int n0, int nc, real *x) {
 void conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                   real *work) {
     if (g->direct) {
-        convk_conv_forward(g, x, k, b, y, work);
+        convk_conv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
         return;
     }
     const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
@@ -164,7 +164,7 @@ void conv_forward(const conv_geom *g, const real *x, const real *k, const real *
 void conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                    real *dk, real *db, real *work) {
     if (g->direct) {
-        convk_conv_backward(g, x, k, dy, dx, dk, db, work);
+        convk_conv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
         return;
     }
     const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
@@ -188,7 +188,7 @@ void conv_backward(const conv_geom *g, const real *x, const real *k, const real 
 void deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                     real *work) {
     if (g->direct) {
-        convk_deconv_forward(g, x, k, b, y, work);
+        convk_deconv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
         return;
     }
     const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
@@ -205,7 +205,7 @@ void deconv_forward(const conv_geom *g, const real *x, const real *k, const real
 void deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                      real *dk, real *db, real *work) {
     if (g->direct) {
-        convk_deconv_backward(g, x, k, dy, dx, dk, db, work);
+        convk_deconv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
         return;
     }
     const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
@@ -216,6 +216,69 @@ void deconv_backward(const conv_geom *g, const real *x, const real *k, const rea
         if (dx) gemm(0, 0, g->cout, nc * ohw, K, 1, k, K, work, nc * ohw, 0, dx + (size_t)n0 * ohw, ld);
     }
     sum_bias(g->cin, (size_t)g->n * g->h * g->w, dy, db);
+}
+
+/* ---- a block's output stage, fused ------------------------------------------------ */
+/* The direct route applies the stage in its unpacking / packing passes; the
+ * GEMM route runs the unfused functions one after the other. */
+
+static void stage_forward(int c, int n, int hw, const film_stage *st, const real *z, real *f,
+                          real *o) {
+    if (st->lrelu)
+        film_lrelu_forward(c, n, hw, st->alpha, z, st->scale, st->shift, f, o);
+    else
+        film_forward(c, n, hw, z, st->scale, st->shift, f);
+}
+
+/* dout (w.r.t. the stage output) -> in place, w.r.t. the stage input z */
+static void stage_backward(int c, int n, int hw, const film_stage *st, const real *z,
+                           const real *f, real *dout, real *dscale, real *dshift) {
+    if (st->lrelu)
+        film_lrelu_backward(c, n, hw, st->alpha, z, f, st->scale, dout, dout, dscale, dshift);
+    else
+        film_backward(c, n, hw, z, st->scale, dout, dout, dscale, dshift);
+}
+
+void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                       const film_stage *st, real *z, real *f, real *o, real *work) {
+    if (g->direct) {
+        convk_conv_forward(g, x, k, b, z, st, f, o, work);
+        return;
+    }
+    conv_forward(g, x, k, b, z, work);
+    stage_forward(g->cout, g->n, g->ho * g->wo, st, z, f, o);
+}
+
+void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                         const film_stage *st, real *z, real *f, real *o, real *work) {
+    if (g->direct) {
+        convk_deconv_forward(g, x, k, b, z, st, f, o, work);
+        return;
+    }
+    deconv_forward(g, x, k, b, z, work);
+    stage_forward(g->cin, g->n, g->h * g->w, st, z, f, o);
+}
+
+void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
+                        const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                        real *dscale, real *dshift, real *work) {
+    if (g->direct) {
+        convk_conv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
+        return;
+    }
+    stage_backward(g->cout, g->n, g->ho * g->wo, st, z, f, dout, dscale, dshift);
+    conv_backward(g, x, k, dout, dx, dk, db, work);
+}
+
+void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
+                          const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                          real *dscale, real *dshift, real *work) {
+    if (g->direct) {
+        convk_deconv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
+        return;
+    }
+    stage_backward(g->cin, g->n, g->h * g->w, st, z, f, dout, dscale, dshift);
+    deconv_backward(g, x, k, dout, dx, dk, db, work);
 }
 
 /* ---- dense ------------------------------------------------------------------------ */

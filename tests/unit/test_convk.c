@@ -1,6 +1,7 @@
 /* test_convk.c — the direct convolution kernels (convk.h) against the
  * im2col + GEMM route, both through the public layers.h functions: forward,
- * input gradient, kernel and bias gradients of conv and transposed conv, on
+ * input gradient, kernel and bias gradients of conv and transposed conv, the
+ * fused FiLM + leaky ReLU stage against the unfused calls, on
  * the Shapes3D layer shapes and on odd, tiny and non-square ones (both
  * paddings of stride 2, chunks that do not divide the batch, channel counts
  * that leave partial register blocks). */
@@ -99,6 +100,74 @@ static void results_free(results *r) {
     for (size_t i = 0; i < YT_ARRAY_LEN(p); i++) free(p[i]);
 }
 
+/* The fused block stage (*_film_*) on route g against the unfused calls on
+ * the GEMM route: outputs z, f, o, and every gradient. */
+static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
+    conv_geom gg = *g;
+    conv_geom_route(&gg, false);
+    const int cin = g->cin, cout = g->cout, n = g->n;
+    const size_t nx = (size_t)cin * n * g->h * g->w, ny = (size_t)cout * n * g->ho * g->wo;
+    const size_t nk = (size_t)cout * cin * 9;
+    /* the stage lives on the layer's output side */
+    const int c = deconv ? cin : cout;
+    const size_t nin = deconv ? ny : nx, nout = deconv ? nx : ny;
+    real *x = malloc(nin * sizeof(real)), *k = malloc(nk * sizeof(real)), *b = malloc((size_t)c * sizeof(real));
+    real *sc = malloc((size_t)n * c * sizeof(real)), *sh = malloc((size_t)n * c * sizeof(real));
+    real *dout = malloc(nout * sizeof(real));
+    fill(x, nin, 11);
+    fill(k, nk, 12);
+    fill(b, (size_t)c, 13);
+    fill(sh, (size_t)n * c, 14);
+    fill(dout, nout, 15);
+    for (int i = 0; i < n * c; i++) sc[i] = 1 + (real)0.25 * sh[(i * 7) % (n * c)];
+    const film_stage st = {.scale = sc, .shift = sh, .lrelu = lrelu, .alpha = (real)0.3};
+    real *out[2][10];
+    for (int r = 0; r < 2; r++) {
+        const conv_geom *gr = r ? g : &gg;
+        size_t work_n = conv_work_size(gr);
+        real *work = malloc(work_n * sizeof *work);
+        for (size_t i = 0; i < work_n; i++) work[i] = (real)NAN;
+        real *z = malloc(nout * sizeof(real)), *f = malloc(nout * sizeof(real)), *o = malloc(nout * sizeof(real));
+        real *dx = malloc(nin * sizeof(real)), *d = malloc(nout * sizeof(real));
+        real *dk = calloc(nk, sizeof(real)), *db = calloc((size_t)c, sizeof(real));
+        real *ds = malloc((size_t)n * c * sizeof(real)), *dt = malloc((size_t)n * c * sizeof(real));
+        memcpy(d, dout, nout * sizeof *d);
+        if (r == 0) { /* unfused */
+            if (deconv) deconv_forward(gr, x, k, b, z, work);
+            else conv_forward(gr, x, k, b, z, work);
+            if (lrelu) {
+                film_lrelu_forward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, sc, sh, f, o);
+                film_lrelu_backward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, f, sc, d, d, ds, dt);
+            } else {
+                film_forward(c, n, (int)(nout / ((size_t)c * n)), z, sc, sh, f);
+                memcpy(o, f, nout * sizeof *o);
+                film_backward(c, n, (int)(nout / ((size_t)c * n)), z, sc, d, d, ds, dt);
+            }
+            if (deconv) deconv_backward(gr, x, k, d, dx, dk, db, work);
+            else conv_backward(gr, x, k, d, dx, dk, db, work);
+        } else {
+            if (deconv) deconv_film_forward(gr, x, k, b, &st, z, f, o, work);
+            else conv_film_forward(gr, x, k, b, &st, z, f, o, work);
+            if (!lrelu) memcpy(o, f, nout * sizeof *o);
+            if (deconv) deconv_film_backward(gr, x, k, &st, z, f, d, dx, dk, db, ds, dt, work);
+            else conv_film_backward(gr, x, k, &st, z, f, d, dx, dk, db, ds, dt, work);
+        }
+        real *res[] = {z, f, o, dx, dk, db, ds, dt, d, work};
+        for (int j = 0; j < 10; j++) out[r][j] = res[j];
+    }
+    const char *names[] = {"stage z", "stage f", "stage o", "stage dx", "stage dk", "stage db", "stage dscale", "stage dshift"};
+    const size_t sizes[] = {nout, nout, nout, nin, nk, (size_t)c, (size_t)n * c, (size_t)n * c};
+    for (int j = 0; j < 8; j++) expect_close(names[j], g, deconv, out[1][j], out[0][j], sizes[j]);
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 10; j++) free(out[r][j]);
+    free(x);
+    free(k);
+    free(b);
+    free(sc);
+    free(sh);
+    free(dout);
+}
+
 /* Runs all four functions on both routes and compares them. */
 static void check_shape(int n, int cin, int h, int w, int cout, int stride) {
     conv_geom gg = conv_geom_make(n, cin, h, w, cout, stride), gd = gg;
@@ -121,6 +190,11 @@ static void check_shape(int n, int cin, int h, int w, int cout, int stride) {
     fill(in.bi, (size_t)cin, 4);
     fill(in.dy, in.ny, 5);
     fill(in.dxs, in.nx, 6);
+    for (int deconv = 0; deconv < 2; deconv++)
+        for (int lrelu = 0; lrelu < 2; lrelu++) {
+            check_stage(&gd, deconv, lrelu);
+            check_stage(&gg, deconv, lrelu);
+        }
     results a = run_route(&gg, &in), b = run_route(&gd, &in);
     expect_close("forward", &gd, false, b.y, a.y, in.ny);
     expect_close("dx", &gd, false, b.dx, a.dx, in.nx);
