@@ -42,9 +42,9 @@ size_t convk_work_size(const conv_geom *g);
  * w.r.t. the stage's output, left unchanged). */
 void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                         const film_stage *st, real *f, real *o, real *work);
-void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
-                         real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                         const real *f, real *dscale, real *dshift, real *work);
+void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
+                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
+                         real *dscale, real *dshift, real *work);
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                           const film_stage *st, real *f, real *o, real *work);
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,

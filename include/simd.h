@@ -33,8 +33,12 @@ typedef real rvec __attribute__((vector_size(SIMD_BYTES)));
 
 /* unaligned load and store (an rvec that may sit anywhere a real may) */
 typedef real rvec_u __attribute__((vector_size(SIMD_BYTES), aligned(sizeof(real)), may_alias));
-YT_INLINE rvec vload(const real *p) { return *(const rvec_u *)p; }
-YT_INLINE void vstore(real *p, rvec v) { *(rvec_u *)p = v; }
+YT_INLINE rvec vload(const real *p) {
+    return *(const rvec_u *)p;
+}
+YT_INLINE void vstore(real *p, rvec v) {
+    *(rvec_u *)p = v;
+}
 /* one real in every lane. Not `(rvec){0} + x`, which is an addition without
  * -ffast-math, nor a loop over lanes, which GCC may assemble on the stack; in
  * kernels `v * x` with a scalar x broadcasts best (one vbroadcastss). */
@@ -69,7 +73,8 @@ YT_INLINE rvec vselect(rvec_idx m, rvec a, rvec b) {
 YT_INLINE real vhsum(rvec v) {
     real s = 0;
 #pragma GCC unroll 8
-    for (int i = 0; i < VL; i++) s += v[i];
+    for (int i = 0; i < VL; i++)
+        s += v[i];
     return s;
 }
 
@@ -113,11 +118,15 @@ YT_INLINE rvec vlog1p_unit(rvec e) {
 /* dst[0, n) = src[0, n) for short rows, without a call */
 YT_INLINE void copy_row(real *restrict dst, const real *restrict src, int n) {
     int i = 0;
-    for (; i + VL <= n; i += VL) vstore(dst + i, vload(src + i));
-    for (; i < n; i++) dst[i] = src[i];
+    for (; i + VL <= n; i += VL)
+        vstore(dst + i, vload(src + i));
+    for (; i < n; i++)
+        dst[i] = src[i];
 }
 
 /* n rounded up to a multiple of m */
-YT_INLINE size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+YT_INLINE size_t round_up(size_t n, size_t m) {
+    return (n + m - 1) / m * m;
+}
 
 #endif

@@ -53,7 +53,8 @@ static layout make_layout(const conv_geom *g, int samples) {
 }
 
 bool convk_supports(const conv_geom *g) {
-    if (g->stride == 1) return g->ho == g->h && g->wo == g->w && g->pad_top == 1 && g->pad_left == 1;
+    if (g->stride == 1)
+        return g->ho == g->h && g->wo == g->w && g->pad_top == 1 && g->pad_left == 1;
     return g->stride == 2 && g->pad_top <= 1 && g->pad_left <= 1;
 }
 
@@ -91,16 +92,17 @@ static double region_sum(const real *p, size_t n) {
     for (size_t i0 = 0; i0 < n; i0 += 1024) { /* float lanes over short stretches */
         size_t i = i0, end = YT_MIN(n, i0 + 1024);
         rvec acc = {0};
-        for (; i + VL <= end; i += VL) acc += vload(p + i);
+        for (; i + VL <= end; i += VL)
+            acc += vload(p + i);
         s += vhsum(acc);
-        for (; i < end; i++) s += p[i];
+        for (; i < end; i++)
+            s += p[i];
     }
     return s;
 }
 
 /* ev[c] = src[2c], od[c] = src[2c + 1] for c < n */
-YT_INLINE void deinterleave(const real *restrict src, int n, real *restrict ev,
-                            real *restrict od) {
+YT_INLINE void deinterleave(const real *restrict src, int n, real *restrict ev, real *restrict od) {
     int c = 0;
     for (; c + VL <= n; c += VL) {
         rvec a = vload(src + 2 * c), b = vload(src + 2 * c + VL);
@@ -128,12 +130,13 @@ YT_INLINE void interleave(const real *restrict ev, const real *restrict od, int 
     }
 }
 
-YT_INLINE void zero(real *p, size_t n) { memset(p, 0, n * sizeof *p); }
+YT_INLINE void zero(real *p, size_t n) {
+    memset(p, 0, n * sizeof *p);
+}
 
 /* One image row into its plane rows (stride 1: one, stride 2: the two column
  * parities): plane column c holds row[c*s + b - pad_left], zero outside. */
-YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, real *d0,
-                        real *d1) {
+YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, real *d0, real *d1) {
     const int w = g->w, wq = L->wq;
     if (L->s == 1) { /* pad_left is 1 */
         d0[0] = 0;
@@ -162,14 +165,14 @@ YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, re
  * besides the incoming gradient (backward); st NULL: no stage. */
 typedef struct {
     const film_stage *st;
-    real *f, *o;             /* forward: FiLM and leaky ReLU outputs, laid out as z */
-    const real *z, *fz;      /* backward: the forward's z and f */
-    real *dscale, *dshift;   /* backward: [n][c] */
+    real *f, *o;           /* forward: FiLM and leaky ReLU outputs, laid out as z */
+    const real *z, *fz;    /* backward: the forward's z and f */
+    real *dscale, *dshift; /* backward: [n][c] */
 } stage_io;
 
 /* forward, one row: f = a z + t, o = lrelu(f) */
-YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *f,
-                             real *o, int n) {
+YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *f, real *o,
+                             int n) {
     const rvec zero = {0};
     int p = 0;
     for (; p + VL <= n; p += VL) {
@@ -263,7 +266,8 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
             }
         }
         if (sums)
-            for (int p = 0; p < L->np; p++) sums[ci] += region_sum(ch + (size_t)p * L->pitch + L->head, used);
+            for (int p = 0; p < L->np; p++)
+                sums[ci] += region_sum(ch + (size_t)p * L->pitch + L->head, used);
     }
 }
 
@@ -368,8 +372,8 @@ static void unpack_x(const conv_geom *g, const layout *L, const real *out, int n
 
 typedef struct {
     int n;
-    int tap[9];        /* kh * 3 + kw */
-    ptrdiff_t off[9];  /* offset of the tap's input from the output position */
+    int tap[9];       /* kh * 3 + kw */
+    ptrdiff_t off[9]; /* offset of the tap's input from the output position */
 } tapset;
 
 /* A: output (oh, ow) reads X plane (kh%s, kw%s) at (oh + kh/s, ow + kw/s) */
@@ -434,7 +438,8 @@ static real *pack_weights(int nout, int nin, const tapset *ts, const real *k, bo
             for (int t = 0; t < ts->n; t++)
                 for (int c = 0; c < cb; c++) {
                     int o = o0 + c;
-                    size_t at = k_out_major ? ((size_t)o * nin + i) * 9 : ((size_t)i * nout + o) * 9;
+                    size_t at =
+                        k_out_major ? ((size_t)o * nin + i) * 9 : ((size_t)i * nout + o) * 9;
                     *dst++ = k[at + ts->tap[t]];
                 }
         o0 += cb;
@@ -451,42 +456,46 @@ YT_INLINE void fwd_tile(const int CB, const int V, int nin, int ntaps, const ptr
                         size_t out_cs, size_t Q) {
     for (size_t q = 0; q < Q; q += (size_t)V * VL) {
         rvec acc[4][8];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
-            #pragma GCC unroll 8
-            for (int v = 0; v < V; v++) acc[c][v] = (rvec){0} + (bias ? bias[c] : 0);
+#pragma GCC unroll 8
+            for (int v = 0; v < V; v++)
+                acc[c][v] = (rvec){0} + (bias ? bias[c] : 0);
         const real *wp = w;
         for (int i = 0; i < nin; i++) {
             const real *ip = in + (size_t)i * in_cs + q;
-            #pragma GCC unroll 9
+#pragma GCC unroll 9
             for (int t = 0; t < ntaps; t++, wp += CB) {
                 /* 16 vector registers: keep the smaller of the CB weights
                  * and the V inputs live, loop over the other */
-                if (CB < V) {
-                    /* (x * scalar: one vbroadcastss per weight, hoisted) */
-                    #pragma GCC unroll 8
+                if (CB < V) { /* x * scalar: one vbroadcastss per weight, hoisted */
+#pragma GCC unroll 8
                     for (int v = 0; v < V; v++) {
                         const rvec xv = vload(ip + off[t] + v * VL);
-                        #pragma GCC unroll 8
-                        for (int c = 0; c < CB; c++) acc[c][v] += xv * wp[c];
+#pragma GCC unroll 8
+                        for (int c = 0; c < CB; c++)
+                            acc[c][v] += xv * wp[c];
                     }
                 } else {
                     rvec xv[8];
-                    #pragma GCC unroll 8
-                    for (int v = 0; v < V; v++) xv[v] = vload(ip + off[t] + v * VL);
-                    #pragma GCC unroll 8
+#pragma GCC unroll 8
+                    for (int v = 0; v < V; v++)
+                        xv[v] = vload(ip + off[t] + v * VL);
+#pragma GCC unroll 8
                     for (int c = 0; c < CB; c++) {
                         const real wc = wp[c];
-                        #pragma GCC unroll 8
-                        for (int v = 0; v < V; v++) acc[c][v] += xv[v] * wc;
+#pragma GCC unroll 8
+                        for (int v = 0; v < V; v++)
+                            acc[c][v] += xv[v] * wc;
                     }
                 }
             }
         }
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
-            #pragma GCC unroll 8
-            for (int v = 0; v < V; v++) vstore(out + (size_t)c * out_cs + q + v * VL, acc[c][v]);
+#pragma GCC unroll 8
+            for (int v = 0; v < V; v++)
+                vstore(out + (size_t)c * out_cs + q + v * VL, acc[c][v]);
     }
 }
 
@@ -497,19 +506,20 @@ typedef void (*fwd_fn)(int nin, int ntaps, const ptrdiff_t *off, const real *w, 
  * conv), and any. A constant count unrolls the tap loop with its offsets in
  * registers: 26 instructions per 12 FMAs become 19, 61 -> 90 GFLOP/s. */
 #define FWD_KERNEL(CB, V, NT)                                                                      \
-    YT_SIMD_CLONES static void fwd_##CB##_##NT(int nin, int ntaps, const ptrdiff_t *off,          \
-                                               const real *w, const real *bias, const real *in,   \
+    YT_SIMD_CLONES static void fwd_##CB##_##NT(int nin, int ntaps, const ptrdiff_t *off,           \
+                                               const real *w, const real *bias, const real *in,    \
                                                size_t in_cs, real *out, size_t out_cs, size_t Q) { \
         fwd_tile(CB, V, nin, NT ? NT : ntaps, off, w, bias, in, in_cs, out, out_cs, Q);            \
     }
 #define FWD_KERNELS(CB, V)                                                                         \
-    FWD_KERNEL(CB, V, 0) FWD_KERNEL(CB, V, 1) FWD_KERNEL(CB, V, 2) FWD_KERNEL(CB, V, 4)            \
-    FWD_KERNEL(CB, V, 9)
+    FWD_KERNEL(CB, V, 0)                                                                           \
+    FWD_KERNEL(CB, V, 1) FWD_KERNEL(CB, V, 2) FWD_KERNEL(CB, V, 4) FWD_KERNEL(CB, V, 9)
 FWD_KERNELS(1, 8)
 FWD_KERNELS(2, 6)
 FWD_KERNELS(3, 4)
 FWD_KERNELS(4, 3)
-#define FWD_ROW(CB) {fwd_##CB##_0, fwd_##CB##_1, fwd_##CB##_2, fwd_##CB##_4, fwd_##CB##_9}
+#define FWD_ROW(CB)                                                                                \
+    { fwd_##CB##_0, fwd_##CB##_1, fwd_##CB##_2, fwd_##CB##_4, fwd_##CB##_9 }
 static const fwd_fn fwd_kernels[5][5] = {{NULL}, FWD_ROW(1), FWD_ROW(2), FWD_ROW(3), FWD_ROW(4)};
 
 /* the kernel for cb outputs and ntaps taps */
@@ -524,7 +534,7 @@ static void run_fwd(int nout, int nin, const tapset *ts, const real *w, const re
     for (int o0 = 0; o0 < nout;) {
         int cb = block_at(nout, o0);
         fwd_kernel(cb, ts->n)(nin, ts->n, ts->off, w, bias ? bias + o0 : NULL, in, in_cs,
-                        out + (size_t)o0 * out_cs, out_cs, Q);
+                              out + (size_t)o0 * out_cs, out_cs, Q);
         w += (size_t)nin * ts->n * cb;
         o0 += cb;
     }
@@ -533,56 +543,62 @@ static void run_fwd(int nout, int nin, const tapset *ts, const real *w, const re
 /* acc[c][i][t] += lanes of sum_q gy[c][q] px[i][q + off[t]] over q in [0, Q)
  * (a multiple of VL), c < CB, i < IB: CB x IB register accumulators per tap,
  * kept as vectors between calls (acc: rvecs, [c][i] at c*acc_cs + i*9 + t). */
-YT_INLINE void grad_tile(const int CB, const int IB, const tapset *ts, const real *gy,
-                         size_t gy_cs, const real *px, size_t px_cs, size_t Q, rvec *accv,
-                         size_t acc_cs) {
+YT_INLINE void grad_tile(const int CB, const int IB, const tapset *ts, const real *gy, size_t gy_cs,
+                         const real *px, size_t px_cs, size_t Q, rvec *accv, size_t acc_cs) {
     for (int t = 0; t < ts->n; t++) {
         rvec acc[4][4];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
-            #pragma GCC unroll 8
-            for (int i = 0; i < IB; i++) acc[c][i] = accv[(size_t)c * acc_cs + (size_t)i * 9 + t];
+#pragma GCC unroll 8
+            for (int i = 0; i < IB; i++)
+                acc[c][i] = accv[(size_t)c * acc_cs + (size_t)i * 9 + t];
         const real *xp = px + ts->off[t];
         for (size_t q = 0; q < Q; q += VL) {
             /* 16 vector registers: CB*IB accumulators, the smaller operand
              * set held, the other streamed one vector at a time */
             if (IB <= CB) {
                 rvec xv[4];
-                #pragma GCC unroll 8
-                for (int i = 0; i < IB; i++) xv[i] = vload(xp + (size_t)i * px_cs + q);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
+                for (int i = 0; i < IB; i++)
+                    xv[i] = vload(xp + (size_t)i * px_cs + q);
+#pragma GCC unroll 8
                 for (int c = 0; c < CB; c++) {
                     const rvec yc = vload(gy + (size_t)c * gy_cs + q);
-                    #pragma GCC unroll 8
-                    for (int i = 0; i < IB; i++) acc[c][i] += yc * xv[i];
+#pragma GCC unroll 8
+                    for (int i = 0; i < IB; i++)
+                        acc[c][i] += yc * xv[i];
                 }
             } else {
                 rvec yv[4];
-                #pragma GCC unroll 8
-                for (int c = 0; c < CB; c++) yv[c] = vload(gy + (size_t)c * gy_cs + q);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
+                for (int c = 0; c < CB; c++)
+                    yv[c] = vload(gy + (size_t)c * gy_cs + q);
+#pragma GCC unroll 8
                 for (int i = 0; i < IB; i++) {
                     const rvec xi = vload(xp + (size_t)i * px_cs + q);
-                    #pragma GCC unroll 8
-                    for (int c = 0; c < CB; c++) acc[c][i] += yv[c] * xi;
+#pragma GCC unroll 8
+                    for (int c = 0; c < CB; c++)
+                        acc[c][i] += yv[c] * xi;
                 }
             }
         }
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
-            #pragma GCC unroll 8
-            for (int i = 0; i < IB; i++) accv[(size_t)c * acc_cs + (size_t)i * 9 + t] = acc[c][i];
+#pragma GCC unroll 8
+            for (int i = 0; i < IB; i++)
+                accv[(size_t)c * acc_cs + (size_t)i * 9 + t] = acc[c][i];
     }
 }
 
 typedef void (*grad_fn)(const tapset *ts, const real *gy, size_t gy_cs, const real *px,
                         size_t px_cs, size_t Q, rvec *accv, size_t acc_cs);
-#define GRAD_INSTANCE(CB, IB)                                                                     \
-    YT_SIMD_CLONES static void grad_##CB##_##IB(const tapset *ts, const real *gy, size_t gy_cs,   \
-                                                const real *px, size_t px_cs, size_t Q,           \
+#define GRAD_INSTANCE(CB, IB)                                                                      \
+    YT_SIMD_CLONES static void grad_##CB##_##IB(const tapset *ts, const real *gy, size_t gy_cs,    \
+                                                const real *px, size_t px_cs, size_t Q,            \
                                                 rvec *accv, size_t acc_cs) {                       \
-        grad_tile(CB, IB, ts, gy, gy_cs, px, px_cs, Q, accv, acc_cs);                             \
+        grad_tile(CB, IB, ts, gy, gy_cs, px, px_cs, Q, accv, acc_cs);                              \
     }
+// clang-format off
 GRAD_INSTANCE(1, 1) GRAD_INSTANCE(1, 2) GRAD_INSTANCE(1, 3) GRAD_INSTANCE(1, 4)
 GRAD_INSTANCE(2, 1) GRAD_INSTANCE(2, 2) GRAD_INSTANCE(2, 3) GRAD_INSTANCE(2, 4)
 GRAD_INSTANCE(3, 1) GRAD_INSTANCE(3, 2) GRAD_INSTANCE(3, 3) GRAD_INSTANCE(3, 4)
@@ -593,12 +609,13 @@ static const grad_fn grad_kernels[4][4] = {
     {grad_3_1, grad_3_2, grad_3_3, grad_3_4},
     {grad_4_1, grad_4_2, grad_4_3, grad_4_4},
 };
+// clang-format on
 
 /* C for one chunk: accv [ny][nx][9] (rvecs) += the correlation of the Y grid
  * (ny channels) with the X planes (nx channels) over Q positions, in
  * L1-sized blocks of positions. */
-static void run_grad(int ny, int nx, const tapset *ts, const real *gy, size_t gy_cs,
-                     const real *px, size_t px_cs, size_t Q, rvec *accv) {
+static void run_grad(int ny, int nx, const tapset *ts, const real *gy, size_t gy_cs, const real *px,
+                     size_t px_cs, size_t Q, rvec *accv) {
     for (size_t q0 = 0; q0 < Q; q0 += GRAD_QBLOCK) {
         size_t qn = YT_MIN((size_t)GRAD_QBLOCK, Q - q0);
         for (int c0 = 0; c0 < ny;) {
@@ -619,7 +636,8 @@ static void run_grad(int ny, int nx, const tapset *ts, const real *gy, size_t gy
 /* dk [ny][nx][3][3] += the lanes of accv summed; tap t of accv is ts->tap[t] */
 static void finish_grad(int ny, int nx, const tapset *ts, const rvec *accv, real *dk) {
     for (size_t j = 0; j < (size_t)ny * nx; j++)
-        for (int t = 0; t < ts->n; t++) dk[j * 9 + ts->tap[t]] += vhsum(accv[j * 9 + t]);
+        for (int t = 0; t < ts->n; t++)
+            dk[j * 9 + ts->tap[t]] += vhsum(accv[j * 9 + t]);
 }
 
 /* ---- the layer operations ------------------------------------------------------------- */
@@ -663,7 +681,8 @@ static void adjoint_chunk(const conv_geom *g, const workspace *ws, int nph, cons
 }
 
 static void pack_weights_b(const conv_geom *g, int nph, const tapset *tb, const real *k, real *w) {
-    for (int p = 0; p < nph; p++) w = pack_weights(g->cin, g->cout, &tb[p], k, false, w);
+    for (int p = 0; p < nph; p++)
+        w = pack_weights(g->cin, g->cout, &tb[p], k, false, w);
 }
 
 void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
@@ -682,9 +701,9 @@ void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const 
     }
 }
 
-void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
-                         real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                         const real *f, real *dscale, real *dshift, real *work) {
+void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
+                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
+                         real *dscale, real *dshift, real *work) {
     workspace ws = carve(g, work);
     const layout *L = &ws.L;
     const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
@@ -705,7 +724,8 @@ void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const
         }
     }
     finish_grad(g->cout, g->cin, &ta, ws.acc, dk);
-    for (int c = 0; c < g->cout; c++) db[c] += (real)sums[c];
+    for (int c = 0; c < g->cout; c++)
+        db[c] += (real)sums[c];
     free(sums);
 }
 
@@ -748,6 +768,7 @@ void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, con
         }
     }
     finish_grad(g->cout, g->cin, &ta, ws.acc, dk);
-    for (int c = 0; c < g->cin; c++) db[c] += (real)sums[c];
+    for (int c = 0; c < g->cin; c++)
+        db[c] += (real)sums[c];
     free(sums);
 }

@@ -25,14 +25,16 @@ static void fill(real *p, size_t n, unsigned seed) {
 
 static double max_abs(const real *a, size_t n) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)a[i]));
     return m;
 }
 
 /* max |a - b| / max |b| */
 static double rel_err(const real *a, const real *b, size_t n) {
     double m = 0, r = max_abs(b, n);
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)a[i] - (double)b[i]));
     return r > 0 ? m / r : m;
 }
 
@@ -40,8 +42,9 @@ static void expect_close(const char *what, const conv_geom *g, bool deconv, cons
                          const real *want, size_t n) {
     double e = rel_err(got, want, n);
     if (!(e <= TOL))
-        fail_msg("%s %s n=%d cin=%d %dx%d cout=%d stride=%d: error %.3g > %.3g", deconv ? "deconv" : "conv",
-                 what, g->n, g->cin, g->h, g->w, g->cout, g->stride, e, TOL);
+        fail_msg("%s %s n=%d cin=%d %dx%d cout=%d stride=%d: error %.3g > %.3g",
+                 deconv ? "deconv" : "conv", what, g->n, g->cin, g->h, g->w, g->cout, g->stride, e,
+                 TOL);
 }
 
 /* What one route computes from the same inputs. */
@@ -75,9 +78,12 @@ static results run_route(const conv_geom *g, const inputs *in) {
     real *work = malloc(work_n * sizeof *work);
     /* the workspace and the overwritten outputs may hold anything: NaN shows
      * any read of what a kernel did not write */
-    for (size_t i = 0; i < work_n; i++) work[i] = (real)NAN;
-    for (size_t i = 0; i < nx; i++) r.dx[i] = r.xd[i] = (real)NAN;
-    for (size_t i = 0; i < ny; i++) r.y[i] = r.dyd[i] = (real)NAN;
+    for (size_t i = 0; i < work_n; i++)
+        work[i] = (real)NAN;
+    for (size_t i = 0; i < nx; i++)
+        r.dx[i] = r.xd[i] = (real)NAN;
+    for (size_t i = 0; i < ny; i++)
+        r.y[i] = r.dyd[i] = (real)NAN;
     /* parameter gradients accumulate: start from non-zero values */
     fill(r.dk, nk, 7);
     fill(r.db, (size_t)cout, 8);
@@ -97,7 +103,8 @@ static results run_route(const conv_geom *g, const inputs *in) {
 
 static void results_free(results *r) {
     real *p[] = {r->y, r->dx, r->dk, r->db, r->dk_nodx, r->db_nodx, r->xd, r->dyd, r->dkd, r->dbd};
-    for (size_t i = 0; i < YT_ARRAY_LEN(p); i++) free(p[i]);
+    for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
+        free(p[i]);
 }
 
 /* The fused block stage (*_film_*) on route g against the unfused calls on
@@ -111,7 +118,8 @@ static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
     /* the stage lives on the layer's output side */
     const int c = deconv ? cin : cout;
     const size_t nin = deconv ? ny : nx, nout = deconv ? nx : ny;
-    real *x = malloc(nin * sizeof(real)), *k = malloc(nk * sizeof(real)), *b = malloc((size_t)c * sizeof(real));
+    real *x = malloc(nin * sizeof(real)), *k = malloc(nk * sizeof(real)),
+         *b = malloc((size_t)c * sizeof(real));
     real *sc = malloc((size_t)n * c * sizeof(real)), *sh = malloc((size_t)n * c * sizeof(real));
     real *dout = malloc(nout * sizeof(real));
     fill(x, nin, 11);
@@ -119,47 +127,63 @@ static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
     fill(b, (size_t)c, 13);
     fill(sh, (size_t)n * c, 14);
     fill(dout, nout, 15);
-    for (int i = 0; i < n * c; i++) sc[i] = 1 + (real)0.25 * sh[(i * 7) % (n * c)];
+    for (int i = 0; i < n * c; i++)
+        sc[i] = 1 + (real)0.25 * sh[(i * 7) % (n * c)];
     const film_stage st = {.scale = sc, .shift = sh, .lrelu = lrelu, .alpha = (real)0.3};
     real *out[2][10];
     for (int r = 0; r < 2; r++) {
         const conv_geom *gr = r ? g : &gg;
         size_t work_n = conv_work_size(gr);
         real *work = malloc(work_n * sizeof *work);
-        for (size_t i = 0; i < work_n; i++) work[i] = (real)NAN;
-        real *z = malloc(nout * sizeof(real)), *f = malloc(nout * sizeof(real)), *o = malloc(nout * sizeof(real));
+        for (size_t i = 0; i < work_n; i++)
+            work[i] = (real)NAN;
+        real *z = malloc(nout * sizeof(real)), *f = malloc(nout * sizeof(real)),
+             *o = malloc(nout * sizeof(real));
         real *dx = malloc(nin * sizeof(real)), *d = malloc(nout * sizeof(real));
         real *dk = calloc(nk, sizeof(real)), *db = calloc((size_t)c, sizeof(real));
         real *ds = malloc((size_t)n * c * sizeof(real)), *dt = malloc((size_t)n * c * sizeof(real));
         memcpy(d, dout, nout * sizeof *d);
         if (r == 0) { /* unfused */
-            if (deconv) deconv_forward(gr, x, k, b, z, work);
-            else conv_forward(gr, x, k, b, z, work);
+            if (deconv)
+                deconv_forward(gr, x, k, b, z, work);
+            else
+                conv_forward(gr, x, k, b, z, work);
             if (lrelu) {
                 film_lrelu_forward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, sc, sh, f, o);
-                film_lrelu_backward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, f, sc, d, d, ds, dt);
+                film_lrelu_backward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, f, sc, d, d,
+                                    ds, dt);
             } else {
                 film_forward(c, n, (int)(nout / ((size_t)c * n)), z, sc, sh, f);
                 memcpy(o, f, nout * sizeof *o);
                 film_backward(c, n, (int)(nout / ((size_t)c * n)), z, sc, d, d, ds, dt);
             }
-            if (deconv) deconv_backward(gr, x, k, d, dx, dk, db, work);
-            else conv_backward(gr, x, k, d, dx, dk, db, work);
+            if (deconv)
+                deconv_backward(gr, x, k, d, dx, dk, db, work);
+            else
+                conv_backward(gr, x, k, d, dx, dk, db, work);
         } else {
-            if (deconv) deconv_film_forward(gr, x, k, b, &st, z, f, o, work);
-            else conv_film_forward(gr, x, k, b, &st, z, f, o, work);
+            if (deconv)
+                deconv_film_forward(gr, x, k, b, &st, z, f, o, work);
+            else
+                conv_film_forward(gr, x, k, b, &st, z, f, o, work);
             if (!lrelu) memcpy(o, f, nout * sizeof *o);
-            if (deconv) deconv_film_backward(gr, x, k, &st, z, f, d, dx, dk, db, ds, dt, work);
-            else conv_film_backward(gr, x, k, &st, z, f, d, dx, dk, db, ds, dt, work);
+            if (deconv)
+                deconv_film_backward(gr, x, k, &st, z, f, d, dx, dk, db, ds, dt, work);
+            else
+                conv_film_backward(gr, x, k, &st, z, f, d, dx, dk, db, ds, dt, work);
         }
         real *res[] = {z, f, o, dx, dk, db, ds, dt, d, work};
-        for (int j = 0; j < 10; j++) out[r][j] = res[j];
+        for (int j = 0; j < 10; j++)
+            out[r][j] = res[j];
     }
-    const char *names[] = {"stage z", "stage f", "stage o", "stage dx", "stage dk", "stage db", "stage dscale", "stage dshift"};
+    const char *names[] = {"stage z",  "stage f",  "stage o",      "stage dx",
+                           "stage dk", "stage db", "stage dscale", "stage dshift"};
     const size_t sizes[] = {nout, nout, nout, nin, nk, (size_t)c, (size_t)n * c, (size_t)n * c};
-    for (int j = 0; j < 8; j++) expect_close(names[j], g, deconv, out[1][j], out[0][j], sizes[j]);
+    for (int j = 0; j < 8; j++)
+        expect_close(names[j], g, deconv, out[1][j], out[0][j], sizes[j]);
     for (int r = 0; r < 2; r++)
-        for (int j = 0; j < 10; j++) free(out[r][j]);
+        for (int j = 0; j < 10; j++)
+            free(out[r][j]);
     free(x);
     free(k);
     free(b);
@@ -219,15 +243,15 @@ static void check_shape(int n, int cin, int h, int w, int cout, int stride) {
 /* every conv and deconv of the Shapes3D model, at a small batch */
 static void test_shapes3d_layers(void **state) {
     (void)state;
-    check_shape(3, 3, 64, 64, 8, 2);  /* encoder block0 */
+    check_shape(3, 3, 64, 64, 8, 2); /* encoder block0 */
     check_shape(3, 8, 32, 32, 16, 2);
     check_shape(3, 16, 16, 16, 32, 2);
     check_shape(3, 32, 8, 8, 64, 2);
-    check_shape(3, 64, 8, 8, 64, 2);  /* decoder block3 (as the adjoint conv) */
+    check_shape(3, 64, 8, 8, 64, 2); /* decoder block3 (as the adjoint conv) */
     check_shape(3, 32, 16, 16, 64, 2);
     check_shape(3, 16, 32, 32, 32, 2);
     check_shape(3, 8, 64, 64, 16, 2);
-    check_shape(3, 8, 64, 64, 3, 1);  /* decoder out conv */
+    check_shape(3, 8, 64, 64, 3, 1); /* decoder out conv */
 }
 
 static void test_odd_shapes(void **state) {

@@ -46,13 +46,16 @@ static void test_lrelu(void **state) {
             fill(x, n);
             fill(d, n);
             lrelu_forward(n, al, x, y);
-            for (size_t i = 0; i < n; i++) assert_true(y[i] == (x[i] > 0 ? x[i] : al * x[i]));
+            for (size_t i = 0; i < n; i++)
+                assert_true(y[i] == (x[i] > 0 ? x[i] : al * x[i]));
             memcpy(y, x, n * sizeof *y); /* in place */
             lrelu_forward(n, al, y, y);
-            for (size_t i = 0; i < n; i++) assert_true(y[i] == (x[i] > 0 ? x[i] : al * x[i]));
+            for (size_t i = 0; i < n; i++)
+                assert_true(y[i] == (x[i] > 0 ? x[i] : al * x[i]));
             memcpy(y, d, n * sizeof *y);
             lrelu_backward(n, al, x, y, y);
-            for (size_t i = 0; i < n; i++) assert_true(y[i] == (x[i] > 0 ? d[i] : al * d[i]));
+            for (size_t i = 0; i < n; i++)
+                assert_true(y[i] == (x[i] > 0 ? d[i] : al * d[i]));
             free(x);
             free(y);
             free(d);
@@ -72,7 +75,8 @@ static void test_film(void **state) {
         const int hw = plane_sizes[s];
         const size_t sz = (size_t)c * n * hw;
         real *x = malloc(sz * sizeof *x), *dy = malloc(sz * sizeof *dy);
-        real *f = malloc(sz * sizeof *f), *o = malloc(sz * sizeof *o), *f2 = malloc(sz * sizeof *f2);
+        real *f = malloc(sz * sizeof *f), *o = malloc(sz * sizeof *o),
+             *f2 = malloc(sz * sizeof *f2);
         real *dx = malloc(sz * sizeof *dx), *dx2 = malloc(sz * sizeof *dx2);
         real sc[6], sh[6], ds[6], dt[6], ds2[6], dt2[6];
         fill(x, sz);
@@ -117,7 +121,8 @@ static void test_film(void **state) {
             }
         /* without dx */
         film_lrelu_backward(c, n, hw, alpha, x, f, sc, dy, NULL, ds2, dt2);
-        for (int j = 0; j < c * n; j++) assert_true(ds2[j] == ds[j] && dt2[j] == dt[j]);
+        for (int j = 0; j < c * n; j++)
+            assert_true(ds2[j] == ds[j] && dt2[j] == dt[j]);
         free(x);
         free(dy);
         free(f);
@@ -132,14 +137,16 @@ static void test_film(void **state) {
  * planes, so each per-sample sum checks one element's accuracy. */
 static void test_bernoulli(void **state) {
     (void)state;
-    const double logits[] = {0,    1e-8, -1e-8, 0.5,   -0.5, 1,   -1,    3,    -3,  10,  -10,
-                             17.3, -17.3, 30,   -30,   60,   -60, 87.5,  -87.5, 88.7, -88.7,
-                             95,   -95,  103.9, -103.9, 120, -120, 2.25, -7.75, 40.5, -0.03125};
+    const double logits[] = {0,      1e-8, -1e-8, 0.5,  -0.5,  1,    -1,      3,
+                             -3,     10,   -10,   17.3, -17.3, 30,   -30,     60,
+                             -60,    87.5, -87.5, 88.7, -88.7, 95,   -95,     103.9,
+                             -103.9, 120,  -120,  2.25, -7.75, 40.5, -0.03125};
     const int n = (int)YT_ARRAY_LEN(logits), c = 3;
     for (size_t s = 0; s < YT_ARRAY_LEN(plane_sizes); s++) {
         const int hw = plane_sizes[s];
         const size_t sz = (size_t)c * n * hw;
-        real *l = malloc(sz * sizeof *l), *t = malloc(sz * sizeof *t), *dl = malloc(sz * sizeof *dl);
+        real *l = malloc(sz * sizeof *l), *t = malloc(sz * sizeof *t),
+             *dl = malloc(sz * sizeof *dl);
         double *recon = malloc((size_t)n * sizeof *recon), *coef = malloc((size_t)n * sizeof *coef);
         for (int ch = 0; ch < c; ch++)
             for (int i = 0; i < n; i++)
@@ -148,7 +155,8 @@ static void test_bernoulli(void **state) {
                     l[k] = (real)logits[i];
                     t[k] = (real)(ch == 0 ? 0 : ch == 1 ? 1 : 0.375); /* targets in [0, 1] */
                 }
-        for (int i = 0; i < n; i++) coef[i] = 0.5 + i;
+        for (int i = 0; i < n; i++)
+            coef[i] = 0.5 + i;
         loss_bernoulli(c, n, hw, l, t, recon);
         loss_bernoulli_backward(c, n, hw, l, t, coef, dl);
         for (int i = 0; i < n; i++) {
@@ -162,7 +170,8 @@ static void test_bernoulli(void **state) {
                 double sig = 1 / (1 + exp(-x));
                 for (int p = 0; p < hw; p++) {
                     size_t k = ((size_t)ch * n + i) * hw + p;
-                    check_close("loss_bernoulli_backward", hw, dl[k], coef[i] * (sig - tg), coef[i]);
+                    check_close("loss_bernoulli_backward", hw, dl[k], coef[i] * (sig - tg),
+                                coef[i]);
                 }
             }
             char what[64];
@@ -193,8 +202,10 @@ static void test_vector_math(void **state) {
         for (int j = 0; j < VL; j++) {
             double we = exp((double)x[j]), wl = log1p((double)e[j]);
             worst_exp = fmax(worst_exp, fabs(ex[j] - we) / we);
-            if (wl > 0) worst_log = fmax(worst_log, fabs(lg[j] - wl) / wl);
-            else assert_true(lg[j] == 0);
+            if (wl > 0)
+                worst_log = fmax(worst_log, fabs(lg[j] - wl) / wl);
+            else
+                assert_true(lg[j] == 0);
         }
     }
     printf("# vexp_nonpos max rel error %.3g, vlog1p_unit %.3g\n", worst_exp, worst_log);
@@ -204,7 +215,8 @@ static void test_vector_math(void **state) {
     rvec big = {0};
     big = big - 1000;
     rvec r = vexp_nonpos(big);
-    for (int j = 0; j < VL; j++) assert_true(r[j] > 0 && r[j] < 2e-38);
+    for (int j = 0; j < VL; j++)
+        assert_true(r[j] > 0 && r[j] < 2e-38);
 }
 #endif
 
