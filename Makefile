@@ -16,16 +16,28 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 
 OPT ?= -O2
 WERROR ?=
-CFLAGS_COMMON = -std=c11 -D_DEFAULT_SOURCE -g -Wall -Wextra $(WERROR) -Iinclude \
+# -ffp-contract=fast: a*b + c may become one FMA. -std=c11 turns contraction
+# off; it only matters in the functions compiled for AVX2 + FMA as well
+# (include/simd.h), since the x86-64 baseline has no FMA. -fno-math-errno:
+# nothing reads errno after libm calls, and sqrt etc. can then vectorise.
+CFLAGS_COMMON = -std=c11 -D_DEFAULT_SOURCE -g -Wall -Wextra $(WERROR) -ffp-contract=fast \
+                -fno-math-errno -Iinclude \
                 $(PKG_CFLAGS) -DYOTO_VERSION='"$(VERSION)"' -DYOTO_GIT_COMMIT='"$(GIT_COMMIT)"'
 LDLIBS = $(PKG_LIBS) -lm
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
+# The numerics' hot loops get -O3 (the loop vectoriser: Adam's update, the
+# element-wise layers' scalar tails); the rest of the program stays at $(OPT).
+HOT_SRCS := convk layers loss optim
+HOT_OPT ?= -O3
+
 # per-build flags
 FLAGS_rel  = $(OPT)
 FLAGS_dbl  = $(OPT) -DYOTO_DOUBLE
 FLAGS_asan = -O1 $(SAN_FLAGS)
+HOT_rel = $(HOT_OPT)
+HOT_dbl = $(HOT_OPT)
 LDFLAGS_asan = $(SAN_FLAGS)
 
 SRCS := $(wildcard src/*.c)
@@ -83,7 +95,7 @@ deps:
 define build_rules
 build/$(1)/src/%.o: src/%.c | deps
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_COMMON) $$(FLAGS_$(1)) -MMD -MP -c $$< -o $$@
+	$$(CC) $$(CFLAGS_COMMON) $$(FLAGS_$(1)) $$(if $$(filter $$*,$(HOT_SRCS)),$$(HOT_$(1))) -MMD -MP -c $$< -o $$@
 
 build/$(1)/tests/support/%.o: tests/support/%.c | deps
 	@mkdir -p $$(@D)

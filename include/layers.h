@@ -12,6 +12,7 @@
 #ifndef YOTO_LAYERS_H
 #define YOTO_LAYERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common.h"
@@ -34,10 +35,15 @@ typedef struct {
     int stride;
     int pad_top, pad_left;
     int chunk;              /* samples per im2col chunk (bounds the workspace) */
+    int direct;             /* 1: direct kernels (convk.h), 0: im2col + GEMM */
 } conv_geom;
 
+/* Picks the faster route for the shape (g.direct); conv_geom_route overrides
+ * it (tests compare the two), returning false when the direct kernels do not
+ * handle g. */
 conv_geom conv_geom_make(int n, int cin, int h, int w, int cout, int stride);
-/* Workspace (reals) conv_* / deconv_* need for g. */
+bool conv_geom_route(conv_geom *g, bool direct);
+/* Workspace (reals) conv_* / deconv_* need for g (and its route). */
 size_t conv_work_size(const conv_geom *g);
 /* Multiply-adds of one forward pass (all samples). */
 double conv_macs(const conv_geom *g);
@@ -57,6 +63,36 @@ void deconv_forward(const conv_geom *g, const real *x, const real *k, const real
 void deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                      real *dk, real *db, real *work);
 
+/* ---- a block's output stage, fused into its last conv ---------------------
+ * A conv block ends with FiLM and (but for the encoder's last block) a leaky
+ * ReLU. The *_film_* functions apply that stage to the layer's output while
+ * it is still in cache, and in the backward fold the stage's gradient into
+ * the first read of the incoming gradient: two passes less over the
+ * activation than the layer plus film_lrelu_forward / film_lrelu_backward,
+ * with the same results (up to float rounding). */
+typedef struct {
+    const real *scale, *shift; /* [n][c], c = the layer's output channels */
+    bool lrelu;                /* leaky ReLU after FiLM */
+    real alpha;                /* its slope */
+} film_stage;
+
+/* z = conv(x) + b (conv_forward), f = FiLM(z), o = lrelu(f) (only with
+ * st->lrelu; o may be NULL otherwise) */
+void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                       const film_stage *st, real *z, real *f, real *o, real *work);
+void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                         const film_stage *st, real *z, real *f, real *o, real *work);
+/* Backward of *_film_forward from dout, the gradient w.r.t. o (w.r.t. f
+ * without lrelu), which is CLOBBERED (scratch); z and f from the forward.
+ * dscale and dshift [n][c] OVERWRITTEN (as film_backward); dx, dk, db as
+ * conv_backward / deconv_backward. */
+void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
+                        const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                        real *dscale, real *dshift, real *work);
+void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
+                          const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                          real *dscale, real *dshift, real *work);
+
 /* ---- dense: y [n][out] = x [n][in] W^T + b, W [out][in] --------------------- */
 void dense_forward(int n, int in, int out, const real *x, const real *w, const real *b, real *y);
 /* dx [n][in] (may be NULL), dw += [out][in], db += [out] */
@@ -71,6 +107,16 @@ void film_forward(int c, int n, int hw, const real *x, const real *scale, const 
  * are activations: the FiLM MLPs' output gradients), not accumulated. */
 void film_backward(int c, int n, int hw, const real *x, const real *scale, const real *dy,
                    real *dx, real *dscale, real *dshift);
+
+/* FiLM then leaky ReLU, in one pass (a block's output): f = FiLM(x) as
+ * film_forward, y = lrelu(f) with slope alpha. f is what the backward needs. */
+void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const real *scale,
+                        const real *shift, real *f, real *y);
+/* The backward of film_lrelu_forward, in one pass: dx (may be NULL, may alias
+ * dy), dscale and dshift [n][c] OVERWRITTEN as in film_backward. */
+void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *f,
+                         const real *scale, const real *dy, real *dx, real *dscale,
+                         real *dshift);
 
 /* ---- element-wise ---------------------------------------------------------- */
 /* y = x > 0 ? x : alpha x (any alpha); y may alias x */

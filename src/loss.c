@@ -5,9 +5,11 @@
 
 #include "layers.h"
 #include "rng.h"
+#include "simd.h"
 
 #define HALF_LOG_2PI 0.91893853320467274178
 
+#ifdef YOTO_DOUBLE
 void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, double *recon) {
     for (int i = 0; i < n; i++) {
         double acc = 0;
@@ -29,6 +31,58 @@ void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const rea
                 dlogits[off + p] = k * (sigmoid1(logits[off + p]) - x[off + p]);
         }
 }
+#else
+/* The float build: the same formulas on vectors (layers.h's sigmoid_xent1
+ * and sigmoid1), e^-|l| and log1p from simd.h; per-sample sums through float
+ * lanes over short stretches, then double. */
+
+#define STRETCH 256
+
+YT_SIMD_CLONES
+void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, double *recon) {
+    const rvec zero = {0};
+    for (int i = 0; i < n; i++) {
+        double acc = 0;
+        for (int ch = 0; ch < c; ch++) {
+            size_t off = ((size_t)ch * n + i) * hw;
+            const real *lp = logits + off, *tp = x + off;
+            int p = 0;
+            while (p + VL <= hw) {
+                rvec sum = {0};
+                for (int end = YT_MIN(hw, p + STRETCH); p + VL <= end; p += VL) {
+                    rvec l = vload(lp + p), t = vload(tp + p);
+                    rvec a = vselect(l < zero, -l, l);
+                    sum += vselect(l > zero, l, zero) - l * t + vlog1p_unit(vexp_nonpos(-a));
+                }
+                acc += vhsum(sum);
+            }
+            for (; p < hw; p++) acc += sigmoid_xent1(lp[p], tp[p]);
+        }
+        recon[i] = acc;
+    }
+}
+
+YT_SIMD_CLONES
+void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const real *x,
+                             const double *coef, real *dlogits) {
+    const rvec zero = {0}, one = zero + 1.0f;
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < n; i++) {
+            size_t off = ((size_t)ch * n + i) * hw;
+            const real *lp = logits + off, *tp = x + off;
+            real *dp = dlogits + off;
+            const real k = (real)coef[i];
+            int p = 0;
+            for (; p + VL <= hw; p += VL) {
+                rvec l = vload(lp + p);
+                rvec e = vexp_nonpos(vselect(l < zero, l, -l)); /* e^-|l| */
+                rvec sig = vselect(l >= zero, one, e) / (one + e);
+                vstore(dp + p, (sig - vload(tp + p)) * k);
+            }
+            for (; p < hw; p++) dp[p] = k * (sigmoid1(lp[p]) - tp[p]);
+        }
+}
+#endif
 
 void loss_gaussian(int c, int n, int hw, double eps, const real *out, const real *x,
                    double *recon) {

@@ -357,37 +357,55 @@ static void affine(size_t n, double mult, double add, const real *v, real *out) 
     for (size_t i = 0; i < n; i++) out[i] = (real)(mult * v[i] + add);
 }
 
+/* The block's FiLM stage: scales and shifts from the conditioning MLPs. */
+static film_stage film_prepare(vae_model *m, conv_block *b, int n, const real *cond) {
+    const yoto_config *c = &m->cfg;
+    double t0 = tic(m);
+    const real *s = mlp_forward(m, &b->scale_mlp, n, cond);
+    const real *t = mlp_forward(m, &b->shift_mlp, n, cond);
+    affine((size_t)n * b->C, c->model.conditioning.scales_mult, c->model.conditioning.scales_add,
+           s, b->scale);
+    affine((size_t)n * b->C, c->model.conditioning.shifts_mult, c->model.conditioning.shifts_add,
+           t, b->shift);
+    toc(m, b->prof_film, t0, false);
+    return (film_stage){.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
+                        .alpha = (real)c->model.alpha};
+}
+
 static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const real *cond) {
     const real alpha = (real)m->cfg.model.alpha;
+    const int last = b->nlayers - 1;
+    /* FiLM first: the block's last layer applies it, and the leaky ReLU after
+     * it, while its output is still in cache (layers.h, film_stage) */
+    film_stage st = {0};
+    if (b->film) st = film_prepare(m, b, n, cond);
     const real *in = x;
     for (int l = 0; l < b->nlayers; l++) {
         double t0 = tic(m);
         conv_geom g = layer_geom(b, l, n);
-        if (b->deconv)
-            deconv_forward(&g, in, P(m, b->kernel[l]), P(m, b->bias[l]), b->z[l], m->work);
-        else
-            conv_forward(&g, in, P(m, b->kernel[l]), P(m, b->bias[l]), b->z[l], m->work);
-        if (l + 1 < b->nlayers) {
+        const real *k = P(m, b->kernel[l]), *bias = P(m, b->bias[l]);
+        if (l == last && b->film) {
+            if (b->deconv)
+                deconv_film_forward(&g, in, k, bias, &st, b->z[l], b->f, b->o, m->work);
+            else
+                conv_film_forward(&g, in, k, bias, &st, b->z[l], b->f, b->o, m->work);
+        } else if (b->deconv) {
+            deconv_forward(&g, in, k, bias, b->z[l], m->work);
+        } else {
+            conv_forward(&g, in, k, bias, b->z[l], m->work);
+        }
+        if (l < last) {
             lrelu_forward((size_t)n * b->cout[l] * (b->deconv ? g.h * g.w : g.ho * g.wo), alpha,
                           b->z[l], b->a[l]);
             in = b->a[l];
         }
         toc(m, b->prof[l], t0, false);
     }
-    double t0 = tic(m);
-    const size_t size = (size_t)n * b->C * b->H * b->W;
-    if (b->film) {
-        const yoto_config *c = &m->cfg;
-        const real *s = mlp_forward(m, &b->scale_mlp, n, cond);
-        const real *t = mlp_forward(m, &b->shift_mlp, n, cond);
-        affine((size_t)n * b->C, c->model.conditioning.scales_mult,
-               c->model.conditioning.scales_add, s, b->scale);
-        affine((size_t)n * b->C, c->model.conditioning.shifts_mult,
-               c->model.conditioning.shifts_add, t, b->shift);
-        film_forward(b->C, n, b->H * b->W, b->z[b->nlayers - 1], b->scale, b->shift, b->f);
+    if (!b->film && b->out_lrelu) {
+        double t0 = tic(m);
+        lrelu_forward((size_t)n * b->C * b->H * b->W, alpha, b->f, b->o);
+        toc(m, b->prof_film, t0, false);
     }
-    if (b->out_lrelu) lrelu_forward(size, alpha, b->f, b->o);
-    toc(m, b->prof_film, t0, false);
 }
 
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
@@ -471,30 +489,36 @@ static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real 
  * or NULL when want_dx is false. */
 static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, const real *cond,
                             real *d, real *spare, bool want_dx) {
-    const real alpha = (real)m->cfg.model.alpha;
-    const int hw = b->H * b->W;
-    double t0 = tic(m);
-    if (b->out_lrelu) lrelu_backward((size_t)n * b->C * hw, alpha, b->f, d, d);
-    if (b->film) {
-        const yoto_config *c = &m->cfg;
-        film_backward(b->C, n, hw, b->z[b->nlayers - 1], b->scale, d, d, m->gs, m->gt);
-        affine((size_t)n * b->C, c->model.conditioning.scales_mult, 0, m->gs, m->gs);
-        affine((size_t)n * b->C, c->model.conditioning.shifts_mult, 0, m->gt, m->gt);
-        mlp_backward(m, &b->scale_mlp, n, cond, m->gs, NULL);
-        mlp_backward(m, &b->shift_mlp, n, cond, m->gt, NULL);
+    const yoto_config *c = &m->cfg;
+    const real alpha = (real)c->model.alpha;
+    const int last = b->nlayers - 1;
+    const film_stage st = {.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
+                           .alpha = alpha};
+    if (!b->film && b->out_lrelu) {
+        double t0 = tic(m);
+        lrelu_backward((size_t)n * b->C * b->H * b->W, alpha, b->f, d, d);
+        toc(m, b->prof_film, t0, true);
     }
-    toc(m, b->prof_film, t0, true);
-    for (int l = b->nlayers - 1; l >= 0; l--) {
-        t0 = tic(m);
+    for (int l = last; l >= 0; l--) {
+        double t0 = tic(m);
         conv_geom g = layer_geom(b, l, n);
         const real *in = l == 0 ? x : b->a[l - 1];
+        const real *k = P(m, b->kernel[l]);
+        real *dk = G(m, b->kernel[l]), *db = G(m, b->bias[l]);
         real *dx = (l > 0 || want_dx) ? spare : NULL;
-        if (b->deconv)
-            deconv_backward(&g, in, P(m, b->kernel[l]), d, dx, G(m, b->kernel[l]),
-                            G(m, b->bias[l]), m->work);
-        else
-            conv_backward(&g, in, P(m, b->kernel[l]), d, dx, G(m, b->kernel[l]),
-                          G(m, b->bias[l]), m->work);
+        if (l == last && b->film) {
+            /* the FiLM and leaky ReLU backward folded into the layer's */
+            if (b->deconv)
+                deconv_film_backward(&g, in, k, &st, b->z[l], b->f, d, dx, dk, db, m->gs, m->gt,
+                                     m->work);
+            else
+                conv_film_backward(&g, in, k, &st, b->z[l], b->f, d, dx, dk, db, m->gs, m->gt,
+                                   m->work);
+        } else if (b->deconv) {
+            deconv_backward(&g, in, k, d, dx, dk, db, m->work);
+        } else {
+            conv_backward(&g, in, k, d, dx, dk, db, m->work);
+        }
         if (l > 0) {
             size_t sz = (size_t)n * b->cin[l] * b->h[l] * b->w[l];
             lrelu_backward(sz, alpha, b->z[l - 1], dx, dx);
@@ -504,6 +528,14 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
             d = dx;
         }
         toc(m, b->prof[l], t0, true);
+        if (l == last && b->film) { /* the conditioning MLPs */
+            t0 = tic(m);
+            affine((size_t)n * b->C, c->model.conditioning.scales_mult, 0, m->gs, m->gs);
+            affine((size_t)n * b->C, c->model.conditioning.shifts_mult, 0, m->gt, m->gt);
+            mlp_backward(m, &b->scale_mlp, n, cond, m->gs, NULL);
+            mlp_backward(m, &b->shift_mlp, n, cond, m->gt, NULL);
+            toc(m, b->prof_film, t0, true);
+        }
     }
     return want_dx ? d : NULL;
 }

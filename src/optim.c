@@ -3,6 +3,8 @@
 
 #include <tgmath.h>
 
+#include "simd.h"
+
 adam_params optim_adam_params(const yoto_config *cfg) {
     adam_params p = {
         .beta1 = cfg->optimizer.beta1,
@@ -20,6 +22,9 @@ double optim_lr(const yoto_config *cfg, long step) {
     return lr;
 }
 
+/* one pass over every tensor; the AVX2 clone vectorises it (sqrt included:
+ * -fno-math-errno) */
+YT_SIMD_CLONES
 void optim_adam_step(arena *a, const adam_params *p, long t, double lr) {
     YT_CHECK(t >= 1);
     /* 1 - b in double: in float, 1 - 0.999f is off by 1.3e-5 relative */

@@ -1,0 +1,132 @@
+/* simd.h — portable short vectors of `real` for the hot loops (internal).
+ *
+ * GCC vector extensions: one `rvec` is 32 bytes, 8 floats or 4 doubles, so
+ * the same kernel source serves the float and the double build. Functions
+ * marked YT_SIMD_CLONES are compiled twice, for Haswell-class CPUs (AVX2 +
+ * FMA: one ymm register per rvec, a*b + c contracted to one FMA under
+ * -ffp-contract=fast) and for plain x86-64 (two SSE registers per rvec), and
+ * the dynamic loader picks one at startup: binaries run on any x86-64 and
+ * use the vector units where they exist. Helpers taking or returning rvec are
+ * always_inline, so no vector ever crosses a call between the two ISAs.
+ */
+#ifndef YOTO_SIMD_H
+#define YOTO_SIMD_H
+
+#include <string.h>
+
+#include "common.h"
+
+#define SIMD_BYTES 32
+typedef real rvec __attribute__((vector_size(SIMD_BYTES)));
+/* reals per rvec */
+#define VL ((int)(SIMD_BYTES / sizeof(real)))
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define YT_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define YT_SIMD_CLONES
+#endif
+#define YT_INLINE static inline __attribute__((always_inline))
+/* rvec values never cross a real call (always_inline), so the baseline ABI
+ * note about passing 32-byte vectors without AVX does not apply */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+/* unaligned load and store (an rvec that may sit anywhere a real may) */
+typedef real rvec_u __attribute__((vector_size(SIMD_BYTES), aligned(sizeof(real)), may_alias));
+YT_INLINE rvec vload(const real *p) {
+    return *(const rvec_u *)p;
+}
+YT_INLINE void vstore(real *p, rvec v) {
+    *(rvec_u *)p = v;
+}
+/* one real in every lane. Not `(rvec){0} + x`, which is an addition without
+ * -ffast-math, nor a loop over lanes, which GCC may assemble on the stack; in
+ * kernels `v * x` with a scalar x broadcasts best (one vbroadcastss). */
+#ifdef YOTO_DOUBLE
+typedef long long rvec_idx __attribute__((vector_size(SIMD_BYTES)));
+#else
+typedef int rvec_idx __attribute__((vector_size(SIMD_BYTES)));
+#endif
+YT_INLINE rvec vbcast(real x) {
+    rvec v = {x};
+    return __builtin_shuffle(v, (rvec_idx){0});
+}
+/* lane patterns of two-vector shuffles: the even / odd lanes of (a, b), and
+ * the low / high halves of a and b interleaved */
+#ifdef YOTO_DOUBLE
+#define RVEC_EVEN ((rvec_idx){0, 2, 4, 6})
+#define RVEC_ODD ((rvec_idx){1, 3, 5, 7})
+#define RVEC_ZIP_LO ((rvec_idx){0, 4, 1, 5})
+#define RVEC_ZIP_HI ((rvec_idx){2, 6, 3, 7})
+#else
+#define RVEC_EVEN ((rvec_idx){0, 2, 4, 6, 8, 10, 12, 14})
+#define RVEC_ODD ((rvec_idx){1, 3, 5, 7, 9, 11, 13, 15})
+#define RVEC_ZIP_LO ((rvec_idx){0, 8, 1, 9, 2, 10, 3, 11})
+#define RVEC_ZIP_HI ((rvec_idx){4, 12, 5, 13, 6, 14, 7, 15})
+#endif
+
+/* lanes of a where m is set (all ones), of b elsewhere; m from a comparison */
+YT_INLINE rvec vselect(rvec_idx m, rvec a, rvec b) {
+    return (rvec)(((rvec_idx)a & m) | ((rvec_idx)b & ~m));
+}
+
+YT_INLINE real vhsum(rvec v) {
+    real s = 0;
+#pragma GCC unroll 8
+    for (int i = 0; i < VL; i++)
+        s += v[i];
+    return s;
+}
+
+#ifndef YOTO_DOUBLE
+/* ---- float math on vectors (the float build's hot loss loops; the double
+ * build calls libm) ---- */
+
+/* e^x for x <= 0, within 2 ulp; below -87.3 it returns e^-87.3 (~1e-38).
+ * Cephes expf: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-7 polynomial,
+ * 2^n put in the exponent bits. */
+YT_INLINE rvec vexp_nonpos(rvec x) {
+    const rvec lo = {0};
+    x = vselect(x < lo - 87.3f, lo - 87.3f, x);
+    rvec_idx ni = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, rvec_idx); /* round */
+    rvec n = __builtin_convertvector(ni, rvec);
+    rvec r = x - n * 0.693359375f - n * -2.12194440e-4f;
+    rvec p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    return p * (rvec)((ni + 127) << 23);
+}
+
+/* log(1 + e) for e in [0, 1], within 2 ulp: 2 atanh(s), s = e / (2 + e) in
+ * [0, 1/3], by its series to s^15 (no cancellation for small e) */
+YT_INLINE rvec vlog1p_unit(rvec e) {
+    rvec s = e / (e + 2.0f), z = s * s;
+    rvec p = z * (1.0f / 15) + 1.0f / 13;
+    p = p * z + 1.0f / 11;
+    p = p * z + 1.0f / 9;
+    p = p * z + 1.0f / 7;
+    p = p * z + 1.0f / 5;
+    p = p * z + 1.0f / 3;
+    p = p * z + 1.0f;
+    return 2.0f * s * p;
+}
+#endif
+
+/* dst[0, n) = src[0, n) for short rows, without a call */
+YT_INLINE void copy_row(real *restrict dst, const real *restrict src, int n) {
+    int i = 0;
+    for (; i + VL <= n; i += VL)
+        vstore(dst + i, vload(src + i));
+    for (; i < n; i++)
+        dst[i] = src[i];
+}
+
+/* n rounded up to a multiple of m */
+YT_INLINE size_t round_up(size_t n, size_t m) {
+    return (n + m - 1) / m * m;
+}
+
+#endif

@@ -1,0 +1,283 @@
+/* test_convk.c — the direct convolution kernels (convk.h) against the
+ * im2col + GEMM route, both through the public layers.h functions: forward,
+ * input gradient, kernel and bias gradients of conv and transposed conv, the
+ * fused FiLM + leaky ReLU stage against the unfused calls, on
+ * the Shapes3D layer shapes and on odd, tiny and non-square ones (both
+ * paddings of stride 2, chunks that do not divide the batch, channel counts
+ * that leave partial register blocks). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+#include "testutil.h"
+
+#define TOL (TEST_DOUBLE ? 1e-12 : 2e-6)
+
+static void fill(real *p, size_t n, unsigned seed) {
+    unsigned s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (real)((double)(s >> 8) / (double)(1u << 24) * 2 - 1);
+    }
+}
+
+static double max_abs(const real *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+
+/* max |a - b| / max |b| */
+static double rel_err(const real *a, const real *b, size_t n) {
+    double m = 0, r = max_abs(b, n);
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return r > 0 ? m / r : m;
+}
+
+static void expect_close(const char *what, const conv_geom *g, bool deconv, const real *got,
+                         const real *want, size_t n) {
+    double e = rel_err(got, want, n);
+    if (!(e <= TOL))
+        fail_msg("%s %s n=%d cin=%d %dx%d cout=%d stride=%d: error %.3g > %.3g",
+                 deconv ? "deconv" : "conv", what, g->n, g->cin, g->h, g->w, g->cout, g->stride, e,
+                 TOL);
+}
+
+/* What one route computes from the same inputs. */
+typedef struct {
+    real *y, *dx, *dk, *db;     /* conv: forward, input, kernel and bias gradients */
+    real *dk_nodx, *db_nodx;    /* conv backward without dx (a first layer) */
+    real *xd, *dyd, *dkd, *dbd; /* deconv: forward, input, kernel, bias gradients */
+} results;
+
+typedef struct {
+    size_t nx, ny, nk;
+    real *x, *k, *bo, *bi, *dy, *dxs;
+} inputs;
+
+static results run_route(const conv_geom *g, const inputs *in) {
+    const size_t nx = in->nx, ny = in->ny, nk = in->nk;
+    const int cin = g->cin, cout = g->cout;
+    results r = {
+        .y = calloc(ny, sizeof(real)),
+        .dx = malloc(nx * sizeof(real)),
+        .dk = malloc(nk * sizeof(real)),
+        .db = malloc((size_t)cout * sizeof(real)),
+        .dk_nodx = malloc(nk * sizeof(real)),
+        .db_nodx = malloc((size_t)cout * sizeof(real)),
+        .xd = malloc(nx * sizeof(real)),
+        .dyd = malloc(ny * sizeof(real)),
+        .dkd = malloc(nk * sizeof(real)),
+        .dbd = malloc((size_t)cin * sizeof(real)),
+    };
+    size_t work_n = conv_work_size(g);
+    real *work = malloc(work_n * sizeof *work);
+    /* the workspace and the overwritten outputs may hold anything: NaN shows
+     * any read of what a kernel did not write */
+    for (size_t i = 0; i < work_n; i++)
+        work[i] = (real)NAN;
+    for (size_t i = 0; i < nx; i++)
+        r.dx[i] = r.xd[i] = (real)NAN;
+    for (size_t i = 0; i < ny; i++)
+        r.y[i] = r.dyd[i] = (real)NAN;
+    /* parameter gradients accumulate: start from non-zero values */
+    fill(r.dk, nk, 7);
+    fill(r.db, (size_t)cout, 8);
+    fill(r.dk_nodx, nk, 7);
+    fill(r.db_nodx, (size_t)cout, 8);
+    fill(r.dkd, nk, 9);
+    fill(r.dbd, (size_t)cin, 10);
+    conv_forward(g, in->x, in->k, in->bo, r.y, work);
+    conv_backward(g, in->x, in->k, in->dy, r.dx, r.dk, r.db, work);
+    conv_backward(g, in->x, in->k, in->dy, NULL, r.dk_nodx, r.db_nodx, work);
+    /* deconv: its input lives on g's Y side, its output on the X side */
+    deconv_forward(g, in->dy, in->k, in->bi, r.xd, work);
+    deconv_backward(g, in->dy, in->k, in->dxs, r.dyd, r.dkd, r.dbd, work);
+    free(work);
+    return r;
+}
+
+static void results_free(results *r) {
+    real *p[] = {r->y, r->dx, r->dk, r->db, r->dk_nodx, r->db_nodx, r->xd, r->dyd, r->dkd, r->dbd};
+    for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
+        free(p[i]);
+}
+
+/* The fused block stage (*_film_*) on route g against the unfused calls on
+ * the GEMM route: outputs z, f, o, and every gradient. */
+static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
+    conv_geom gg = *g;
+    conv_geom_route(&gg, false);
+    const int cin = g->cin, cout = g->cout, n = g->n;
+    const size_t nx = (size_t)cin * n * g->h * g->w, ny = (size_t)cout * n * g->ho * g->wo;
+    const size_t nk = (size_t)cout * cin * 9;
+    /* the stage lives on the layer's output side */
+    const int c = deconv ? cin : cout;
+    const size_t nin = deconv ? ny : nx, nout = deconv ? nx : ny;
+    real *x = malloc(nin * sizeof(real)), *k = malloc(nk * sizeof(real)),
+         *b = malloc((size_t)c * sizeof(real));
+    real *sc = malloc((size_t)n * c * sizeof(real)), *sh = malloc((size_t)n * c * sizeof(real));
+    real *dout = malloc(nout * sizeof(real));
+    fill(x, nin, 11);
+    fill(k, nk, 12);
+    fill(b, (size_t)c, 13);
+    fill(sh, (size_t)n * c, 14);
+    fill(dout, nout, 15);
+    for (int i = 0; i < n * c; i++)
+        sc[i] = 1 + (real)0.25 * sh[(i * 7) % (n * c)];
+    const film_stage st = {.scale = sc, .shift = sh, .lrelu = lrelu, .alpha = (real)0.3};
+    real *out[2][10];
+    for (int r = 0; r < 2; r++) {
+        const conv_geom *gr = r ? g : &gg;
+        size_t work_n = conv_work_size(gr);
+        real *work = malloc(work_n * sizeof *work);
+        for (size_t i = 0; i < work_n; i++)
+            work[i] = (real)NAN;
+        real *z = malloc(nout * sizeof(real)), *f = malloc(nout * sizeof(real)),
+             *o = malloc(nout * sizeof(real));
+        real *dx = malloc(nin * sizeof(real)), *d = malloc(nout * sizeof(real));
+        real *dk = calloc(nk, sizeof(real)), *db = calloc((size_t)c, sizeof(real));
+        real *ds = malloc((size_t)n * c * sizeof(real)), *dt = malloc((size_t)n * c * sizeof(real));
+        memcpy(d, dout, nout * sizeof *d);
+        if (r == 0) { /* unfused */
+            if (deconv)
+                deconv_forward(gr, x, k, b, z, work);
+            else
+                conv_forward(gr, x, k, b, z, work);
+            if (lrelu) {
+                film_lrelu_forward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, sc, sh, f, o);
+                film_lrelu_backward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, f, sc, d, d,
+                                    ds, dt);
+            } else {
+                film_forward(c, n, (int)(nout / ((size_t)c * n)), z, sc, sh, f);
+                memcpy(o, f, nout * sizeof *o);
+                film_backward(c, n, (int)(nout / ((size_t)c * n)), z, sc, d, d, ds, dt);
+            }
+            if (deconv)
+                deconv_backward(gr, x, k, d, dx, dk, db, work);
+            else
+                conv_backward(gr, x, k, d, dx, dk, db, work);
+        } else {
+            if (deconv)
+                deconv_film_forward(gr, x, k, b, &st, z, f, o, work);
+            else
+                conv_film_forward(gr, x, k, b, &st, z, f, o, work);
+            if (!lrelu) memcpy(o, f, nout * sizeof *o);
+            if (deconv)
+                deconv_film_backward(gr, x, k, &st, z, f, d, dx, dk, db, ds, dt, work);
+            else
+                conv_film_backward(gr, x, k, &st, z, f, d, dx, dk, db, ds, dt, work);
+        }
+        real *res[] = {z, f, o, dx, dk, db, ds, dt, d, work};
+        for (int j = 0; j < 10; j++)
+            out[r][j] = res[j];
+    }
+    const char *names[] = {"stage z",  "stage f",  "stage o",      "stage dx",
+                           "stage dk", "stage db", "stage dscale", "stage dshift"};
+    const size_t sizes[] = {nout, nout, nout, nin, nk, (size_t)c, (size_t)n * c, (size_t)n * c};
+    for (int j = 0; j < 8; j++)
+        expect_close(names[j], g, deconv, out[1][j], out[0][j], sizes[j]);
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 10; j++)
+            free(out[r][j]);
+    free(x);
+    free(k);
+    free(b);
+    free(sc);
+    free(sh);
+    free(dout);
+}
+
+/* Runs all four functions on both routes and compares them. */
+static void check_shape(int n, int cin, int h, int w, int cout, int stride) {
+    conv_geom gg = conv_geom_make(n, cin, h, w, cout, stride), gd = gg;
+    conv_geom_route(&gg, false);
+    assert_true(conv_geom_route(&gd, true));
+    inputs in = {
+        .nx = (size_t)cin * n * h * w,
+        .ny = (size_t)cout * n * gg.ho * gg.wo,
+        .nk = (size_t)cout * cin * 9,
+    };
+    in.x = malloc(in.nx * sizeof(real));
+    in.dxs = malloc(in.nx * sizeof(real));
+    in.dy = malloc(in.ny * sizeof(real));
+    in.k = malloc(in.nk * sizeof(real));
+    in.bo = malloc((size_t)cout * sizeof(real));
+    in.bi = malloc((size_t)cin * sizeof(real));
+    fill(in.x, in.nx, 1);
+    fill(in.k, in.nk, 2);
+    fill(in.bo, (size_t)cout, 3);
+    fill(in.bi, (size_t)cin, 4);
+    fill(in.dy, in.ny, 5);
+    fill(in.dxs, in.nx, 6);
+    for (int deconv = 0; deconv < 2; deconv++)
+        for (int lrelu = 0; lrelu < 2; lrelu++) {
+            check_stage(&gd, deconv, lrelu);
+            check_stage(&gg, deconv, lrelu);
+        }
+    results a = run_route(&gg, &in), b = run_route(&gd, &in);
+    expect_close("forward", &gd, false, b.y, a.y, in.ny);
+    expect_close("dx", &gd, false, b.dx, a.dx, in.nx);
+    expect_close("dk", &gd, false, b.dk, a.dk, in.nk);
+    expect_close("db", &gd, false, b.db, a.db, (size_t)cout);
+    expect_close("dk without dx", &gd, false, b.dk_nodx, a.dk_nodx, in.nk);
+    expect_close("db without dx", &gd, false, b.db_nodx, a.db_nodx, (size_t)cout);
+    expect_close("forward", &gd, true, b.xd, a.xd, in.nx);
+    expect_close("dx", &gd, true, b.dyd, a.dyd, in.ny);
+    expect_close("dk", &gd, true, b.dkd, a.dkd, in.nk);
+    expect_close("db", &gd, true, b.dbd, a.dbd, (size_t)cin);
+    results_free(&a);
+    results_free(&b);
+    free(in.x);
+    free(in.dxs);
+    free(in.dy);
+    free(in.k);
+    free(in.bo);
+    free(in.bi);
+}
+
+/* every conv and deconv of the Shapes3D model, at a small batch */
+static void test_shapes3d_layers(void **state) {
+    (void)state;
+    check_shape(3, 3, 64, 64, 8, 2); /* encoder block0 */
+    check_shape(3, 8, 32, 32, 16, 2);
+    check_shape(3, 16, 16, 16, 32, 2);
+    check_shape(3, 32, 8, 8, 64, 2);
+    check_shape(3, 64, 8, 8, 64, 2); /* decoder block3 (as the adjoint conv) */
+    check_shape(3, 32, 16, 16, 64, 2);
+    check_shape(3, 16, 32, 32, 32, 2);
+    check_shape(3, 8, 64, 64, 16, 2);
+    check_shape(3, 8, 64, 64, 3, 1); /* decoder out conv */
+}
+
+static void test_odd_shapes(void **state) {
+    (void)state;
+    const int dims[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 3}, {5, 4}, {4, 5}, {7, 7}, {9, 6}, {2, 13}};
+    for (size_t d = 0; d < YT_ARRAY_LEN(dims); d++)
+        for (int stride = 1; stride <= 2; stride++) {
+            check_shape(2, 3, dims[d][0], dims[d][1], 5, stride);
+            check_shape(3, 1, dims[d][0], dims[d][1], 1, stride);
+            check_shape(1, 6, dims[d][0], dims[d][1], 7, stride);
+        }
+}
+
+/* batches larger than one chunk, with a partial last chunk */
+static void test_chunks(void **state) {
+    (void)state;
+    check_shape(37, 4, 16, 16, 6, 2);
+    check_shape(19, 8, 32, 32, 12, 1);
+    check_shape(5, 16, 64, 64, 8, 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shapes3d_layers),
+        cmocka_unit_test(test_odd_shapes),
+        cmocka_unit_test(test_chunks),
+    };
+    return TU_RUN("convk", tests);
+}
