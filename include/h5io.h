@@ -14,6 +14,15 @@
 /* Turns off HDF5's automatic error-stack printing: yoto reports its own
  * messages (file, dataset, what was expected). YOTO_HDF5_DEBUG=1 keeps it. */
 void h5io_quiet(void);
+/* Silences HDF5's error printing for a stretch of code, then restores what
+ * was there (for probing files whose failures yoto reports itself). */
+typedef struct {
+    H5E_auto2_t fn;
+    void *data;
+} h5io_errors;
+void h5io_errors_off(h5io_errors *saved);
+void h5io_errors_restore(const h5io_errors *saved);
+
 /* File access: MPI-IO on dist_comm() when parallel and MPI runs, else the
  * default (sec2) driver. Caller closes. */
 hid_t h5io_fapl(bool parallel);

@@ -18,19 +18,6 @@
 #include "preprocess.h"
 #include "rng.h"
 
-/* ---- HDF5 prints its own error stack by default; we report our own ---------- */
-typedef struct {
-    H5E_auto2_t fn;
-    void *data;
-} h5_quiet;
-static void quiet_on(h5_quiet *q) {
-    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-static void quiet_off(const h5_quiet *q) {
-    H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
-}
-
 /* ---- sharding math ------------------------------------------------------------ */
 
 void data_shard(long n, int rank, int world, long *begin, long *end) {
@@ -207,8 +194,8 @@ static int check_file(const char *file) {
 }
 
 int data_probe(const char *file, const char *dataset, data_image_info *info) {
-    h5_quiet q;
-    quiet_on(&q);
+    h5io_errors q;
+    h5io_errors_off(&q);
     memset(info, 0, sizeof *info);
     int rc = check_file(file);
     hid_t f = -1, d = -1;
@@ -220,7 +207,7 @@ int data_probe(const char *file, const char *dataset, data_image_info *info) {
     if (rc == YT_OK) rc = check_images(d, file, dataset, info);
     if (d >= 0) H5Oclose(d);
     if (f >= 0) H5Fclose(f);
-    quiet_off(&q);
+    h5io_errors_restore(&q);
     return rc;
 }
 
@@ -766,8 +753,8 @@ static int source_open(data_source **out, const yoto_config *cfg, const char *sp
                        int rank, int world, long batch, const data_tuning *tune) {
     *out = NULL;
     YT_CHECK(world >= 1 && rank >= 0 && rank < world);
-    h5_quiet q;
-    quiet_on(&q);
+    h5io_errors q;
+    h5io_errors_off(&q);
     data_tuning t = tune ? *tune : data_tuning_default();
     data_source *d = yt_calloc(1, sizeof *d);
     data_desc *dd = &d->desc;
@@ -818,7 +805,7 @@ static int source_open(data_source **out, const yoto_config *cfg, const char *sp
         data_close(d);
         d = NULL;
     }
-    quiet_off(&q);
+    h5io_errors_restore(&q);
     *out = d;
     return rc;
 }
@@ -845,11 +832,11 @@ void data_close(data_source *d) {
         pthread_cond_destroy(&d->cv);
     }
     if (d->fd >= 0) close(d->fd);
-    h5_quiet q;
-    quiet_on(&q);
+    h5io_errors q;
+    h5io_errors_off(&q);
     if (d->did >= 0) H5Oclose(d->did);
     if (d->fid >= 0) H5Fclose(d->fid);
-    quiet_off(&q);
+    h5io_errors_restore(&q);
     preprocess_plan_free(&d->plan);
     for (int i = 0; i < 2; i++) {
         free(d->plans[i].wperm);

@@ -184,8 +184,12 @@ static int gallery_open(const gallery_args *a, gallery_ctx *g) {
     rc = dist_agree(rc);
     if (rc != YT_OK) return rc;
     rc = eval_load(a->target, a->n, a->sets, a->nsets, &g->l);
-    if (rc == YT_OK && !a->betas) g->nb = eval_default_betas(g->l.cfg, g->betas);
-    return rc;
+    if (rc != YT_OK) {
+        eval_unload(&g->l);
+        return rc;
+    }
+    if (!a->betas) g->nb = eval_default_betas(g->l.cfg, g->betas);
+    return YT_OK;
 }
 
 static int finish(const gallery_args *a, gallery_ctx *c, grid *g, const char *title,
@@ -207,10 +211,7 @@ static int finish(const gallery_args *a, gallery_ctx *c, grid *g, const char *ti
 int gallery_sample(const gallery_args *a) {
     gallery_ctx c;
     int rc = gallery_open(a, &c);
-    if (rc != YT_OK) {
-        eval_unload(&c.l);
-        return rc;
-    }
+    if (rc != YT_OK) return rc;
     vae_model *m = c.l.model;
     const int n = a->n, L = m->latent;
     real *z = yt_malloc((size_t)n * L * sizeof *z);
@@ -230,10 +231,7 @@ int gallery_sample(const gallery_args *a) {
 int gallery_reconstruct(const gallery_args *a) {
     gallery_ctx c;
     int rc = gallery_open(a, &c);
-    if (rc != YT_OK) {
-        eval_unload(&c.l);
-        return rc;
-    }
+    if (rc != YT_OK) return rc;
     vae_model *m = c.l.model;
     const yoto_config *cfg = c.l.cfg;
     const char *split = a->split ? a->split : cfg->eval.splits[0];

@@ -13,6 +13,13 @@ void h5io_quiet(void) {
     if (!(dbg && *dbg && *dbg != '0')) H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+void h5io_errors_off(h5io_errors *q) {
+    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void h5io_errors_restore(const h5io_errors *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
+
 hid_t h5io_fapl(bool parallel) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (parallel && dist_active()) H5Pset_fapl_mpio(fapl, dist_comm(), MPI_INFO_NULL);

@@ -13,6 +13,7 @@
 #include "dist.h"
 #include "eval.h"
 #include "gallery.h"
+#include "h5io.h"
 #include "prepare.h"
 #include "preprocess.h"
 #include "train.h"
@@ -691,6 +692,7 @@ int main(int argc, char **argv) {
     }
     const command *c = find_command(argv[1]);
     if (!c) return usage_error(NULL, "unknown command '%s'", argv[1]);
+    h5io_quiet(); /* our messages name the file and dataset; YOTO_HDF5_DEBUG=1 shows HDF5's */
     if (!c->needs_mpi) return c->run(argc - 1, argv + 1);
     dist_init(&argc, &argv);
     int rc = c->run(argc - 1, argv + 1);

@@ -18,18 +18,6 @@
 
 #define PATH_MAX_ 1024
 
-typedef struct {
-    H5E_auto2_t fn;
-    void *data;
-} h5_quiet;
-static void quiet_on(h5_quiet *q) {
-    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-static void quiet_off(const h5_quiet *q) {
-    H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
-}
-
 prepare_options prepare_options_default(void) {
     return (prepare_options){.contiguous = false, .deflate = -1, .seed = 0};
 }
@@ -730,8 +718,8 @@ static herr_t info_attr(hid_t loc, const char *name, const H5A_info_t *ai, void 
 }
 
 int prepare_info(const char *file, FILE *out) {
-    h5_quiet q;
-    quiet_on(&q);
+    h5io_errors q;
+    h5io_errors_off(&q);
     int rc = YT_OK;
     struct stat st;
     info_ctx c = {.out = out, .file = file, .f = -1};
@@ -764,6 +752,6 @@ int prepare_info(const char *file, FILE *out) {
     fprintf(out, "image datasets (usable as data.splits[].dataset): %s\n", c.good);
 done:
     if (c.f >= 0) H5Fclose(c.f);
-    quiet_off(&q);
+    h5io_errors_restore(&q);
     return rc;
 }
