@@ -86,6 +86,7 @@ run_suite() {
 
 valgrind_cmd=()
 if [ -n "${YOTO_VALGRIND:-}" ]; then
+    export YOTO_QUICK=1
     valgrind_cmd=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
         --suppressions=/usr/share/openmpi/openmpi-valgrind.supp --suppressions=tests/valgrind.supp)
 fi

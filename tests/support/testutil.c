@@ -65,6 +65,11 @@ const char *tu_data_path(const char *file) {
     return path;
 }
 
+bool tu_quick(void) {
+    const char *q = getenv("YOTO_QUICK");
+    return q && *q && *q != '0';
+}
+
 int tu_run(const char *group, const struct CMUnitTest *tests, size_t n) {
     if (getenv("YOTO_TAP")) cmocka_set_message_output(CM_OUTPUT_TAP);
     return _cmocka_run_group_tests(group, tests, n, NULL, NULL);

@@ -6,6 +6,7 @@
 /* cmocka needs these before its header */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,9 @@ void tu_scratch_dir(const char *name, char *buf, size_t size);
 /* Path of a file shipped in tests/data/, found relative to the working
  * directory (make test runs from the project root). */
 const char *tu_data_path(const char *file);
+/* true under `make check-valgrind` (YOTO_QUICK): the heaviest numerical
+ * checks, which find no memory errors the small ones miss, are skipped. */
+bool tu_quick(void);
 /* Runs the tests with TAP output when YOTO_TAP is set (tests/run.sh). */
 int tu_run(const char *group, const struct CMUnitTest *tests, size_t n);
 #define TU_RUN(group, tests) tu_run(group, tests, sizeof(tests) / sizeof((tests)[0]))

@@ -708,6 +708,7 @@ static void check_model(const char *label, const yoto_config *cfg, int n, size_t
 
 static void test_gc_model_shapes3d(void **state) {
     (void)state;
+    if (tu_quick()) skip(); /* minutes under valgrind; the tiny models cover the code */
     yoto_config cfg;
     arch_shapes3d(&cfg);
     check_model("shapes3d", &cfg, 2, MODEL_SAMPLES, 3);
@@ -715,6 +716,7 @@ static void test_gc_model_shapes3d(void **state) {
 
 static void test_gc_model_cifar10(void **state) {
     (void)state;
+    if (tu_quick()) skip(); /* minutes under valgrind; the tiny models cover the code */
     yoto_config cfg;
     arch_cifar10(&cfg);
     check_model("cifar10", &cfg, 2, MODEL_SAMPLES, 4);

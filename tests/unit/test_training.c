@@ -133,6 +133,7 @@ static eval_point evaluate(vae_model *m, const real *data, double beta) {
 
 static void test_yoto_training(void **state) {
     (void)state;
+    if (tu_quick()) skip(); /* minutes under valgrind; the tiny models cover the code */
     yoto_config cfg;
     config(&cfg);
     real *data = make_data();
