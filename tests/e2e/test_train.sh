@@ -90,6 +90,22 @@ contains "SIGTERM to mpirun: the ranks checkpoint (log.txt)" "$T/q/log.txt" "sto
 check "SIGTERM to mpirun: ckpt/latest is there" test -s "$T/q/ckpt/latest"
 expect_exit 0 "and that run resumes" $MPI 2 "$YOTO" train --resume "$T/q" --set train.steps=40
 
+# SIGINT: the first finishes the step and checkpoints (75), a second exits at once (130)
+sigint() { # sigint N DIR: send N SIGINTs to a single-process run
+    local n=$1 dir=$2
+    "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$dir" --set train.steps=100000 \
+        --set train.checkpoint_every=100000 --set train.log_every=1 >"$T/int.out" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 100); do grep -q "step 3/" "$dir/log.txt" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1 "$n"); do kill -INT $pid; sleep 0.3; done
+    wait $pid
+    echo $? >"$T/int.rc"
+}
+sigint 1 "$T/i1"
+check "one SIGINT: checkpoint and exit 75" test "$(cat "$T/int.rc")" = 75 -a -s "$T/i1/ckpt/latest"
+YOTO_FAULT=slow_ckpt sigint 2 "$T/i2"
+check "a second SIGINT: exit 130 at once" test "$(cat "$T/int.rc")" = 130
+
 # ---- crash safety: SIGKILL while a checkpoint is being written ------------------------------------------
 YOTO_FAULT=slow_ckpt $MPI 2 -x YOTO_FAULT "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/k" \
     --set train.steps=100000 --set train.checkpoint_every=10 >"$T/k.out" 2>&1 &
