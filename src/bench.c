@@ -13,8 +13,10 @@
 #include "optim.h"
 #include "rng.h"
 
+/* the phases of a step, in seconds */
+enum { PH_FORWARD, PH_BACKWARD, PH_ALLREDUCE, PH_OPTIMIZER, PH_TOTAL, PH_N };
 typedef struct {
-    double forward, backward, allreduce, optimizer, total;
+    double t[PH_N];
 } phase_times;
 
 static int cmp_double(const void *a, const void *b) {
@@ -95,7 +97,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
         double t4 = yt_now();
         if (timed) {
             int k = it - warmup;
-            ph[k] = (phase_times){t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0};
+            ph[k] = (phase_times){{t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0}};
             t_step[k] = t4 - t0;
         }
     }
@@ -105,7 +107,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     double *exposed = yt_calloc((size_t)steps, sizeof *exposed);
     double *imbalance = yt_calloc((size_t)steps, sizeof *imbalance);
     for (int k = 0; k < steps; k++) {
-        double mine = ph[k].forward + ph[k].backward + ph[k].optimizer;
+        double mine = ph[k].t[PH_FORWARD] + ph[k].t[PH_BACKWARD] + ph[k].t[PH_OPTIMIZER];
         double slowest = dist_allreduce_max_double(mine);
         exposed[k] = YT_MAX(0.0, t_step[k] - slowest);
         imbalance[k] = slowest - mine;
@@ -142,10 +144,10 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
             return rc;
         }
     }
-    /* rank 0 reports the slowest rank's step (the one the others wait for) */
-    double *med = yt_calloc(5, sizeof *med), *buf = yt_calloc((size_t)steps, sizeof *buf);
-    for (int p = 0; p < 5; p++) {
-        for (int k = 0; k < steps; k++) buf[k] = ((double *)&ph[k])[p];
+    /* medians over the timed steps (rank 0's; steps end together on every rank) */
+    double med[PH_N], *buf = yt_calloc((size_t)steps, sizeof *buf);
+    for (int p = 0; p < PH_N; p++) {
+        for (int k = 0; k < steps; k++) buf[k] = ph[k].t[p];
         med[p] = median(buf, steps);
     }
     double step_med = median(t_step, steps);
@@ -173,7 +175,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
                    " \"peak_rss_mb\": %.1f,\n",
                    cfgname, world, B, steps, m->params.total, arena_conditioning_size(&m->params),
                    macs, flops, step_med, step_min, step_max, imgs, gflops_rank, sgemm,
-                   gflops_rank / sgemm, med[0], med[1], med[2], med[3], blas_corename(),
+                   gflops_rank / sgemm, med[PH_FORWARD], med[PH_BACKWARD], med[PH_ALLREDUCE], med[PH_OPTIMIZER], blas_corename(),
                    blas_threads(), blas_cpu_isa(), overlap ? "bucketed" : "blocking",
                    m->params.total * sizeof(real), comm_alone, exposed_per_step, hidden,
                    imbalance_per_step,
@@ -208,7 +210,8 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
                    gflops_rank, 100 * gflops_rank / sgemm);
             printf("  phases      forward %.2f ms, backward %.2f ms, allreduce %.2f ms, optimizer "
                    "%.2f ms\n",
-                   1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3]);
+                   1e3 * med[PH_FORWARD], 1e3 * med[PH_BACKWARD], 1e3 * med[PH_ALLREDUCE],
+                   1e3 * med[PH_OPTIMIZER]);
             if (world > 1)
                 printf("  allreduce   %s, %.2f MB: %.2f ms alone, %.2f ms exposed per step "
                        "(%.0f%% hidden); %.2f ms waiting for the slowest rank\n",
@@ -238,7 +241,6 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
         fflush(stdout);
     }
     dist_sync_free(sync);
-    free(med);
     free(buf);
     free(t_step);
     free(ph);

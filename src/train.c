@@ -62,8 +62,8 @@ typedef struct {
     bool live;     /* a live line is on screen */
 } run_log;
 
-static void logf_(run_log *rl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(run_log *rl, const char *fmt, ...) {
+static void log_line(run_log *rl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_line(run_log *rl, const char *fmt, ...) {
     if (dist_rank() != 0) return;
     char line[1024];
     va_list ap;
@@ -254,7 +254,7 @@ static int evaluate(run_log *rl, const vae_model *m, vae_model **em, const yoto_
             len += snprintf(line + len, sizeof line - (size_t)len, "  %s beta %g: %.4g, beta %g: %.4g",
                             t[i].split, t[i].row[0].beta, t[i].row[0].full_loss,
                             t[i].row[t[i].n - 1].beta, t[i].row[t[i].n - 1].full_loss);
-        logf_(rl, "%s; tables in %s/eval/", line, dir);
+        log_line(rl, "%s; tables in %s/eval/", line, dir);
     }
     free(t);
     return rc;
@@ -373,13 +373,13 @@ int train_run(const train_args *args) {
     adam_params ap = optim_adam_params(cfg);
     const double scale = 1.0 / ((double)B * world);
 
-    logf_(&rl, "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %ld images, %ld steps per "
+    log_line(&rl, "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %ld images, %ld steps per "
                "epoch; %zu parameters; OpenBLAS %s x %d",
           yt_version(), s.resume ? "resuming" : "training", s.resume ? s.ckpt : dir, step,
           cfg->train.steps, world, world > 1 ? "s" : "", B, steps_per_epoch, m->params.total,
           blas_corename(), blas_threads());
     const char *advice = blas_core_advice();
-    if (advice) logf_(&rl, "warning: %s", advice);
+    if (advice) log_line(&rl, "warning: %s", advice);
 
     double t_log = yt_now(), acc[3] = {0, 0, 0};
     long acc_n = 0, log_step0 = step;
@@ -486,12 +486,12 @@ int train_run(const train_args *args) {
         if (stopped) break;
     }
     if (stopped) {
-        logf_(&rl, "stopped by signal %d at step %ld: checkpoint written to %s/ckpt; resume "
+        log_line(&rl, "stopped by signal %d at step %ld: checkpoint written to %s/ckpt; resume "
                    "with the same command (exit %d = requeue me)",
               (int)g_stop_signal, step, dir, YT_EXIT_REQUEUE);
         rc = YT_EXIT_REQUEUE;
     } else {
-        logf_(&rl, "done: %ld steps; checkpoint %s/ckpt/step-%09ld.h5", step, dir, step);
+        log_line(&rl, "done: %ld steps; checkpoint %s/ckpt/step-%09ld.h5", step, dir, step);
     }
 
 out:
