@@ -220,6 +220,16 @@ static int resolve(const train_args *a, run_setup *s) {
         if (rc != YT_OK) return rc;
         bool found;
         rc = dist_agree(ckpt_find_latest(s->cfg->experiment.out_dir, s->ckpt, sizeof s->ckpt, &found));
+        /* every rank must take the same branch: resuming is collective */
+        if (rc == YT_OK) {
+            long any = dist_allreduce_max_long(found), all = dist_allreduce_min_long(found);
+            if (any != all)
+                rc = yt_fail(YT_ERR_USAGE,
+                             "%s/ckpt/latest %s on this rank but not on every rank: "
+                             "experiment.out_dir must be a directory that all ranks share",
+                             s->cfg->experiment.out_dir, found ? "exists" : "is missing");
+            rc = dist_agree(rc);
+        }
         if (rc == YT_OK && found) { /* a requeued job: continue */
             rc = ckpt_read_header(s->ckpt, &s->st, &stored);
             s->resume = rc == YT_OK;

@@ -57,6 +57,14 @@ for fault in io_error nan_loss; do
     contains "$fault: the message names rank 1" "$ERR" "rank 1:"
     check "$fault: within 10 s" test $(($(date +%s) - t0)) -le 10
 done
+# a run directory only rank 0 sees (node-local out_dir on a requeue): each rank
+# runs in its own working directory with a relative out_dir
+mkdir -p "$T/node0" "$T/node1"
+cp -r "$T/b" "$T/node0/run"
+expect_exit 2 "ckpt/latest seen by rank 0 only: every rank stops with exit 2" timeout 30 \
+    mpirun --oversubscribe -np 1 -wdir "$T/node0" "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir=run \
+    : -np 1 -wdir "$T/node1" "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir=run
+contains "and says out_dir must be shared" "$ERR" "must be a directory that all ranks share"
 
 # ---- preemption --------------------------------------------------------------------------------------
 # stop() SIG DIR: start a long run, wait until it trains, send SIG to mpirun
