@@ -142,12 +142,16 @@ static int write_file(const char *tmp, const arena *a, const ckpt_state *st,
     return rc;
 }
 
-/* keeps the newest `keep` step-*.h5 files in dir */
-static void prune(const char *dir, long keep) {
-    int n;
+/* Keeps `keep` step-*.h5 files in dir: `current` (the one ckpt/latest names)
+ * and the newest keep - 1 before it. Files after it (renamed by a run that
+ * failed before updating ckpt/latest) are left alone: pruning by name alone
+ * would delete `current` itself. Names sort by step (fixed width). */
+static void prune(const char *dir, const char *current, long keep) {
+    int n, older = 0;
     char **names = fs_list(dir, "step-", ".h5", &n);
+    while (older < n && strcmp(names[older], current) < 0) older++;
     for (int i = 0; i < n; i++) {
-        if (i < n - keep) {
+        if (i < older - (keep - 1)) {
             char path[4200];
             snprintf(path, sizeof path, "%s/%s", dir, names[i]);
             unlink(path);
@@ -186,7 +190,7 @@ int ckpt_save(const char *run_dir, const arena *a, const ckpt_state *st, const c
         snprintf(line, sizeof line, "%s\n", name);
         rc = fs_rename_durable(tmp, final);
         if (rc == YT_OK) rc = fs_write_atomic(latest, line);
-        if (rc == YT_OK && keep > 0) prune(dir, keep);
+        if (rc == YT_OK && keep > 0) prune(dir, name, keep);
     }
     return dist_agree(rc);
 }

@@ -116,6 +116,14 @@ check "ckpt/latest still names the complete step-10 checkpoint" grep -qx "step-0
 expect_exit 0 "and that checkpoint loads (eval)" $MPI 1 "$YOTO" eval "$T/k" --set eval.max_batches=1
 expect_exit 0 "and training resumes from it" $MPI 2 "$YOTO" train --resume "$T/k" --set train.steps=12
 
+# a newer checkpoint renamed into place whose ckpt/latest update failed: pruning
+# (keep_checkpoints) must not delete the checkpoint the resumed run publishes
+expect_exit 0 "20 steps, keep_checkpoints = 1" train 1 "$T/o" --set train.steps=20 --set train.keep_checkpoints=1
+cp "$T/o/ckpt/step-000000020.h5" "$T/o/ckpt/step-000000030.h5"
+expect_exit 0 "resume beside an unpublished step-30 checkpoint, to step 25" $MPI 1 "$YOTO" train --resume "$T/o" --set train.steps=25
+check "ckpt/latest names a checkpoint that exists" test -s "$T/o/ckpt/$(cat "$T/o/ckpt/latest")"
+check "the older one is pruned" test ! -e "$T/o/ckpt/step-000000020.h5"
+
 # ---- bad checkpoints: exit 2, nothing overwritten ------------------------------------------------------------
 mkdir -p "$T/bad/ckpt"
 cp "$T/a/ckpt/step-000000040.h5" "$T/bad/ckpt/step-000000040.h5"
