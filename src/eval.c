@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "data.h"
@@ -162,6 +163,7 @@ int eval_write(const char *run_dir, long step, const eval_table *tables, int nta
         rc = fs_mkdir_p(dir);
         if (rc == YT_OK) rc = write_h5(tmp, step, tables, ntables);
         if (rc == YT_OK) rc = fs_rename_durable(tmp, h5);
+        if (rc != YT_OK) unlink(tmp); /* no half file left behind */
         if (rc == YT_OK) rc = write_text(csv, md, step, tables, ntables);
     }
     return dist_agree(rc);
