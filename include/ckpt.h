@@ -41,6 +41,10 @@ typedef struct {
 int ckpt_save(const char *run_dir, const arena *a, const ckpt_state *st, const char *config_yaml,
               long keep);
 
+/* YT_OK when run_dir's checkpoints can be written through MPI-IO (their
+ * paths are short enough, H5IO_MPIIO_PATH_MAX); else YT_ERR_USAGE. Local. */
+int ckpt_check_run_dir(const char *run_dir);
+
 /* Path of the newest complete checkpoint of run_dir (from ckpt/latest) into
  * path; *found = false when there is none. YT_ERR_USAGE when ckpt/latest
  * names a file that does not exist. Any rank may call it. */

@@ -177,7 +177,9 @@ int ckpt_save(const char *run_dir, const arena *a, const ckpt_state *st, const c
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
     snprintf(final, sizeof final, "%s/%s", dir, name);
     snprintf(latest, sizeof latest, "%s/latest", dir);
-    int rc = dist_rank() == 0 ? fs_mkdir_p(dir) : YT_OK;
+    int rc = h5io_check_mpiio_path(tmp, "checkpoint"); /* the same on every rank */
+    if (rc != YT_OK) return rc;
+    rc = dist_rank() == 0 ? fs_mkdir_p(dir) : YT_OK;
     rc = dist_agree(rc);
     if (rc != YT_OK) return rc;
     rc = dist_agree(write_file(tmp, a, st, config_yaml, sum));
@@ -193,6 +195,16 @@ int ckpt_save(const char *run_dir, const arena *a, const ckpt_state *st, const c
         if (rc == YT_OK && keep > 0) prune(dir, name, keep);
     }
     return dist_agree(rc);
+}
+
+int ckpt_check_run_dir(const char *run_dir) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/ckpt/.step-000000000.h5.tmp", run_dir);
+    int rc = h5io_check_mpiio_path(tmp, "checkpoints would be written as");
+    if (rc == YT_OK) return rc;
+    char m[YT_ERRMSG_MAX];
+    snprintf(m, sizeof m, "%s", yt_errmsg());
+    return yt_fail(rc, "experiment.out_dir %s: %s", run_dir, m);
 }
 
 /* ---- finding and reading --------------------------------------------------------------- */

@@ -780,6 +780,7 @@ static int source_open(data_source **out, const yoto_config *cfg, const char *sp
         snprintf(dd->dataset, sizeof dd->dataset, "%s", sp->dataset);
         snprintf(dd->range, sizeof dd->range, "%s", sp->range);
         rc = check_file(dd->file);
+        if (rc == YT_OK) rc = h5io_check_mpiio_path(dd->file, "data file");
         if (rc == YT_OK && dist_fault("data-open"))
             rc = yt_fail(YT_ERR_USAGE, "%s: injected fault (YOTO_FAULT=data-open)", dd->file);
     }

@@ -320,6 +320,9 @@ int train_run(const train_args *args) {
         B = cfg->train.batch_size / world;
     }
     blas_set_threads(cfg->train.threads);
+    /* before any work: a path MPI-IO cannot open would only fail at the first checkpoint */
+    rc = ckpt_check_run_dir(dir);
+    if (rc != YT_OK) goto out;
 
     /* run directory: config.yaml, log.txt, metrics.csv */
     if (rank == 0) {

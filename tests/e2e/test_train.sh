@@ -66,6 +66,17 @@ expect_exit 2 "ckpt/latest seen by rank 0 only: every rank stops with exit 2" ti
     : -np 1 -wdir "$T/node1" "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir=run
 contains "and says out_dir must be shared" "$ERR" "must be a directory that all ranks share"
 
+# Open MPI 4.1 aborts every rank on an MPI-IO path of more than ~245 characters:
+# refused up front with exit 2
+long=$T/$(head -c 150 /dev/zero | tr "\0" x)/$(head -c 150 /dev/zero | tr "\0" y)
+mkdir -p "$long"
+ln -s "$DATA" "$long/shapes.h5"
+expect_exit 2 "an out_dir too long for MPI-IO paths: exit 2 before training" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$long/run"
+contains "it names out_dir" "$ERR" "experiment.out_dir $long/run"
+check "and nothing was trained" test ! -e "$long/run/ckpt"
+expect_exit 2 "a data file path too long for MPI-IO: exit 2" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/lp" --set data.file="$long/shapes.h5"
+contains "it names the data file" "$ERR" "data file $long/shapes.h5 is"
+
 # ---- preemption --------------------------------------------------------------------------------------
 # stop() SIG DIR: start a long run, wait until it trains, send SIG to mpirun
 stop() {
