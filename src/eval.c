@@ -175,7 +175,10 @@ int eval_load(const char *target, int max_batch, const char *const *sets, int ns
               eval_loaded *out) {
     memset(out, 0, sizeof *out);
     int rc = YT_OK;
-    if (fs_is_dir(target)) {
+    if (strlen(target) >= sizeof out->run_dir) {
+        rc = yt_fail(YT_ERR_USAGE, "%s: path too long (at most %zu characters)", target,
+                     sizeof out->run_dir - 1);
+    } else if (fs_is_dir(target)) {
         bool found;
         rc = ckpt_find_latest(target, out->ckpt, sizeof out->ckpt, &found);
         if (rc == YT_OK && !found)

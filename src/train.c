@@ -194,8 +194,12 @@ static int resolve(const train_args *a, run_setup *s) {
     int rc;
     char *stored = NULL;
     if (a->resume_dir) {
-        bool found;
-        rc = ckpt_find_latest(a->resume_dir, s->ckpt, sizeof s->ckpt, &found);
+        bool found = false;
+        if (strlen(a->resume_dir) >= sizeof s->cfg->experiment.out_dir)
+            rc = yt_fail(YT_ERR_USAGE, "--resume %s: path too long (at most %zu characters)",
+                         a->resume_dir, sizeof s->cfg->experiment.out_dir - 1);
+        else
+            rc = ckpt_find_latest(a->resume_dir, s->ckpt, sizeof s->ckpt, &found);
         if (rc == YT_OK && !found)
             rc = yt_fail(YT_ERR_USAGE, "--resume %s: no checkpoint there (no %s/ckpt/latest)",
                          a->resume_dir, a->resume_dir);

@@ -77,6 +77,17 @@ check "and nothing was trained" test ! -e "$long/run/ckpt"
 expect_exit 2 "a data file path too long for MPI-IO: exit 2" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/lp" --set data.file="$long/shapes.h5"
 contains "it names the data file" "$ERR" "data file $long/shapes.h5 is"
 
+# a run directory path longer than out_dir can hold (512..551 characters) is
+# refused, not silently truncated into another directory
+deep=$T
+while [ ${#deep} -lt 400 ]; do deep=$deep/$(head -c 99 /dev/zero | tr "\0" z); done
+deep=$deep/$(head -c $((519 - ${#deep})) /dev/zero | tr "\0" r)
+mkdir -p "$deep" && cp -r "$T/b/." "$deep/"
+expect_exit 2 "eval of a run directory path over 511 characters: exit 2" $MPI 1 "$YOTO" eval "$deep" --set eval.max_batches=1
+contains "it says the path is too long" "$ERR" "path too long"
+expect_exit 2 "--resume of it: exit 2" $MPI 1 "$YOTO" train --resume "$deep"
+check "nothing written beside it" test "$(ls "$(dirname "$deep")" | wc -l)" = 1
+
 # ---- preemption --------------------------------------------------------------------------------------
 # stop() SIG DIR: start a long run, wait until it trains, send SIG to mpirun
 stop() {
