@@ -127,7 +127,9 @@ static int open_metrics(run_log *rl, const char *dir, long keep_upto) {
 
 /* ---- configuration and resume ---------------------------------------------------------- */
 
-/* Keys a resumed run may change: how long, how often, where, how fast. */
+/* Keys a resumed run may change: how long, how often, where, how fast.
+ * Not data.stream_block_mb: it shapes the data order (docs/DATA.md), so a
+ * resumed run would no longer continue bit for bit. */
 static void take_changeable(yoto_config *dst, const yoto_config *src) {
     dst->train.steps = src->train.steps;
     dst->train.log_every = src->train.log_every;
@@ -138,7 +140,6 @@ static void take_changeable(yoto_config *dst, const yoto_config *src) {
     dst->train.bucket_mb = src->train.bucket_mb;
     dst->eval = src->eval;
     dst->data.cache_mb = src->data.cache_mb;
-    dst->data.stream_block_mb = src->data.stream_block_mb;
     memcpy(dst->data.file, src->data.file, sizeof dst->data.file);
     for (int i = 0; i < CFG_SPLITS_MAX; i++)
         memcpy(dst->data.splits[i].file, src->data.splits[i].file, sizeof dst->data.splits[i].file);
@@ -167,7 +168,7 @@ static int check_resume_config(const yoto_config *cfg, const char *stored_yaml, 
                              "cannot resume from %s: the model, data or training setup differs "
                              "from the checkpoint's (in section '%s': checkpoint has '%.*s', this "
                              "run '%.*s'); only train.steps, log/checkpoint intervals, eval.*, "
-                             "data file paths and cache sizes may change on resume",
+                             "data file paths and data.cache_mb may change on resume",
                              ckpt, section, (int)la, pa, (int)lb, pb);
                 break;
             }

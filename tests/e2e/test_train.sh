@@ -47,6 +47,8 @@ contains "a changed rank count is a warning" "$ERR" "re-split"
 # ---- refused resumes ---------------------------------------------------------------------------
 expect_exit 2 "resume with another model shape is refused" $MPI 1 "$YOTO" train --resume "$T/b" --set model.latent_dim=8 --set 'model.encoder.fc_sizes=[16, 16]'
 contains "and says what differs" "$ERR" "latent_dim"
+expect_exit 2 "resume with another data.stream_block_mb (it shapes the data order) is refused" $MPI 1 "$YOTO" train --resume "$T/b" --set data.stream_block_mb=1
+contains "and names it" "$ERR" "stream_block_mb"
 expect_exit 2 "--resume of a directory without checkpoints" $MPI 1 "$YOTO" train --resume "$T"
 contains "names the directory" "$ERR" "no checkpoint"
 
