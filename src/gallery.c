@@ -113,7 +113,7 @@ static void grid_init(grid *g, const vae_model *m, int rows, int cols) {
     g->cols = cols;
     g->H = m->in_h;
     g->W = m->in_w;
-    g->C = m->in_c == 1 ? 1 : 3;
+    g->C = m->in_c >= 3 ? 3 : 1; /* RGB from the first 3 channels, else gray from channel 0 */
     g->margin = LABEL_CHARS * 4 * FONT_SCALE + GAP;
     g->cv.w = g->margin + cols * (g->W + GAP);
     g->cv.h = GAP + rows * (g->H + GAP);
