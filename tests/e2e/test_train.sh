@@ -67,6 +67,14 @@ expect_exit 2 "ckpt/latest seen by rank 0 only: every rank stops with exit 2" ti
     mpirun --oversubscribe -np 1 -wdir "$T/node0" "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir=run \
     : -np 1 -wdir "$T/node1" "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir=run
 contains "and says out_dir must be shared" "$ERR" "must be a directory that all ranks share"
+# node-local copies of the data file that differ (one truncated): refused, not
+# read as zeros past the end on one rank
+cp "$DATA" "$T/node0/d.h5"
+head -c 1000000 "$DATA" >"$T/node1/d.h5"
+expect_exit 2 "a data file that differs between ranks: exit 2" timeout 30 \
+    mpirun --oversubscribe -np 1 -wdir "$T/node0" "$YOTO" train "$T/tiny.yaml" --set data.file=d.h5 --set experiment.out_dir="$T/nd" \
+    : -np 1 -wdir "$T/node1" "$YOTO" train "$T/tiny.yaml" --set data.file=d.h5 --set experiment.out_dir="$T/nd"
+contains "and says the ranks see different files" "$ERR" "d.h5: the ranks see different files"
 
 # Open MPI 4.1 aborts every rank on an MPI-IO path of more than ~245 characters:
 # refused up front with exit 2
