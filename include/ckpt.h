@@ -47,7 +47,8 @@ int ckpt_check_run_dir(const char *run_dir);
 
 /* Path of the newest complete checkpoint of run_dir (from ckpt/latest) into
  * path; *found = false when there is none. YT_ERR_USAGE when ckpt/latest
- * names a file that does not exist. Any rank may call it. */
+ * names a file that does not exist, YT_ERR_RUNTIME when ckpt/latest is there
+ * but cannot be read. Any rank may call it. */
 int ckpt_find_latest(const char *run_dir, char *path, size_t size, bool *found);
 
 /* Collective: rank 0 reads, everyone gets it. Validates the format and

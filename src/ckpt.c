@@ -214,7 +214,8 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t size, bool *found) 
     snprintf(latest, sizeof latest, "%s/ckpt/latest", run_dir);
     *found = false;
     char *text = fs_read_text(latest);
-    if (!text) return YT_OK;
+    if (!text) /* absent: no checkpoint; there but unreadable: not "start afresh" */
+        return fs_exists(latest) ? yt_fail(YT_ERR_RUNTIME, "cannot read %s", latest) : YT_OK;
     text[strcspn(text, "\r\n")] = '\0';
     int rc = YT_OK;
     if (!*text || strchr(text, '/'))

@@ -109,6 +109,8 @@ static int open_metrics(run_log *rl, const char *dir, long keep_upto) {
     char path[CFG_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.csv", dir);
     char *old = keep_upto > 0 ? fs_read_text(path) : NULL;
+    if (keep_upto > 0 && !old && fs_exists(path)) /* keep its rows, do not truncate it */
+        return yt_fail(YT_ERR_RUNTIME, "cannot read %s", path);
     rl->metrics = fopen(path, "w");
     if (!rl->metrics) {
         free(old);

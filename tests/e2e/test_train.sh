@@ -156,6 +156,15 @@ expect_exit 0 "resume beside an unpublished step-30 checkpoint, to step 25" $MPI
 check "ckpt/latest names a checkpoint that exists" test -s "$T/o/ckpt/$(cat "$T/o/ckpt/latest")"
 check "the older one is pruned" test ! -e "$T/o/ckpt/step-000000020.h5"
 
+# ckpt/latest there but unreadable (an I/O error; here a directory): an error,
+# not a fresh start over the run's history
+expect_exit 0 "a 10-step run" train 1 "$T/ur" --set train.steps=10
+cp "$T/ur/metrics.csv" "$T/ur.metrics"
+mv "$T/ur/ckpt/latest" "$T/ur/ckpt/latest.was" && mkdir "$T/ur/ckpt/latest"
+expect_exit 1 "an unreadable ckpt/latest stops the run" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/ur" --set train.steps=20
+contains "naming it" "$ERR" "cannot read $T/ur/ckpt/latest"
+check "metrics.csv is untouched" cmp "$T/ur/metrics.csv" "$T/ur.metrics"
+
 # ---- bad checkpoints: exit 2, nothing overwritten ------------------------------------------------------------
 mkdir -p "$T/bad/ckpt"
 cp "$T/a/ckpt/step-000000040.h5" "$T/bad/ckpt/step-000000040.h5"
