@@ -243,7 +243,11 @@ int gallery_reconstruct(const gallery_args *a) {
     data_source *d = NULL;
     real *x = NULL;
     long count = 0;
-    rc = data_open_eval(&d, one, split, 0, 1, NULL);
+    if (!config_split(cfg, split)) /* the same answer on every rank */
+        rc = yt_fail(YT_ERR_USAGE, "%s %s: the config has no such split (data.splits)",
+                     a->split ? "--split" : "eval.splits[0]", split);
+    else
+        rc = data_open_eval(&d, one, split, 0, 1, NULL);
     if (rc == YT_OK) {
         x = yt_malloc(data_batch_floats(d) * sizeof *x);
         rc = data_batch(d, 0, 0, x, NULL, &count);

@@ -68,6 +68,8 @@ check "samples.png: 3 rows x 5 images" png_ok "$T/s.png" $((58 + 5 * 18)) $((2 +
 expect_exit 0 "reconstruct at 3 betas" $MPI 2 "$YOTO" reconstruct "$RUN" --beta 0.5,8,64 --n 4 --out "$T/r.png" --split valid
 check "reconstructions.png: inputs + 3 rows x 4 images" png_ok "$T/r.png" $((58 + 4 * 18)) $((2 + 4 * 18))
 expect_exit 2 "sample without --out" $MPI 1 "$YOTO" sample "$RUN"
+expect_exit 2 "reconstruct --split of no such split" $MPI 2 "$YOTO" reconstruct "$RUN" --out "$T/x.png" --split nope
+contains "names the option" "$ERR" "--split nope: the config has no such split"
 # a 2-channel model: gray grids of channel 0 (an RGB grid read a third channel
 # past the end of the 2-channel batch)
 "$PYTHON" - "$T/two.h5" <<'EOF'
