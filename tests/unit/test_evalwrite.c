@@ -31,8 +31,12 @@ static void test_huge_values(void **state) {
         snprintf(t[i].split, sizeof t[i].split, "split%d", i);
         t[i].n = EVAL_MAX_BETAS;
         for (int k = 0; k < t[i].n; k++)
-            t[i].row[k] = (eval_row){.beta = k + 1.0, .w_rec = 1.0, .reconstruction_loss = 1e300,
-                                     .kl_loss = -1e300, .full_loss = 1e300, .n_images = 5};
+            t[i].row[k] = (eval_row){.beta = k + 1.0,
+                                     .w_rec = 1.0,
+                                     .reconstruction_loss = 1e300,
+                                     .kl_loss = -1e300,
+                                     .full_loss = 1e300,
+                                     .n_images = 5};
     }
     if (eval_write(dir, 7, t, nt) != YT_OK) fail_msg("eval_write: %s", yt_errmsg());
     char path[1200];
