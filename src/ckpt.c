@@ -247,8 +247,10 @@ static int read_header_local(const char *path, ckpt_state *st, char **config_yam
                      "%s: not a yoto checkpoint (root attribute format is %s%s%s, expected '%s')",
                      path, format ? "'" : "", format ? format : "missing", format ? "'" : "",
                      CKPT_FORMAT);
-    } else if (h5io_attr_get_long(f, "format_version", &version) != YT_OK ||
-               version > CKPT_FORMAT_VERSION) {
+    } else if (h5io_attr_get_long(f, "format_version", &version) != YT_OK || version < 1) {
+        rc = yt_fail(YT_ERR_USAGE, "%s: checkpoint lacks a valid root attribute format_version",
+                     path);
+    } else if (version > CKPT_FORMAT_VERSION) {
         rc = yt_fail(YT_ERR_USAGE,
                      "%s: checkpoint format version %ld is newer than this yoto understands (%d); "
                      "use a newer yoto",
@@ -257,6 +259,12 @@ static int read_header_local(const char *path, ckpt_state *st, char **config_yam
                h5io_attr_get_long(f, "step_in_epoch", &sie) ||
                h5io_attr_get_long(f, "world_size", &world)) {
         rc = yt_fail(YT_ERR_USAGE, "%s: checkpoint lacks step/epoch/world_size attributes", path);
+    } else if (step < 0 || epoch < 0 || sie < 0 || world < 1) {
+        /* resume indexes the data order with them (a broken check, exit 1, otherwise) */
+        rc = yt_fail(YT_ERR_USAGE,
+                     "%s: checkpoint attributes out of range: step %ld, epoch %ld, "
+                     "step_in_epoch %ld, world_size %ld",
+                     path, step, epoch, sie, world);
     } else {
         hid_t r = h5io_exists(f, "rng") ? H5Gopen2(f, "rng", H5P_DEFAULT) : -1;
         if (r < 0 || h5io_attr_get_long(r, "seed", &seed) != YT_OK)

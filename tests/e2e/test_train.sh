@@ -180,6 +180,16 @@ contains "not an HDF5 file" "$ERR" "not an HDF5 file"
 expect_exit 2 "a golden file is HDF5 but not a yoto checkpoint" $MPI 1 "$YOTO" eval tests/data/golden_tiny_bernoulli.h5
 contains "not a yoto checkpoint" "$ERR" "not a yoto checkpoint"
 
+# header attributes out of range (a hand-edited checkpoint): exit 2, not a broken check
+mkdir -p "$T/neg/ckpt"
+cp "$T/a/ckpt/step-000000040.h5" "$T/neg/ckpt/" && echo step-000000040.h5 >"$T/neg/ckpt/latest"
+"$PYTHON" -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs["step_in_epoch"] = -1' "$T/neg/ckpt/step-000000040.h5"
+expect_exit 2 "a negative step_in_epoch is refused" $MPI 1 "$YOTO" train --resume "$T/neg" --set train.steps=45
+contains "naming the attributes" "$ERR" "step_in_epoch -1"
+"$PYTHON" -c 'import sys, h5py; del h5py.File(sys.argv[1], "r+").attrs["format_version"]' "$T/neg/ckpt/step-000000040.h5"
+expect_exit 2 "a checkpoint without format_version is refused" $MPI 1 "$YOTO" eval "$T/neg"
+contains "and says so (not 'version 0 is newer')" "$ERR" "lacks a valid root attribute format_version"
+
 # ---- h5py reads a checkpoint as docs/FORMATS.md says ------------------------------------------------------------
 check "h5py reads the checkpoint (docs/FORMATS.md)" "$PYTHON" - "$T/a/ckpt/step-000000040.h5" <<'EOF'
 import sys, h5py, numpy as np
