@@ -45,12 +45,23 @@ static void install_signals(void) {
 /* After a stop signal mpirun may no longer drain our stdout (it is shutting
  * the job down): a full pipe would block rank 0 forever, so from then on
  * stdout writes never block (log.txt still gets every line). */
+static int g_stdout_flags = -1; /* stdout's flags before, when changed */
+
 static void stdout_nonblocking_when_stopping(void) {
     static bool done;
     if (!g_stop_signal || done) return;
     int fl = fcntl(STDOUT_FILENO, F_GETFL);
-    if (fl >= 0) fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+    if (fl >= 0 && fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) == 0) g_stdout_flags = fl;
     done = true;
+}
+
+/* The flag belongs to the open file, which the shell or script that started
+ * us shares (a terminal, a pipe): give it back as it was. */
+static void stdout_restore(void) {
+    if (g_stdout_flags < 0) return;
+    fflush(stdout);
+    fcntl(STDOUT_FILENO, F_SETFL, g_stdout_flags);
+    g_stdout_flags = -1;
 }
 
 /* ---- the run's log (rank 0) ------------------------------------------------------------ */
@@ -530,6 +541,7 @@ out:
     free(cond);
     if (rl.log) fclose(rl.log);
     if (rl.metrics) fclose(rl.metrics);
+    stdout_restore();
     free(s.yaml);
     free(s.cfg);
     return rc;

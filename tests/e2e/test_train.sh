@@ -130,6 +130,28 @@ contains "SIGTERM to mpirun: the ranks checkpoint (log.txt)" "$T/q/log.txt" "sto
 check "SIGTERM to mpirun: ckpt/latest is there" test -s "$T/q/ckpt/latest"
 expect_exit 0 "and that run resumes" $MPI 2 "$YOTO" train --resume "$T/q" --set train.steps=40
 
+# stopped by a signal, a run gives back its stdout as it found it: the
+# non-blocking mode it sets while stopping belongs to the caller's pipe/terminal
+check "after a signal stop, the caller's stdout is blocking again" "$PYTHON" - "$YOTO" "$T/tiny.yaml" "$T/nb" <<'EOF'
+import os, signal, subprocess, sys, threading
+r, w = os.pipe()
+p = subprocess.Popen([sys.argv[1], "train", sys.argv[2], "--set", "experiment.out_dir=" + sys.argv[3],
+                      "--set", "train.steps=100000", "--set", "train.log_every=1"],
+                     stdout=w, stderr=subprocess.DEVNULL)
+buf = b""
+while b"step 3/" not in buf:
+    chunk = os.read(r, 65536)
+    assert chunk, "no progress"
+    buf += chunk
+p.send_signal(signal.SIGUSR1)
+def drain():
+    while os.read(r, 65536):
+        pass
+threading.Thread(target=drain, daemon=True).start()
+assert p.wait(timeout=60) == 75
+assert os.get_blocking(w), "stdout left non-blocking"
+EOF
+
 # ---- crash safety: SIGKILL while a checkpoint is being written ------------------------------------------
 YOTO_FAULT=slow_ckpt $MPI 2 -x YOTO_FAULT "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/k" \
     --set train.steps=100000 --set train.checkpoint_every=10 >"$T/k.out" 2>&1 &
