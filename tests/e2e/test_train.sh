@@ -133,16 +133,16 @@ expect_exit 0 "and that run resumes" $MPI 2 "$YOTO" train --resume "$T/q" --set 
 # stopped by a signal, a run gives back its stdout as it found it: the
 # non-blocking mode it sets while stopping belongs to the caller's pipe/terminal
 check "after a signal stop, the caller's stdout is blocking again" "$PYTHON" - "$YOTO" "$T/tiny.yaml" "$T/nb" <<'EOF'
-import os, signal, subprocess, sys, threading
-r, w = os.pipe()
+import os, select, signal, subprocess, sys, threading, time
+r, w = os.pipe()  # we keep w: its open file is the one yoto shares with us
 p = subprocess.Popen([sys.argv[1], "train", sys.argv[2], "--set", "experiment.out_dir=" + sys.argv[3],
                       "--set", "train.steps=100000", "--set", "train.log_every=1"],
                      stdout=w, stderr=subprocess.DEVNULL)
-buf = b""
+buf, t0 = b"", time.time()
 while b"step 3/" not in buf:
-    chunk = os.read(r, 65536)
-    assert chunk, "no progress"
-    buf += chunk
+    assert p.poll() is None and time.time() - t0 < 60, "no progress"
+    if select.select([r], [], [], 1.0)[0]:
+        buf += os.read(r, 65536)
 p.send_signal(signal.SIGUSR1)
 def drain():
     while os.read(r, 65536):
