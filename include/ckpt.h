@@ -41,9 +41,14 @@ typedef struct {
 int ckpt_save(const char *run_dir, const arena *a, const ckpt_state *st, const char *config_yaml,
               long keep);
 
+/* YT_OK when run_dir's checkpoints can be written through MPI-IO (their
+ * paths are short enough, H5IO_MPIIO_PATH_MAX); else YT_ERR_USAGE. Local. */
+int ckpt_check_run_dir(const char *run_dir);
+
 /* Path of the newest complete checkpoint of run_dir (from ckpt/latest) into
  * path; *found = false when there is none. YT_ERR_USAGE when ckpt/latest
- * names a file that does not exist. Any rank may call it. */
+ * names a file that does not exist, YT_ERR_RUNTIME when ckpt/latest is there
+ * but cannot be read. Any rank may call it. */
 int ckpt_find_latest(const char *run_dir, char *path, size_t size, bool *found);
 
 /* Collective: rank 0 reads, everyone gets it. Validates the format and

@@ -29,6 +29,15 @@ hid_t h5io_fapl(bool parallel);
 /* Collective data transfer when MPI runs (else default). Caller closes. */
 hid_t h5io_dxpl(void);
 
+/* Open MPI 4.1's OMPIO writes "<path>.locktest.<rank>" into a 256-byte
+ * buffer when it opens a file (sharedfp/lockedfile), and so aborts every
+ * rank on a longer MPI-IO path. Paths opened through MPI-IO stay within
+ * this (room for 5-digit ranks). */
+#define H5IO_MPIIO_PATH_MAX 240
+/* YT_OK, or YT_ERR_USAGE naming `what` and path when MPI runs and the path
+ * is too long for an MPI-IO open. Same answer on every rank for the same path. */
+int h5io_check_mpiio_path(const char *path, const char *what);
+
 int h5io_attr_set_long(hid_t obj, const char *name, long v);
 int h5io_attr_set_double(hid_t obj, const char *name, double v);
 int h5io_attr_set_string(hid_t obj, const char *name, const char *v);

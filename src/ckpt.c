@@ -142,12 +142,16 @@ static int write_file(const char *tmp, const arena *a, const ckpt_state *st,
     return rc;
 }
 
-/* keeps the newest `keep` step-*.h5 files in dir */
-static void prune(const char *dir, long keep) {
-    int n;
+/* Keeps `keep` step-*.h5 files in dir: `current` (the one ckpt/latest names)
+ * and the newest keep - 1 before it. Files after it (renamed by a run that
+ * failed before updating ckpt/latest) are left alone: pruning by name alone
+ * would delete `current` itself. Names sort by step (fixed width). */
+static void prune(const char *dir, const char *current, long keep) {
+    int n, older = 0;
     char **names = fs_list(dir, "step-", ".h5", &n);
+    while (older < n && strcmp(names[older], current) < 0) older++;
     for (int i = 0; i < n; i++) {
-        if (i < n - keep) {
+        if (i < older - (keep - 1)) {
             char path[4200];
             snprintf(path, sizeof path, "%s/%s", dir, names[i]);
             unlink(path);
@@ -173,7 +177,9 @@ int ckpt_save(const char *run_dir, const arena *a, const ckpt_state *st, const c
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
     snprintf(final, sizeof final, "%s/%s", dir, name);
     snprintf(latest, sizeof latest, "%s/latest", dir);
-    int rc = dist_rank() == 0 ? fs_mkdir_p(dir) : YT_OK;
+    int rc = h5io_check_mpiio_path(tmp, "checkpoint"); /* the same on every rank */
+    if (rc != YT_OK) return rc;
+    rc = dist_rank() == 0 ? fs_mkdir_p(dir) : YT_OK;
     rc = dist_agree(rc);
     if (rc != YT_OK) return rc;
     rc = dist_agree(write_file(tmp, a, st, config_yaml, sum));
@@ -186,9 +192,19 @@ int ckpt_save(const char *run_dir, const arena *a, const ckpt_state *st, const c
         snprintf(line, sizeof line, "%s\n", name);
         rc = fs_rename_durable(tmp, final);
         if (rc == YT_OK) rc = fs_write_atomic(latest, line);
-        if (rc == YT_OK && keep > 0) prune(dir, keep);
+        if (rc == YT_OK && keep > 0) prune(dir, name, keep);
     }
     return dist_agree(rc);
+}
+
+int ckpt_check_run_dir(const char *run_dir) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/ckpt/.step-000000000.h5.tmp", run_dir);
+    int rc = h5io_check_mpiio_path(tmp, "checkpoints would be written as");
+    if (rc == YT_OK) return rc;
+    char m[YT_ERRMSG_MAX];
+    snprintf(m, sizeof m, "%s", yt_errmsg());
+    return yt_fail(rc, "experiment.out_dir %s: %s", run_dir, m);
 }
 
 /* ---- finding and reading --------------------------------------------------------------- */
@@ -198,7 +214,8 @@ int ckpt_find_latest(const char *run_dir, char *path, size_t size, bool *found) 
     snprintf(latest, sizeof latest, "%s/ckpt/latest", run_dir);
     *found = false;
     char *text = fs_read_text(latest);
-    if (!text) return YT_OK;
+    if (!text) /* absent: no checkpoint; there but unreadable: not "start afresh" */
+        return fs_exists(latest) ? yt_fail(YT_ERR_RUNTIME, "cannot read %s", latest) : YT_OK;
     text[strcspn(text, "\r\n")] = '\0';
     int rc = YT_OK;
     if (!*text || strchr(text, '/'))
@@ -230,8 +247,10 @@ static int read_header_local(const char *path, ckpt_state *st, char **config_yam
                      "%s: not a yoto checkpoint (root attribute format is %s%s%s, expected '%s')",
                      path, format ? "'" : "", format ? format : "missing", format ? "'" : "",
                      CKPT_FORMAT);
-    } else if (h5io_attr_get_long(f, "format_version", &version) != YT_OK ||
-               version > CKPT_FORMAT_VERSION) {
+    } else if (h5io_attr_get_long(f, "format_version", &version) != YT_OK || version < 1) {
+        rc = yt_fail(YT_ERR_USAGE, "%s: checkpoint lacks a valid root attribute format_version",
+                     path);
+    } else if (version > CKPT_FORMAT_VERSION) {
         rc = yt_fail(YT_ERR_USAGE,
                      "%s: checkpoint format version %ld is newer than this yoto understands (%d); "
                      "use a newer yoto",
@@ -240,6 +259,12 @@ static int read_header_local(const char *path, ckpt_state *st, char **config_yam
                h5io_attr_get_long(f, "step_in_epoch", &sie) ||
                h5io_attr_get_long(f, "world_size", &world)) {
         rc = yt_fail(YT_ERR_USAGE, "%s: checkpoint lacks step/epoch/world_size attributes", path);
+    } else if (step < 0 || epoch < 0 || sie < 0 || world < 1) {
+        /* resume indexes the data order with them (a broken check, exit 1, otherwise) */
+        rc = yt_fail(YT_ERR_USAGE,
+                     "%s: checkpoint attributes out of range: step %ld, epoch %ld, "
+                     "step_in_epoch %ld, world_size %ld",
+                     path, step, epoch, sie, world);
     } else {
         hid_t r = h5io_exists(f, "rng") ? H5Gopen2(f, "rng", H5P_DEFAULT) : -1;
         if (r < 0 || h5io_attr_get_long(r, "seed", &seed) != YT_OK)

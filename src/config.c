@@ -1214,6 +1214,12 @@ static int validate(loader *ld) {
                 return xfail(ld, kn, NULL, "%s: split name '%s' is used twice (also %s at %s)", kn,
                              s->name, kj, where(ld, kj));
             }
+        /* the name becomes an HDF5 dataset name in eval tables */
+        if (strchr(s->name, '/') || !strcmp(s->name, "."))
+            return xfail(ld, kn, NULL,
+                         "%s: split name '%s' cannot contain '/' or be '.' (it names a dataset "
+                         "in the eval tables)",
+                         kn, s->name);
         if (!s->file[0] && !c->data.file[0])
             return xfail(ld, kf, NULL, "%s: split '%s' names no file: set its 'file' or data.file",
                          kf, s->name);
@@ -1235,6 +1241,11 @@ static int validate(loader *ld) {
             return xfail(ld, "eval.splits", "data.splits",
                          "%s: '%s' is not one of the splits in data.splits (%s)", k,
                          c->eval.splits[i], where(ld, "data.splits"));
+        for (int j = 0; j < i; j++)
+            if (!strcmp(c->eval.splits[j], c->eval.splits[i]))
+                return xfail(ld, "eval.splits", NULL,
+                             "%s: split '%s' is listed twice (also eval.splits[%d])", k,
+                             c->eval.splits[i], j);
     }
 
     /* model: the shapes have to chain */

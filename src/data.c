@@ -780,9 +780,20 @@ static int source_open(data_source **out, const yoto_config *cfg, const char *sp
         snprintf(dd->dataset, sizeof dd->dataset, "%s", sp->dataset);
         snprintf(dd->range, sizeof dd->range, "%s", sp->range);
         rc = check_file(dd->file);
+        if (rc == YT_OK) rc = h5io_check_mpiio_path(dd->file, "data file");
         if (rc == YT_OK && dist_fault("data-open"))
             rc = yt_fail(YT_ERR_USAGE, "%s: injected fault (YOTO_FAULT=data-open)", dd->file);
     }
+    /* every rank must see the same file: a node-local copy that differs
+     * (truncated) would be read as zeros past its end on that rank */
+    struct stat fst;
+    long size = rc == YT_OK && stat(dd->file, &fst) == 0 ? (long)fst.st_size : -1;
+    long lo = dist_allreduce_min_long(size), hi = dist_allreduce_max_long(size);
+    if (rc == YT_OK && lo >= 0 && lo != hi)
+        rc = yt_fail(YT_ERR_USAGE,
+                     "%s: the ranks see different files (from %ld to %ld bytes over the ranks): "
+                     "every rank must read the same data file",
+                     dd->file, lo, hi);
     rc = dist_agree(rc);
     /* stage 2, collective open, then the dataset (every rank sees the same file) */
     data_image_info info;

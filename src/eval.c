@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "data.h"
@@ -120,32 +122,51 @@ static int write_h5(const char *path, long step, const eval_table *t, int nt) {
     return rc == YT_OK ? YT_OK : yt_fail(YT_ERR_RUNTIME, "cannot write %s", path);
 }
 
+/* a growing text buffer: rows are as long as their numbers ("%.4f" of 1e300
+ * is 305 characters), so no fixed per-row budget holds */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} text_buf;
+
+static void text_add(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_add(text_buf *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        YT_CHECK(n >= 0);
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = 2 * (b->cap + (size_t)n);
+        b->s = yt_realloc(b->s, b->cap);
+    }
+}
+
 static int write_text(const char *csv, const char *md, long step, const eval_table *t, int nt) {
-    size_t cap = 4096 + (size_t)nt * EVAL_MAX_BETAS * 200;
-    char *a = yt_malloc(cap), *b = yt_malloc(cap);
-    size_t la = 0, lb = 0;
-    la += (size_t)snprintf(a + la, cap - la,
-                           "split,beta,w_rec,reconstruction_loss,kl_loss,full_loss,n_images\n");
-    lb += (size_t)snprintf(b + lb, cap - lb, "# Evaluation at step %ld\n", step);
+    text_buf a = {yt_malloc(4096), 0, 4096}, b = {yt_malloc(4096), 0, 4096};
+    text_add(&a, "split,beta,w_rec,reconstruction_loss,kl_loss,full_loss,n_images\n");
+    text_add(&b, "# Evaluation at step %ld\n", step);
     for (int i = 0; i < nt; i++) {
-        lb += (size_t)snprintf(b + lb, cap - lb,
-                               "\n## %s\n\n| beta | w_rec | reconstruction_loss | kl_loss | "
-                               "full_loss | n_images |\n|---:|---:|---:|---:|---:|---:|\n",
-                               t[i].split);
+        text_add(&b,
+                 "\n## %s\n\n| beta | w_rec | reconstruction_loss | kl_loss | "
+                 "full_loss | n_images |\n|---:|---:|---:|---:|---:|---:|\n",
+                 t[i].split);
         for (int k = 0; k < t[i].n; k++) {
             const eval_row *r = &t[i].row[k];
-            la += (size_t)snprintf(a + la, cap - la, "%s,%.10g,%.10g,%.10g,%.10g,%.10g,%ld\n",
-                                   t[i].split, r->beta, r->w_rec, r->reconstruction_loss,
-                                   r->kl_loss, r->full_loss, r->n_images);
-            lb += (size_t)snprintf(b + lb, cap - lb, "| %g | %g | %.4f | %.4f | %.4f | %ld |\n",
-                                   r->beta, r->w_rec, r->reconstruction_loss, r->kl_loss,
-                                   r->full_loss, r->n_images);
+            text_add(&a, "%s,%.10g,%.10g,%.10g,%.10g,%.10g,%ld\n", t[i].split, r->beta, r->w_rec,
+                     r->reconstruction_loss, r->kl_loss, r->full_loss, r->n_images);
+            text_add(&b, "| %g | %g | %.4f | %.4f | %.4f | %ld |\n", r->beta, r->w_rec,
+                     r->reconstruction_loss, r->kl_loss, r->full_loss, r->n_images);
         }
     }
-    int rc = fs_write_atomic(csv, a);
-    if (rc == YT_OK) rc = fs_write_atomic(md, b);
-    free(a);
-    free(b);
+    int rc = fs_write_atomic(csv, a.s);
+    if (rc == YT_OK) rc = fs_write_atomic(md, b.s);
+    free(a.s);
+    free(b.s);
     return rc;
 }
 
@@ -162,6 +183,7 @@ int eval_write(const char *run_dir, long step, const eval_table *tables, int nta
         rc = fs_mkdir_p(dir);
         if (rc == YT_OK) rc = write_h5(tmp, step, tables, ntables);
         if (rc == YT_OK) rc = fs_rename_durable(tmp, h5);
+        if (rc != YT_OK) unlink(tmp); /* no half file left behind */
         if (rc == YT_OK) rc = write_text(csv, md, step, tables, ntables);
     }
     return dist_agree(rc);
@@ -173,7 +195,10 @@ int eval_load(const char *target, int max_batch, const char *const *sets, int ns
               eval_loaded *out) {
     memset(out, 0, sizeof *out);
     int rc = YT_OK;
-    if (fs_is_dir(target)) {
+    if (strlen(target) >= sizeof out->run_dir) {
+        rc = yt_fail(YT_ERR_USAGE, "%s: path too long (at most %zu characters)", target,
+                     sizeof out->run_dir - 1);
+    } else if (fs_is_dir(target)) {
         bool found;
         rc = ckpt_find_latest(target, out->ckpt, sizeof out->ckpt, &found);
         if (rc == YT_OK && !found)

@@ -113,7 +113,7 @@ static void grid_init(grid *g, const vae_model *m, int rows, int cols) {
     g->cols = cols;
     g->H = m->in_h;
     g->W = m->in_w;
-    g->C = m->in_c == 1 ? 1 : 3;
+    g->C = m->in_c >= 3 ? 3 : 1; /* RGB from the first 3 channels, else gray from channel 0 */
     g->margin = LABEL_CHARS * 4 * FONT_SCALE + GAP;
     g->cv.w = g->margin + cols * (g->W + GAP);
     g->cv.h = GAP + rows * (g->H + GAP);
@@ -243,7 +243,11 @@ int gallery_reconstruct(const gallery_args *a) {
     data_source *d = NULL;
     real *x = NULL;
     long count = 0;
-    rc = data_open_eval(&d, one, split, 0, 1, NULL);
+    if (!config_split(cfg, split)) /* the same answer on every rank */
+        rc = yt_fail(YT_ERR_USAGE, "%s %s: the config has no such split (data.splits)",
+                     a->split ? "--split" : "eval.splits[0]", split);
+    else
+        rc = data_open_eval(&d, one, split, 0, 1, NULL);
     if (rc == YT_OK) {
         x = yt_malloc(data_batch_floats(d) * sizeof *x);
         rc = data_batch(d, 0, 0, x, NULL, &count);

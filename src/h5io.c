@@ -32,6 +32,16 @@ hid_t h5io_dxpl(void) {
     return dxpl;
 }
 
+int h5io_check_mpiio_path(const char *path, const char *what) {
+    size_t n = strlen(path);
+    if (!dist_active() || n <= H5IO_MPIIO_PATH_MAX) return YT_OK;
+    return yt_fail(YT_ERR_USAGE,
+                   "%s %s is %zu characters long; files opened through MPI-IO must have paths "
+                   "of at most %d (Open MPI aborts on longer ones): use a shorter or relative "
+                   "path, or a symbolic link",
+                   what, path, n, H5IO_MPIIO_PATH_MAX);
+}
+
 static int attr_set(hid_t obj, const char *name, hid_t type, const void *v) {
     if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
     hid_t sp = H5Screate(H5S_SCALAR);

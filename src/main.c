@@ -600,7 +600,7 @@ static const command commands[] = {
      "options:\n"
      "  --resume RUN_DIR  continue the run in RUN_DIR from its newest checkpoint\n"
      "  --set KEY=VALUE   override a config value (repeatable); on resume only\n"
-     "                    train.steps, intervals, eval.*, data paths and cache sizes\n"
+     "                    train.steps, intervals, eval.*, data paths and data.cache_mb\n"
      "  -h, --help        this text\n",
      run_train, true},
     {"eval", "RUN_DIR|CHECKPOINT [--split S] [--beta LIST] [--set KEY=VALUE]...",

@@ -45,12 +45,23 @@ static void install_signals(void) {
 /* After a stop signal mpirun may no longer drain our stdout (it is shutting
  * the job down): a full pipe would block rank 0 forever, so from then on
  * stdout writes never block (log.txt still gets every line). */
+static int g_stdout_flags = -1; /* stdout's flags before, when changed */
+
 static void stdout_nonblocking_when_stopping(void) {
     static bool done;
     if (!g_stop_signal || done) return;
     int fl = fcntl(STDOUT_FILENO, F_GETFL);
-    if (fl >= 0) fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+    if (fl >= 0 && fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) == 0) g_stdout_flags = fl;
     done = true;
+}
+
+/* The flag belongs to the open file, which the shell or script that started
+ * us shares (a terminal, a pipe): give it back as it was. */
+static void stdout_restore(void) {
+    if (g_stdout_flags < 0) return;
+    fflush(stdout);
+    fcntl(STDOUT_FILENO, F_SETFL, g_stdout_flags);
+    g_stdout_flags = -1;
 }
 
 /* ---- the run's log (rank 0) ------------------------------------------------------------ */
@@ -109,6 +120,8 @@ static int open_metrics(run_log *rl, const char *dir, long keep_upto) {
     char path[CFG_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.csv", dir);
     char *old = keep_upto > 0 ? fs_read_text(path) : NULL;
+    if (keep_upto > 0 && !old && fs_exists(path)) /* keep its rows, do not truncate it */
+        return yt_fail(YT_ERR_RUNTIME, "cannot read %s", path);
     rl->metrics = fopen(path, "w");
     if (!rl->metrics) {
         free(old);
@@ -127,7 +140,9 @@ static int open_metrics(run_log *rl, const char *dir, long keep_upto) {
 
 /* ---- configuration and resume ---------------------------------------------------------- */
 
-/* Keys a resumed run may change: how long, how often, where, how fast. */
+/* Keys a resumed run may change: how long, how often, where, how fast.
+ * Not data.stream_block_mb: it shapes the data order (docs/DATA.md), so a
+ * resumed run would no longer continue bit for bit. */
 static void take_changeable(yoto_config *dst, const yoto_config *src) {
     dst->train.steps = src->train.steps;
     dst->train.log_every = src->train.log_every;
@@ -138,7 +153,6 @@ static void take_changeable(yoto_config *dst, const yoto_config *src) {
     dst->train.bucket_mb = src->train.bucket_mb;
     dst->eval = src->eval;
     dst->data.cache_mb = src->data.cache_mb;
-    dst->data.stream_block_mb = src->data.stream_block_mb;
     memcpy(dst->data.file, src->data.file, sizeof dst->data.file);
     for (int i = 0; i < CFG_SPLITS_MAX; i++)
         memcpy(dst->data.splits[i].file, src->data.splits[i].file, sizeof dst->data.splits[i].file);
@@ -167,7 +181,7 @@ static int check_resume_config(const yoto_config *cfg, const char *stored_yaml, 
                              "cannot resume from %s: the model, data or training setup differs "
                              "from the checkpoint's (in section '%s': checkpoint has '%.*s', this "
                              "run '%.*s'); only train.steps, log/checkpoint intervals, eval.*, "
-                             "data file paths and cache sizes may change on resume",
+                             "data file paths and data.cache_mb may change on resume",
                              ckpt, section, (int)la, pa, (int)lb, pb);
                 break;
             }
@@ -194,8 +208,12 @@ static int resolve(const train_args *a, run_setup *s) {
     int rc;
     char *stored = NULL;
     if (a->resume_dir) {
-        bool found;
-        rc = ckpt_find_latest(a->resume_dir, s->ckpt, sizeof s->ckpt, &found);
+        bool found = false;
+        if (strlen(a->resume_dir) >= sizeof s->cfg->experiment.out_dir)
+            rc = yt_fail(YT_ERR_USAGE, "--resume %s: path too long (at most %zu characters)",
+                         a->resume_dir, sizeof s->cfg->experiment.out_dir - 1);
+        else
+            rc = ckpt_find_latest(a->resume_dir, s->ckpt, sizeof s->ckpt, &found);
         if (rc == YT_OK && !found)
             rc = yt_fail(YT_ERR_USAGE, "--resume %s: no checkpoint there (no %s/ckpt/latest)",
                          a->resume_dir, a->resume_dir);
@@ -220,6 +238,16 @@ static int resolve(const train_args *a, run_setup *s) {
         if (rc != YT_OK) return rc;
         bool found;
         rc = dist_agree(ckpt_find_latest(s->cfg->experiment.out_dir, s->ckpt, sizeof s->ckpt, &found));
+        /* every rank must take the same branch: resuming is collective */
+        if (rc == YT_OK) {
+            long any = dist_allreduce_max_long(found), all = dist_allreduce_min_long(found);
+            if (any != all)
+                rc = yt_fail(YT_ERR_USAGE,
+                             "%s/ckpt/latest %s on this rank but not on every rank: "
+                             "experiment.out_dir must be a directory that all ranks share",
+                             s->cfg->experiment.out_dir, found ? "exists" : "is missing");
+            rc = dist_agree(rc);
+        }
         if (rc == YT_OK && found) { /* a requeued job: continue */
             rc = ckpt_read_header(s->ckpt, &s->st, &stored);
             s->resume = rc == YT_OK;
@@ -310,6 +338,9 @@ int train_run(const train_args *args) {
         B = cfg->train.batch_size / world;
     }
     blas_set_threads(cfg->train.threads);
+    /* before any work: a path MPI-IO cannot open would only fail at the first checkpoint */
+    rc = ckpt_check_run_dir(dir);
+    if (rc != YT_OK) goto out;
 
     /* run directory: config.yaml, log.txt, metrics.csv */
     if (rank == 0) {
@@ -510,6 +541,7 @@ out:
     free(cond);
     if (rl.log) fclose(rl.log);
     if (rl.metrics) fclose(rl.metrics);
+    stdout_restore();
     free(s.yaml);
     free(s.cfg);
     return rc;

@@ -68,6 +68,26 @@ check "samples.png: 3 rows x 5 images" png_ok "$T/s.png" $((58 + 5 * 18)) $((2 +
 expect_exit 0 "reconstruct at 3 betas" $MPI 2 "$YOTO" reconstruct "$RUN" --beta 0.5,8,64 --n 4 --out "$T/r.png" --split valid
 check "reconstructions.png: inputs + 3 rows x 4 images" png_ok "$T/r.png" $((58 + 4 * 18)) $((2 + 4 * 18))
 expect_exit 2 "sample without --out" $MPI 1 "$YOTO" sample "$RUN"
+expect_exit 2 "reconstruct --split of no such split" $MPI 2 "$YOTO" reconstruct "$RUN" --out "$T/x.png" --split nope
+contains "names the option" "$ERR" "--split nope: the config has no such split"
+# a 2-channel model: gray grids of channel 0 (an RGB grid read a third channel
+# past the end of the 2-channel batch)
+"$PYTHON" - "$T/two.h5" <<'EOF'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    f["images"] = np.random.default_rng(0).integers(0, 256, size=(64, 8, 8, 2), dtype=np.uint8)
+EOF
+two=(--set data.file="$T/two.h5" --set 'data.preprocess_train=["value_range(0, 1)"]'
+     --set 'data.preprocess_eval=["value_range(0, 1)"]' --set 'model.input_shape=[8, 8, 2]'
+     --set model.encoder.num_blocks=1 --set model.decoder.num_blocks=1
+     --set 'model.decoder.reshape=[4, 4, 8]' --set model.decoder.channels_out=2
+     --set train.steps=2 --set experiment.out_dir="$T/two")
+expect_exit 0 "a 2-channel model trains" $MPI 1 "$YOTO" train "$T/tiny.yaml" "${two[@]}"
+gray_png() { "$PYTHON" -c 'import sys; d = open(sys.argv[1], "rb").read(); assert d[25] == 0, d[25]' "$1"; }
+expect_exit 0 "reconstruct a 2-channel model" $MPI 1 "$YOTO" reconstruct "$T/two" --n 4 --out "$T/two_r.png" --split valid
+check "its grid is gray (channel 0)" gray_png "$T/two_r.png"
+expect_exit 0 "sample a 2-channel model" $MPI 1 "$YOTO" sample "$T/two" --n 4 --out "$T/two_s.png"
+check "its grid is gray too" gray_png "$T/two_s.png"
 
 # ---- a fixed-beta baseline: no conditioning, one weight vector ------------------------------------
 fixed=(--set loss_weights.mode=fixed --set model.conditioning.type=none

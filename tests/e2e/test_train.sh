@@ -47,6 +47,8 @@ contains "a changed rank count is a warning" "$ERR" "re-split"
 # ---- refused resumes ---------------------------------------------------------------------------
 expect_exit 2 "resume with another model shape is refused" $MPI 1 "$YOTO" train --resume "$T/b" --set model.latent_dim=8 --set 'model.encoder.fc_sizes=[16, 16]'
 contains "and says what differs" "$ERR" "latent_dim"
+expect_exit 2 "resume with another data.stream_block_mb (it shapes the data order) is refused" $MPI 1 "$YOTO" train --resume "$T/b" --set data.stream_block_mb=1
+contains "and names it" "$ERR" "stream_block_mb"
 expect_exit 2 "--resume of a directory without checkpoints" $MPI 1 "$YOTO" train --resume "$T"
 contains "names the directory" "$ERR" "no checkpoint"
 
@@ -57,6 +59,44 @@ for fault in io_error nan_loss; do
     contains "$fault: the message names rank 1" "$ERR" "rank 1:"
     check "$fault: within 10 s" test $(($(date +%s) - t0)) -le 10
 done
+# a run directory only rank 0 sees (node-local out_dir on a requeue): each rank
+# runs in its own working directory with a relative out_dir
+mkdir -p "$T/node0" "$T/node1"
+cp -r "$T/b" "$T/node0/run"
+expect_exit 2 "ckpt/latest seen by rank 0 only: every rank stops with exit 2" timeout 30 \
+    mpirun --oversubscribe -np 1 -wdir "$T/node0" "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir=run \
+    : -np 1 -wdir "$T/node1" "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir=run
+contains "and says out_dir must be shared" "$ERR" "must be a directory that all ranks share"
+# node-local copies of the data file that differ (one truncated): refused, not
+# read as zeros past the end on one rank
+cp "$DATA" "$T/node0/d.h5"
+head -c 1000000 "$DATA" >"$T/node1/d.h5"
+expect_exit 2 "a data file that differs between ranks: exit 2" timeout 30 \
+    mpirun --oversubscribe -np 1 -wdir "$T/node0" "$YOTO" train "$T/tiny.yaml" --set data.file=d.h5 --set experiment.out_dir="$T/nd" \
+    : -np 1 -wdir "$T/node1" "$YOTO" train "$T/tiny.yaml" --set data.file=d.h5 --set experiment.out_dir="$T/nd"
+contains "and says the ranks see different files" "$ERR" "d.h5: the ranks see different files"
+
+# Open MPI 4.1 aborts every rank on an MPI-IO path of more than ~245 characters:
+# refused up front with exit 2
+long=$T/$(head -c 150 /dev/zero | tr "\0" x)/$(head -c 150 /dev/zero | tr "\0" y)
+mkdir -p "$long"
+ln -s "$DATA" "$long/shapes.h5"
+expect_exit 2 "an out_dir too long for MPI-IO paths: exit 2 before training" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$long/run"
+contains "it names out_dir" "$ERR" "experiment.out_dir $long/run"
+check "and nothing was trained" test ! -e "$long/run/ckpt"
+expect_exit 2 "a data file path too long for MPI-IO: exit 2" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/lp" --set data.file="$long/shapes.h5"
+contains "it names the data file" "$ERR" "data file $long/shapes.h5 is"
+
+# a run directory path longer than out_dir can hold (512..551 characters) is
+# refused, not silently truncated into another directory
+deep=$T
+while [ ${#deep} -lt 400 ]; do deep=$deep/$(head -c 99 /dev/zero | tr "\0" z); done
+deep=$deep/$(head -c $((519 - ${#deep})) /dev/zero | tr "\0" r)
+mkdir -p "$deep" && cp -r "$T/b/." "$deep/"
+expect_exit 2 "eval of a run directory path over 511 characters: exit 2" $MPI 1 "$YOTO" eval "$deep" --set eval.max_batches=1
+contains "it says the path is too long" "$ERR" "path too long"
+expect_exit 2 "--resume of it: exit 2" $MPI 1 "$YOTO" train --resume "$deep"
+check "nothing written beside it" test "$(ls "$(dirname "$deep")" | wc -l)" = 1
 
 # ---- preemption --------------------------------------------------------------------------------------
 # stop() SIG DIR: start a long run, wait until it trains, send SIG to mpirun
@@ -106,6 +146,28 @@ check "one SIGINT: checkpoint and exit 75" test "$(cat "$T/int.rc")" = 75 -a -s 
 YOTO_FAULT=slow_ckpt sigint 2 "$T/i2"
 check "a second SIGINT: exit 130 at once" test "$(cat "$T/int.rc")" = 130
 
+# stopped by a signal, a run gives back its stdout as it found it: the
+# non-blocking mode it sets while stopping belongs to the caller's pipe/terminal
+check "after a signal stop, the caller's stdout is blocking again" "$PYTHON" - "$YOTO" "$T/tiny.yaml" "$T/nb" <<'EOF'
+import os, select, signal, subprocess, sys, threading, time
+r, w = os.pipe()  # we keep w: its open file is the one yoto shares with us
+p = subprocess.Popen([sys.argv[1], "train", sys.argv[2], "--set", "experiment.out_dir=" + sys.argv[3],
+                      "--set", "train.steps=100000", "--set", "train.log_every=1"],
+                     stdout=w, stderr=subprocess.DEVNULL)
+buf, t0 = b"", time.time()
+while b"step 3/" not in buf:
+    assert p.poll() is None and time.time() - t0 < 60, "no progress"
+    if select.select([r], [], [], 1.0)[0]:
+        buf += os.read(r, 65536)
+p.send_signal(signal.SIGUSR1)
+def drain():
+    while os.read(r, 65536):
+        pass
+threading.Thread(target=drain, daemon=True).start()
+assert p.wait(timeout=60) == 75
+assert os.get_blocking(w), "stdout left non-blocking"
+EOF
+
 # ---- crash safety: SIGKILL while a checkpoint is being written ------------------------------------------
 YOTO_FAULT=slow_ckpt $MPI 2 -x YOTO_FAULT "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/k" \
     --set train.steps=100000 --set train.checkpoint_every=10 >"$T/k.out" 2>&1 &
@@ -124,6 +186,23 @@ check "ckpt/latest still names the complete step-10 checkpoint" grep -qx "step-0
 expect_exit 0 "and that checkpoint loads (eval)" $MPI 1 "$YOTO" eval "$T/k" --set eval.max_batches=1
 expect_exit 0 "and training resumes from it" $MPI 2 "$YOTO" train --resume "$T/k" --set train.steps=12
 
+# a newer checkpoint renamed into place whose ckpt/latest update failed: pruning
+# (keep_checkpoints) must not delete the checkpoint the resumed run publishes
+expect_exit 0 "20 steps, keep_checkpoints = 1" train 1 "$T/o" --set train.steps=20 --set train.keep_checkpoints=1
+cp "$T/o/ckpt/step-000000020.h5" "$T/o/ckpt/step-000000030.h5"
+expect_exit 0 "resume beside an unpublished step-30 checkpoint, to step 25" $MPI 1 "$YOTO" train --resume "$T/o" --set train.steps=25
+check "ckpt/latest names a checkpoint that exists" test -s "$T/o/ckpt/$(cat "$T/o/ckpt/latest")"
+check "the older one is pruned" test ! -e "$T/o/ckpt/step-000000020.h5"
+
+# ckpt/latest there but unreadable (an I/O error; here a directory): an error,
+# not a fresh start over the run's history
+expect_exit 0 "a 10-step run" train 1 "$T/ur" --set train.steps=10
+cp "$T/ur/metrics.csv" "$T/ur.metrics"
+mv "$T/ur/ckpt/latest" "$T/ur/ckpt/latest.was" && mkdir "$T/ur/ckpt/latest"
+expect_exit 1 "an unreadable ckpt/latest stops the run" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/ur" --set train.steps=20
+contains "naming it" "$ERR" "cannot read $T/ur/ckpt/latest"
+check "metrics.csv is untouched" cmp "$T/ur/metrics.csv" "$T/ur.metrics"
+
 # ---- bad checkpoints: exit 2, nothing overwritten ------------------------------------------------------------
 mkdir -p "$T/bad/ckpt"
 cp "$T/a/ckpt/step-000000040.h5" "$T/bad/ckpt/step-000000040.h5"
@@ -138,6 +217,16 @@ expect_exit 2 "a file that is not HDF5 is refused" $MPI 1 "$YOTO" eval "$T/bad/c
 contains "not an HDF5 file" "$ERR" "not an HDF5 file"
 expect_exit 2 "a golden file is HDF5 but not a yoto checkpoint" $MPI 1 "$YOTO" eval tests/data/golden_tiny_bernoulli.h5
 contains "not a yoto checkpoint" "$ERR" "not a yoto checkpoint"
+
+# header attributes out of range (a hand-edited checkpoint): exit 2, not a broken check
+mkdir -p "$T/neg/ckpt"
+cp "$T/a/ckpt/step-000000040.h5" "$T/neg/ckpt/" && echo step-000000040.h5 >"$T/neg/ckpt/latest"
+"$PYTHON" -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs["step_in_epoch"] = -1' "$T/neg/ckpt/step-000000040.h5"
+expect_exit 2 "a negative step_in_epoch is refused" $MPI 1 "$YOTO" train --resume "$T/neg" --set train.steps=45
+contains "naming the attributes" "$ERR" "step_in_epoch -1"
+"$PYTHON" -c 'import sys, h5py; del h5py.File(sys.argv[1], "r+").attrs["format_version"]' "$T/neg/ckpt/step-000000040.h5"
+expect_exit 2 "a checkpoint without format_version is refused" $MPI 1 "$YOTO" eval "$T/neg"
+contains "and says so (not 'version 0 is newer')" "$ERR" "lacks a valid root attribute format_version"
 
 # ---- h5py reads a checkpoint as docs/FORMATS.md says ------------------------------------------------------------
 check "h5py reads the checkpoint (docs/FORMATS.md)" "$PYTHON" - "$T/a/ckpt/step-000000040.h5" <<'EOF'
