@@ -36,6 +36,10 @@ void dist_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Warning on rank 0 only (stderr): "yoto: warning: ...". */
 void dist_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Collective: true on every rank iff buf[0..n) is the same on every rank
+ * (a 64-bit hash compared). */
+bool dist_same_everywhere(const void *buf, size_t n);
+
 /* Fault injection for tests: true when the environment variable YOTO_FAULT
  * is "point" or "point@r" with r this rank. */
 bool dist_fault(const char *point);

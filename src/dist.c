@@ -110,6 +110,13 @@ void dist_warn(const char *fmt, ...) {
     fflush(stderr);
 }
 
+bool dist_same_everywhere(const void *buf, size_t n) {
+    const unsigned char *p = buf;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return dist_allreduce_min_long((long)h) == dist_allreduce_max_long((long)h);
+}
+
 bool dist_fault(const char *point) {
     const char *f = getenv("YOTO_FAULT");
     if (!f || !*f) return false;

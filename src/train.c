@@ -143,14 +143,14 @@ static int open_metrics(run_log *rl, const char *dir, long keep_upto) {
 /* Keys a resumed run may change: how long, how often, where, how fast.
  * Not data.stream_block_mb: it shapes the data order (docs/DATA.md), so a
  * resumed run would no longer continue bit for bit. */
+/* Not the allreduce mode or bucket size: another reduction algorithm may
+ * round differently, and the continuation would no longer be bit for bit. */
 static void take_changeable(yoto_config *dst, const yoto_config *src) {
     dst->train.steps = src->train.steps;
     dst->train.log_every = src->train.log_every;
     dst->train.checkpoint_every = src->train.checkpoint_every;
     dst->train.keep_checkpoints = src->train.keep_checkpoints;
     dst->train.threads = src->train.threads;
-    dst->train.allreduce = src->train.allreduce;
-    dst->train.bucket_mb = src->train.bucket_mb;
     dst->eval = src->eval;
     dst->data.cache_mb = src->data.cache_mb;
     memcpy(dst->data.file, src->data.file, sizeof dst->data.file);
@@ -256,7 +256,12 @@ static int resolve(const train_args *a, run_setup *s) {
     if (rc == YT_OK && s->resume) rc = dist_agree(check_resume_config(s->cfg, stored, s->ckpt));
     free(stored);
     if (rc == YT_OK) s->yaml = config_to_yaml(s->cfg);
-    return rc;
+    /* every rank must train the same thing (a node-local config could differ) */
+    if (rc == YT_OK && !dist_same_everywhere(s->yaml, strlen(s->yaml)))
+        rc = yt_fail(YT_ERR_USAGE, "the ranks resolved different configs (is %s different on "
+                                   "some nodes?)",
+                     a->config_path ? a->config_path : s->ckpt);
+    return dist_agree(rc);
 }
 
 /* ---- periodic evaluation ------------------------------------------------------------ */
@@ -372,6 +377,16 @@ int train_run(const train_args *args) {
 
     rc = data_open_train(&data, cfg, rank, world, B, NULL);
     if (rc != YT_OK) goto out;
+    /* the eval splits are checked now, not at the first evaluation hours later */
+    if (cfg->eval.every > 0) {
+        for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK && rank == 0; i++) {
+            const cfg_split *sp = config_split(cfg, cfg->eval.splits[i]);
+            data_image_info info;
+            rc = data_probe(sp->file[0] ? sp->file : cfg->data.file, sp->dataset, &info);
+        }
+        rc = dist_agree(rc);
+        if (rc != YT_OK) goto out;
+    }
     const data_desc *dd = data_describe(data);
     const long steps_per_epoch = dd->steps;
     if (s.resume && s.st.world_size != world) {

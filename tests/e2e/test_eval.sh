@@ -102,6 +102,10 @@ check "it has no FiLM parameters" "$PYTHON" -c "import h5py,sys; f=h5py.File('$T
 expect_exit 0 "eval.every during training" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/periodic" --set train.steps=20 --set eval.every=10
 check "tables at steps 10 and 20" test -s "$T/periodic/eval/step-000000010.h5" -a -s "$T/periodic/eval/step-000000020.csv"
 
+expect_exit 2 "an eval split that cannot be read stops training before it starts" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/badeval" --set eval.every=5 --set 'data.splits[1].dataset=nope'
+contains "naming the dataset" "$ERR" "nope"
+check "no step was trained" test ! -e "$T/badeval/ckpt"
+
 # ---- analysis/ ---------------------------------------------------------------------------------------
 for script in rd_curve compare curves check_rd; do
     expect_exit 0 "analysis/$script.py --help" "$PYTHON" analysis/$script.py --help

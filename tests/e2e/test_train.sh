@@ -52,6 +52,11 @@ contains "and names it" "$ERR" "stream_block_mb"
 expect_exit 2 "--resume of a directory without checkpoints" $MPI 1 "$YOTO" train --resume "$T"
 contains "names the directory" "$ERR" "no checkpoint"
 
+sed 's/seed: 5/seed: 6/' "$T/tiny.yaml" >"$T/tiny6.yaml"
+expect_exit 2 "ranks with different configs refuse to train (MPMD)" mpirun --oversubscribe -np 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/mpmd" : -np 1 "$YOTO" train "$T/tiny6.yaml" --set experiment.out_dir="$T/mpmd"
+contains "and say so" "$ERR" "different configs"
+expect_exit 2 "the allreduce mode cannot change on resume (bit for bit)" $MPI 2 "$YOTO" train --resume "$T/b" --set train.allreduce=blocking
+
 # ---- a failure on one rank -------------------------------------------------------------------------
 for fault in io_error nan_loss; do
     t0=$(date +%s)
