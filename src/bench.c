@@ -19,6 +19,23 @@ typedef struct {
     double t[PH_N];
 } phase_times;
 
+/* s as the inside of a JSON string: quotes, backslashes and control bytes escaped */
+static void json_text(const char *s, char *out, size_t size) {
+    size_t k = 0;
+    for (; *s && k + 7 < size; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[k++] = '\\';
+            out[k++] = (char)c;
+        } else if (c < 0x20) {
+            k += (size_t)snprintf(out + k, size - k, "\\u%04x", c);
+        } else {
+            out[k++] = (char)c;
+        }
+    }
+    out[k] = '\0';
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -160,6 +177,8 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
 
     if (rank == 0) {
         const char *cfgname = o->config_path ? o->config_path : cfg->source;
+        char cfgjson[2 * CFG_PATH_MAX];
+        json_text(cfgname, cfgjson, sizeof cfgjson);
         if (o->json) {
             printf("{\"config\": \"%s\", \"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d,\n"
                    " \"params\": %zu, \"conditioning_params\": %zu,\n"
@@ -173,7 +192,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
                    " \"allreduce\": {\"mode\": \"%s\", \"bytes\": %zu, \"alone_s\": %.6g, "
                    "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
                    " \"peak_rss_mb\": %.1f,\n",
-                   cfgname, world, B, steps, m->params.total, arena_conditioning_size(&m->params),
+                   cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params),
                    macs, flops, step_med, step_min, step_max, imgs, gflops_rank, sgemm,
                    gflops_rank / sgemm, med[PH_FORWARD], med[PH_BACKWARD], med[PH_ALLREDUCE], med[PH_OPTIMIZER], blas_corename(),
                    blas_threads(), blas_cpu_isa(), overlap ? "bucketed" : "blocking",
