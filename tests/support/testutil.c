@@ -58,6 +58,14 @@ void tu_scratch_dir(const char *name, char *buf, size_t size) {
     mkdir_p(buf);
 }
 
+const char *tu_join(const char *dir, const char *name) {
+    static char p[4][1100];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
 const char *tu_data_path(const char *file) {
     static char path[1024];
     const char *dir = getenv("YOTO_TEST_DATA");

@@ -26,6 +26,9 @@ double tu_max_norm_err(const real *a, const double *ref, size_t n);
 void tu_assert_close(const char *name, const real *a, const double *ref, size_t n, double tol);
 /* A fresh directory under tests/out/ (or $TMPDIR) for this test; path in buf. */
 void tu_scratch_dir(const char *name, char *buf, size_t size);
+/* "dir/name" in one of 4 rotating static buffers (a call's result lives
+ * through the next three calls). */
+const char *tu_join(const char *dir, const char *name);
 /* Path of a file shipped in tests/data/, found relative to the working
  * directory (make test runs from the project root). */
 const char *tu_data_path(const char *file);

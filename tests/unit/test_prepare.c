@@ -17,13 +17,7 @@
 
 static char g_dir[512];
 
-static const char *path_in(const char *name) {
-    static char p[4][700];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
-    return p[k];
-}
+#define path_in(name) tu_join(g_dir, name)
 
 static void write_bytes(const char *path, const uint8_t *b, size_t n, bool gz) {
     if (gz) {
