@@ -44,7 +44,6 @@ enum {
  * message); the message names the file/key/dataset where it is made. */
 int yt_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *yt_errmsg(void);
-int yt_errcode(void);
 void yt_clear_error(void);
 
 /* ---- checked allocation: report file:line and stop -------------------------

@@ -196,6 +196,9 @@ const cfg_split *config_split(const yoto_config *cfg, const char *name);
  * (message names the text). Used by config validation (syntax, nrows = 0 is
  * fine) and by the data module. */
 int config_range_resolve(const char *range, long nrows, long *begin, long *end);
+/* Parses one preprocessing op in the config's syntax ("value_range(0, 1)",
+ * "pad(32)", ...); YT_ERR_USAGE with a message naming the text and the ops. */
+int config_preop_parse(const char *text, cfg_preop *op);
 /* Text form of one preprocessing op, e.g. "value_range(-1, 1)". */
 void config_preop_text(const cfg_preop *op, char *buf, int size);
 

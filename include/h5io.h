@@ -39,11 +39,9 @@ hid_t h5io_dxpl(void);
 int h5io_check_mpiio_path(const char *path, const char *what);
 
 int h5io_attr_set_long(hid_t obj, const char *name, long v);
-int h5io_attr_set_double(hid_t obj, const char *name, double v);
 int h5io_attr_set_string(hid_t obj, const char *name, const char *v);
 /* Readers return YT_OK or YT_ERR_USAGE (missing or wrong type); no message. */
 int h5io_attr_get_long(hid_t obj, const char *name, long *v);
-int h5io_attr_get_double(hid_t obj, const char *name, double *v);
 /* malloc'd string (fixed or variable length), or NULL */
 char *h5io_attr_get_string(hid_t obj, const char *name);
 

@@ -64,8 +64,6 @@ void preprocess_plan_free(preprocess_plan *p);
 /* One image: in = uint8 [h][w][c]; writes out[ch * cstride + y * ow + x]. */
 void preprocess_image(preprocess_plan *p, const uint8_t *in, uint64_t seed, uint32_t epoch,
                       uint32_t row, real *out, size_t cstride);
-/* True when the pipeline draws random numbers (random_crop, flip_lr). */
-int preprocess_is_random(const cfg_pipeline *pipe);
 
 /* Parses "value_range(0,1), resize(40), random_crop(32), flip_lr(), pad(32)"
  * (ops separated by commas or semicolons, spaces ignored). YT_ERR_USAGE with

@@ -44,8 +44,7 @@ void yn_free(yn_node *node);
 
 yn_node *yn_new(yn_kind kind, int src, int line, int col);
 yn_node *yn_new_scalar(const char *text, bool plain, int src, int line, int col);
-/* Appends a child (seq) or a key/value pair (map); the node takes ownership. */
-void yn_append(yn_node *seq, yn_node *item);
+/* Appends a key/value pair to a map; the map takes ownership. */
 void yn_map_add(yn_node *map, yn_node *key, yn_node *value);
 /* Index of the LAST pair whose key text is key (later duplicates win in
  * lookups; the config reader reports duplicates itself), or -1. */

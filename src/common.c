@@ -15,7 +15,6 @@
 #endif
 
 static char g_errmsg[YT_ERRMSG_MAX];
-static int g_errcode;
 static yt_die_hook g_die_hook;
 
 int yt_fail(int code, const char *fmt, ...) {
@@ -23,15 +22,12 @@ int yt_fail(int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(g_errmsg, sizeof g_errmsg, fmt, ap);
     va_end(ap);
-    g_errcode = code;
     return code;
 }
 
 const char *yt_errmsg(void) { return g_errmsg; }
-int yt_errcode(void) { return g_errcode; }
 void yt_clear_error(void) {
     g_errmsg[0] = '\0';
-    g_errcode = YT_OK;
 }
 
 void yt_set_die_hook(yt_die_hook hook) { g_die_hook = hook; }

@@ -719,6 +719,14 @@ static bool parse_preop(const char *text, cfg_preop *op, char *why, size_t size)
     return true;
 }
 
+int config_preop_parse(const char *text, cfg_preop *op) {
+    char why[256];
+    memset(op, 0, sizeof *op);
+    if (!parse_preop(text, op, why, sizeof why))
+        return yt_fail(YT_ERR_USAGE, "bad preprocessing op '%s': %s", text, why);
+    return YT_OK;
+}
+
 void config_preop_text(const cfg_preop *op, char *buf, int size) {
     char a[40], b[40];
     const char *name = "?";

@@ -56,10 +56,6 @@ int h5io_attr_set_long(hid_t obj, const char *name, long v) {
     return attr_set(obj, name, H5T_NATIVE_LONG, &v);
 }
 
-int h5io_attr_set_double(hid_t obj, const char *name, double v) {
-    return attr_set(obj, name, H5T_NATIVE_DOUBLE, &v);
-}
-
 static hid_t vlen_utf8(void) {
     hid_t t = H5Tcopy(H5T_C_S1);
     H5Tset_size(t, H5T_VARIABLE);
@@ -88,10 +84,6 @@ static int attr_get(hid_t obj, const char *name, hid_t type, void *v) {
 
 int h5io_attr_get_long(hid_t obj, const char *name, long *v) {
     return attr_get(obj, name, H5T_NATIVE_LONG, v);
-}
-
-int h5io_attr_get_double(hid_t obj, const char *name, double *v) {
-    return attr_get(obj, name, H5T_NATIVE_DOUBLE, v);
 }
 
 /* reads a string from an attribute or dataset whose type is t */

@@ -9,46 +9,17 @@
 
 #include "rng.h"
 
-static void op_text(const cfg_preop *op, char *buf, size_t size) {
-    switch (op->kind) {
-    case PRE_VALUE_RANGE:
-        snprintf(buf, size, "value_range(%g, %g)", op->a, op->b);
-        break;
-    case PRE_RESIZE:
-        snprintf(buf, size, "resize(%d)", op->n);
-        break;
-    case PRE_RANDOM_CROP:
-        snprintf(buf, size, "random_crop(%d)", op->n);
-        break;
-    case PRE_FLIP_LR:
-        snprintf(buf, size, "flip_lr()");
-        break;
-    case PRE_PAD:
-        snprintf(buf, size, "pad(%d)", op->n);
-        break;
-    default:
-        snprintf(buf, size, "op#%d", (int)op->kind);
-        break;
-    }
-}
-
 void preprocess_text(const cfg_pipeline *pipe, char *buf, size_t size) {
     size_t used = 0;
     if (size == 0) return;
     buf[0] = '\0';
     for (int i = 0; i < pipe->n && used + 1 < size; i++) {
         char one[96];
-        op_text(&pipe->op[i], one, sizeof one);
+        config_preop_text(&pipe->op[i], one, sizeof one);
         int k = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", one);
         if (k < 0) break;
         used += (size_t)k;
     }
-}
-
-int preprocess_is_random(const cfg_pipeline *pipe) {
-    for (int i = 0; i < pipe->n; i++)
-        if (pipe->op[i].kind == PRE_RANDOM_CROP || pipe->op[i].kind == PRE_FLIP_LR) return 1;
-    return 0;
 }
 
 int preprocess_out_shape(const cfg_pipeline *pipe, int h, int w, const char *what, int *oh,
@@ -56,7 +27,7 @@ int preprocess_out_shape(const cfg_pipeline *pipe, int h, int w, const char *wha
     for (int i = 0; i < pipe->n; i++) {
         const cfg_preop *op = &pipe->op[i];
         char t[96];
-        op_text(op, t, sizeof t);
+        config_preop_text(op, t, sizeof t);
         switch (op->kind) {
         case PRE_VALUE_RANGE:
             if (!isfinite(op->a) || !isfinite(op->b))
@@ -311,72 +282,6 @@ void preprocess_image(preprocess_plan *p, const uint8_t *in, uint64_t seed, uint
 
 /* ---- parsing ------------------------------------------------------------------ */
 
-static int parse_num(const char *s, double *v) {
-    char *end;
-    errno = 0;
-    *v = strtod(s, &end);
-    while (isspace((unsigned char)*end))
-        end++;
-    return end != s && *end == '\0' && errno == 0 && isfinite(*v);
-}
-
-static int parse_op(const char *tok, cfg_preop *op) {
-    char name[32], args[128];
-    const char *lp = strchr(tok, '(');
-    size_t nl = lp ? (size_t)(lp - tok) : strlen(tok);
-    while (nl > 0 && isspace((unsigned char)tok[nl - 1]))
-        nl--;
-    if (nl == 0 || nl >= sizeof name) goto bad;
-    memcpy(name, tok, nl);
-    name[nl] = '\0';
-    args[0] = '\0';
-    if (lp) {
-        const char *rp = strrchr(lp, ')');
-        if (!rp) goto bad;
-        for (const char *q = rp + 1; *q; q++)
-            if (!isspace((unsigned char)*q)) goto bad;
-        size_t na = (size_t)(rp - lp - 1);
-        if (na >= sizeof args) goto bad;
-        memcpy(args, lp + 1, na);
-        args[na] = '\0';
-    }
-    /* split args on commas */
-    double v[3];
-    int nv = 0;
-    char *save = NULL;
-    int blank = 1;
-    for (char *q = args; *q; q++)
-        blank &= isspace((unsigned char)*q) != 0;
-    if (!blank)
-        for (char *a = strtok_r(args, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
-            while (isspace((unsigned char)*a))
-                a++;
-            if (nv == 3 || !parse_num(a, &v[nv])) goto bad;
-            nv++;
-        }
-    memset(op, 0, sizeof *op);
-    if (strcmp(name, "value_range") == 0 && nv == 2) {
-        op->kind = PRE_VALUE_RANGE;
-        op->a = v[0];
-        op->b = v[1];
-    } else if (strcmp(name, "flip_lr") == 0 && nv == 0) {
-        op->kind = PRE_FLIP_LR;
-    } else if ((strcmp(name, "resize") == 0 || strcmp(name, "random_crop") == 0 ||
-                strcmp(name, "pad") == 0) &&
-               nv == 1 && v[0] == floor(v[0]) && v[0] >= 1 && v[0] <= 65536) {
-        op->kind = name[0] == 'r' ? (name[1] == 'e' ? PRE_RESIZE : PRE_RANDOM_CROP) : PRE_PAD;
-        op->n = (int)v[0];
-    } else {
-        goto bad;
-    }
-    return YT_OK;
-bad:
-    return yt_fail(YT_ERR_USAGE,
-                   "bad preprocessing op '%s': expected value_range(a, b), resize(n), "
-                   "random_crop(n), flip_lr() or pad(n)",
-                   tok);
-}
-
 int preprocess_parse(const char *text, cfg_pipeline *out) {
     memset(out, 0, sizeof *out);
     const char *p = text;
@@ -400,7 +305,7 @@ int preprocess_parse(const char *text, cfg_pipeline *out) {
         if (out->n == CFG_PREOPS_MAX)
             return yt_fail(YT_ERR_USAGE, "too many preprocessing ops in '%s' (at most %d)", text,
                            CFG_PREOPS_MAX);
-        int rc = parse_op(tok, &out->op[out->n]);
+        int rc = config_preop_parse(tok, &out->op[out->n]);
         if (rc != YT_OK) return rc;
         out->n++;
         p = q;

@@ -45,11 +45,6 @@ static void push_kid(yn_node *parent, yn_node *kid) {
     parent->kids[parent->n++] = kid;
 }
 
-void yn_append(yn_node *seq, yn_node *item) {
-    YT_CHECK(seq->kind == YN_SEQ);
-    push_kid(seq, item);
-}
-
 void yn_map_add(yn_node *map, yn_node *key, yn_node *value) {
     YT_CHECK(map->kind == YN_MAP && key->kind == YN_SCALAR);
     push_kid(map, key);
