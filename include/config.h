@@ -95,79 +95,95 @@ typedef struct {
                        * Keys left at their default have no entry. */
 } cfg_loc;
 
+/* experiment: what the run is called, its seed, where it writes. */
 typedef struct {
-    struct {
-        char name[CFG_NAME_MAX];
-        uint64_t seed;
-        char out_dir[CFG_PATH_MAX]; /* default: runs/<name> */
-    } experiment;
+    char name[CFG_NAME_MAX];
+    uint64_t seed;
+    char out_dir[CFG_PATH_MAX]; /* default: runs/<name> */
+} cfg_experiment;
 
-    struct {
-        char file[CFG_PATH_MAX]; /* default file of every split */
-        int n_splits;
-        cfg_split splits[CFG_SPLITS_MAX];
-        char train_split[CFG_NAME_MAX]; /* the split training reads */
-        cfg_pipeline preprocess_train;  /* applied in order to train images */
-        cfg_pipeline preprocess_eval;   /* applied to eval/sample/reconstruct */
-        long cache_mb;        /* a shard up to this size is read once and kept */
-        long stream_block_mb; /* larger shards stream in blocks of this size  */
-    } data;
+/* data: files, splits, preprocessing, how the train split is read. */
+typedef struct {
+    char file[CFG_PATH_MAX]; /* default file of every split */
+    int n_splits;
+    cfg_split splits[CFG_SPLITS_MAX];
+    char train_split[CFG_NAME_MAX]; /* the split training reads */
+    cfg_pipeline preprocess_train;  /* applied in order to train images */
+    cfg_pipeline preprocess_eval;   /* applied to eval/sample/reconstruct */
+    long cache_mb;        /* a shard up to this size is read once and kept */
+    long stream_block_mb; /* larger shards stream in blocks of this size  */
+} cfg_data;
 
+/* model: the network (model_create reads only this section). */
+typedef struct {
+    int input_shape[3]; /* (h, w, c) the network sees, after preprocessing */
+    int latent_dim;
+    cfg_output output_distribution;
+    double eps;         /* sigma = eps + softplus(.) */
+    double alpha;       /* leaky ReLU slope in conv blocks (0.3) */
+    double dense_alpha; /* leaky ReLU slope between dense layers (0.2) */
+    cfg_init_mode kernel_init;
+    bool final_sigmoid; /* must be false (both reference configs) */
+    cfg_net encoder, decoder;
     struct {
-        int input_shape[3]; /* (h, w, c) the network sees, after preprocessing */
-        int latent_dim;
-        cfg_output output_distribution;
-        double eps;         /* sigma = eps + softplus(.) */
-        double alpha;       /* leaky ReLU slope in conv blocks (0.3) */
-        double dense_alpha; /* leaky ReLU slope between dense layers (0.2) */
-        cfg_init_mode kernel_init;
-        bool final_sigmoid; /* must be false (both reference configs) */
-        cfg_net encoder, decoder;
-        struct {
-            cfg_cond_type type;
-            cfg_ints hidden_sizes; /* MLP hidden widths; output width = C */
-            double scales_mult, scales_add, shifts_mult, shifts_add;
-        } conditioning;
-    } model;
+        cfg_cond_type type;
+        cfg_ints hidden_sizes; /* MLP hidden widths; output width = C */
+        double scales_mult, scales_add, shifts_mult, shifts_add;
+    } conditioning;
+} cfg_model;
 
-    struct {
-        cfg_lw_mode mode; /* yoto: sampled + fed to the net; fixed: one vector */
-        bool per_sample;  /* one draw per image (true) or per batch */
-        cfg_weight_dist kl, reconstruction;
-        cfg_transform transform; /* conditioning input f(w) */
-        bool normalize;          /* divide by the geometric mean */
-    } loss_weights;
+/* loss_weights: how (w_kl, w_rec) are drawn and fed to the network (loss.h). */
+typedef struct {
+    cfg_lw_mode mode; /* yoto: sampled + fed to the net; fixed: one vector */
+    bool per_sample;  /* one draw per image (true) or per batch */
+    cfg_weight_dist kl, reconstruction;
+    cfg_transform transform; /* conditioning input f(w) */
+    bool normalize;          /* divide by the geometric mean */
+} cfg_loss_weights;
 
-    struct {
-        double lr, beta1, beta2, epsilon;
-        double decay_factor;
-        cfg_ints decay_steps; /* lr = lr * decay_factor^k after the k-th */
-        double weight_decay;  /* decoupled, non-conditioning variables only */
-    } optimizer;
+/* optimizer: Adam, its learning-rate schedule, weight decay (optim.h). */
+typedef struct {
+    double lr, beta1, beta2, epsilon;
+    double decay_factor;
+    cfg_ints decay_steps; /* lr = lr * decay_factor^k after the k-th */
+    double weight_decay;  /* decoupled, non-conditioning variables only */
+} cfg_optimizer;
 
-    struct {
-        long batch_size;     /* global batch, split over ranks; 0 = unset */
-        long batch_per_rank; /* per-rank batch (weak scaling); 0 = unset  */
-        long steps;
-        long checkpoint_every;
-        long keep_checkpoints;
-        long log_every;
-        int threads; /* OpenBLAS threads per rank */
-        cfg_allreduce allreduce;
-        double bucket_mb; /* gradient bucket size for the bucketed allreduce */
-    } train;
+/* train: batch, length, intervals, threads, the gradient allreduce. */
+typedef struct {
+    long batch_size;     /* global batch, split over ranks; 0 = unset */
+    long batch_per_rank; /* per-rank batch (weak scaling); 0 = unset  */
+    long steps;
+    long checkpoint_every;
+    long keep_checkpoints;
+    long log_every;
+    int threads; /* OpenBLAS threads per rank */
+    cfg_allreduce allreduce;
+    double bucket_mb; /* gradient bucket size for the bucketed allreduce */
+} cfg_train;
 
-    struct {
-        long batch_size;
-        long max_batches;
-        long every; /* evaluate every N training steps; 0 = only on request */
-        int n_splits;
-        char splits[CFG_SPLITS_MAX][CFG_NAME_MAX]; /* names from data.splits */
-        cfg_reals betas; /* w_kl values; w_rec = eval.w_rec */
-        double w_rec;
-        cfg_eval_z z;
-    } eval;
+/* eval: the beta tables (eval.h). */
+typedef struct {
+    long batch_size;
+    long max_batches;
+    long every; /* evaluate every N training steps; 0 = only on request */
+    int n_splits;
+    char splits[CFG_SPLITS_MAX][CFG_NAME_MAX]; /* names from data.splits */
+    cfg_reals betas; /* w_kl values; w_rec = eval.w_rec */
+    double w_rec;
+    cfg_eval_z z;
+} cfg_eval;
 
+/* The whole configuration: one typed section per YAML section. Modules take
+ * the section they read (model_create a cfg_model, optim a cfg_optimizer). */
+typedef struct {
+    cfg_experiment experiment;
+    cfg_data data;
+    cfg_model model;
+    cfg_loss_weights loss_weights;
+    cfg_optimizer optimizer;
+    cfg_train train;
+    cfg_eval eval;
     /* provenance */
     char source[CFG_PATH_MAX]; /* file name, or "<checkpoint>" etc. */
     int n_locs;

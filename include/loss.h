@@ -39,10 +39,10 @@ void loss_kl_backward(int n, int latent, const real *mu, const real *sigma, cons
  * drawn from the configured distributions with the stream
  * (seed, RNG_LOSS_WEIGHTS, step, rank, sample); optionally divided by their
  * geometric mean; cond [n][2] = (f(w_kl), f(w_rec)), f = log or identity. */
-void loss_weights_sample(const yoto_config *cfg, uint64_t seed, long step, int rank, int n,
+void loss_weights_sample(const cfg_loss_weights *lw, uint64_t seed, long step, int rank, int n,
                          real *w_kl, real *w_rec, real *cond);
 /* The same weights for every sample: (w_kl, w_rec) given (eval, sampling). */
-void loss_weights_fixed(const yoto_config *cfg, double w_kl, double w_rec, int n, real *wkl_out,
+void loss_weights_fixed(const cfg_loss_weights *lw, double w_kl, double w_rec, int n, real *wkl_out,
                         real *wrec_out, real *cond);
 
 #endif

@@ -67,7 +67,7 @@ typedef struct {
 } conv_block;
 
 typedef struct {
-    yoto_config cfg; /* the config the model was built from */
+    cfg_model mc; /* the model section it was built from */
     int max_batch;
     int in_c, in_h, in_w; /* input image */
     int latent;
@@ -114,9 +114,10 @@ typedef struct {
     int nowned, cap_owned;
 } vae_model;
 
-/* Builds the model of cfg (validated) for batches of up to max_batch samples;
+/* Builds the model of a (validated) config's model section for batches of up
+ * to max_batch samples;
  * parameters are zero until model_init_params() or a checkpoint load. */
-vae_model *model_create(const yoto_config *cfg, int max_batch);
+vae_model *model_create(const cfg_model *mc, int max_batch);
 void model_free(vae_model *m);
 
 /* Reference initialisation (REFERENCE.md): truncated-normal VarianceScaling

@@ -18,11 +18,11 @@ typedef struct {
     double beta1, beta2, epsilon, weight_decay;
 } adam_params;
 
-adam_params optim_adam_params(const yoto_config *cfg);
+adam_params optim_adam_params(const cfg_optimizer *o);
 /* The learning rate of the update made at global step `step` (0-based: the
  * number of updates already made), like tf.train.piecewise_constant:
  * lr * decay_factor^k, k = number of decay_steps boundaries b with step > b. */
-double optim_lr(const yoto_config *cfg, long step);
+double optim_lr(const cfg_optimizer *o, long step);
 /* Update number t (1-based) with learning rate lr, from a->grad. */
 void optim_adam_step(arena *a, const adam_params *p, long t, double lr);
 

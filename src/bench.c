@@ -71,7 +71,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     /* the yardstick first, on an idle machine; every rank measures its own */
     double sgemm = blas_sgemm_gflops(1024, 3);
 
-    vae_model *m = model_create(cfg, B);
+    vae_model *m = model_create(&cfg->model, B);
     model_init_params(m, cfg->experiment.seed);
     const int C = m->in_c, HW = m->in_h * m->in_w, L = m->latent;
     size_t nx = (size_t)C * B * HW;
@@ -83,7 +83,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     bool gauss = cfg->model.output_distribution == OUT_GAUSSIAN;
     for (size_t i = 0; i < nx; i++) x[i] = (real)(gauss ? 2 * rng_uniform(&s) - 1 : rng_uniform(&s));
     for (size_t i = 0; i < (size_t)B * L; i++) eps[i] = (real)rng_normal(&s);
-    adam_params ap = optim_adam_params(cfg);
+    adam_params ap = optim_adam_params(&cfg->optimizer);
     const double scale = 1.0 / ((double)B * world);
 
     size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
@@ -96,7 +96,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     for (int it = 0; it < warmup + steps; it++) {
         bool timed = it >= warmup;
         m->profile = timed;
-        loss_weights_sample(cfg, cfg->experiment.seed, it, rank, B, w_kl, w_rec, cond);
+        loss_weights_sample(&cfg->loss_weights, cfg->experiment.seed, it, rank, B, w_kl, w_rec, cond);
         dist_barrier();
         double t0 = yt_now();
         memset(m->params.grad, 0, m->params.total * sizeof(real));
@@ -110,7 +110,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
         double t2 = yt_now() - (dist_sync_get_stats(sync).exposed_s - exposed0);
         dist_sync_finish(sync);
         double t3 = t2 + (dist_sync_get_stats(sync).exposed_s - exposed0);
-        optim_adam_step(&m->params, &ap, it + 1, optim_lr(cfg, it));
+        optim_adam_step(&m->params, &ap, it + 1, optim_lr(&cfg->optimizer, it));
         double t4 = yt_now();
         if (timed) {
             int k = it - warmup;

@@ -54,7 +54,7 @@ int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const do
         rc = dist_agree(rc);
         if (rc != YT_OK || count == 0) continue;
         for (int k = 0; k < nb; k++) {
-            loss_weights_fixed(cfg, betas[k], cfg->eval.w_rec, (int)count, wk, wr, cond);
+            loss_weights_fixed(&cfg->loss_weights, betas[k], cfg->eval.w_rec, (int)count, wk, wr, cond);
             if (sample)
                 for (long i = 0; i < count; i++) {
                     /* keyed by the global row position: the same noise on any rank count */
@@ -232,7 +232,7 @@ int eval_load(const char *target, int max_batch, const char *const *sets, int ns
     if (rc != YT_OK) return rc;
     out->step = st.step;
     int batch = (int)YT_MAX((long)max_batch, out->cfg->eval.batch_size);
-    out->model = model_create(out->cfg, batch);
+    out->model = model_create(&out->cfg->model, batch);
     return ckpt_read_arena(out->ckpt, &out->model->params, false);
 }
 

@@ -108,7 +108,7 @@ typedef struct {
     double lo, hi;
 } grid;
 
-static void grid_init(grid *g, const vae_model *m, int rows, int cols) {
+static void grid_init(grid *g, const vae_model *m, const yoto_config *cfg, int rows, int cols) {
     g->rows = rows;
     g->cols = cols;
     g->H = m->in_h;
@@ -120,7 +120,7 @@ static void grid_init(grid *g, const vae_model *m, int rows, int cols) {
     g->cv.ch = g->C;
     g->cv.px = yt_malloc((size_t)g->cv.w * g->cv.h * g->C);
     memset(g->cv.px, 255, (size_t)g->cv.w * g->cv.h * g->C);
-    value_range(&m->cfg, &g->lo, &g->hi);
+    value_range(cfg, &g->lo, &g->hi);
 }
 
 /* cell (row, col) from a channel-major [c][n][h][w] batch, sample i */
@@ -149,9 +149,9 @@ static void beta_rows(grid *g, vae_model *m, const yoto_config *cfg, const doubl
                       size_t rows_size) {
     real *wk = yt_malloc((size_t)n * sizeof *wk), *wr = yt_malloc((size_t)n * sizeof *wr);
     real *cond = yt_malloc((size_t)n * 2 * sizeof *cond);
-    bool bern = cfg->model.output_distribution == OUT_BERNOULLI;
+    bool bern = m->mc.output_distribution == OUT_BERNOULLI;
     for (int k = 0; k < nb; k++) {
-        loss_weights_fixed(cfg, betas[k], cfg->eval.w_rec, n, wk, wr, cond);
+        loss_weights_fixed(&cfg->loss_weights, betas[k], cfg->eval.w_rec, n, wk, wr, cond);
         if (x)
             model_forward(m, n, x, cond, NULL); /* reconstruction from the posterior mean */
         else
@@ -220,7 +220,7 @@ int gallery_sample(const gallery_args *a) {
         for (int j = 0; j < L; j++) z[(size_t)i * L + j] = (real)rng_normal(&s);
     }
     grid g;
-    grid_init(&g, m, c.nb, n);
+    grid_init(&g, m, c.l.cfg, c.nb, n);
     char rows_text[4096] = "";
     dist_log("yoto sample: %d prior samples (the same z in every row) from %s\n", n, c.l.ckpt);
     beta_rows(&g, m, c.l.cfg, c.betas, c.nb, 0, n, z, NULL, rows_text, sizeof rows_text);
@@ -264,7 +264,7 @@ int gallery_reconstruct(const gallery_args *a) {
     }
     const int n = (int)count;
     grid g;
-    grid_init(&g, m, 1 + c.nb, n);
+    grid_init(&g, m, cfg, 1 + c.nb, n);
     for (int i = 0; i < n; i++) grid_cell(&g, 0, i, x, n, i, false);
     grid_label(&g, 0, "x");
     char rows_text[4096] = "row 0: inputs";

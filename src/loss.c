@@ -156,38 +156,38 @@ static double draw(const cfg_weight_dist *d, rng_stream *s) {
 }
 
 /* normalisation and conditioning transform of one weight pair */
-static void finish(const yoto_config *cfg, double *wkl, double *wrec, real *cond) {
-    if (cfg->loss_weights.normalize) {
+static void finish(const cfg_loss_weights *lw, double *wkl, double *wrec, real *cond) {
+    if (lw->normalize) {
         double g = sqrt(*wkl * *wrec);
         *wkl /= g;
         *wrec /= g;
     }
-    bool lg = cfg->loss_weights.transform == TRANSFORM_LOG;
+    bool lg = lw->transform == TRANSFORM_LOG;
     cond[0] = (real)(lg ? log(*wkl) : *wkl);
     cond[1] = (real)(lg ? log(*wrec) : *wrec);
 }
 
-void loss_weights_sample(const yoto_config *cfg, uint64_t seed, long step, int rank, int n,
+void loss_weights_sample(const cfg_loss_weights *lw, uint64_t seed, long step, int rank, int n,
                          real *w_kl, real *w_rec, real *cond) {
-    bool per_sample = cfg->loss_weights.per_sample;
+    bool per_sample = lw->per_sample;
     for (int i = 0; i < n; i++) {
         double wkl, wrec;
         /* per batch: every sample reuses sample 0's stream */
         rng_stream s = rng_stream_make(seed, RNG_LOSS_WEIGHTS, (uint32_t)step, (uint32_t)rank,
                                        per_sample ? (uint32_t)i : 0);
-        wkl = draw(&cfg->loss_weights.kl, &s);
-        wrec = draw(&cfg->loss_weights.reconstruction, &s);
-        finish(cfg, &wkl, &wrec, cond + 2 * i);
+        wkl = draw(&lw->kl, &s);
+        wrec = draw(&lw->reconstruction, &s);
+        finish(lw, &wkl, &wrec, cond + 2 * i);
         w_kl[i] = (real)wkl;
         w_rec[i] = (real)wrec;
     }
 }
 
-void loss_weights_fixed(const yoto_config *cfg, double w_kl, double w_rec, int n, real *wkl_out,
+void loss_weights_fixed(const cfg_loss_weights *lw, double w_kl, double w_rec, int n, real *wkl_out,
                         real *wrec_out, real *cond) {
     for (int i = 0; i < n; i++) {
         double a = w_kl, b = w_rec;
-        finish(cfg, &a, &b, cond + 2 * i);
+        finish(lw, &a, &b, cond + 2 * i);
         wkl_out[i] = (real)a;
         wrec_out[i] = (real)b;
     }

@@ -94,13 +94,13 @@ static void mlp_alloc(vae_model *m, mlp *p) {
 
 /* The FiLM MLPs of a block with C channels: 2 -> hidden... -> C, twice. */
 static void film_build(vae_model *m, conv_block *b, const char *prefix) {
-    const yoto_config *c = &m->cfg;
-    b->film = c->model.conditioning.type == COND_FILM;
+    const cfg_model *c = &m->mc;
+    b->film = c->conditioning.type == COND_FILM;
     if (!b->film) return;
     long sizes[MODEL_MAX_FC];
-    int k = c->model.conditioning.hidden_sizes.n;
+    int k = c->conditioning.hidden_sizes.n;
     YT_CHECK(k + 1 <= MODEL_MAX_FC);
-    for (int i = 0; i < k; i++) sizes[i] = c->model.conditioning.hidden_sizes.v[i];
+    for (int i = 0; i < k; i++) sizes[i] = c->conditioning.hidden_sizes.v[i];
     sizes[k] = b->C;
     char pfx[2 * ARENA_NAME_MAX]; /* add_tensor checks the final length */
     int len = snprintf(pfx, sizeof pfx, "%s/film/scale", prefix);
@@ -184,21 +184,21 @@ static conv_geom layer_geom(const conv_block *b, int l, int n) {
     return conv_geom_make(n, b->cin[l], b->h[l], b->w[l], b->cout[l], b->stride[l]);
 }
 
-vae_model *model_create(const yoto_config *cfg, int max_batch) {
+vae_model *model_create(const cfg_model *mc, int max_batch) {
     YT_CHECK(max_batch > 0);
     vae_model *m = yt_calloc(1, sizeof *m);
-    m->cfg = *cfg;
+    m->mc = *mc;
     m->max_batch = max_batch;
-    m->in_h = cfg->model.input_shape[0];
-    m->in_w = cfg->model.input_shape[1];
-    m->in_c = cfg->model.input_shape[2];
-    m->latent = cfg->model.latent_dim;
-    m->out_c = cfg->model.decoder.channels_out;
-    m->cond_dim = cfg->model.conditioning.type == COND_FILM ? 2 : 0;
+    m->in_h = mc->input_shape[0];
+    m->in_w = mc->input_shape[1];
+    m->in_c = mc->input_shape[2];
+    m->latent = mc->latent_dim;
+    m->out_c = mc->decoder.channels_out;
+    m->cond_dim = mc->conditioning.type == COND_FILM ? 2 : 0;
     arena_init(&m->params);
 
     /* encoder blocks: block b has base * 2^b channels */
-    const cfg_net *en = &cfg->model.encoder, *de = &cfg->model.decoder;
+    const cfg_net *en = &mc->encoder, *de = &mc->decoder;
     YT_CHECK(en->num_blocks >= 1 && en->num_blocks <= MODEL_MAX_BLOCKS);
     YT_CHECK(de->num_blocks >= 1 && de->num_blocks <= MODEL_MAX_BLOCKS);
     m->nblocks_enc = en->num_blocks;
@@ -309,8 +309,8 @@ void model_free(vae_model *m) {
 /* ---- initialisation ---------------------------------------------------------------- */
 
 void model_init_params(vae_model *m, uint64_t seed) {
-    const yoto_config *c = &m->cfg;
-    double conv_scale = 2.0 / (1.0 + c->model.alpha * c->model.alpha);
+    const cfg_model *c = &m->mc;
+    double conv_scale = 2.0 / (1.0 + c->alpha * c->alpha);
     for (int i = 0; i < m->params.n; i++) {
         const arena_tensor *t = &m->params.t[i];
         real *p = arena_param(&m->params, i);
@@ -321,7 +321,7 @@ void model_init_params(vae_model *m, uint64_t seed) {
         double scale, fan;
         if (t->ndim == 4) {
             scale = conv_scale;
-            fan = c->model.kernel_init == INIT_FAN_AVG ? 0.5 * (t->fan_in + t->fan_out) : t->fan_in;
+            fan = c->kernel_init == INIT_FAN_AVG ? 0.5 * (t->fan_in + t->fan_out) : t->fan_in;
         } else {
             scale = 2.0;
             fan = t->fan_in;
@@ -340,7 +340,7 @@ static real *G(const vae_model *m, int idx) { return arena_grad(&m->params, idx)
 static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x) {
     double t0 = tic(m);
     const real *in = x;
-    const real alpha = (real)m->cfg.model.dense_alpha;
+    const real alpha = (real)m->mc.dense_alpha;
     for (int i = 0; i < p->nlayers; i++) {
         dense_forward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), P(m, p->bias[i]), p->pre[i]);
         if (i + 1 < p->nlayers) {
@@ -359,21 +359,21 @@ static void affine(size_t n, double mult, double add, const real *v, real *out) 
 
 /* The block's FiLM stage: scales and shifts from the conditioning MLPs. */
 static film_stage film_prepare(vae_model *m, conv_block *b, int n, const real *cond) {
-    const yoto_config *c = &m->cfg;
+    const cfg_model *c = &m->mc;
     double t0 = tic(m);
     const real *s = mlp_forward(m, &b->scale_mlp, n, cond);
     const real *t = mlp_forward(m, &b->shift_mlp, n, cond);
-    affine((size_t)n * b->C, c->model.conditioning.scales_mult, c->model.conditioning.scales_add,
+    affine((size_t)n * b->C, c->conditioning.scales_mult, c->conditioning.scales_add,
            s, b->scale);
-    affine((size_t)n * b->C, c->model.conditioning.shifts_mult, c->model.conditioning.shifts_add,
+    affine((size_t)n * b->C, c->conditioning.shifts_mult, c->conditioning.shifts_add,
            t, b->shift);
     toc(m, b->prof_film, t0, false);
     return (film_stage){.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
-                        .alpha = (real)c->model.alpha};
+                        .alpha = (real)c->alpha};
 }
 
 static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const real *cond) {
-    const real alpha = (real)m->cfg.model.alpha;
+    const real alpha = (real)m->mc.alpha;
     const int last = b->nlayers - 1;
     /* FiLM first: the block's last layer applies it, and the leaky ReLU after
      * it, while its output is still in cache (layers.h, film_stage) */
@@ -410,7 +410,7 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
 
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     YT_CHECK(n > 0 && n <= m->max_batch);
-    const cfg_net *de = &m->cfg.model.decoder;
+    const cfg_net *de = &m->mc.decoder;
     const real *r = mlp_forward(m, &m->dec_fc, n, z);
     rows_to_chan(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
     const real *h = m->reshaped;
@@ -442,7 +442,7 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
     /* posterior and reparameterised sample */
     double t0 = tic(m);
     const int L = m->latent;
-    const real eps_s = (real)m->cfg.model.eps;
+    const real eps_s = (real)m->mc.eps;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < L; j++) {
             size_t k = (size_t)i * L + j;
@@ -455,10 +455,10 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
     /* losses per sample */
     t0 = tic(m);
     const int hw = m->in_h * m->in_w;
-    if (m->cfg.model.output_distribution == OUT_BERNOULLI)
+    if (m->mc.output_distribution == OUT_BERNOULLI)
         loss_bernoulli(m->in_c, n, hw, m->out, x, m->recon);
     else
-        loss_gaussian(m->in_c, n, hw, m->cfg.model.eps, m->out, x, m->recon);
+        loss_gaussian(m->in_c, n, hw, m->mc.eps, m->out, x, m->recon);
     loss_kl(n, L, m->mean, m->sigma, m->kl);
     toc(m, m->prof_loss, t0, false);
 }
@@ -468,7 +468,7 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
 /* dout: gradient w.r.t. the MLP's output (pre of its last layer); dx may be NULL. */
 static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real *dout, real *dx) {
     double t0 = tic(m);
-    const real alpha = (real)m->cfg.model.dense_alpha;
+    const real alpha = (real)m->mc.dense_alpha;
     const real *d = dout;
     real *buf[2] = {m->gm0, m->gm1};
     int which = 0;
@@ -489,8 +489,8 @@ static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real 
  * or NULL when want_dx is false. */
 static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, const real *cond,
                             real *d, real *spare, bool want_dx) {
-    const yoto_config *c = &m->cfg;
-    const real alpha = (real)c->model.alpha;
+    const cfg_model *c = &m->mc;
+    const real alpha = (real)c->alpha;
     const int last = b->nlayers - 1;
     const film_stage st = {.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
                            .alpha = alpha};
@@ -530,8 +530,8 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
         toc(m, b->prof[l], t0, true);
         if (l == last && b->film) { /* the conditioning MLPs */
             t0 = tic(m);
-            affine((size_t)n * b->C, c->model.conditioning.scales_mult, 0, m->gs, m->gs);
-            affine((size_t)n * b->C, c->model.conditioning.shifts_mult, 0, m->gt, m->gt);
+            affine((size_t)n * b->C, c->conditioning.scales_mult, 0, m->gs, m->gs);
+            affine((size_t)n * b->C, c->conditioning.shifts_mult, 0, m->gt, m->gt);
             mlp_backward(m, &b->scale_mlp, n, cond, m->gs, NULL);
             mlp_backward(m, &b->shift_mlp, n, cond, m->gt, NULL);
             toc(m, b->prof_film, t0, true);
@@ -554,10 +554,10 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         m->coef_kl[i] = scale * w_kl[i];
     }
     /* decoder output */
-    if (m->cfg.model.output_distribution == OUT_BERNOULLI)
+    if (m->mc.output_distribution == OUT_BERNOULLI)
         loss_bernoulli_backward(m->in_c, n, hw, m->out, m->x, m->coef_rec, m->g0);
     else
-        loss_gaussian_backward(m->in_c, n, hw, m->cfg.model.eps, m->out, m->x, m->coef_rec, m->g0);
+        loss_gaussian_backward(m->in_c, n, hw, m->mc.eps, m->out, m->x, m->coef_rec, m->g0);
     toc(m, m->prof_loss, t0, true);
     t0 = tic(m);
     conv_geom go = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
@@ -576,7 +576,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         grad_ready(m, m->dec[k].kernel[0]);
     }
     /* reshape and decoder fc */
-    const cfg_net *de = &m->cfg.model.decoder;
+    const cfg_net *de = &m->mc.decoder;
     chan_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
     mlp_backward(m, &m->dec_fc, n, m->z, spare, m->dz);
     grad_ready(m, m->dec_fc.kernel[0]);

@@ -5,20 +5,20 @@
 
 #include "simd.h"
 
-adam_params optim_adam_params(const yoto_config *cfg) {
+adam_params optim_adam_params(const cfg_optimizer *o) {
     adam_params p = {
-        .beta1 = cfg->optimizer.beta1,
-        .beta2 = cfg->optimizer.beta2,
-        .epsilon = cfg->optimizer.epsilon,
-        .weight_decay = cfg->optimizer.weight_decay,
+        .beta1 = o->beta1,
+        .beta2 = o->beta2,
+        .epsilon = o->epsilon,
+        .weight_decay = o->weight_decay,
     };
     return p;
 }
 
-double optim_lr(const yoto_config *cfg, long step) {
-    double lr = cfg->optimizer.lr;
-    for (int k = 0; k < cfg->optimizer.decay_steps.n; k++)
-        if (step > cfg->optimizer.decay_steps.v[k]) lr *= cfg->optimizer.decay_factor;
+double optim_lr(const cfg_optimizer *o, long step) {
+    double lr = o->lr;
+    for (int k = 0; k < o->decay_steps.n; k++)
+        if (step > o->decay_steps.v[k]) lr *= o->decay_factor;
     return lr;
 }
 

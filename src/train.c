@@ -270,7 +270,7 @@ static int resolve(const train_args *a, run_setup *s) {
  * parameters in a model sized for eval batches. Collective. */
 static int evaluate(run_log *rl, const vae_model *m, vae_model **em, const yoto_config *cfg,
                     const char *dir, long step) {
-    if (!*em) *em = model_create(cfg, (int)cfg->eval.batch_size);
+    if (!*em) *em = model_create(&cfg->model, (int)cfg->eval.batch_size);
     memcpy((*em)->params.param, m->params.param, m->params.total * sizeof(real));
     double betas[EVAL_MAX_BETAS];
     int nb = eval_default_betas(cfg, betas);
@@ -363,7 +363,7 @@ int train_run(const train_args *args) {
     install_signals();
 
     /* model: fresh or from the checkpoint */
-    m = model_create(cfg, (int)B);
+    m = model_create(&cfg->model, (int)B);
     long step = 0, epoch = 0, sie = 0;
     if (s.resume) {
         rc = ckpt_read_arena(s.ckpt, &m->params, true);
@@ -416,7 +416,7 @@ int train_run(const train_args *args) {
                             cfg->train.allreduce == ALLREDUCE_BUCKETED);
     m->grad_ready = sync_ready;
     m->grad_ready_ctx = sync;
-    adam_params ap = optim_adam_params(cfg);
+    adam_params ap = optim_adam_params(&cfg->optimizer);
     const double scale = 1.0 / ((double)B * world);
 
     log_line(&rl, "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %ld images, %ld steps per "
@@ -437,7 +437,7 @@ int train_run(const train_args *args) {
         int local = data_batch(data, epoch, sie, x, NULL, &count);
         if (local == YT_OK && dist_fault("io_error") && step >= 2)
             local = yt_fail(YT_ERR_RUNTIME, "injected I/O error at step %ld (YOTO_FAULT)", step);
-        loss_weights_sample(cfg, seed, step, rank, (int)B, w_kl, w_rec, cond);
+        loss_weights_sample(&cfg->loss_weights, seed, step, rank, (int)B, w_kl, w_rec, cond);
         for (long i = 0; i < B; i++) {
             rng_stream e = rng_stream_make(seed, RNG_EPS, (uint32_t)step, (uint32_t)rank, (uint32_t)i);
             for (int j = 0; j < L; j++) eps[i * L + j] = (real)rng_normal(&e);
@@ -484,7 +484,7 @@ int train_run(const train_args *args) {
                          step);
             goto out;
         }
-        double lr = optim_lr(cfg, step);
+        double lr = optim_lr(&cfg->optimizer, step);
         optim_adam_step(&m->params, &ap, step + 1, lr);
         step++;
         if (++sie >= steps_per_epoch) {

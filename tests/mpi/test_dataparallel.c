@@ -19,7 +19,7 @@ typedef struct {
     real *x, *cond, *eps, *wkl, *wrec; /* the whole batch, [C][B][HW] for x */
 } batch_data;
 
-static void make_batch(const vae_model *m, batch_data *b) {
+static void make_batch(const vae_model *m, const yoto_config *cfg, batch_data *b) {
     const size_t hw = (size_t)m->in_h * m->in_w, L = (size_t)m->latent;
     b->x = malloc((size_t)m->in_c * BATCH * hw * sizeof(real));
     b->cond = malloc(2 * BATCH * sizeof(real));
@@ -29,7 +29,7 @@ static void make_batch(const vae_model *m, batch_data *b) {
     rng_stream s = rng_stream_make(3, RNG_SYNTHETIC, 0, 0, 0);
     for (size_t i = 0; i < (size_t)m->in_c * BATCH * hw; i++) b->x[i] = (real)rng_uniform(&s);
     for (size_t i = 0; i < BATCH * L; i++) b->eps[i] = (real)rng_normal(&s);
-    loss_weights_sample(&m->cfg, 3, 0, 0, BATCH, b->wkl, b->wrec, b->cond);
+    loss_weights_sample(&cfg->loss_weights, 3, 0, 0, BATCH, b->wkl, b->wrec, b->cond);
 }
 
 /* samples [lo, lo + n) of the whole batch, in the model's layout */
@@ -53,14 +53,14 @@ static void check(bool overlap) {
     arch_train_defaults(&cfg, 1e-3, 0.5, 512);
     const int P = dist_size(), r = dist_rank(), n = BATCH / P;
     /* the reference: one process, the whole batch */
-    vae_model *ref = model_create(&cfg, BATCH);
+    vae_model *ref = model_create(&cfg.model, BATCH);
     model_init_params(ref, 11);
     batch_data all;
-    make_batch(ref, &all);
+    make_batch(ref, &cfg, &all);
     model_forward(ref, BATCH, all.x, all.cond, all.eps);
     model_backward(ref, all.wkl, all.wrec, 1.0 / BATCH, false);
     /* this rank's part, allreduced */
-    vae_model *m = model_create(&cfg, n);
+    vae_model *m = model_create(&cfg.model, n);
     model_init_params(m, 11);
     batch_data part;
     slice(m, &all, r * n, n, &part);

@@ -105,7 +105,7 @@ static double train_flops(const count *c) {
 
 static void check_arch(const char *label, const yoto_config *cfg, long want_params, long want_cond,
                        double want_macs, double want_flops) {
-    vae_model *m = model_create(cfg, 1);
+    vae_model *m = model_create(&cfg->model, 1);
     count c = independent_count(cfg);
     const long params = (long)m->params.total, cond = (long)arena_conditioning_size(&m->params);
     const double macs = model_forward_macs(m), flops = model_train_flops(m);
@@ -169,7 +169,7 @@ static void test_parameter_table(void **state) {
     (void)state;
     yoto_config cfg;
     arch_shapes3d(&cfg);
-    vae_model *m = model_create(&cfg, 1);
+    vae_model *m = model_create(&cfg.model, 1);
     expect_tensor(m, "encoder/block0/conv0/kernel", 4, (const int[]){8, 3, 3, 3});
     expect_tensor(m, "encoder/block3/conv0/bias", 1, (const int[]){64});
     expect_tensor(m, "encoder/block0/film/scale/dense0/kernel", 2, (const int[]){256, 2});
@@ -189,7 +189,7 @@ static void test_parameter_table(void **state) {
     model_free(m);
 
     arch_cifar10(&cfg);
-    m = model_create(&cfg, 1);
+    m = model_create(&cfg.model, 1);
     expect_tensor(m, "encoder/block0/conv1/kernel", 4, (const int[]){16, 16, 3, 3});
     expect_tensor(m, "encoder/block2/conv0/kernel", 4, (const int[]){64, 32, 3, 3});
     expect_tensor(m, "encoder/fc/dense1/kernel", 2, (const int[]){512, 512});

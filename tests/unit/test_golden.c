@@ -36,7 +36,7 @@ static void fixture_open(fixture *t, const char *file) {
     t->W = t->cfg.model.input_shape[1];
     t->C = t->cfg.model.input_shape[2];
     t->L = t->cfg.model.latent_dim;
-    t->m = model_create(&t->cfg, t->B);
+    t->m = model_create(&t->cfg.model, t->B);
     long nparams = golden_attr_long(t->f, "n_params");
     if ((long)t->m->params.total != nparams)
         fail_msg("%s: model has %zu parameters, the file %ld", file, t->m->params.total, nparams);
@@ -55,7 +55,7 @@ static void fixture_open(fixture *t, const char *file) {
     for (int i = 0; i < t->B; i++) {
         /* the conditioning the loss module derives from the weights */
         real wk, wr;
-        loss_weights_fixed(&t->cfg, lw[2 * i], lw[2 * i + 1], 1, &wk, &wr, t->cond + 2 * i);
+        loss_weights_fixed(&t->cfg.loss_weights, lw[2 * i], lw[2 * i + 1], 1, &wk, &wr, t->cond + 2 * i);
         t->w_kl[i] = wk;
         t->w_rec[i] = wr;
     }

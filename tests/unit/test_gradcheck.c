@@ -547,7 +547,7 @@ static double model_objective(void *c) {
     model_forward(m, t->n, t->x_enc, t->cond, t->eps);
     const int C = m->in_c, hw = m->in_h * m->in_w, n = t->n;
     const size_t plane = (size_t)n * hw;
-    const bool bern = m->cfg.model.output_distribution == OUT_BERNOULLI;
+    const bool bern = m->mc.output_distribution == OUT_BERNOULLI;
     ksum total = {0, 0};
     for (int i = 0; i < n; i++) {
         const double w = t->scale * (double)t->w_rec[i];
@@ -560,7 +560,7 @@ static double model_objective(void *c) {
                 } else {
                     real pair[2] = {m->out[k],
                                     m->out[(size_t)C * plane + k]}; /* (mean, raw sigma) */
-                    loss_gaussian(1, 1, 1, m->cfg.model.eps, pair, t->x_tgt + k, &v);
+                    loss_gaussian(1, 1, 1, m->mc.eps, pair, t->x_tgt + k, &v);
                 }
                 ksum_add(&total, w * v);
             }
@@ -612,7 +612,7 @@ static void group_add(group_stat *gs, int *ng, const char *name, gc_result r) {
  * (nsample entries each, all of a smaller tensor) and the input. */
 static void check_model(const char *label, const yoto_config *cfg, int n, size_t nsample,
                         uint64_t seed) {
-    vae_model *m = model_create(cfg, n);
+    vae_model *m = model_create(&cfg->model, n);
     model_init_params(m, seed);
     const int C = m->in_c, hw = m->in_h * m->in_w, L = m->latent;
     const size_t nx = (size_t)C * n * hw;
@@ -633,7 +633,7 @@ static void check_model(const char *label, const yoto_config *cfg, int n, size_t
     tu_fill_normal(t.eps, (size_t)n * L, 1.0, seed, 1);
     yoto_config wc = *cfg;
     arch_train_defaults(&wc, 1e-3, 0.5, 512);
-    loss_weights_sample(&wc, seed, 0, 0, n, t.w_kl, t.w_rec, t.cond);
+    loss_weights_sample(&wc.loss_weights, seed, 0, 0, n, t.w_kl, t.w_rec, t.cond);
 
     /* analytic gradient */
     arena *a = &m->params;

@@ -111,7 +111,7 @@ typedef struct {
 } eval_point;
 
 /* mean KL and reconstruction over the data set at fixed (beta, 1), z = mean */
-static eval_point evaluate(vae_model *m, const real *data, double beta) {
+static eval_point evaluate(vae_model *m, const yoto_config *cfg, const real *data, double beta) {
     real batch[CH * BATCH * SIZE * SIZE], wk[BATCH], wr[BATCH], cond[2 * BATCH];
     uint64_t idx[BATCH];
     double kl = 0, rec = 0;
@@ -120,7 +120,7 @@ static eval_point evaluate(vae_model *m, const real *data, double beta) {
         for (int i = 0; i < n; i++)
             idx[i] = (uint64_t)(start + i);
         gather(data, idx, n, batch);
-        loss_weights_fixed(&m->cfg, beta, 1.0, n, wk, wr, cond);
+        loss_weights_fixed(&cfg->loss_weights, beta, 1.0, n, wk, wr, cond);
         model_forward(m, n, batch, cond, NULL);
         for (int i = 0; i < n; i++) {
             kl += m->kl[i];
@@ -137,10 +137,10 @@ static void test_yoto_training(void **state) {
     yoto_config cfg;
     config(&cfg);
     real *data = make_data();
-    vae_model *m = model_create(&cfg, BATCH);
+    vae_model *m = model_create(&cfg.model, BATCH);
     model_init_params(m, SEED);
     assert_int_equal(m->latent, LATENT);
-    const adam_params adam = optim_adam_params(&cfg);
+    const adam_params adam = optim_adam_params(&cfg.optimizer);
     real batch[CH * BATCH * SIZE * SIZE], wk[BATCH], wr[BATCH], cond[2 * BATCH];
     real eps[BATCH * LATENT];
     uint64_t perm[NIMG];
@@ -154,7 +154,7 @@ static void test_yoto_training(void **state) {
             rng_permutation(&s, perm, NIMG);
         }
         gather(data, perm + (size_t)k * BATCH, BATCH, batch);
-        loss_weights_sample(&cfg, SEED, step, 0, BATCH, wk, wr, cond);
+        loss_weights_sample(&cfg.loss_weights, SEED, step, 0, BATCH, wk, wr, cond);
         for (int i = 0; i < BATCH; i++) {
             rng_stream s = rng_stream_make(SEED, RNG_EPS, (uint32_t)step, 0, (uint32_t)i);
             for (int j = 0; j < LATENT; j++)
@@ -168,7 +168,7 @@ static void test_yoto_training(void **state) {
         losses[step] = loss;
         memset(m->params.grad, 0, m->params.total * sizeof(real));
         model_backward(m, wk, wr, 1.0 / BATCH, false);
-        optim_adam_step(&m->params, &adam, step + 1, optim_lr(&cfg, step));
+        optim_adam_step(&m->params, &adam, step + 1, optim_lr(&cfg.optimizer, step));
     }
     double first = 0, last = 0;
     for (int i = 0; i < WINDOW; i++) {
@@ -183,7 +183,7 @@ static void test_yoto_training(void **state) {
     const double betas[4] = {0.5, 8, 128, 512};
     eval_point e[4];
     for (int b = 0; b < 4; b++) {
-        e[b] = evaluate(m, data, betas[b]);
+        e[b] = evaluate(m, &cfg, data, betas[b]);
         printf("# beta %5.1f: KL %8.4f  reconstruction %8.3f\n", betas[b], e[b].kl, e[b].recon);
     }
     /* the loss must drop clearly, not just wobble (typically to 0.55-0.7) */
