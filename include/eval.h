@@ -1,4 +1,5 @@
-/* eval.h — beta tables over eval splits, and the model loaded for serving.
+/* eval.h — beta tables over eval splits: `yoto eval`, and the tables the
+ * training loop writes every eval.every steps.
  *
  * For each beta of a list the model is conditioned on (w_kl = beta, w_rec)
  * and the mean reconstruction_loss, kl_loss and full_loss = w_rec recon +
@@ -14,7 +15,7 @@
 #include "config.h"
 #include "model.h"
 
-#define EVAL_MAX_BETAS CFG_LIST_MAX
+#define EVAL_MAX_BETAS CFG_LIST_MAX /* = RUN_MAX_BETAS */
 
 typedef struct {
     double beta, w_rec;
@@ -34,25 +35,6 @@ int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const do
 /* Rank 0 writes run_dir/eval/step-<step>.{h5,csv,md}; others return YT_OK.
  * The result is agreed (collective). */
 int eval_write(const char *run_dir, long step, const eval_table *tables, int ntables);
-/* The betas to evaluate: cfg's eval.betas, or for a fixed-beta model without
- * conditioning its own w_kl. */
-int eval_default_betas(const yoto_config *cfg, double *betas);
-
-/* A trained model loaded from a run directory (its newest checkpoint) or a
- * checkpoint file, for eval/sample/reconstruct. Collective. */
-typedef struct {
-    yoto_config *cfg;
-    vae_model *model;
-    char ckpt[CFG_PATH_MAX + 64];
-    char run_dir[CFG_PATH_MAX];
-    long step;
-} eval_loaded;
-int eval_load(const char *target, int max_batch, const char *const *sets, int nsets,
-              eval_loaded *out);
-void eval_unload(eval_loaded *l);
-
-/* Parses "0.5,8,128" into betas (all > 0). YT_ERR_USAGE naming the text. */
-int eval_parse_betas(const char *text, double *betas, int *nb);
 
 typedef struct {
     const char *target; /* RUN_DIR or checkpoint file */

@@ -10,24 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ckpt.h"
 #include "data.h"
 #include "dist.h"
 #include "fsutil.h"
 #include "h5io.h"
 #include "loss.h"
 #include "rng.h"
+#include "run.h"
 
 /* ---- the tables ------------------------------------------------------------------------ */
-
-int eval_default_betas(const yoto_config *cfg, double *betas) {
-    if (cfg->model.conditioning.type == COND_NONE && cfg->loss_weights.mode == LW_FIXED) {
-        betas[0] = cfg->loss_weights.kl.value;
-        return 1;
-    }
-    for (int i = 0; i < cfg->eval.betas.n; i++) betas[i] = cfg->eval.betas.v[i];
-    return cfg->eval.betas.n;
-}
 
 int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const double *betas,
                int nb, eval_table *out) {
@@ -189,126 +180,53 @@ int eval_write(const char *run_dir, long step, const eval_table *tables, int nta
     return dist_agree(rc);
 }
 
-/* ---- loading a trained model -------------------------------------------------------------- */
-
-int eval_load(const char *target, int max_batch, const char *const *sets, int nsets,
-              eval_loaded *out) {
-    memset(out, 0, sizeof *out);
-    int rc = YT_OK;
-    if (strlen(target) >= sizeof out->run_dir) {
-        rc = yt_fail(YT_ERR_USAGE, "%s: path too long (at most %zu characters)", target,
-                     sizeof out->run_dir - 1);
-    } else if (fs_is_dir(target)) {
-        bool found;
-        rc = ckpt_find_latest(target, out->ckpt, sizeof out->ckpt, &found);
-        if (rc == YT_OK && !found)
-            rc = yt_fail(YT_ERR_USAGE, "%s: no checkpoint in this run directory (no ckpt/latest)",
-                         target);
-        snprintf(out->run_dir, sizeof out->run_dir, "%s", target);
-    } else if (fs_exists(target)) {
-        snprintf(out->ckpt, sizeof out->ckpt, "%s", target);
-        /* a checkpoint file inside RUN/ckpt/: its run directory is two up */
-        char *slash = strrchr(out->ckpt, '/');
-        size_t dlen = slash ? (size_t)(slash - out->ckpt) : 0;
-        if (dlen >= 5 && strncmp(out->ckpt + dlen - 5, "/ckpt", 5) == 0)
-            snprintf(out->run_dir, sizeof out->run_dir, "%.*s", (int)(dlen - 5), out->ckpt);
-        else
-            snprintf(out->run_dir, sizeof out->run_dir, "%.*s", (int)(dlen ? dlen : 1),
-                     dlen ? out->ckpt : ".");
-    } else {
-        rc = yt_fail(YT_ERR_USAGE, "%s: no such run directory or checkpoint", target);
-    }
-    rc = dist_agree(rc);
-    if (rc != YT_OK) return rc;
-    ckpt_state st;
-    char *yaml = NULL;
-    rc = ckpt_read_header(out->ckpt, &st, &yaml);
-    if (rc != YT_OK) return rc;
-    out->cfg = yt_calloc(1, sizeof *out->cfg);
-    char src[CFG_PATH_MAX + 80];
-    snprintf(src, sizeof src, "%s:/config", out->ckpt);
-    rc = dist_agree(config_load_text(out->cfg, yaml, src, sets, nsets));
-    free(yaml);
-    if (rc != YT_OK) return rc;
-    out->step = st.step;
-    int batch = (int)YT_MAX((long)max_batch, out->cfg->eval.batch_size);
-    out->model = model_create(&out->cfg->model, batch);
-    return ckpt_read_arena(out->ckpt, &out->model->params, false);
-}
-
-void eval_unload(eval_loaded *l) {
-    model_free(l->model);
-    free(l->cfg);
-    memset(l, 0, sizeof *l);
-}
-
-int eval_parse_betas(const char *text, double *betas, int *nb) {
-    *nb = 0;
-    const char *p = text;
-    while (*p) {
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno || !(v > 0) || !isfinite(v))
-            return yt_fail(YT_ERR_USAGE,
-                           "--beta '%s': expected a comma-separated list of positive numbers", text);
-        if (*nb == EVAL_MAX_BETAS)
-            return yt_fail(YT_ERR_USAGE, "--beta '%s': at most %d values", text, EVAL_MAX_BETAS);
-        betas[(*nb)++] = v;
-        p = end;
-        if (*p == ',') p++;
-        else if (*p)
-            return yt_fail(YT_ERR_USAGE,
-                           "--beta '%s': expected a comma-separated list of positive numbers", text);
-    }
-    if (*nb == 0) return yt_fail(YT_ERR_USAGE, "--beta: empty list");
-    return YT_OK;
-}
-
 /* ---- `yoto eval` -------------------------------------------------------------------------- */
+
+/* The tables of --split, or of every eval split. Collective. */
+static int eval_tables(const run_handle *r, const char *split, const double *betas, int nb,
+                       eval_table *tables, int *nt) {
+    const yoto_config *cfg = r->cfg;
+    int rc = YT_OK;
+    *nt = 0;
+    if (split) {
+        if (!config_split(cfg, split))
+            return yt_fail(YT_ERR_USAGE, "--split %s: the config has no such split (data.splits)",
+                           split);
+        return eval_split(r->model, cfg, split, betas, nb, &tables[(*nt)++]);
+    }
+    for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK; i++)
+        rc = eval_split(r->model, cfg, cfg->eval.splits[i], betas, nb, &tables[(*nt)++]);
+    return rc;
+}
+
+static void print_tables(const run_handle *r, const eval_table *tables, int nt, int nb) {
+    printf("yoto eval: %s (step %ld), z = %s, %d beta%s\n", r->ckpt, r->st.step,
+           r->cfg->eval.z == EVAL_Z_MEAN ? "posterior mean" : "one sample", nb, nb > 1 ? "s" : "");
+    for (int i = 0; i < nt; i++) {
+        printf("\n%s (%ld images)\n%10s %12s %12s %12s\n", tables[i].split,
+               tables[i].row[0].n_images, "beta", "recon", "kl", "full");
+        for (int k = 0; k < tables[i].n; k++) {
+            const eval_row *row = &tables[i].row[k];
+            printf("%10g %12.4f %12.4f %12.4f\n", row->beta, row->reconstruction_loss,
+                   row->kl_loss, row->full_loss);
+        }
+    }
+    printf("\ntables: %s/eval/step-%09ld.{h5,csv,md}\n", r->run_dir, r->st.step);
+}
 
 int eval_run(const eval_args *a) {
     double betas[EVAL_MAX_BETAS];
     int nb = 0;
-    int rc = a->betas ? eval_parse_betas(a->betas, betas, &nb) : YT_OK;
-    rc = dist_agree(rc);
-    if (rc != YT_OK) return rc;
-    eval_loaded l;
-    rc = eval_load(a->target, 1, a->sets, a->nsets, &l);
-    if (rc != YT_OK) {
-        eval_unload(&l);
-        return rc;
-    }
-    const yoto_config *cfg = l.cfg;
-    if (!a->betas) nb = eval_default_betas(cfg, betas);
+    run_handle r;
+    int rc = run_open(a->target, a->sets, a->nsets, &r);
+    if (rc == YT_OK) rc = dist_agree(run_betas(r.cfg, a->betas, betas, &nb));
+    if (rc == YT_OK) rc = run_load_model(&r, (int)r.cfg->eval.batch_size, false);
     eval_table *tables = yt_calloc(CFG_SPLITS_MAX, sizeof *tables);
     int nt = 0;
-    if (a->split) {
-        if (!config_split(cfg, a->split))
-            rc = yt_fail(YT_ERR_USAGE, "--split %s: the config has no such split (data.splits)",
-                         a->split);
-        else
-            rc = eval_split(l.model, cfg, a->split, betas, nb, &tables[nt++]);
-    } else {
-        for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK; i++)
-            rc = eval_split(l.model, cfg, cfg->eval.splits[i], betas, nb, &tables[nt++]);
-    }
-    if (rc == YT_OK) rc = eval_write(l.run_dir, l.step, tables, nt);
-    if (rc == YT_OK && dist_rank() == 0) {
-        printf("yoto eval: %s (step %ld), z = %s, %d beta%s\n", l.ckpt, l.step,
-               cfg->eval.z == EVAL_Z_MEAN ? "posterior mean" : "one sample", nb, nb > 1 ? "s" : "");
-        for (int i = 0; i < nt; i++) {
-            printf("\n%s (%ld images)\n%10s %12s %12s %12s\n", tables[i].split,
-                   tables[i].row[0].n_images, "beta", "recon", "kl", "full");
-            for (int k = 0; k < tables[i].n; k++) {
-                const eval_row *r = &tables[i].row[k];
-                printf("%10g %12.4f %12.4f %12.4f\n", r->beta, r->reconstruction_loss, r->kl_loss,
-                       r->full_loss);
-            }
-        }
-        printf("\ntables: %s/eval/step-%09ld.{h5,csv,md}\n", l.run_dir, l.step);
-    }
+    if (rc == YT_OK) rc = eval_tables(&r, a->split, betas, nb, tables, &nt);
+    if (rc == YT_OK) rc = eval_write(r.run_dir, r.st.step, tables, nt);
+    if (rc == YT_OK && dist_rank() == 0) print_tables(&r, tables, nt, nb);
     free(tables);
-    eval_unload(&l);
+    run_close(&r);
     return rc;
 }

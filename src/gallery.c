@@ -9,10 +9,10 @@
 
 #include "data.h"
 #include "dist.h"
-#include "eval.h"
 #include "layers.h"
 #include "loss.h"
 #include "rng.h"
+#include "run.h"
 
 #define GAP 2          /* pixels between cells */
 #define FONT_SCALE 2   /* label glyphs are 3x5 font pixels, scaled */
@@ -171,25 +171,21 @@ static void beta_rows(grid *g, vae_model *m, const yoto_config *cfg, const doubl
 }
 
 typedef struct {
-    eval_loaded l;
-    double betas[EVAL_MAX_BETAS];
+    run_handle r;
+    double betas[RUN_MAX_BETAS];
     int nb;
 } gallery_ctx;
 
 static int gallery_open(const gallery_args *a, gallery_ctx *g) {
     memset(g, 0, sizeof *g);
-    int rc = a->betas ? eval_parse_betas(a->betas, g->betas, &g->nb) : YT_OK;
-    if (rc == YT_OK && (a->n < 1 || a->n > 256))
-        rc = yt_fail(YT_ERR_USAGE, "--n %d: expected 1..256 images per row", a->n);
+    int rc = YT_OK;
+    if (a->n < 1 || a->n > 256) rc = yt_fail(YT_ERR_USAGE, "--n %d: expected 1..256 images per row", a->n);
     rc = dist_agree(rc);
-    if (rc != YT_OK) return rc;
-    rc = eval_load(a->target, a->n, a->sets, a->nsets, &g->l);
-    if (rc != YT_OK) {
-        eval_unload(&g->l);
-        return rc;
-    }
-    if (!a->betas) g->nb = eval_default_betas(g->l.cfg, g->betas);
-    return YT_OK;
+    if (rc == YT_OK) rc = run_open(a->target, a->sets, a->nsets, &g->r);
+    if (rc == YT_OK) rc = dist_agree(run_betas(g->r.cfg, a->betas, g->betas, &g->nb));
+    if (rc == YT_OK) rc = run_load_model(&g->r, (int)YT_MAX((long)a->n, g->r.cfg->eval.batch_size), false);
+    if (rc != YT_OK) run_close(&g->r);
+    return rc;
 }
 
 static int finish(const gallery_args *a, gallery_ctx *c, grid *g, const char *title,
@@ -197,14 +193,14 @@ static int finish(const gallery_args *a, gallery_ctx *c, grid *g, const char *ti
     int rc = YT_OK;
     if (dist_rank() == 0) {
         char source[CFG_PATH_MAX + 96];
-        snprintf(source, sizeof source, "%s (step %ld)", c->l.ckpt, c->l.step);
+        snprintf(source, sizeof source, "%s (step %ld)", c->r.ckpt, c->r.st.step);
         const char *keys[] = {"Title", "Source", "Rows", "Software"};
         const char *vals[] = {title, source, rows_text, "yoto"};
         rc = gallery_write_png(a->out, g->cv.px, g->cv.w, g->cv.h, g->C, keys, vals, 4);
         if (rc == YT_OK) printf("wrote %s (%d x %d)\n", a->out, g->cv.w, g->cv.h);
     }
     free(g->cv.px);
-    eval_unload(&c->l);
+    run_close(&c->r);
     return dist_agree(rc);
 }
 
@@ -212,18 +208,18 @@ int gallery_sample(const gallery_args *a) {
     gallery_ctx c;
     int rc = gallery_open(a, &c);
     if (rc != YT_OK) return rc;
-    vae_model *m = c.l.model;
+    vae_model *m = c.r.model;
     const int n = a->n, L = m->latent;
     real *z = yt_malloc((size_t)n * L * sizeof *z);
     for (int i = 0; i < n; i++) {
-        rng_stream s = rng_stream_make(c.l.cfg->experiment.seed, RNG_EVAL, 0xffffffffu, (uint32_t)i, 0);
+        rng_stream s = rng_stream_make(c.r.cfg->experiment.seed, RNG_EVAL, 0xffffffffu, (uint32_t)i, 0);
         for (int j = 0; j < L; j++) z[(size_t)i * L + j] = (real)rng_normal(&s);
     }
     grid g;
-    grid_init(&g, m, c.l.cfg, c.nb, n);
+    grid_init(&g, m, c.r.cfg, c.nb, n);
     char rows_text[4096] = "";
-    dist_log("yoto sample: %d prior samples (the same z in every row) from %s\n", n, c.l.ckpt);
-    beta_rows(&g, m, c.l.cfg, c.betas, c.nb, 0, n, z, NULL, rows_text, sizeof rows_text);
+    dist_log("yoto sample: %d prior samples (the same z in every row) from %s\n", n, c.r.ckpt);
+    beta_rows(&g, m, c.r.cfg, c.betas, c.nb, 0, n, z, NULL, rows_text, sizeof rows_text);
     free(z);
     return finish(a, &c, &g, "yoto samples: one row per beta, the same z in every row", rows_text);
 }
@@ -232,8 +228,8 @@ int gallery_reconstruct(const gallery_args *a) {
     gallery_ctx c;
     int rc = gallery_open(a, &c);
     if (rc != YT_OK) return rc;
-    vae_model *m = c.l.model;
-    const yoto_config *cfg = c.l.cfg;
+    vae_model *m = c.r.model;
+    const yoto_config *cfg = c.r.cfg;
     const char *split = a->split ? a->split : cfg->eval.splits[0];
     /* the first n images of the split, read on one rank */
     yoto_config *one = yt_calloc(1, sizeof *one);
@@ -259,7 +255,7 @@ int gallery_reconstruct(const gallery_args *a) {
     if (rc != YT_OK) {
         free(x);
         free(one);
-        eval_unload(&c.l);
+        run_close(&c.r);
         return rc;
     }
     const int n = (int)count;
@@ -269,7 +265,7 @@ int gallery_reconstruct(const gallery_args *a) {
     grid_label(&g, 0, "x");
     char rows_text[4096] = "row 0: inputs";
     dist_log("yoto reconstruct: %d images of split %s from %s\n  row 0: inputs\n", n, split,
-             c.l.ckpt);
+             c.r.ckpt);
     beta_rows(&g, m, cfg, c.betas, c.nb, 1, n, NULL, x, rows_text, sizeof rows_text);
     free(x);
     free(one);

@@ -9,13 +9,12 @@
 #include "bench.h"
 #include "common.h"
 #include "config.h"
-#include "data.h"
+#include "datainfo.h"
 #include "dist.h"
 #include "eval.h"
 #include "gallery.h"
 #include "h5io.h"
 #include "prepare.h"
-#include "preprocess.h"
 #include "train.h"
 
 #define MAX_SETS 256
@@ -232,10 +231,8 @@ enum {
 };
 
 typedef struct {
-    bool bench, no_readahead;
-    const char *dataset, *range, *pipeline;
-    long batch, cache_mb, block_mb, seed, steps;
-    double seconds, step_ms;
+    bool bench;
+    datainfo_bench_opts b;
 } info_opts;
 
 static int handle_info(int id, const char *arg, void *ctx) {
@@ -246,27 +243,27 @@ static int handle_info(int id, const char *arg, void *ctx) {
         o->bench = true;
         return YT_OK;
     case OPT_NO_READAHEAD:
-        o->no_readahead = true;
+        o->b.no_readahead = true;
         return YT_OK;
     case OPT_DATASET:
-        o->dataset = arg;
+        o->b.dataset = arg;
         return YT_OK;
     case OPT_RANGE:
-        o->range = arg;
+        o->b.range = arg;
         return YT_OK;
     case OPT_PIPELINE:
-        o->pipeline = arg;
+        o->b.pipeline = arg;
         return YT_OK;
     case OPT_BATCH:
-        return parse_long(cmd, "--batch", arg, 1, 1L << 20, &o->batch);
+        return parse_long(cmd, "--batch", arg, 1, 1L << 20, &o->b.batch);
     case OPT_CACHE_MB:
-        return parse_long(cmd, "--cache-mb", arg, 0, 1L << 30, &o->cache_mb);
+        return parse_long(cmd, "--cache-mb", arg, 0, 1L << 30, &o->b.cache_mb);
     case OPT_BLOCK_MB:
-        return parse_long(cmd, "--block-mb", arg, 1, 1L << 20, &o->block_mb);
+        return parse_long(cmd, "--block-mb", arg, 1, 1L << 20, &o->b.block_mb);
     case OPT_BSEED:
-        return parse_long(cmd, "--seed", arg, 0, LONG_MAX, &o->seed);
+        return parse_long(cmd, "--seed", arg, 0, LONG_MAX, &o->b.seed);
     case OPT_STEPS:
-        return parse_long(cmd, "--steps", arg, 0, LONG_MAX, &o->steps);
+        return parse_long(cmd, "--steps", arg, 0, LONG_MAX, &o->b.steps);
     case OPT_SECONDS:
     case OPT_STEP_MS: {
         char *end;
@@ -276,76 +273,11 @@ static int handle_info(int id, const char *arg, void *ctx) {
                     id == OPT_SECONDS ? "--seconds" : "--step-ms", arg);
             return YT_ERR_USAGE;
         }
-        *(id == OPT_SECONDS ? &o->seconds : &o->step_ms) = v;
+        *(id == OPT_SECONDS ? &o->b.seconds : &o->b.step_ms) = v;
         return YT_OK;
     }
     }
     return YT_ERR_USAGE;
-}
-
-/* The training pipeline's throughput on FILE, on every rank. */
-static int info_bench(const char *file, const info_opts *o) {
-    yoto_config *cfg = yt_calloc(1, sizeof *cfg);
-    int rc = YT_OK;
-    const char *ds = o->dataset;
-    data_image_info ii;
-    if (!ds) { /* 3dshapes.h5 style, else yoto prepare's groups */
-        ds = data_probe(file, "images", &ii) == YT_OK ? "images" : "train/images";
-        yt_clear_error();
-    }
-    rc = data_probe(file, ds, &ii);
-    if (rc == YT_OK)
-        rc = preprocess_parse(o->pipeline ? o->pipeline : "value_range(0, 1)",
-                              &cfg->data.preprocess_train);
-    int oh = 0, ow = 0;
-    if (rc == YT_OK)
-        rc = preprocess_out_shape(&cfg->data.preprocess_train, ii.h, ii.w, "--pipeline", &oh, &ow);
-    rc = dist_agree(rc);
-    if (rc != YT_OK) {
-        free(cfg);
-        return rc;
-    }
-    snprintf(cfg->experiment.name, sizeof cfg->experiment.name, "data-bench");
-    cfg->experiment.seed = (uint64_t)o->seed;
-    snprintf(cfg->data.file, sizeof cfg->data.file, "%s", file);
-    cfg->data.n_splits = 1;
-    cfg_split *sp = &cfg->data.splits[0];
-    snprintf(sp->name, sizeof sp->name, "train");
-    snprintf(sp->dataset, sizeof sp->dataset, "%s", ds);
-    snprintf(sp->range, sizeof sp->range, "%s", o->range ? o->range : "");
-    snprintf(cfg->data.train_split, sizeof cfg->data.train_split, "train");
-    cfg->data.cache_mb = o->cache_mb;
-    cfg->data.stream_block_mb = o->block_mb;
-    cfg->model.input_shape[0] = oh;
-    cfg->model.input_shape[1] = ow;
-    cfg->model.input_shape[2] = ii.c;
-    data_tuning t = data_tuning_default();
-    t.readahead = !o->no_readahead;
-    data_bench_result r;
-    data_bench_opts bo = {o->batch, o->seconds, o->steps, o->step_ms / 1000.0};
-    rc = data_bench(cfg, &bo, &t, &r);
-    if (rc == YT_OK) {
-        char ptxt[512];
-        preprocess_text(&cfg->data.preprocess_train, ptxt, sizeof ptxt);
-        const data_desc *d = &r.desc;
-        dist_log(
-            "bench: %s '%s' rows [%ld, %ld), %ld images/rank/batch x %d ranks, %ld steps/epoch\n"
-            "  pipeline: %s -> [%d, %d, %d]\n"
-            "  mode: %s, cache %ld MB, block %ld MB (%ld windows of %ld rows)\n"
-            "  open (incl. cache read): %.3f s\n"
-            "  images/s per rank (slowest): %.0f   all ranks: %.0f   (%ld images per rank)\n"
-            "  waiting for reads: %.1f%% of batch time\n"
-            "  peak RSS (largest rank): %.1f MB\n",
-            d->file, d->dataset, d->begin, d->end, d->batch, d->world, d->steps, ptxt, d->c, d->oh,
-            d->ow,
-            d->cached      ? "cached"
-            : d->readahead ? "streaming, read-ahead thread (pread)"
-                           : "streaming, synchronous HDF5 reads",
-            o->cache_mb, o->block_mb, d->group_windows, d->window_rows, r.open_s, r.images_per_s,
-            r.images_per_s_total, r.images, 100 * r.wait_frac, (double)r.peak_rss_kb / 1024.0);
-    }
-    free(cfg);
-    return rc;
 }
 
 static int run_data_info(int argc, char **argv) {
@@ -365,8 +297,7 @@ static int run_data_info(int argc, char **argv) {
         {"seed", required_argument, NULL, OPT_BSEED},
         {0},
     };
-    info_opts o = {
-        .batch = 64, .cache_mb = 4096, .block_mb = DATA_DEFAULT_BLOCK_MB, .seconds = 3.0};
+    info_opts o = {.b = datainfo_bench_defaults()};
     bool help;
     int first = parse_options(c, argc, argv, opts, handle_info, &o, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
@@ -375,7 +306,7 @@ static int run_data_info(int argc, char **argv) {
     int rc = YT_OK;
     if (dist_rank() == 0) rc = prepare_info(file, stdout);
     rc = dist_agree(rc);
-    if (rc == YT_OK && o.bench) rc = info_bench(file, &o);
+    if (rc == YT_OK && o.bench) rc = datainfo_bench(file, &o.b);
     if (rc != YT_OK) dist_report_error();
     return rc;
 }

@@ -1,4 +1,6 @@
-/* train.c — the training loop (see train.h). */
+/* train.c — `yoto train`: resolve the run, open its directory and log, run
+ * the loop of trainer steps with progress, checkpoints and evaluations, stop
+ * on signals (see train.h). */
 #include "train.h"
 
 #include <fcntl.h>
@@ -18,10 +20,9 @@
 #include "dist.h"
 #include "eval.h"
 #include "fsutil.h"
-#include "loss.h"
 #include "model.h"
-#include "optim.h"
-#include "rng.h"
+#include "run.h"
+#include "trainer.h"
 
 /* ---- signals ------------------------------------------------------------------------ */
 
@@ -196,6 +197,7 @@ static int check_resume_config(const yoto_config *cfg, const char *stored_yaml, 
     return rc;
 }
 
+/* What the run continues from, and the config it trains. */
 typedef struct {
     yoto_config *cfg;
     bool resume;
@@ -204,55 +206,57 @@ typedef struct {
     char *yaml; /* resolved config text */
 } run_setup;
 
-static int resolve(const train_args *a, run_setup *s) {
-    int rc;
-    char *stored = NULL;
-    if (a->resume_dir) {
-        bool found = false;
-        if (strlen(a->resume_dir) >= sizeof s->cfg->experiment.out_dir)
-            rc = yt_fail(YT_ERR_USAGE, "--resume %s: path too long (at most %zu characters)",
-                         a->resume_dir, sizeof s->cfg->experiment.out_dir - 1);
-        else
-            rc = ckpt_find_latest(a->resume_dir, s->ckpt, sizeof s->ckpt, &found);
-        if (rc == YT_OK && !found)
-            rc = yt_fail(YT_ERR_USAGE, "--resume %s: no checkpoint there (no %s/ckpt/latest)",
-                         a->resume_dir, a->resume_dir);
-        rc = dist_agree(rc);
-        if (rc != YT_OK) return rc;
-        rc = ckpt_read_header(s->ckpt, &s->st, &stored);
-        if (rc != YT_OK) return rc;
-        char src[CFG_PATH_MAX + 80];
-        snprintf(src, sizeof src, "%s:/config", s->ckpt);
-        rc = dist_agree(config_load_text(s->cfg, stored, src, a->sets, a->nsets));
-        if (rc == YT_OK) {
-            /* the run continues where it is, wherever it was first started */
-            snprintf(s->cfg->experiment.out_dir, sizeof s->cfg->experiment.out_dir, "%s",
-                     a->resume_dir);
-        }
+/* --resume RUN_DIR: the run's newest checkpoint, its config with the --set
+ * overrides (which may change only what may change on resume). */
+static int resolve_resume(const train_args *a, run_setup *s, char **stored) {
+    if (fs_exists(a->resume_dir) && !fs_is_dir(a->resume_dir))
+        return dist_agree(yt_fail(YT_ERR_USAGE, "--resume %s: expected a run directory, not a file",
+                                  a->resume_dir));
+    run_handle r;
+    int rc = run_open(a->resume_dir, a->sets, a->nsets, &r);
+    if (rc == YT_OK) {
+        snprintf(s->ckpt, sizeof s->ckpt, "%s", r.ckpt);
+        s->st = r.st;
+        *s->cfg = *r.cfg;
+        *stored = r.yaml;
+        r.yaml = NULL;
+        /* the run continues where it is, wherever it was first started */
+        snprintf(s->cfg->experiment.out_dir, sizeof s->cfg->experiment.out_dir, "%s", r.run_dir);
         s->resume = true;
-    } else {
-        rc = config_load(s->cfg, a->config_path, a->sets, a->nsets);
-        if (rc == YT_OK && dist_fault("config")) /* tests: a failure on one rank only */
-            rc = yt_fail(YT_ERR_USAGE, "%s: injected config error (YOTO_FAULT)", a->config_path);
-        rc = dist_agree(rc);
-        if (rc != YT_OK) return rc;
-        bool found;
-        rc = dist_agree(ckpt_find_latest(s->cfg->experiment.out_dir, s->ckpt, sizeof s->ckpt, &found));
-        /* every rank must take the same branch: resuming is collective */
-        if (rc == YT_OK) {
-            long any = dist_allreduce_max_long(found), all = dist_allreduce_min_long(found);
-            if (any != all)
-                rc = yt_fail(YT_ERR_USAGE,
-                             "%s/ckpt/latest %s on this rank but not on every rank: "
-                             "experiment.out_dir must be a directory that all ranks share",
-                             s->cfg->experiment.out_dir, found ? "exists" : "is missing");
-            rc = dist_agree(rc);
-        }
-        if (rc == YT_OK && found) { /* a requeued job: continue */
-            rc = ckpt_read_header(s->ckpt, &s->st, &stored);
-            s->resume = rc == YT_OK;
-        }
     }
+    run_close(&r);
+    return rc;
+}
+
+/* CONFIG: its out_dir may already hold a checkpoint (a requeued job):
+ * continue from it. */
+static int resolve_config(const train_args *a, run_setup *s, char **stored) {
+    int rc = config_load(s->cfg, a->config_path, a->sets, a->nsets);
+    if (rc == YT_OK && dist_fault("config")) /* tests: a failure on one rank only */
+        rc = yt_fail(YT_ERR_USAGE, "%s: injected config error (YOTO_FAULT)", a->config_path);
+    rc = dist_agree(rc);
+    if (rc != YT_OK) return rc;
+    const char *dir = s->cfg->experiment.out_dir;
+    bool found;
+    rc = dist_agree(ckpt_find_latest(dir, s->ckpt, sizeof s->ckpt, &found));
+    if (rc != YT_OK) return rc;
+    /* every rank must take the same branch: resuming is collective */
+    long any = dist_allreduce_max_long(found), all = dist_allreduce_min_long(found);
+    if (any != all)
+        rc = yt_fail(YT_ERR_USAGE,
+                     "%s/ckpt/latest %s on this rank but not on every rank: experiment.out_dir "
+                     "must be a directory that all ranks share",
+                     dir, found ? "exists" : "is missing");
+    rc = dist_agree(rc);
+    if (rc != YT_OK || !found) return rc;
+    rc = ckpt_read_header(s->ckpt, &s->st, stored);
+    s->resume = rc == YT_OK;
+    return rc;
+}
+
+static int resolve(const train_args *a, run_setup *s) {
+    char *stored = NULL;
+    int rc = a->resume_dir ? resolve_resume(a, s, &stored) : resolve_config(a, s, &stored);
     if (rc == YT_OK && s->resume) rc = dist_agree(check_resume_config(s->cfg, stored, s->ckpt));
     free(stored);
     if (rc == YT_OK) s->yaml = config_to_yaml(s->cfg);
@@ -264,45 +268,164 @@ static int resolve(const train_args *a, run_setup *s) {
     return dist_agree(rc);
 }
 
-/* ---- periodic evaluation ------------------------------------------------------------ */
+/* ---- the run ------------------------------------------------------------------------ */
+
+typedef struct {
+    run_setup s;
+    run_log rl;
+    int rank, world, batch; /* batch: per rank */
+    vae_model *m;           /* the replica trained */
+    vae_model *em;          /* a copy sized for eval batches, made at the first eval */
+    trainer *tr;
+    data_source *data;
+    real *x; /* [C][batch][H][W] this rank's batch */
+    long step, epoch, sie, steps_per_epoch; /* sie: steps done in this epoch */
+    /* progress since the last line */
+    double t_log, acc[3];
+    long acc_n, log_step0;
+    char warning[1024]; /* said once the log is open */
+} train_ctx;
+
+/* The model, fresh or from the checkpoint; where the step counters stand. */
+static int load_or_init(train_ctx *c) {
+    const yoto_config *cfg = c->s.cfg;
+    c->m = model_create(&cfg->model, c->batch);
+    if (!c->s.resume) {
+        model_init_params(c->m, cfg->experiment.seed);
+        return YT_OK;
+    }
+    c->step = c->s.st.step;
+    c->epoch = c->s.st.epoch;
+    c->sie = c->s.st.step_in_epoch;
+    return ckpt_read_arena(c->s.ckpt, &c->m->params, true);
+}
+
+/* The eval splits are checked now, not at the first evaluation hours later. */
+static int probe_eval_splits(const yoto_config *cfg) {
+    int rc = YT_OK;
+    if (cfg->eval.every > 0)
+        for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK && dist_rank() == 0; i++) {
+            const cfg_split *sp = config_split(cfg, cfg->eval.splits[i]);
+            data_image_info info;
+            rc = data_probe(sp->file[0] ? sp->file : cfg->data.file, sp->dataset, &info);
+        }
+    return dist_agree(rc);
+}
+
+/* This rank's shard of the train split; where the epoch stands. */
+static int open_data(train_ctx *c) {
+    const yoto_config *cfg = c->s.cfg;
+    int rc = data_open_train(&c->data, cfg, c->rank, c->world, c->batch, NULL);
+    if (rc == YT_OK) rc = probe_eval_splits(cfg);
+    if (rc != YT_OK) return rc;
+    c->steps_per_epoch = data_describe(c->data)->steps;
+    c->x = yt_malloc(data_batch_floats(c->data) * sizeof *c->x);
+    const ckpt_state *st = &c->s.st;
+    if (c->s.resume && st->world_size != c->world) {
+        /* another world size cuts other shards: start the next epoch cleanly */
+        snprintf(c->warning, sizeof c->warning,
+                 "%s was written by %ld rank%s, this run has %d: the shards are re-split and "
+                 "training continues at the start of epoch %ld (the data order differs from an "
+                 "uninterrupted run)",
+                 c->s.ckpt, st->world_size, st->world_size == 1 ? "" : "s", c->world,
+                 c->epoch + (c->sie > 0));
+        if (c->sie > 0) c->epoch++;
+        c->sie = 0;
+    }
+    if (c->sie >= c->steps_per_epoch) {
+        c->epoch++;
+        c->sie = 0;
+    }
+    return YT_OK;
+}
+
+/* The run directory: config.yaml, log.txt, metrics.csv. Made once the inputs
+ * have been checked, so that a failed start leaves nothing behind. */
+static int open_run_dir(train_ctx *c) {
+    const char *dir = c->s.cfg->experiment.out_dir;
+    int rc = YT_OK;
+    if (c->rank == 0) {
+        char path[CFG_PATH_MAX + 32];
+        rc = fs_mkdir_p(dir);
+        snprintf(path, sizeof path, "%s/config.yaml", dir);
+        if (rc == YT_OK) rc = fs_write_atomic(path, c->s.yaml);
+        snprintf(path, sizeof path, "%s/log.txt", dir);
+        if (rc == YT_OK && !(c->rl.log = fopen(path, "a")))
+            rc = yt_fail(YT_ERR_RUNTIME, "cannot write %s", path);
+        if (rc == YT_OK) rc = open_metrics(&c->rl, dir, c->s.resume ? c->s.st.step : 0);
+    }
+    return dist_agree(rc);
+}
+
+static void log_start(train_ctx *c) {
+    const yoto_config *cfg = c->s.cfg;
+    log_line(&c->rl,
+             "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %d images, %ld steps per "
+             "epoch; %zu parameters; OpenBLAS %s x %d",
+             yt_version(), c->s.resume ? "resuming" : "training",
+             c->s.resume ? c->s.ckpt : cfg->experiment.out_dir, c->step, cfg->train.steps,
+             c->world, c->world > 1 ? "s" : "", c->batch, c->steps_per_epoch,
+             c->m->params.total, blas_corename(), blas_threads());
+    if (c->warning[0]) {
+        if (c->rank == 0) dist_warn("%s", c->warning);
+        if (c->rl.log) fprintf(c->rl.log, "warning: %s\n", c->warning);
+    }
+    const char *advice = blas_core_advice();
+    if (advice) log_line(&c->rl, "warning: %s", advice);
+}
+
+/* Everything before the first step. */
+static int setup(train_ctx *c, const train_args *args) {
+    int rc = resolve(args, &c->s);
+    if (rc != YT_OK) return rc;
+    const yoto_config *cfg = c->s.cfg;
+    rc = dist_agree(trainer_batch_per_rank(cfg, c->world, &c->batch));
+    if (rc != YT_OK) return rc;
+    blas_set_threads(cfg->train.threads);
+    /* a path MPI-IO cannot open would only fail at the first checkpoint */
+    rc = dist_agree(ckpt_check_run_dir(cfg->experiment.out_dir));
+    if (rc == YT_OK) rc = dist_agree(load_or_init(c));
+    if (rc == YT_OK) rc = open_data(c);
+    if (rc == YT_OK) rc = open_run_dir(c);
+    if (rc != YT_OK) return rc;
+    install_signals();
+    c->tr = trainer_create(c->m, cfg, c->rank, c->world);
+    log_start(c);
+    c->t_log = yt_now();
+    c->log_step0 = c->step;
+    return YT_OK;
+}
+
+/* ---- periodic work ------------------------------------------------------------------- */
 
 /* The beta tables of every eval split at this step, with a copy of the
  * parameters in a model sized for eval batches. Collective. */
-static int evaluate(run_log *rl, const vae_model *m, vae_model **em, const yoto_config *cfg,
-                    const char *dir, long step) {
-    if (!*em) *em = model_create(&cfg->model, (int)cfg->eval.batch_size);
-    memcpy((*em)->params.param, m->params.param, m->params.total * sizeof(real));
+static int evaluate(train_ctx *c) {
+    const yoto_config *cfg = c->s.cfg;
+    const char *dir = cfg->experiment.out_dir;
+    if (!c->em) c->em = model_create(&cfg->model, (int)cfg->eval.batch_size);
+    memcpy(c->em->params.param, c->m->params.param, c->m->params.total * sizeof(real));
     double betas[EVAL_MAX_BETAS];
-    int nb = eval_default_betas(cfg, betas);
+    int nb = 0;
+    int rc = run_betas(cfg, NULL, betas, &nb), nt = 0;
     eval_table *t = yt_calloc(CFG_SPLITS_MAX, sizeof *t);
-    int rc = YT_OK, nt = 0;
     double t0 = yt_now();
     for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK; i++)
-        rc = eval_split(*em, cfg, cfg->eval.splits[i], betas, nb, &t[nt++]);
-    if (rc == YT_OK) rc = eval_write(dir, step, t, nt);
+        rc = eval_split(c->em, cfg, cfg->eval.splits[i], betas, nb, &t[nt++]);
+    if (rc == YT_OK) rc = eval_write(dir, c->step, t, nt);
     if (rc == YT_OK) {
         char line[1024];
-        int len = snprintf(line, sizeof line, "eval step %ld (%.1f s): full loss", step, yt_now() - t0);
+        int len = snprintf(line, sizeof line, "eval step %ld (%.1f s): full loss", c->step,
+                           yt_now() - t0);
         for (int i = 0; i < nt && len < (int)sizeof line - 80; i++)
-            len += snprintf(line + len, sizeof line - (size_t)len, "  %s beta %g: %.4g, beta %g: %.4g",
-                            t[i].split, t[i].row[0].beta, t[i].row[0].full_loss,
-                            t[i].row[t[i].n - 1].beta, t[i].row[t[i].n - 1].full_loss);
-        log_line(rl, "%s; tables in %s/eval/", line, dir);
+            len += snprintf(line + len, sizeof line - (size_t)len,
+                            "  %s beta %g: %.4g, beta %g: %.4g", t[i].split, t[i].row[0].beta,
+                            t[i].row[0].full_loss, t[i].row[t[i].n - 1].beta,
+                            t[i].row[t[i].n - 1].full_loss);
+        log_line(&c->rl, "%s; tables in %s/eval/", line, dir);
     }
     free(t);
     return rc;
-}
-
-/* ---- the loop ------------------------------------------------------------------------ */
-
-enum { ST_LOSS, ST_RECON, ST_KL, ST_ERROR, ST_NONFINITE, ST_STOP, ST_N };
-
-static void sync_ready(void *ctx, size_t lo) { dist_sync_ready(ctx, lo); }
-
-static bool all_finite(const real *v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(v[i])) return false;
-    return true;
 }
 
 static void fmt_duration(double s, char *buf, size_t size) {
@@ -317,247 +440,122 @@ static void fmt_duration(double s, char *buf, size_t size) {
         snprintf(buf, size, "%ldm%02lds", t / 60, t % 60);
 }
 
-int train_run(const train_args *args) {
-    const int rank = dist_rank(), world = dist_size();
-    run_setup s = {.cfg = yt_calloc(1, sizeof(yoto_config))};
-    run_log rl = {.tty = isatty(STDOUT_FILENO) == 1};
-    vae_model *m = NULL, *em = NULL;
-    data_source *data = NULL;
-    dist_sync *sync = NULL;
-    real *x = NULL, *eps = NULL, *w_kl = NULL, *w_rec = NULL, *cond = NULL;
-    int rc = resolve(args, &s);
-    if (rc != YT_OK) goto out;
-    const yoto_config *cfg = s.cfg;
-    const char *dir = cfg->experiment.out_dir;
-
-    /* per-rank batch */
-    long B = cfg->train.batch_per_rank;
-    if (B <= 0) {
-        if (cfg->train.batch_size % world != 0) {
-            rc = yt_fail(YT_ERR_USAGE,
-                         "train.batch_size %ld does not divide over %d ranks (%s); use a "
-                         "multiple of %d or set train.batch_per_rank",
-                         cfg->train.batch_size, world, config_where(cfg, "train.batch_size"), world);
-            goto out;
-        }
-        B = cfg->train.batch_size / world;
+/* Accumulates the step's losses; every log_every steps (and at the end) one
+ * progress line and one metrics.csv row of their means. */
+static void progress_step(train_ctx *c, const step_sums *sums, bool force) {
+    const yoto_config *cfg = c->s.cfg;
+    const double nimg = (double)sums->images;
+    c->acc[0] += sums->loss / nimg;
+    c->acc[1] += sums->recon / nimg;
+    c->acc[2] += sums->kl / nimg;
+    c->acc_n++;
+    if (!(c->step % cfg->train.log_every == 0 || force)) return;
+    const double now = yt_now(), ips = nimg * (c->step - c->log_step0) / (now - c->t_log);
+    const double lr = trainer_lr(c->tr), n = (double)c->acc_n;
+    char eta[32], line[512];
+    fmt_duration((cfg->train.steps - c->step) * nimg / ips, eta, sizeof eta);
+    snprintf(line, sizeof line,
+             "step %ld/%ld  epoch %ld  loss %.4g  recon %.4g  kl %.4g  lr %.3g  %.1f img/s  "
+             "ETA %s",
+             c->step, cfg->train.steps, c->epoch, c->acc[0] / n, c->acc[1] / n, c->acc[2] / n,
+             lr, ips, eta);
+    progress(&c->rl, line);
+    if (c->rl.metrics) {
+        fprintf(c->rl.metrics, "%ld,%ld,%.9g,%.9g,%.9g,%.9g,%.6g,%.3f\n", c->step, c->epoch,
+                c->acc[0] / n, c->acc[1] / n, c->acc[2] / n, lr, ips, (double)time(NULL));
+        fflush(c->rl.metrics);
     }
-    blas_set_threads(cfg->train.threads);
-    /* before any work: a path MPI-IO cannot open would only fail at the first checkpoint */
-    rc = ckpt_check_run_dir(dir);
-    if (rc != YT_OK) goto out;
+    c->acc[0] = c->acc[1] = c->acc[2] = 0;
+    c->acc_n = 0;
+    c->t_log = now;
+    c->log_step0 = c->step;
+}
 
-    /* run directory: config.yaml, log.txt, metrics.csv */
-    if (rank == 0) {
-        char path[CFG_PATH_MAX + 32];
-        rc = fs_mkdir_p(dir);
-        snprintf(path, sizeof path, "%s/config.yaml", dir);
-        if (rc == YT_OK) rc = fs_write_atomic(path, s.yaml);
-        snprintf(path, sizeof path, "%s/log.txt", dir);
-        if (rc == YT_OK && !(rl.log = fopen(path, "a")))
-            rc = yt_fail(YT_ERR_RUNTIME, "cannot write %s", path);
-        if (rc == YT_OK) rc = open_metrics(&rl, dir, s.resume ? s.st.step : 0);
+/* Checkpoint and eval when due (always at the end; only the checkpoint when
+ * stopping). Collective. */
+static int periodic(train_ctx *c, bool last, bool stopped) {
+    const yoto_config *cfg = c->s.cfg;
+    const long every = cfg->train.checkpoint_every, step = c->step;
+    int rc = YT_OK;
+    if ((every > 0 && step % every == 0) || last || stopped) {
+        ckpt_state cs = {step, c->epoch, c->sie, c->world, cfg->experiment.seed};
+        rc = ckpt_save(cfg->experiment.out_dir, &c->m->params, &cs, c->s.yaml,
+                       cfg->train.keep_checkpoints);
     }
-    rc = dist_agree(rc);
-    if (rc != YT_OK) goto out;
-    install_signals();
+    if (rc == YT_OK && !stopped && cfg->eval.every > 0 && (step % cfg->eval.every == 0 || last))
+        rc = evaluate(c);
+    return rc;
+}
 
-    /* model: fresh or from the checkpoint */
-    m = model_create(&cfg->model, (int)B);
-    long step = 0, epoch = 0, sie = 0;
-    if (s.resume) {
-        rc = ckpt_read_arena(s.ckpt, &m->params, true);
-        if (rc != YT_OK) goto out;
-        step = s.st.step;
-        epoch = s.st.epoch;
-        sie = s.st.step_in_epoch;
-    } else {
-        model_init_params(m, cfg->experiment.seed);
+/* ---- the loop ------------------------------------------------------------------------ */
+
+/* This rank's batch of the step (and the test's injected faults). */
+static int read_batch(train_ctx *c) {
+    long count = 0;
+    int rc = data_batch(c->data, c->epoch, c->sie, c->x, NULL, &count);
+    if (rc == YT_OK && dist_fault("io_error") && c->step >= 2)
+        rc = yt_fail(YT_ERR_RUNTIME, "injected I/O error at step %ld (YOTO_FAULT)", c->step);
+    if (dist_fault("slow_step")) usleep(100000); /* tests: a 100 ms step (jobs/ preemption) */
+    return rc;
+}
+
+/* Steps until train.steps or a stop request; *stopped tells which. */
+static int loop(train_ctx *c, bool *stopped) {
+    const long steps = c->s.cfg->train.steps;
+    *stopped = false;
+    while (c->step < steps) {
+        int input = read_batch(c);
+        step_sums sums;
+        int rc = trainer_step(c->tr, c->step, c->x, input, g_stop_signal != 0, &sums);
+        if (rc != YT_OK) return rc;
+        c->step++;
+        if (++c->sie >= c->steps_per_epoch) {
+            c->epoch++;
+            c->sie = 0;
+        }
+        *stopped = sums.stop;
+        bool last = c->step == steps;
+        progress_step(c, &sums, last || *stopped);
+        rc = periodic(c, last, *stopped);
+        if (rc != YT_OK || *stopped) return rc;
     }
+    return YT_OK;
+}
 
-    rc = data_open_train(&data, cfg, rank, world, B, NULL);
-    if (rc != YT_OK) goto out;
-    /* the eval splits are checked now, not at the first evaluation hours later */
-    if (cfg->eval.every > 0) {
-        for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK && rank == 0; i++) {
-            const cfg_split *sp = config_split(cfg, cfg->eval.splits[i]);
-            data_image_info info;
-            rc = data_probe(sp->file[0] ? sp->file : cfg->data.file, sp->dataset, &info);
-        }
-        rc = dist_agree(rc);
-        if (rc != YT_OK) goto out;
-    }
-    const data_desc *dd = data_describe(data);
-    const long steps_per_epoch = dd->steps;
-    if (s.resume && s.st.world_size != world) {
-        /* another world size cuts other shards: start the next epoch cleanly */
-        if (rank == 0)
-            dist_warn("%s was written by %ld ranks, this run has %d: the shards are re-split and "
-                      "training continues at the start of epoch %ld (the data order differs "
-                      "from an uninterrupted run)",
-                      s.ckpt, s.st.world_size, world, epoch + (sie > 0));
-        if (sie > 0) epoch++;
-        sie = 0;
-    }
-    if (sie >= steps_per_epoch) {
-        epoch++;
-        sie = 0;
-    }
-
-    const uint64_t seed = cfg->experiment.seed;
-    const int L = m->latent;
-    x = yt_malloc(data_batch_floats(data) * sizeof *x);
-    eps = yt_malloc((size_t)B * L * sizeof *eps);
-    w_kl = yt_malloc((size_t)B * sizeof *w_kl);
-    w_rec = yt_malloc((size_t)B * sizeof *w_rec);
-    cond = yt_malloc((size_t)B * 2 * sizeof *cond);
-    size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
-    sync = dist_sync_create(m->params.grad, m->params.total, bucket,
-                            cfg->train.allreduce == ALLREDUCE_BUCKETED);
-    m->grad_ready = sync_ready;
-    m->grad_ready_ctx = sync;
-    adam_params ap = optim_adam_params(&cfg->optimizer);
-    const double scale = 1.0 / ((double)B * world);
-
-    log_line(&rl, "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %ld images, %ld steps per "
-               "epoch; %zu parameters; OpenBLAS %s x %d",
-          yt_version(), s.resume ? "resuming" : "training", s.resume ? s.ckpt : dir, step,
-          cfg->train.steps, world, world > 1 ? "s" : "", B, steps_per_epoch, m->params.total,
-          blas_corename(), blas_threads());
-    const char *advice = blas_core_advice();
-    if (advice) log_line(&rl, "warning: %s", advice);
-
-    double t_log = yt_now(), acc[3] = {0, 0, 0};
-    long acc_n = 0, log_step0 = step;
-    bool stopped = false;
-
-    while (step < cfg->train.steps) {
-        /* the step's inputs */
-        long count = 0;
-        int local = data_batch(data, epoch, sie, x, NULL, &count);
-        if (local == YT_OK && dist_fault("io_error") && step >= 2)
-            local = yt_fail(YT_ERR_RUNTIME, "injected I/O error at step %ld (YOTO_FAULT)", step);
-        loss_weights_sample(&cfg->loss_weights, seed, step, rank, (int)B, w_kl, w_rec, cond);
-        for (long i = 0; i < B; i++) {
-            rng_stream e = rng_stream_make(seed, RNG_EPS, (uint32_t)step, (uint32_t)rank, (uint32_t)i);
-            for (int j = 0; j < L; j++) eps[i * L + j] = (real)rng_normal(&e);
-        }
-        /* forward, then one agreement: error, non-finite loss, stop requested */
-        double st[ST_N] = {0};
-        if (local == YT_OK) {
-            memset(m->params.grad, 0, m->params.total * sizeof(real));
-            model_forward(m, (int)B, x, cond, eps);
-            for (long i = 0; i < B; i++) {
-                st[ST_LOSS] += w_rec[i] * m->recon[i] + w_kl[i] * m->kl[i];
-                st[ST_RECON] += m->recon[i];
-                st[ST_KL] += m->kl[i];
-            }
-            if (dist_fault("nan_loss") && step >= 2) st[ST_LOSS] = NAN;
-            if (!isfinite(st[ST_LOSS])) st[ST_NONFINITE] = 1;
-        } else {
-            st[ST_ERROR] = 1;
-        }
-        if (dist_fault("slow_step")) usleep(100000); /* tests: a 100 ms step (jobs/ preemption) */
-        st[ST_STOP] = g_stop_signal != 0;
-        double local_loss = st[ST_LOSS];
-        dist_allreduce_sum_double(st, ST_N);
-        if (st[ST_ERROR] > 0) {
-            rc = dist_agree(local);
-            goto out;
-        }
-        if (st[ST_NONFINITE] > 0) {
-            rc = dist_agree(isfinite(local_loss) ? YT_OK
-                                                 : yt_fail(YT_ERR_RUNTIME,
-                                                           "non-finite loss at step %ld; the last "
-                                                           "checkpoint is kept (lower "
-                                                           "optimizer.lr?)",
-                                                           step));
-            goto out;
-        }
-        /* backward with the allreduce overlapped, then the identical update */
-        dist_sync_begin(sync);
-        model_backward(m, w_kl, w_rec, scale, false);
-        dist_sync_finish(sync);
-        if (!all_finite(m->params.grad, m->params.total)) {
-            /* the gradient is the same on every rank: all stop here together */
-            rc = yt_fail(YT_ERR_RUNTIME, "non-finite gradient at step %ld; the last checkpoint is kept",
-                         step);
-            goto out;
-        }
-        double lr = optim_lr(&cfg->optimizer, step);
-        optim_adam_step(&m->params, &ap, step + 1, lr);
-        step++;
-        if (++sie >= steps_per_epoch) {
-            epoch++;
-            sie = 0;
-        }
-        const double nimg = (double)B * world;
-        acc[0] += st[ST_LOSS] / nimg;
-        acc[1] += st[ST_RECON] / nimg;
-        acc[2] += st[ST_KL] / nimg;
-        acc_n++;
-        stopped = st[ST_STOP] > 0;
-
-        bool last = step == cfg->train.steps;
-        if (step % cfg->train.log_every == 0 || last || stopped) {
-            double now = yt_now(), ips = nimg * (step - log_step0) / (now - t_log);
-            char eta[32], line[512];
-            fmt_duration((cfg->train.steps - step) * nimg / ips, eta, sizeof eta);
-            snprintf(line, sizeof line,
-                     "step %ld/%ld  epoch %ld  loss %.4g  recon %.4g  kl %.4g  lr %.3g  %.1f img/s  "
-                     "ETA %s",
-                     step, cfg->train.steps, epoch, acc[0] / acc_n, acc[1] / acc_n,
-                     acc[2] / acc_n, lr, ips, eta);
-            progress(&rl, line);
-            if (rl.metrics) {
-                fprintf(rl.metrics, "%ld,%ld,%.9g,%.9g,%.9g,%.9g,%.6g,%.3f\n", step, epoch,
-                        acc[0] / acc_n, acc[1] / acc_n, acc[2] / acc_n, lr, ips,
-                        (double)time(NULL));
-                fflush(rl.metrics);
-            }
-            acc[0] = acc[1] = acc[2] = 0;
-            acc_n = 0;
-            t_log = now;
-            log_step0 = step;
-        }
-        if ((cfg->train.checkpoint_every > 0 && step % cfg->train.checkpoint_every == 0) || last || stopped) {
-            ckpt_state cs = {step, epoch, sie, world, seed};
-            rc = ckpt_save(dir, &m->params, &cs, s.yaml, cfg->train.keep_checkpoints);
-            if (rc != YT_OK) goto out;
-        }
-        if (!stopped && cfg->eval.every > 0 && (step % cfg->eval.every == 0 || last)) {
-            rc = evaluate(&rl, m, &em, cfg, dir, step);
-            if (rc != YT_OK) goto out;
-        }
-        if (stopped) break;
-    }
-    if (stopped) {
-        log_line(&rl, "stopped by signal %d at step %ld: checkpoint written to %s/ckpt; resume "
-                   "with the same command (exit %d = requeue me)",
-              (int)g_stop_signal, step, dir, YT_EXIT_REQUEUE);
-        rc = YT_EXIT_REQUEUE;
-    } else {
-        log_line(&rl, "done: %ld steps; checkpoint %s/ckpt/step-%09ld.h5", step, dir, step);
-    }
-
-out:
+static void teardown(train_ctx *c, int rc) {
     if (rc != YT_OK && rc != YT_EXIT_REQUEUE) {
-        if (rl.live) fputs("\n", stdout);
-        if (rank == 0 && rl.log) fprintf(rl.log, "error: %s\n", yt_errmsg());
+        if (c->rl.live) fputs("\n", stdout);
+        if (c->rank == 0 && c->rl.log) fprintf(c->rl.log, "error: %s\n", yt_errmsg());
     }
-    data_close(data);
-    dist_sync_free(sync);
-    model_free(em);
-    model_free(m);
-    free(x);
-    free(eps);
-    free(w_kl);
-    free(w_rec);
-    free(cond);
-    if (rl.log) fclose(rl.log);
-    if (rl.metrics) fclose(rl.metrics);
+    trainer_free(c->tr);
+    data_close(c->data);
+    model_free(c->em);
+    model_free(c->m);
+    free(c->x);
+    if (c->rl.log) fclose(c->rl.log);
+    if (c->rl.metrics) fclose(c->rl.metrics);
     stdout_restore();
-    free(s.yaml);
-    free(s.cfg);
+    free(c->s.yaml);
+    free(c->s.cfg);
+}
+
+int train_run(const train_args *args) {
+    train_ctx c = {.rank = dist_rank(), .world = dist_size()};
+    c.s.cfg = yt_calloc(1, sizeof *c.s.cfg);
+    c.rl.tty = isatty(STDOUT_FILENO) == 1;
+    bool stopped = false;
+    int rc = setup(&c, args);
+    if (rc == YT_OK) rc = loop(&c, &stopped);
+    const char *dir = c.s.cfg->experiment.out_dir;
+    if (rc == YT_OK && stopped) {
+        log_line(&c.rl,
+                 "stopped by signal %d at step %ld: checkpoint written to %s/ckpt; resume "
+                 "with the same command (exit %d = requeue me)",
+                 (int)g_stop_signal, c.step, dir, YT_EXIT_REQUEUE);
+        rc = YT_EXIT_REQUEUE;
+    } else if (rc == YT_OK) {
+        log_line(&c.rl, "done: %ld steps; checkpoint %s/ckpt/step-%09ld.h5", c.step, dir, c.step);
+    }
+    teardown(&c, rc);
     return rc;
 }

@@ -104,6 +104,8 @@ void arch_train_defaults(yoto_config *cfg, double lr, double beta_lo, double bet
     cfg->loss_weights.reconstruction.high = 1.001;
     cfg->loss_weights.transform = TRANSFORM_LOG;
     cfg->loss_weights.normalize = false;
+    cfg->train.allreduce = ALLREDUCE_BUCKETED;
+    cfg->train.bucket_mb = 25.0;
 }
 
 void tu_fill_uniform(real *x, size_t n, double lo, double hi, uint64_t seed, uint32_t a) {

@@ -34,9 +34,9 @@
 #include "archs.h"
 #include "loss.h"
 #include "model.h"
-#include "optim.h"
 #include "rng.h"
 #include "testutil.h"
+#include "trainer.h"
 
 enum {
     SIZE = 16, /* images SIZE x SIZE x CH */
@@ -104,6 +104,7 @@ static void config(yoto_config *cfg) {
     cfg->model.decoder.fc_sizes.v[0] = 64;
     arch_train_defaults(cfg, 2e-3, 0.5, 512);
     cfg->loss_weights.normalize = true;
+    cfg->experiment.seed = SEED; /* loss weights and noise: (SEED, step, rank 0, sample) */
 }
 
 typedef struct {
@@ -140,9 +141,9 @@ static void test_yoto_training(void **state) {
     vae_model *m = model_create(&cfg.model, BATCH);
     model_init_params(m, SEED);
     assert_int_equal(m->latent, LATENT);
-    const adam_params adam = optim_adam_params(&cfg.optimizer);
-    real batch[CH * BATCH * SIZE * SIZE], wk[BATCH], wr[BATCH], cond[2 * BATCH];
-    real eps[BATCH * LATENT];
+    /* the shipped step: draws, forward, agreement, backward, Adam (one process) */
+    trainer *t = trainer_create(m, &cfg, 0, 1);
+    real batch[CH * BATCH * SIZE * SIZE];
     uint64_t perm[NIMG];
     double losses[STEPS];
     const int per_epoch = NIMG / BATCH;
@@ -154,22 +155,14 @@ static void test_yoto_training(void **state) {
             rng_permutation(&s, perm, NIMG);
         }
         gather(data, perm + (size_t)k * BATCH, BATCH, batch);
-        loss_weights_sample(&cfg.loss_weights, SEED, step, 0, BATCH, wk, wr, cond);
-        for (int i = 0; i < BATCH; i++) {
-            rng_stream s = rng_stream_make(SEED, RNG_EPS, (uint32_t)step, 0, (uint32_t)i);
-            for (int j = 0; j < LATENT; j++)
-                eps[i * LATENT + j] = (real)rng_normal(&s);
-        }
-        model_forward(m, BATCH, batch, cond, eps);
-        double loss = 0;
-        for (int i = 0; i < BATCH; i++)
-            loss += (wr[i] * m->recon[i] + wk[i] * m->kl[i]) / BATCH;
-        if (!isfinite(loss)) fail_msg("step %ld: loss %g", step, loss);
-        losses[step] = loss;
-        memset(m->params.grad, 0, m->params.total * sizeof(real));
-        model_backward(m, wk, wr, 1.0 / BATCH, false);
-        optim_adam_step(&m->params, &adam, step + 1, optim_lr(&cfg.optimizer, step));
+        step_sums sums;
+        int rc = trainer_step(t, step, batch, YT_OK, false, &sums);
+        if (rc != YT_OK) fail_msg("step %ld: %s", step, yt_errmsg());
+        assert_int_equal(sums.images, BATCH);
+        losses[step] = sums.loss / BATCH;
+        if (!isfinite(losses[step])) fail_msg("step %ld: loss %g", step, losses[step]);
     }
+    trainer_free(t);
     double first = 0, last = 0;
     for (int i = 0; i < WINDOW; i++) {
         first += losses[i] / WINDOW;

@@ -1,0 +1,91 @@
+/* trainer.h — one data-parallel training step: the step `yoto train` runs,
+ * `yoto bench` times and the tests check.
+ *
+ * A trainer holds one model replica, the gradient allreduce and this rank's
+ * per-step draws. trainer_step() is the whole step:
+ *   draw the loss weights (w_kl, w_rec), the conditioning and the noise eps
+ *     from the streams (seed, purpose, step, rank, sample)
+ *   -> forward on this rank's images
+ *   -> one small allreduce that agrees on the step's status (an input
+ *      error, a non-finite loss, a stop request, on any rank) and sums the
+ *      logged losses over the global batch
+ *   -> backward, the gradient allreduced as it becomes final (dist_sync)
+ *      and divided by the global batch
+ *   -> a finite-gradient check -> the identical Adam step on every rank.
+ * With one process (tests) the collectives are copies: the same code runs.
+ *
+ *   trainer *t = trainer_create(model, cfg, rank, world);
+ *   for (step = ...) {
+ *       ... read this rank's batch x [C][B][H][W] ...
+ *       rc = trainer_step(t, step, x, read_status, stop_requested, &sums);
+ *   }
+ *   trainer_free(t);   (the model stays the caller's)
+ */
+#ifndef YOTO_TRAINER_H
+#define YOTO_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+
+/* The per-rank batch cfg implies for `world` ranks: train.batch_per_rank, or
+ * train.batch_size / world (YT_ERR_USAGE naming where it was set when it
+ * does not divide). */
+int trainer_batch_per_rank(const yoto_config *cfg, int world, int *batch);
+
+/* Sums over the global batch of one step. */
+typedef struct {
+    double loss;  /* sum of w_rec recon + w_kl kl */
+    double recon; /* sum of recon */
+    double kl;    /* sum of kl */
+    long images;  /* global batch */
+    bool stop;    /* some rank asked to stop after this step */
+} step_sums;
+
+/* Seconds spent in the last step, by phase. backward excludes the MPI calls
+ * made inside it (they count as allreduce). */
+typedef struct {
+    double forward;   /* draws and forward pass */
+    double agree;     /* the status allreduce */
+    double backward;  /* backward pass, without MPI */
+    double allreduce; /* gradient allreduce time not hidden behind backward */
+    double optimizer; /* finite check and Adam */
+    double total;
+} step_times;
+
+typedef struct trainer trainer;
+
+/* A trainer for model m (max_batch = this rank's batch B) under cfg's
+ * loss_weights, optimizer, train.allreduce / bucket_mb and experiment.seed.
+ * Sets m's grad_ready hook; the model stays the caller's. */
+trainer *trainer_create(vae_model *m, const yoto_config *cfg, int rank, int world);
+void trainer_free(trainer *t);
+
+/* The draws of `step` on this rank into the trainer's buffers (what
+ * trainer_step does first; tests call it to rebuild a step independently). */
+void trainer_draw(trainer *t, long step);
+
+/* One step (0-based: the update made is Adam's t = step + 1) on this rank's
+ * batch x [C][B][H][W]. input_status is this rank's status of reading x
+ * (YT_OK or an error with its message set); stop is a stop request seen
+ * here. Collective. Returns YT_OK with *out filled (out->stop: some rank
+ * asked to stop; the update was made), or the agreed error: an input error
+ * on any rank, a non-finite loss (no update made) or gradient. */
+int trainer_step(trainer *t, long step, const real *x, int input_status, bool stop,
+                 step_sums *out);
+
+/* The draws of the last step, [B], [B], [B][2], [B][L]. */
+const real *trainer_w_kl(const trainer *t);
+const real *trainer_w_rec(const trainer *t);
+const real *trainer_cond(const trainer *t);
+const real *trainer_eps(const trainer *t);
+/* The learning rate of the last step, its phase times, and the gradient
+ * allreduce's counters (exposed seconds and buckets since the last reset). */
+double trainer_lr(const trainer *t);
+step_times trainer_times(const trainer *t);
+void trainer_comm_stats(const trainer *t, double *exposed_s, long *buckets);
+void trainer_reset_comm_stats(trainer *t);
+
+#endif

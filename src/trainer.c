@@ -1,0 +1,184 @@
+/* trainer.c — one data-parallel training step (see trainer.h). */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist.h"
+#include "loss.h"
+#include "optim.h"
+#include "rng.h"
+
+struct trainer {
+    vae_model *m;
+    cfg_loss_weights lw;
+    cfg_optimizer opt;
+    adam_params adam;
+    uint64_t seed;
+    int rank, world, batch, latent;
+    double scale; /* 1 / global batch */
+    dist_sync *sync;
+    real *w_kl, *w_rec, *cond, *eps; /* [B], [B], [B][2], [B][L] */
+    double lr;
+    step_times times;
+};
+
+int trainer_batch_per_rank(const yoto_config *cfg, int world, int *batch) {
+    long b = cfg->train.batch_per_rank;
+    if (b <= 0) {
+        if (cfg->train.batch_size % world != 0)
+            return yt_fail(YT_ERR_USAGE,
+                           "train.batch_size %ld does not divide over %d ranks (%s); use a "
+                           "multiple of %d or set train.batch_per_rank",
+                           cfg->train.batch_size, world, config_where(cfg, "train.batch_size"),
+                           world);
+        b = cfg->train.batch_size / world;
+    }
+    *batch = (int)b;
+    return YT_OK;
+}
+
+static void grad_ready(void *ctx, size_t lo) { dist_sync_ready(ctx, lo); }
+
+trainer *trainer_create(vae_model *m, const yoto_config *cfg, int rank, int world) {
+    trainer *t = yt_calloc(1, sizeof *t);
+    t->m = m;
+    t->lw = cfg->loss_weights;
+    t->opt = cfg->optimizer;
+    t->adam = optim_adam_params(&cfg->optimizer);
+    t->seed = cfg->experiment.seed;
+    t->rank = rank;
+    t->world = world;
+    t->batch = m->max_batch;
+    t->latent = m->latent;
+    t->scale = 1.0 / ((double)t->batch * world);
+    size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
+    t->sync = dist_sync_create(m->params.grad, m->params.total, bucket,
+                               cfg->train.allreduce == ALLREDUCE_BUCKETED);
+    m->grad_ready = grad_ready;
+    m->grad_ready_ctx = t->sync;
+    const size_t B = (size_t)t->batch;
+    t->w_kl = yt_malloc(B * sizeof *t->w_kl);
+    t->w_rec = yt_malloc(B * sizeof *t->w_rec);
+    t->cond = yt_malloc(2 * B * sizeof *t->cond);
+    t->eps = yt_malloc(B * (size_t)t->latent * sizeof *t->eps);
+    return t;
+}
+
+void trainer_free(trainer *t) {
+    if (!t) return;
+    t->m->grad_ready = NULL;
+    t->m->grad_ready_ctx = NULL;
+    dist_sync_free(t->sync);
+    free(t->w_kl);
+    free(t->w_rec);
+    free(t->cond);
+    free(t->eps);
+    free(t);
+}
+
+void trainer_draw(trainer *t, long step) {
+    const int B = t->batch, L = t->latent;
+    loss_weights_sample(&t->lw, t->seed, step, t->rank, B, t->w_kl, t->w_rec, t->cond);
+    for (int i = 0; i < B; i++) {
+        rng_stream e = rng_stream_make(t->seed, RNG_EPS, (uint32_t)step, (uint32_t)t->rank,
+                                       (uint32_t)i);
+        for (int j = 0; j < L; j++) t->eps[(size_t)i * L + j] = (real)rng_normal(&e);
+    }
+}
+
+static bool all_finite(const real *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
+/* What the ranks agree on after the forward pass: summed over ranks. */
+enum { ST_LOSS, ST_RECON, ST_KL, ST_ERROR, ST_NONFINITE, ST_STOP, ST_N };
+
+/* Forward on this rank's batch; fills st's losses and this rank's flags. */
+static void forward(trainer *t, long step, const real *x, double *st) {
+    vae_model *m = t->m;
+    trainer_draw(t, step);
+    memset(m->params.grad, 0, m->params.total * sizeof(real));
+    model_forward(m, t->batch, x, t->cond, t->eps);
+    for (int i = 0; i < t->batch; i++) {
+        st[ST_LOSS] += t->w_rec[i] * m->recon[i] + t->w_kl[i] * m->kl[i];
+        st[ST_RECON] += m->recon[i];
+        st[ST_KL] += m->kl[i];
+    }
+    if (dist_fault("nan_loss") && step >= 2) st[ST_LOSS] = NAN; /* tests */
+    if (!isfinite(st[ST_LOSS])) st[ST_NONFINITE] = 1;
+}
+
+/* The agreed error of a step whose forward failed somewhere. */
+static int forward_failure(const double *st, int input_status, double local_loss, long step) {
+    if (st[ST_ERROR] > 0) return dist_agree(input_status);
+    return dist_agree(isfinite(local_loss)
+                          ? YT_OK
+                          : yt_fail(YT_ERR_RUNTIME,
+                                    "non-finite loss at step %ld; the last checkpoint is kept "
+                                    "(lower optimizer.lr?)",
+                                    step));
+}
+
+int trainer_step(trainer *t, long step, const real *x, int input_status, bool stop,
+                 step_sums *out) {
+    vae_model *m = t->m;
+    step_times *tm = &t->times;
+    memset(out, 0, sizeof *out);
+    double t0 = yt_now();
+    double st[ST_N] = {0};
+    if (input_status == YT_OK)
+        forward(t, step, x, st);
+    else
+        st[ST_ERROR] = 1;
+    st[ST_STOP] = stop;
+    const double local_loss = st[ST_LOSS];
+    double t1 = yt_now();
+    dist_allreduce_sum_double(st, ST_N);
+    double t2 = yt_now();
+    tm->forward = t1 - t0;
+    tm->agree = t2 - t1;
+    if (st[ST_ERROR] > 0 || st[ST_NONFINITE] > 0)
+        return forward_failure(st, input_status, local_loss, step);
+
+    /* backward with the allreduce overlapped, then the identical update */
+    double exposed0 = dist_sync_get_stats(t->sync).exposed_s;
+    dist_sync_begin(t->sync);
+    model_backward(m, t->w_kl, t->w_rec, t->scale, false);
+    double in_backward = dist_sync_get_stats(t->sync).exposed_s - exposed0;
+    double t3 = yt_now();
+    dist_sync_finish(t->sync);
+    double t4 = yt_now();
+    tm->backward = t3 - t2 - in_backward;
+    tm->allreduce = t4 - t3 + in_backward;
+    /* the gradient is the same on every rank: all stop here together */
+    if (!all_finite(m->params.grad, m->params.total))
+        return yt_fail(YT_ERR_RUNTIME, "non-finite gradient at step %ld; the last checkpoint is kept",
+                       step);
+    t->lr = optim_lr(&t->opt, step);
+    optim_adam_step(&m->params, &t->adam, step + 1, t->lr);
+    double t5 = yt_now();
+    tm->optimizer = t5 - t4;
+    tm->total = t5 - t0;
+    *out = (step_sums){st[ST_LOSS], st[ST_RECON], st[ST_KL], (long)t->batch * t->world,
+                       st[ST_STOP] > 0};
+    return YT_OK;
+}
+
+const real *trainer_w_kl(const trainer *t) { return t->w_kl; }
+const real *trainer_w_rec(const trainer *t) { return t->w_rec; }
+const real *trainer_cond(const trainer *t) { return t->cond; }
+const real *trainer_eps(const trainer *t) { return t->eps; }
+double trainer_lr(const trainer *t) { return t->lr; }
+step_times trainer_times(const trainer *t) { return t->times; }
+
+void trainer_comm_stats(const trainer *t, double *exposed_s, long *buckets) {
+    dist_sync_stats s = dist_sync_get_stats(t->sync);
+    if (exposed_s) *exposed_s = s.exposed_s;
+    if (buckets) *buckets = s.buckets;
+}
+
+void trainer_reset_comm_stats(trainer *t) { dist_sync_reset_stats(t->sync); }
