@@ -184,23 +184,11 @@ static conv_geom layer_geom(const conv_block *b, int l, int n) {
     return conv_geom_make(n, b->cin[l], b->h[l], b->w[l], b->cout[l], b->stride[l]);
 }
 
-vae_model *model_create(const cfg_model *mc, int max_batch) {
-    YT_CHECK(max_batch > 0);
-    vae_model *m = yt_calloc(1, sizeof *m);
-    m->mc = *mc;
-    m->max_batch = max_batch;
-    m->in_h = mc->input_shape[0];
-    m->in_w = mc->input_shape[1];
-    m->in_c = mc->input_shape[2];
-    m->latent = mc->latent_dim;
-    m->out_c = mc->decoder.channels_out;
-    m->cond_dim = mc->conditioning.type == COND_FILM ? 2 : 0;
-    arena_init(&m->params);
-
-    /* encoder blocks: block b has base * 2^b channels */
-    const cfg_net *en = &mc->encoder, *de = &mc->decoder;
+/* Encoder blocks (block b has base * 2^b channels), then the fc MLP to the
+ * 2L code. Registers the parameters in order of application. */
+static void build_encoder(vae_model *m) {
+    const cfg_net *en = &m->mc.encoder;
     YT_CHECK(en->num_blocks >= 1 && en->num_blocks <= MODEL_MAX_BLOCKS);
-    YT_CHECK(de->num_blocks >= 1 && de->num_blocks <= MODEL_MAX_BLOCKS);
     m->nblocks_enc = en->num_blocks;
     int c = m->in_c, h = m->in_h, w = m->in_w;
     for (int b = 0; b < en->num_blocks; b++) {
@@ -214,14 +202,16 @@ vae_model *model_create(const cfg_model *mc, int max_batch) {
     mlp_build(m, &m->enc_fc, c * h * w, en->fc_sizes.v, en->fc_sizes.n, false, "encoder/fc");
     m->enc_fc.prof = prof_add(m, "encoder/fc");
     YT_CHECK(m->enc_fc.out[m->enc_fc.nlayers - 1] == 2 * m->latent);
+}
 
-    /* decoder: fc, reshape, blocks B-1 .. 0, out conv */
+/* Decoder: fc MLP, reshape, blocks B-1 .. 0, the output conv. */
+static void build_decoder(vae_model *m) {
+    const cfg_net *de = &m->mc.decoder;
+    YT_CHECK(de->num_blocks >= 1 && de->num_blocks <= MODEL_MAX_BLOCKS);
     mlp_build(m, &m->dec_fc, m->latent, de->fc_sizes.v, de->fc_sizes.n, false, "decoder/fc");
     m->dec_fc.prof = prof_add(m, "decoder/fc");
     m->nblocks_dec = de->num_blocks;
-    h = de->reshape[0];
-    w = de->reshape[1];
-    c = de->reshape[2];
+    int h = de->reshape[0], w = de->reshape[1], c = de->reshape[2];
     YT_CHECK(m->dec_fc.out[m->dec_fc.nlayers - 1] == h * w * c);
     for (int k = de->num_blocks - 1; k >= 0; k--) {
         conv_block *blk = &m->dec[k];
@@ -236,31 +226,38 @@ vae_model *model_create(const cfg_model *mc, int max_batch) {
     m->out_kernel = add_tensor(m, false, 4, ks, 9 * c, 9 * m->out_c, "decoder/out/conv/kernel");
     m->out_bias = add_tensor(m, false, 1, bs, 0, 0, "decoder/out/conv/bias");
     m->prof_out = prof_add(m, "decoder/out/conv");
-    m->prof_loss = prof_add(m, "latent+loss");
-    arena_alloc(&m->params);
+}
 
-    /* activations */
-    const size_t n = (size_t)max_batch;
-    size_t act_max = n * YT_MAX(m->in_c, m->out_c) * m->in_h * m->in_w;
-    int film_c = 1, mlp_w = 1;
-    size_t work = 0;
+/* Every block's activations; the sizes of the shared scratch: the largest
+ * activation, FiLM width, MLP width and im2col workspace. */
+static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w, size_t *work) {
+    const size_t n = (size_t)m->max_batch;
     for (int b = 0; b < m->nblocks_enc + m->nblocks_dec; b++) {
         conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
         block_alloc(m, blk);
         for (int l = 0; l < blk->nlayers; l++) {
-            conv_geom g = layer_geom(blk, l, max_batch);
-            work = YT_MAX(work, conv_work_size(&g));
-            act_max = YT_MAX(act_max, n * g.cin * g.h * g.w);
-            act_max = YT_MAX(act_max, n * g.cout * g.ho * g.wo);
+            conv_geom g = layer_geom(blk, l, m->max_batch);
+            *work = YT_MAX(*work, conv_work_size(&g));
+            *act_max = YT_MAX(*act_max, n * g.cin * g.h * g.w);
+            *act_max = YT_MAX(*act_max, n * g.cout * g.ho * g.wo);
         }
-        film_c = YT_MAX(film_c, blk->C);
+        *film_c = YT_MAX(*film_c, blk->C);
         if (blk->film)
-            for (int i = 0; i < blk->scale_mlp.nlayers; i++) mlp_w = YT_MAX(mlp_w, blk->scale_mlp.out[i]);
+            for (int i = 0; i < blk->scale_mlp.nlayers; i++)
+                *mlp_w = YT_MAX(*mlp_w, blk->scale_mlp.out[i]);
     }
-    for (int i = 0; i < m->enc_fc.nlayers; i++) mlp_w = YT_MAX(mlp_w, m->enc_fc.out[i]);
-    for (int i = 0; i < m->dec_fc.nlayers; i++) mlp_w = YT_MAX(mlp_w, m->dec_fc.out[i]);
-    conv_geom go = conv_geom_make(max_batch, c, m->in_h, m->in_w, m->out_c, 1);
-    work = YT_MAX(work, conv_work_size(&go));
+    for (int i = 0; i < m->enc_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->enc_fc.out[i]);
+    for (int i = 0; i < m->dec_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->dec_fc.out[i]);
+    conv_geom go = conv_geom_make(m->max_batch, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    *work = YT_MAX(*work, conv_work_size(&go));
+}
+
+/* Activations for max_batch samples, and the backward scratch. */
+static void alloc_activations(vae_model *m) {
+    const size_t n = (size_t)m->max_batch;
+    size_t act_max = n * YT_MAX(m->in_c, m->out_c) * m->in_h * m->in_w, work = 0;
+    int film_c = 1, mlp_w = 1;
+    alloc_blocks(m, &act_max, &film_c, &mlp_w, &work);
     mlp_alloc(m, &m->enc_fc);
     mlp_alloc(m, &m->dec_fc);
     const int L = m->latent;
@@ -289,6 +286,25 @@ vae_model *model_create(const cfg_model *mc, int max_batch) {
     m->dinput = alloc_buf(m, n * m->in_c * m->in_h * m->in_w);
     m->work_size = work;
     m->work = alloc_buf(m, work);
+}
+
+vae_model *model_create(const cfg_model *mc, int max_batch) {
+    YT_CHECK(max_batch > 0);
+    vae_model *m = yt_calloc(1, sizeof *m);
+    m->mc = *mc;
+    m->max_batch = max_batch;
+    m->in_h = mc->input_shape[0];
+    m->in_w = mc->input_shape[1];
+    m->in_c = mc->input_shape[2];
+    m->latent = mc->latent_dim;
+    m->out_c = mc->decoder.channels_out;
+    m->cond_dim = mc->conditioning.type == COND_FILM ? 2 : 0;
+    arena_init(&m->params);
+    build_encoder(m);
+    build_decoder(m);
+    m->prof_loss = prof_add(m, "latent+loss");
+    arena_alloc(&m->params);
+    alloc_activations(m);
     double f, skipped;
     cost(m, &f, &skipped, m->prof);
     return m;
