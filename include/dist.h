@@ -40,6 +40,11 @@ void dist_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * (a 64-bit hash compared). */
 bool dist_same_everywhere(const void *buf, size_t n);
 
+/* Collective: the hosts of the job and their rank counts, for the run's log
+ * ("node1 x 32, node2 x 32"; "..." when it does not fit). Rank 0's buf
+ * holds it; other ranks get "". */
+void dist_host_summary(char *buf, size_t size);
+
 /* Fault injection for tests: true when the environment variable YOTO_FAULT
  * is "point" or "point@r" with r this rank. */
 bool dist_fault(const char *point);

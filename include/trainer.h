@@ -73,8 +73,7 @@ void trainer_draw(trainer *t, long step);
  * here. Collective. Returns YT_OK with *out filled (out->stop: some rank
  * asked to stop; the update was made), or the agreed error: an input error
  * on any rank, a non-finite loss (no update made) or gradient. */
-int trainer_step(trainer *t, long step, const real *x, int input_status, bool stop,
-                 step_sums *out);
+int trainer_step(trainer *t, long step, const real *x, int input_status, bool stop, step_sums *out);
 
 /* The draws of the last step, [B], [B], [B][2], [B][L]. */
 const real *trainer_w_kl(const trainer *t);

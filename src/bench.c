@@ -50,13 +50,13 @@ typedef struct {
     const yoto_config *cfg;
     const bench_opts *o;
     int world, batch, steps, warmup;
-    double sgemm;               /* GFLOP/s, 1024^3, this rank */
+    double sgemm; /* GFLOP/s, 1024^3, this rank */
     vae_model *m;
     bool overlap;
-    double med[PH_N];           /* median seconds per phase */
+    double med[PH_N]; /* median seconds per phase */
     double step_med, step_min, step_max;
-    double exposed, imbalance;  /* seconds per step */
-    double comm_alone, hidden;  /* one blocking allreduce of the gradient */
+    double exposed, imbalance; /* seconds per step */
+    double comm_alone, hidden; /* one blocking allreduce of the gradient */
     data_bench_result db;
     long rss_max_kb;
 } bench_result;
@@ -117,7 +117,8 @@ static double allreduce_alone(const arena *a) {
 static void phase_medians(bench_result *r, const phase_times *ph) {
     double *buf = yt_calloc((size_t)r->steps, sizeof *buf);
     for (int p = 0; p < PH_N; p++) {
-        for (int k = 0; k < r->steps; k++) buf[k] = ph[k].t[p];
+        for (int k = 0; k < r->steps; k++)
+            buf[k] = ph[k].t[p];
         r->med[p] = median(buf, r->steps);
     }
     r->step_min = buf[0]; /* buf holds the sorted totals (PH_TOTAL is last) */
@@ -130,9 +131,11 @@ static void phase_medians(bench_result *r, const phase_times *ph) {
 static real *synthetic_batch(const yoto_config *cfg, const vae_model *m, int B) {
     size_t nx = (size_t)m->in_c * B * m->in_h * m->in_w;
     real *x = yt_malloc(nx * sizeof *x);
-    rng_stream s = rng_stream_make(cfg->experiment.seed, RNG_SYNTHETIC, (uint32_t)dist_rank(), 0, 0);
+    rng_stream s =
+        rng_stream_make(cfg->experiment.seed, RNG_SYNTHETIC, (uint32_t)dist_rank(), 0, 0);
     bool gauss = cfg->model.output_distribution == OUT_GAUSSIAN;
-    for (size_t i = 0; i < nx; i++) x[i] = (real)(gauss ? 2 * rng_uniform(&s) - 1 : rng_uniform(&s));
+    for (size_t i = 0; i < nx; i++)
+        x[i] = (real)(gauss ? 2 * rng_uniform(&s) - 1 : rng_uniform(&s));
     return x;
 }
 
@@ -206,7 +209,8 @@ static void print_layers(const bench_result *r) {
     printf("  layers      %-28s %9s %9s %8s %8s\n", "(ms per step)", "forward", "backward",
            "GFLOP/s", "share");
     double total = 0;
-    for (int i = 0; i < m->nprof; i++) total += m->prof[i].fwd + m->prof[i].bwd;
+    for (int i = 0; i < m->nprof; i++)
+        total += m->prof[i].fwd + m->prof[i].bwd;
     for (int i = 0; i < m->nprof; i++) {
         const model_prof *p = &m->prof[i];
         double t = (p->fwd + p->bwd) / r->steps;
@@ -245,8 +249,8 @@ static void print_text(const bench_result *r) {
         printf("  allreduce   %s, %.2f MB: %.2f ms alone, %.2f ms exposed per step "
                "(%.0f%% hidden); %.2f ms waiting for the slowest rank\n",
                r->overlap ? "bucketed, overlapped" : "blocking",
-               m->params.total * sizeof(real) / 1048576.0, 1e3 * r->comm_alone,
-               1e3 * r->exposed, 100 * r->hidden, 1e3 * r->imbalance);
+               m->params.total * sizeof(real) / 1048576.0, 1e3 * r->comm_alone, 1e3 * r->exposed,
+               100 * r->hidden, 1e3 * r->imbalance);
     printf("  memory      peak RSS %.1f MB (largest rank)\n", r->rss_max_kb / 1024.0);
     if (r->o->data)
         printf("  data        %.0f images/s per rank from %s (%s) = %.1fx what the step "

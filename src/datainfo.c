@@ -49,25 +49,25 @@ static int bench_config(const char *file, const datainfo_bench_opts *o, yoto_con
     return YT_OK;
 }
 
-static void report(const yoto_config *cfg, const datainfo_bench_opts *o, const data_bench_result *r) {
+static void report(const yoto_config *cfg, const datainfo_bench_opts *o,
+                   const data_bench_result *r) {
     char ptxt[512];
     preprocess_text(&cfg->data.preprocess_train, ptxt, sizeof ptxt);
     const data_desc *d = &r->desc;
-    dist_log(
-        "bench: %s '%s' rows [%ld, %ld), %ld images/rank/batch x %d ranks, %ld steps/epoch\n"
-        "  pipeline: %s -> [%d, %d, %d]\n"
-        "  mode: %s, cache %ld MB, block %ld MB (%ld windows of %ld rows)\n"
-        "  open (incl. cache read): %.3f s\n"
-        "  images/s per rank (slowest): %.0f   all ranks: %.0f   (%ld images per rank)\n"
-        "  waiting for reads: %.1f%% of batch time\n"
-        "  peak RSS (largest rank): %.1f MB\n",
-        d->file, d->dataset, d->begin, d->end, d->batch, d->world, d->steps, ptxt, d->c, d->oh,
-        d->ow,
-        d->cached      ? "cached"
-        : d->readahead ? "streaming, read-ahead thread (pread)"
-                       : "streaming, synchronous HDF5 reads",
-        o->cache_mb, o->block_mb, d->group_windows, d->window_rows, r->open_s, r->images_per_s,
-        r->images_per_s_total, r->images, 100 * r->wait_frac, (double)r->peak_rss_kb / 1024.0);
+    dist_log("bench: %s '%s' rows [%ld, %ld), %ld images/rank/batch x %d ranks, %ld steps/epoch\n"
+             "  pipeline: %s -> [%d, %d, %d]\n"
+             "  mode: %s, cache %ld MB, block %ld MB (%ld windows of %ld rows)\n"
+             "  open (incl. cache read): %.3f s\n"
+             "  images/s per rank (slowest): %.0f   all ranks: %.0f   (%ld images per rank)\n"
+             "  waiting for reads: %.1f%% of batch time\n"
+             "  peak RSS (largest rank): %.1f MB\n",
+             d->file, d->dataset, d->begin, d->end, d->batch, d->world, d->steps, ptxt, d->c, d->oh,
+             d->ow,
+             d->cached      ? "cached"
+             : d->readahead ? "streaming, read-ahead thread (pread)"
+                            : "streaming, synchronous HDF5 reads",
+             o->cache_mb, o->block_mb, d->group_windows, d->window_rows, r->open_s, r->images_per_s,
+             r->images_per_s_total, r->images, 100 * r->wait_frac, (double)r->peak_rss_kb / 1024.0);
 }
 
 int datainfo_bench(const char *file, const datainfo_bench_opts *o) {

@@ -15,6 +15,7 @@
 #include "gallery.h"
 #include "h5io.h"
 #include "prepare.h"
+#include "runlog.h"
 #include "train.h"
 
 #define MAX_SETS 256
@@ -57,7 +58,8 @@ static int parse_options(const command *c, int argc, char **argv, const struct o
      * we want options anywhere, so use the GNU permutation order (default). */
     struct option all[32];
     int n = 0;
-    for (; opts && opts[n].name; n++) all[n] = opts[n];
+    for (; opts && opts[n].name; n++)
+        all[n] = opts[n];
     all[n++] = (struct option){"help", no_argument, NULL, 'h'};
     all[n] = (struct option){0};
     char shortopts[64] = ":h";
@@ -313,7 +315,13 @@ static int run_data_info(int argc, char **argv) {
 
 /* ---- yoto bench ---------------------------------------------------------- */
 
-enum { OPT_BENCH_STEPS = 1300, OPT_BENCH_WARMUP, OPT_BENCH_THREADS, OPT_BENCH_JSON, OPT_BENCH_DATA };
+enum {
+    OPT_BENCH_STEPS = 1300,
+    OPT_BENCH_WARMUP,
+    OPT_BENCH_THREADS,
+    OPT_BENCH_JSON,
+    OPT_BENCH_DATA
+};
 
 typedef struct {
     cli_sets sets;
@@ -334,12 +342,20 @@ static int parse_count(const char *opt, const char *arg, int lo, int *out) {
 static int handle_bench(int id, const char *arg, void *ctx) {
     bench_cli *b = ctx;
     switch (id) {
-    case OPT_SET: return handle_set(id, arg, &b->sets);
-    case OPT_BENCH_STEPS: return parse_count("--steps", arg, 1, &b->o.steps);
-    case OPT_BENCH_WARMUP: return parse_count("--warmup", arg, 0, &b->o.warmup);
-    case OPT_BENCH_THREADS: return parse_count("--threads", arg, 1, &b->o.threads);
-    case OPT_BENCH_JSON: b->o.json = true; return YT_OK;
-    case OPT_BENCH_DATA: b->o.data = true; return YT_OK;
+    case OPT_SET:
+        return handle_set(id, arg, &b->sets);
+    case OPT_BENCH_STEPS:
+        return parse_count("--steps", arg, 1, &b->o.steps);
+    case OPT_BENCH_WARMUP:
+        return parse_count("--warmup", arg, 0, &b->o.warmup);
+    case OPT_BENCH_THREADS:
+        return parse_count("--threads", arg, 1, &b->o.threads);
+    case OPT_BENCH_JSON:
+        b->o.json = true;
+        return YT_OK;
+    case OPT_BENCH_DATA:
+        b->o.data = true;
+        return YT_OK;
     }
     return YT_ERR_USAGE;
 }
@@ -371,23 +387,42 @@ static int run_bench(int argc, char **argv) {
 
 /* ---- yoto train / eval / sample / reconstruct ------------------------------- */
 
-enum { OPT_RESUME = 1400, OPT_SPLIT, OPT_BETA, OPT_N, OPT_OUT };
+enum { OPT_RESUME = 1400, OPT_SPLIT, OPT_BETA, OPT_N, OPT_OUT, OPT_PROGRESS, OPT_FORCE };
 
 typedef struct {
     cli_sets sets;
     const char *resume, *split, *beta, *out;
     int n;
+    progress_mode progress;
+    bool force;
 } run_cli;
 
 static int handle_run(int id, const char *arg, void *ctx) {
     run_cli *r = ctx;
     switch (id) {
-    case OPT_SET: return handle_set(id, arg, &r->sets);
-    case OPT_RESUME: r->resume = arg; return YT_OK;
-    case OPT_SPLIT: r->split = arg; return YT_OK;
-    case OPT_BETA: r->beta = arg; return YT_OK;
-    case OPT_OUT: r->out = arg; return YT_OK;
-    case OPT_N: return parse_count("--n", arg, 1, &r->n);
+    case OPT_SET:
+        return handle_set(id, arg, &r->sets);
+    case OPT_RESUME:
+        r->resume = arg;
+        return YT_OK;
+    case OPT_SPLIT:
+        r->split = arg;
+        return YT_OK;
+    case OPT_BETA:
+        r->beta = arg;
+        return YT_OK;
+    case OPT_OUT:
+        r->out = arg;
+        return YT_OK;
+    case OPT_N:
+        return parse_count("--n", arg, 1, &r->n);
+    case OPT_FORCE:
+        r->force = true;
+        return YT_OK;
+    case OPT_PROGRESS:
+        if (runlog_parse_mode(arg, &r->progress)) return YT_OK;
+        fprintf(stderr, "yoto: --progress expects auto, lines or live, got '%s'\n", arg);
+        return YT_ERR_USAGE;
     }
     return YT_ERR_USAGE;
 }
@@ -398,22 +433,49 @@ static int finish_command(int rc) {
     return rc;
 }
 
+/* "yoto train ARG..." for the run's log, arguments with spaces quoted. */
+static char *command_line(int argc, char **argv) {
+    size_t size = 16;
+    for (int i = 0; i < argc; i++)
+        size += strlen(argv[i]) + 3;
+    char *s = yt_malloc(size);
+    size_t len = (size_t)snprintf(s, size, "yoto");
+    for (int i = 0; i < argc; i++) {
+        bool quote = strpbrk(argv[i], " \t\"'") != NULL;
+        len += (size_t)snprintf(s + len, size - len, quote ? " '%s'" : " %s", argv[i]);
+    }
+    return s;
+}
+
 static int run_train(int argc, char **argv) {
     const command *c = find_command("train");
     static const struct option opts[] = {
         {"set", required_argument, NULL, OPT_SET},
         {"resume", required_argument, NULL, OPT_RESUME},
+        {"progress", required_argument, NULL, OPT_PROGRESS},
+        {"force", no_argument, NULL, OPT_FORCE},
         {0},
     };
     run_cli r = {0};
     bool help;
+    char *cmdline = command_line(argc, argv); /* before getopt reorders argv */
     int first = parse_options(c, argc, argv, opts, handle_run, &r, &help);
-    if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
-    int npos = argc - first;
-    if (r.resume ? npos != 0 : npos != 1)
-        return usage_error(c->name, "expects one CONFIG file, or --resume RUN_DIR%s", "");
-    train_args a = {r.resume ? NULL : argv[first], r.resume, r.sets.sets, r.sets.nsets};
-    return finish_command(train_run(&a));
+    bool ok = first >= 0 && argc - first == (r.resume ? 0 : 1);
+    if (first >= 0 && !ok)
+        usage_error(c->name, "expects one CONFIG file, or --resume RUN_DIR%s", "");
+    int rc = help ? YT_OK : YT_ERR_USAGE;
+    if (ok) {
+        train_args a = {r.resume ? NULL : argv[first],
+                        r.resume,
+                        r.sets.sets,
+                        r.sets.nsets,
+                        r.progress,
+                        r.force,
+                        cmdline};
+        rc = finish_command(train_run(&a));
+    }
+    free(cmdline);
+    return rc;
 }
 
 static int run_eval(int argc, char **argv) {
@@ -436,12 +498,9 @@ static int run_eval(int argc, char **argv) {
 static int run_gallery(int argc, char **argv, bool reconstruct) {
     const command *c = find_command(reconstruct ? "reconstruct" : "sample");
     static const struct option opts[] = {
-        {"set", required_argument, NULL, OPT_SET},
-        {"beta", required_argument, NULL, OPT_BETA},
-        {"n", required_argument, NULL, OPT_N},
-        {"out", required_argument, NULL, OPT_OUT},
-        {"split", required_argument, NULL, OPT_SPLIT},
-        {0},
+        {"set", required_argument, NULL, OPT_SET},     {"beta", required_argument, NULL, OPT_BETA},
+        {"n", required_argument, NULL, OPT_N},         {"out", required_argument, NULL, OPT_OUT},
+        {"split", required_argument, NULL, OPT_SPLIT}, {0},
     };
     run_cli r = {.n = 8};
     bool help;
@@ -454,8 +513,12 @@ static int run_gallery(int argc, char **argv, bool reconstruct) {
     return finish_command(reconstruct ? gallery_reconstruct(&a) : gallery_sample(&a));
 }
 
-static int run_sample(int argc, char **argv) { return run_gallery(argc, argv, false); }
-static int run_reconstruct(int argc, char **argv) { return run_gallery(argc, argv, true); }
+static int run_sample(int argc, char **argv) {
+    return run_gallery(argc, argv, false);
+}
+static int run_reconstruct(int argc, char **argv) {
+    return run_gallery(argc, argv, true);
+}
 
 /* ---- the table ----------------------------------------------------------- */
 
@@ -532,6 +595,11 @@ static const command commands[] = {
      "  --resume RUN_DIR  continue the run in RUN_DIR from its newest checkpoint\n"
      "  --set KEY=VALUE   override a config value (repeatable); on resume only\n"
      "                    train.steps, intervals, eval.*, data paths and data.cache_mb\n"
+     "  --progress MODE   lines (one line per update, for logs), live (one line\n"
+     "                    redrawn on a terminal) or auto (default: live only on a real\n"
+     "                    terminal, never under mpirun/srun); env YOTO_PROGRESS\n"
+     "  --force           start over in an out_dir that holds another config but no\n"
+     "                    checkpoint (refused otherwise)\n"
      "  -h, --help        this text\n",
      run_train, true},
     {"eval", "RUN_DIR|CHECKPOINT [--split S] [--beta LIST] [--set KEY=VALUE]...",
@@ -593,18 +661,16 @@ static const command *find_command(const char *name) {
 }
 
 static void print_usage(FILE *f) {
-    fprintf(f,
-            "usage: yoto <command> [options]\n"
-            "       yoto --version | --help\n\n"
-            "yoto trains one loss-conditional beta-VAE (You Only Train Once) that serves\n"
-            "every beta of a range, data-parallel over MPI. Commands:\n\n");
+    fprintf(f, "usage: yoto <command> [options]\n"
+               "       yoto --version | --help\n\n"
+               "yoto trains one loss-conditional beta-VAE (You Only Train Once) that serves\n"
+               "every beta of a range, data-parallel over MPI. Commands:\n\n");
     for (size_t i = 0; i < YT_ARRAY_LEN(commands); i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].synopsis);
-    fprintf(f,
-            "\n'yoto <command> --help' describes one command. Run in parallel with\n"
-            "  mpirun -np 4 bin/yoto train configs/fashion_mnist_conv_vae_yoto.yaml\n"
-            "Exit codes: 0 done, 1 runtime failure, 2 usage/config/input error,\n"
-            "75 stopped by a signal with a checkpoint written (requeue the job).\n");
+    fprintf(f, "\n'yoto <command> --help' describes one command. Run in parallel with\n"
+               "  mpirun -np 4 bin/yoto train configs/fashion_mnist_conv_vae_yoto.yaml\n"
+               "Exit codes: 0 done, 1 runtime failure, 2 usage/config/input error,\n"
+               "75 stopped by a signal with a checkpoint written (requeue the job).\n");
 }
 
 int main(int argc, char **argv) {

@@ -71,7 +71,8 @@ static int parse_betas(const char *text, double *betas, int *nb) {
         double v = strtod(p, &end);
         if (end == p || errno || !(v > 0) || !isfinite(v))
             return yt_fail(YT_ERR_USAGE,
-                           "--beta '%s': expected a comma-separated list of positive numbers", text);
+                           "--beta '%s': expected a comma-separated list of positive numbers",
+                           text);
         if (*nb == RUN_MAX_BETAS)
             return yt_fail(YT_ERR_USAGE, "--beta '%s': at most %d values", text, RUN_MAX_BETAS);
         betas[(*nb)++] = v;
@@ -80,7 +81,8 @@ static int parse_betas(const char *text, double *betas, int *nb) {
             p++;
         else if (*p)
             return yt_fail(YT_ERR_USAGE,
-                           "--beta '%s': expected a comma-separated list of positive numbers", text);
+                           "--beta '%s': expected a comma-separated list of positive numbers",
+                           text);
     }
     if (*nb == 0) return yt_fail(YT_ERR_USAGE, "--beta: empty list");
     return YT_OK;
@@ -93,7 +95,8 @@ int run_betas(const yoto_config *cfg, const char *list, double *betas, int *nb) 
         *nb = 1;
         return YT_OK;
     }
-    for (int i = 0; i < cfg->eval.betas.n; i++) betas[i] = cfg->eval.betas.v[i];
+    for (int i = 0; i < cfg->eval.betas.n; i++)
+        betas[i] = cfg->eval.betas.v[i];
     *nb = cfg->eval.betas.n;
     return YT_OK;
 }

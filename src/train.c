@@ -3,7 +3,6 @@
  * on signals (see train.h). */
 #include "train.h"
 
-#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,11 +21,24 @@
 #include "fsutil.h"
 #include "model.h"
 #include "run.h"
+#include "runlog.h"
 #include "trainer.h"
 
 /* ---- signals ------------------------------------------------------------------------ */
 
 static volatile sig_atomic_t g_stop_signal; /* the first signal seen, 0 = none */
+
+static const char *signal_name(int sig) {
+    switch (sig) {
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGUSR1:
+        return "SIGUSR1";
+    case SIGINT:
+        return "SIGINT";
+    }
+    return "a signal";
+}
 
 static void on_signal(int sig) {
     if (sig == SIGINT && g_stop_signal == SIGINT) _exit(130); /* second ^C: now */
@@ -41,102 +53,6 @@ static void install_signals(void) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-}
-
-/* After a stop signal mpirun may no longer drain our stdout (it is shutting
- * the job down): a full pipe would block rank 0 forever, so from then on
- * stdout writes never block (log.txt still gets every line). */
-static int g_stdout_flags = -1; /* stdout's flags before, when changed */
-
-static void stdout_nonblocking_when_stopping(void) {
-    static bool done;
-    if (!g_stop_signal || done) return;
-    int fl = fcntl(STDOUT_FILENO, F_GETFL);
-    if (fl >= 0 && fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK) == 0) g_stdout_flags = fl;
-    done = true;
-}
-
-/* The flag belongs to the open file, which the shell or script that started
- * us shares (a terminal, a pipe): give it back as it was. */
-static void stdout_restore(void) {
-    if (g_stdout_flags < 0) return;
-    fflush(stdout);
-    fcntl(STDOUT_FILENO, F_SETFL, g_stdout_flags);
-    g_stdout_flags = -1;
-}
-
-/* ---- the run's log (rank 0) ------------------------------------------------------------ */
-
-typedef struct {
-    FILE *log;     /* log.txt */
-    FILE *metrics; /* metrics.csv */
-    bool tty;      /* stdout is a terminal: progress on one live line */
-    bool live;     /* a live line is on screen */
-} run_log;
-
-static void log_line(run_log *rl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_line(run_log *rl, const char *fmt, ...) {
-    if (dist_rank() != 0) return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    stdout_nonblocking_when_stopping();
-    if (rl->live) fputs("\n", stdout);
-    rl->live = false;
-    fputs(line, stdout);
-    fputc('\n', stdout);
-    fflush(stdout);
-    if (rl->log) {
-        fputs(line, rl->log);
-        fputc('\n', rl->log);
-        fflush(rl->log);
-    }
-}
-
-/* A progress update: one line per update in logs, a live line on a terminal. */
-static void progress(run_log *rl, const char *line) {
-    if (dist_rank() != 0) return;
-    stdout_nonblocking_when_stopping();
-    if (rl->tty) {
-        printf("\r%s\033[K", line);
-        rl->live = true;
-    } else {
-        puts(line);
-    }
-    fflush(stdout);
-    if (rl->log) {
-        fputs(line, rl->log);
-        fputc('\n', rl->log);
-        fflush(rl->log);
-    }
-}
-
-static const char *METRICS_HEADER = "step,epoch,loss,recon,kl,lr,images_per_s,time\n";
-
-/* metrics.csv keeps the rows of steps <= keep_upto (a resumed run rewrites
- * the ones the checkpoint does not cover) */
-static int open_metrics(run_log *rl, const char *dir, long keep_upto) {
-    char path[CFG_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/metrics.csv", dir);
-    char *old = keep_upto > 0 ? fs_read_text(path) : NULL;
-    if (keep_upto > 0 && !old && fs_exists(path)) /* keep its rows, do not truncate it */
-        return yt_fail(YT_ERR_RUNTIME, "cannot read %s", path);
-    rl->metrics = fopen(path, "w");
-    if (!rl->metrics) {
-        free(old);
-        return yt_fail(YT_ERR_RUNTIME, "cannot write %s", path);
-    }
-    fputs(METRICS_HEADER, rl->metrics);
-    for (char *line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
-        char *end;
-        long step = strtol(line, &end, 10);
-        if (end != line && *end == ',' && step <= keep_upto) fprintf(rl->metrics, "%s\n", line);
-    }
-    free(old);
-    fflush(rl->metrics);
-    return YT_OK;
 }
 
 /* ---- configuration and resume ---------------------------------------------------------- */
@@ -262,8 +178,9 @@ static int resolve(const train_args *a, run_setup *s) {
     if (rc == YT_OK) s->yaml = config_to_yaml(s->cfg);
     /* every rank must train the same thing (a node-local config could differ) */
     if (rc == YT_OK && !dist_same_everywhere(s->yaml, strlen(s->yaml)))
-        rc = yt_fail(YT_ERR_USAGE, "the ranks resolved different configs (is %s different on "
-                                   "some nodes?)",
+        rc = yt_fail(YT_ERR_USAGE,
+                     "the ranks resolved different configs (is %s different on "
+                     "some nodes?)",
                      a->config_path ? a->config_path : s->ckpt);
     return dist_agree(rc);
 }
@@ -271,18 +188,21 @@ static int resolve(const train_args *a, run_setup *s) {
 /* ---- the run ------------------------------------------------------------------------ */
 
 typedef struct {
+    const train_args *args;
     run_setup s;
-    run_log rl;
+    runlog *rl;
     int rank, world, batch; /* batch: per rank */
     vae_model *m;           /* the replica trained */
     vae_model *em;          /* a copy sized for eval batches, made at the first eval */
     trainer *tr;
     data_source *data;
-    real *x; /* [C][batch][H][W] this rank's batch */
+    real *x;                                /* [C][batch][H][W] this rank's batch */
     long step, epoch, sie, steps_per_epoch; /* sie: steps done in this epoch */
-    /* progress since the last line */
-    double t_log, acc[3];
-    long acc_n, log_step0;
+    /* progress: means since the last metrics row; rates since the last line */
+    double acc[3];
+    long acc_n;
+    double t_start, t_row, t_line;
+    long step_row, step_line;
     char warning[1024]; /* said once the log is open */
 } train_ctx;
 
@@ -339,6 +259,26 @@ static int open_data(train_ctx *c) {
     return YT_OK;
 }
 
+/* A run directory that holds a config.yaml but no checkpoint: another
+ * config there is refused unless --force (its config.yaml would be
+ * overwritten silently). Rank 0. */
+static int check_reuse(const train_ctx *c) {
+    const char *dir = c->s.cfg->experiment.out_dir;
+    if (c->s.resume || c->args->force) return YT_OK;
+    char path[CFG_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    char *old = fs_read_text(path);
+    int rc = YT_OK;
+    if (old && strcmp(old, c->s.yaml) != 0)
+        rc = yt_fail(YT_ERR_USAGE,
+                     "%s holds a run of another config (%s) and no checkpoint: set another "
+                     "experiment.out_dir, remove the directory, or pass --force to start over "
+                     "in it",
+                     dir, path);
+    free(old);
+    return rc;
+}
+
 /* The run directory: config.yaml, log.txt, metrics.csv. Made once the inputs
  * have been checked, so that a failed start leaves nothing behind. */
 static int open_run_dir(train_ctx *c) {
@@ -346,32 +286,38 @@ static int open_run_dir(train_ctx *c) {
     int rc = YT_OK;
     if (c->rank == 0) {
         char path[CFG_PATH_MAX + 32];
-        rc = fs_mkdir_p(dir);
+        rc = check_reuse(c);
+        if (rc == YT_OK) rc = fs_mkdir_p(dir);
         snprintf(path, sizeof path, "%s/config.yaml", dir);
         if (rc == YT_OK) rc = fs_write_atomic(path, c->s.yaml);
-        snprintf(path, sizeof path, "%s/log.txt", dir);
-        if (rc == YT_OK && !(c->rl.log = fopen(path, "a")))
-            rc = yt_fail(YT_ERR_RUNTIME, "cannot write %s", path);
-        if (rc == YT_OK) rc = open_metrics(&c->rl, dir, c->s.resume ? c->s.st.step : 0);
     }
-    return dist_agree(rc);
+    rc = dist_agree(rc);
+    if (rc != YT_OK) return rc;
+    c->rl = runlog_open(dir, c->s.resume ? c->s.st.step : 0, c->args->progress);
+    return dist_agree(c->rl ? YT_OK : YT_ERR_RUNTIME);
 }
 
+/* log.txt's record of the run: command, build, hosts, kernels. */
 static void log_start(train_ctx *c) {
     const yoto_config *cfg = c->s.cfg;
-    log_line(&c->rl,
-             "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %d images, %ld steps per "
-             "epoch; %zu parameters; OpenBLAS %s x %d",
-             yt_version(), c->s.resume ? "resuming" : "training",
-             c->s.resume ? c->s.ckpt : cfg->experiment.out_dir, c->step, cfg->train.steps,
-             c->world, c->world > 1 ? "s" : "", c->batch, c->steps_per_epoch,
-             c->m->params.total, blas_corename(), blas_threads());
-    if (c->warning[0]) {
-        if (c->rank == 0) dist_warn("%s", c->warning);
-        if (c->rl.log) fprintf(c->rl.log, "warning: %s\n", c->warning);
-    }
+    char hosts[1024];
+    dist_host_summary(hosts, sizeof hosts);
+    runlog_note(c->rl, "---- %s", c->args->cmdline ? c->args->cmdline : "yoto train");
+    runlog_note(c->rl,
+                "yoto %s (git %s, %s build); %d rank%s on %s; OpenBLAS %s kernels x %d "
+                "thread%s; CPU %s",
+                yt_version(), yt_git_commit(), REAL_NAME, c->world, c->world > 1 ? "s" : "", hosts,
+                blas_corename(), blas_threads(), blas_threads() > 1 ? "s" : "", blas_cpu_isa());
+    runlog_line(c->rl,
+                "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %d images, %ld steps per "
+                "epoch; %zu parameters; OpenBLAS %s x %d",
+                yt_version(), c->s.resume ? "resuming" : "training",
+                c->s.resume ? c->s.ckpt : cfg->experiment.out_dir, c->step, cfg->train.steps,
+                c->world, c->world > 1 ? "s" : "", c->batch, c->steps_per_epoch, c->m->params.total,
+                blas_corename(), blas_threads());
+    if (c->warning[0]) runlog_warn(c->rl, "%s", c->warning);
     const char *advice = blas_core_advice();
-    if (advice) log_line(&c->rl, "warning: %s", advice);
+    if (advice) runlog_warn(c->rl, "%s", advice);
 }
 
 /* Everything before the first step. */
@@ -391,8 +337,8 @@ static int setup(train_ctx *c, const train_args *args) {
     install_signals();
     c->tr = trainer_create(c->m, cfg, c->rank, c->world);
     log_start(c);
-    c->t_log = yt_now();
-    c->log_step0 = c->step;
+    c->t_start = c->t_row = c->t_line = yt_now();
+    c->step_row = c->step_line = c->step;
     return YT_OK;
 }
 
@@ -418,11 +364,11 @@ static int evaluate(train_ctx *c) {
         int len = snprintf(line, sizeof line, "eval step %ld (%.1f s): full loss", c->step,
                            yt_now() - t0);
         for (int i = 0; i < nt && len < (int)sizeof line - 80; i++)
-            len += snprintf(line + len, sizeof line - (size_t)len,
-                            "  %s beta %g: %.4g, beta %g: %.4g", t[i].split, t[i].row[0].beta,
-                            t[i].row[0].full_loss, t[i].row[t[i].n - 1].beta,
-                            t[i].row[t[i].n - 1].full_loss);
-        log_line(&c->rl, "%s; tables in %s/eval/", line, dir);
+            len +=
+                snprintf(line + len, sizeof line - (size_t)len, "  %s beta %g: %.4g, beta %g: %.4g",
+                         t[i].split, t[i].row[0].beta, t[i].row[0].full_loss,
+                         t[i].row[t[i].n - 1].beta, t[i].row[t[i].n - 1].full_loss);
+        runlog_line(c->rl, "%s; tables in %s/eval/", line, dir);
     }
     free(t);
     return rc;
@@ -440,35 +386,68 @@ static void fmt_duration(double s, char *buf, size_t size) {
         snprintf(buf, size, "%ldm%02lds", t / 60, t % 60);
 }
 
-/* Accumulates the step's losses; every log_every steps (and at the end) one
- * progress line and one metrics.csv row of their means. */
-static void progress_step(train_ctx *c, const step_sums *sums, bool force) {
+/* Unix time in seconds, with milliseconds. */
+static double unix_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A progress line: the means since the last metrics row, rates since the
+ * last line. */
+static void progress_line(train_ctx *c, double now, double nimg, double lr) {
     const yoto_config *cfg = c->s.cfg;
+    const double n = (double)c->acc_n, dt = now - c->t_line;
+    const long ds = c->step - c->step_line;
+    const double ips = ds > 0 && dt > 0 ? nimg * ds / dt : 0, ms = ds > 0 ? 1e3 * dt / ds : 0;
+    char eta[32], elapsed[32], line[512];
+    fmt_duration(ips > 0 ? (cfg->train.steps - c->step) * nimg / ips : -1, eta, sizeof eta);
+    fmt_duration(now - c->t_start, elapsed, sizeof elapsed);
+    snprintf(line, sizeof line,
+             "step %ld/%ld  epoch %ld  loss %.4g  recon %.4g  kl %.4g  lr %.3g  %.1f ms/step  "
+             "%.1f img/s  elapsed %s  ETA %s",
+             c->step, cfg->train.steps, c->epoch, c->acc[0] / n, c->acc[1] / n, c->acc[2] / n, lr,
+             ms, ips, elapsed, eta);
+    runlog_progress(c->rl, line);
+    c->t_line = now;
+    c->step_line = c->step;
+}
+
+/* Accumulates the step's losses. Every log_every steps (and at the end) a
+ * metrics.csv row and a progress line of their means; in between, a
+ * progress line whenever PROGRESS_EVERY_S passed (a live line: often). */
+enum { PROGRESS_EVERY_S = 30 };
+static void progress_step(train_ctx *c, const step_sums *sums, bool force) {
     const double nimg = (double)sums->images;
     c->acc[0] += sums->loss / nimg;
     c->acc[1] += sums->recon / nimg;
     c->acc[2] += sums->kl / nimg;
     c->acc_n++;
-    if (!(c->step % cfg->train.log_every == 0 || force)) return;
-    const double now = yt_now(), ips = nimg * (c->step - c->log_step0) / (now - c->t_log);
-    const double lr = trainer_lr(c->tr), n = (double)c->acc_n;
-    char eta[32], line[512];
-    fmt_duration((cfg->train.steps - c->step) * nimg / ips, eta, sizeof eta);
-    snprintf(line, sizeof line,
-             "step %ld/%ld  epoch %ld  loss %.4g  recon %.4g  kl %.4g  lr %.3g  %.1f img/s  "
-             "ETA %s",
-             c->step, cfg->train.steps, c->epoch, c->acc[0] / n, c->acc[1] / n, c->acc[2] / n,
-             lr, ips, eta);
-    progress(&c->rl, line);
-    if (c->rl.metrics) {
-        fprintf(c->rl.metrics, "%ld,%ld,%.9g,%.9g,%.9g,%.9g,%.6g,%.3f\n", c->step, c->epoch,
-                c->acc[0] / n, c->acc[1] / n, c->acc[2] / n, lr, ips, (double)time(NULL));
-        fflush(c->rl.metrics);
+    const double now = yt_now(), lr = trainer_lr(c->tr);
+    const bool row = c->step % c->s.cfg->train.log_every == 0 || force;
+    const double every = runlog_live(c->rl) ? 0.5 : PROGRESS_EVERY_S;
+    if (!row) {
+        if (c->rank == 0 && now - c->t_line >= every) progress_line(c, now, nimg, lr);
+        return;
     }
+    const double n = (double)c->acc_n, dt = now - c->t_row;
+    const long ds = c->step - c->step_row;
+    runlog_row r = {c->step,
+                    c->epoch,
+                    c->acc[0] / n,
+                    c->acc[1] / n,
+                    c->acc[2] / n,
+                    lr,
+                    ds > 0 && dt > 0 ? nimg * ds / dt : 0,
+                    unix_time(),
+                    now - c->t_start,
+                    ds > 0 ? 1e3 * dt / ds : 0};
+    progress_line(c, now, nimg, lr);
+    runlog_metrics(c->rl, &r);
     c->acc[0] = c->acc[1] = c->acc[2] = 0;
     c->acc_n = 0;
-    c->t_log = now;
-    c->log_step0 = c->step;
+    c->t_row = now;
+    c->step_row = c->step;
 }
 
 /* Checkpoint and eval when due (always at the end; only the checkpoint when
@@ -504,6 +483,7 @@ static int loop(train_ctx *c, bool *stopped) {
     const long steps = c->s.cfg->train.steps;
     *stopped = false;
     while (c->step < steps) {
+        if (g_stop_signal) runlog_stopping(c->rl);
         int input = read_batch(c);
         step_sums sums;
         int rc = trainer_step(c->tr, c->step, c->x, input, g_stop_signal != 0, &sums);
@@ -514,6 +494,7 @@ static int loop(train_ctx *c, bool *stopped) {
             c->sie = 0;
         }
         *stopped = sums.stop;
+        if (*stopped) runlog_stopping(c->rl);
         bool last = c->step == steps;
         progress_step(c, &sums, last || *stopped);
         rc = periodic(c, last, *stopped);
@@ -523,38 +504,32 @@ static int loop(train_ctx *c, bool *stopped) {
 }
 
 static void teardown(train_ctx *c, int rc) {
-    if (rc != YT_OK && rc != YT_EXIT_REQUEUE) {
-        if (c->rl.live) fputs("\n", stdout);
-        if (c->rank == 0 && c->rl.log) fprintf(c->rl.log, "error: %s\n", yt_errmsg());
-    }
+    if (rc != YT_OK && rc != YT_EXIT_REQUEUE) runlog_error(c->rl, yt_errmsg());
     trainer_free(c->tr);
     data_close(c->data);
     model_free(c->em);
     model_free(c->m);
     free(c->x);
-    if (c->rl.log) fclose(c->rl.log);
-    if (c->rl.metrics) fclose(c->rl.metrics);
-    stdout_restore();
+    runlog_close(c->rl);
     free(c->s.yaml);
     free(c->s.cfg);
 }
 
 int train_run(const train_args *args) {
-    train_ctx c = {.rank = dist_rank(), .world = dist_size()};
+    train_ctx c = {.args = args, .rank = dist_rank(), .world = dist_size()};
     c.s.cfg = yt_calloc(1, sizeof *c.s.cfg);
-    c.rl.tty = isatty(STDOUT_FILENO) == 1;
     bool stopped = false;
     int rc = setup(&c, args);
     if (rc == YT_OK) rc = loop(&c, &stopped);
     const char *dir = c.s.cfg->experiment.out_dir;
     if (rc == YT_OK && stopped) {
-        log_line(&c.rl,
-                 "stopped by signal %d at step %ld: checkpoint written to %s/ckpt; resume "
-                 "with the same command (exit %d = requeue me)",
-                 (int)g_stop_signal, c.step, dir, YT_EXIT_REQUEUE);
+        runlog_line(c.rl,
+                    "stopped by %s at step %ld: checkpoint written to %s/ckpt; resume with the "
+                    "same command (exit %d = requeue me)",
+                    signal_name(g_stop_signal), c.step, dir, YT_EXIT_REQUEUE);
         rc = YT_EXIT_REQUEUE;
     } else if (rc == YT_OK) {
-        log_line(&c.rl, "done: %ld steps; checkpoint %s/ckpt/step-%09ld.h5", c.step, dir, c.step);
+        runlog_line(c.rl, "done: %ld steps; checkpoint %s/ckpt/step-%09ld.h5", c.step, dir, c.step);
     }
     teardown(&c, rc);
     return rc;

@@ -39,7 +39,9 @@ int trainer_batch_per_rank(const yoto_config *cfg, int world, int *batch) {
     return YT_OK;
 }
 
-static void grad_ready(void *ctx, size_t lo) { dist_sync_ready(ctx, lo); }
+static void grad_ready(void *ctx, size_t lo) {
+    dist_sync_ready(ctx, lo);
+}
 
 trainer *trainer_create(vae_model *m, const yoto_config *cfg, int rank, int world) {
     trainer *t = yt_calloc(1, sizeof *t);
@@ -82,9 +84,10 @@ void trainer_draw(trainer *t, long step) {
     const int B = t->batch, L = t->latent;
     loss_weights_sample(&t->lw, t->seed, step, t->rank, B, t->w_kl, t->w_rec, t->cond);
     for (int i = 0; i < B; i++) {
-        rng_stream e = rng_stream_make(t->seed, RNG_EPS, (uint32_t)step, (uint32_t)t->rank,
-                                       (uint32_t)i);
-        for (int j = 0; j < L; j++) t->eps[(size_t)i * L + j] = (real)rng_normal(&e);
+        rng_stream e =
+            rng_stream_make(t->seed, RNG_EPS, (uint32_t)step, (uint32_t)t->rank, (uint32_t)i);
+        for (int j = 0; j < L; j++)
+            t->eps[(size_t)i * L + j] = (real)rng_normal(&e);
     }
 }
 
@@ -156,8 +159,8 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     tm->allreduce = t4 - t3 + in_backward;
     /* the gradient is the same on every rank: all stop here together */
     if (!all_finite(m->params.grad, m->params.total))
-        return yt_fail(YT_ERR_RUNTIME, "non-finite gradient at step %ld; the last checkpoint is kept",
-                       step);
+        return yt_fail(YT_ERR_RUNTIME,
+                       "non-finite gradient at step %ld; the last checkpoint is kept", step);
     t->lr = optim_lr(&t->opt, step);
     optim_adam_step(&m->params, &t->adam, step + 1, t->lr);
     double t5 = yt_now();
@@ -168,12 +171,24 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     return YT_OK;
 }
 
-const real *trainer_w_kl(const trainer *t) { return t->w_kl; }
-const real *trainer_w_rec(const trainer *t) { return t->w_rec; }
-const real *trainer_cond(const trainer *t) { return t->cond; }
-const real *trainer_eps(const trainer *t) { return t->eps; }
-double trainer_lr(const trainer *t) { return t->lr; }
-step_times trainer_times(const trainer *t) { return t->times; }
+const real *trainer_w_kl(const trainer *t) {
+    return t->w_kl;
+}
+const real *trainer_w_rec(const trainer *t) {
+    return t->w_rec;
+}
+const real *trainer_cond(const trainer *t) {
+    return t->cond;
+}
+const real *trainer_eps(const trainer *t) {
+    return t->eps;
+}
+double trainer_lr(const trainer *t) {
+    return t->lr;
+}
+step_times trainer_times(const trainer *t) {
+    return t->times;
+}
 
 void trainer_comm_stats(const trainer *t, double *exposed_s, long *buckets) {
     dist_sync_stats s = dist_sync_get_stats(t->sync);
@@ -181,4 +196,6 @@ void trainer_comm_stats(const trainer *t, double *exposed_s, long *buckets) {
     if (buckets) *buckets = s.buckets;
 }
 
-void trainer_reset_comm_stats(trainer *t) { dist_sync_reset_stats(t->sync); }
+void trainer_reset_comm_stats(trainer *t) {
+    dist_sync_reset_stats(t->sync);
+}

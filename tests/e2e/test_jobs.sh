@@ -187,7 +187,7 @@ restarts=${st##* }
 check "preempted job: COMPLETED in the end ($st)" test "${st% *}" = "COMPLETED 0:0"
 check "preempted job: requeued at least once (restarts $restarts)" test "${restarts:-0}" -ge 1
 contains "preempted job: the batch script got SIGUSR1 before the time limit" "$T/pre.out" "SIGUSR1 at"
-contains "preempted job: the ranks checkpointed (log.txt)" "$T/pre/log.txt" "stopped by signal 10"
+contains "preempted job: the ranks checkpointed (log.txt)" "$T/pre/log.txt" "stopped by SIGUSR1"
 contains "preempted job: the script requeued it" "$T/pre.out" "requeueing job $pre"
 contains "preempted job: the log continues (--open-mode=append): run 2" "$T/pre.out" "run 2,"
 contains "preempted job: run 2 resumed from the checkpoint" "$T/pre/log.txt" "resuming"

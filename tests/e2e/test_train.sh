@@ -131,7 +131,7 @@ check "preempted + resumed = uninterrupted, bit for bit" same_tensors "$T/u/ckpt
 # and exits 1 itself. The ranks checkpoint and exit 75 (jobs/mpirun.sh and
 # srun make that the job's exit code: see tests/e2e/test_jobs.sh).
 stop TERM "$T/q"
-contains "SIGTERM to mpirun: the ranks checkpoint (log.txt)" "$T/q/log.txt" "stopped by signal 15"
+contains "SIGTERM to mpirun: the ranks checkpoint (log.txt)" "$T/q/log.txt" "stopped by SIGTERM"
 check "SIGTERM to mpirun: ckpt/latest is there" test -s "$T/q/ckpt/latest"
 expect_exit 0 "and that run resumes" $MPI 2 "$YOTO" train --resume "$T/q" --set train.steps=40
 
@@ -249,5 +249,43 @@ names = []
 f["params"].visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
 assert "decoder/out/conv/bias" in names and "encoder/block1/film/shift/dense1/kernel" in names
 EOF
+
+# ---- what a batch log and the run directory say (issue 12) -------------------------------------
+# mpirun gives every rank a pseudo-terminal even when its output goes to a file
+$MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/log" --set train.steps=20 >"$T/log.out" 2>&1
+check "a batch log (mpirun -np 2 > file) has no carriage return" test "$(tr -cd '\r' <"$T/log.out" | wc -c)" = 0
+check "and one progress update per line (4 of log_every 5 in 20 steps)" test "$(grep -c '^step [0-9]*/20 ' "$T/log.out")" = 4
+contains "progress lines give ms per step and elapsed time" "$T/log.out" " ms/step "
+check "metrics.csv has elapsed_s and ms_per_step, time with milliseconds" "$PYTHON" - "$T/log/metrics.csv" <<'EOF'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 4, rows
+for r in rows:
+    assert float(r["ms_per_step"]) > 0 and float(r["elapsed_s"]) >= 0, r
+    assert "." in r["time"] and float(r["time"]) > 1.7e9, r
+assert float(rows[-1]["elapsed_s"]) >= float(rows[0]["elapsed_s"])
+EOF
+expect_exit 0 "--progress live draws one line with carriage returns" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/live" --set train.steps=10 --progress live
+check "live: the updates share one line" test "$(tr -cd '\r' <"$OUT" | wc -c)" -ge 2
+contains "log.txt records the command line with every --set" "$T/log/log.txt" "---- yoto train $T/tiny.yaml --set experiment.out_dir=$T/log --set train.steps=20"
+contains "log.txt records the build and the git commit" "$T/log/log.txt" "(git "
+contains "log.txt records the hosts and ranks per host" "$T/log/log.txt" "2 ranks on $(hostname) x 2"
+expect_exit 2 "--progress with a bad mode is a usage error" "$YOTO" train "$T/tiny.yaml" --progress sometimes
+contains "naming the modes" "$ERR" "auto, lines or live"
+
+# a failed start leaves nothing behind
+expect_exit 2 "a wrong data path fails" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/nodir" --set data.file="$T/missing.h5"
+check "and leaves no run directory" test ! -e "$T/nodir"
+expect_exit 2 "a model that does not fit the data fails" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/nodir2" --set 'model.input_shape=[32, 32, 3]'
+check "and leaves no run directory" test ! -e "$T/nodir2"
+
+# a run directory with another config and no checkpoint is not overwritten silently
+mkdir -p "$T/reuse" && echo "experiment: {name: other}" >"$T/reuse/config.yaml"
+expect_exit 2 "another config in an out_dir without checkpoint is refused" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/reuse" --set train.steps=5
+contains "it says what to do" "$ERR" "pass --force"
+contains "its config.yaml is untouched" "$T/reuse/config.yaml" "name: other"
+expect_exit 0 "--force starts over there" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/reuse" --set train.steps=5 --force
+contains "and writes its config" "$T/reuse/config.yaml" "name: tiny"
+expect_exit 0 "the same config again (a crashed start) is fine without --force" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/reuse" --set train.steps=5
 
 done_testing

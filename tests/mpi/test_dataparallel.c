@@ -42,13 +42,15 @@ static void make_batch(const vae_model *m, const yoto_config *cfg, int P, batch_
     b->wkl = malloc(BATCH * sizeof(real));
     b->wrec = malloc(BATCH * sizeof(real));
     rng_stream s = rng_stream_make(3, RNG_SYNTHETIC, 0, 0, 0);
-    for (size_t i = 0; i < (size_t)m->in_c * BATCH * hw; i++) b->x[i] = (real)rng_uniform(&s);
+    for (size_t i = 0; i < (size_t)m->in_c * BATCH * hw; i++)
+        b->x[i] = (real)rng_uniform(&s);
     for (int r = 0; r < P; r++) {
         loss_weights_sample(&cfg->loss_weights, SEED, STEP, r, n, b->wkl + r * n, b->wrec + r * n,
                             b->cond + 2 * r * n);
         for (int i = 0; i < n; i++) {
             rng_stream e = rng_stream_make(SEED, RNG_EPS, STEP, (uint32_t)r, (uint32_t)i);
-            for (size_t j = 0; j < L; j++) b->eps[(size_t)(r * n + i) * L + j] = (real)rng_normal(&e);
+            for (size_t j = 0; j < L; j++)
+                b->eps[(size_t)(r * n + i) * L + j] = (real)rng_normal(&e);
         }
     }
 }
@@ -70,7 +72,8 @@ static double worst_tensor_err(const arena *a, const real *got, const real *want
     for (int i = 0; i < a->n; i++) {
         const arena_tensor *t = &a->t[i];
         double *ref = malloc(t->size * sizeof *ref);
-        for (size_t j = 0; j < t->size; j++) ref[j] = want[t->offset + j];
+        for (size_t j = 0; j < t->size; j++)
+            ref[j] = want[t->offset + j];
         double e = tu_max_norm_err(got + t->offset, ref, t->size);
         worst = isnan(e) || e > worst ? e : worst;
         free(ref);
@@ -116,7 +119,8 @@ static void check(bool overlap) {
     trainer_comm_stats(t, NULL, &buckets);
     if (overlap) TU_ASSERT_ALL(buckets > 10);
     double loss_ref = 0;
-    for (int i = 0; i < BATCH; i++) loss_ref += all.wrec[i] * ref->recon[i] + all.wkl[i] * ref->kl[i];
+    for (int i = 0; i < BATCH; i++)
+        loss_ref += all.wrec[i] * ref->recon[i] + all.wkl[i] * ref->kl[i];
     double gerr = worst_tensor_err(&m->params, m->params.grad, ref_grad);
     double perr = worst_tensor_err(&m->params, m->params.param, ref->params.param);
     double lerr = fabs(sums.loss - loss_ref) / fabs(loss_ref);
