@@ -13,15 +13,15 @@ static int g_rank, g_size = 1;
 
 /* Any MPI failure is a broken invariant (the default error handler would
  * abort anyway); name the call. */
-#define MPI_CHECK(call)                                                                            \
-    do {                                                                                           \
-        int rc_ = (call);                                                                          \
-        if (rc_ != MPI_SUCCESS) {                                                                  \
-            char s_[MPI_MAX_ERROR_STRING];                                                         \
-            int n_ = 0;                                                                            \
-            MPI_Error_string(rc_, s_, &n_);                                                        \
-            yt_die("%s failed: %s", #call, s_);                                                    \
-        }                                                                                          \
+#define MPI_CHECK(call)                                                          \
+    do {                                                                         \
+        int rc_ = (call);                                                        \
+        if (rc_ != MPI_SUCCESS) {                                                \
+            char s_[MPI_MAX_ERROR_STRING];                                       \
+            int n_ = 0;                                                          \
+            MPI_Error_string(rc_, s_, &n_);                                      \
+            yt_die("%s failed: %s", #call, s_);                                  \
+        }                                                                        \
     } while (0)
 
 static void abort_all(int code) {
@@ -61,15 +61,9 @@ bool dist_active(void) {
     return !finalized;
 }
 
-int dist_rank(void) {
-    return dist_active() ? g_rank : 0;
-}
-int dist_size(void) {
-    return dist_active() ? g_size : 1;
-}
-MPI_Comm dist_comm(void) {
-    return dist_active() ? MPI_COMM_WORLD : MPI_COMM_SELF;
-}
+int dist_rank(void) { return dist_active() ? g_rank : 0; }
+int dist_size(void) { return dist_active() ? g_size : 1; }
+MPI_Comm dist_comm(void) { return dist_active() ? MPI_COMM_WORLD : MPI_COMM_SELF; }
 
 int dist_agree(int status) {
     if (!dist_active() || g_size == 1) return status;
@@ -121,8 +115,7 @@ void dist_warn(const char *fmt, ...) {
 bool dist_same_everywhere(const void *buf, size_t n) {
     const unsigned char *p = buf;
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
     return dist_allreduce_min_long((long)h) == dist_allreduce_max_long((long)h);
 }
 
@@ -162,9 +155,7 @@ static void allreduce_sum(void *buf, size_t n, MPI_Datatype type, size_t elem) {
     }
 }
 
-void dist_allreduce_sum_real(real *buf, size_t n) {
-    allreduce_sum(buf, n, REAL_MPI, sizeof(real));
-}
+void dist_allreduce_sum_real(real *buf, size_t n) { allreduce_sum(buf, n, REAL_MPI, sizeof(real)); }
 void dist_allreduce_sum_double(double *buf, size_t n) {
     allreduce_sum(buf, n, MPI_DOUBLE, sizeof(double));
 }
@@ -205,7 +196,7 @@ struct dist_sync {
     size_t n, bucket;
     bool overlap;
     int nbuckets;
-    int started; /* buckets 0..started-1 are in flight or done (from the end) */
+    int started;   /* buckets 0..started-1 are in flight or done (from the end) */
     MPI_Request *req;
     dist_sync_stats stats;
 };
@@ -219,8 +210,7 @@ dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, bool overl
     s->overlap = overlap && dist_active() && g_size > 1;
     s->nbuckets = n ? (int)((n + s->bucket - 1) / s->bucket) : 0;
     s->req = yt_calloc((size_t)(s->nbuckets ? s->nbuckets : 1), sizeof *s->req);
-    for (int i = 0; i < s->nbuckets; i++)
-        s->req[i] = MPI_REQUEST_NULL;
+    for (int i = 0; i < s->nbuckets; i++) s->req[i] = MPI_REQUEST_NULL;
     return s;
 }
 
@@ -230,9 +220,7 @@ void dist_sync_free(dist_sync *s) {
     free(s);
 }
 
-void dist_sync_begin(dist_sync *s) {
-    s->started = 0;
-}
+void dist_sync_begin(dist_sync *s) { s->started = 0; }
 
 /* bucket k covers [lo_k, hi_k), counted from the end of the buffer */
 static void bucket_range(const dist_sync *s, int k, size_t *lo, size_t *hi) {
@@ -274,19 +262,14 @@ void dist_sync_finish(dist_sync *s) {
             s->stats.buckets++;
         }
     } else {
-        while (s->started < s->nbuckets)
-            start_bucket(s, s->started++);
+        while (s->started < s->nbuckets) start_bucket(s, s->started++);
         MPI_CHECK(MPI_Waitall(s->nbuckets, s->req, MPI_STATUSES_IGNORE));
     }
     s->stats.exposed_s += yt_now() - t0;
 }
 
-dist_sync_stats dist_sync_get_stats(const dist_sync *s) {
-    return s->stats;
-}
-void dist_sync_reset_stats(dist_sync *s) {
-    memset(&s->stats, 0, sizeof s->stats);
-}
+dist_sync_stats dist_sync_get_stats(const dist_sync *s) { return s->stats; }
+void dist_sync_reset_stats(dist_sync *s) { memset(&s->stats, 0, sizeof s->stats); }
 
 /* ---- the job's hosts ------------------------------------------------------------------ */
 
@@ -305,15 +288,13 @@ void dist_host_summary(char *buf, size_t size) {
         /* hosts in order of first appearance, each with its rank count */
         size_t len = 0;
         for (int i = 0; i < P; i++) {
+            const char *h = all + (size_t)i * HOST;
             bool seen = false;
-            for (int j = 0; j < i && !seen; j++)
-                seen = strcmp(all + (size_t)j * HOST, all + (size_t)i * HOST) == 0;
+            for (int j = 0; j < i && !seen; j++) seen = strcmp(all + (size_t)j * HOST, h) == 0;
             if (seen) continue;
             int count = 0;
-            for (int j = i; j < P; j++)
-                count += strcmp(all + (size_t)j * HOST, all + (size_t)i * HOST) == 0;
-            int w = snprintf(buf + len, size - len, "%s%s x %d", len ? ", " : "",
-                             all + (size_t)i * HOST, count);
+            for (int j = i; j < P; j++) count += strcmp(all + (size_t)j * HOST, h) == 0;
+            int w = snprintf(buf + len, size - len, "%s%s x %d", len ? ", " : "", h, count);
             if (w < 0 || (size_t)w >= size - len) {
                 snprintf(buf + (size > 4 ? size - 4 : 0), size > 4 ? 4 : size, "...");
                 break;

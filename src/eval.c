@@ -20,8 +20,8 @@
 
 /* ---- the tables ------------------------------------------------------------------------ */
 
-int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const double *betas, int nb,
-               eval_table *out) {
+int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const double *betas,
+               int nb, eval_table *out) {
     YT_CHECK(nb > 0 && nb <= EVAL_MAX_BETAS);
     memset(out, 0, sizeof *out);
     snprintf(out->split, sizeof out->split, "%s", split);
@@ -45,15 +45,13 @@ int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const do
         rc = dist_agree(rc);
         if (rc != YT_OK || count == 0) continue;
         for (int k = 0; k < nb; k++) {
-            loss_weights_fixed(&cfg->loss_weights, betas[k], cfg->eval.w_rec, (int)count, wk, wr,
-                               cond);
+            loss_weights_fixed(&cfg->loss_weights, betas[k], cfg->eval.w_rec, (int)count, wk, wr, cond);
             if (sample)
                 for (long i = 0; i < count; i++) {
                     /* keyed by the global row position: the same noise on any rank count */
                     rng_stream e = rng_stream_make(cfg->experiment.seed, RNG_EVAL, (uint32_t)k,
                                                    (uint32_t)(dd->shard_begin + b * B + i), 0);
-                    for (int j = 0; j < L; j++)
-                        eps[i * L + j] = (real)rng_normal(&e);
+                    for (int j = 0; j < L; j++) eps[i * L + j] = (real)rng_normal(&e);
                 }
             model_forward(m, (int)count, x, cond, sample ? eps : NULL);
             for (long i = 0; i < count; i++) {
@@ -106,8 +104,7 @@ static int write_h5(const char *path, long step, const eval_table *t, int nt) {
         hsize_t n = (hsize_t)t[i].n;
         hid_t sp = H5Screate_simple(1, &n, NULL);
         hid_t ds = H5Dcreate2(f, t[i].split, ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (ds < 0 || H5Dwrite(ds, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, t[i].row) < 0)
-            rc = YT_ERR_RUNTIME;
+        if (ds < 0 || H5Dwrite(ds, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, t[i].row) < 0) rc = YT_ERR_RUNTIME;
         if (ds >= 0) H5Dclose(ds);
         H5Sclose(sp);
     }
@@ -210,8 +207,8 @@ static void print_tables(const run_handle *r, const eval_table *tables, int nt, 
                tables[i].row[0].n_images, "beta", "recon", "kl", "full");
         for (int k = 0; k < tables[i].n; k++) {
             const eval_row *row = &tables[i].row[k];
-            printf("%10g %12.4f %12.4f %12.4f\n", row->beta, row->reconstruction_loss, row->kl_loss,
-                   row->full_loss);
+            printf("%10g %12.4f %12.4f %12.4f\n", row->beta, row->reconstruction_loss,
+                   row->kl_loss, row->full_loss);
         }
     }
     printf("\ntables: %s/eval/step-%09ld.{h5,csv,md}\n", r->run_dir, r->st.step);

@@ -14,9 +14,9 @@
 #include "rng.h"
 #include "run.h"
 
-#define GAP 2         /* pixels between cells */
-#define FONT_SCALE 2  /* label glyphs are 3x5 font pixels, scaled */
-#define LABEL_CHARS 7 /* margin width in characters */
+#define GAP 2          /* pixels between cells */
+#define FONT_SCALE 2   /* label glyphs are 3x5 font pixels, scaled */
+#define LABEL_CHARS 7  /* margin width in characters */
 
 /* ---- PNG ---------------------------------------------------------------------------------- */
 
@@ -59,9 +59,10 @@ static const struct {
     char c;
     unsigned char rows[5]; /* 3 bits each, MSB left */
 } FONT[] = {
-    {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}}, {'3', {7, 1, 7, 1, 7}},
-    {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}}, {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 2, 2}},
-    {'8', {7, 5, 7, 5, 7}}, {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'-', {0, 0, 7, 0, 0}},
+    {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}},
+    {'3', {7, 1, 7, 1, 7}}, {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}},
+    {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 2, 2}}, {'8', {7, 5, 7, 5, 7}},
+    {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'-', {0, 0, 7, 0, 0}},
     {'+', {0, 2, 7, 2, 0}}, {'e', {0, 7, 7, 4, 7}}, {'x', {0, 5, 2, 5, 0}},
 };
 
@@ -72,8 +73,7 @@ typedef struct {
 
 static void put(canvas *cv, int x, int y, unsigned char v) {
     if (x < 0 || y < 0 || x >= cv->w || y >= cv->h) return;
-    for (int k = 0; k < cv->ch; k++)
-        cv->px[((size_t)y * cv->w + x) * cv->ch + k] = v;
+    for (int k = 0; k < cv->ch; k++) cv->px[((size_t)y * cv->w + x) * cv->ch + k] = v;
 }
 
 static void draw_text(canvas *cv, int x, int y, const char *s) {
@@ -156,8 +156,7 @@ static void beta_rows(grid *g, vae_model *m, const yoto_config *cfg, const doubl
             model_forward(m, n, x, cond, NULL); /* reconstruction from the posterior mean */
         else
             model_decode(m, n, z, cond);
-        for (int i = 0; i < n; i++)
-            grid_cell(g, first_row + k, i, m->out, n, i, bern);
+        for (int i = 0; i < n; i++) grid_cell(g, first_row + k, i, m->out, n, i, bern);
         char label[32];
         snprintf(label, sizeof label, "%g", betas[k]);
         grid_label(g, first_row + k, label);
@@ -180,13 +179,11 @@ typedef struct {
 static int gallery_open(const gallery_args *a, gallery_ctx *g) {
     memset(g, 0, sizeof *g);
     int rc = YT_OK;
-    if (a->n < 1 || a->n > 256)
-        rc = yt_fail(YT_ERR_USAGE, "--n %d: expected 1..256 images per row", a->n);
+    if (a->n < 1 || a->n > 256) rc = yt_fail(YT_ERR_USAGE, "--n %d: expected 1..256 images per row", a->n);
     rc = dist_agree(rc);
     if (rc == YT_OK) rc = run_open(a->target, a->sets, a->nsets, &g->r);
     if (rc == YT_OK) rc = dist_agree(run_betas(g->r.cfg, a->betas, g->betas, &g->nb));
-    if (rc == YT_OK)
-        rc = run_load_model(&g->r, (int)YT_MAX((long)a->n, g->r.cfg->eval.batch_size), false);
+    if (rc == YT_OK) rc = run_load_model(&g->r, (int)YT_MAX((long)a->n, g->r.cfg->eval.batch_size), false);
     if (rc != YT_OK) run_close(&g->r);
     return rc;
 }
@@ -215,10 +212,8 @@ int gallery_sample(const gallery_args *a) {
     const int n = a->n, L = m->latent;
     real *z = yt_malloc((size_t)n * L * sizeof *z);
     for (int i = 0; i < n; i++) {
-        rng_stream s =
-            rng_stream_make(c.r.cfg->experiment.seed, RNG_EVAL, 0xffffffffu, (uint32_t)i, 0);
-        for (int j = 0; j < L; j++)
-            z[(size_t)i * L + j] = (real)rng_normal(&s);
+        rng_stream s = rng_stream_make(c.r.cfg->experiment.seed, RNG_EVAL, 0xffffffffu, (uint32_t)i, 0);
+        for (int j = 0; j < L; j++) z[(size_t)i * L + j] = (real)rng_normal(&s);
     }
     grid g;
     grid_init(&g, m, c.r.cfg, c.nb, n);
@@ -266,8 +261,7 @@ int gallery_reconstruct(const gallery_args *a) {
     const int n = (int)count;
     grid g;
     grid_init(&g, m, cfg, 1 + c.nb, n);
-    for (int i = 0; i < n; i++)
-        grid_cell(&g, 0, i, x, n, i, false);
+    for (int i = 0; i < n; i++) grid_cell(&g, 0, i, x, n, i, false);
     grid_label(&g, 0, "x");
     char rows_text[4096] = "row 0: inputs";
     dist_log("yoto reconstruct: %d images of split %s from %s\n  row 0: inputs\n", n, split,

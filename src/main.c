@@ -58,8 +58,7 @@ static int parse_options(const command *c, int argc, char **argv, const struct o
      * we want options anywhere, so use the GNU permutation order (default). */
     struct option all[32];
     int n = 0;
-    for (; opts && opts[n].name; n++)
-        all[n] = opts[n];
+    for (; opts && opts[n].name; n++) all[n] = opts[n];
     all[n++] = (struct option){"help", no_argument, NULL, 'h'};
     all[n] = (struct option){0};
     char shortopts[64] = ":h";
@@ -315,13 +314,7 @@ static int run_data_info(int argc, char **argv) {
 
 /* ---- yoto bench ---------------------------------------------------------- */
 
-enum {
-    OPT_BENCH_STEPS = 1300,
-    OPT_BENCH_WARMUP,
-    OPT_BENCH_THREADS,
-    OPT_BENCH_JSON,
-    OPT_BENCH_DATA
-};
+enum { OPT_BENCH_STEPS = 1300, OPT_BENCH_WARMUP, OPT_BENCH_THREADS, OPT_BENCH_JSON, OPT_BENCH_DATA };
 
 typedef struct {
     cli_sets sets;
@@ -342,20 +335,12 @@ static int parse_count(const char *opt, const char *arg, int lo, int *out) {
 static int handle_bench(int id, const char *arg, void *ctx) {
     bench_cli *b = ctx;
     switch (id) {
-    case OPT_SET:
-        return handle_set(id, arg, &b->sets);
-    case OPT_BENCH_STEPS:
-        return parse_count("--steps", arg, 1, &b->o.steps);
-    case OPT_BENCH_WARMUP:
-        return parse_count("--warmup", arg, 0, &b->o.warmup);
-    case OPT_BENCH_THREADS:
-        return parse_count("--threads", arg, 1, &b->o.threads);
-    case OPT_BENCH_JSON:
-        b->o.json = true;
-        return YT_OK;
-    case OPT_BENCH_DATA:
-        b->o.data = true;
-        return YT_OK;
+    case OPT_SET: return handle_set(id, arg, &b->sets);
+    case OPT_BENCH_STEPS: return parse_count("--steps", arg, 1, &b->o.steps);
+    case OPT_BENCH_WARMUP: return parse_count("--warmup", arg, 0, &b->o.warmup);
+    case OPT_BENCH_THREADS: return parse_count("--threads", arg, 1, &b->o.threads);
+    case OPT_BENCH_JSON: b->o.json = true; return YT_OK;
+    case OPT_BENCH_DATA: b->o.data = true; return YT_OK;
     }
     return YT_ERR_USAGE;
 }
@@ -400,25 +385,13 @@ typedef struct {
 static int handle_run(int id, const char *arg, void *ctx) {
     run_cli *r = ctx;
     switch (id) {
-    case OPT_SET:
-        return handle_set(id, arg, &r->sets);
-    case OPT_RESUME:
-        r->resume = arg;
-        return YT_OK;
-    case OPT_SPLIT:
-        r->split = arg;
-        return YT_OK;
-    case OPT_BETA:
-        r->beta = arg;
-        return YT_OK;
-    case OPT_OUT:
-        r->out = arg;
-        return YT_OK;
-    case OPT_N:
-        return parse_count("--n", arg, 1, &r->n);
-    case OPT_FORCE:
-        r->force = true;
-        return YT_OK;
+    case OPT_SET: return handle_set(id, arg, &r->sets);
+    case OPT_RESUME: r->resume = arg; return YT_OK;
+    case OPT_SPLIT: r->split = arg; return YT_OK;
+    case OPT_BETA: r->beta = arg; return YT_OK;
+    case OPT_OUT: r->out = arg; return YT_OK;
+    case OPT_N: return parse_count("--n", arg, 1, &r->n);
+    case OPT_FORCE: r->force = true; return YT_OK;
     case OPT_PROGRESS:
         if (runlog_parse_mode(arg, &r->progress)) return YT_OK;
         fprintf(stderr, "yoto: --progress expects auto, lines or live, got '%s'\n", arg);
@@ -436,8 +409,7 @@ static int finish_command(int rc) {
 /* "yoto train ARG..." for the run's log, arguments with spaces quoted. */
 static char *command_line(int argc, char **argv) {
     size_t size = 16;
-    for (int i = 0; i < argc; i++)
-        size += strlen(argv[i]) + 3;
+    for (int i = 0; i < argc; i++) size += strlen(argv[i]) + 3;
     char *s = yt_malloc(size);
     size_t len = (size_t)snprintf(s, size, "yoto");
     for (int i = 0; i < argc; i++) {
@@ -465,13 +437,8 @@ static int run_train(int argc, char **argv) {
         usage_error(c->name, "expects one CONFIG file, or --resume RUN_DIR%s", "");
     int rc = help ? YT_OK : YT_ERR_USAGE;
     if (ok) {
-        train_args a = {r.resume ? NULL : argv[first],
-                        r.resume,
-                        r.sets.sets,
-                        r.sets.nsets,
-                        r.progress,
-                        r.force,
-                        cmdline};
+        train_args a = {r.resume ? NULL : argv[first], r.resume, r.sets.sets, r.sets.nsets,
+                        r.progress, r.force, cmdline};
         rc = finish_command(train_run(&a));
     }
     free(cmdline);
@@ -498,9 +465,12 @@ static int run_eval(int argc, char **argv) {
 static int run_gallery(int argc, char **argv, bool reconstruct) {
     const command *c = find_command(reconstruct ? "reconstruct" : "sample");
     static const struct option opts[] = {
-        {"set", required_argument, NULL, OPT_SET},     {"beta", required_argument, NULL, OPT_BETA},
-        {"n", required_argument, NULL, OPT_N},         {"out", required_argument, NULL, OPT_OUT},
-        {"split", required_argument, NULL, OPT_SPLIT}, {0},
+        {"set", required_argument, NULL, OPT_SET},
+        {"beta", required_argument, NULL, OPT_BETA},
+        {"n", required_argument, NULL, OPT_N},
+        {"out", required_argument, NULL, OPT_OUT},
+        {"split", required_argument, NULL, OPT_SPLIT},
+        {0},
     };
     run_cli r = {.n = 8};
     bool help;
@@ -513,12 +483,8 @@ static int run_gallery(int argc, char **argv, bool reconstruct) {
     return finish_command(reconstruct ? gallery_reconstruct(&a) : gallery_sample(&a));
 }
 
-static int run_sample(int argc, char **argv) {
-    return run_gallery(argc, argv, false);
-}
-static int run_reconstruct(int argc, char **argv) {
-    return run_gallery(argc, argv, true);
-}
+static int run_sample(int argc, char **argv) { return run_gallery(argc, argv, false); }
+static int run_reconstruct(int argc, char **argv) { return run_gallery(argc, argv, true); }
 
 /* ---- the table ----------------------------------------------------------- */
 
@@ -661,16 +627,18 @@ static const command *find_command(const char *name) {
 }
 
 static void print_usage(FILE *f) {
-    fprintf(f, "usage: yoto <command> [options]\n"
-               "       yoto --version | --help\n\n"
-               "yoto trains one loss-conditional beta-VAE (You Only Train Once) that serves\n"
-               "every beta of a range, data-parallel over MPI. Commands:\n\n");
+    fprintf(f,
+            "usage: yoto <command> [options]\n"
+            "       yoto --version | --help\n\n"
+            "yoto trains one loss-conditional beta-VAE (You Only Train Once) that serves\n"
+            "every beta of a range, data-parallel over MPI. Commands:\n\n");
     for (size_t i = 0; i < YT_ARRAY_LEN(commands); i++)
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].synopsis);
-    fprintf(f, "\n'yoto <command> --help' describes one command. Run in parallel with\n"
-               "  mpirun -np 4 bin/yoto train configs/fashion_mnist_conv_vae_yoto.yaml\n"
-               "Exit codes: 0 done, 1 runtime failure, 2 usage/config/input error,\n"
-               "75 stopped by a signal with a checkpoint written (requeue the job).\n");
+    fprintf(f,
+            "\n'yoto <command> --help' describes one command. Run in parallel with\n"
+            "  mpirun -np 4 bin/yoto train configs/fashion_mnist_conv_vae_yoto.yaml\n"
+            "Exit codes: 0 done, 1 runtime failure, 2 usage/config/input error,\n"
+            "75 stopped by a signal with a checkpoint written (requeue the job).\n");
 }
 
 int main(int argc, char **argv) {

@@ -60,9 +60,7 @@ static int prof_add(vae_model *m, const char *fmt, ...) {
     return m->nprof++;
 }
 
-static double tic(const vae_model *m) {
-    return m->profile ? yt_now() : 0;
-}
+static double tic(const vae_model *m) { return m->profile ? yt_now() : 0; }
 static void toc(vae_model *m, int entry, double t0, bool backward) {
     if (!m->profile || entry < 0) return;
     double dt = yt_now() - t0;
@@ -82,8 +80,7 @@ static void mlp_build(vae_model *m, mlp *p, int in, const long *sizes, int k, bo
         p->in[i] = i == 0 ? in : p->out[i - 1];
         p->out[i] = (int)sizes[i];
         int ks[2] = {p->out[i], p->in[i]}, bs[1] = {p->out[i]};
-        p->kernel[i] =
-            add_tensor(m, cond, 2, ks, p->in[i], p->out[i], "%s/dense%d/kernel", prefix, i);
+        p->kernel[i] = add_tensor(m, cond, 2, ks, p->in[i], p->out[i], "%s/dense%d/kernel", prefix, i);
         p->bias[i] = add_tensor(m, cond, 1, bs, 0, 0, "%s/dense%d/bias", prefix, i);
     }
 }
@@ -103,8 +100,7 @@ static void film_build(vae_model *m, conv_block *b, const char *prefix) {
     long sizes[MODEL_MAX_FC];
     int k = c->conditioning.hidden_sizes.n;
     YT_CHECK(k + 1 <= MODEL_MAX_FC);
-    for (int i = 0; i < k; i++)
-        sizes[i] = c->conditioning.hidden_sizes.v[i];
+    for (int i = 0; i < k; i++) sizes[i] = c->conditioning.hidden_sizes.v[i];
     sizes[k] = b->C;
     char pfx[2 * ARENA_NAME_MAX]; /* add_tensor checks the final length */
     int len = snprintf(pfx, sizeof pfx, "%s/film/scale", prefix);
@@ -135,17 +131,14 @@ static void block_build(vae_model *m, conv_block *b, bool deconv, int index, int
             /* PyTorch ConvTranspose2d [in, out, 3, 3]; TF's [3, 3, out, in] gives
              * fan_in = 9 out, fan_out = 9 in */
             int ks[4] = {cin, C, 3, 3}, bs[1] = {C};
-            b->kernel[l] = add_tensor(m, false, 4, ks, 9 * C, 9 * cin,
-                                      "decoder/block%d/deconv%d/kernel", index, l);
+            b->kernel[l] = add_tensor(m, false, 4, ks, 9 * C, 9 * cin, "decoder/block%d/deconv%d/kernel", index, l);
             b->prof[l] = prof_add(m, "decoder/block%d/deconv%d", index, l);
-            b->bias[l] =
-                add_tensor(m, false, 1, bs, 0, 0, "decoder/block%d/deconv%d/bias", index, l);
+            b->bias[l] = add_tensor(m, false, 1, bs, 0, 0, "decoder/block%d/deconv%d/bias", index, l);
             h *= s;
             w *= s;
         } else {
             int ks[4] = {C, cin, 3, 3}, bs[1] = {C};
-            b->kernel[l] = add_tensor(m, false, 4, ks, 9 * cin, 9 * C,
-                                      "encoder/block%d/conv%d/kernel", index, l);
+            b->kernel[l] = add_tensor(m, false, 4, ks, 9 * cin, 9 * C, "encoder/block%d/conv%d/kernel", index, l);
             b->prof[l] = prof_add(m, "encoder/block%d/conv%d", index, l);
             b->bias[l] = add_tensor(m, false, 1, bs, 0, 0, "encoder/block%d/conv%d/bias", index, l);
             h = (h + s - 1) / s;
@@ -253,10 +246,8 @@ static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w,
             for (int i = 0; i < blk->scale_mlp.nlayers; i++)
                 *mlp_w = YT_MAX(*mlp_w, blk->scale_mlp.out[i]);
     }
-    for (int i = 0; i < m->enc_fc.nlayers; i++)
-        *mlp_w = YT_MAX(*mlp_w, m->enc_fc.out[i]);
-    for (int i = 0; i < m->dec_fc.nlayers; i++)
-        *mlp_w = YT_MAX(*mlp_w, m->dec_fc.out[i]);
+    for (int i = 0; i < m->enc_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->enc_fc.out[i]);
+    for (int i = 0; i < m->dec_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->dec_fc.out[i]);
     conv_geom go = conv_geom_make(m->max_batch, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
     *work = YT_MAX(*work, conv_work_size(&go));
 }
@@ -321,8 +312,7 @@ vae_model *model_create(const cfg_model *mc, int max_batch) {
 
 void model_free(vae_model *m) {
     if (!m) return;
-    for (int i = 0; i < m->nowned; i++)
-        free(m->owned[i]);
+    for (int i = 0; i < m->nowned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->recon);
     free(m->kl);
@@ -354,19 +344,14 @@ void model_init_params(vae_model *m, uint64_t seed) {
         }
         double std = sqrt(scale / fan) / TRUNC_NORMAL_STD;
         rng_stream s = rng_stream_make(seed, RNG_INIT, (uint32_t)i, 0, 0);
-        for (size_t j = 0; j < t->size; j++)
-            p[j] = (real)(std * rng_truncated_normal(&s));
+        for (size_t j = 0; j < t->size; j++) p[j] = (real)(std * rng_truncated_normal(&s));
     }
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
 
-static real *P(const vae_model *m, int idx) {
-    return arena_param(&m->params, idx);
-}
-static real *G(const vae_model *m, int idx) {
-    return arena_grad(&m->params, idx);
-}
+static real *P(const vae_model *m, int idx) { return arena_param(&m->params, idx); }
+static real *G(const vae_model *m, int idx) { return arena_grad(&m->params, idx); }
 
 static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x) {
     double t0 = tic(m);
@@ -385,8 +370,7 @@ static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x) {
 
 /* out[i] = mult * v[i] + add */
 static void affine(size_t n, double mult, double add, const real *v, real *out) {
-    for (size_t i = 0; i < n; i++)
-        out[i] = (real)(mult * v[i] + add);
+    for (size_t i = 0; i < n; i++) out[i] = (real)(mult * v[i] + add);
 }
 
 /* The block's FiLM stage: scales and shifts from the conditioning MLPs. */
@@ -395,11 +379,13 @@ static film_stage film_prepare(vae_model *m, conv_block *b, int n, const real *c
     double t0 = tic(m);
     const real *s = mlp_forward(m, &b->scale_mlp, n, cond);
     const real *t = mlp_forward(m, &b->shift_mlp, n, cond);
-    affine((size_t)n * b->C, c->conditioning.scales_mult, c->conditioning.scales_add, s, b->scale);
-    affine((size_t)n * b->C, c->conditioning.shifts_mult, c->conditioning.shifts_add, t, b->shift);
+    affine((size_t)n * b->C, c->conditioning.scales_mult, c->conditioning.scales_add,
+           s, b->scale);
+    affine((size_t)n * b->C, c->conditioning.shifts_mult, c->conditioning.shifts_add,
+           t, b->shift);
     toc(m, b->prof_film, t0, false);
-    return (film_stage){
-        .scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu, .alpha = (real)c->alpha};
+    return (film_stage){.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
+                        .alpha = (real)c->alpha};
 }
 
 static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const real *cond) {
@@ -506,8 +492,8 @@ static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real 
         const real *in = i == 0 ? x : p->post[i - 1];
         real *dnext = i == 0 ? dx : buf[which];
         which ^= 1;
-        dense_backward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), d, dnext, G(m, p->kernel[i]),
-                       G(m, p->bias[i]));
+        dense_backward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), d, dnext,
+                       G(m, p->kernel[i]), G(m, p->bias[i]));
         if (i > 0) lrelu_backward((size_t)n * p->out[i - 1], alpha, p->pre[i - 1], dnext, dnext);
         d = dnext;
     }
@@ -522,8 +508,8 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
     const cfg_model *c = &m->mc;
     const real alpha = (real)c->alpha;
     const int last = b->nlayers - 1;
-    const film_stage st = {
-        .scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu, .alpha = alpha};
+    const film_stage st = {.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
+                           .alpha = alpha};
     if (!b->film && b->out_lrelu) {
         double t0 = tic(m);
         lrelu_backward((size_t)n * b->C * b->H * b->W, alpha, b->f, d, d);
@@ -647,8 +633,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
 
 static double mlp_macs(const mlp *p) {
     double s = 0;
-    for (int i = 0; i < p->nlayers; i++)
-        s += (double)p->in[i] * p->out[i];
+    for (int i = 0; i < p->nlayers; i++) s += (double)p->in[i] * p->out[i];
     return s;
 }
 
@@ -665,8 +650,7 @@ static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *p
         }
         if (blk->film) {
             f += mlp_macs(&blk->scale_mlp) + mlp_macs(&blk->shift_mlp);
-            if (prof)
-                prof[blk->prof_film].macs = mlp_macs(&blk->scale_mlp) + mlp_macs(&blk->shift_mlp);
+            if (prof) prof[blk->prof_film].macs = mlp_macs(&blk->scale_mlp) + mlp_macs(&blk->shift_mlp);
             /* nor w.r.t. the conditioning input */
             skip += (double)blk->scale_mlp.in[0] * blk->scale_mlp.out[0] * 2;
         }
