@@ -260,7 +260,111 @@ static void print_text(const bench_result *r) {
     print_layers(r);
 }
 
+/* ---- communication curve (--comm) ------------------------------------------------------ */
+
+enum { COMM_SIZES = 8 }; /* 4 KiB, 16 KiB, ..., 64 MiB */
+
+typedef struct {
+    size_t bytes;
+    int reps;
+    double blocking, blocking_min; /* seconds: median and best */
+    double bucketed, bucketed_min;
+    long buckets; /* per bucketed allreduce */
+} comm_point;
+
+/* Times one allreduce of buf[0..n) in the given mode, `reps` times after two
+ * untimed ones; median and min over the slowest rank of each repetition. */
+static void time_allreduce(real *buf, size_t n, bool bucketed, size_t bucket, int reps, double *med,
+                           double *best, long *buckets) {
+    double *t = yt_calloc((size_t)reps, sizeof *t);
+    dist_sync *s = dist_sync_create(buf, n, bucket, bucketed);
+    for (int r = -2; r < reps; r++) {
+        dist_barrier();
+        double t0 = yt_now();
+        if (bucketed) {
+            dist_sync_begin(s);
+            dist_sync_ready(s, 0);
+            dist_sync_finish(s);
+        } else {
+            dist_allreduce_sum_real(buf, n);
+        }
+        double dt = dist_allreduce_max_double(yt_now() - t0);
+        if (r >= 0) t[r] = YT_MAX(dt, 1e-9); /* a world of one: a copy-free no-op */
+        if (r == -1) dist_sync_reset_stats(s);
+    }
+    *buckets = dist_sync_get_stats(s).buckets / reps;
+    *med = median(t, reps);
+    *best = t[0]; /* median() sorted t */
+    dist_sync_free(s);
+    free(t);
+}
+
+static void comm_curve(const yoto_config *cfg, comm_point *pts) {
+    const size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
+    const size_t max_n = ((size_t)4096 << (2 * (COMM_SIZES - 1))) / sizeof(real);
+    real *buf = yt_malloc(max_n * sizeof *buf);
+    for (size_t i = 0; i < max_n; i++) buf[i] = (real)1e-3;
+    for (int k = 0; k < COMM_SIZES; k++) {
+        comm_point *p = &pts[k];
+        p->bytes = (size_t)4096 << (2 * k);
+        size_t n = p->bytes / sizeof(real);
+        /* the same count on every rank (collectives): more for small messages */
+        p->reps = (int)YT_MAX((size_t)5, YT_MIN((size_t)50, ((size_t)64 << 20) / p->bytes));
+        long nb = 0;
+        time_allreduce(buf, n, false, bucket, p->reps, &p->blocking, &p->blocking_min, &nb);
+        time_allreduce(buf, n, true, bucket, p->reps, &p->bucketed, &p->bucketed_min, &p->buckets);
+    }
+    free(buf);
+}
+
+static void print_comm(const bench_opts *o, const yoto_config *cfg, const comm_point *pts,
+                       size_t grad_bytes, const char *hosts) {
+    const char *cfgname = o->config_path ? o->config_path : cfg->source;
+    if (o->json) {
+        char cfgjson[2 * CFG_PATH_MAX], hostjson[2048];
+        json_text(cfgname, cfgjson, sizeof cfgjson);
+        json_text(hosts, hostjson, sizeof hostjson);
+        printf("{\"config\": \"%s\", \"ranks\": %d, \"hosts\": \"%s\", \"bucket_mb\": %.6g, "
+               "\"gradient_bytes\": %zu,\n \"comm\": [",
+               cfgjson, dist_size(), hostjson, cfg->train.bucket_mb, grad_bytes);
+        for (int k = 0; k < COMM_SIZES; k++)
+            printf("%s\n  {\"bytes\": %zu, \"reps\": %d, \"blocking_s\": %.6g, \"blocking_min_s\": "
+                   "%.6g, \"bucketed_s\": %.6g, \"bucketed_min_s\": %.6g, \"buckets\": %ld}",
+                   k ? "," : "", pts[k].bytes, pts[k].reps, pts[k].blocking, pts[k].blocking_min,
+                   pts[k].bucketed, pts[k].bucketed_min, pts[k].buckets);
+        printf("]}\n");
+        return;
+    }
+    printf("yoto bench --comm: %s, %d rank%s on %s\n", cfgname, dist_size(),
+           dist_size() > 1 ? "s" : "", hosts);
+    printf("  gradient %.2f MB; bucketed mode: buckets of %.3g MB\n", grad_bytes / 1048576.0,
+           cfg->train.bucket_mb);
+    printf("  %10s %6s %14s %14s %14s %8s\n", "bytes", "reps", "blocking ms", "bucketed ms",
+           "blocking GB/s", "buckets");
+    for (int k = 0; k < COMM_SIZES; k++)
+        printf("  %10zu %6d %14.4f %14.4f %14.3f %8ld\n", pts[k].bytes, pts[k].reps,
+               1e3 * pts[k].blocking, 1e3 * pts[k].bucketed, pts[k].bytes / pts[k].blocking / 1e9,
+               pts[k].buckets);
+}
+
+/* `yoto bench --comm`. Collective. */
+static int bench_comm(const yoto_config *cfg, const bench_opts *o) {
+    comm_point pts[COMM_SIZES];
+    char hosts[1024];
+    dist_host_summary(hosts, sizeof hosts);
+    vae_model *m = model_create(&cfg->model, 1); /* only for the gradient's size */
+    size_t grad_bytes = m->params.total * sizeof(real);
+    model_free(m);
+    comm_curve(cfg, pts);
+    if (dist_rank() == 0) {
+        print_comm(o, cfg, pts, grad_bytes, hosts);
+        fflush(stdout);
+    }
+    return YT_OK;
+}
+
 int bench_run(const yoto_config *cfg, const bench_opts *o) {
+    if (o->comm) return bench_comm(cfg, o);
     bench_result r = {.cfg = cfg, .o = o, .world = dist_size()};
     int rc = trainer_batch_per_rank(cfg, r.world, &r.batch);
     if (rc != YT_OK) return rc;

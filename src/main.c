@@ -314,7 +314,14 @@ static int run_data_info(int argc, char **argv) {
 
 /* ---- yoto bench ---------------------------------------------------------- */
 
-enum { OPT_BENCH_STEPS = 1300, OPT_BENCH_WARMUP, OPT_BENCH_THREADS, OPT_BENCH_JSON, OPT_BENCH_DATA };
+enum {
+    OPT_BENCH_STEPS = 1300,
+    OPT_BENCH_WARMUP,
+    OPT_BENCH_THREADS,
+    OPT_BENCH_JSON,
+    OPT_BENCH_DATA,
+    OPT_BENCH_COMM
+};
 
 typedef struct {
     cli_sets sets;
@@ -341,6 +348,7 @@ static int handle_bench(int id, const char *arg, void *ctx) {
     case OPT_BENCH_THREADS: return parse_count("--threads", arg, 1, &b->o.threads);
     case OPT_BENCH_JSON: b->o.json = true; return YT_OK;
     case OPT_BENCH_DATA: b->o.data = true; return YT_OK;
+    case OPT_BENCH_COMM: b->o.comm = true; return YT_OK;
     }
     return YT_ERR_USAGE;
 }
@@ -354,6 +362,7 @@ static int run_bench(int argc, char **argv) {
         {"threads", required_argument, NULL, OPT_BENCH_THREADS},
         {"json", no_argument, NULL, OPT_BENCH_JSON},
         {"data", no_argument, NULL, OPT_BENCH_DATA},
+        {"comm", no_argument, NULL, OPT_BENCH_COMM},
         {0},
     };
     bench_cli b = {.o = {.steps = 20, .warmup = 3}};
@@ -601,7 +610,7 @@ static const command commands[] = {
      "  --set KEY=VALUE   override a config value\n"
      "  -h, --help        this text\n",
      run_reconstruct, true},
-    {"bench", "CONFIG [--steps N] [--warmup N] [--threads T] [--json] [--set KEY=VALUE]...",
+    {"bench", "CONFIG [--steps N] [--warmup N] [--threads T] [--json] [--data | --comm] [--set KEY=VALUE]...",
      "Times the full training step (forward, backward, allreduce, Adam) on synthetic\n"
      "data of the config's shape and prints median images/s, the analytic FLOPs per\n"
      "image, achieved GFLOP/s, this machine's single-thread 1024^3 sgemm GFLOP/s\n"
@@ -615,6 +624,9 @@ static const command commands[] = {
      "  --json            one JSON object instead of the table (for scripts)\n"
      "  --data            also time the data pipeline on the config's train split\n"
      "                    (the file must exist) against what the step consumes\n"
+     "  --comm            instead: the gradient allreduce's time against message size\n"
+     "                    (4 KiB .. 64 MiB), blocking and bucketed, at this rank count\n"
+     "                    (what analysis/scaling.py fits its communication model to)\n"
      "  --set KEY=VALUE   override a config value, e.g. --set train.batch_per_rank=32\n"
      "  -h, --help        this text\n",
      run_bench, true},

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# test_bench.sh — `yoto bench`: the shipped training step timed (phases add
+# up), and --comm's allreduce curve (JSON fields present and positive at
+# np = 1 and 2), which analysis/scaling.py fits.
+. tests/e2e/lib.sh
+
+CFG=configs/fashion_mnist_conv_vae_yoto.yaml
+for np in 1 2; do
+    expect_exit 0 "bench --comm --json at np=$np" $MPI $np "$YOTO" bench "$CFG" --comm --json
+    cp "$OUT" "$T/comm$np.json"
+    check "np=$np: every size from 4 KiB to 64 MiB, both modes, times > 0" "$PYTHON" - "$T/comm$np.json" "$np" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["ranks"] == int(sys.argv[2]), d["ranks"]
+assert d["gradient_bytes"] > 0 and d["bucket_mb"] > 0 and d["hosts"]
+sizes = [p["bytes"] for p in d["comm"]]
+assert sizes == [4096 * 4 ** k for k in range(8)], sizes
+for p in d["comm"]:
+    for k in ("blocking_s", "blocking_min_s", "bucketed_s", "bucketed_min_s"):
+        assert p[k] > 0, (k, p)
+    assert p["blocking_min_s"] <= p["blocking_s"] and p["bucketed_min_s"] <= p["bucketed_s"], p
+    assert p["reps"] >= 5
+if d["ranks"] > 1:
+    assert all(p["buckets"] >= 1 for p in d["comm"])
+    big = d["comm"][-1]
+    assert big["buckets"] == -(-big["bytes"] // int(d["bucket_mb"] * 1048576)), big
+EOF
+done
+expect_exit 0 "bench --comm prints a table" "$YOTO" bench "$CFG" --comm
+contains "with the gradient's size" "$OUT" "gradient 1.20 MB"
+
+expect_exit 0 "bench --json: the shipped step at np=2" $MPI 2 "$YOTO" bench "$CFG" --json --steps 3 --warmup 1 --set train.batch_size=16
+cp "$OUT" "$T/step.json"
+check "phases are positive and add up to about the step" "$PYTHON" - "$T/step.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ph = d["phases_s"]
+assert all(ph[k] > 0 for k in ("forward", "backward", "optimizer")), ph
+assert ph["allreduce"] >= 0, ph
+s = sum(ph.values())
+assert 0.5 * d["step_s_median"] <= s <= 1.5 * d["step_s_median"], (s, d["step_s_median"])
+assert d["images_per_s"] > 0 and 0 < d["ratio_to_sgemm"] < 2, d
+EOF
+
+done_testing
