@@ -5,8 +5,10 @@
  * a file value) or that it is required, its range, and whether a resumed run
  * may change it. Parsing, defaults, per-key validation, config_where(),
  * config_to_yaml() and the resume check all walk that one table; the
- * cross-key rules (validate()) are the only other place keys are named. The YAML is first read into a tree of positioned nodes (yamltree.c)
- * so --set values can be grafted in and reported with their own origin.
+ * cross-key rules (the checks[] validate() runs, one or a few per section)
+ * are the only other place keys are named. The YAML is first read into a tree
+ * of positioned nodes (yamltree.c) so --set values can be grafted in and
+ * reported with their own origin.
  */
 #include "config.h"
 
@@ -1209,55 +1211,68 @@ static int check_pipeline(const loader *ld, const cfg_pipeline *pl, const char *
     return YT_OK;
 }
 
-static int validate(loader *ld) {
+/* experiment.out_dir left empty becomes runs/<experiment.name>. */
+static int check_experiment(const loader *ld) {
     yoto_config *c = ld->cfg;
-    const cfg_net *enc = &c->model.encoder, *dec = &c->model.decoder;
-    const int *in = c->model.input_shape;
-    int rc;
+    if (c->experiment.out_dir[0]) return YT_OK;
+    int w = snprintf(c->experiment.out_dir, sizeof c->experiment.out_dir, "runs/%s",
+                     c->experiment.name);
+    if (w >= (int)sizeof c->experiment.out_dir)
+        return xfail(ld, "experiment.name", NULL, "experiment.out_dir: runs/<name> is too long");
+    return YT_OK;
+}
 
-    /* experiment */
-    if (!c->experiment.out_dir[0]) {
-        int w = snprintf(c->experiment.out_dir, sizeof c->experiment.out_dir, "runs/%s",
-                         c->experiment.name);
-        if (w >= (int)sizeof c->experiment.out_dir)
-            return xfail(ld, "experiment.name", NULL,
-                         "experiment.out_dir: runs/<name> is too long");
-    }
-
-    /* data: unique split names, a file for each, ranges that parse, names that exist */
-    for (int i = 0; i < c->data.n_splits; i++) {
-        cfg_split *s = &c->data.splits[i];
-        char kn[64], kr[64], kf[64];
-        snprintf(kn, sizeof kn, "data.splits[%d].name", i);
-        snprintf(kr, sizeof kr, "data.splits[%d].range", i);
-        snprintf(kf, sizeof kf, "data.splits[%d]", i);
-        for (int j = 0; j < i; j++)
-            if (!strcmp(c->data.splits[j].name, s->name)) {
-                char kj[64];
-                snprintf(kj, sizeof kj, "data.splits[%d].name", j);
-                return xfail(ld, kn, NULL, "%s: split name '%s' is used twice (also %s at %s)", kn,
-                             s->name, kj, where(ld, kj));
-            }
-        /* the name becomes an HDF5 dataset name in eval tables */
-        if (strchr(s->name, '/') || !strcmp(s->name, "."))
-            return xfail(ld, kn, NULL,
-                         "%s: split name '%s' cannot contain '/' or be '.' (it names a dataset "
-                         "in the eval tables)",
-                         kn, s->name);
-        if (!s->file[0] && !c->data.file[0])
-            return xfail(ld, kf, NULL, "%s: split '%s' names no file: set its 'file' or data.file",
-                         kf, s->name);
-        long b, e;
-        if (config_range_resolve(s->range, 0, &b, &e) != YT_OK) {
-            char why[YT_ERRMSG_MAX];
-            snprintf(why, sizeof why, "%s", yt_errmsg());
-            return xfail(ld, kr, kf, "%s: %s", kr, why);
+/* data.splits[i]: a name used once that can name a dataset, a file, a range
+ * that parses. */
+static int check_split(const loader *ld, int i) {
+    const yoto_config *c = ld->cfg;
+    const cfg_split *s = &c->data.splits[i];
+    char kn[64], kr[64], kf[64];
+    snprintf(kn, sizeof kn, "data.splits[%d].name", i);
+    snprintf(kr, sizeof kr, "data.splits[%d].range", i);
+    snprintf(kf, sizeof kf, "data.splits[%d]", i);
+    for (int j = 0; j < i; j++)
+        if (!strcmp(c->data.splits[j].name, s->name)) {
+            char kj[64];
+            snprintf(kj, sizeof kj, "data.splits[%d].name", j);
+            return xfail(ld, kn, NULL, "%s: split name '%s' is used twice (also %s at %s)", kn,
+                         s->name, kj, where(ld, kj));
         }
+    /* the name becomes an HDF5 dataset name in eval tables */
+    if (strchr(s->name, '/') || !strcmp(s->name, "."))
+        return xfail(ld, kn, NULL,
+                     "%s: split name '%s' cannot contain '/' or be '.' (it names a dataset "
+                     "in the eval tables)",
+                     kn, s->name);
+    if (!s->file[0] && !c->data.file[0])
+        return xfail(ld, kf, NULL, "%s: split '%s' names no file: set its 'file' or data.file", kf,
+                     s->name);
+    long b, e;
+    if (config_range_resolve(s->range, 0, &b, &e) != YT_OK) {
+        char why[YT_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", yt_errmsg());
+        return xfail(ld, kr, kf, "%s: %s", kr, why);
+    }
+    return YT_OK;
+}
+
+/* data: every split, and the train split among them. */
+static int check_data(const loader *ld) {
+    const yoto_config *c = ld->cfg;
+    for (int i = 0; i < c->data.n_splits; i++) {
+        int rc = check_split(ld, i);
+        if (rc) return rc;
     }
     if (!has_split(c, c->data.train_split))
         return xfail(ld, "data.train_split", "data.splits",
                      "data.train_split: '%s' is not one of the splits in data.splits (%s)",
                      c->data.train_split, where(ld, "data.splits"));
+    return YT_OK;
+}
+
+/* eval.splits: splits of data.splits, each once. */
+static int check_eval(const loader *ld) {
+    const yoto_config *c = ld->cfg;
     for (int i = 0; i < c->eval.n_splits; i++) {
         char k[64];
         snprintf(k, sizeof k, "eval.splits[%d]", i);
@@ -1271,8 +1286,15 @@ static int validate(loader *ld) {
                              "%s: split '%s' is listed twice (also eval.splits[%d])", k,
                              c->eval.splits[i], j);
     }
+    return YT_OK;
+}
 
-    /* model: the shapes have to chain */
+/* model, the encoder's shapes: the input halves once per block; the last fc
+ * layer gives a mean and a sigma per latent. */
+static int check_model_encoder(const loader *ld) {
+    const yoto_config *c = ld->cfg;
+    const cfg_net *enc = &c->model.encoder;
+    const int *in = c->model.input_shape;
     const char *kenc = "model.encoder.num_blocks";
     for (int d = 0; d < 2; d++)
         if (in[d] % (1 << enc->num_blocks))
@@ -1287,6 +1309,15 @@ static int validate(loader *ld) {
                      "mean and a sigma per latent; model.latent_dim at %s), found %ld",
                      2 * c->model.latent_dim, where(ld, "model.latent_dim"),
                      enc->fc_sizes.v[enc->fc_sizes.n - 1]);
+    return YT_OK;
+}
+
+/* model, the decoder's shapes: the last fc layer fills the reshape, which
+ * doubles once per block up to the input size. */
+static int check_model_decoder(const loader *ld) {
+    const yoto_config *c = ld->cfg;
+    const cfg_net *dec = &c->model.decoder;
+    const int *in = c->model.input_shape;
     long cells = (long)dec->reshape[0] * dec->reshape[1] * dec->reshape[2];
     if (dec->fc_sizes.v[dec->fc_sizes.n - 1] != cells)
         return xfail(ld, "model.decoder.fc_sizes", "model.decoder.reshape",
@@ -1303,22 +1334,34 @@ static int validate(loader *ld) {
                          d ? "width" : "height", dec->reshape[d], dec->num_blocks, up,
                          d ? "width" : "height", in[d], where(ld, "model.input_shape"));
     }
+    return YT_OK;
+}
+
+/* model, the output: channels for the likelihood, no final sigmoid. */
+static int check_model_output(const loader *ld) {
+    const yoto_config *c = ld->cfg;
+    const int *in = c->model.input_shape;
     bool gauss = c->model.output_distribution == OUT_GAUSSIAN;
     int want = gauss ? 2 * in[2] : in[2];
-    if (dec->channels_out != want)
+    if (c->model.decoder.channels_out != want)
         return xfail(ld, "model.decoder.channels_out", "model.output_distribution",
                      "model.decoder.channels_out: must be %d for model.output_distribution = %s "
                      "(%s) and %d input channels (model.input_shape at %s)%s, found %d",
                      want, output_names[c->model.output_distribution],
                      where(ld, "model.output_distribution"), in[2], where(ld, "model.input_shape"),
                      gauss ? ": a mean and a sigma per channel" : ": one logit per channel",
-                     dec->channels_out);
+                     c->model.decoder.channels_out);
     if (c->model.final_sigmoid)
         return xfail(ld, "model.final_sigmoid", NULL,
                      "model.final_sigmoid: must be false: the reference configs use false and a "
                      "final sigmoid is not supported (the Bernoulli loss takes logits)");
+    return YT_OK;
+}
 
-    /* loss weights */
+/* loss_weights: the mode against the distributions and the conditioning,
+ * then each distribution's bounds. */
+static int check_loss_weights(const loader *ld) {
+    const yoto_config *c = ld->cfg;
     const char *km = "loss_weights.mode";
     if (c->loss_weights.mode == LW_FIXED &&
         (c->loss_weights.kl.distribution != DIST_FIXED ||
@@ -1337,30 +1380,65 @@ static int validate(loader *ld) {
                      "model.conditioning.type = film; found %s (%s)",
                      km, cond_names[c->model.conditioning.type],
                      where(ld, "model.conditioning.type"));
-    if ((rc = check_dist(ld, &c->loss_weights.kl, "kl"))) return rc;
-    if ((rc = check_dist(ld, &c->loss_weights.reconstruction, "reconstruction"))) return rc;
+    int rc = check_dist(ld, &c->loss_weights.kl, "kl");
+    if (rc) return rc;
+    return check_dist(ld, &c->loss_weights.reconstruction, "reconstruction");
+}
 
-    /* optimizer */
-    const cfg_ints *ds = &c->optimizer.decay_steps;
+/* optimizer.decay_steps: strictly increasing. */
+static int check_optimizer(const loader *ld) {
+    const cfg_ints *ds = &ld->cfg->optimizer.decay_steps;
     for (int i = 1; i < ds->n; i++)
         if (ds->v[i] <= ds->v[i - 1])
             return xfail(ld, "optimizer.decay_steps", NULL,
                          "optimizer.decay_steps: must be strictly increasing; entry [%d] = %ld "
                          "follows %ld",
                          i, ds->v[i], ds->v[i - 1]);
+    return YT_OK;
+}
 
-    /* train */
-    bool gb = c->train.batch_size > 0, pb = c->train.batch_per_rank > 0;
+/* train: exactly one of the two batch keys. */
+static int check_train(const loader *ld) {
+    const cfg_train *t = &ld->cfg->train;
+    bool gb = t->batch_size > 0, pb = t->batch_per_rank > 0;
     if (gb == pb)
         return xfail(ld, "train.batch_size", "train.batch_per_rank",
                      "train.batch_size and train.batch_per_rank: set exactly one of them (> 0); "
                      "found train.batch_size = %ld (%s) and train.batch_per_rank = %ld (%s)",
-                     c->train.batch_size, where(ld, "train.batch_size"), c->train.batch_per_rank,
+                     t->batch_size, where(ld, "train.batch_size"), t->batch_per_rank,
                      where(ld, "train.batch_per_rank"));
+    return YT_OK;
+}
 
-    /* preprocessing against the model's input */
-    if ((rc = check_pipeline(ld, &c->data.preprocess_train, "data.preprocess_train"))) return rc;
-    if ((rc = check_pipeline(ld, &c->data.preprocess_eval, "data.preprocess_eval"))) return rc;
+/* data x model: each preprocessing pipeline makes the model's input. */
+static int check_preprocessing(const loader *ld) {
+    const cfg_data *d = &ld->cfg->data;
+    int rc = check_pipeline(ld, &d->preprocess_train, "data.preprocess_train");
+    if (rc) return rc;
+    return check_pipeline(ld, &d->preprocess_eval, "data.preprocess_eval");
+}
+
+/* The cross-key rules, section by section, in this order: a config that
+ * breaks several gets the message of the first. */
+typedef int (*config_check)(const loader *ld);
+static const config_check checks[] = {
+    check_experiment,    /* experiment.out_dir */
+    check_data,          /* data.splits, data.train_split */
+    check_eval,          /* eval.splits (names in data.splits) */
+    check_model_encoder, /* model.input_shape, model.encoder, model.latent_dim */
+    check_model_decoder, /* model.decoder, model.input_shape */
+    check_model_output,  /* model.decoder.channels_out, model.final_sigmoid */
+    check_loss_weights,  /* loss_weights (and model.conditioning.type) */
+    check_optimizer,     /* optimizer.decay_steps */
+    check_train,         /* train.batch_size, train.batch_per_rank */
+    check_preprocessing, /* data.preprocess_* against model */
+};
+
+static int validate(const loader *ld) {
+    for (size_t i = 0; i < YT_ARRAY_LEN(checks); i++) {
+        int rc = checks[i](ld);
+        if (rc) return rc;
+    }
     return YT_OK;
 }
 
