@@ -526,7 +526,8 @@ static bool parse_real(const char *s, double *out) {
     return true;
 }
 
-/* One scalar into one number/bool/enum/string slot. elem_path names it. */
+/* One scalar into one number/bool/enum/string slot. elem_path names it.
+ * Long: one case per scalar type, each with its own messages, side by side. */
 static int fill_scalar(const loader *ld, const key_def *k, key_type t, void *dst,
                        const yn_node *node, const char *path) {
     char exp[160], fnd[256];
@@ -650,7 +651,8 @@ static const preop_def preops[] = {
 };
 
 /* Parses "name(arg, ...)" into *op (zeroed by the caller). On failure writes
- * the reason into why and returns false. */
+ * the reason into why and returns false. Long: one left-to-right scan (name,
+ * parentheses, arguments), each step with the message for its failure. */
 static bool parse_preop(const char *text, cfg_preop *op, char *why, size_t size) {
     const char *p = text;
     while (isspace((unsigned char)*p))
@@ -793,7 +795,8 @@ static int check_list(const loader *ld, const key_def *k, const yn_node *node, c
     return YT_OK;
 }
 
-/* One key's value (node) into base + k->off. */
+/* One key's value (node) into base + k->off. Long: one case per key type,
+ * the same order as the key_type enum and emit_flow. */
 static int fill_value(loader *ld, const key_def *k, char *base, const yn_node *node,
                       const char *path) {
     char *dst = base + k->off;
@@ -984,7 +987,8 @@ static int fill_map(loader *ld, const key_def *table, char *base, const yn_node 
 /* Grafts "a.b[2].c=value" into the tree: the value (parsed as YAML) replaces
  * or adds the key; missing intermediate mappings are created. Names are not
  * checked here: the schema walk that follows reports unknown keys (with the
- * --set as their origin) exactly as it does for the file. */
+ * --set as their origin) exactly as it does for the file. Long: one walk down
+ * the key path, whose steps share the node, the prefix and the message. */
 static int graft(loader *ld, yn_node *root, int k) {
     const char *text = ld->sets[k];
     int src = SRC_SET0 + k;
@@ -1539,7 +1543,8 @@ static void emit_string(strbuf *b, const char *s) {
 
 static void emit_flow_map(strbuf *b, const key_def *table, const char *base);
 
-/* One value in flow style (a scalar, [a, b], {k: v}). */
+/* One value in flow style (a scalar, [a, b], {k: v}). Long: one case per
+ * key type, as fill_value. */
 static void emit_flow(strbuf *b, const key_def *k, const char *base) {
     const char *p = base + k->off;
     char t[64];
