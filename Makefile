@@ -18,7 +18,7 @@ OPT ?= -O2
 WERROR ?=
 # -ffp-contract=fast: a*b + c may become one FMA. -std=c11 turns contraction
 # off; it only matters in the functions compiled for AVX2 + FMA as well
-# (include/simd.h), since the x86-64 baseline has no FMA. -fno-math-errno:
+# (src/simd.h), since the x86-64 baseline has no FMA. -fno-math-errno:
 # nothing reads errno after libm calls, and sqrt etc. can then vectorise.
 CFLAGS_COMMON = -std=c11 -D_DEFAULT_SOURCE -g -Wall -Wextra $(WERROR) -ffp-contract=fast \
                 -fno-math-errno -Iinclude \

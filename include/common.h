@@ -17,12 +17,10 @@
 #ifdef YOTO_DOUBLE
 typedef double real;
 #define REAL_H5T H5T_NATIVE_DOUBLE
-#define REAL_MPI MPI_DOUBLE
 #define REAL_NAME "double"
 #else
 typedef float real;
 #define REAL_H5T H5T_NATIVE_FLOAT
-#define REAL_MPI MPI_FLOAT
 #define REAL_NAME "float"
 #endif
 

@@ -14,6 +14,7 @@
 #define YOTO_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CFG_LIST_MAX 64   /* longest numeric list (β lists, fc sizes, ...) */
@@ -203,6 +204,21 @@ char *config_to_yaml(const yoto_config *cfg);
  * messages: "file:line:column", "--set key=value" (the value as resolved), or
  * "file (default)". The string lives until the next call. */
 const char *config_where(const yoto_config *cfg, const char *key);
+/* Whether a run that resumes from a checkpoint may use config `now` when the
+ * checkpoint holds `stored` (its /config, loaded): YT_OK when they differ
+ * only in keys that may change on resume (the schema's resume column:
+ * config_resumable_keys), else YT_ERR_USAGE with one message naming every
+ * other differing key, "KEY: checkpoint has X, this run has Y (from WHERE)"
+ * (key paths as config_where's, values as YAML, WHERE from config_where of
+ * now), the keys that may change, and what to do instead. A list of another
+ * length is one difference (data.splits, optimizer.decay_steps). ckpt_path
+ * only names the checkpoint in the message. Local: call it on every rank
+ * and agree (dist_agree). */
+int config_resume_check(const yoto_config *stored, const yoto_config *now, const char *ckpt_path);
+/* The keys a resumed run may change, from the schema: "experiment.out_dir,
+ * data.file, data.splits[].file, ..., eval.*" (NAME[] an entry of a list of
+ * mappings, NAME.* every key of a mapping). For messages, help and docs. */
+void config_resumable_keys(char *buf, size_t size);
 /* The split called name, or NULL. */
 const cfg_split *config_split(const yoto_config *cfg, const char *name);
 /* Resolves a row range ("", "20%:", ":20%", "100:200", "-10%:", "5000") of a

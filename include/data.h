@@ -99,7 +99,7 @@ typedef struct {
 } data_desc;
 
 /* Opens cfg->data.train_split for rank `rank` of `world` with `batch` images
- * per rank and data.preprocess_train. Collective over dist_comm() (every
+ * per rank and data.preprocess_train. Collective over all ranks (every
  * rank calls it; rank/world normally dist_rank()/dist_size()). Checks the
  * file, dataset, range, pipeline output == model.input_shape and that the
  * split holds at least world x batch rows; on failure every rank returns

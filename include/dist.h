@@ -1,16 +1,17 @@
 /* dist.h — everything MPI: start and stop, who prints, agreeing on errors,
  * collectives over the gradient arena.
  *
- * This is the only module that calls MPI (ckpt and data also build HDF5
- * MPI-IO property lists from dist_comm()). Everything else runs in one
- * process; before dist_init(), every function here behaves as a world of one.
+ * This is the only module that calls MPI or includes <mpi.h>: HDF5's MPI-IO
+ * file access is set up here too (dist_h5_fapl_mpio, for h5io_fapl). Everything
+ * else runs in one process; before dist_init(), every function here behaves
+ * as a world of one.
  */
 #ifndef YOTO_DIST_H
 #define YOTO_DIST_H
 
-#include <mpi.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common.h"
 
@@ -21,7 +22,13 @@ void dist_finalize(void);
 bool dist_active(void);
 int dist_rank(void);
 int dist_size(void);
-MPI_Comm dist_comm(void);
+
+/* Sets the HDF5 file-access property list fapl to MPI-IO over every rank
+ * (parallel HDF5: collective opens, reads and writes). fapl is an hid_t,
+ * which is int64_t: spelled so here to keep <hdf5.h>, and the <mpi.h> it
+ * includes, out of this header. Call it only while dist_active(); h5io_fapl
+ * is the one caller. false when HDF5 refuses. */
+bool dist_h5_fapl_mpio(int64_t fapl);
 
 /* Collective. Every rank passes its status (YT_OK or an exit code); all get
  * the largest. When it is not YT_OK, every rank's yt_errmsg() becomes the

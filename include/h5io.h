@@ -23,8 +23,10 @@ typedef struct {
 void h5io_errors_off(h5io_errors *saved);
 void h5io_errors_restore(const h5io_errors *saved);
 
-/* File access: MPI-IO on dist_comm() when parallel and MPI runs, else the
- * default (sec2) driver. Caller closes. */
+/* File access: MPI-IO over every rank (dist_h5_fapl_mpio) when parallel and
+ * MPI runs, else the default (sec2) driver; every file yoto opens through
+ * MPI-IO gets its property list here. Caller closes. H5I_INVALID_HID (< 0)
+ * when HDF5 refuses. */
 hid_t h5io_fapl(bool parallel);
 /* Collective data transfer when MPI runs (else default). Caller closes. */
 hid_t h5io_dxpl(void);

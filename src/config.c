@@ -2,11 +2,13 @@
  *
  * One schema table (below) says, for every key: its YAML name, its type, where
  * it lives in the struct, its default (as YAML text, parsed by the same code as
- * a file value) or that it is required, and its range. Parsing, defaults,
- * per-key validation, config_where() and config_to_yaml() all walk that one
- * table; the cross-key rules (validate()) are the only other place keys are
- * named. The YAML is first read into a tree of positioned nodes (yamltree.c)
- * so --set values can be grafted in and reported with their own origin.
+ * a file value) or that it is required, its range, and whether a resumed run
+ * may change it. Parsing, defaults, per-key validation, config_where(),
+ * config_to_yaml() and the resume check all walk that one table; the
+ * cross-key rules (the checks[] validate() runs, one or a few per section)
+ * are the only other place keys are named. The YAML is first read into a tree
+ * of positioned nodes (yamltree.c) so --set values can be grafted in and
+ * reported with their own origin.
  */
 #include "config.h"
 
@@ -56,7 +58,15 @@ typedef struct key_def {
     size_t count_off;         /* T_STRS, T_MAPLIST: offset of the int count (same base as off) */
     const char *const *names; /* T_ENUM: spelling of each value, NULL-terminated */
     const struct key_def *child; /* T_MAP, T_MAPLIST: the keys of the mapping */
+    int resume;                  /* KEEP or VARY: may it change when a run resumes? */
 } key_def;
+
+/* The resume column. VARY: the key may differ from the checkpoint's config
+ * when a run resumes: how long, how often, where the files are, how fast.
+ * KEEP, every other key: it shapes what is trained, or the order of its
+ * arithmetic, and a resumed run continues bit for bit only with it unchanged
+ * (config_resume_check). VARY on a mapping covers every key in it. */
+enum { KEEP = 0, VARY = 1 };
 
 /* The table's offsets are checked against the struct's member types at
  * compile time: _Generic without a default refuses a member of another type,
@@ -74,46 +84,51 @@ typedef struct key_def {
 
 /* A section of yoto_config is an anonymous struct: its keys keep yoto_config
  * offsets and the section row has offset 0. */
-#define K_SECTION(nm, tbl) {.name = nm, .type = T_MAP, .child = tbl}
-#define K_MAP(nm, T, m, ty, tbl) {.name = nm, .type = T_MAP, .off = OFF_AS(T, m, ty), .child = tbl}
-#define K_INT(nm, T, m, d, l, h)                                                                   \
-    {.name = nm, .type = T_INT, .off = OFF_AS(T, m, int), .dflt = d, .lo = l, .hi = h}
-#define K_LONG(nm, T, m, d, l, h)                                                                  \
-    {.name = nm, .type = T_LONG, .off = OFF_AS(T, m, long), .dflt = d, .lo = l, .hi = h}
-#define K_U64(nm, T, m, d)                                                                         \
+#define K_SECTION(nm, tbl, r) {.name = nm, .type = T_MAP, .child = tbl, .resume = r}
+#define K_MAP(nm, T, m, ty, tbl, r)                                                                \
+    {.name = nm, .type = T_MAP, .off = OFF_AS(T, m, ty), .child = tbl, .resume = r}
+#define K_INT(nm, T, m, d, l, h, r)                                                                \
+    {.name = nm, .type = T_INT, .off = OFF_AS(T, m, int), .dflt = d, .lo = l, .hi = h,             \
+     .resume = r}
+#define K_LONG(nm, T, m, d, l, h, r)                                                               \
+    {.name = nm, .type = T_LONG, .off = OFF_AS(T, m, long), .dflt = d, .lo = l, .hi = h,           \
+     .resume = r}
+#define K_U64(nm, T, m, d, r)                                                                      \
     {.name = nm, .type = T_U64, .off = OFF_AS(T, m, uint64_t), .dflt = d, .lo = 0,                 \
-     .hi = 18446744073709551615.0}
-#define K_REAL(nm, T, m, d, l, h, x)                                                               \
+     .hi = 18446744073709551615.0, .resume = r}
+#define K_REAL(nm, T, m, d, l, h, x, r)                                                            \
     {.name = nm, .type = T_REAL, .off = OFF_AS(T, m, double), .dflt = d, .lo = l, .hi = h,         \
-     .excl = x}
-#define K_BOOL(nm, T, m, d) {.name = nm, .type = T_BOOL, .off = OFF_AS(T, m, bool), .dflt = d}
-#define K_STR(nm, T, m, d, minlen)                                                                 \
+     .excl = x, .resume = r}
+#define K_BOOL(nm, T, m, d, r)                                                                     \
+    {.name = nm, .type = T_BOOL, .off = OFF_AS(T, m, bool), .dflt = d, .resume = r}
+#define K_STR(nm, T, m, d, minlen, r)                                                              \
     {.name = nm, .type = T_STR, .off = OFF_AS(T, m, char *), .size = sizeof(MEM(T, m)),            \
-     .dflt = d, .lo = minlen}
-#define K_ENUM(nm, T, m, d, nms)                                                                   \
-    {.name = nm, .type = T_ENUM, .off = OFF_ENUM(T, m), .dflt = d, .names = nms}
-#define K_INTS(nm, T, m, d, l, h, minn)                                                            \
+     .dflt = d, .lo = minlen, .resume = r}
+#define K_ENUM(nm, T, m, d, nms, r)                                                                \
+    {.name = nm, .type = T_ENUM, .off = OFF_ENUM(T, m), .dflt = d, .names = nms, .resume = r}
+#define K_INTS(nm, T, m, d, l, h, minn, r)                                                         \
     {.name = nm, .type = T_INTS, .off = OFF_AS(T, m, cfg_ints), .dflt = d, .lo = l, .hi = h,       \
-     .min_n = minn, .max_n = CFG_LIST_MAX}
-#define K_INTARR(nm, T, m, d, l, h)                                                                \
+     .min_n = minn, .max_n = CFG_LIST_MAX, .resume = r}
+#define K_INTARR(nm, T, m, d, l, h, r)                                                             \
     {.name = nm, .type = T_INTARR, .off = OFF_AS(T, m, int *),                                     \
      .size = sizeof(MEM(T, m)) / sizeof(int), .dflt = d, .lo = l, .hi = h,                         \
      .min_n = (int)(sizeof(MEM(T, m)) / sizeof(int)),                                              \
-     .max_n = (int)(sizeof(MEM(T, m)) / sizeof(int))}
-#define K_REALS(nm, T, m, d, l, h, x, minn)                                                        \
+     .max_n = (int)(sizeof(MEM(T, m)) / sizeof(int)), .resume = r}
+#define K_REALS(nm, T, m, d, l, h, x, minn, r)                                                     \
     {.name = nm, .type = T_REALS, .off = OFF_AS(T, m, cfg_reals), .dflt = d, .lo = l, .hi = h,     \
-     .excl = x, .min_n = minn, .max_n = CFG_LIST_MAX}
-#define K_STRS(nm, T, m, cnt, d, minn)                                                             \
+     .excl = x, .min_n = minn, .max_n = CFG_LIST_MAX, .resume = r}
+#define K_STRS(nm, T, m, cnt, d, minn, r)                                                          \
     {.name = nm, .type = T_STRS, .off = OFF_AS(T, m, char(*)[CFG_NAME_MAX]),                       \
      .size = sizeof(MEM(T, m)[0]), .dflt = d, .lo = 1, .min_n = minn,                              \
-     .max_n = (int)(sizeof(MEM(T, m)) / sizeof(MEM(T, m)[0])), .count_off = OFF_AS(T, cnt, int)}
-#define K_MAPLIST(nm, T, m, cnt, ty, tbl, d, minn)                                                 \
+     .max_n = (int)(sizeof(MEM(T, m)) / sizeof(MEM(T, m)[0])), .count_off = OFF_AS(T, cnt, int),   \
+     .resume = r}
+#define K_MAPLIST(nm, T, m, cnt, ty, tbl, d, minn, r)                                              \
     {.name = nm, .type = T_MAPLIST, .off = OFF_AS(T, m, ty *), .size = sizeof(ty), .dflt = d,     \
      .min_n = minn, .max_n = (int)(sizeof(MEM(T, m)) / sizeof(ty)),                                \
-     .count_off = OFF_AS(T, cnt, int), .child = tbl}
-#define K_PIPE(nm, T, m, d)                                                                        \
+     .count_off = OFF_AS(T, cnt, int), .child = tbl, .resume = r}
+#define K_PIPE(nm, T, m, d, r)                                                                     \
     {.name = nm, .type = T_PIPE, .off = OFF_AS(T, m, cfg_pipeline), .dflt = d,                     \
-     .max_n = CFG_PREOPS_MAX}
+     .max_n = CFG_PREOPS_MAX, .resume = r}
 #define K_END {.name = NULL}
 
 /* clang-format on */
@@ -138,135 +153,138 @@ _Static_assert(sizeof(cfg_output) == sizeof(int) && sizeof(cfg_init_mode) == siz
                "enum keys are stored as int");
 
 static const key_def experiment_keys[] = {
-    K_STR("name", Y, experiment.name, NULL, 1),
-    K_U64("seed", Y, experiment.seed, "0"),
-    K_STR("out_dir", Y, experiment.out_dir, "\"\"", 0), /* "" -> runs/<name> in validate() */
+    K_STR("name", Y, experiment.name, NULL, 1, KEEP),
+    K_U64("seed", Y, experiment.seed, "0", KEEP),
+    K_STR("out_dir", Y, experiment.out_dir, "\"\"", 0, VARY), /* "" -> runs/<name> in validate() */
     K_END,
 };
 
 static const key_def split_keys[] = {
-    K_STR("name", cfg_split, name, NULL, 1),
-    K_STR("file", cfg_split, file, "\"\"", 0),
-    K_STR("dataset", cfg_split, dataset, "images", 1),
-    K_STR("range", cfg_split, range, "\"\"", 0),
+    K_STR("name", cfg_split, name, NULL, 1, KEEP),
+    K_STR("file", cfg_split, file, "\"\"", 0, VARY),
+    K_STR("dataset", cfg_split, dataset, "images", 1, KEEP),
+    K_STR("range", cfg_split, range, "\"\"", 0, KEEP),
     K_END,
 };
 
 static const key_def data_keys[] = {
-    K_STR("file", Y, data.file, "\"\"", 0),
-    K_MAPLIST("splits", Y, data.splits, data.n_splits, cfg_split, split_keys, NULL, 1),
-    K_STR("train_split", Y, data.train_split, "train", 1),
-    K_PIPE("preprocess_train", Y, data.preprocess_train, "[]"),
-    K_PIPE("preprocess_eval", Y, data.preprocess_eval, "[]"),
-    K_LONG("cache_mb", Y, data.cache_mb, "1024", 0, 1e9),
-    K_LONG("stream_block_mb", Y, data.stream_block_mb, "64", 1, 1e6),
+    K_STR("file", Y, data.file, "\"\"", 0, VARY),
+    K_MAPLIST("splits", Y, data.splits, data.n_splits, cfg_split, split_keys, NULL, 1, KEEP),
+    K_STR("train_split", Y, data.train_split, "train", 1, KEEP),
+    K_PIPE("preprocess_train", Y, data.preprocess_train, "[]", KEEP),
+    K_PIPE("preprocess_eval", Y, data.preprocess_eval, "[]", KEEP),
+    K_LONG("cache_mb", Y, data.cache_mb, "1024", 0, 1e9, VARY),
+    /* KEEP: the block size shapes the data order (docs/DATA.md) */
+    K_LONG("stream_block_mb", Y, data.stream_block_mb, "64", 1, 1e6, KEEP),
     K_END,
 };
 
 static const key_def encoder_keys[] = {
-    K_INT("num_blocks", cfg_net, num_blocks, NULL, 1, 16),
-    K_INT("layers_per_block", cfg_net, layers_per_block, NULL, 1, 64),
-    K_INT("base_channels", cfg_net, base_channels, NULL, 1, 65536),
-    K_INTS("fc_sizes", cfg_net, fc_sizes, NULL, 1, 1 << 24, 1),
+    K_INT("num_blocks", cfg_net, num_blocks, NULL, 1, 16, KEEP),
+    K_INT("layers_per_block", cfg_net, layers_per_block, NULL, 1, 64, KEEP),
+    K_INT("base_channels", cfg_net, base_channels, NULL, 1, 65536, KEEP),
+    K_INTS("fc_sizes", cfg_net, fc_sizes, NULL, 1, 1 << 24, 1, KEEP),
     K_END,
 };
 
 static const key_def decoder_keys[] = {
-    K_INT("num_blocks", cfg_net, num_blocks, NULL, 1, 16),
-    K_INT("layers_per_block", cfg_net, layers_per_block, NULL, 1, 64),
-    K_INT("base_channels", cfg_net, base_channels, NULL, 1, 65536),
-    K_INTS("fc_sizes", cfg_net, fc_sizes, NULL, 1, 1 << 24, 1),
-    K_INTARR("reshape", cfg_net, reshape, NULL, 1, 1 << 20),
-    K_INT("channels_out", cfg_net, channels_out, NULL, 1, 4096),
+    K_INT("num_blocks", cfg_net, num_blocks, NULL, 1, 16, KEEP),
+    K_INT("layers_per_block", cfg_net, layers_per_block, NULL, 1, 64, KEEP),
+    K_INT("base_channels", cfg_net, base_channels, NULL, 1, 65536, KEEP),
+    K_INTS("fc_sizes", cfg_net, fc_sizes, NULL, 1, 1 << 24, 1, KEEP),
+    K_INTARR("reshape", cfg_net, reshape, NULL, 1, 1 << 20, KEEP),
+    K_INT("channels_out", cfg_net, channels_out, NULL, 1, 4096, KEEP),
     K_END,
 };
 
 static const key_def conditioning_keys[] = {
-    K_ENUM("type", Y, model.conditioning.type, "film", cond_names),
-    K_INTS("hidden_sizes", Y, model.conditioning.hidden_sizes, "[]", 1, 1 << 24, 0),
-    K_REAL("scales_mult", Y, model.conditioning.scales_mult, "1.0", NOLO, NOHI, 0),
-    K_REAL("scales_add", Y, model.conditioning.scales_add, "0.0", NOLO, NOHI, 0),
-    K_REAL("shifts_mult", Y, model.conditioning.shifts_mult, "1.0", NOLO, NOHI, 0),
-    K_REAL("shifts_add", Y, model.conditioning.shifts_add, "0.0", NOLO, NOHI, 0),
+    K_ENUM("type", Y, model.conditioning.type, "film", cond_names, KEEP),
+    K_INTS("hidden_sizes", Y, model.conditioning.hidden_sizes, "[]", 1, 1 << 24, 0, KEEP),
+    K_REAL("scales_mult", Y, model.conditioning.scales_mult, "1.0", NOLO, NOHI, 0, KEEP),
+    K_REAL("scales_add", Y, model.conditioning.scales_add, "0.0", NOLO, NOHI, 0, KEEP),
+    K_REAL("shifts_mult", Y, model.conditioning.shifts_mult, "1.0", NOLO, NOHI, 0, KEEP),
+    K_REAL("shifts_add", Y, model.conditioning.shifts_add, "0.0", NOLO, NOHI, 0, KEEP),
     K_END,
 };
 
 static const key_def model_keys[] = {
-    K_INTARR("input_shape", Y, model.input_shape, NULL, 1, 1 << 16),
-    K_INT("latent_dim", Y, model.latent_dim, NULL, 1, 1 << 20),
-    K_ENUM("output_distribution", Y, model.output_distribution, NULL, output_names),
-    K_REAL("eps", Y, model.eps, "1.0e-6", 0, 1, EXCL_LO),
-    K_REAL("alpha", Y, model.alpha, "0.3", 0, 1, 0),
-    K_REAL("dense_alpha", Y, model.dense_alpha, "0.2", 0, 1, 0),
-    K_ENUM("kernel_init", Y, model.kernel_init, "fan_in", init_names),
-    K_BOOL("final_sigmoid", Y, model.final_sigmoid, "false"),
-    K_MAP("encoder", Y, model.encoder, cfg_net, encoder_keys),
-    K_MAP("decoder", Y, model.decoder, cfg_net, decoder_keys),
-    K_SECTION("conditioning", conditioning_keys),
+    K_INTARR("input_shape", Y, model.input_shape, NULL, 1, 1 << 16, KEEP),
+    K_INT("latent_dim", Y, model.latent_dim, NULL, 1, 1 << 20, KEEP),
+    K_ENUM("output_distribution", Y, model.output_distribution, NULL, output_names, KEEP),
+    K_REAL("eps", Y, model.eps, "1.0e-6", 0, 1, EXCL_LO, KEEP),
+    K_REAL("alpha", Y, model.alpha, "0.3", 0, 1, 0, KEEP),
+    K_REAL("dense_alpha", Y, model.dense_alpha, "0.2", 0, 1, 0, KEEP),
+    K_ENUM("kernel_init", Y, model.kernel_init, "fan_in", init_names, KEEP),
+    K_BOOL("final_sigmoid", Y, model.final_sigmoid, "false", KEEP),
+    K_MAP("encoder", Y, model.encoder, cfg_net, encoder_keys, KEEP),
+    K_MAP("decoder", Y, model.decoder, cfg_net, decoder_keys, KEEP),
+    K_SECTION("conditioning", conditioning_keys, KEEP),
     K_END,
 };
 
 static const key_def weight_dist_keys[] = {
-    K_ENUM("distribution", cfg_weight_dist, distribution, NULL, dist_names),
-    K_REAL("low", cfg_weight_dist, low, "0.0", NOLO, NOHI, 0),
-    K_REAL("high", cfg_weight_dist, high, "0.0", NOLO, NOHI, 0),
-    K_REAL("value", cfg_weight_dist, value, "0.0", NOLO, NOHI, 0),
+    K_ENUM("distribution", cfg_weight_dist, distribution, NULL, dist_names, KEEP),
+    K_REAL("low", cfg_weight_dist, low, "0.0", NOLO, NOHI, 0, KEEP),
+    K_REAL("high", cfg_weight_dist, high, "0.0", NOLO, NOHI, 0, KEEP),
+    K_REAL("value", cfg_weight_dist, value, "0.0", NOLO, NOHI, 0, KEEP),
     K_END,
 };
 
 static const key_def loss_weights_keys[] = {
-    K_ENUM("mode", Y, loss_weights.mode, "yoto", lw_mode_names),
-    K_BOOL("per_sample", Y, loss_weights.per_sample, "true"),
-    K_MAP("kl", Y, loss_weights.kl, cfg_weight_dist, weight_dist_keys),
-    K_MAP("reconstruction", Y, loss_weights.reconstruction, cfg_weight_dist, weight_dist_keys),
-    K_ENUM("transform", Y, loss_weights.transform, "log", transform_names),
-    K_BOOL("normalize", Y, loss_weights.normalize, "false"),
+    K_ENUM("mode", Y, loss_weights.mode, "yoto", lw_mode_names, KEEP),
+    K_BOOL("per_sample", Y, loss_weights.per_sample, "true", KEEP),
+    K_MAP("kl", Y, loss_weights.kl, cfg_weight_dist, weight_dist_keys, KEEP),
+    K_MAP("reconstruction", Y, loss_weights.reconstruction, cfg_weight_dist, weight_dist_keys,
+          KEEP),
+    K_ENUM("transform", Y, loss_weights.transform, "log", transform_names, KEEP),
+    K_BOOL("normalize", Y, loss_weights.normalize, "false", KEEP),
     K_END,
 };
 
 static const key_def optimizer_keys[] = {
-    K_REAL("lr", Y, optimizer.lr, NULL, 0, NOHI, EXCL_LO),
-    K_REAL("beta1", Y, optimizer.beta1, "0.9", 0, 1, EXCL_HI),
-    K_REAL("beta2", Y, optimizer.beta2, "0.999", 0, 1, EXCL_HI),
-    K_REAL("epsilon", Y, optimizer.epsilon, "1.0e-8", 0, NOHI, EXCL_LO),
-    K_REAL("decay_factor", Y, optimizer.decay_factor, "1.0", 0, 1, EXCL_LO),
-    K_INTS("decay_steps", Y, optimizer.decay_steps, "[]", 1, NOHI, 0),
-    K_REAL("weight_decay", Y, optimizer.weight_decay, "0.0", 0, NOHI, 0),
+    K_REAL("lr", Y, optimizer.lr, NULL, 0, NOHI, EXCL_LO, KEEP),
+    K_REAL("beta1", Y, optimizer.beta1, "0.9", 0, 1, EXCL_HI, KEEP),
+    K_REAL("beta2", Y, optimizer.beta2, "0.999", 0, 1, EXCL_HI, KEEP),
+    K_REAL("epsilon", Y, optimizer.epsilon, "1.0e-8", 0, NOHI, EXCL_LO, KEEP),
+    K_REAL("decay_factor", Y, optimizer.decay_factor, "1.0", 0, 1, EXCL_LO, KEEP),
+    K_INTS("decay_steps", Y, optimizer.decay_steps, "[]", 1, NOHI, 0, KEEP),
+    K_REAL("weight_decay", Y, optimizer.weight_decay, "0.0", 0, NOHI, 0, KEEP),
     K_END,
 };
 
 static const key_def train_keys[] = {
-    K_LONG("batch_size", Y, train.batch_size, "0", 0, 1e9),
-    K_LONG("batch_per_rank", Y, train.batch_per_rank, "0", 0, 1e9),
-    K_LONG("steps", Y, train.steps, NULL, 1, NOHI),
-    K_LONG("checkpoint_every", Y, train.checkpoint_every, "10000", 0, NOHI),
-    K_LONG("keep_checkpoints", Y, train.keep_checkpoints, "0", 0, 1e9),
-    K_LONG("log_every", Y, train.log_every, "100", 1, NOHI),
-    K_INT("threads", Y, train.threads, "1", 1, 1024),
-    K_ENUM("allreduce", Y, train.allreduce, "bucketed", allreduce_names),
-    K_REAL("bucket_mb", Y, train.bucket_mb, "25.0", 0, 1e6, EXCL_LO),
+    K_LONG("batch_size", Y, train.batch_size, "0", 0, 1e9, KEEP),
+    K_LONG("batch_per_rank", Y, train.batch_per_rank, "0", 0, 1e9, KEEP),
+    K_LONG("steps", Y, train.steps, NULL, 1, NOHI, VARY),
+    K_LONG("checkpoint_every", Y, train.checkpoint_every, "10000", 0, NOHI, VARY),
+    K_LONG("keep_checkpoints", Y, train.keep_checkpoints, "0", 0, 1e9, VARY),
+    K_LONG("log_every", Y, train.log_every, "100", 1, NOHI, VARY),
+    K_INT("threads", Y, train.threads, "1", 1, 1024, VARY),
+    /* KEEP: another reduction (mode or buckets) may round differently */
+    K_ENUM("allreduce", Y, train.allreduce, "bucketed", allreduce_names, KEEP),
+    K_REAL("bucket_mb", Y, train.bucket_mb, "25.0", 0, 1e6, EXCL_LO, KEEP),
     K_END,
 };
 
 static const key_def eval_keys[] = {
-    K_LONG("batch_size", Y, eval.batch_size, "64", 1, 1e9),
-    K_LONG("max_batches", Y, eval.max_batches, "0", 0, NOHI),
-    K_LONG("every", Y, eval.every, "0", 0, NOHI),
-    K_STRS("splits", Y, eval.splits, eval.n_splits, NULL, 1),
-    K_REALS("betas", Y, eval.betas, NULL, 0, NOHI, EXCL_LO, 1),
-    K_REAL("w_rec", Y, eval.w_rec, "1.0", 0, NOHI, EXCL_LO),
-    K_ENUM("z", Y, eval.z, "sample", eval_z_names),
+    K_LONG("batch_size", Y, eval.batch_size, "64", 1, 1e9, VARY),
+    K_LONG("max_batches", Y, eval.max_batches, "0", 0, NOHI, VARY),
+    K_LONG("every", Y, eval.every, "0", 0, NOHI, VARY),
+    K_STRS("splits", Y, eval.splits, eval.n_splits, NULL, 1, VARY),
+    K_REALS("betas", Y, eval.betas, NULL, 0, NOHI, EXCL_LO, 1, VARY),
+    K_REAL("w_rec", Y, eval.w_rec, "1.0", 0, NOHI, EXCL_LO, VARY),
+    K_ENUM("z", Y, eval.z, "sample", eval_z_names, VARY),
     K_END,
 };
 
 static const key_def root_keys[] = {
-    K_SECTION("experiment", experiment_keys),
-    K_SECTION("data", data_keys),
-    K_SECTION("model", model_keys),
-    K_SECTION("loss_weights", loss_weights_keys),
-    K_SECTION("optimizer", optimizer_keys),
-    K_SECTION("train", train_keys),
-    K_SECTION("eval", eval_keys),
+    K_SECTION("experiment", experiment_keys, KEEP),
+    K_SECTION("data", data_keys, KEEP),
+    K_SECTION("model", model_keys, KEEP),
+    K_SECTION("loss_weights", loss_weights_keys, KEEP),
+    K_SECTION("optimizer", optimizer_keys, KEEP),
+    K_SECTION("train", train_keys, KEEP),
+    K_SECTION("eval", eval_keys, VARY),
     K_END,
 };
 
@@ -508,7 +526,8 @@ static bool parse_real(const char *s, double *out) {
     return true;
 }
 
-/* One scalar into one number/bool/enum/string slot. elem_path names it. */
+/* One scalar into one number/bool/enum/string slot. elem_path names it.
+ * Long: one case per scalar type, each with its own messages, side by side. */
 static int fill_scalar(const loader *ld, const key_def *k, key_type t, void *dst,
                        const yn_node *node, const char *path) {
     char exp[160], fnd[256];
@@ -632,7 +651,8 @@ static const preop_def preops[] = {
 };
 
 /* Parses "name(arg, ...)" into *op (zeroed by the caller). On failure writes
- * the reason into why and returns false. */
+ * the reason into why and returns false. Long: one left-to-right scan (name,
+ * parentheses, arguments), each step with the message for its failure. */
 static bool parse_preop(const char *text, cfg_preop *op, char *why, size_t size) {
     const char *p = text;
     while (isspace((unsigned char)*p))
@@ -775,7 +795,8 @@ static int check_list(const loader *ld, const key_def *k, const yn_node *node, c
     return YT_OK;
 }
 
-/* One key's value (node) into base + k->off. */
+/* One key's value (node) into base + k->off. Long: one case per key type,
+ * the same order as the key_type enum and emit_flow. */
 static int fill_value(loader *ld, const key_def *k, char *base, const yn_node *node,
                       const char *path) {
     char *dst = base + k->off;
@@ -966,7 +987,8 @@ static int fill_map(loader *ld, const key_def *table, char *base, const yn_node 
 /* Grafts "a.b[2].c=value" into the tree: the value (parsed as YAML) replaces
  * or adds the key; missing intermediate mappings are created. Names are not
  * checked here: the schema walk that follows reports unknown keys (with the
- * --set as their origin) exactly as it does for the file. */
+ * --set as their origin) exactly as it does for the file. Long: one walk down
+ * the key path, whose steps share the node, the prefix and the message. */
 static int graft(loader *ld, yn_node *root, int k) {
     const char *text = ld->sets[k];
     int src = SRC_SET0 + k;
@@ -1193,55 +1215,68 @@ static int check_pipeline(const loader *ld, const cfg_pipeline *pl, const char *
     return YT_OK;
 }
 
-static int validate(loader *ld) {
+/* experiment.out_dir left empty becomes runs/<experiment.name>. */
+static int check_experiment(const loader *ld) {
     yoto_config *c = ld->cfg;
-    const cfg_net *enc = &c->model.encoder, *dec = &c->model.decoder;
-    const int *in = c->model.input_shape;
-    int rc;
+    if (c->experiment.out_dir[0]) return YT_OK;
+    int w = snprintf(c->experiment.out_dir, sizeof c->experiment.out_dir, "runs/%s",
+                     c->experiment.name);
+    if (w >= (int)sizeof c->experiment.out_dir)
+        return xfail(ld, "experiment.name", NULL, "experiment.out_dir: runs/<name> is too long");
+    return YT_OK;
+}
 
-    /* experiment */
-    if (!c->experiment.out_dir[0]) {
-        int w = snprintf(c->experiment.out_dir, sizeof c->experiment.out_dir, "runs/%s",
-                         c->experiment.name);
-        if (w >= (int)sizeof c->experiment.out_dir)
-            return xfail(ld, "experiment.name", NULL,
-                         "experiment.out_dir: runs/<name> is too long");
-    }
-
-    /* data: unique split names, a file for each, ranges that parse, names that exist */
-    for (int i = 0; i < c->data.n_splits; i++) {
-        cfg_split *s = &c->data.splits[i];
-        char kn[64], kr[64], kf[64];
-        snprintf(kn, sizeof kn, "data.splits[%d].name", i);
-        snprintf(kr, sizeof kr, "data.splits[%d].range", i);
-        snprintf(kf, sizeof kf, "data.splits[%d]", i);
-        for (int j = 0; j < i; j++)
-            if (!strcmp(c->data.splits[j].name, s->name)) {
-                char kj[64];
-                snprintf(kj, sizeof kj, "data.splits[%d].name", j);
-                return xfail(ld, kn, NULL, "%s: split name '%s' is used twice (also %s at %s)", kn,
-                             s->name, kj, where(ld, kj));
-            }
-        /* the name becomes an HDF5 dataset name in eval tables */
-        if (strchr(s->name, '/') || !strcmp(s->name, "."))
-            return xfail(ld, kn, NULL,
-                         "%s: split name '%s' cannot contain '/' or be '.' (it names a dataset "
-                         "in the eval tables)",
-                         kn, s->name);
-        if (!s->file[0] && !c->data.file[0])
-            return xfail(ld, kf, NULL, "%s: split '%s' names no file: set its 'file' or data.file",
-                         kf, s->name);
-        long b, e;
-        if (config_range_resolve(s->range, 0, &b, &e) != YT_OK) {
-            char why[YT_ERRMSG_MAX];
-            snprintf(why, sizeof why, "%s", yt_errmsg());
-            return xfail(ld, kr, kf, "%s: %s", kr, why);
+/* data.splits[i]: a name used once that can name a dataset, a file, a range
+ * that parses. */
+static int check_split(const loader *ld, int i) {
+    const yoto_config *c = ld->cfg;
+    const cfg_split *s = &c->data.splits[i];
+    char kn[64], kr[64], kf[64];
+    snprintf(kn, sizeof kn, "data.splits[%d].name", i);
+    snprintf(kr, sizeof kr, "data.splits[%d].range", i);
+    snprintf(kf, sizeof kf, "data.splits[%d]", i);
+    for (int j = 0; j < i; j++)
+        if (!strcmp(c->data.splits[j].name, s->name)) {
+            char kj[64];
+            snprintf(kj, sizeof kj, "data.splits[%d].name", j);
+            return xfail(ld, kn, NULL, "%s: split name '%s' is used twice (also %s at %s)", kn,
+                         s->name, kj, where(ld, kj));
         }
+    /* the name becomes an HDF5 dataset name in eval tables */
+    if (strchr(s->name, '/') || !strcmp(s->name, "."))
+        return xfail(ld, kn, NULL,
+                     "%s: split name '%s' cannot contain '/' or be '.' (it names a dataset "
+                     "in the eval tables)",
+                     kn, s->name);
+    if (!s->file[0] && !c->data.file[0])
+        return xfail(ld, kf, NULL, "%s: split '%s' names no file: set its 'file' or data.file", kf,
+                     s->name);
+    long b, e;
+    if (config_range_resolve(s->range, 0, &b, &e) != YT_OK) {
+        char why[YT_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", yt_errmsg());
+        return xfail(ld, kr, kf, "%s: %s", kr, why);
+    }
+    return YT_OK;
+}
+
+/* data: every split, and the train split among them. */
+static int check_data(const loader *ld) {
+    const yoto_config *c = ld->cfg;
+    for (int i = 0; i < c->data.n_splits; i++) {
+        int rc = check_split(ld, i);
+        if (rc) return rc;
     }
     if (!has_split(c, c->data.train_split))
         return xfail(ld, "data.train_split", "data.splits",
                      "data.train_split: '%s' is not one of the splits in data.splits (%s)",
                      c->data.train_split, where(ld, "data.splits"));
+    return YT_OK;
+}
+
+/* eval.splits: splits of data.splits, each once. */
+static int check_eval(const loader *ld) {
+    const yoto_config *c = ld->cfg;
     for (int i = 0; i < c->eval.n_splits; i++) {
         char k[64];
         snprintf(k, sizeof k, "eval.splits[%d]", i);
@@ -1255,8 +1290,15 @@ static int validate(loader *ld) {
                              "%s: split '%s' is listed twice (also eval.splits[%d])", k,
                              c->eval.splits[i], j);
     }
+    return YT_OK;
+}
 
-    /* model: the shapes have to chain */
+/* model, the encoder's shapes: the input halves once per block; the last fc
+ * layer gives a mean and a sigma per latent. */
+static int check_model_encoder(const loader *ld) {
+    const yoto_config *c = ld->cfg;
+    const cfg_net *enc = &c->model.encoder;
+    const int *in = c->model.input_shape;
     const char *kenc = "model.encoder.num_blocks";
     for (int d = 0; d < 2; d++)
         if (in[d] % (1 << enc->num_blocks))
@@ -1271,6 +1313,15 @@ static int validate(loader *ld) {
                      "mean and a sigma per latent; model.latent_dim at %s), found %ld",
                      2 * c->model.latent_dim, where(ld, "model.latent_dim"),
                      enc->fc_sizes.v[enc->fc_sizes.n - 1]);
+    return YT_OK;
+}
+
+/* model, the decoder's shapes: the last fc layer fills the reshape, which
+ * doubles once per block up to the input size. */
+static int check_model_decoder(const loader *ld) {
+    const yoto_config *c = ld->cfg;
+    const cfg_net *dec = &c->model.decoder;
+    const int *in = c->model.input_shape;
     long cells = (long)dec->reshape[0] * dec->reshape[1] * dec->reshape[2];
     if (dec->fc_sizes.v[dec->fc_sizes.n - 1] != cells)
         return xfail(ld, "model.decoder.fc_sizes", "model.decoder.reshape",
@@ -1287,22 +1338,34 @@ static int validate(loader *ld) {
                          d ? "width" : "height", dec->reshape[d], dec->num_blocks, up,
                          d ? "width" : "height", in[d], where(ld, "model.input_shape"));
     }
+    return YT_OK;
+}
+
+/* model, the output: channels for the likelihood, no final sigmoid. */
+static int check_model_output(const loader *ld) {
+    const yoto_config *c = ld->cfg;
+    const int *in = c->model.input_shape;
     bool gauss = c->model.output_distribution == OUT_GAUSSIAN;
     int want = gauss ? 2 * in[2] : in[2];
-    if (dec->channels_out != want)
+    if (c->model.decoder.channels_out != want)
         return xfail(ld, "model.decoder.channels_out", "model.output_distribution",
                      "model.decoder.channels_out: must be %d for model.output_distribution = %s "
                      "(%s) and %d input channels (model.input_shape at %s)%s, found %d",
                      want, output_names[c->model.output_distribution],
                      where(ld, "model.output_distribution"), in[2], where(ld, "model.input_shape"),
                      gauss ? ": a mean and a sigma per channel" : ": one logit per channel",
-                     dec->channels_out);
+                     c->model.decoder.channels_out);
     if (c->model.final_sigmoid)
         return xfail(ld, "model.final_sigmoid", NULL,
                      "model.final_sigmoid: must be false: the reference configs use false and a "
                      "final sigmoid is not supported (the Bernoulli loss takes logits)");
+    return YT_OK;
+}
 
-    /* loss weights */
+/* loss_weights: the mode against the distributions and the conditioning,
+ * then each distribution's bounds. */
+static int check_loss_weights(const loader *ld) {
+    const yoto_config *c = ld->cfg;
     const char *km = "loss_weights.mode";
     if (c->loss_weights.mode == LW_FIXED &&
         (c->loss_weights.kl.distribution != DIST_FIXED ||
@@ -1321,30 +1384,65 @@ static int validate(loader *ld) {
                      "model.conditioning.type = film; found %s (%s)",
                      km, cond_names[c->model.conditioning.type],
                      where(ld, "model.conditioning.type"));
-    if ((rc = check_dist(ld, &c->loss_weights.kl, "kl"))) return rc;
-    if ((rc = check_dist(ld, &c->loss_weights.reconstruction, "reconstruction"))) return rc;
+    int rc = check_dist(ld, &c->loss_weights.kl, "kl");
+    if (rc) return rc;
+    return check_dist(ld, &c->loss_weights.reconstruction, "reconstruction");
+}
 
-    /* optimizer */
-    const cfg_ints *ds = &c->optimizer.decay_steps;
+/* optimizer.decay_steps: strictly increasing. */
+static int check_optimizer(const loader *ld) {
+    const cfg_ints *ds = &ld->cfg->optimizer.decay_steps;
     for (int i = 1; i < ds->n; i++)
         if (ds->v[i] <= ds->v[i - 1])
             return xfail(ld, "optimizer.decay_steps", NULL,
                          "optimizer.decay_steps: must be strictly increasing; entry [%d] = %ld "
                          "follows %ld",
                          i, ds->v[i], ds->v[i - 1]);
+    return YT_OK;
+}
 
-    /* train */
-    bool gb = c->train.batch_size > 0, pb = c->train.batch_per_rank > 0;
+/* train: exactly one of the two batch keys. */
+static int check_train(const loader *ld) {
+    const cfg_train *t = &ld->cfg->train;
+    bool gb = t->batch_size > 0, pb = t->batch_per_rank > 0;
     if (gb == pb)
         return xfail(ld, "train.batch_size", "train.batch_per_rank",
                      "train.batch_size and train.batch_per_rank: set exactly one of them (> 0); "
                      "found train.batch_size = %ld (%s) and train.batch_per_rank = %ld (%s)",
-                     c->train.batch_size, where(ld, "train.batch_size"), c->train.batch_per_rank,
+                     t->batch_size, where(ld, "train.batch_size"), t->batch_per_rank,
                      where(ld, "train.batch_per_rank"));
+    return YT_OK;
+}
 
-    /* preprocessing against the model's input */
-    if ((rc = check_pipeline(ld, &c->data.preprocess_train, "data.preprocess_train"))) return rc;
-    if ((rc = check_pipeline(ld, &c->data.preprocess_eval, "data.preprocess_eval"))) return rc;
+/* data x model: each preprocessing pipeline makes the model's input. */
+static int check_preprocessing(const loader *ld) {
+    const cfg_data *d = &ld->cfg->data;
+    int rc = check_pipeline(ld, &d->preprocess_train, "data.preprocess_train");
+    if (rc) return rc;
+    return check_pipeline(ld, &d->preprocess_eval, "data.preprocess_eval");
+}
+
+/* The cross-key rules, section by section, in this order: a config that
+ * breaks several gets the message of the first. */
+typedef int (*config_check)(const loader *ld);
+static const config_check checks[] = {
+    check_experiment,    /* experiment.out_dir */
+    check_data,          /* data.splits, data.train_split */
+    check_eval,          /* eval.splits (names in data.splits) */
+    check_model_encoder, /* model.input_shape, model.encoder, model.latent_dim */
+    check_model_decoder, /* model.decoder, model.input_shape */
+    check_model_output,  /* model.decoder.channels_out, model.final_sigmoid */
+    check_loss_weights,  /* loss_weights (and model.conditioning.type) */
+    check_optimizer,     /* optimizer.decay_steps */
+    check_train,         /* train.batch_size, train.batch_per_rank */
+    check_preprocessing, /* data.preprocess_* against model */
+};
+
+static int validate(const loader *ld) {
+    for (size_t i = 0; i < YT_ARRAY_LEN(checks); i++) {
+        int rc = checks[i](ld);
+        if (rc) return rc;
+    }
     return YT_OK;
 }
 
@@ -1445,7 +1543,8 @@ static void emit_string(strbuf *b, const char *s) {
 
 static void emit_flow_map(strbuf *b, const key_def *table, const char *base);
 
-/* One value in flow style (a scalar, [a, b], {k: v}). */
+/* One value in flow style (a scalar, [a, b], {k: v}). Long: one case per
+ * key type, as fill_value. */
 static void emit_flow(strbuf *b, const key_def *k, const char *base) {
     const char *p = base + k->off;
     char t[64];
@@ -1665,6 +1764,129 @@ const cfg_split *config_split(const yoto_config *cfg, const char *name) {
     for (int i = 0; i < cfg->data.n_splits; i++)
         if (!strcmp(cfg->data.splits[i].name, name)) return &cfg->data.splits[i];
     return NULL;
+}
+
+/* ---- resuming ---------------------------------------------------------------- */
+
+/* Every key the resume column marks VARY, as "a, b, c": key paths, an entry of
+ * a list of mappings as NAME[], a whole mapping as NAME.*. */
+static void list_vary(strbuf *b, const key_def *table, const char *path) {
+    char kp[256];
+    for (const key_def *k = table; k->name; k++) {
+        join(kp, sizeof kp, path, k->name);
+        if (k->resume == VARY) {
+            sb_printf(b, "%s%s%s", b->n ? ", " : "", kp, k->type == T_MAP ? ".*" : "");
+        } else if (k->type == T_MAP) {
+            list_vary(b, k->child, kp);
+        } else if (k->type == T_MAPLIST) {
+            snprintf(kp + strlen(kp), sizeof kp - strlen(kp), "[]");
+            list_vary(b, k->child, kp);
+        }
+    }
+}
+
+void config_resumable_keys(char *buf, size_t size) {
+    strbuf b = {0};
+    list_vary(&b, root_keys, "");
+    snprintf(buf, size, "%s", b.s ? b.s : "");
+    free(b.s);
+}
+
+/* The KEEP keys whose values differ, one message line each while they fit
+ * in budget characters; the rest are only counted. */
+typedef struct {
+    const yoto_config *now;
+    strbuf lines;
+    size_t budget;
+    int n, shown;
+} resume_diff;
+
+/* A value or place for a message: cut after CLIP characters. */
+enum { CLIP = 120 };
+static const char *clipped(const char *text, char buf[CLIP + 4]) {
+    snprintf(buf, CLIP + 4, "%.*s%s", (int)CLIP, text, strlen(text) > CLIP ? "..." : "");
+    return buf;
+}
+
+/* Compares one value (a leaf key, or a whole list of mappings) of both configs. */
+static void diff_value(resume_diff *d, const key_def *k, const char *was, const char *now,
+                       const char *key) {
+    strbuf a = {0}, b = {0};
+    emit_flow(&a, k, was);
+    emit_flow(&b, k, now);
+    if (strcmp(a.s, b.s)) {
+        char ca[CLIP + 4], cb[CLIP + 4], cw[CLIP + 4];
+        strbuf line = {0};
+        sb_printf(&line, "\n  %s: checkpoint has %s, this run has %s (", key, clipped(a.s, ca),
+                  clipped(b.s, cb));
+        if (find_loc(d->now, key))
+            sb_printf(&line, "from %s)", clipped(config_where(d->now, key), cw));
+        else
+            sb_printf(&line, "the default)");
+        if (d->shown == d->n && d->lines.n + line.n <= d->budget) { /* in order, while room */
+            sb_printf(&d->lines, "%s", line.s);
+            d->shown++;
+        }
+        d->n++;
+        free(line.s);
+    }
+    free(a.s);
+    free(b.s);
+}
+
+/* Walks table over both configs; VARY rows (and all below them) are skipped.
+ * Lists of mappings of the same length are compared entry by entry, else as
+ * one value. */
+static void diff_table(resume_diff *d, const key_def *table, const char *was, const char *now,
+                       const char *path) {
+    char kp[256];
+    for (const key_def *k = table; k->name; k++) {
+        if (k->resume == VARY) continue;
+        join(kp, sizeof kp, path, k->name);
+        int na = 0, nb = 0;
+        if (k->type == T_MAPLIST) {
+            memcpy(&na, was + k->count_off, sizeof na);
+            memcpy(&nb, now + k->count_off, sizeof nb);
+        }
+        if (k->type == T_MAP) {
+            diff_table(d, k->child, was + k->off, now + k->off, kp);
+        } else if (k->type == T_MAPLIST && na == nb) {
+            for (int i = 0; i < na; i++) {
+                char ep[272];
+                snprintf(ep, sizeof ep, "%s[%d]", kp, i);
+                size_t at = k->off + (size_t)i * k->size;
+                diff_table(d, k->child, was + at, now + at, ep);
+            }
+        } else {
+            diff_value(d, k, was, now, kp);
+        }
+    }
+}
+
+int config_resume_check(const yoto_config *stored, const yoto_config *now, const char *ckpt_path) {
+    char vary[1024], head[CFG_PATH_MAX + 256];
+    config_resumable_keys(vary, sizeof vary);
+    strbuf tail = {0};
+    sb_printf(&tail,
+              "\nonly these keys may change on resume: %s; to train with other settings, start a "
+              "new run (another experiment.out_dir)",
+              vary);
+    snprintf(head, sizeof head, "cannot resume from %.*s: ", CFG_PATH_MAX + 63, ckpt_path);
+    /* room for the head's count and "... and N more", and a "rank R: " prefix (dist_agree) */
+    size_t fixed = strlen(head) + tail.n + 200;
+    resume_diff d = {.now = now, .budget = fixed < YT_ERRMSG_MAX ? YT_ERRMSG_MAX - fixed : 0};
+    diff_table(&d, root_keys, (const char *)stored, (const char *)now, "");
+    int rc = YT_OK;
+    if (d.n) {
+        if (d.shown < d.n) sb_printf(&d.lines, "\n  ... and %d more", d.n - d.shown);
+        rc = yt_fail(YT_ERR_USAGE,
+                     "%sthis run's config differs from the checkpoint's in %d key%s that may not "
+                     "change on resume:%s%s",
+                     head, d.n, d.n == 1 ? "" : "s", d.lines.s, tail.s);
+    }
+    free(d.lines.s);
+    free(tail.s);
+    return rc;
 }
 
 /* ---- row ranges ------------------------------------------------------------ */

@@ -327,7 +327,7 @@ static void wait_idle(data_source *d, group_buf *g) {
 /* Rows [start, start + count) of the dataset into dst (file order), one
  * H5Dread per range: a memory space of the same shape as the file selection
  * keeps HDF5 on its fast path (a 1-d memory space made reads 10x slower).
- * collective: every rank of dist_comm() calls it, with n <= 1 (n = 0 or a
+ * collective: every rank calls it, with n <= 1 (n = 0 or a
  * zero count takes part with an empty selection). */
 static int read_rows_h5(data_source *d, int n, const long *start, const long *count, uint8_t *dst,
                         bool collective) {
@@ -572,13 +572,11 @@ int data_batch(data_source *d, long epoch, long step, real *images, int64_t *row
 /* ---- opening ------------------------------------------------------------------------------ */
 
 static int open_file(data_source *d) {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) return yt_fail(YT_ERR_RUNTIME, "H5Pcreate failed");
-    d->mpio = dist_active();
-    if (d->mpio && H5Pset_fapl_mpio(fapl, dist_comm(), MPI_INFO_NULL) < 0) {
-        H5Pclose(fapl);
-        return yt_fail(YT_ERR_RUNTIME, "%s: cannot set up MPI-IO access", d->desc.file);
-    }
+    d->mpio = dist_active(); /* as h5io_fapl(true) decides */
+    hid_t fapl = h5io_fapl(true);
+    if (fapl < 0)
+        return yt_fail(YT_ERR_RUNTIME, "%s: cannot set up %s access", d->desc.file,
+                       d->mpio ? "MPI-IO" : "HDF5 file");
     d->fid = H5Fopen(d->desc.file, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (d->fid < 0) return yt_fail(YT_ERR_USAGE, "%s: cannot open as HDF5", d->desc.file);

@@ -1,12 +1,24 @@
 /* dist.c — the only compilation unit that calls MPI (see dist.h). */
 #include "dist.h"
 
+#include <hdf5.h>
 #include <limits.h>
+#include <mpi.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* the MPI type of `real` (common.h) */
+#ifdef YOTO_DOUBLE
+#define REAL_MPI MPI_DOUBLE
+#else
+#define REAL_MPI MPI_FLOAT
+#endif
+
+/* dist.h passes HDF5 property lists as int64_t */
+_Static_assert(sizeof(hid_t) == sizeof(int64_t) && (hid_t)-1 < 0, "hid_t is a signed 64-bit id");
 
 static bool g_started; /* we called MPI_Init */
 static int g_rank, g_size = 1;
@@ -63,7 +75,11 @@ bool dist_active(void) {
 
 int dist_rank(void) { return dist_active() ? g_rank : 0; }
 int dist_size(void) { return dist_active() ? g_size : 1; }
-MPI_Comm dist_comm(void) { return dist_active() ? MPI_COMM_WORLD : MPI_COMM_SELF; }
+
+bool dist_h5_fapl_mpio(int64_t fapl) {
+    YT_CHECK(dist_active());
+    return H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL) >= 0;
+}
 
 int dist_agree(int status) {
     if (!dist_active() || g_size == 1) return status;

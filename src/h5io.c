@@ -22,7 +22,10 @@ void h5io_errors_restore(const h5io_errors *q) { H5Eset_auto2(H5E_DEFAULT, q->fn
 
 hid_t h5io_fapl(bool parallel) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (parallel && dist_active()) H5Pset_fapl_mpio(fapl, dist_comm(), MPI_INFO_NULL);
+    if (fapl >= 0 && parallel && dist_active() && !dist_h5_fapl_mpio(fapl)) {
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
     return fapl;
 }
 

@@ -590,6 +590,246 @@ static void test_errors(void **state) {
     expect_error("a: [1,\n", NULL, 0, (const char *[]){"<test>:2:1: malformed YAML"}, 1);
 }
 
+/* ---- resume rules (config_resume_check) ------------------------------------------------ */
+
+#define CKPT "run/ckpt/step-000000020.h5"
+
+/* The resumable keys as the brief for the schema's resume column lists them,
+ * written out by hand: the table must say exactly this. */
+static const char *const resumable[] = {"experiment.out_dir",
+                                        "data.file",
+                                        "data.splits[].file",
+                                        "data.cache_mb",
+                                        "train.steps",
+                                        "train.checkpoint_every",
+                                        "train.keep_checkpoints",
+                                        "train.log_every",
+                                        "train.threads",
+                                        "eval.*"};
+
+/* config_resume_check of FASHION with the overrides `was` (the checkpoint's
+ * config) against FASHION with `now`; the status, the message in yt_errmsg().
+ * The stored config goes through its YAML text, as a checkpoint's does. */
+static int resume_check(const char *const *was, int nwas, const char *const *now, int nnow) {
+    yoto_config *w = load(FASHION, was, nwas), *n = load(FASHION, now, nnow);
+    char *yaml = config_to_yaml(w);
+    yoto_config *stored = load_text(yaml, NULL, 0);
+    yt_clear_error();
+    int rc = config_resume_check(stored, n, CKPT);
+    free(yaml);
+    free(stored);
+    free(w);
+    free(n);
+    return rc;
+}
+
+static int count_of(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* A refused resume: the message names each of want[] and none of unwanted[]. */
+static void expect_refused(int rc, const char *const *want, int nwant, const char *const *unwanted,
+                           int nunwanted) {
+    if (rc != YT_ERR_USAGE) fail_msg("expected a usage error, got %d (%s)", rc, yt_errmsg());
+    const char *m = yt_errmsg();
+    for (int i = 0; i < nwant; i++)
+        if (!strstr(m, want[i])) fail_msg("message lacks \"%s\":\n%s", want[i], m);
+    for (int i = 0; i < nunwanted; i++)
+        if (strstr(m, unwanted[i])) fail_msg("message should not hold \"%s\":\n%s", unwanted[i], m);
+    /* every refusal ends with what may change and what to do instead */
+    if (strncmp(m, "cannot resume from " CKPT ": ", strlen("cannot resume from " CKPT ": ")))
+        fail_msg("message does not start by naming the checkpoint:\n%s", m);
+    if (!strstr(m, "only these keys may change on resume: experiment.out_dir, data.file, "
+                   "data.splits[].file, data.cache_mb, train.steps") ||
+        !strstr(m, "start a new run (another experiment.out_dir)"))
+        fail_msg("message lacks the resumable keys or the advice:\n%s", m);
+}
+
+static void test_resume_same(void **state) {
+    (void)state;
+    if (resume_check(NULL, 0, NULL, 0) != YT_OK) fail_msg("same config refused: %s", yt_errmsg());
+    /* and the table's list, independently of the message */
+    char list[1024], want[1024] = "";
+    config_resumable_keys(list, sizeof list);
+    for (size_t i = 0; i < YT_ARRAY_LEN(resumable); i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", i ? ", " : "",
+                 resumable[i]);
+    assert_string_equal(list, want);
+}
+
+static void test_resume_changeable(void **state) {
+    (void)state;
+    /* every key that may change, changed at once, lists included */
+    const char *now[] = {"train.steps=9000",
+                         "train.log_every=7",
+                         "train.checkpoint_every=11",
+                         "train.keep_checkpoints=2",
+                         "train.threads=2",
+                         "eval.betas=[1.0, 2.0, 3.0]",
+                         "eval.splits=[test]",
+                         "eval.every=5",
+                         "eval.z=mean",
+                         "data.file=elsewhere/fm.h5",
+                         "data.splits[1].file=moved.h5",
+                         "data.cache_mb=0",
+                         "experiment.out_dir=runs/moved"};
+    if (resume_check(NULL, 0, now, (int)YT_ARRAY_LEN(now)) != YT_OK)
+        fail_msg("changeable keys refused: %s", yt_errmsg());
+    /* and back: the checkpoint's values of them may be anything too */
+    if (resume_check(now, (int)YT_ARRAY_LEN(now), NULL, 0) != YT_OK)
+        fail_msg("changeable keys refused (reversed): %s", yt_errmsg());
+}
+
+static void test_resume_one_key(void **state) {
+    (void)state;
+    const char *now[] = {"experiment.seed=7", "train.steps=9000"};
+    expect_refused(resume_check(NULL, 0, now, 2),
+                   (const char *[]){"in 1 key that may not change on resume:\n",
+                                    "\n  experiment.seed: checkpoint has 1, this run has 7 (from "
+                                    "--set experiment.seed=7)\n"},
+                   2, (const char *[]){"train.steps:"}, 1);
+    /* this run's value from the file: its line and column */
+    int line, col;
+    char want[600];
+    find_in_file(FASHION, "  seed:", &line, &col);
+    snprintf(want, sizeof want, "experiment.seed: checkpoint has 7, this run has 1 (from %s:%d:%d)",
+             FASHION, line, col);
+    expect_refused(resume_check(now, 1, NULL, 0), (const char *[]){want}, 1, NULL, 0);
+    /* ... or the default: eval.w_rec is not a key here, train.allreduce is left out */
+    const char *was[] = {"train.allreduce=blocking"};
+    expect_refused(resume_check(was, 1, NULL, 0),
+                   (const char *[]){"train.allreduce: checkpoint has blocking, this run has "
+                                    "bucketed (the default)"},
+                   1, NULL, 0);
+}
+
+static void test_resume_two_and_three_keys(void **state) {
+    (void)state;
+    const char *two[] = {"optimizer.lr=2e-3", "train.allreduce=blocking"};
+    expect_refused(resume_check(NULL, 0, two, 2),
+                   (const char *[]){"in 2 keys that",
+                                    "\n  optimizer.lr: checkpoint has 0.001, this run has 0.002 "
+                                    "(from --set optimizer.lr=0.002)",
+                                    "\n  train.allreduce: checkpoint has bucketed, this run has "
+                                    "blocking (from --set train.allreduce=blocking)"},
+                   3, NULL, 0);
+    const char *three[] = {"data.stream_block_mb=1", "train.steps=5", "train.bucket_mb=1.5",
+                           "model.alpha=0.25"};
+    expect_refused(resume_check(NULL, 0, three, 4),
+                   (const char *[]){"in 3 keys that",
+                                    "\n  data.stream_block_mb: checkpoint has 64, this run has 1 ",
+                                    "\n  train.bucket_mb: checkpoint has 25.0, this run has 1.5 ",
+                                    "\n  model.alpha: checkpoint has 0.3, this run has 0.25 "},
+                   4, (const char *[]){"train.steps:"}, 1);
+    /* in schema order, one line each */
+    const char *m = yt_errmsg();
+    const char *a = strstr(m, "data.stream_block_mb:"), *b = strstr(m, "model.alpha:"),
+               *c = strstr(m, "train.bucket_mb:");
+    if (!(a < b && b < c)) fail_msg("not in schema order:\n%s", m);
+    assert_int_equal(count_of(m, "\n  "), 3);
+}
+
+static void test_resume_lists(void **state) {
+    (void)state;
+    /* another number of splits is one difference, of data.splits */
+    const char *more[] = {"data.splits=[{name: train, dataset: train/images}, "
+                          "{name: test, dataset: test/images}, "
+                          "{name: extra, dataset: test/images, range: \":10%\"}]"};
+    expect_refused(resume_check(NULL, 0, more, 1),
+                   (const char *[]){"in 1 key that",
+                                    "\n  data.splits: checkpoint has [{name: train, file: \"\", "
+                                    "dataset: train/images, range: \"\"}, {name: test, file: ",
+                                    ", this run has [{name: train, file: \"\", dataset: "},
+                   3, (const char *[]){"\n  data.splits["}, 1);
+    /* the same number: entry by entry, a changed file allowed */
+    const char *range[] = {"data.splits[1].range=\":50%\"", "data.splits[0].file=x.h5"};
+    expect_refused(resume_check(NULL, 0, range, 2),
+                   (const char *[]){"in 1 key that",
+                                    "\n  data.splits[1].range: checkpoint has \"\", this run has "
+                                    "\":50%\" (from --set data.splits[1].range=\":50%\")"},
+                   2, (const char *[]){"data.splits[0]"}, 1);
+    /* a list of numbers of another length */
+    const char *steps[] = {"optimizer.decay_steps=[1000, 3000]"};
+    expect_refused(resume_check(NULL, 0, steps, 1),
+                   (const char *[]){"\n  optimizer.decay_steps: checkpoint has [3000], this run "
+                                    "has [1000, 3000] (from --set optimizer.decay_steps=[1000, "
+                                    "3000])"},
+                   1, NULL, 0);
+}
+
+/* Two unrelated configs: more differences than fit in one message. It keeps
+ * its head and tail, and says how many it left out. */
+static void test_resume_many_keys(void **state) {
+    (void)state;
+    yoto_config *a = load(SHAPES, NULL, 0), *b = load(CIFAR, NULL, 0);
+    yt_clear_error();
+    int rc = config_resume_check(a, b, CKPT);
+    const char *m = yt_errmsg();
+    expect_refused(rc, (const char *[]){"experiment.name: checkpoint has shapes3d"}, 1, NULL, 0);
+    int n = 0, more = 0;
+    const char *p = strstr(m, "differs from the checkpoint's in ");
+    assert_non_null(p);
+    sscanf(p, "differs from the checkpoint's in %d", &n);
+    p = strstr(m, "\n  ... and ");
+    if (!p) fail_msg("expected more differences than fit:\n%s", m);
+    sscanf(p, "\n  ... and %d more", &more);
+    int shown = count_of(m, "\n  ") - 1;
+    if (!(n > 20 && more > 0 && shown + more == n))
+        fail_msg("%d keys, %d shown, %d more:\n%s", n, shown, more, m);
+    if (!(strlen(m) < YT_ERRMSG_MAX - 64)) fail_msg("message of %zu characters", strlen(m));
+    free(a);
+    free(b);
+}
+
+/* docs/CONFIG.md's list of keys that may change on resume is the table's. */
+static void test_resume_keys_documented(void **state) {
+    (void)state;
+    FILE *f = fopen("docs/CONFIG.md", "r");
+    if (!f) fail_msg("docs/CONFIG.md: cannot open (tests run from the project root)");
+    char line[512];
+    bool in_section = false, in_list = false;
+    char doc[32][64];
+    int ndoc = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "## ", 3)) in_section = strstr(line, "resumes") != NULL;
+        if (!in_section) continue;
+        if (!strncmp(line, "- ", 2)) in_list = true;
+        if (in_list && line[0] == '\n') break; /* the list ends at a blank line */
+        if (!in_list) continue;
+        /* `key` spans: key paths only (not `--resume DIR`) */
+        for (char *p = strchr(line, '`'); p; p = strchr(p, '`')) {
+            char *e = strchr(p + 1, '`');
+            if (!e) break;
+            size_t len = (size_t)(e - p - 1);
+            if (len && len < sizeof doc[0] &&
+                strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_.[]*") == len) {
+                assert_true(ndoc < 32);
+                snprintf(doc[ndoc++], sizeof doc[0], "%.*s", (int)len, p + 1);
+            }
+            p = e + 1;
+        }
+    }
+    fclose(f);
+    char table[1024];
+    config_resumable_keys(table, sizeof table);
+    int ntable = 0;
+    for (char *t = strtok(table, ", "); t; t = strtok(NULL, ", ")) {
+        bool found = false;
+        for (int i = 0; i < ndoc; i++)
+            found |= !strcmp(doc[i], t);
+        if (!found) fail_msg("docs/CONFIG.md's resume list lacks `%s`", t);
+        ntable++;
+    }
+    for (int i = 0; i < ndoc; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(doc[i], doc[j])) fail_msg("docs/CONFIG.md lists `%s` twice", doc[i]);
+    if (ndoc != ntable)
+        fail_msg("docs/CONFIG.md's resume list has %d keys, the schema %d", ndoc, ntable);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes3d_matches_reference),
@@ -602,6 +842,13 @@ int main(void) {
         cmocka_unit_test(test_where),
         cmocka_unit_test(test_preop_text),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_resume_same),
+        cmocka_unit_test(test_resume_changeable),
+        cmocka_unit_test(test_resume_one_key),
+        cmocka_unit_test(test_resume_two_and_three_keys),
+        cmocka_unit_test(test_resume_lists),
+        cmocka_unit_test(test_resume_many_keys),
+        cmocka_unit_test(test_resume_keys_documented),
     };
     return TU_RUN("config", tests);
 }

@@ -1,4 +1,5 @@
-/* simd.h — portable short vectors of `real` for the hot loops (internal).
+/* simd.h — portable short vectors of `real` for the hot loops (internal to
+ * the numerics: layers, convk, loss, optim; so it lives in src/).
  *
  * GCC vector extensions: one `rvec` is 32 bytes, 8 floats or 4 doubles, so
  * the same kernel source serves the float and the double build. Functions

@@ -19,8 +19,9 @@
  *     interleaves them.
  * Outputs in the padding rows and columns are computed and thrown away.
  *
- * Geometry and semantics are those of layers.h (conv_geom, the four
- * conv/deconv functions); layers.c decides which route runs.
+ * Geometry (conv_geom, film_stage: convgeom.h) and semantics are those of
+ * layers.h's four conv/deconv functions; layers.c decides which route runs.
+ * Internal: only layers.c includes this header (it lives in src/, not include/).
  */
 #ifndef YOTO_CONVK_H
 #define YOTO_CONVK_H
@@ -28,7 +29,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "layers.h"
+#include "common.h"
+#include "convgeom.h"
 
 /* true when the direct kernels handle g (3x3, stride 1 or 2) */
 bool convk_supports(const conv_geom *g);
