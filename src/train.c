@@ -57,58 +57,13 @@ static void install_signals(void) {
 
 /* ---- configuration and resume ---------------------------------------------------------- */
 
-/* Keys a resumed run may change: how long, how often, where, how fast.
- * Not data.stream_block_mb: it shapes the data order (docs/DATA.md), so a
- * resumed run would no longer continue bit for bit. */
-/* Not the allreduce mode or bucket size: another reduction algorithm may
- * round differently, and the continuation would no longer be bit for bit. */
-static void take_changeable(yoto_config *dst, const yoto_config *src) {
-    dst->train.steps = src->train.steps;
-    dst->train.log_every = src->train.log_every;
-    dst->train.checkpoint_every = src->train.checkpoint_every;
-    dst->train.keep_checkpoints = src->train.keep_checkpoints;
-    dst->train.threads = src->train.threads;
-    dst->eval = src->eval;
-    dst->data.cache_mb = src->data.cache_mb;
-    memcpy(dst->data.file, src->data.file, sizeof dst->data.file);
-    for (int i = 0; i < CFG_SPLITS_MAX; i++)
-        memcpy(dst->data.splits[i].file, src->data.splits[i].file, sizeof dst->data.splits[i].file);
-    memcpy(dst->experiment.out_dir, src->experiment.out_dir, sizeof dst->experiment.out_dir);
-}
-
-/* YT_OK when cfg differs from the checkpoint's config only in changeable
- * keys; else a message quoting the first differing line of the two. */
+/* YT_OK when cfg differs from the checkpoint's stored config only in keys
+ * that may change on resume (the schema says which); else one message
+ * naming every other key that differs. */
 static int check_resume_config(const yoto_config *cfg, const char *stored_yaml, const char *ckpt) {
     yoto_config *old = yt_calloc(1, sizeof *old);
     int rc = config_load_text(old, stored_yaml, ckpt, NULL, 0);
-    if (rc != YT_OK) {
-        free(old);
-        return rc;
-    }
-    take_changeable(old, cfg);
-    char *a = config_to_yaml(old), *b = config_to_yaml(cfg);
-    if (strcmp(a, b) != 0) {
-        /* name the first line that differs, with its section */
-        char *pa = a, *pb = b, section[96] = "";
-        while (*pa && *pb) {
-            size_t la = strcspn(pa, "\n"), lb = strcspn(pb, "\n");
-            if (*pa != ' ' && *pa != '#') snprintf(section, sizeof section, "%.*s", (int)la, pa);
-            if (la != lb || strncmp(pa, pb, la) != 0) {
-                rc = yt_fail(YT_ERR_USAGE,
-                             "cannot resume from %s: the model, data or training setup differs "
-                             "from the checkpoint's (in section '%s': checkpoint has '%.*s', this "
-                             "run '%.*s'); only train.steps, log/checkpoint intervals, eval.*, "
-                             "data file paths and data.cache_mb may change on resume",
-                             ckpt, section, (int)la, pa, (int)lb, pb);
-                break;
-            }
-            pa += la + (pa[la] != 0);
-            pb += lb + (pb[lb] != 0);
-        }
-        if (rc == YT_OK) rc = yt_fail(YT_ERR_USAGE, "cannot resume from %s: config differs", ckpt);
-    }
-    free(a);
-    free(b);
+    if (rc == YT_OK) rc = config_resume_check(old, cfg, ckpt);
     free(old);
     return rc;
 }
