@@ -74,7 +74,7 @@ typedef struct {
 
 typedef enum { OUT_BERNOULLI, OUT_GAUSSIAN } cfg_output;
 typedef enum { INIT_FAN_IN, INIT_FAN_AVG } cfg_init_mode;
-typedef enum { COND_FILM, COND_NONE } cfg_cond_type;
+typedef enum { COND_FILM, COND_NONE, COND_GATED } cfg_cond_type;
 typedef enum { LW_YOTO, LW_FIXED } cfg_lw_mode;
 typedef enum { DIST_LOG_UNIFORM, DIST_UNIFORM, DIST_FIXED } cfg_dist;
 typedef enum { TRANSFORM_LOG, TRANSFORM_IDENTITY } cfg_transform;
@@ -125,6 +125,7 @@ typedef struct {
     double dense_alpha; /* leaky ReLU slope between dense layers (0.2) */
     cfg_init_mode kernel_init;
     bool final_sigmoid; /* must be false (both reference configs) */
+    double width;       /* multiplies every channel count and hidden width (1 = as given) */
     cfg_net encoder, decoder;
     struct {
         cfg_cond_type type;

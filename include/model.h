@@ -6,8 +6,12 @@
  *   z --fc MLP--> reshape (c,h,w) --decoder blocks (deconv, FiLM)--> out conv
  *   --> Bernoulli logits [C][n][H][W] or Gaussian (means, raw sigmas) [2C][n][H][W]
  *
- * Every conv block is FiLM-modulated by the conditioning vector
- * cond [n][2] = (f(w_kl), f(w_rec)) unless model.conditioning.type is none.
+ * The conditioning vector cond [n][2] = (f(w_kl), f(w_rec)) reaches the
+ * network by FiLM (model.conditioning.type film: every conv block's output
+ * scaled and shifted per channel by two MLPs of cond), or by gates (gated:
+ * every conv layer's and hidden dense layer's pre-activation multiplied per
+ * channel by 2 sigmoid(a cond + b), MR-VAE's conditioning), or not at all
+ * (none). model.width scales every channel count and hidden width.
  * Parameters live in one arena (names as in DESIGN.md); the model owns its
  * activations, sized for up to max_batch samples.
  */
@@ -33,14 +37,25 @@ typedef struct {
     double macs;     /* forward multiply-adds per image */
 } model_prof;
 
-/* A stack of dense layers; leaky ReLU between them, none after the last. */
+/* A gate of gated conditioning over c channels: g [n][c] = 2 sigmoid(cond
+ * W^T + b), W [c][2]; kernel < 0: no gate. */
+typedef struct {
+    int c;
+    int kernel, bias; /* arena indices */
+    real *g;          /* [n][c] */
+} gate;
+
+/* A stack of dense layers; leaky ReLU between them, none after the last.
+ * Gated conditioning gates the hidden layers: post = lrelu(g * pre). */
 typedef struct {
     int nlayers;
     int in[MODEL_MAX_FC], out[MODEL_MAX_FC];
     int kernel[MODEL_MAX_FC], bias[MODEL_MAX_FC]; /* arena indices */
     int prof;                                     /* entry in vae_model.prof */
-    real *pre[MODEL_MAX_FC];  /* [n][out] layer outputs (with bias) */
-    real *post[MODEL_MAX_FC]; /* [n][out] leaky ReLU of pre (all but the last) */
+    real *pre[MODEL_MAX_FC];   /* [n][out] layer outputs (with bias) */
+    real *post[MODEL_MAX_FC];  /* [n][out] leaky ReLU of pre (all but the last) */
+    gate gate[MODEL_MAX_FC];   /* hidden layers' gates (gated conditioning) */
+    real *gated[MODEL_MAX_FC]; /* [n][out] g * pre, when gated */
 } mlp;
 
 /* One VGG-style block: convs (encoder, the first stride 2) or transposed convs
@@ -61,13 +76,16 @@ typedef struct {
     real *a[MODEL_MAX_LAYERS]; /* leaky ReLU of z (all but the last layer) */
     bool film;
     mlp scale_mlp, shift_mlp;
+    bool gated;                   /* gated conditioning: a gate per layer */
+    gate gate[MODEL_MAX_LAYERS];
+    real *gf[MODEL_MAX_LAYERS];   /* [C][n][hw] g * z of the layers but the last */
     real *scale, *shift; /* [n][C] post-processed FiLM scales and shifts */
     real *f;             /* [C][n][hw] FiLM output (= z[last] without FiLM) */
     real *o;             /* [C][n][hw] block output */
 } conv_block;
 
 typedef struct {
-    cfg_model mc; /* the model section it was built from */
+    cfg_model mc; /* the model section it was built from, model.width applied */
     int max_batch;
     int in_c, in_h, in_w; /* input image */
     int latent;
@@ -103,7 +121,9 @@ typedef struct {
 
     /* backward scratch */
     real *g0, *g1;       /* two activation-sized gradient buffers */
-    real *gs, *gt;       /* [n][Cmax] FiLM scale/shift gradients */
+    real *gs, *gt;       /* [n][Cmax] FiLM scale/shift (or gate) gradients */
+    real *zeros;         /* [n][Cmax] zeros: a gate is a FiLM stage with no shift */
+    real *gg;            /* [n][max MLP width] a dense gate's gradient */
     real *gm0, *gm1;     /* [n][max MLP width] */
     real *dcode, *dmean, *dsigma, *dz; /* [n][2L], [n][L] x3 */
     real *dinput;        /* [C][n][H][W] gradient w.r.t. the encoder input, if asked */

@@ -136,7 +136,7 @@ enum { KEEP = 0, VARY = 1 };
 /* Enum spellings, in the order of the C enums in config.h. */
 static const char *const output_names[] = {"bernoulli", "gaussian", NULL};
 static const char *const init_names[] = {"fan_in", "fan_avg", NULL};
-static const char *const cond_names[] = {"film", "none", NULL};
+static const char *const cond_names[] = {"film", "none", "gated", NULL};
 static const char *const lw_mode_names[] = {"yoto", "fixed", NULL};
 static const char *const dist_names[] = {"log_uniform", "uniform", "fixed", NULL};
 static const char *const transform_names[] = {"log", "identity", NULL};
@@ -216,6 +216,7 @@ static const key_def model_keys[] = {
     K_REAL("dense_alpha", Y, model.dense_alpha, "0.2", 0, 1, 0, KEEP),
     K_ENUM("kernel_init", Y, model.kernel_init, "fan_in", init_names, KEEP),
     K_BOOL("final_sigmoid", Y, model.final_sigmoid, "false", KEEP),
+    K_REAL("width", Y, model.width, "1.0", 0, 64, EXCL_LO, KEEP),
     K_MAP("encoder", Y, model.encoder, cfg_net, encoder_keys, KEEP),
     K_MAP("decoder", Y, model.decoder, cfg_net, decoder_keys, KEEP),
     K_SECTION("conditioning", conditioning_keys, KEEP),
@@ -1378,10 +1379,10 @@ static int check_loss_weights(const loader *ld) {
                      where(ld, "loss_weights.kl.distribution"),
                      dist_names[c->loss_weights.reconstruction.distribution],
                      where(ld, "loss_weights.reconstruction.distribution"));
-    if (c->loss_weights.mode == LW_YOTO && c->model.conditioning.type != COND_FILM)
+    if (c->loss_weights.mode == LW_YOTO && c->model.conditioning.type == COND_NONE)
         return xfail(ld, km, "model.conditioning.type",
                      "%s: yoto feeds the loss weights to the network, so it needs "
-                     "model.conditioning.type = film; found %s (%s)",
+                     "model.conditioning.type = film or gated; found %s (%s)",
                      km, cond_names[c->model.conditioning.type],
                      where(ld, "model.conditioning.type"));
     int rc = check_dist(ld, &c->loss_weights.kl, "kl");

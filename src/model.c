@@ -71,8 +71,19 @@ static void toc(vae_model *m, int entry, double t0, bool backward) {
 }
 
 /* Registers the dense layers of an MLP in -> sizes[0] -> ... -> sizes[k-1]. */
+/* A gate over c channels: kernel [c][2] and bias [c], conditioning
+ * variables, zero at initialisation (fan_in 0): every gate starts at 1. */
+static void gate_build(vae_model *m, gate *g, int c, const char *layer) {
+    int ks[2] = {c, 2}, bs[1] = {c};
+    g->c = c;
+    g->kernel = add_tensor(m, true, 2, ks, 0, 0, "%s/gate/kernel", layer);
+    g->bias = add_tensor(m, true, 1, bs, 0, 0, "%s/gate/bias", layer);
+}
+
+/* Dense layers in -> sizes[0] -> ... -> sizes[k-1]; cond: conditioning
+ * variables (FiLM MLPs); gated: the hidden layers get gates. */
 static void mlp_build(vae_model *m, mlp *p, int in, const long *sizes, int k, bool cond,
-                      const char *prefix) {
+                      bool gated, const char *prefix) {
     YT_CHECK(k >= 1 && k <= MODEL_MAX_FC);
     p->nlayers = k;
     p->prof = -1;
@@ -82,6 +93,12 @@ static void mlp_build(vae_model *m, mlp *p, int in, const long *sizes, int k, bo
         int ks[2] = {p->out[i], p->in[i]}, bs[1] = {p->out[i]};
         p->kernel[i] = add_tensor(m, cond, 2, ks, p->in[i], p->out[i], "%s/dense%d/kernel", prefix, i);
         p->bias[i] = add_tensor(m, cond, 1, bs, 0, 0, "%s/dense%d/bias", prefix, i);
+        p->gate[i].kernel = -1;
+        if (gated && i + 1 < k) {
+            char layer[2 * ARENA_NAME_MAX];
+            snprintf(layer, sizeof layer, "%s/dense%d", prefix, i);
+            gate_build(m, &p->gate[i], p->out[i], layer);
+        }
     }
 }
 
@@ -89,6 +106,10 @@ static void mlp_alloc(vae_model *m, mlp *p) {
     for (int i = 0; i < p->nlayers; i++) {
         p->pre[i] = alloc_buf(m, (size_t)m->max_batch * p->out[i]);
         if (i + 1 < p->nlayers) p->post[i] = alloc_buf(m, (size_t)m->max_batch * p->out[i]);
+        if (p->gate[i].kernel >= 0) {
+            p->gated[i] = alloc_buf(m, (size_t)m->max_batch * p->out[i]);
+            p->gate[i].g = alloc_buf(m, (size_t)m->max_batch * p->out[i]);
+        }
     }
 }
 
@@ -105,10 +126,10 @@ static void film_build(vae_model *m, conv_block *b, const char *prefix) {
     char pfx[2 * ARENA_NAME_MAX]; /* add_tensor checks the final length */
     int len = snprintf(pfx, sizeof pfx, "%s/film/scale", prefix);
     YT_CHECK(len < (int)sizeof pfx);
-    mlp_build(m, &b->scale_mlp, m->cond_dim, sizes, k + 1, true, pfx);
+    mlp_build(m, &b->scale_mlp, m->cond_dim, sizes, k + 1, true, false, pfx);
     len = snprintf(pfx, sizeof pfx, "%s/film/shift", prefix);
     YT_CHECK(len < (int)sizeof pfx);
-    mlp_build(m, &b->shift_mlp, m->cond_dim, sizes, k + 1, true, pfx);
+    mlp_build(m, &b->shift_mlp, m->cond_dim, sizes, k + 1, true, false, pfx);
 }
 
 /* conv kernels: VarianceScaling(2 / (1 + alpha^2), fan_in | fan_avg) */
@@ -119,6 +140,7 @@ static void block_build(vae_model *m, conv_block *b, bool deconv, int index, int
     b->nlayers = nlayers;
     b->deconv = deconv;
     b->C = C;
+    b->gated = m->mc.conditioning.type == COND_GATED;
     for (int l = 0; l < nlayers; l++) {
         /* encoder: the first conv has stride 2; decoder: the last deconv */
         int s = deconv ? (l == nlayers - 1 ? 2 : 1) : (l == 0 ? 2 : 1);
@@ -144,6 +166,11 @@ static void block_build(vae_model *m, conv_block *b, bool deconv, int index, int
             h = (h + s - 1) / s;
             w = (w + s - 1) / s;
         }
+        if (b->gated) {
+            char layer[ARENA_NAME_MAX];
+            snprintf(layer, sizeof layer, "%s/block%d/%s%d", part, index, deconv ? "deconv" : "conv", l);
+            gate_build(m, &b->gate[l], C, layer);
+        }
         cin = C;
     }
     b->H = h;
@@ -151,7 +178,8 @@ static void block_build(vae_model *m, conv_block *b, bool deconv, int index, int
     char prefix[2 * ARENA_NAME_MAX];
     snprintf(prefix, sizeof prefix, "%s/block%d", part, index);
     film_build(m, b, prefix);
-    b->prof_film = prof_add(m, "%s/block%d/%s", part, index, b->film ? "film" : "lrelu");
+    b->prof_film = prof_add(m, "%s/block%d/%s", part, index,
+                            b->film ? "film" : b->gated ? "gates" : "lrelu");
 }
 
 static void block_alloc(vae_model *m, conv_block *b) {
@@ -162,12 +190,18 @@ static void block_alloc(vae_model *m, conv_block *b) {
         size_t sz = (size_t)m->max_batch * b->cout[l] * h * w;
         b->z[l] = alloc_buf(m, sz);
         if (l + 1 < b->nlayers) b->a[l] = alloc_buf(m, sz);
+        if (b->gated) {
+            b->gate[l].g = alloc_buf(m, (size_t)m->max_batch * b->cout[l]);
+            if (l + 1 < b->nlayers) b->gf[l] = alloc_buf(m, sz);
+        }
     }
     if (b->film) {
         mlp_alloc(m, &b->scale_mlp);
         mlp_alloc(m, &b->shift_mlp);
         b->scale = alloc_buf(m, (size_t)m->max_batch * b->C);
         b->shift = alloc_buf(m, (size_t)m->max_batch * b->C);
+        b->f = alloc_buf(m, act);
+    } else if (b->gated) {
         b->f = alloc_buf(m, act);
     } else {
         b->f = b->z[b->nlayers - 1];
@@ -199,7 +233,8 @@ static void build_encoder(vae_model *m) {
         h = blk->H;
         w = blk->W;
     }
-    mlp_build(m, &m->enc_fc, c * h * w, en->fc_sizes.v, en->fc_sizes.n, false, "encoder/fc");
+    const bool gated = m->mc.conditioning.type == COND_GATED;
+    mlp_build(m, &m->enc_fc, c * h * w, en->fc_sizes.v, en->fc_sizes.n, false, gated, "encoder/fc");
     m->enc_fc.prof = prof_add(m, "encoder/fc");
     YT_CHECK(m->enc_fc.out[m->enc_fc.nlayers - 1] == 2 * m->latent);
 }
@@ -208,7 +243,8 @@ static void build_encoder(vae_model *m) {
 static void build_decoder(vae_model *m) {
     const cfg_net *de = &m->mc.decoder;
     YT_CHECK(de->num_blocks >= 1 && de->num_blocks <= MODEL_MAX_BLOCKS);
-    mlp_build(m, &m->dec_fc, m->latent, de->fc_sizes.v, de->fc_sizes.n, false, "decoder/fc");
+    const bool gated = m->mc.conditioning.type == COND_GATED;
+    mlp_build(m, &m->dec_fc, m->latent, de->fc_sizes.v, de->fc_sizes.n, false, gated, "decoder/fc");
     m->dec_fc.prof = prof_add(m, "decoder/fc");
     m->nblocks_dec = de->num_blocks;
     int h = de->reshape[0], w = de->reshape[1], c = de->reshape[2];
@@ -277,6 +313,8 @@ static void alloc_activations(vae_model *m) {
     m->g1 = alloc_buf(m, act_max);
     m->gs = alloc_buf(m, n * film_c);
     m->gt = alloc_buf(m, n * film_c);
+    m->zeros = alloc_buf(m, n * film_c);
+    m->gg = alloc_buf(m, n * mlp_w);
     m->gm0 = alloc_buf(m, n * mlp_w);
     m->gm1 = alloc_buf(m, n * mlp_w);
     m->dcode = alloc_buf(m, n * 2 * L);
@@ -288,17 +326,42 @@ static void alloc_activations(vae_model *m) {
     m->work = alloc_buf(m, work);
 }
 
+static int scaled(long v, double width) {
+    long r = lround((double)v * width);
+    return (int)(r < 1 ? 1 : r);
+}
+
+/* model.width: every channel count and hidden width times width; the last
+ * encoder fc stays 2L, the last decoder fc follows the scaled reshape. A
+ * width of 0 (a config built in code, not loaded) is 1. */
+static void apply_width(cfg_model *mc) {
+    const double w = mc->width;
+    if (!(w > 0) || w == 1.0) return;
+    cfg_net *nets[2] = {&mc->encoder, &mc->decoder};
+    for (int k = 0; k < 2; k++) {
+        nets[k]->base_channels = scaled(nets[k]->base_channels, w);
+        for (int i = 0; i + 1 < nets[k]->fc_sizes.n; i++)
+            nets[k]->fc_sizes.v[i] = scaled(nets[k]->fc_sizes.v[i], w);
+    }
+    cfg_net *de = &mc->decoder;
+    de->reshape[2] = scaled(de->reshape[2], w);
+    de->fc_sizes.v[de->fc_sizes.n - 1] = (long)de->reshape[0] * de->reshape[1] * de->reshape[2];
+    for (int i = 0; i < mc->conditioning.hidden_sizes.n; i++)
+        mc->conditioning.hidden_sizes.v[i] = scaled(mc->conditioning.hidden_sizes.v[i], w);
+}
+
 vae_model *model_create(const cfg_model *mc, int max_batch) {
     YT_CHECK(max_batch > 0);
     vae_model *m = yt_calloc(1, sizeof *m);
     m->mc = *mc;
+    apply_width(&m->mc);
     m->max_batch = max_batch;
-    m->in_h = mc->input_shape[0];
-    m->in_w = mc->input_shape[1];
-    m->in_c = mc->input_shape[2];
-    m->latent = mc->latent_dim;
-    m->out_c = mc->decoder.channels_out;
-    m->cond_dim = mc->conditioning.type == COND_FILM ? 2 : 0;
+    m->in_h = m->mc.input_shape[0];
+    m->in_w = m->mc.input_shape[1];
+    m->in_c = m->mc.input_shape[2];
+    m->latent = m->mc.latent_dim;
+    m->out_c = m->mc.decoder.channels_out;
+    m->cond_dim = mc->conditioning.type == COND_NONE ? 0 : 2;
     arena_init(&m->params);
     build_encoder(m);
     build_decoder(m);
@@ -330,7 +393,7 @@ void model_init_params(vae_model *m, uint64_t seed) {
     for (int i = 0; i < m->params.n; i++) {
         const arena_tensor *t = &m->params.t[i];
         real *p = arena_param(&m->params, i);
-        if (t->ndim == 1) { /* biases */
+        if (t->ndim == 1 || t->fan_in == 0) { /* biases, gates */
             memset(p, 0, t->size * sizeof *p);
             continue;
         }
@@ -353,14 +416,35 @@ void model_init_params(vae_model *m, uint64_t seed) {
 static real *P(const vae_model *m, int idx) { return arena_param(&m->params, idx); }
 static real *G(const vae_model *m, int idx) { return arena_grad(&m->params, idx); }
 
-static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x) {
+/* g = 2 sigmoid(cond W^T + b) */
+static void gate_forward(vae_model *m, gate *g, int n, const real *cond) {
+    dense_forward(n, 2, g->c, cond, P(m, g->kernel), P(m, g->bias), g->g);
+    for (size_t i = 0; i < (size_t)n * g->c; i++) g->g[i] = 2 * sigmoid1(g->g[i]);
+}
+
+/* dg [n][c] (clobbered): the gradient w.r.t. the gate's output; accumulates
+ * into its kernel's and bias's gradients. dg/du = g (1 - g / 2). */
+static void gate_backward(vae_model *m, const gate *g, int n, const real *cond, real *dg) {
+    for (size_t i = 0; i < (size_t)n * g->c; i++) dg[i] *= g->g[i] * (1 - g->g[i] / 2);
+    dense_backward(n, 2, g->c, cond, P(m, g->kernel), dg, NULL, G(m, g->kernel), G(m, g->bias));
+}
+
+/* cond: the conditioning input of the hidden layers' gates (unused without) */
+static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x, const real *cond) {
     double t0 = tic(m);
     const real *in = x;
     const real alpha = (real)m->mc.dense_alpha;
     for (int i = 0; i < p->nlayers; i++) {
         dense_forward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), P(m, p->bias[i]), p->pre[i]);
         if (i + 1 < p->nlayers) {
-            lrelu_forward((size_t)n * p->out[i], alpha, p->pre[i], p->post[i]);
+            const size_t sz = (size_t)n * p->out[i];
+            const real *act = p->pre[i];
+            if (p->gate[i].kernel >= 0) {
+                gate_forward(m, &p->gate[i], n, cond);
+                for (size_t j = 0; j < sz; j++) p->gated[i][j] = p->gate[i].g[j] * p->pre[i][j];
+                act = p->gated[i];
+            }
+            lrelu_forward(sz, alpha, act, p->post[i]);
             in = p->post[i];
         }
     }
@@ -377,8 +461,8 @@ static void affine(size_t n, double mult, double add, const real *v, real *out) 
 static film_stage film_prepare(vae_model *m, conv_block *b, int n, const real *cond) {
     const cfg_model *c = &m->mc;
     double t0 = tic(m);
-    const real *s = mlp_forward(m, &b->scale_mlp, n, cond);
-    const real *t = mlp_forward(m, &b->shift_mlp, n, cond);
+    const real *s = mlp_forward(m, &b->scale_mlp, n, cond, NULL);
+    const real *t = mlp_forward(m, &b->shift_mlp, n, cond, NULL);
     affine((size_t)n * b->C, c->conditioning.scales_mult, c->conditioning.scales_add,
            s, b->scale);
     affine((size_t)n * b->C, c->conditioning.shifts_mult, c->conditioning.shifts_add,
@@ -388,9 +472,52 @@ static film_stage film_prepare(vae_model *m, conv_block *b, int n, const real *c
                         .alpha = (real)c->alpha};
 }
 
-static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const real *cond) {
-    const real alpha = (real)m->mc.alpha;
+/* Layer l's gate as a FiLM stage without shift, with the leaky ReLU that
+ * follows the layer (between layers, or the block's after the last). */
+static film_stage gate_stage(const vae_model *m, const conv_block *b, int l) {
+    return (film_stage){.scale = b->gate[l].g, .shift = m->zeros,
+                        .lrelu = l < b->nlayers - 1 || b->out_lrelu, .alpha = (real)m->mc.alpha};
+}
+
+/* Layer l of block b: its conv, then what follows it (fused where the
+ * kernels can): the gate and leaky ReLU (gated), FiLM and the block's leaky
+ * ReLU (a FiLM block's last layer), or the leaky ReLU between layers.
+ * Returns the layer's output (the last layer's before an unfused leaky ReLU). */
+static const real *layer_forward(vae_model *m, conv_block *b, int l, int n, const real *in,
+                                 const real *cond, const film_stage *film) {
     const int last = b->nlayers - 1;
+    conv_geom g = layer_geom(b, l, n);
+    const real *k = P(m, b->kernel[l]), *bias = P(m, b->bias[l]);
+    film_stage st;
+    const film_stage *fused = l == last && b->film ? film : NULL;
+    real *f = b->f, *o = b->o;
+    if (b->gated) {
+        gate_forward(m, &b->gate[l], n, cond);
+        st = gate_stage(m, b, l);
+        fused = &st;
+        if (l < last) {
+            f = b->gf[l];
+            o = b->a[l];
+        }
+    }
+    if (fused) {
+        if (b->deconv)
+            deconv_film_forward(&g, in, k, bias, fused, b->z[l], f, o, m->work);
+        else
+            conv_film_forward(&g, in, k, bias, fused, b->z[l], f, o, m->work);
+        return o;
+    }
+    if (b->deconv)
+        deconv_forward(&g, in, k, bias, b->z[l], m->work);
+    else
+        conv_forward(&g, in, k, bias, b->z[l], m->work);
+    if (l == last) return b->z[l];
+    lrelu_forward((size_t)n * b->cout[l] * (b->deconv ? g.h * g.w : g.ho * g.wo),
+                  (real)m->mc.alpha, b->z[l], b->a[l]);
+    return b->a[l];
+}
+
+static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const real *cond) {
     /* FiLM first: the block's last layer applies it, and the leaky ReLU after
      * it, while its output is still in cache (layers.h, film_stage) */
     film_stage st = {0};
@@ -398,28 +525,12 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
     const real *in = x;
     for (int l = 0; l < b->nlayers; l++) {
         double t0 = tic(m);
-        conv_geom g = layer_geom(b, l, n);
-        const real *k = P(m, b->kernel[l]), *bias = P(m, b->bias[l]);
-        if (l == last && b->film) {
-            if (b->deconv)
-                deconv_film_forward(&g, in, k, bias, &st, b->z[l], b->f, b->o, m->work);
-            else
-                conv_film_forward(&g, in, k, bias, &st, b->z[l], b->f, b->o, m->work);
-        } else if (b->deconv) {
-            deconv_forward(&g, in, k, bias, b->z[l], m->work);
-        } else {
-            conv_forward(&g, in, k, bias, b->z[l], m->work);
-        }
-        if (l < last) {
-            lrelu_forward((size_t)n * b->cout[l] * (b->deconv ? g.h * g.w : g.ho * g.wo), alpha,
-                          b->z[l], b->a[l]);
-            in = b->a[l];
-        }
+        in = layer_forward(m, b, l, n, in, cond, &st);
         toc(m, b->prof[l], t0, false);
     }
-    if (!b->film && b->out_lrelu) {
+    if (!b->film && !b->gated && b->out_lrelu) {
         double t0 = tic(m);
-        lrelu_forward((size_t)n * b->C * b->H * b->W, alpha, b->f, b->o);
+        lrelu_forward((size_t)n * b->C * b->H * b->W, (real)m->mc.alpha, b->f, b->o);
         toc(m, b->prof_film, t0, false);
     }
 }
@@ -427,7 +538,7 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     YT_CHECK(n > 0 && n <= m->max_batch);
     const cfg_net *de = &m->mc.decoder;
-    const real *r = mlp_forward(m, &m->dec_fc, n, z);
+    const real *r = mlp_forward(m, &m->dec_fc, n, z, cond);
     rows_to_chan(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
     const real *h = m->reshaped;
     for (int k = m->nblocks_dec - 1; k >= 0; k--) {
@@ -454,7 +565,7 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
     }
     const conv_block *last = &m->enc[m->nblocks_enc - 1];
     chan_to_rows(last->C, n, last->H * last->W, h, m->flat);
-    const real *code = mlp_forward(m, &m->enc_fc, n, m->flat); /* [n][2L] */
+    const real *code = mlp_forward(m, &m->enc_fc, n, m->flat, cond); /* [n][2L] */
     /* posterior and reparameterised sample */
     double t0 = tic(m);
     const int L = m->latent;
@@ -482,7 +593,23 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
 /* ---- backward ------------------------------------------------------------------------ */
 
 /* dout: gradient w.r.t. the MLP's output (pre of its last layer); dx may be NULL. */
-static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real *dout, real *dx) {
+/* From d, the gradient w.r.t. post[i] = lrelu(g pre[i]), to the gradient
+ * w.r.t. pre[i] (in place); the gate's gradients accumulated. */
+static void mlp_gate_backward(vae_model *m, mlp *p, int i, int n, const real *cond, real *d) {
+    const size_t sz = (size_t)n * p->out[i];
+    gate *g = &p->gate[i];
+    lrelu_backward(sz, (real)m->mc.dense_alpha, p->gated[i], d, d);
+    for (size_t j = 0; j < sz; j++) {
+        m->gg[j] = d[j] * p->pre[i][j];
+        d[j] *= g->g[j];
+    }
+    gate_backward(m, g, n, cond, m->gg);
+}
+
+/* dout: gradient w.r.t. the MLP's output (pre of its last layer); dx may be
+ * NULL; cond: the gates' input (unused without gates). */
+static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real *cond,
+                         const real *dout, real *dx) {
     double t0 = tic(m);
     const real alpha = (real)m->mc.dense_alpha;
     const real *d = dout;
@@ -494,10 +621,44 @@ static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real 
         which ^= 1;
         dense_backward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), d, dnext,
                        G(m, p->kernel[i]), G(m, p->bias[i]));
-        if (i > 0) lrelu_backward((size_t)n * p->out[i - 1], alpha, p->pre[i - 1], dnext, dnext);
+        if (i > 0 && p->gate[i - 1].kernel >= 0)
+            mlp_gate_backward(m, p, i - 1, n, cond, dnext);
+        else if (i > 0)
+            lrelu_backward((size_t)n * p->out[i - 1], alpha, p->pre[i - 1], dnext, dnext);
         d = dnext;
     }
     toc(m, p->prof, t0, true);
+}
+
+/* The backward of layer_forward for layer l: from d, the gradient w.r.t. the
+ * layer's output (clobbered), to dx (NULL: not wanted), the gradient w.r.t.
+ * its input before the previous layer's leaky ReLU is undone (gated: with
+ * it, as that layer's fused stage undoes it). Kernel, bias and gate
+ * gradients accumulated; a FiLM block's last layer leaves its FiLM
+ * gradients in m->gs, m->gt. */
+static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real *in,
+                           const real *cond, const film_stage *film, real *d, real *dx) {
+    const int last = b->nlayers - 1;
+    conv_geom g = layer_geom(b, l, n);
+    const real *k = P(m, b->kernel[l]);
+    real *dk = G(m, b->kernel[l]), *db = G(m, b->bias[l]);
+    film_stage st;
+    const film_stage *fused = l == last && b->film ? film : NULL;
+    const real *f = b->f;
+    if (b->gated) {
+        st = gate_stage(m, b, l);
+        fused = &st;
+        if (l < last) f = b->gf[l];
+    }
+    if (fused && b->deconv)
+        deconv_film_backward(&g, in, k, fused, b->z[l], f, d, dx, dk, db, m->gs, m->gt, m->work);
+    else if (fused)
+        conv_film_backward(&g, in, k, fused, b->z[l], f, d, dx, dk, db, m->gs, m->gt, m->work);
+    else if (b->deconv)
+        deconv_backward(&g, in, k, d, dx, dk, db, m->work);
+    else
+        conv_backward(&g, in, k, d, dx, dk, db, m->work);
+    if (b->gated) gate_backward(m, &b->gate[l], n, cond, m->gs);
 }
 
 /* d: gradient w.r.t. the block output (scratch, overwritten); spare: a second
@@ -508,37 +669,20 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
     const cfg_model *c = &m->mc;
     const real alpha = (real)c->alpha;
     const int last = b->nlayers - 1;
-    const film_stage st = {.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
-                           .alpha = alpha};
-    if (!b->film && b->out_lrelu) {
+    const film_stage film = {.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
+                             .alpha = alpha};
+    if (!b->film && !b->gated && b->out_lrelu) {
         double t0 = tic(m);
         lrelu_backward((size_t)n * b->C * b->H * b->W, alpha, b->f, d, d);
         toc(m, b->prof_film, t0, true);
     }
     for (int l = last; l >= 0; l--) {
         double t0 = tic(m);
-        conv_geom g = layer_geom(b, l, n);
         const real *in = l == 0 ? x : b->a[l - 1];
-        const real *k = P(m, b->kernel[l]);
-        real *dk = G(m, b->kernel[l]), *db = G(m, b->bias[l]);
         real *dx = (l > 0 || want_dx) ? spare : NULL;
-        if (l == last && b->film) {
-            /* the FiLM and leaky ReLU backward folded into the layer's */
-            if (b->deconv)
-                deconv_film_backward(&g, in, k, &st, b->z[l], b->f, d, dx, dk, db, m->gs, m->gt,
-                                     m->work);
-            else
-                conv_film_backward(&g, in, k, &st, b->z[l], b->f, d, dx, dk, db, m->gs, m->gt,
-                                   m->work);
-        } else if (b->deconv) {
-            deconv_backward(&g, in, k, d, dx, dk, db, m->work);
-        } else {
-            conv_backward(&g, in, k, d, dx, dk, db, m->work);
-        }
-        if (l > 0) {
-            size_t sz = (size_t)n * b->cin[l] * b->h[l] * b->w[l];
-            lrelu_backward(sz, alpha, b->z[l - 1], dx, dx);
-        }
+        layer_backward(m, b, l, n, in, cond, &film, d, dx);
+        if (l > 0 && !b->gated)
+            lrelu_backward((size_t)n * b->cin[l] * b->h[l] * b->w[l], alpha, b->z[l - 1], dx, dx);
         if (dx) {
             spare = d;
             d = dx;
@@ -548,8 +692,8 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
             t0 = tic(m);
             affine((size_t)n * b->C, c->conditioning.scales_mult, 0, m->gs, m->gs);
             affine((size_t)n * b->C, c->conditioning.shifts_mult, 0, m->gt, m->gt);
-            mlp_backward(m, &b->scale_mlp, n, cond, m->gs, NULL);
-            mlp_backward(m, &b->shift_mlp, n, cond, m->gt, NULL);
+            mlp_backward(m, &b->scale_mlp, n, cond, NULL, m->gs, NULL);
+            mlp_backward(m, &b->shift_mlp, n, cond, NULL, m->gt, NULL);
             toc(m, b->prof_film, t0, true);
         }
     }
@@ -594,7 +738,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     /* reshape and decoder fc */
     const cfg_net *de = &m->mc.decoder;
     chan_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
-    mlp_backward(m, &m->dec_fc, n, m->z, spare, m->dz);
+    mlp_backward(m, &m->dec_fc, n, m->z, m->cond, spare, m->dz);
     grad_ready(m, m->dec_fc.kernel[0]);
     /* z = mean + sigma eps, KL, sigma = eps + softplus(code2) */
     t0 = tic(m);
@@ -613,7 +757,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         }
     toc(m, m->prof_loss, t0, true);
     /* encoder fc, flatten, blocks B-1 .. 0 */
-    mlp_backward(m, &m->enc_fc, n, m->flat, m->dcode, m->g0);
+    mlp_backward(m, &m->enc_fc, n, m->flat, m->cond, m->dcode, m->g0);
     grad_ready(m, m->enc_fc.kernel[0]);
     const conv_block *last = &m->enc[m->nblocks_enc - 1];
     rows_to_chan(last->C, n, last->H * last->W, m->g0, m->g1);

@@ -608,12 +608,25 @@ static void group_add(group_stat *gs, int *ng, const char *name, gc_result r) {
     gs[i].entries += r.checked;
 }
 
+/* Gated conditioning starts with every gate at 1 (zero gate parameters):
+ * the gated tests set them to random values first, so that the gates'
+ * nonlinearity and their effect on every layer are what is checked. */
+static bool g_random_gates;
+
+static void randomise_gates(vae_model *m, uint64_t seed) {
+    for (int i = 0; i < m->params.n; i++)
+        if (strstr(m->params.t[i].name, "/gate/"))
+            tu_fill_uniform(arena_param(&m->params, i), m->params.t[i].size, -0.6, 0.6, seed,
+                            100 + (uint32_t)i);
+}
+
 /* Gradient check of the whole model of cfg at batch n: every parameter tensor
  * (nsample entries each, all of a smaller tensor) and the input. */
 static void check_model(const char *label, const yoto_config *cfg, int n, size_t nsample,
                         uint64_t seed) {
     vae_model *m = model_create(&cfg->model, n);
     model_init_params(m, seed);
+    if (g_random_gates) randomise_gates(m, seed);
     const int C = m->in_c, hw = m->in_h * m->in_w, L = m->latent;
     const size_t nx = (size_t)C * n * hw;
     model_ctx t = {.m = m, .n = n, .scale = 1.0 / n};
@@ -732,6 +745,23 @@ static void test_gc_model_tiny(void **state) {
     check_model("tiny gaussian", &cfg, 3, 16, 6);
 }
 
+/* MR-VAE's gated conditioning: gates on every conv layer (two per block, so
+ * the gates between layers too) and on the hidden fc layers; a Gaussian one
+ * at model.width 1.5. */
+static void test_gc_model_gated(void **state) {
+    (void)state;
+    yoto_config cfg;
+    g_random_gates = true;
+    arch_tiny(&cfg, 16, 3, 2, 2, 4, 3, 0.1, OUT_BERNOULLI);
+    cfg.model.conditioning.type = COND_GATED;
+    check_model("tiny gated bernoulli", &cfg, 3, 16, 8);
+    arch_tiny(&cfg, 16, 3, 2, 1, 4, 4, 0.1, OUT_GAUSSIAN);
+    cfg.model.conditioning.type = COND_GATED;
+    cfg.model.width = 1.5;
+    check_model("tiny gated gaussian, width 1.5", &cfg, 3, 16, 9);
+    g_random_gates = false;
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gc_conv),           cmocka_unit_test(test_gc_deconv),
@@ -739,6 +769,7 @@ int main(void) {
         cmocka_unit_test(test_gc_elementwise),    cmocka_unit_test(test_gc_film_mlp),
         cmocka_unit_test(test_gc_losses),         cmocka_unit_test(test_gc_model_tiny),
         cmocka_unit_test(test_gc_model_shapes3d), cmocka_unit_test(test_gc_model_cifar10),
+        cmocka_unit_test(test_gc_model_gated),
     };
     return TU_RUN("gradcheck", tests);
 }
