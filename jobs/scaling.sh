@@ -12,6 +12,12 @@
 #         with the rank count.
 # strong: train.batch_size fixed (--global-batch G, split over the ranks); the
 #         step should get shorter.
+# comm:   at every rank count, `yoto bench --comm`: the allreduce's time against
+#         message size, which analysis/scaling.py fits its communication model to.
+# contention: with --nodes, weak points on ONE node at 1, 2, 4, ... up to
+#         --tasks-per-node ranks: how much a rank's compute slows when the
+#         node's ranks share its memory bandwidth (without --nodes the weak
+#         points on this machine measure it).
 # With Slurm (default) one job per sweep and rank count is submitted
 # (jobs/bench.sbatch); the jobs share one name and --dependency=singleton, so
 # they run one after another and do not disturb each other's timings
@@ -25,7 +31,8 @@
 #   --batch-per-rank B     weak scaling: per-rank batch (default 32)
 #   --global-batch G       strong scaling: global batch (default B x the largest
 #                          rank count; must divide by every rank count)
-#   --sweeps LIST          "weak strong" (default), "weak" or "strong"
+#   --sweeps LIST          any of "weak strong comm contention" (default: all four;
+#                          contention only with --nodes)
 #   --steps N, --warmup N  timed and untimed steps per point (default 20, 3)
 #   --threads T            OpenBLAS threads per rank (Slurm: --cpus-per-task; default 1)
 #   --out DIR              results directory (default results/scaling-DATE-TIME)
@@ -45,7 +52,7 @@ isint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 YOTO=${YOTO:-$root/bin/yoto}
-ranks_list="1 2 4" nodes_list="" tpn="" bpr=32 gbatch="" sweeps="weak strong" steps=20 warmup=3 threads=1
+ranks_list="1 2 4" nodes_list="" tpn="" bpr=32 gbatch="" sweeps="weak strong comm contention" steps=20 warmup=3 threads=1
 out="" sbatch_args="" parallel=0 wait=0 local=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -81,7 +88,9 @@ shift
 config=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
 for v in "$bpr" "$steps" "$threads"; do isint "$v" || die "expected a positive integer, found '$v'"; done
 [[ $warmup =~ ^[0-9]+$ ]] || die "--warmup: expected an integer >= 0, found '$warmup'"
-for s in $sweeps; do [ "$s" = weak ] || [ "$s" = strong ] || die "--sweeps: 'weak' and/or 'strong', found '$s'"; done
+for s in $sweeps; do
+    case $s in weak | strong | comm | contention) ;; *) die "--sweeps: weak, strong, comm, contention; found '$s'" ;; esac
+done
 [ -x "$YOTO" ] || die "no yoto binary at $YOTO (run 'make', or set YOTO)"
 
 # the points: P ranks, and for Slurm the node count (empty: Slurm decides)
@@ -95,6 +104,13 @@ else
 fi
 maxp=1
 for pt in "${points[@]}"; do p=${pt%%:*}; [ "$p" -gt "$maxp" ] && maxp=$p; done
+# contention: one node, 1, 2, 4, ... ranks up to the node's (with --nodes only)
+cpoints=()
+if [ -n "$nodes_list" ] && [[ " $sweeps " == *" contention "* ]]; then
+    r=1
+    while [ "$r" -lt "$tpn" ]; do cpoints+=("$r:1"); r=$((r * 2)); done
+    cpoints+=("$tpn:1")
+fi
 [ -n "$gbatch" ] || gbatch=$((bpr * maxp))
 isint "$gbatch" || die "--global-batch: expected a positive integer, found '$gbatch'"
 if [[ " $sweeps " == *" strong "* ]]; then
@@ -111,9 +127,15 @@ fi
 mkdir -p "$out/logs" || die "cannot create $out"
 out=$(cd "$out" && pwd)
 
-batch_args() { # batch_args SWEEP: the --set pair of the sweep
-    if [ "$1" = weak ]; then echo "--set train.batch_size=0 --set train.batch_per_rank=$bpr"
-    else echo "--set train.batch_per_rank=0 --set train.batch_size=$gbatch"; fi
+batch_args() { # batch_args SWEEP: the options of the sweep
+    case $1 in
+    weak | contention) echo "--set train.batch_size=0 --set train.batch_per_rank=$bpr" ;;
+    strong) echo "--set train.batch_per_rank=0 --set train.batch_size=$gbatch" ;;
+    comm) echo "--comm --set train.batch_size=0 --set train.batch_per_rank=$bpr" ;;
+    esac
+}
+sweep_points() { # sweep_points SWEEP: its points, ranks:nodes
+    if [ "$1" = contention ]; then echo "${cpoints[*]}"; else echo "${points[*]}"; fi
 }
 {
     echo "# jobs/scaling.sh $(date '+%F %T') on $(hostname)"
@@ -132,6 +154,7 @@ if [ $local = 1 ]; then
     xs=(-x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
     [ -n "${OPENBLAS_CORETYPE:-}" ] && xs+=(-x OPENBLAS_CORETYPE)
     for sweep in $sweeps; do
+        [ "$sweep" = contention ] && continue # the weak points here measure it
         for pt in "${points[@]}"; do
             p=${pt%%:*}
             f=$out/$sweep-p$(printf %05d "$p").json
@@ -159,10 +182,11 @@ dep=(--dependency=singleton)
 [ $parallel = 1 ] && dep=()
 ids=()
 for sweep in $sweeps; do
-    for pt in "${points[@]}"; do
+    for pt in $(sweep_points "$sweep"); do
         p=${pt%%:*} n=${pt#*:}
         f=$out/$sweep-p$(printf %05d "$p").json
-        if [ -n "$n" ]; then alloc=(--nodes="$n" --ntasks-per-node="$tpn")
+        if [ "$sweep" = contention ]; then alloc=(--nodes=1 --ntasks-per-node="$p")
+        elif [ -n "$n" ]; then alloc=(--nodes="$n" --ntasks-per-node="$tpn")
         else alloc=(--ntasks="$p"); fi
         # shellcheck disable=SC2046,SC2086 # word lists
         id=$(YOTO_ROOT=$root YOTO=$YOTO sbatch --parsable --job-name="$name" "${dep[@]}" "${alloc[@]}" \
@@ -182,7 +206,7 @@ fi
 joined=$(IFS=,; echo "${ids[*]}")
 while [ -n "$(squeue -h -j "$joined" -o %i 2>/dev/null)" ]; do sleep 1; done
 for sweep in $sweeps; do
-    for pt in "${points[@]}"; do
+    for pt in $(sweep_points "$sweep"); do
         p=${pt%%:*}
         f=$out/$sweep-p$(printf %05d "$p").json
         [ -s "$f" ] || { echo "jobs/scaling.sh: no $f: see $out/logs/" >&2; failed=1; }

@@ -135,9 +135,13 @@ contains "scaling.md: the measured table" "$T/scl/scaling.md" "| strong | 2 | 1 
 contains "scaling.md: the model's prediction at 64 ranks" "$T/scl/scaling.md" "| 64 | 32 |"
 contains "scaling.md: where scaling breaks (or not)" "$T/scl/scaling.md" "- strong scaling: predicted efficiency"
 check "scaling.png is a PNG" "$PYTHON" -c "import sys; assert open(sys.argv[1], 'rb').read(8) == b'\x89PNG\r\n\x1a\n'" "$T/scl/scaling.png"
-check "analysis/scaling.py: the model by hand (alpha 1 ms, 1 GB/s, 1 MB at 4 ranks)" "$PYTHON" -c "
+check "scaling --local: comm curves at 1 and 2 ranks" test -s "$T/scl/comm-p00001.json" -a -s "$T/scl/comm-p00002.json"
+contains "scaling.md: the comm table and fit" "$T/scl/scaling.md" "fit, one node (blocking)"
+contains "scaling.md: measured vs predicted, leave-one-out" "$T/scl/scaling.md" "## Leave-one-out"
+check "analysis/scaling.py: the model by hand (Rabenseifner at 4 ranks: alpha 1 ms, 1 GB/s, 1 MB)" "$PYTHON" -c "
 import sys; sys.path.insert(0, 'analysis'); import scaling
-t = float(scaling.allreduce_s(4, 1e6, 1e-3, 1e9)); assert abs(t - (2e-3 + 1.5e-3)) < 1e-12, t
+assert scaling.tuned_algorithm(4, 1e6) == 'rabenseifner'
+t = float(scaling.allreduce_s(4, 1e6, 1e-3, 1e9)); assert abs(t - (4e-3 + 1.5e-3)) < 1e-12, t
 assert float(scaling.allreduce_s(1, 1e6, 1e-3, 1e9)) == 0"
 expect_exit 2 "analysis/scaling.py: no results is exit 2" "$PYTHON" analysis/scaling.py "$T/m"
 
@@ -175,7 +179,7 @@ done
 
 expect_exit 0 "jobs/scaling.sh under Slurm: 1 and 2 ranks, weak and strong (--wait)" jobs/scaling.sh \
     --ranks 1,2 --batch-per-rank 4 --steps 3 --warmup 1 --out "$T/scs" --wait "$T/tiny.yaml"
-check "scaling under Slurm: 4 JSON results" test "$(ls "$T"/scs/*.json 2>/dev/null | wc -l)" = 4
+check "scaling under Slurm: 6 JSON results (weak, strong, comm at 1 and 2 ranks)" test "$(ls "$T"/scs/*.json 2>/dev/null | wc -l)" = 6
 check "scaling under Slurm: the 2-rank point ran 2 ranks" "$PYTHON" -c \
     "import json,sys; d=json.load(open(sys.argv[1])); assert d['bench']['ranks'] == 2 and d['slurm_job'], d" "$T/scs/weak-p00002.json"
 expect_exit 0 "analysis/scaling.py on the Slurm results" "$PYTHON" analysis/scaling.py "$T/scs"
