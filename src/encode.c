@@ -41,6 +41,7 @@ typedef struct {
     hid_t label_type;          /* file type of the labels (copied), or -1 */
     data_desc dd;              /* the split as read (a copy: the source is closed early) */
     double encode_s;           /* the encoding loop, slowest rank */
+    double metrics_s;          /* the metrics, slowest rank */
     bool metrics;              /* metrics computed */
 } encode_job;
 
@@ -430,6 +431,7 @@ static int compute_metrics(encode_job *j, const encode_args *a, double *vals, in
     int rc = f >= 0 ? read_factors(j, f, factors, sizes)
                     : yt_fail(YT_ERR_RUNTIME, "cannot reopen %s", j->tmp);
     rc = dist_agree(rc);
+    double t0 = yt_now();
     for (int k = dist_rank(); rc == YT_OK && k < j->nb; k += dist_size()) {
         if (read_doubles(f, "mean", k, T, L, codes) != YT_OK) {
             rc = yt_fail(YT_ERR_RUNTIME, "%s: cannot read back /mean", j->tmp);
@@ -453,6 +455,7 @@ static int compute_metrics(encode_job *j, const encode_args *a, double *vals, in
         v[MV_ACTIVE] = r.active_dims;
         v[MV_USED] = r.factors_used;
     }
+    j->metrics_s = dist_allreduce_max_double(yt_now() - t0);
     if (f >= 0) H5Fclose(f);
     h5io_errors_restore(&q);
     free(factors);
@@ -541,8 +544,8 @@ static void report(const encode_job *j, const double *vals) {
         printf("%10g %8.4f %8.4f %10.4f %8.4f %8.4f %7.0f\n", j->betas[k], v[MV_MIG], v[MV_SAP],
                v[MV_FVAE], v[MV_DCI_D], v[MV_DCI_C], v[MV_ACTIVE]);
     }
-    printf("(%ld images, %.0f of %ld label columns vary; docs/METRICS.md)\n", T, vals[MV_USED],
-           j->label_cols);
+    printf("(%ld images, %.0f of %ld label columns vary; docs/METRICS.md; %.2f s)\n", T,
+           vals[MV_USED], j->label_cols, j->metrics_s);
 }
 
 /* Everything after the checks: the temporary file, encoding, labels, metrics. */
