@@ -149,6 +149,8 @@ void model_init_params(vae_model *m, uint64_t seed);
  * [n][L] or NULL for z = mean. Fills m->recon[i], m->kl[i]; the caller keeps
  * x, cond, eps alive until model_backward. */
 void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps);
+/* Encoder only (no decoder, no losses): m->mean, m->sigma, m->z [n][L]. */
+void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps);
 /* Decoder only: z [n][L] -> m->out. */
 void model_decode(vae_model *m, int n, const real *z, const real *cond);
 

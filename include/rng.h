@@ -11,6 +11,8 @@
  *   RNG_EPS           a = step, b = rank, c = sample index in the rank's batch
  *   RNG_EVAL          a = β index, b = batch, c = sample (eval.z: sample)
  *   RNG_SYNTHETIC     benchmark and test data
+ *   RNG_METRICS       a = 0 row permutation, 1 / 2 FactorVAE train / eval vote
+ *                     b (docs/METRICS.md)
  * Key = the 64-bit seed; counter = (position, a, b, purpose << 24 | c), so c
  * must stay below 2^24.
  */
@@ -26,7 +28,8 @@ typedef enum {
     RNG_LOSS_WEIGHTS = 4,
     RNG_EPS = 5,
     RNG_EVAL = 6,
-    RNG_SYNTHETIC = 7
+    RNG_SYNTHETIC = 7,
+    RNG_METRICS = 8
 } rng_purpose;
 
 typedef struct {

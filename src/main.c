@@ -11,6 +11,7 @@
 #include "config.h"
 #include "datainfo.h"
 #include "dist.h"
+#include "encode.h"
 #include "eval.h"
 #include "gallery.h"
 #include "h5io.h"
@@ -495,6 +496,55 @@ static int run_gallery(int argc, char **argv, bool reconstruct) {
 static int run_sample(int argc, char **argv) { return run_gallery(argc, argv, false); }
 static int run_reconstruct(int argc, char **argv) { return run_gallery(argc, argv, true); }
 
+/* ---- yoto encode -------------------------------------------------------------- */
+
+enum { OPT_ENC_FORCE = 1500, OPT_ENC_LABELS, OPT_ENC_METRICS, OPT_ENC_NO_METRICS };
+
+typedef struct {
+    encode_args e;
+    cli_sets sets;
+} encode_cli;
+
+static int handle_encode(int id, const char *arg, void *ctx) {
+    encode_cli *c = ctx;
+    switch (id) {
+    case OPT_SET: return handle_set(id, arg, &c->sets);
+    case OPT_SPLIT: c->e.split = arg; return YT_OK;
+    case OPT_BETA: c->e.betas = arg; return YT_OK;
+    case OPT_OUT: c->e.out = arg; return YT_OK;
+    case OPT_ENC_LABELS: c->e.labels = arg; return YT_OK;
+    case OPT_ENC_FORCE: c->e.force = true; return YT_OK;
+    case OPT_ENC_METRICS: c->e.metrics = ENCODE_METRICS_ON; return YT_OK;
+    case OPT_ENC_NO_METRICS: c->e.metrics = ENCODE_METRICS_OFF; return YT_OK;
+    }
+    return YT_ERR_USAGE;
+}
+
+static int run_encode(int argc, char **argv) {
+    const command *c = find_command("encode");
+    static const struct option opts[] = {
+        {"set", required_argument, NULL, OPT_SET},
+        {"split", required_argument, NULL, OPT_SPLIT},
+        {"beta", required_argument, NULL, OPT_BETA},
+        {"out", required_argument, NULL, OPT_OUT},
+        {"labels", required_argument, NULL, OPT_ENC_LABELS},
+        {"force", no_argument, NULL, OPT_ENC_FORCE},
+        {"metrics", no_argument, NULL, OPT_ENC_METRICS},
+        {"no-metrics", no_argument, NULL, OPT_ENC_NO_METRICS},
+        {0},
+    };
+    encode_cli r = {0};
+    bool help;
+    int first = parse_options(c, argc, argv, opts, handle_encode, &r, &help);
+    if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
+    if (argc - first != 1) return usage_error(c->name, "expects one RUN_DIR or CHECKPOINT%s", "");
+    if (!r.e.out) return usage_error(c->name, "needs --out FILE.h5%s", "");
+    r.e.target = argv[first];
+    r.e.sets = r.sets.sets;
+    r.e.nsets = r.sets.nsets;
+    return finish_command(encode_run(&r.e));
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 static const command commands[] = {
@@ -611,6 +661,27 @@ static const command commands[] = {
      "  --set KEY=VALUE   override a config value\n"
      "  -h, --help        this text\n",
      run_reconstruct, true},
+    {"encode", "RUN_DIR|CHECKPOINT --out FILE.h5 [--beta LIST] [--split S] [--force] [options]",
+     "Encodes every image of a split at each beta: the posterior means and sigmas\n"
+     "(float32 [betas, N, latent]), the images' row numbers in the data file and the\n"
+     "file's labels, sharded over the ranks and written collectively to one HDF5 file\n"
+     "(docs/FORMATS.md). When the labels are factor labels (3dshapes' /labels, a class\n"
+     "label) it also computes MIG, SAP, the FactorVAE score and DCI per beta, stores\n"
+     "and prints them (docs/METRICS.md). Prints the encoding throughput.\n\n"
+     "options:\n"
+     "  --out FILE.h5     the file to write (under a temporary name until complete)\n"
+     "  --force           replace an existing FILE.h5 (else exit code 2)\n"
+     "  --beta LIST       comma-separated betas (default: eval.betas); betas outside\n"
+     "                    the trained range (loss_weights.kl) get a warning\n"
+     "  --split S         a split of data.splits (default: the first eval split)\n"
+     "  --labels DATASET  the labels in the split's file (default: 'labels' beside the\n"
+     "                    images dataset, when there is one); 'none': no labels\n"
+     "  --metrics         require the metrics: no usable labels is an error (exit 2)\n"
+     "  --no-metrics      store the labels but compute no metrics\n"
+     "  --set KEY=VALUE   e.g. --set eval.batch_size=256, --set eval.max_batches=10\n"
+     "                    (default: the whole split)\n"
+     "  -h, --help        this text\n",
+     run_encode, true},
     {"bench", "CONFIG [--steps N] [--warmup N] [--threads T] [--json] [--data | --comm] [--set KEY=VALUE]...",
      "Times the full training step (forward, backward, allreduce, Adam) on synthetic\n"
      "data of the config's shape and prints median images/s, the analytic FLOPs per\n"

@@ -551,7 +551,7 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     toc(m, m->prof_out, t0, false);
 }
 
-void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
+void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
     YT_CHECK(n > 0 && n <= m->max_batch);
     m->n = n;
     m->x = x;
@@ -578,15 +578,19 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
             m->z[k] = eps ? m->mean[k] + m->sigma[k] * eps[k] : m->mean[k];
         }
     toc(m, m->prof_loss, t0, false);
+}
+
+void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
+    model_encode(m, n, x, cond, eps);
     model_decode(m, n, m->z, cond);
     /* losses per sample */
-    t0 = tic(m);
+    double t0 = tic(m);
     const int hw = m->in_h * m->in_w;
     if (m->mc.output_distribution == OUT_BERNOULLI)
         loss_bernoulli(m->in_c, n, hw, m->out, x, m->recon);
     else
         loss_gaussian(m->in_c, n, hw, m->mc.eps, m->out, x, m->recon);
-    loss_kl(n, L, m->mean, m->sigma, m->kl);
+    loss_kl(n, m->latent, m->mean, m->sigma, m->kl);
     toc(m, m->prof_loss, t0, false);
 }
 
