@@ -514,20 +514,34 @@ static int run_gallery(int argc, char **argv, bool reconstruct) {
     const command *c = find_command(reconstruct ? "reconstruct" : "sample");
     static const struct option opts[] = {
         {"set", required_argument, NULL, OPT_SET},
-        {"beta", required_argument, NULL, OPT_BETA},
-        {"n", required_argument, NULL, OPT_N},
-        {"out", required_argument, NULL, OPT_OUT},
-        {"split", required_argument, NULL, OPT_SPLIT},
+        {"beta", required_argument, NULL, OPT_SERVE_BETA},
+        {"n", required_argument, NULL, OPT_SERVE_N},
+        {"out", required_argument, NULL, OPT_SERVE_OUT},
+        {"split", required_argument, NULL, OPT_SERVE_SPLIT},
+        {"scale", required_argument, NULL, OPT_SERVE_SCALE},
+        {"seed", required_argument, NULL, OPT_SERVE_SEED},
         {0},
     };
-    run_cli r = {.n = 8};
+    serve_cli r = {.n = 8};
     bool help;
-    int first = parse_options(c, argc, argv, opts, handle_run, &r, &help);
+    int first = parse_options(c, argc, argv, opts, handle_serve, &r, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
     if (argc - first != 1) return usage_error(c->name, "expects one RUN_DIR or CHECKPOINT%s", "");
     if (!r.out) return usage_error(c->name, "needs --out FILE.png%s", "");
     if (r.split && !reconstruct) return usage_error(c->name, "--split is for reconstruct%s", "");
-    gallery_args a = {argv[first], r.beta, r.n, r.out, r.split, r.sets.sets, r.sets.nsets};
+    if (r.seed_set && reconstruct)
+        return usage_error(c->name, "--seed is for sample (reconstruct uses the posterior mean)%s",
+                           "");
+    gallery_args a = {.target = argv[first],
+                      .betas = r.beta,
+                      .n = r.n,
+                      .out = r.out,
+                      .split = r.split,
+                      .scale = r.scale,
+                      .seed = r.seed,
+                      .seed_set = r.seed_set,
+                      .sets = r.sets.sets,
+                      .nsets = r.sets.nsets};
     return finish_command(reconstruct ? gallery_reconstruct(&a) : gallery_sample(&a));
 }
 
@@ -636,24 +650,32 @@ static const command commands[] = {
      "  --set KEY=VALUE   e.g. --set eval.z=mean --set eval.max_batches=10\n"
      "  -h, --help        this text\n",
      run_eval, true},
-    {"sample", "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N]",
+    {"sample", "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N] [--scale K] [--seed S]",
      "Decodes N prior samples z ~ N(0, I) at each beta (the same z in every row)\n"
-     "into a PNG grid, one labelled row per beta.\n\n"
+     "into a PNG grid, one row per beta, labelled 'beta = 8' in a left margin.\n\n"
      "options:\n"
      "  --out FILE.png    the image to write\n"
      "  --beta LIST       comma-separated betas (default: eval.betas)\n"
      "  --n N             images per row (default 8)\n"
+     "  --scale K         draw every image pixel as K x K pixels (default: the\n"
+     "                    smallest K that makes images at least 96 pixels tall)\n"
+     "  --seed S          which z are drawn (default: the run's experiment.seed)\n"
      "  --set KEY=VALUE   override a config value\n"
      "  -h, --help        this text\n",
      run_sample, true},
-    {"reconstruct", "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N] [--split S]",
-     "Takes the first N images of a split (first row) and reconstructs them from\n"
-     "the posterior mean at each beta (one labelled row per beta) into a PNG grid.\n\n"
+    {"reconstruct",
+     "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N] [--split S] [--scale K]",
+     "Takes the first N images of a split (first row, labelled 'input') and\n"
+     "reconstructs them from the posterior mean at each beta (one row per beta,\n"
+     "labelled 'beta = 8') into a PNG grid.\n\n"
      "options:\n"
      "  --out FILE.png    the image to write\n"
      "  --beta LIST       comma-separated betas (default: eval.betas)\n"
      "  --n N             images per row (default 8)\n"
-     "  --split S         the split to take images from (default: the first eval split)\n"
+     "  --split S         the split to take images from (default: 'test' if the\n"
+     "                    config has it, else the first of eval.splits)\n"
+     "  --scale K         draw every image pixel as K x K pixels (default: the\n"
+     "                    smallest K that makes images at least 96 pixels tall)\n"
      "  --set KEY=VALUE   override a config value\n"
      "  -h, --help        this text\n",
      run_reconstruct, true},
