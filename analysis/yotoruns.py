@@ -37,10 +37,17 @@ class Run:
             sys.exit(f"{self.path}: no evaluation tables (run `yoto eval {self.path}` first)")
         return max(files, key=lambda p: int(re.search(r"step-(\d+)\.h5$", p).group(1)))
 
-    def tables(self):
-        """{split: structured array (beta, w_rec, reconstruction_loss, kl_loss, full_loss, n_images)}"""
+    def tables(self, all_rows=False):
+        """{split: structured array (beta, w_rec, z, n_images, reconstruction_loss,
+        kl_loss, full_loss, ...; columns by name, docs/FORMATS.md)}.
+
+        `yoto eval` merges rows into the step's file, so a table can hold rows
+        of several settings (w_rec, eval.z, number of images). Unless all_rows,
+        each split keeps the rows of one setting, sorted by beta: the setting
+        with the most rows (ties: more images), so a curve never mixes them."""
         with h5py.File(self.eval_file(), "r") as f:
-            return {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}
+            t = {name: f[name][()] for name in f if isinstance(f[name], h5py.Dataset)}
+        return t if all_rows else {name: one_setting(rows) for name, rows in t.items()}
 
     def step(self):
         with h5py.File(self.eval_file(), "r") as f:
@@ -56,6 +63,20 @@ class Run:
         if not rows:
             sys.exit(f"{path}: no rows yet")
         return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def one_setting(t):
+    """The rows of t with the most common (w_rec, z, n_images), sorted by beta."""
+    keys = [k for k in ("w_rec", "z", "n_images") if k in (t.dtype.names or ())]
+    if not keys or len(t) == 0:
+        return t
+    groups = {}
+    for i, r in enumerate(t):
+        groups.setdefault(tuple(r[k] for k in keys), []).append(i)
+    images = keys.index("n_images") if "n_images" in keys else None
+    _, rows = max(groups.items(), key=lambda g: (len(g[1]), g[0][images] if images is not None else 0))
+    sel = t[rows]
+    return sel[np.argsort(sel["beta"], kind="stable")]
 
 
 def pick_split(tables, wanted):

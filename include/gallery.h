@@ -13,12 +13,18 @@
 #ifndef YOTO_GALLERY_H
 #define YOTO_GALLERY_H
 
+#include <stdbool.h>
+
 typedef struct {
     const char *target; /* RUN_DIR or checkpoint */
     const char *betas;  /* "0.5,8,128"; NULL = the config's eval.betas */
     int n;              /* images per row */
     const char *out;    /* FILE.png */
-    const char *split;  /* reconstruct: the split to take images from (NULL = the first eval split) */
+    const char *split;  /* reconstruct: the split to take images from (NULL = "test" when
+                         * the config has one, else the first eval split) */
+    int scale;          /* pixels per image pixel; 0 = the smallest making images >= 96 px */
+    long seed;          /* sample: which z are drawn, when seed_set (else experiment.seed) */
+    bool seed_set;
     const char *const *sets;
     int nsets;
 } gallery_args;
@@ -26,6 +32,9 @@ typedef struct {
 /* Collective (every rank loads the model; rank 0 renders and writes). */
 int gallery_sample(const gallery_args *a);
 int gallery_reconstruct(const gallery_args *a);
+
+#define GALLERY_MIN_TILE_PX 96 /* the default scale makes images at least this tall */
+#define GALLERY_MAX_SCALE 32
 
 /* Writes an 8-bit grey (channels 1) or RGB (3) image with text chunks
  * (keys[i], values[i]); YT_ERR_RUNTIME naming the file on failure. */

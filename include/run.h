@@ -51,4 +51,8 @@ void run_close(run_handle *r);
  * the text. Local. */
 int run_betas(const yoto_config *cfg, const char *list, double *betas, int *nb);
 
+/* YT_OK when cfg has a split called name, else YT_ERR_USAGE: "<what>
+ * <name>: no such split; the config has <list> (data.splits)". Local. */
+int run_check_split(const yoto_config *cfg, const char *what, const char *name);
+
 #endif

@@ -14,9 +14,10 @@
 #include "rng.h"
 #include "run.h"
 
-#define GAP 2          /* pixels between cells */
-#define FONT_SCALE 2   /* label glyphs are 3x5 font pixels, scaled */
-#define LABEL_CHARS 7  /* margin width in characters */
+#define FONT_W 5 /* glyph cell: 5 x 8 font pixels, rows 0-6 the body, row 7 descenders */
+#define FONT_H 8
+#define FONT_BODY 7
+#define FONT_ADVANCE 6 /* font pixels from one character to the next */
 
 /* ---- PNG ---------------------------------------------------------------------------------- */
 
@@ -53,17 +54,35 @@ int gallery_write_png(const char *path, const unsigned char *pixels, int width, 
     return YT_OK;
 }
 
-/* ---- a 3x5 font for row labels ---------------------------------------------------------- */
+/* ---- a 5x8 font for row labels ---------------------------------------------------------- */
 
+/* What labels need: numbers as %g prints them, "β = ", "input". β is
+ * U+03B2 (UTF-8 "\xce\xb2"), stored under the code 'B'. */
 static const struct {
     char c;
-    unsigned char rows[5]; /* 3 bits each, MSB left */
+    unsigned char rows[FONT_H]; /* 5 bits each, MSB left */
 } FONT[] = {
-    {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}},
-    {'3', {7, 1, 7, 1, 7}}, {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}},
-    {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 2, 2}}, {'8', {7, 5, 7, 5, 7}},
-    {'9', {7, 5, 7, 1, 7}}, {'.', {0, 0, 0, 0, 2}}, {'-', {0, 0, 7, 0, 0}},
-    {'+', {0, 2, 7, 2, 0}}, {'e', {0, 7, 7, 4, 7}}, {'x', {0, 5, 2, 5, 0}},
+    {'0', {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E, 0}},
+    {'1', {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E, 0}},
+    {'2', {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F, 0}},
+    {'3', {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E, 0}},
+    {'4', {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02, 0}},
+    {'5', {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E, 0}},
+    {'6', {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E, 0}},
+    {'7', {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08, 0}},
+    {'8', {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E, 0}},
+    {'9', {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C, 0}},
+    {'.', {0, 0, 0, 0, 0, 0x0C, 0x0C, 0}},
+    {'-', {0, 0, 0, 0x0E, 0, 0, 0, 0}},
+    {'+', {0, 0x04, 0x04, 0x1F, 0x04, 0x04, 0, 0}},
+    {'=', {0, 0, 0x1F, 0, 0x1F, 0, 0, 0}},
+    {'e', {0, 0, 0x0E, 0x11, 0x1F, 0x10, 0x0E, 0}},
+    {'i', {0x04, 0, 0x0C, 0x04, 0x04, 0x04, 0x0E, 0}},
+    {'n', {0, 0, 0x16, 0x19, 0x11, 0x11, 0x11, 0}},
+    {'p', {0, 0, 0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10}},
+    {'u', {0, 0, 0x11, 0x11, 0x11, 0x13, 0x0D, 0}},
+    {'t', {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06, 0}},
+    {'B', {0x0C, 0x12, 0x14, 0x12, 0x11, 0x11, 0x1E, 0x10}}, /* β */
 };
 
 typedef struct {
@@ -71,21 +90,47 @@ typedef struct {
     int w, h, ch;
 } canvas;
 
-static void put(canvas *cv, int x, int y, unsigned char v) {
-    if (x < 0 || y < 0 || x >= cv->w || y >= cv->h) return;
-    for (int k = 0; k < cv->ch; k++) cv->px[((size_t)y * cv->w + x) * cv->ch + k] = v;
+static void fill(canvas *cv, int x, int y, int size, unsigned char v) {
+    for (int dy = 0; dy < size; dy++)
+        for (int dx = 0; dx < size; dx++) {
+            int px = x + dx, py = y + dy;
+            if (px < 0 || py < 0 || px >= cv->w || py >= cv->h) continue;
+            for (int k = 0; k < cv->ch; k++)
+                cv->px[((size_t)py * cv->w + px) * cv->ch + k] = v;
+        }
 }
 
-static void draw_text(canvas *cv, int x, int y, const char *s) {
-    for (; *s; s++, x += 4 * FONT_SCALE)
+/* the next character of s as a FONT code (β -> 'B'); *s advances */
+static char next_char(const char **s) {
+    const unsigned char *p = (const unsigned char *)*s;
+    if (p[0] == 0xCE && p[1] == 0xB2) {
+        *s += 2;
+        return 'B';
+    }
+    *s += 1;
+    return (char)p[0];
+}
+
+static int text_chars(const char *s) {
+    int n = 0;
+    while (*s) {
+        next_char(&s);
+        n++;
+    }
+    return n;
+}
+
+/* black text, each font pixel fp x fp; (x, y) is the top left of the body */
+static void draw_text(canvas *cv, int x, int y, const char *s, int fp) {
+    for (; *s; x += FONT_ADVANCE * fp) {
+        char c = next_char(&s);
         for (size_t g = 0; g < YT_ARRAY_LEN(FONT); g++)
-            if (FONT[g].c == *s)
-                for (int r = 0; r < 5; r++)
-                    for (int c = 0; c < 3; c++)
-                        if (FONT[g].rows[r] & (4 >> c))
-                            for (int dy = 0; dy < FONT_SCALE; dy++)
-                                for (int dx = 0; dx < FONT_SCALE; dx++)
-                                    put(cv, x + c * FONT_SCALE + dx, y + r * FONT_SCALE + dy, 0);
+            if (FONT[g].c == c)
+                for (int r = 0; r < FONT_H; r++)
+                    for (int col = 0; col < FONT_W; col++)
+                        if (FONT[g].rows[r] & (0x10 >> col))
+                            fill(cv, x + col * fp, y + r * fp, fp, 0);
+    }
 }
 
 /* ---- grids ----------------------------------------------------------------------------- */
@@ -101,32 +146,68 @@ static void value_range(const yoto_config *cfg, double *a, double *b) {
         }
 }
 
+#define LABEL_MAX 48
+
 typedef struct {
     int rows, cols, H, W, C;
-    int margin; /* label margin width */
+    int scale;          /* canvas pixels per image pixel */
+    int tile_w, tile_h; /* W * scale, H * scale */
+    int gap;            /* between cells and around the grid */
+    int fp;             /* canvas pixels per font pixel */
+    int margin;         /* left of the first cell: gap, the labels, gap */
     canvas cv;
     double lo, hi;
+    char (*label)[LABEL_MAX]; /* [rows] */
 } grid;
 
-static void grid_init(grid *g, const vae_model *m, const yoto_config *cfg, int rows, int cols) {
+/* Lays out rows x cols cells (each row labelled label[row]) and allocates
+ * the white canvas. YT_ERR_USAGE when --scale or the canvas is too large. */
+static int grid_init(grid *g, const vae_model *m, const yoto_config *cfg, int rows, int cols,
+                     int scale, char (*label)[LABEL_MAX]) {
+    memset(g, 0, sizeof *g);
     g->rows = rows;
     g->cols = cols;
     g->H = m->in_h;
     g->W = m->in_w;
     g->C = m->in_c >= 3 ? 3 : 1; /* RGB from the first 3 channels, else gray from channel 0 */
-    g->margin = LABEL_CHARS * 4 * FONT_SCALE + GAP;
-    g->cv.w = g->margin + cols * (g->W + GAP);
-    g->cv.h = GAP + rows * (g->H + GAP);
+    g->scale = scale ? scale : YT_MAX(1, (GALLERY_MIN_TILE_PX + g->H - 1) / g->H);
+    if (g->scale > GALLERY_MAX_SCALE)
+        return yt_fail(YT_ERR_USAGE, "--scale %d: at most %d", g->scale, GALLERY_MAX_SCALE);
+    g->tile_w = g->W * g->scale;
+    g->tile_h = g->H * g->scale;
+    g->gap = YT_MAX(2, g->tile_h / 32);
+    /* about a sixth of the cell, never taller than it */
+    g->fp = YT_MAX(1, YT_MIN((g->tile_h + 24) / 48, g->tile_h / FONT_H));
+    int chars = 0;
+    for (int r = 0; r < rows; r++)
+        chars = YT_MAX(chars, text_chars(label[r]));
+    g->margin =
+        2 * g->gap + (chars * FONT_ADVANCE - 1) * g->fp + 5 * g->fp; /* fp before, 4 after */
+    g->label = label;
+    long w = g->margin + (long)cols * (g->tile_w + g->gap);
+    long h = g->gap + (long)rows * (g->tile_h + g->gap);
+    if (w * h > (1L << 28))
+        return yt_fail(YT_ERR_USAGE,
+                       "a grid of %ld x %ld pixels is too large: fewer images "
+                       "(--n) or a smaller --scale",
+                       w, h);
+    g->cv.w = (int)w;
+    g->cv.h = (int)h;
     g->cv.ch = g->C;
-    g->cv.px = yt_malloc((size_t)g->cv.w * g->cv.h * g->C);
-    memset(g->cv.px, 255, (size_t)g->cv.w * g->cv.h * g->C);
+    g->cv.px = yt_malloc((size_t)w * h * g->C);
+    memset(g->cv.px, 255, (size_t)w * h * g->C);
     value_range(cfg, &g->lo, &g->hi);
+    for (int r = 0; r < rows; r++)
+        draw_text(&g->cv, g->gap + g->fp,
+                  g->gap + r * (g->tile_h + g->gap) + (g->tile_h - FONT_BODY * g->fp) / 2, label[r],
+                  g->fp);
+    return YT_OK;
 }
 
 /* cell (row, col) from a channel-major [c][n][h][w] batch, sample i */
 static void grid_cell(grid *g, int row, int col, const real *chan, int n, int i, bool sigmoid) {
-    const int hw = g->H * g->W;
-    int x0 = g->margin + col * (g->W + GAP), y0 = GAP + row * (g->H + GAP);
+    const int hw = g->H * g->W, s = g->scale;
+    int x0 = g->margin + col * (g->tile_w + g->gap), y0 = g->gap + row * (g->tile_h + g->gap);
     for (int y = 0; y < g->H; y++)
         for (int x = 0; x < g->W; x++)
             for (int c = 0; c < g->C; c++) {
@@ -134,13 +215,18 @@ static void grid_cell(grid *g, int row, int col, const real *chan, int n, int i,
                 if (sigmoid) v = 1.0 / (1.0 + exp(-v));
                 double u = (v - g->lo) / (g->hi - g->lo);
                 u = u < 0 ? 0 : u > 1 ? 1 : u;
-                g->cv.px[((size_t)(y0 + y) * g->cv.w + x0 + x) * g->C + c] =
-                    (unsigned char)(255 * u + 0.5);
+                unsigned char b = (unsigned char)(255 * u + 0.5);
+                for (int dy = 0; dy < s; dy++)
+                    for (int dx = 0; dx < s; dx++)
+                        g->cv.px[((size_t)(y0 + y * s + dy) * g->cv.w + x0 + x * s + dx) * g->C +
+                                 c] = b;
             }
 }
 
-static void grid_label(grid *g, int row, const char *text) {
-    draw_text(&g->cv, GAP, GAP + row * (g->H + GAP) + (g->H - 5 * FONT_SCALE) / 2, text);
+/* "β = 8" (the margin) for each beta, from row first on */
+static void beta_labels(char (*label)[LABEL_MAX], int first, const double *betas, int nb) {
+    for (int k = 0; k < nb; k++)
+        snprintf(label[first + k], LABEL_MAX, "\xce\xb2 = %g", betas[k]);
 }
 
 /* Decodes (or reconstructs) at each beta into rows first_row.. of g. */
@@ -156,10 +242,8 @@ static void beta_rows(grid *g, vae_model *m, const yoto_config *cfg, const doubl
             model_forward(m, n, x, cond, NULL); /* reconstruction from the posterior mean */
         else
             model_decode(m, n, z, cond);
-        for (int i = 0; i < n; i++) grid_cell(g, first_row + k, i, m->out, n, i, bern);
-        char label[32];
-        snprintf(label, sizeof label, "%g", betas[k]);
-        grid_label(g, first_row + k, label);
+        for (int i = 0; i < n; i++)
+            grid_cell(g, first_row + k, i, m->out, n, i, bern);
         size_t len = strlen(rows_text);
         snprintf(rows_text + len, rows_size - len, "%srow %d: beta=%g", len ? "; " : "",
                  first_row + k, betas[k]);
@@ -174,16 +258,21 @@ typedef struct {
     run_handle r;
     double betas[RUN_MAX_BETAS];
     int nb;
+    char label[1 + RUN_MAX_BETAS][LABEL_MAX];
 } gallery_ctx;
 
 static int gallery_open(const gallery_args *a, gallery_ctx *g) {
     memset(g, 0, sizeof *g);
     int rc = YT_OK;
-    if (a->n < 1 || a->n > 256) rc = yt_fail(YT_ERR_USAGE, "--n %d: expected 1..256 images per row", a->n);
+    if (a->n < 1 || a->n > 256)
+        rc = yt_fail(YT_ERR_USAGE, "--n %d: expected 1..256 images per row", a->n);
+    if (a->scale < 0 || a->scale > GALLERY_MAX_SCALE)
+        rc = yt_fail(YT_ERR_USAGE, "--scale %d: expected 1..%d", a->scale, GALLERY_MAX_SCALE);
     rc = dist_agree(rc);
     if (rc == YT_OK) rc = run_open(a->target, a->sets, a->nsets, &g->r);
     if (rc == YT_OK) rc = dist_agree(run_betas(g->r.cfg, a->betas, g->betas, &g->nb));
-    if (rc == YT_OK) rc = run_load_model(&g->r, (int)YT_MAX((long)a->n, g->r.cfg->eval.batch_size), false);
+    if (rc == YT_OK)
+        rc = run_load_model(&g->r, (int)YT_MAX((long)a->n, g->r.cfg->eval.batch_size), false);
     if (rc != YT_OK) run_close(&g->r);
     return rc;
 }
@@ -192,12 +281,18 @@ static int finish(const gallery_args *a, gallery_ctx *c, grid *g, const char *ti
                   const char *rows_text) {
     int rc = YT_OK;
     if (dist_rank() == 0) {
-        char source[CFG_PATH_MAX + 96];
+        char source[CFG_PATH_MAX + 96], layout[160];
         snprintf(source, sizeof source, "%s (step %ld)", c->r.ckpt, c->r.st.step);
-        const char *keys[] = {"Title", "Source", "Rows", "Software"};
-        const char *vals[] = {title, source, rows_text, "yoto"};
-        rc = gallery_write_png(a->out, g->cv.px, g->cv.w, g->cv.h, g->C, keys, vals, 4);
-        if (rc == YT_OK) printf("wrote %s (%d x %d)\n", a->out, g->cv.w, g->cv.h);
+        snprintf(
+            layout, sizeof layout,
+            "scale %d; images %dx%d px, the first at (%d, %d), %d px apart; label margin %d px",
+            g->scale, g->tile_w, g->tile_h, g->margin, g->gap, g->gap, g->margin);
+        const char *keys[] = {"Title", "Source", "Rows", "Layout", "Software"};
+        const char *vals[] = {title, source, rows_text, layout, "yoto"};
+        rc = gallery_write_png(a->out, g->cv.px, g->cv.w, g->cv.h, g->C, keys, vals, 5);
+        if (rc == YT_OK)
+            printf("wrote %s (%d x %d, images drawn %dx larger)\n", a->out, g->cv.w, g->cv.h,
+                   g->scale);
     }
     free(g->cv.px);
     run_close(&c->r);
@@ -210,18 +305,48 @@ int gallery_sample(const gallery_args *a) {
     if (rc != YT_OK) return rc;
     vae_model *m = c.r.model;
     const int n = a->n, L = m->latent;
+    grid g;
+    beta_labels(c.label, 0, c.betas, c.nb);
+    rc = dist_agree(grid_init(&g, m, c.r.cfg, c.nb, n, a->scale, c.label));
+    if (rc != YT_OK) {
+        free(g.cv.px);
+        run_close(&c.r);
+        return rc;
+    }
+    const uint64_t seed = a->seed_set ? (uint64_t)a->seed : c.r.cfg->experiment.seed;
     real *z = yt_malloc((size_t)n * L * sizeof *z);
     for (int i = 0; i < n; i++) {
-        rng_stream s = rng_stream_make(c.r.cfg->experiment.seed, RNG_EVAL, 0xffffffffu, (uint32_t)i, 0);
+        rng_stream s = rng_stream_make(seed, RNG_EVAL, 0xffffffffu, (uint32_t)i, 0);
         for (int j = 0; j < L; j++) z[(size_t)i * L + j] = (real)rng_normal(&s);
     }
-    grid g;
-    grid_init(&g, m, c.r.cfg, c.nb, n);
     char rows_text[4096] = "";
-    dist_log("yoto sample: %d prior samples (the same z in every row) from %s\n", n, c.r.ckpt);
+    dist_log("yoto sample: %d prior samples (seed %llu, the same z in every row) from %s\n", n,
+             (unsigned long long)seed, c.r.ckpt);
     beta_rows(&g, m, c.r.cfg, c.betas, c.nb, 0, n, z, NULL, rows_text, sizeof rows_text);
     free(z);
     return finish(a, &c, &g, "yoto samples: one row per beta, the same z in every row", rows_text);
+}
+
+/* The first n images of split into *x (every rank reads them); *count. */
+static int read_inputs(const yoto_config *cfg, const char *split, int n, real **x, long *count) {
+    yoto_config *one = yt_calloc(1, sizeof *one);
+    *one = *cfg;
+    one->eval.batch_size = n;
+    one->eval.max_batches = 1;
+    data_source *d = NULL;
+    *x = NULL;
+    *count = 0;
+    int rc = data_open_eval(&d, one, split, 0, 1, NULL);
+    if (rc == YT_OK) {
+        *x = yt_malloc(data_batch_floats(d) * sizeof **x);
+        rc = data_batch(d, 0, 0, *x, NULL, count);
+        data_close(d);
+    }
+    free(one);
+    rc = dist_agree(rc);
+    if (rc == YT_OK && *count < 1)
+        rc = yt_fail(YT_ERR_USAGE, "split %s has no images to reconstruct", split);
+    return rc;
 }
 
 int gallery_reconstruct(const gallery_args *a) {
@@ -230,44 +355,31 @@ int gallery_reconstruct(const gallery_args *a) {
     if (rc != YT_OK) return rc;
     vae_model *m = c.r.model;
     const yoto_config *cfg = c.r.cfg;
-    const char *split = a->split ? a->split : cfg->eval.splits[0];
-    /* the first n images of the split, read on one rank */
-    yoto_config *one = yt_calloc(1, sizeof *one);
-    *one = *cfg;
-    one->eval.batch_size = a->n;
-    one->eval.max_batches = 1;
-    data_source *d = NULL;
+    const char *split = a->split                    ? a->split
+                        : config_split(cfg, "test") ? "test"
+                                                    : cfg->eval.splits[0];
+    /* the same answer on every rank */
+    rc = run_check_split(cfg, a->split ? "--split" : "eval.splits[0]", split);
     real *x = NULL;
     long count = 0;
-    if (!config_split(cfg, split)) /* the same answer on every rank */
-        rc = yt_fail(YT_ERR_USAGE, "%s %s: the config has no such split (data.splits)",
-                     a->split ? "--split" : "eval.splits[0]", split);
-    else
-        rc = data_open_eval(&d, one, split, 0, 1, NULL);
-    if (rc == YT_OK) {
-        x = yt_malloc(data_batch_floats(d) * sizeof *x);
-        rc = data_batch(d, 0, 0, x, NULL, &count);
-        data_close(d);
-    }
-    rc = dist_agree(rc);
-    if (rc == YT_OK && count < 1)
-        rc = yt_fail(YT_ERR_USAGE, "split %s has no images to reconstruct", split);
+    if (rc == YT_OK) rc = read_inputs(cfg, split, a->n, &x, &count);
+    grid g = {0};
+    snprintf(c.label[0], LABEL_MAX, "input");
+    beta_labels(c.label, 1, c.betas, c.nb);
+    if (rc == YT_OK)
+        rc = dist_agree(grid_init(&g, m, cfg, 1 + c.nb, (int)count, a->scale, c.label));
     if (rc != YT_OK) {
         free(x);
-        free(one);
+        free(g.cv.px);
         run_close(&c.r);
         return rc;
     }
     const int n = (int)count;
-    grid g;
-    grid_init(&g, m, cfg, 1 + c.nb, n);
     for (int i = 0; i < n; i++) grid_cell(&g, 0, i, x, n, i, false);
-    grid_label(&g, 0, "x");
-    char rows_text[4096] = "row 0: inputs";
-    dist_log("yoto reconstruct: %d images of split %s from %s\n  row 0: inputs\n", n, split,
+    char rows_text[4096] = "row 0: input";
+    dist_log("yoto reconstruct: %d images of split %s from %s\n  row 0: input\n", n, split,
              c.r.ckpt);
     beta_rows(&g, m, cfg, c.betas, c.nb, 1, n, NULL, x, rows_text, sizeof rows_text);
     free(x);
-    free(one);
     return finish(a, &c, &g, "yoto reconstructions: inputs, then one row per beta", rows_text);
 }

@@ -455,20 +455,68 @@ static int run_train(int argc, char **argv) {
     return rc;
 }
 
+/* eval, sample, reconstruct: the commands that serve a trained run */
+enum {
+    OPT_SERVE_SPLIT = 1500,
+    OPT_SERVE_BETA,
+    OPT_SERVE_N,
+    OPT_SERVE_OUT,
+    OPT_SERVE_JSON,
+    OPT_SERVE_SCALE,
+    OPT_SERVE_SEED
+};
+
+typedef struct {
+    cli_sets sets;
+    const char *split, *beta, *out;
+    int n, scale;
+    long seed;
+    bool json, seed_set;
+} serve_cli;
+
+static int handle_serve(int id, const char *arg, void *ctx) {
+    serve_cli *r = ctx;
+    switch (id) {
+    case OPT_SET:
+        return handle_set(id, arg, &r->sets);
+    case OPT_SERVE_SPLIT:
+        r->split = arg;
+        return YT_OK;
+    case OPT_SERVE_BETA:
+        r->beta = arg;
+        return YT_OK;
+    case OPT_SERVE_OUT:
+        r->out = arg;
+        return YT_OK;
+    case OPT_SERVE_JSON:
+        r->json = true;
+        return YT_OK;
+    case OPT_SERVE_N:
+        return parse_count("--n", arg, 1, &r->n);
+    case OPT_SERVE_SCALE:
+        return parse_count("--scale", arg, 1, &r->scale);
+    case OPT_SERVE_SEED:
+        r->seed_set = true;
+        return parse_long("sample", "--seed", arg, 0, LONG_MAX, &r->seed);
+    }
+    return YT_ERR_USAGE;
+}
+
 static int run_eval(int argc, char **argv) {
     const command *c = find_command("eval");
     static const struct option opts[] = {
         {"set", required_argument, NULL, OPT_SET},
-        {"split", required_argument, NULL, OPT_SPLIT},
-        {"beta", required_argument, NULL, OPT_BETA},
+        {"split", required_argument, NULL, OPT_SERVE_SPLIT},
+        {"beta", required_argument, NULL, OPT_SERVE_BETA},
+        {"json", no_argument, NULL, OPT_SERVE_JSON},
         {0},
     };
-    run_cli r = {0};
+    serve_cli r = {0};
     bool help;
-    int first = parse_options(c, argc, argv, opts, handle_run, &r, &help);
+    int first = parse_options(c, argc, argv, opts, handle_serve, &r, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
     if (argc - first != 1) return usage_error(c->name, "expects one RUN_DIR or CHECKPOINT%s", "");
-    eval_args a = {argv[first], r.split, r.beta, r.sets.sets, r.sets.nsets};
+    eval_args a = {argv[first], r.split, r.beta, r.json, r.sets.sets, r.sets.nsets};
     return finish_command(eval_run(&a));
 }
 
@@ -476,20 +524,34 @@ static int run_gallery(int argc, char **argv, bool reconstruct) {
     const command *c = find_command(reconstruct ? "reconstruct" : "sample");
     static const struct option opts[] = {
         {"set", required_argument, NULL, OPT_SET},
-        {"beta", required_argument, NULL, OPT_BETA},
-        {"n", required_argument, NULL, OPT_N},
-        {"out", required_argument, NULL, OPT_OUT},
-        {"split", required_argument, NULL, OPT_SPLIT},
+        {"beta", required_argument, NULL, OPT_SERVE_BETA},
+        {"n", required_argument, NULL, OPT_SERVE_N},
+        {"out", required_argument, NULL, OPT_SERVE_OUT},
+        {"split", required_argument, NULL, OPT_SERVE_SPLIT},
+        {"scale", required_argument, NULL, OPT_SERVE_SCALE},
+        {"seed", required_argument, NULL, OPT_SERVE_SEED},
         {0},
     };
-    run_cli r = {.n = 8};
+    serve_cli r = {.n = 8};
     bool help;
-    int first = parse_options(c, argc, argv, opts, handle_run, &r, &help);
+    int first = parse_options(c, argc, argv, opts, handle_serve, &r, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
     if (argc - first != 1) return usage_error(c->name, "expects one RUN_DIR or CHECKPOINT%s", "");
     if (!r.out) return usage_error(c->name, "needs --out FILE.png%s", "");
     if (r.split && !reconstruct) return usage_error(c->name, "--split is for reconstruct%s", "");
-    gallery_args a = {argv[first], r.beta, r.n, r.out, r.split, r.sets.sets, r.sets.nsets};
+    if (r.seed_set && reconstruct)
+        return usage_error(c->name, "--seed is for sample (reconstruct uses the posterior mean)%s",
+                           "");
+    gallery_args a = {.target = argv[first],
+                      .betas = r.beta,
+                      .n = r.n,
+                      .out = r.out,
+                      .split = r.split,
+                      .scale = r.scale,
+                      .seed = r.seed,
+                      .seed_set = r.seed_set,
+                      .sets = r.sets.sets,
+                      .nsets = r.sets.nsets};
     return finish_command(reconstruct ? gallery_reconstruct(&a) : gallery_sample(&a));
 }
 
@@ -628,36 +690,52 @@ static const command commands[] = {
      "                    checkpoint (refused otherwise)\n"
      "  -h, --help        this text\n",
      run_train, true},
-    {"eval", "RUN_DIR|CHECKPOINT [--split S] [--beta LIST] [--set KEY=VALUE]...",
+    {"eval", "RUN_DIR|CHECKPOINT [--split S] [--beta LIST] [--json] [--set KEY=VALUE]...",
      "Evaluates a trained model over a list of beta values: conditioned on\n"
      "(w_kl = beta, w_rec = eval.w_rec), the mean reconstruction_loss, kl_loss and\n"
-     "full_loss over each eval split (up to eval.max_batches batches), sharded over\n"
-     "the ranks. Writes RUN_DIR/eval/step-N.h5 and .csv / .md beside it.\n\n"
+     "full_loss over the first eval.max_batches x eval.batch_size images of each\n"
+     "eval split, sharded over the ranks.\n\n"
+     "The rows go into RUN_DIR/eval/step-N.h5 (.csv and .md beside it) of the\n"
+     "checkpoint's step and are merged with what is there: a row replaces the row\n"
+     "of the same beta, w_rec, eval.z and number of images; the others stay. So\n"
+     "'--beta 3' adds beta 3 to the table. Every table records what made it\n"
+     "(checkpoint, step, param_checksum, eval settings, images, yoto version);\n"
+     "docs/FORMATS.md.\n\n"
      "options:\n"
      "  --split S         one split of data.splits (default: eval.splits)\n"
      "  --beta LIST       comma-separated betas (default: eval.betas; for a fixed-beta\n"
      "                    model without conditioning, its own beta)\n"
+     "  --json            print the step's merged tables as one JSON object on stdout\n"
+     "                    instead of the text (for pipelines)\n"
      "  --set KEY=VALUE   e.g. --set eval.z=mean --set eval.max_batches=10\n"
      "  -h, --help        this text\n",
      run_eval, true},
-    {"sample", "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N]",
+    {"sample", "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N] [--scale K] [--seed S]",
      "Decodes N prior samples z ~ N(0, I) at each beta (the same z in every row)\n"
-     "into a PNG grid, one labelled row per beta.\n\n"
+     "into a PNG grid, one row per beta, labelled 'beta = 8' in a left margin.\n\n"
      "options:\n"
      "  --out FILE.png    the image to write\n"
      "  --beta LIST       comma-separated betas (default: eval.betas)\n"
      "  --n N             images per row (default 8)\n"
+     "  --scale K         draw every image pixel as K x K pixels (default: the\n"
+     "                    smallest K that makes images at least 96 pixels tall)\n"
+     "  --seed S          which z are drawn (default: the run's experiment.seed)\n"
      "  --set KEY=VALUE   override a config value\n"
      "  -h, --help        this text\n",
      run_sample, true},
-    {"reconstruct", "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N] [--split S]",
-     "Takes the first N images of a split (first row) and reconstructs them from\n"
-     "the posterior mean at each beta (one labelled row per beta) into a PNG grid.\n\n"
+    {"reconstruct",
+     "RUN_DIR|CHECKPOINT --out FILE.png [--beta LIST] [--n N] [--split S] [--scale K]",
+     "Takes the first N images of a split (first row, labelled 'input') and\n"
+     "reconstructs them from the posterior mean at each beta (one row per beta,\n"
+     "labelled 'beta = 8') into a PNG grid.\n\n"
      "options:\n"
      "  --out FILE.png    the image to write\n"
      "  --beta LIST       comma-separated betas (default: eval.betas)\n"
      "  --n N             images per row (default 8)\n"
-     "  --split S         the split to take images from (default: the first eval split)\n"
+     "  --split S         the split to take images from (default: 'test' if the\n"
+     "                    config has it, else the first of eval.splits)\n"
+     "  --scale K         draw every image pixel as K x K pixels (default: the\n"
+     "                    smallest K that makes images at least 96 pixels tall)\n"
      "  --set KEY=VALUE   override a config value\n"
      "  -h, --help        this text\n",
      run_reconstruct, true},

@@ -100,3 +100,14 @@ int run_betas(const yoto_config *cfg, const char *list, double *betas, int *nb) 
     *nb = cfg->eval.betas.n;
     return YT_OK;
 }
+
+int run_check_split(const yoto_config *cfg, const char *what, const char *name) {
+    if (config_split(cfg, name)) return YT_OK;
+    char list[CFG_SPLITS_MAX * (CFG_NAME_MAX + 2)] = "";
+    for (int i = 0; i < cfg->data.n_splits; i++) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s%s", i ? ", " : "", cfg->data.splits[i].name);
+    }
+    return yt_fail(YT_ERR_USAGE, "%s %s: no such split; the config has %s (data.splits)", what,
+                   name, list[0] ? list : "none");
+}

@@ -308,24 +308,33 @@ static int evaluate(train_ctx *c) {
     memcpy(c->em->params.param, c->m->params.param, c->m->params.total * sizeof(real));
     double betas[EVAL_MAX_BETAS];
     int nb = 0;
-    int rc = run_betas(cfg, NULL, betas, &nb), nt = 0;
-    eval_table *t = yt_calloc(CFG_SPLITS_MAX, sizeof *t);
+    int rc = run_betas(cfg, NULL, betas, &nb);
+    /* the parameters in memory; the same param_checksum as this step's checkpoint */
+    eval_file *f = yt_calloc(1, sizeof *f), *all = yt_calloc(1, sizeof *all);
+    eval_file_init(f, c->em, c->step, NULL, "yoto train");
     double t0 = yt_now();
-    for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK; i++)
-        rc = eval_split(c->em, cfg, cfg->eval.splits[i], betas, nb, &t[nt++]);
-    if (rc == YT_OK) rc = eval_write(dir, c->step, t, nt);
+    for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK; i++) {
+        rc = eval_split(c->em, cfg, cfg->eval.splits[i], betas, nb, &f->table[i]);
+        if (rc == YT_OK) f->ntables++;
+    }
+    if (rc == YT_OK) rc = eval_write(dir, f, all);
     if (rc == YT_OK) {
         char line[1024];
         int len = snprintf(line, sizeof line, "eval step %ld (%.1f s): full loss", c->step,
                            yt_now() - t0);
-        for (int i = 0; i < nt && len < (int)sizeof line - 80; i++)
-            len +=
-                snprintf(line + len, sizeof line - (size_t)len, "  %s beta %g: %.4g, beta %g: %.4g",
-                         t[i].split, t[i].row[0].beta, t[i].row[0].full_loss,
-                         t[i].row[t[i].n - 1].beta, t[i].row[t[i].n - 1].full_loss);
+        for (int i = 0; i < f->ntables && len < (int)sizeof line - 80; i++) {
+            const eval_table *t = &f->table[i];
+            len += snprintf(line + len, sizeof line - (size_t)len,
+                            "  %s beta %g: %.4g, beta %g: %.4g", t->split, t->row[0].beta,
+                            t->row[0].full_loss, t->row[t->n - 1].beta, t->row[t->n - 1].full_loss);
+        }
         runlog_line(c->rl, "%s; tables in %s/eval/", line, dir);
+        if (all->note[0]) runlog_warn(c->rl, "%s", all->note);
     }
-    free(t);
+    eval_file_free(f);
+    eval_file_free(all);
+    free(f);
+    free(all);
     return rc;
 }
 

@@ -1,5 +1,5 @@
 # test_eval.sh — beta tables, sample and reconstruction grids, fixed-beta
-# baselines (issue #6).
+# baselines (issue #6); merged, self-describing tables, --json, readable grids (issue #12).
 . tests/e2e/lib.sh
 
 tiny_setup || { echo "Bail out! cannot prepare data"; exit 1; }
@@ -14,13 +14,14 @@ ev() { # ev NP OUT_NAME [args]: eval, keep the CSV
     $MPI "$np" "$YOTO" eval "$RUN" --set eval.z=mean --set eval.max_batches=3 --beta 0.5,2,8,32 "$@" &&
         cp "$RUN/eval/step-000000030.csv" "$T/$name.csv"
 }
+export PYTHONPATH=$PWD/tests/e2e # evalcheck.py: the CSV reader, the PNG checks
 expect_exit 0 "eval at np=1" ev 1 np1
 contains "prints the table" "$OUT" "beta"
 contains "names where the tables are" "$OUT" "eval/step-000000030"
 expect_exit 0 "eval at np=2" ev 2 np2
 check "np=2 table equals np=1 to 1e-5 relative" "$PYTHON" - "$T/np1.csv" "$T/np2.csv" <<'EOF'
-import csv, sys
-a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+import sys, evalcheck
+a, b = (evalcheck.rows(p) for p in sys.argv[1:3])
 assert len(a) == len(b) == 8, (len(a), len(b))
 for ra, rb in zip(a, b):
     assert ra["split"] == rb["split"] and ra["n_images"] == rb["n_images"], (ra, rb)
@@ -28,48 +29,181 @@ for ra, rb in zip(a, b):
         x, y = float(ra[k]), float(rb[k])
         assert abs(x - y) <= 1e-5 * max(abs(x), abs(y)), (k, x, y)
 EOF
-check "n_images = 3 batches x 16 per split" grep -q "^valid,0.5,1,.*,48$" "$T/np1.csv"
+check "n_images = 3 batches x 16 per split" grep -q "^valid,0.5,1,mean,48," "$T/np1.csv"
 check "the HDF5 table has the compound columns" "$PYTHON" - "$RUN/eval/step-000000030.h5" <<'EOF'
 import sys, h5py
 f = h5py.File(sys.argv[1], "r")
 t = f["train"][()]
-assert list(t.dtype.names) == ["beta", "w_rec", "reconstruction_loss", "kl_loss", "full_loss", "n_images"]
+assert list(t.dtype.names) == ["beta", "w_rec", "z", "n_images", "reconstruction_loss", "kl_loss",
+                               "full_loss", "max_batches", "batch_size", "seed"], t.dtype.names
 assert len(t) == 4 and list(t["beta"]) == [0.5, 2, 8, 32]
 for r in t:
     assert abs(r["full_loss"] - (r["w_rec"] * r["reconstruction_loss"] + r["beta"] * r["kl_loss"])) < 1e-9 * r["full_loss"]
 assert "valid" in f and f.attrs["step"] == 30
 EOF
-contains "a Markdown table beside it" "$RUN/eval/step-000000030.md" "| beta | w_rec | reconstruction_loss | kl_loss | full_loss | n_images |"
+contains "a Markdown table beside it" "$RUN/eval/step-000000030.md" "| beta | w_rec | z | n_images | reconstruction_loss | kl_loss | full_loss | max_batches | batch_size | seed |"
+
+# ---- every table records what made it ----------------------------------------------------------
+check "the file and each table say what made them (h5py)" "$PYTHON" - "$RUN" "$DATA" "$("$YOTO" --version)" <<'EOF'
+import sys, h5py
+run, data, version = sys.argv[1:4]
+f = h5py.File(run + "/eval/step-000000030.h5", "r")
+a = f.attrs
+assert a["format"] == "yoto-eval" and a["format_version"] == 2 and a["step"] == 30, dict(a)
+assert a["checkpoint"] == run + "/ckpt/step-000000030.h5", a["checkpoint"]
+# the parameters evaluated: the checksum the checkpoint itself records
+ck = h5py.File(run + "/ckpt/step-000000030.h5", "r").attrs["param_checksum"]
+assert a["param_checksum"] == ck, (a["param_checksum"], ck)
+assert a["written_by"] == "yoto eval", dict(a)
+assert version.startswith("yoto %s (git %s," % (a["yoto_version"], a["git_commit"])), (dict(a), version)
+assert a["written"][:2] == "20", dict(a)
+# images: 384 rows; valid = ":20%" (rows 0..76), train = "20%:" (77..383): 76.8 rounds to 77
+for split, rng, first, n in (("valid", ":20%", 0, 77), ("train", "20%:", 77, 307)):
+    t = f[split]
+    assert t.attrs["data_file"] == data and t.attrs["dataset"] == "images", dict(t.attrs)
+    assert (t.attrs["range"], t.attrs["first_row"], t.attrs["split_rows"]) == (rng, first, n), dict(t.attrs)
+    r = t[()]
+    assert set(r["z"]) == {b"mean"} and set(r["n_images"]) == {48}, r
+    assert set(r["max_batches"]) == {3} and set(r["batch_size"]) == {16} and set(r["seed"]) == {5}, r
+EOF
+check "the CSV's header lines say the same" "$PYTHON" - "$RUN" <<'EOF'
+import sys, h5py, evalcheck
+run = sys.argv[1]
+m = evalcheck.meta(run + "/eval/step-000000030.csv")
+a = h5py.File(run + "/eval/step-000000030.h5", "r").attrs
+for k in ("step", "param_checksum", "checkpoint", "written_by", "yoto_version", "git_commit"):
+    assert m[k] == str(a[k]), (k, m[k], a[k])
+assert m["format"] == "yoto-eval 2", m
+assert m["table valid"].startswith("data_file=") and "range=:20% first_row=0 split_rows=77" in m["table valid"], m
+EOF
+contains "and the Markdown" "$RUN/eval/step-000000030.md" "- evaluated: $RUN/ckpt/step-000000030.h5 (step 30, param_checksum "
+
+# ---- eval --beta adds rows; the earlier ones stay ---------------------------------------------
+expect_exit 0 "eval --beta 3 (the same settings)" $MPI 1 "$YOTO" eval "$RUN" --beta 3 --set eval.z=mean --set eval.max_batches=3
+contains "says how many rows it kept" "$OUT" "(10 rows, 8 kept from earlier evaluations)"
+cp "$RUN/eval/step-000000030.csv" "$T/plus3.csv"
+check "beta 3 is added to both tables, sorted; the other rows are unchanged" "$PYTHON" - "$T/np2.csv" "$T/plus3.csv" <<'EOF'
+import sys, evalcheck
+before, after = (evalcheck.rows(p) for p in sys.argv[1:3])
+for split in ("train", "valid"):
+    assert [r["beta"] for r in after if r["split"] == split] == ["0.5", "2", "3", "8", "32"], after
+old = {(r["split"], r["beta"]): r for r in before}
+for r in after:
+    if r["beta"] != "3":
+        assert r == old[(r["split"], r["beta"])], (r, old[(r["split"], r["beta"])])
+EOF
+expect_exit 0 "eval --beta 3 again (another seed) on one split" $MPI 1 "$YOTO" eval "$RUN" --beta 3 --split valid --set eval.z=mean --set eval.max_batches=3 --set experiment.seed=99
+check "replaces only the row of beta 3 in that split" "$PYTHON" - "$T/plus3.csv" "$RUN/eval/step-000000030.csv" <<'EOF'
+import sys, evalcheck
+before, after = (evalcheck.rows(p) for p in sys.argv[1:3])
+assert len(after) == len(before) == 10, len(after)
+for b, a in zip(before, after):
+    if (a["split"], a["beta"]) == ("valid", "3"):
+        assert a["seed"] == "99" and b["seed"] == "5", (a, b)
+        assert a["kl_loss"] == b["kl_loss"], (a, b)  # z = mean: the same numbers
+    else:
+        assert a == b, (a, b)
+EOF
+expect_exit 0 "eval --beta 3 with other settings (z = sample, 1 batch)" $MPI 2 "$YOTO" eval "$RUN" --beta 3 --split valid --set eval.max_batches=1
+check "adds a row beside the others (the key: beta, w_rec, z, n_images)" "$PYTHON" - "$RUN/eval/step-000000030.h5" <<'EOF'
+import sys, h5py
+t = h5py.File(sys.argv[1], "r")["valid"][()]
+keys = [(r["beta"], r["z"], r["n_images"]) for r in t]
+assert keys == [(0.5, b"mean", 48), (2, b"mean", 48), (3, b"mean", 48), (3, b"sample", 16),
+                (8, b"mean", 48), (32, b"mean", 48)], keys
+EOF
+cp "$RUN/eval/step-000000030.csv" "$T/sample3.csv"
+# z = sample: the noise is keyed by (seed, beta, image), not by the place in the list
+expect_exit 0 "eval --beta 0.5,3 (z = sample, 1 batch)" $MPI 2 "$YOTO" eval "$RUN" --beta 0.5,3 --split valid --set eval.max_batches=1
+check "beta 3 sampled within another list gives the same row" "$PYTHON" - "$T/sample3.csv" "$RUN/eval/step-000000030.csv" <<'EOF'
+import sys, evalcheck
+pick = lambda p: [r for r in evalcheck.rows(p) if (r["split"], r["beta"], r["z"]) == ("valid", "3", "sample")]
+a, b = pick(sys.argv[1]), pick(sys.argv[2])
+assert len(a) == len(b) == 1 and a == b, (a, b)
+EOF
+
+# ---- --json: the step's merged tables as one object on stdout ------------------------------------
+expect_exit 0 "eval --json" $MPI 2 "$YOTO" eval "$RUN" --json --beta 2 --set eval.z=mean --set eval.max_batches=3
+cp "$OUT" "$T/eval.json"
+check "stdout is one JSON object that matches the CSV row for row" "$PYTHON" - "$T/eval.json" "$RUN" <<'EOF'
+import sys, json, h5py, evalcheck
+j = json.load(open(sys.argv[1]))
+run = sys.argv[2]
+csv_rows = evalcheck.rows(run + "/eval/step-000000030.csv")
+assert j["format"] == "yoto-eval" and j["format_version"] == 2 and j["step"] == 30, j
+assert j["param_checksum"] == h5py.File(run + "/eval/step-000000030.h5", "r").attrs["param_checksum"]
+assert j["files"]["csv"] == run + "/eval/step-000000030.csv", j["files"]
+assert sorted(j["tables"]) == ["train", "valid"], j["tables"].keys()
+assert (j["tables"]["train"]["range"], j["tables"]["train"]["first_row"]) == ("20%:", 77), j["tables"]["train"]
+rows = [dict(r, split=s) for s, t in j["tables"].items() for r in t["rows"]]
+assert len(rows) == len(csv_rows) == 12, (len(rows), len(csv_rows))
+for r, c in zip(rows, csv_rows):
+    assert set(c) == set(r), (sorted(c), sorted(r))
+    for k, v in c.items():
+        if isinstance(r[k], float):
+            assert abs(r[k] - float(v)) <= 1e-9 * abs(r[k]), (k, r[k], v)
+        else:
+            assert str(r[k]) == v, (k, r[k], v)
+EOF
+
+# ---- the training loop's tables: the same metadata, and eval merges into them ---------------------
+expect_exit 0 "eval.every during training" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/periodic" --set train.steps=20 --set eval.every=10
+check "tables at steps 10 and 20" test -s "$T/periodic/eval/step-000000010.h5" -a -s "$T/periodic/eval/step-000000020.csv"
+check "they record the parameters: the checksum of the same step's checkpoint" "$PYTHON" - "$T/periodic" <<'EOF'
+import sys, h5py
+run = sys.argv[1]
+for step in (10, 20):
+    a = h5py.File("%s/eval/step-%09d.h5" % (run, step), "r").attrs
+    ck = h5py.File("%s/ckpt/step-%09d.h5" % (run, step), "r").attrs["param_checksum"]
+    assert (a["written_by"], a["checkpoint"], a["step"]) == ("yoto train", "", step), dict(a)
+    assert a["param_checksum"] == ck, (step, a["param_checksum"], ck)
+t = h5py.File(run + "/eval/step-000000020.h5", "r")["valid"][()]
+assert list(t["beta"]) == [1, 8] and set(t["z"]) == {b"sample"} and set(t["n_images"]) == {32}, t
+EOF
+expect_exit 0 "eval --beta 3 of that run" $MPI 1 "$YOTO" eval "$T/periodic" --beta 3
+contains "keeps the training loop's rows" "$OUT" "(6 rows, 4 kept from earlier evaluations)"
 
 # ---- eval.z: sample is one draw, mean is deterministic ----------------------------------
 expect_exit 0 "eval with one sample of z (the original's default)" $MPI 1 "$YOTO" eval "$RUN" --split valid --beta 1 --set eval.z=sample --set eval.max_batches=1
 expect_exit 0 "eval of a checkpoint file" $MPI 1 "$YOTO" eval "$RUN/ckpt/step-000000030.h5" --split valid --beta 1 --set eval.max_batches=1
 expect_exit 2 "--beta with a negative value" $MPI 1 "$YOTO" eval "$RUN" --beta 1,-2
 contains "names the option" "$ERR" "--beta"
-expect_exit 2 "--split that does not exist" $MPI 1 "$YOTO" eval "$RUN" --split nope
-contains "names the split" "$ERR" "nope"
+expect_exit 2 "--split that does not exist" $MPI 2 "$YOTO" eval "$RUN" --split nope
+contains "names the split and lists the splits there are" "$ERR" "--split nope: no such split; the config has train, valid (data.splits)"
 expect_exit 2 "a run directory that does not exist" $MPI 1 "$YOTO" eval "$T/none"
 
 # ---- grids ----------------------------------------------------------------------------------
-png_ok() { # png_ok FILE W H: a PNG of that size whose text chunks list the rows
-    "$PYTHON" - "$@" <<'EOF'
-import sys, struct, zlib
-data = open(sys.argv[1], "rb").read()
-assert data[:8] == b"\x89PNG\r\n\x1a\n"
-w, h = struct.unpack(">II", data[16:24])
-assert (w, h) == (int(sys.argv[2]), int(sys.argv[3])), (w, h)
-assert b"Rows" in data and b"beta=8" in data
-EOF
-}
-expect_exit 0 "sample at 3 betas" $MPI 1 "$YOTO" sample "$RUN" --beta 0.5,8,64 --n 5 --out "$T/s.png"
+png() { "$PYTHON" tests/e2e/evalcheck.py "$@"; }
+expect_exit 0 "sample at 3 betas, --scale 1" $MPI 1 "$YOTO" sample "$RUN" --beta 0.5,8,64 --n 5 --out "$T/s1.png" --scale 1
 contains "sample logs each row's beta" "$OUT" "row 1: beta = 8"
-# 5 cells of 16 + 2 px, a 58 px label margin; 3 rows
-check "samples.png: 3 rows x 5 images" png_ok "$T/s.png" $((58 + 5 * 18)) $((2 + 3 * 18))
-expect_exit 0 "reconstruct at 3 betas" $MPI 2 "$YOTO" reconstruct "$RUN" --beta 0.5,8,64 --n 4 --out "$T/r.png" --split valid
-check "reconstructions.png: inputs + 3 rows x 4 images" png_ok "$T/r.png" $((58 + 4 * 18)) $((2 + 4 * 18))
+expect_exit 0 "the same at --scale 3" $MPI 1 "$YOTO" sample "$RUN" --beta 0.5,8,64 --n 5 --out "$T/s3.png" --scale 3
+check "samples: 3 rows x 5 images of 48 px, each the --scale 1 image drawn 3x; labelled rows that differ" png scaled "$T/s1.png" "$T/s3.png" 16 3 5
+check "the rows are named in the PNG's text" png text "$T/s3.png" Rows "row 0: beta=0.5; row 1: beta=8; row 2: beta=64"
+expect_exit 0 "sample with the default scale" $MPI 1 "$YOTO" sample "$RUN" --beta 0.5,8,64 --n 5 --out "$T/s.png"
+check "the default scale draws the 16 px images 96 px tall (scale 6)" png scale "$T/s.png" 16 6
+expect_exit 0 "sample --seed 5 (the run's own seed)" $MPI 1 "$YOTO" sample "$RUN" --beta 0.5,8,64 --n 5 --out "$T/seed5.png" --scale 1 --seed 5
+check "draws the default z" png same "$T/s1.png" "$T/seed5.png"
+expect_exit 0 "sample --seed 6" $MPI 1 "$YOTO" sample "$RUN" --beta 0.5,8,64 --n 5 --out "$T/seed6.png" --scale 1 --seed 6
+check "draws other z" png differ "$T/s1.png" "$T/seed6.png"
+expect_exit 2 "reconstruct --seed is refused" $MPI 1 "$YOTO" reconstruct "$RUN" --out "$T/x.png" --seed 3
+expect_exit 2 "--scale 0 is refused" $MPI 1 "$YOTO" sample "$RUN" --out "$T/x.png" --scale 0
+expect_exit 2 "--scale 33 is refused" $MPI 1 "$YOTO" sample "$RUN" --out "$T/x.png" --scale 33
+contains "naming the range" "$ERR" "--scale 33: expected 1..32"
+expect_exit 0 "reconstruct at 3 betas, --scale 1" $MPI 2 "$YOTO" reconstruct "$RUN" --beta 0.5,8,64 --n 4 --out "$T/r1.png" --split valid --scale 1
+expect_exit 0 "the same at --scale 2" $MPI 2 "$YOTO" reconstruct "$RUN" --beta 0.5,8,64 --n 4 --out "$T/r2.png" --split valid --scale 2
+check "reconstructions: input + 3 rows x 4 images, drawn 2x; labelled rows that differ" png scaled "$T/r1.png" "$T/r2.png" 16 4 4
+check "the first row is the input" png text "$T/r2.png" Rows "row 0: input; row 1: beta=0.5"
+expect_exit 0 "reconstruct without --split" $MPI 1 "$YOTO" reconstruct "$RUN" --beta 8 --n 4 --out "$T/rd.png" --scale 1
+contains "takes the first eval split when there is no test split" "$OUT" "4 images of split train"
+tsplit=(--set 'data.splits[1].name=test' --set 'eval.splits=[train, test]')
+expect_exit 0 "reconstruct, the config with a test split" $MPI 1 "$YOTO" reconstruct "$RUN" --beta 8 --n 4 --out "$T/rt.png" --scale 1 "${tsplit[@]}"
+contains "takes the test split" "$OUT" "4 images of split test"
+expect_exit 0 "reconstruct --split test" $MPI 1 "$YOTO" reconstruct "$RUN" --beta 8 --n 4 --out "$T/rt2.png" --scale 1 --split test "${tsplit[@]}"
+check "the same grid" png same "$T/rt.png" "$T/rt2.png"
+check "not that of the train split" png differ "$T/rt.png" "$T/rd.png"
 expect_exit 2 "sample without --out" $MPI 1 "$YOTO" sample "$RUN"
 expect_exit 2 "reconstruct --split of no such split" $MPI 2 "$YOTO" reconstruct "$RUN" --out "$T/x.png" --split nope
-contains "names the option" "$ERR" "--split nope: the config has no such split"
+contains "names the option and lists the splits there are" "$ERR" "--split nope: no such split; the config has train, valid (data.splits)"
 # a 2-channel model: gray grids of channel 0 (an RGB grid read a third channel
 # past the end of the 2-channel batch)
 "$PYTHON" - "$T/two.h5" <<'EOF'
@@ -98,10 +232,7 @@ expect_exit 0 "and evaluates at its own beta by default" $MPI 1 "$YOTO" eval "$T
 check "its table has one row per split, beta 8" test "$(grep -c '^[a-z]*,8,' "$T/fixed/eval/step-000000010.csv")" = 2
 check "it has no FiLM parameters" "$PYTHON" -c "import h5py,sys; f=h5py.File('$T/fixed/ckpt/step-000000010.h5','r'); n=[]; f['params'].visit(n.append); sys.exit(any('film' in x for x in n))"
 
-# ---- periodic evaluation during training ---------------------------------------------------------------
-expect_exit 0 "eval.every during training" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/periodic" --set train.steps=20 --set eval.every=10
-check "tables at steps 10 and 20" test -s "$T/periodic/eval/step-000000010.h5" -a -s "$T/periodic/eval/step-000000020.csv"
-
+# ---- an eval split that cannot be read ------------------------------------------------------------------
 expect_exit 2 "an eval split that cannot be read stops training before it starts" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/badeval" --set eval.every=5 --set 'data.splits[1].dataset=nope'
 contains "naming the dataset" "$ERR" "nope"
 check "no step was trained" test ! -e "$T/badeval/ckpt"
