@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "fsutil.h"
 #include "h5io.h"
 #include "rng.h"
 
@@ -173,6 +174,12 @@ static int w_open(writer *w, const char *out) {
     char dir[PATH_MAX_];
     snprintf(dir, sizeof dir, "%s", out);
     const char *dn = dirname(dir);
+    /* a missing directory is created (`prepare ... data/x.h5` in a fresh clone) */
+    if (!fs_is_dir(dn) && fs_mkdir_p(dn) != YT_OK) {
+        char m[YT_ERRMSG_MAX];
+        snprintf(m, sizeof m, "%s", yt_errmsg());
+        return yt_fail(YT_ERR_USAGE, "%s: cannot create its directory: %s", out, m);
+    }
     if (access(dn, W_OK) != 0)
         return yt_fail(YT_ERR_USAGE, "%s: cannot write into directory '%s': %s", out, dn,
                        strerror(errno));

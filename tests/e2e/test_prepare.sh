@@ -1,6 +1,7 @@
 # test_prepare.sh — yoto prepare / data-info end to end: the real
 # Fashion-MNIST checked against its IDX source (independently, with Python),
-# CIFAR-10 and Shapes3D stand-ins, bad input (exit code 2 with a message),
+# CIFAR-10 and Shapes3D stand-ins, output into a directory that does not exist
+# yet, bad input (exit code 2 with a message),
 # the MPI shard test at np = 3, and the data benchmark.
 . tests/e2e/lib.sh
 MPIRUN="mpirun --oversubscribe"
@@ -78,6 +79,18 @@ EOF
 check "write small CIFAR-10 batches" "$PYTHON" "$T/make_cifar.py" "$T/cifar"
 check "prepare cifar10" "$YOTO" prepare cifar10 "$T/cifar" "$T/cifar.h5"
 check "h5py: CIFAR images are HWC and equal the batches" "$PYTHON" "$T/check_cifar.py" "$T/cifar" "$T/cifar.h5"
+
+# ---- into a directory that does not exist yet (the README's quick start in a fresh clone) ----
+check "prepare cifar10 into a missing directory (two levels)" "$YOTO" prepare cifar10 "$T/cifar" "$T/fresh/data/cifar.h5"
+check "the directory was created and holds the same file" "$PYTHON" "$T/check_cifar.py" "$T/cifar" "$T/fresh/data/cifar.h5"
+check "prepare shapes into a missing relative directory" env -C "$T" "$YOTO" prepare shapes 7 rel/dir/s.h5
+check "... the file is there (7 images)" "$PYTHON" -c \
+    "import sys, h5py; assert h5py.File(sys.argv[1], 'r')['images'].shape[0] == 7" "$T/rel/dir/s.h5"
+touch "$T/plainfile"
+expect_exit 2 "prepare under a path that is a file: exit 2" "$YOTO" prepare shapes 7 "$T/plainfile/s.h5"
+contains "and says why" "$ERR" "$T/plainfile/s.h5: cannot create its directory: $T/plainfile exists and is not a directory"
+expect_exit 2 "(prepare of a missing source into $T/never/x.h5: exit 2)" "$YOTO" prepare cifar10 "$T/nowhere" "$T/never/x.h5"
+check "a failed conversion creates no directory" test ! -e "$T/never"
 
 # ---- the Shapes3D stand-in -------------------------------------------------------------------
 check "prepare shapes 300 (2 ranks: rank 0 writes)" $MPIRUN -np 2 "$YOTO" prepare shapes 300 "$T/shapes.h5" --seed 1
