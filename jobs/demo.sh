@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # jobs/demo.sh — what `make demo` runs: the quick-start path on one machine.
 #
+# usage: jobs/demo.sh          (or: make demo)
+#        jobs/demo.sh -h | --help
+#
 # Prepares the real Fashion-MNIST (Debian's dataset-fashion-mnist), trains
 # the YOTO model of configs/fashion_mnist_conv_vae_yoto.yaml on 2 ranks,
 # evaluates it over its beta list, draws samples, reconstructions, the
@@ -11,6 +14,14 @@
 # Environment: RANKS (default 2), CONFIG, DATA_DIR (the IDX files),
 # YOTO (the binary), PYTHON (default /usr/bin/python3).
 set -euo pipefail
+case ${1:-} in
+"") ;;
+-h | --help)
+    # the comment block above, without the leading '# '
+    awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}"
+    exit 0 ;;
+*) echo "jobs/demo.sh: takes no arguments (settings come from the environment; --help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 
 RANKS=${RANKS:-2}
@@ -38,7 +49,6 @@ step "1/5 data: Fashion-MNIST -> data/fashion_mnist.h5"
 if [ -s data/fashion_mnist.h5 ]; then
     echo "data/fashion_mnist.h5 is there"
 else
-    mkdir -p data
     "$YOTO" prepare fashion-mnist "$DATA_DIR" data/fashion_mnist.h5
 fi
 
