@@ -1,7 +1,8 @@
 # test_prepare.sh — yoto prepare / data-info end to end: the real
 # Fashion-MNIST checked against its IDX source (independently, with Python),
 # CIFAR-10 and Shapes3D stand-ins, output into a directory that does not exist
-# yet, bad input (exit code 2 with a message),
+# yet, bad input (exit code 2 with a message; a config's wrong data paths name
+# the key, where it was set and the working directory),
 # the MPI shard test at np = 3, and the data benchmark.
 . tests/e2e/lib.sh
 MPIRUN="mpirun --oversubscribe"
@@ -169,6 +170,66 @@ expect_exit 2 "bench: missing dataset" "$YOTO" data-info "$T/shapes.h5" --bench 
 contains "bench: missing dataset is named" "$ERR" "no dataset 'imgs'"
 expect_exit 2 "bench: split too small for ranks x batch" $MPIRUN -np 2 "$YOTO" data-info "$T/shapes.h5" --bench --range :100
 contains "bench: too small is explained" "$ERR" "too few for 2 ranks x 64 images per rank"
+
+# ---- a config's data paths that are wrong: the message names the key, where it was set, and
+# (for a relative path) the working directory it was read from. Line:column below are this
+# heredoc's; the model is tiny_setup's (lib.sh) on the 64x64 shapes resized to 16.
+mkdir -p "$T/cwd"
+cat >"$T/cwd/bad.yaml" <<EOF
+experiment: {name: bad, seed: 1, out_dir: $T/badrun}
+data:
+  file: no/such/shapes.h5
+  splits:
+    - {name: train, dataset: images, range: "20%:"}
+    - {name: valid, range: ":20%"}
+  preprocess_train: ["resize(16)", "value_range(0, 1)"]
+  preprocess_eval: ["resize(16)", "value_range(0, 1)"]
+model:
+  input_shape: [16, 16, 3]
+  latent_dim: 4
+  output_distribution: bernoulli
+  encoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 8]}
+  decoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 128],
+            reshape: [4, 4, 8], channels_out: 3}
+  conditioning: {type: film, hidden_sizes: [8]}
+loss_weights:
+  kl: {distribution: log_uniform, low: 0.5, high: 64.0}
+  reconstruction: {distribution: log_uniform, low: 0.999, high: 1.001}
+optimizer: {lr: 1.0e-3}
+train: {batch_size: 8, steps: 2}
+eval: {splits: [valid], betas: [1.0]}
+EOF
+bad() { env -C "$T/cwd" "$YOTO" train bad.yaml "$@"; }
+expect_exit 2 "train: a relative data.file that is not there: exit 2" bad
+contains "the message names the file" "$ERR" "no/such/shapes.h5: cannot open data file: No such file or directory"
+contains "... the key and its file:line:column" "$ERR" "(data.file, set at bad.yaml:3:9;"
+contains "... and the directory a relative path is read from" "$ERR" \
+    "a relative path is read from the working directory, $T/cwd)"
+expect_exit 2 "train: data.file by --set, absolute, not there: exit 2" bad --set data.file="$T/gone.h5"
+contains "the message names the --set" "$ERR" \
+    "$T/gone.h5: cannot open data file: No such file or directory (data.file, set by --set data.file=$T/gone.h5)"
+check "... and says nothing of the working directory (absolute path)" eval "! grep -q 'working directory' '$ERR'"
+expect_exit 2 "train: data.file is a directory: exit 2" bad --set data.file=.
+contains "the message names it and the key" "$ERR" \
+    ".: is a directory, expected an HDF5 data file (data.file, set by --set data.file=.; a relative path"
+expect_exit 2 "train: the split's own file: exit 2" bad --set data.file="$T/shapes.h5" --set 'data.splits[0].file=x.h5'
+contains "the message names data.splits[0].file" "$ERR" \
+    "x.h5: cannot open data file: No such file or directory (data.splits[0].file, set by --set data.splits[0].file=x.h5; a relative"
+expect_exit 2 "train: a missing dataset: exit 2" bad --set data.file="$T/cifar.h5"
+contains "the message names the dataset key and where it was set" "$ERR" \
+    "no dataset 'images' (there is no 'images'; '/' holds 'test', 'train') (data.splits[0].dataset, set at bad.yaml:5:30)"
+expect_exit 2 "train: a missing dataset left at its default: exit 2" bad --set data.file="$T/cifar.h5" \
+    --set data.train_split=valid
+contains "the message says the default and where the split was set" "$ERR" \
+    "(data.splits[1].dataset (its default; data.splits[1] set at bad.yaml:6:7)"
+expect_exit 2 "train: images of another size than model.input_shape: exit 2" bad --set data.file="$T/shapes.h5" \
+    --set 'data.preprocess_train=["value_range(0, 1)"]'
+contains "the message gives both sizes" "$ERR" "into 64x64x3, but model.input_shape is [16, 16, 3]"
+contains "... and where both keys were set" "$ERR" \
+    "(data.preprocess_train, set by --set data.preprocess_train=[\"value_range(0, 1)\"]; model.input_shape, set at bad.yaml:10:16)"
+expect_exit 2 "mpirun -np 2 train: the same message from the ranks" $MPIRUN -np 2 "$YOTO" train "$T/cwd/bad.yaml"
+contains "2 ranks: the key and where" "$ERR" \
+    "(data.file, set at $T/cwd/bad.yaml:3:9; a relative path is read from the working directory, $PWD)"
 
 # ---- the data module under MPI at np = 3 (run.sh covers 1, 2, 4) -----------------------
 if [ -x build/rel/tests/test_data_shards ]; then
