@@ -3,7 +3,8 @@
 # CIFAR-10 and Shapes3D stand-ins, output into a directory that does not exist
 # yet, bad input (exit code 2 with a message; a config's wrong data paths name
 # the key, where it was set and the working directory),
-# the MPI shard test at np = 3, and the data benchmark.
+# data-info --json against h5py, the MPI shard test at np = 3, and the data
+# benchmark.
 . tests/e2e/lib.sh
 MPIRUN="mpirun --oversubscribe"
 
@@ -166,6 +167,58 @@ expect_exit 2 "data-info: float images" "$YOTO" data-info "$T/float.h5"
 contains "wrong dtype is named" "$ERR" "expected uint8 images [N, H, W, C] (or [N, H, W]), found float32 [4, 8, 8, 3]"
 expect_exit 2 "data-info: missing file on 2 ranks" $MPIRUN -np 2 "$YOTO" data-info "$T/missing.h5"
 contains "2 ranks: the message" "$ERR" "cannot open data file"
+
+# ---- data-info --json, checked against h5py's own view of the same files -----------------
+cat >"$T/check_info_json.py" <<'EOF'
+import json, sys
+import h5py, numpy as np
+info, path, want_rc, rc = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+assert rc == want_rc, f"exit code {rc}, expected {want_rc}"
+f = h5py.File(path, "r")
+assert info["file"] == path and info["bytes"] > 0, info["file"]
+attrs = {k: (v.decode() if isinstance(v, bytes) else int(v)) for k, v in f.attrs.items()}
+assert info["attributes"] == attrs, (info["attributes"], attrs)
+seen = []
+f.visititems(lambda n, o: seen.append((n, o)) if isinstance(o, h5py.Dataset) else None)
+by_path = {d["path"]: d for d in info["datasets"]}
+assert sorted(by_path) == sorted(n for n, _ in seen), (sorted(by_path), [n for n, _ in seen])
+images = []
+for n, d in seen:
+    j = by_path[n]
+    assert j["type"] == d.dtype.name and j["shape"] == list(d.shape), (n, j, d.dtype, d.shape)
+    assert j["layout"] == ("chunked" if d.chunks else "contiguous"), (n, j["layout"])
+    assert j["chunks"] == (list(d.chunks) if d.chunks else None), (n, j["chunks"])
+    assert ("deflate" in j["filters"]) == (d.compression == "gzip"), (n, j["filters"])
+    if d.ndim in (3, 4):
+        ok = d.dtype == np.uint8 and d.shape[0] >= 1
+        assert j["kind"] == "images" and j["usable"] == ok and (ok or j["error"]), (n, j)
+        if ok:
+            c = d.shape[3] if d.ndim == 4 else 1
+            images.append({"path": n, "rows": d.shape[0], "height": d.shape[1], "width": d.shape[2], "channels": c})
+    else:
+        assert j["kind"] == ("per-row" if d.ndim in (1, 2) else "other"), (n, j)
+assert sorted(info["image_datasets"], key=lambda x: x["path"]) == sorted(images, key=lambda x: x["path"])
+assert (info["error"] is None) == bool(images) == (rc == 0), (info["error"], images, rc)
+print("ok")
+EOF
+for f in cifar.h5 shapes.h5 fresh/data/cifar.h5 float.h5 zero.h5 labels_only.h5; do
+    "$YOTO" data-info "$T/$f" --json >"$T/info.json" 2>"$T/info.err"
+    rc=$?
+    want=0
+    case $f in float.h5 | zero.h5 | labels_only.h5) want=2 ;; esac
+    check "data-info --json $f: exit $want, valid JSON, the same datasets, shapes, layouts and usable images as h5py sees" \
+        "$PYTHON" "$T/check_info_json.py" "$T/info.json" "$T/$f" "$want" "$rc"
+done
+contains "data-info --json float.h5: the error is on stderr too" "$T/info.err" "no usable image dataset"
+expect_exit 2 "data-info --json of a missing file: exit 2" "$YOTO" data-info "$T/missing.h5" --json
+cp "$OUT" "$T/j.out" # (check overwrites $OUT and $ERR)
+contains "... the message on stderr" "$ERR" "$T/missing.h5: cannot open data file"
+check "... and nothing on stdout" test ! -s "$T/j.out"
+expect_exit 2 "data-info --json --bench: exit 2" "$YOTO" data-info "$T/shapes.h5" --json --bench
+contains "... and says why" "$ERR" "--json describes the file; it does not combine with --bench"
+check "data-info --json on 2 ranks: one JSON object (rank 0)" $MPIRUN -np 2 "$YOTO" data-info "$T/cifar.h5" --json
+cp "$OUT" "$T/j.out"
+check "... which parses" "$PYTHON" -c "import json, sys; d = json.load(open(sys.argv[1])); assert len(d['image_datasets']) == 2" "$T/j.out"
 expect_exit 2 "bench: missing dataset" "$YOTO" data-info "$T/shapes.h5" --bench --dataset imgs
 contains "bench: missing dataset is named" "$ERR" "no dataset 'imgs'"
 expect_exit 2 "bench: split too small for ranks x batch" $MPIRUN -np 2 "$YOTO" data-info "$T/shapes.h5" --bench --range :100
@@ -208,7 +261,8 @@ contains "... and the directory a relative path is read from" "$ERR" \
 expect_exit 2 "train: data.file by --set, absolute, not there: exit 2" bad --set data.file="$T/gone.h5"
 contains "the message names the --set" "$ERR" \
     "$T/gone.h5: cannot open data file: No such file or directory (data.file, set by --set data.file=$T/gone.h5)"
-check "... and says nothing of the working directory (absolute path)" eval "! grep -q 'working directory' '$ERR'"
+cp "$ERR" "$T/abs.err" # (check overwrites $ERR)
+check "... and says nothing of the working directory (absolute path)" eval "! grep -q 'working directory' '$T/abs.err'"
 expect_exit 2 "train: data.file is a directory: exit 2" bad --set data.file=.
 contains "the message names it and the key" "$ERR" \
     ".: is a directory, expected an HDF5 data file (data.file, set by --set data.file=.; a relative path"
