@@ -7,7 +7,7 @@ which must contain that beta; `yoto eval --beta` adds one). The gap is
 (YOTO - fixed) / fixed: positive means the single YOTO model is worse than
 the model trained for that beta alone. Losses in nats per image.
 
-usage: /usr/bin/python3 analysis/compare.py YOTO_RUN FIXED_RUN [FIXED_RUN...] [--split S] [--out T.md]
+usage: /usr/bin/python3 analysis/compare.py YOTO_RUN FIXED_RUN [FIXED_RUN...] [--split S] [--out table.md]
 
   /usr/bin/python3 analysis/compare.py runs/fashion_mnist_yoto runs/fashion_mnist_fixed_*
 """
