@@ -4,7 +4,9 @@
 Over the beta list of the run's newest evaluation table, the KL must
 decrease strictly and the reconstruction loss increase strictly with beta,
 on every split: what a family of beta-VAEs does. Prints the table and a
-verdict; exit 1 when the ordering does not hold.
+verdict; exit 1 when the ordering does not hold. Losses in nats per image.
+
+usage: /usr/bin/python3 analysis/check_rd.py RUN
 
   /usr/bin/python3 analysis/check_rd.py runs/fashion_mnist_yoto
 """
@@ -26,7 +28,8 @@ def main():
         t = np.sort(t, order="beta")
         kl_down = bool(np.all(np.diff(t["kl_loss"]) < 0))
         rec_up = bool(np.all(np.diff(t["reconstruction_loss"]) > 0))
-        print(f"{split}: {len(t)} betas from {t['beta'][0]:g} to {t['beta'][-1]:g}")
+        print(f"{split} (step {run.step()}): {len(t)} betas from {t['beta'][0]:g} to {t['beta'][-1]:g}, "
+              "losses in nats per image")
         print(f"  {'beta':>8} {'recon':>10} {'kl':>9}")
         for r in t:
             print(f"  {r['beta']:8g} {r['reconstruction_loss']:10.3f} {r['kl_loss']:9.4f}")

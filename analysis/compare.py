@@ -5,7 +5,9 @@ For each fixed-beta run, its full loss at its own beta is compared with the
 YOTO model's full loss at the same beta (from the YOTO run's newest table,
 which must contain that beta; `yoto eval --beta` adds one). The gap is
 (YOTO - fixed) / fixed: positive means the single YOTO model is worse than
-the model trained for that beta alone.
+the model trained for that beta alone. Losses in nats per image.
+
+usage: /usr/bin/python3 analysis/compare.py YOTO_RUN FIXED_RUN [FIXED_RUN...] [--split S] [--out table.md]
 
   /usr/bin/python3 analysis/compare.py runs/fashion_mnist_yoto runs/fashion_mnist_fixed_*
 """
@@ -14,7 +16,7 @@ import sys
 
 import numpy as np
 
-from yotoruns import Run, pick_split
+from yotoruns import NATS, Run, pick_split
 
 
 def main():
@@ -29,9 +31,10 @@ def main():
     ytab = yoto.tables()
     split = pick_split(ytab, a.split)
     yt = ytab[split]
-    lines = [f"YOTO: `{yoto.path}` (step {yoto.step()}), split `{split}`", "",
-             "| beta | YOTO full loss | fixed full loss | gap | YOTO recon | fixed recon | YOTO KL | fixed KL |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"YOTO: `{yoto.path}` (step {yoto.step()}), split `{split}`; losses in {NATS}", "",
+             "| beta | YOTO full loss | fixed full loss | gap | YOTO recon | fixed recon | YOTO KL | fixed KL "
+             "| fixed run (step) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     rows = []
     for path in a.fixed:
         run = Run(path)
@@ -51,7 +54,7 @@ def main():
         gap = (y["full_loss"] - f["full_loss"]) / f["full_loss"]
         rows.append((run.beta, f"| {run.beta:g} | {y['full_loss']:.3f} | {f['full_loss']:.3f} | {100 * gap:+.2f}% "
                      f"| {y['reconstruction_loss']:.3f} | {f['reconstruction_loss']:.3f} "
-                     f"| {y['kl_loss']:.3f} | {f['kl_loss']:.3f} |"))
+                     f"| {y['kl_loss']:.3f} | {f['kl_loss']:.3f} | `{run.path}` ({run.step()}) |"))
     lines += [r for _, r in sorted(rows)]
     text = "\n".join(lines) + "\n"
     print(text, end="")

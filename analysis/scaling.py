@@ -215,7 +215,7 @@ def load(paths):
             pts.append(dict(
                 file=f, sweep=sweep, ranks=int(b["ranks"]), nodes=nodes,
                 bpr=int(b["batch_per_rank"]), step_s=float(b["step_s_median"]),
-                ips=float(b["images_per_s"]), bytes=float(ar.get("bytes", 0)),
+                ips=float(b["images_per_s"]), bytes=float(ar.get("bytes", 0)), config=str(b.get("config", "")),
                 ar_alone=float(ar.get("alone_s", 0)), ar_exposed=float(ar.get("exposed_s", 0)),
                 hidden=float(ar.get("hidden_fraction", 0)),
                 compute=compute if compute > 0 else float(b["step_s_median"]) - float(ar.get("exposed_s", 0))))
@@ -490,27 +490,29 @@ def main():
     with open(md_path, "w") as fh:
         fh.write(text)
     sys.stdout.write(text)
-    plot(png_path, pts, measured, pred, sweeps, predict, B, t1w, m, a.threshold)
+    plot(png_path, pts, measured, pred, sweeps, predict, B, G, t1w, m, a.threshold)
     print(f"wrote {md_path} and {png_path}", file=sys.stderr)
 
 
-def plot(png_path, pts, measured, pred, sweeps, predict, B, t1w, m, threshold):
+def plot(png_path, pts, measured, pred, sweeps, predict, B, G, t1w, m, threshold):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
     colors = {"weak": "tab:blue", "strong": "tab:orange", "contention": "tab:green"}
+    name = {"weak": f"weak, {B} images/rank", "strong": f"strong, {G} images/step",
+            "contention": f"contention, {B} images/rank, one node"}
     for s in sweeps:
         sp = measured[s]
-        ax1.plot([p["ranks"] for p in sp], [p["ips"] for p in sp], "o", color=colors[s], label=f"{s} (measured)")
-        ax2.plot([p["ranks"] for p in sp], [p["eff"] for p in sp], "o", color=colors[s], label=f"{s} (measured)")
+        ax1.plot([p["ranks"] for p in sp], [p["ips"] for p in sp], "o", color=colors[s], label=f"{name[s]} (measured)")
+        ax2.plot([p["ranks"] for p in sp], [p["eff"] for p in sp], "o", color=colors[s], label=f"{name[s]} (measured)")
     for s in ("weak", "strong"):
         if pred[s]:
             P, ips, eff = zip(*pred[s])
-            ax1.plot(P, ips, "-", color=colors[s], alpha=0.7, label=f"{s} (model)")
-            ax2.plot(P, eff, "-", color=colors[s], alpha=0.7, label=f"{s} (model)")
+            ax1.plot(P, ips, "-", color=colors[s], alpha=0.7, label=f"{name[s]} (model)")
+            ax2.plot(P, eff, "-", color=colors[s], alpha=0.7, label=f"{name[s]} (model)")
     allP = sorted({p["ranks"] for p in pts} | set(predict))
     ax1.plot(allP, [B / t1w * P for P in allP], ":", color="gray", label="ideal (weak)")
     ax2.axhline(threshold, color="gray", linestyle=":", label=f"{threshold:.0%}")
@@ -519,13 +521,14 @@ def plot(png_path, pts, measured, pred, sweeps, predict, B, t1w, m, threshold):
         ax.set_xlabel("ranks")
         ax.grid(True, which="both", alpha=0.3)
     ax1.set_yscale("log")
-    ax1.set_ylabel("images / s")
+    ax1.set_ylabel("images / s (all ranks)")
     ax2.set_ylabel("parallel efficiency")
     ax2.set_ylim(0, 1.1)
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
-    fig.suptitle(f"yoto scaling: gradient {m.nbytes / 1e6:.3g} MB, Open MPI {tuned_algorithm(64, m.nbytes) or '-'} "
-                 f"at 64 ranks")
+    configs = sorted({os.path.basename(p["config"]) for p in pts if p["config"]})
+    fig.suptitle(f"yoto scaling of {', '.join(configs) or 'the training step'}: gradient {m.nbytes / 1e6:.3g} MB, "
+                 f"Open MPI {tuned_algorithm(64, m.nbytes) or '-'} at 64 ranks", fontsize=10)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
 

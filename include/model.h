@@ -1,4 +1,4 @@
-/* model.h — the loss-conditional convolutional VAE of REFERENCE.md.
+/* model.h — the loss-conditional convolutional VAE of docs/REFERENCE.md.
  *
  *   x [C][n][H][W] --encoder blocks (conv, FiLM)--> flatten (c,h,w) --fc MLP-->
  *   code [n][2L]: mean = code[:, :L], sigma = eps + softplus(code[:, L:])
@@ -12,7 +12,7 @@
  * every conv layer's and hidden dense layer's pre-activation multiplied per
  * channel by 2 sigmoid(a cond + b), MR-VAE's conditioning), or not at all
  * (none). model.width scales every channel count and hidden width.
- * Parameters live in one arena (names as in DESIGN.md); the model owns its
+ * Parameters live in one arena (names as in docs/DESIGN.md); the model owns its
  * activations, sized for up to max_batch samples.
  */
 #ifndef YOTO_MODEL_H
@@ -140,7 +140,7 @@ typedef struct {
 vae_model *model_create(const cfg_model *mc, int max_batch);
 void model_free(vae_model *m);
 
-/* Reference initialisation (REFERENCE.md): truncated-normal VarianceScaling
+/* Reference initialisation (docs/REFERENCE.md): truncated-normal VarianceScaling
  * kernels keyed (seed, RNG_INIT, tensor index), zero biases. */
 void model_init_params(vae_model *m, uint64_t seed);
 

@@ -1,5 +1,5 @@
 /* optim.h — TensorFlow 1's Adam with decoupled weight decay, and the
- * piecewise-constant learning rate of REFERENCE.md.
+ * piecewise-constant learning rate of docs/REFERENCE.md.
  *
  * One update over the whole arena:
  *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2

@@ -45,6 +45,11 @@ int prepare_shapes(long n, const char *out, const prepare_options *o);
  * validates its image datasets for training: YT_OK when at least one is
  * usable, else YT_ERR_USAGE with a message naming the file. */
 int prepare_info(const char *file, FILE *out);
+/* The same as one JSON object (`yoto data-info --json`, docs/FORMATS.md):
+ * file, bytes, attributes, datasets, image_datasets, error. Nothing is
+ * printed when the file is missing or not HDF5; with no usable image dataset
+ * the object is printed with "error" set and YT_ERR_USAGE returned. */
+int prepare_info_json(const char *file, FILE *out);
 
 /* ---- pieces, exposed for tests ------------------------------------------------ */
 typedef struct {

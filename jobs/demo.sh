@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
 # jobs/demo.sh — what `make demo` runs: the quick-start path on one machine.
 #
+# usage: jobs/demo.sh          (or: make demo)
+#        jobs/demo.sh -h | --help
+#
 # Prepares the real Fashion-MNIST (Debian's dataset-fashion-mnist), trains
 # the YOTO model of configs/fashion_mnist_conv_vae_yoto.yaml on 2 ranks,
 # evaluates it over its beta list, draws samples, reconstructions, the
-# rate-distortion plot and the training curves, and checks that the one
-# model behaves like a beta-VAE at every beta (KL falls, reconstruction loss
-# rises with beta). Run again, it continues or reuses what is there.
+# rate-distortion plot and the training and validation curves, and checks
+# that the one model behaves like a beta-VAE at every beta (KL falls,
+# reconstruction loss rises with beta). Run again, it continues or reuses
+# what is there.
 #
 # Environment: RANKS (default 2), CONFIG, DATA_DIR (the IDX files),
 # YOTO (the binary), PYTHON (default /usr/bin/python3).
 set -euo pipefail
+case ${1:-} in
+"") ;;
+-h | --help)
+    # the comment block above, without the leading '# '
+    awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}"
+    exit 0 ;;
+*) echo "jobs/demo.sh: takes no arguments (settings come from the environment; --help)" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 
 RANKS=${RANKS:-2}
@@ -38,12 +50,11 @@ step "1/5 data: Fashion-MNIST -> data/fashion_mnist.h5"
 if [ -s data/fashion_mnist.h5 ]; then
     echo "data/fashion_mnist.h5 is there"
 else
-    mkdir -p data
     "$YOTO" prepare fashion-mnist "$DATA_DIR" data/fashion_mnist.h5
 fi
 
-step "2/5 train: one YOTO model on $RANKS ranks ($CONFIG)"
-"${MPIRUN[@]}" "$YOTO" train "$CONFIG" --set experiment.out_dir="$RUN"
+step "2/5 train: one YOTO model on $RANKS ranks ($CONFIG), validation tables every 1000 steps"
+"${MPIRUN[@]}" "$YOTO" train "$CONFIG" --set experiment.out_dir="$RUN" --set eval.every=1000
 
 step "3/5 evaluate over the beta list (train and test splits)"
 "${MPIRUN[@]}" "$YOTO" eval "$RUN"
@@ -63,8 +74,8 @@ cat <<EOF
 demo finished in $((SECONDS - t0)) s; everything is in $RUN/:
   samples.png          prior samples, one row per beta ($BETAS), the same z in every row
   reconstructions.png  test images (first row) and their reconstructions at each beta
-  rd_curve.png         loss vs beta and the rate-distortion plane
-  curves.png           training curves (metrics.csv)
+  rd_curve.png         loss vs beta and the rate-distortion plane (nats per image)
+  curves.png           training curves (metrics.csv) and validation curves (eval/ over the steps)
   eval/                the beta tables (HDF5, CSV, Markdown); log.txt, ckpt/
 Compare with fixed-beta models: docs/EXPERIMENTS.md.
 EOF

@@ -1,8 +1,9 @@
 #!/bin/bash
 # jobs/mpirun.sh — yoto training with mpirun, for machines without Slurm.
 #
-#   jobs/mpirun.sh [-n RANKS] [-t THREADS] CONFIG [--set KEY=VALUE]...
-#   jobs/mpirun.sh -n 8 --resume RUN_DIR
+# usage: jobs/mpirun.sh [-n RANKS] [-t THREADS] CONFIG [--set KEY=VALUE]...
+#        jobs/mpirun.sh [-n RANKS] [-t THREADS] --resume RUN_DIR
+#        jobs/mpirun.sh -h | --help
 #
 # RANKS: -n, else $YOTO_RANKS, else cores / THREADS. THREADS (OpenBLAS threads
 # per rank): -t, else $YOTO_THREADS, else 1; the script sets
@@ -17,12 +18,16 @@
 # Exit code: mpirun's, which is yoto's: 0 done, 1 runtime failure, 2 bad
 # input, 75 checkpointed and stopped (run the same command again to continue).
 #
+# Open MPI's mpirun gets --quiet: when a rank exits non-zero it then prints
+# no box of its own over yoto's message (mpirun's exit code is unchanged).
+#
 # Environment: YOTO (the binary; default bin/yoto beside this script's
 # directory), MPIRUN (default mpirun), YOTO_MPIRUN_ARGS (more mpirun options,
-# e.g. "--hostfile hosts --map-by ppr:32:node" or "--oversubscribe"),
-# OPENBLAS_CORETYPE (passed on; see docs/CLUSTER.md).
+# e.g. "--hostfile hosts --map-by ppr:32:node" or "--oversubscribe"; several
+# nodes: docs/CLUSTER.md), OPENBLAS_CORETYPE (passed on to every rank).
 set -u
-usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+# the comment block above, without the leading '# '
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}"; }
 die() { echo "jobs/mpirun.sh: $*" >&2; exit 2; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,6 +59,8 @@ fi
 export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
 xs=(-x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
 [ -n "${OPENBLAS_CORETYPE:-}" ] && xs+=(-x OPENBLAS_CORETYPE)
+# Open MPI (4.1: -q, --quiet): no "Primary job terminated normally, but ..." box
+"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI" && xs+=(--quiet)
 
 stop_requested=
 # shellcheck disable=SC2317 # called by the traps

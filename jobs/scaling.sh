@@ -3,7 +3,8 @@
 # point a short `yoto bench --json` run; then analysis/scaling.py makes the
 # table, the plot and the model's prediction for larger counts.
 #
-#   jobs/scaling.sh [options] CONFIG [--set KEY=VALUE]...
+# usage: jobs/scaling.sh [options] CONFIG [--set KEY=VALUE]...
+#
 #   jobs/scaling.sh --nodes "1 2 4 8" --tasks-per-node 32 --sbatch-args "-p compute -t 00:15:00" CONFIG
 #   jobs/scaling.sh --local --ranks "1 2 4" CONFIG          # no Slurm: mpirun here
 #   /usr/bin/python3 analysis/scaling.py RESULTS_DIR        # table + plot + prediction
@@ -46,7 +47,8 @@
 # Exit codes: 0 submitted (or, with --local/--wait, every JSON written), 1 a
 # point failed, 2 bad arguments.
 set -u
-usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+# the comment block above, without the leading '# '
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}"; }
 die() { echo "jobs/scaling.sh: $*" >&2; exit 2; }
 isint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 

@@ -273,6 +273,59 @@ static const cfg_split *find_split(const yoto_config *cfg, const char *name) {
     return NULL;
 }
 
+/* ---- where an input came from, for messages ------------------------------------------- */
+
+/* "KEY, set at FILE:LINE:COL" or "KEY, set by --set KEY=VALUE"; for a key left
+ * at its default, the nearest enclosing key that was set ("data.splits[1]",
+ * or "data.splits" replaced by --set), else "KEY (its default)". */
+static void key_origin(const yoto_config *cfg, const char *key, char *buf, size_t size) {
+    char k[CFG_NAME_MAX];
+    snprintf(k, sizeof k, "%s", key);
+    for (;;) {
+        const char *w = config_where(cfg, k);
+        size_t n = strlen(w);
+        if (n < 9 || strcmp(w + n - 9, "(default)") != 0) {
+            const char *how = strncmp(w, "--set ", 6) == 0 ? "set by" : "set at";
+            if (strcmp(k, key) == 0)
+                snprintf(buf, size, "%s, %s %s", key, how, w);
+            else
+                snprintf(buf, size, "%s (its default; %s %s %s)", key, k, how, w);
+            return;
+        }
+        char *dot = strrchr(k, '.'), *br = strrchr(k, '[');
+        char *cut = dot > br ? dot : br;
+        if (!cut || cut == k) break;
+        *cut = '\0';
+    }
+    snprintf(buf, size, "%s (its default)", key);
+}
+
+/* Appends to the failure message in yt_errmsg() where the data file of split
+ * sp was named (data.file or data.splits[i].file) and, for a relative path,
+ * that it is read from the working directory; rc is returned. */
+static int fail_file_origin(int rc, const yoto_config *cfg, const cfg_split *sp, const char *file) {
+    char key[64], origin[CFG_PATH_MAX + 320], cwd[1024] = "?", m[YT_ERRMSG_MAX];
+    if (sp->file[0])
+        snprintf(key, sizeof key, "data.splits[%d].file", (int)(sp - cfg->data.splits));
+    else
+        snprintf(key, sizeof key, "data.file");
+    key_origin(cfg, key, origin, sizeof origin);
+    snprintf(m, sizeof m, "%s", yt_errmsg());
+    if (file[0] == '/') return yt_fail(rc, "%s (%s)", m, origin);
+    if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, "?");
+    return yt_fail(rc, "%s (%s; a relative path is read from the working directory, %s)", m, origin,
+                   cwd);
+}
+
+/* The same for a dataset path inside the file (data.splits[i].dataset). */
+static int fail_dataset_origin(int rc, const yoto_config *cfg, const cfg_split *sp) {
+    char key[64], origin[CFG_PATH_MAX + 320], m[YT_ERRMSG_MAX];
+    snprintf(key, sizeof key, "data.splits[%d].dataset", (int)(sp - cfg->data.splits));
+    key_origin(cfg, key, origin, sizeof origin);
+    snprintf(m, sizeof m, "%s", yt_errmsg());
+    return yt_fail(rc, "%s (%s)", m, origin);
+}
+
 static int pread_all(int fd, uint8_t *dst, size_t len, off_t off) {
     while (len > 0) {
         ssize_t k = pread(fd, dst, len, off);
@@ -642,14 +695,16 @@ static int plan_source(data_source *d, const yoto_config *cfg, const cfg_split *
     dd->ow = d->plan.ow;
     const int *is = cfg->model.input_shape;
     if (is[0] != dd->oh || is[1] != dd->ow || is[2] != dd->c) {
-        char ptxt[512];
+        char ptxt[512], pwhere[CFG_PATH_MAX + 320], swhere[CFG_PATH_MAX + 320];
         preprocess_text(pipe, ptxt, sizeof ptxt);
+        key_origin(cfg, key, pwhere, sizeof pwhere);
+        key_origin(cfg, "model.input_shape", swhere, sizeof swhere);
         return yt_fail(YT_ERR_USAGE,
                        "%s [%s] turns the %dx%dx%d images of %s dataset '%s' into %dx%dx%d, but "
                        "model.input_shape is [%d, %d, %d]; change %s (resize/pad/random_crop) "
-                       "or model.input_shape",
+                       "or model.input_shape (%s; %s)",
                        key, ptxt, dd->h, dd->w, dd->c, dd->file, dd->dataset, dd->oh, dd->ow, dd->c,
-                       is[0], is[1], is[2], key);
+                       is[0], is[1], is[2], key, pwhere, swhere);
     }
 
     /* windows and groups: functions of the file, split and block size only */
@@ -779,6 +834,7 @@ static int source_open(data_source **out, const yoto_config *cfg, const char *sp
         snprintf(dd->range, sizeof dd->range, "%s", sp->range);
         rc = check_file(dd->file);
         if (rc == YT_OK) rc = h5io_check_mpiio_path(dd->file, "data file");
+        if (rc != YT_OK) rc = fail_file_origin(rc, cfg, sp, dd->file);
         if (rc == YT_OK && dist_fault("data-open"))
             rc = yt_fail(YT_ERR_USAGE, "%s: injected fault (YOTO_FAULT=data-open)", dd->file);
     }
@@ -788,17 +844,22 @@ static int source_open(data_source **out, const yoto_config *cfg, const char *sp
     long size = rc == YT_OK && stat(dd->file, &fst) == 0 ? (long)fst.st_size : -1;
     long lo = dist_allreduce_min_long(size), hi = dist_allreduce_max_long(size);
     if (rc == YT_OK && lo >= 0 && lo != hi)
-        rc = yt_fail(YT_ERR_USAGE,
-                     "%s: the ranks see different files (from %ld to %ld bytes over the ranks): "
-                     "every rank must read the same data file",
-                     dd->file, lo, hi);
+        rc = fail_file_origin(
+            yt_fail(YT_ERR_USAGE,
+                    "%s: the ranks see different files (from %ld to %ld bytes over the ranks): "
+                    "every rank must read the same data file",
+                    dd->file, lo, hi),
+            cfg, sp, dd->file);
     rc = dist_agree(rc);
     /* stage 2, collective open, then the dataset (every rank sees the same file) */
     data_image_info info;
     if (rc == YT_OK) {
         rc = open_file(d);
+        if (rc != YT_OK) rc = fail_file_origin(rc, cfg, sp, dd->file);
         if (rc == YT_OK) rc = open_dataset(d->fid, dd->file, dd->dataset, &d->did);
         if (rc == YT_OK) rc = check_images(d->did, dd->file, dd->dataset, &info);
+        if (rc != YT_OK && d->fid >= 0) /* the file opened: the dataset is at fault */
+            rc = fail_dataset_origin(rc, cfg, sp);
         if (rc == YT_OK) rc = plan_source(d, cfg, sp, &info, batch, &t);
         rc = dist_agree(rc);
     }

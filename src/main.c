@@ -229,11 +229,12 @@ enum {
     OPT_NO_READAHEAD,
     OPT_BSEED,
     OPT_STEPS,
-    OPT_STEP_MS
+    OPT_STEP_MS,
+    OPT_INFO_JSON
 };
 
 typedef struct {
-    bool bench;
+    bool bench, json;
     datainfo_bench_opts b;
 } info_opts;
 
@@ -246,6 +247,9 @@ static int handle_info(int id, const char *arg, void *ctx) {
         return YT_OK;
     case OPT_NO_READAHEAD:
         o->b.no_readahead = true;
+        return YT_OK;
+    case OPT_INFO_JSON:
+        o->json = true;
         return YT_OK;
     case OPT_DATASET:
         o->b.dataset = arg;
@@ -297,6 +301,7 @@ static int run_data_info(int argc, char **argv) {
         {"block-mb", required_argument, NULL, OPT_BLOCK_MB},
         {"no-readahead", no_argument, NULL, OPT_NO_READAHEAD},
         {"seed", required_argument, NULL, OPT_BSEED},
+        {"json", no_argument, NULL, OPT_INFO_JSON},
         {0},
     };
     info_opts o = {.b = datainfo_bench_defaults()};
@@ -304,9 +309,13 @@ static int run_data_info(int argc, char **argv) {
     int first = parse_options(c, argc, argv, opts, handle_info, &o, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
     if (argc - first != 1) return usage_error(c->name, "expects one FILE.h5%s", "");
+    if (o.json && o.bench)
+        return usage_error(c->name, "--json describes the file; it does not combine with --bench%s",
+                           " (yoto bench --json measures the training step)");
     const char *file = argv[first];
     int rc = YT_OK;
-    if (dist_rank() == 0) rc = prepare_info(file, stdout);
+    if (dist_rank() == 0)
+        rc = o.json ? prepare_info_json(file, stdout) : prepare_info(file, stdout);
     rc = dist_agree(rc);
     if (rc == YT_OK && o.bench) rc = datainfo_bench(file, &o.b);
     if (rc != YT_OK) dist_report_error();
@@ -648,11 +657,14 @@ static const command commands[] = {
      "Under mpirun, rank 0 converts. Exit code 2 on bad input (missing, truncated\n"
      "or malformed files).\n",
      run_prepare, true},
-    {"data-info", "FILE.h5 [--bench [options]]",
+    {"data-info", "FILE.h5 [--json | --bench [options]]",
      "Prints what an HDF5 data file holds (attributes; datasets with type, shape,\n"
      "layout and compression) and validates every image dataset for training:\n"
      "uint8 [N, H, W, C], or [N, H, W] read as C = 1, N >= 1. Exit code 2 when the\n"
-     "file is missing, not HDF5, or has no usable image dataset.\n\n"
+     "file is missing, not HDF5, or has no usable image dataset.\n"
+     "  --json            the same as one JSON object on stdout (docs/FORMATS.md);\n"
+     "                    with no usable image dataset it is printed with \"error\"\n"
+     "                    set, and the exit code is 2\n\n"
      "With --bench, also measures the training data pipeline on the file (sharded\n"
      "over the MPI ranks, shuffled, preprocessed into [C][N][H][W] batches):\n"
      "  --dataset PATH    image dataset (default 'images', else 'train/images')\n"

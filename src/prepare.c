@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "data.h"
+#include "fsutil.h"
 #include "h5io.h"
 #include "rng.h"
 
@@ -173,6 +174,12 @@ static int w_open(writer *w, const char *out) {
     char dir[PATH_MAX_];
     snprintf(dir, sizeof dir, "%s", out);
     const char *dn = dirname(dir);
+    /* a missing directory is created (`prepare ... data/x.h5` in a fresh clone) */
+    if (!fs_is_dir(dn) && fs_mkdir_p(dn) != YT_OK) {
+        char m[YT_ERRMSG_MAX];
+        snprintf(m, sizeof m, "%s", yt_errmsg());
+        return yt_fail(YT_ERR_USAGE, "%s: cannot create its directory: %s", out, m);
+    }
     if (access(dn, W_OK) != 0)
         return yt_fail(YT_ERR_USAGE, "%s: cannot write into directory '%s': %s", out, dn,
                        strerror(errno));
@@ -591,70 +598,176 @@ int prepare_shapes(long n, const char *out, const prepare_options *o) {
     return rc;
 }
 
-/* ---- data-info
- * ----------------------------------------------------------------------------------- */
+/* ---- data-info ------------------------------------------------------------------------------- */
 
 typedef struct {
     FILE *out;
     const char *file;
+    bool json; /* one JSON object instead of the text */
     hid_t f;
-    int n_images, n_bad;
-    char good[1024];         /* "train/images (60000), test/images (10000)" */
+    int n_images, n_bad, n_attrs, n_items;
+    char good[1024];         /* "train/images (60000 rows of 28x28x1), test/images (10000 ...)" */
     char bad[YT_ERRMSG_MAX]; /* first unusable uint8 dataset's reason */
+    FILE *images;            /* json: the usable image datasets' objects (memory stream) */
+    char *images_text;
+    size_t images_len;
     int depth;
 } info_ctx;
 
-static void info_dataset(info_ctx *c, const char *path, hid_t d) {
-    char ty[32] = "?", sh[128] = "[]", lay[160] = "";
-    hid_t t = H5Dget_type(d), s = H5Dget_space(d), dcpl = H5Dget_create_plist(d);
-    if (t >= 0) h5io_type_text(t, ty, sizeof ty);
-    int nd = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
+/* s as a JSON string */
+static void json_str(FILE *out, const char *s) {
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(out, "\\u%04x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
+static void json_dims(FILE *out, int n, const hsize_t *d) {
+    fputc('[', out);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s%llu", i ? ", " : "", (unsigned long long)d[i]);
+    fputc(']', out);
+}
+
+/* What data-info says about one dataset's storage. */
+typedef struct {
+    char type[32]; /* "uint8", "float64", ... */
+    int ndim;      /* -1: unknown */
     hsize_t dims[H5S_MAX_RANK];
-    if (nd >= 0 && H5Sget_simple_extent_dims(s, dims, NULL) >= 0) h5io_dims_text(nd, dims, sh, sizeof sh);
+    const char *layout; /* "contiguous", "chunked", "compact", "virtual" */
+    int chunk_ndim;     /* chunked: > 0 */
+    hsize_t chunk[H5S_MAX_RANK];
+    int nfilters;
+    char filters[8][32]; /* "deflate", ... */
+} ds_desc;
+
+static void ds_describe(hid_t d, ds_desc *o) {
+    memset(o, 0, sizeof *o);
+    snprintf(o->type, sizeof o->type, "?");
+    o->layout = "?";
+    hid_t t = H5Dget_type(d), s = H5Dget_space(d), dcpl = H5Dget_create_plist(d);
+    if (t >= 0) h5io_type_text(t, o->type, sizeof o->type);
+    o->ndim = s >= 0 ? H5Sget_simple_extent_ndims(s) : -1;
+    if (o->ndim > H5S_MAX_RANK || (o->ndim > 0 && H5Sget_simple_extent_dims(s, o->dims, NULL) < 0))
+        o->ndim = -1;
     if (dcpl >= 0) {
         H5D_layout_t l = H5Pget_layout(dcpl);
-        size_t u = 0;
-        if (l == H5D_CHUNKED) {
-            hsize_t cd[H5S_MAX_RANK];
-            int cn = H5Pget_chunk(dcpl, H5S_MAX_RANK, cd);
-            char chunk[128];
-            h5io_dims_text(cn, cd, chunk, sizeof chunk);
-            u = (size_t)snprintf(lay, sizeof lay, "chunked %s", chunk);
-        } else {
-            u = (size_t)snprintf(lay, sizeof lay, l == H5D_CONTIGUOUS ? "contiguous" : "compact");
-        }
+        o->layout = l == H5D_CHUNKED      ? "chunked"
+                    : l == H5D_CONTIGUOUS ? "contiguous"
+                    : l == H5D_VIRTUAL    ? "virtual"
+                                          : "compact";
+        if (l == H5D_CHUNKED) o->chunk_ndim = H5Pget_chunk(dcpl, H5S_MAX_RANK, o->chunk);
         int nf = H5Pget_nfilters(dcpl);
-        for (int i = 0; i < nf && u < sizeof lay; i++) {
+        for (int i = 0; i < nf && o->nfilters < 8; i++) {
             unsigned flags, cdv[8];
             size_t ncd = 8;
-            char name[32] = "";
-            H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cdv, sizeof name, name, NULL);
-            u += (size_t)snprintf(lay + u, sizeof lay - u, ", %s", name[0] ? name : "filter");
+            char *name = o->filters[o->nfilters++];
+            H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cdv, sizeof o->filters[0], name, NULL);
+            if (!name[0]) snprintf(name, sizeof o->filters[0], "filter");
         }
         H5Pclose(dcpl);
     }
-    const char *note = "";
+    if (t >= 0) H5Tclose(t);
+    if (s >= 0) H5Sclose(s);
+}
+
+static void info_dataset_text(info_ctx *c, const char *path, const ds_desc *o, const char *note,
+                              const char *why) {
+    char sh[128] = "[]", lay[400], chunk[128];
+    if (o->ndim >= 0) h5io_dims_text(o->ndim, o->dims, sh, sizeof sh);
+    size_t u;
+    if (o->chunk_ndim > 0) {
+        h5io_dims_text(o->chunk_ndim, o->chunk, chunk, sizeof chunk);
+        u = (size_t)snprintf(lay, sizeof lay, "chunked %s", chunk);
+    } else {
+        u = (size_t)snprintf(lay, sizeof lay, "%s", o->layout);
+    }
+    for (int i = 0; i < o->nfilters && u < sizeof lay; i++)
+        u += (size_t)snprintf(lay + u, sizeof lay - u, ", %s", o->filters[i]);
+    fprintf(c->out, "  /%-22s %-8s %-22s %-34s %s\n", path, o->type, sh, lay, note);
+    if (why[0]) fprintf(c->out, "      %s\n", why);
+}
+
+/* {"path", "type", "shape", "layout", "chunks", "filters", "kind", "usable", "error"} */
+static void info_dataset_json(info_ctx *c, const char *path, const ds_desc *o, const char *kind,
+                              bool usable, const char *why) {
+    FILE *out = c->out;
+    fprintf(out, "%s\n    {\"path\": ", c->n_items++ ? "," : "");
+    json_str(out, path);
+    fprintf(out, ", \"type\": ");
+    json_str(out, o->type);
+    fprintf(out, ", \"shape\": ");
+    if (o->ndim >= 0)
+        json_dims(out, o->ndim, o->dims);
+    else
+        fprintf(out, "null");
+    fprintf(out, ", \"layout\": \"%s\", \"chunks\": ", o->layout);
+    if (o->chunk_ndim > 0)
+        json_dims(out, o->chunk_ndim, o->chunk);
+    else
+        fprintf(out, "null");
+    fprintf(out, ", \"filters\": [");
+    for (int i = 0; i < o->nfilters; i++) {
+        if (i) fprintf(out, ", ");
+        json_str(out, o->filters[i]);
+    }
+    fprintf(out, "], \"kind\": \"%s\"", kind);
+    if (strcmp(kind, "images") == 0) {
+        fprintf(out, ", \"usable\": %s", usable ? "true" : "false");
+        if (!usable) {
+            fprintf(out, ", \"error\": ");
+            json_str(out, why);
+        }
+    }
+    fprintf(out, "}");
+}
+
+/* A usable image dataset: for the text's summary line and the JSON's list. */
+static void info_add_image(info_ctx *c, const char *path, const data_image_info *ii) {
+    size_t u = strlen(c->good);
+    snprintf(c->good + u, sizeof c->good - u, "%s%s (%ld rows of %dx%dx%d)", u ? ", " : "", path,
+             ii->n, ii->h, ii->w, ii->c);
+    if (c->images) {
+        fprintf(c->images, "%s\n    {\"path\": ", c->n_images ? "," : "");
+        json_str(c->images, path);
+        fprintf(c->images, ", \"rows\": %ld, \"height\": %d, \"width\": %d, \"channels\": %d}",
+                ii->n, ii->h, ii->w, ii->c);
+    }
+    c->n_images++;
+}
+
+static void info_dataset(info_ctx *c, const char *path, hid_t d) {
+    ds_desc o;
+    ds_describe(d, &o);
+    const char *kind = "other", *note = "";
     char why[YT_ERRMSG_MAX] = "";
-    if (nd == 3 || nd == 4) {
+    bool usable = false;
+    if (o.ndim == 3 || o.ndim == 4) {
         data_image_info ii;
-        if (data_probe(c->file, path, &ii) == YT_OK) {
+        kind = "images";
+        usable = data_probe(c->file, path, &ii) == YT_OK;
+        if (usable) {
             note = "images: ok";
-            c->n_images++;
-            size_t u = strlen(c->good);
-            snprintf(c->good + u, sizeof c->good - u, "%s%s (%ld rows of %dx%dx%d)", u ? ", " : "",
-                     path, ii.n, ii.h, ii.w, ii.c);
+            info_add_image(c, path, &ii);
         } else {
             note = "images: UNUSABLE";
             snprintf(why, sizeof why, "%s", yt_errmsg());
             if (!c->n_bad++) snprintf(c->bad, sizeof c->bad, "%s", why);
         }
-    } else if (nd >= 1 && nd <= 2) {
+    } else if (o.ndim >= 1 && o.ndim <= 2) {
+        kind = "per-row";
         note = "per-row data (labels?)";
     }
-    fprintf(c->out, "  /%-22s %-8s %-22s %-34s %s\n", path, ty, sh, lay, note);
-    if (why[0]) fprintf(c->out, "      %s\n", why);
-    if (t >= 0) H5Tclose(t);
-    if (s >= 0) H5Sclose(s);
+    if (c->json)
+        info_dataset_json(c, path, &o, kind, usable, why);
+    else
+        info_dataset_text(c, path, &o, note, why);
 }
 
 static herr_t info_visit(hid_t g, const char *name, const H5L_info_t *li, void *arg);
@@ -682,7 +795,13 @@ static herr_t info_visit(hid_t g, const char *name, const H5L_info_t *li, void *
     char path[PATH_MAX_];
     snprintf(path, sizeof path, "%s%s%s", a->prefix, a->prefix[0] ? "/" : "", name);
     if (li->type != H5L_TYPE_HARD) {
-        fprintf(c->out, "  /%-22s (link)\n", path);
+        if (c->json) {
+            fprintf(c->out, "%s\n    {\"path\": ", c->n_items++ ? "," : "");
+            json_str(c->out, path);
+            fprintf(c->out, ", \"kind\": \"link\"}");
+        } else {
+            fprintf(c->out, "  /%-22s (link)\n", path);
+        }
         return 0;
     }
     hid_t o = H5Oopen(c->f, path, H5P_DEFAULT);
@@ -699,6 +818,7 @@ static herr_t info_visit(hid_t g, const char *name, const H5L_info_t *li, void *
     return 0;
 }
 
+/* Root attributes: strings and integers (what yoto's files hold). */
 static herr_t info_attr(hid_t loc, const char *name, const H5A_info_t *ai, void *arg) {
     (void)ai;
     info_ctx *c = arg;
@@ -706,23 +826,76 @@ static herr_t info_attr(hid_t loc, const char *name, const H5A_info_t *ai, void 
     if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t)) {
         size_t n = H5Tget_size(t);
         char *v = yt_calloc(n + 1, 1);
-        if (H5Aread(a, t, v) >= 0) fprintf(c->out, "  @%s = \"%s\"\n", name, v);
+        if (H5Aread(a, t, v) >= 0) {
+            if (c->json) {
+                fprintf(c->out, "%s\n    ", c->n_attrs++ ? "," : "");
+                json_str(c->out, name);
+                fprintf(c->out, ": ");
+                json_str(c->out, v);
+            } else {
+                fprintf(c->out, "  @%s = \"%s\"\n", name, v);
+            }
+        }
         free(v);
     } else if (t >= 0 && H5Tget_class(t) == H5T_INTEGER) {
         long long v = 0;
-        if (H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0) fprintf(c->out, "  @%s = %lld\n", name, v);
+        if (H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0) {
+            if (c->json) {
+                fprintf(c->out, "%s\n    ", c->n_attrs++ ? "," : "");
+                json_str(c->out, name);
+                fprintf(c->out, ": %lld", v);
+            } else {
+                fprintf(c->out, "  @%s = %lld\n", name, v);
+            }
+        }
     }
     if (t >= 0) H5Tclose(t);
     if (a >= 0) H5Aclose(a);
     return 0;
 }
 
-int prepare_info(const char *file, FILE *out) {
+/* The file's attributes and datasets, as text or as one JSON object; rc is
+ * YT_ERR_USAGE (message set) when no image dataset is usable. */
+static int info_body(info_ctx *c, long bytes) {
+    if (c->json) {
+        fprintf(c->out, "{\n  \"file\": ");
+        json_str(c->out, c->file);
+        fprintf(c->out, ",\n  \"bytes\": %ld,\n  \"attributes\": {", bytes);
+    } else {
+        fprintf(c->out, "%s: %.1f MB\n", c->file, (double)bytes / 1e6);
+    }
+    H5Aiterate2(c->f, H5_INDEX_NAME, H5_ITER_INC, NULL, info_attr, c);
+    if (c->json) fprintf(c->out, "%s},\n  \"datasets\": [", c->n_attrs ? "\n  " : "");
+    info_group(c, "");
+    int rc = YT_OK;
+    if (c->n_images == 0)
+        rc = yt_fail(YT_ERR_USAGE,
+                     "%s: no usable image dataset (expected uint8 images [N, H, W, C] such as "
+                     "'images' or 'train/images')%s%s",
+                     c->file, c->n_bad ? "; " : "", c->bad);
+    if (!c->json) {
+        if (rc == YT_OK)
+            fprintf(c->out, "image datasets (usable as data.splits[].dataset): %s\n", c->good);
+        return rc;
+    }
+    fclose(c->images);
+    c->images = NULL;
+    fprintf(c->out, "%s],\n  \"image_datasets\": [%s%s],\n  \"error\": ", c->n_items ? "\n  " : "",
+            c->images_text, c->n_images ? "\n  " : "");
+    if (rc == YT_OK)
+        fprintf(c->out, "null");
+    else
+        json_str(c->out, yt_errmsg());
+    fprintf(c->out, "\n}\n");
+    return rc;
+}
+
+static int info_run(const char *file, bool json, FILE *out) {
     h5io_errors q;
     h5io_errors_off(&q);
     int rc = YT_OK;
     struct stat st;
-    info_ctx c = {.out = out, .file = file, .f = -1};
+    info_ctx c = {.out = out, .file = file, .json = json, .f = -1};
     if (stat(file, &st) != 0) {
         rc = yt_fail(YT_ERR_USAGE, "%s: cannot open data file: %s", file, strerror(errno));
         goto done;
@@ -739,19 +912,23 @@ int prepare_info(const char *file, FILE *out) {
         rc = yt_fail(YT_ERR_USAGE, "%s: cannot open as HDF5", file);
         goto done;
     }
-    fprintf(out, "%s: %.1f MB\n", file, (double)st.st_size / 1e6);
-    H5Aiterate2(c.f, H5_INDEX_NAME, H5_ITER_INC, NULL, info_attr, &c);
-    info_group(&c, "");
-    if (c.n_images == 0) {
-        rc = yt_fail(YT_ERR_USAGE,
-                     "%s: no usable image dataset (expected uint8 images [N, H, W, C] such as "
-                     "'images' or 'train/images')%s%s",
-                     file, c.n_bad ? "; " : "", c.bad);
-        goto done;
+    if (json) {
+        c.images = open_memstream(&c.images_text, &c.images_len);
+        if (!c.images) yt_die("open_memstream failed");
     }
-    fprintf(out, "image datasets (usable as data.splits[].dataset): %s\n", c.good);
+    rc = info_body(&c, (long)st.st_size);
 done:
+    if (c.images) fclose(c.images);
+    free(c.images_text);
     if (c.f >= 0) H5Fclose(c.f);
     h5io_errors_restore(&q);
     return rc;
+}
+
+int prepare_info(const char *file, FILE *out) {
+    return info_run(file, false, out);
+}
+
+int prepare_info_json(const char *file, FILE *out) {
+    return info_run(file, true, out);
 }

@@ -1,7 +1,10 @@
 # test_prepare.sh — yoto prepare / data-info end to end: the real
 # Fashion-MNIST checked against its IDX source (independently, with Python),
-# CIFAR-10 and Shapes3D stand-ins, bad input (exit code 2 with a message),
-# the MPI shard test at np = 3, and the data benchmark.
+# CIFAR-10 and Shapes3D stand-ins, output into a directory that does not exist
+# yet, bad input (exit code 2 with a message; a config's wrong data paths name
+# the key, where it was set and the working directory),
+# data-info --json against h5py, the MPI shard test at np = 3, and the data
+# benchmark.
 . tests/e2e/lib.sh
 MPIRUN="mpirun --oversubscribe"
 
@@ -79,6 +82,18 @@ check "write small CIFAR-10 batches" "$PYTHON" "$T/make_cifar.py" "$T/cifar"
 check "prepare cifar10" "$YOTO" prepare cifar10 "$T/cifar" "$T/cifar.h5"
 check "h5py: CIFAR images are HWC and equal the batches" "$PYTHON" "$T/check_cifar.py" "$T/cifar" "$T/cifar.h5"
 
+# ---- into a directory that does not exist yet (the README's quick start in a fresh clone) ----
+check "prepare cifar10 into a missing directory (two levels)" "$YOTO" prepare cifar10 "$T/cifar" "$T/fresh/data/cifar.h5"
+check "the directory was created and holds the same file" "$PYTHON" "$T/check_cifar.py" "$T/cifar" "$T/fresh/data/cifar.h5"
+check "prepare shapes into a missing relative directory" env -C "$T" "$YOTO" prepare shapes 7 rel/dir/s.h5
+check "... the file is there (7 images)" "$PYTHON" -c \
+    "import sys, h5py; assert h5py.File(sys.argv[1], 'r')['images'].shape[0] == 7" "$T/rel/dir/s.h5"
+touch "$T/plainfile"
+expect_exit 2 "prepare under a path that is a file: exit 2" "$YOTO" prepare shapes 7 "$T/plainfile/s.h5"
+contains "and says why" "$ERR" "$T/plainfile/s.h5: cannot create its directory: $T/plainfile exists and is not a directory"
+expect_exit 2 "(prepare of a missing source into $T/never/x.h5: exit 2)" "$YOTO" prepare cifar10 "$T/nowhere" "$T/never/x.h5"
+check "a failed conversion creates no directory" test ! -e "$T/never"
+
 # ---- the Shapes3D stand-in -------------------------------------------------------------------
 check "prepare shapes 300 (2 ranks: rank 0 writes)" $MPIRUN -np 2 "$YOTO" prepare shapes 300 "$T/shapes.h5" --seed 1
 cat >"$T/check_shapes.py" <<'EOF'
@@ -152,10 +167,123 @@ expect_exit 2 "data-info: float images" "$YOTO" data-info "$T/float.h5"
 contains "wrong dtype is named" "$ERR" "expected uint8 images [N, H, W, C] (or [N, H, W]), found float32 [4, 8, 8, 3]"
 expect_exit 2 "data-info: missing file on 2 ranks" $MPIRUN -np 2 "$YOTO" data-info "$T/missing.h5"
 contains "2 ranks: the message" "$ERR" "cannot open data file"
+
+# ---- data-info --json, checked against h5py's own view of the same files -----------------
+cat >"$T/check_info_json.py" <<'EOF'
+import json, sys
+import h5py, numpy as np
+info, path, want_rc, rc = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+assert rc == want_rc, f"exit code {rc}, expected {want_rc}"
+f = h5py.File(path, "r")
+assert info["file"] == path and info["bytes"] > 0, info["file"]
+attrs = {k: (v.decode() if isinstance(v, bytes) else int(v)) for k, v in f.attrs.items()}
+assert info["attributes"] == attrs, (info["attributes"], attrs)
+seen = []
+f.visititems(lambda n, o: seen.append((n, o)) if isinstance(o, h5py.Dataset) else None)
+by_path = {d["path"]: d for d in info["datasets"]}
+assert sorted(by_path) == sorted(n for n, _ in seen), (sorted(by_path), [n for n, _ in seen])
+images = []
+for n, d in seen:
+    j = by_path[n]
+    assert j["type"] == d.dtype.name and j["shape"] == list(d.shape), (n, j, d.dtype, d.shape)
+    assert j["layout"] == ("chunked" if d.chunks else "contiguous"), (n, j["layout"])
+    assert j["chunks"] == (list(d.chunks) if d.chunks else None), (n, j["chunks"])
+    assert ("deflate" in j["filters"]) == (d.compression == "gzip"), (n, j["filters"])
+    if d.ndim in (3, 4):
+        ok = d.dtype == np.uint8 and d.shape[0] >= 1
+        assert j["kind"] == "images" and j["usable"] == ok and (ok or j["error"]), (n, j)
+        if ok:
+            c = d.shape[3] if d.ndim == 4 else 1
+            images.append({"path": n, "rows": d.shape[0], "height": d.shape[1], "width": d.shape[2], "channels": c})
+    else:
+        assert j["kind"] == ("per-row" if d.ndim in (1, 2) else "other"), (n, j)
+assert sorted(info["image_datasets"], key=lambda x: x["path"]) == sorted(images, key=lambda x: x["path"])
+assert (info["error"] is None) == bool(images) == (rc == 0), (info["error"], images, rc)
+print("ok")
+EOF
+for f in cifar.h5 shapes.h5 fresh/data/cifar.h5 float.h5 zero.h5 labels_only.h5; do
+    "$YOTO" data-info "$T/$f" --json >"$T/info.json" 2>"$T/info.err"
+    rc=$?
+    want=0
+    case $f in float.h5 | zero.h5 | labels_only.h5) want=2 ;; esac
+    check "data-info --json $f: exit $want, valid JSON, the same datasets, shapes, layouts and usable images as h5py sees" \
+        "$PYTHON" "$T/check_info_json.py" "$T/info.json" "$T/$f" "$want" "$rc"
+done
+contains "data-info --json float.h5: the error is on stderr too" "$T/info.err" "no usable image dataset"
+expect_exit 2 "data-info --json of a missing file: exit 2" "$YOTO" data-info "$T/missing.h5" --json
+cp "$OUT" "$T/j.out" # (check overwrites $OUT and $ERR)
+contains "... the message on stderr" "$ERR" "$T/missing.h5: cannot open data file"
+check "... and nothing on stdout" test ! -s "$T/j.out"
+expect_exit 2 "data-info --json --bench: exit 2" "$YOTO" data-info "$T/shapes.h5" --json --bench
+contains "... and says why" "$ERR" "--json describes the file; it does not combine with --bench"
+check "data-info --json on 2 ranks: one JSON object (rank 0)" $MPIRUN -np 2 "$YOTO" data-info "$T/cifar.h5" --json
+cp "$OUT" "$T/j.out"
+check "... which parses" "$PYTHON" -c "import json, sys; d = json.load(open(sys.argv[1])); assert len(d['image_datasets']) == 2" "$T/j.out"
 expect_exit 2 "bench: missing dataset" "$YOTO" data-info "$T/shapes.h5" --bench --dataset imgs
 contains "bench: missing dataset is named" "$ERR" "no dataset 'imgs'"
 expect_exit 2 "bench: split too small for ranks x batch" $MPIRUN -np 2 "$YOTO" data-info "$T/shapes.h5" --bench --range :100
 contains "bench: too small is explained" "$ERR" "too few for 2 ranks x 64 images per rank"
+
+# ---- a config's data paths that are wrong: the message names the key, where it was set, and
+# (for a relative path) the working directory it was read from. Line:column below are this
+# heredoc's; the model is tiny_setup's (lib.sh) on the 64x64 shapes resized to 16.
+mkdir -p "$T/cwd"
+cat >"$T/cwd/bad.yaml" <<EOF
+experiment: {name: bad, seed: 1, out_dir: $T/badrun}
+data:
+  file: no/such/shapes.h5
+  splits:
+    - {name: train, dataset: images, range: "20%:"}
+    - {name: valid, range: ":20%"}
+  preprocess_train: ["resize(16)", "value_range(0, 1)"]
+  preprocess_eval: ["resize(16)", "value_range(0, 1)"]
+model:
+  input_shape: [16, 16, 3]
+  latent_dim: 4
+  output_distribution: bernoulli
+  encoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 8]}
+  decoder: {num_blocks: 2, layers_per_block: 1, base_channels: 4, fc_sizes: [16, 128],
+            reshape: [4, 4, 8], channels_out: 3}
+  conditioning: {type: film, hidden_sizes: [8]}
+loss_weights:
+  kl: {distribution: log_uniform, low: 0.5, high: 64.0}
+  reconstruction: {distribution: log_uniform, low: 0.999, high: 1.001}
+optimizer: {lr: 1.0e-3}
+train: {batch_size: 8, steps: 2}
+eval: {splits: [valid], betas: [1.0]}
+EOF
+bad() { env -C "$T/cwd" "$YOTO" train bad.yaml "$@"; }
+expect_exit 2 "train: a relative data.file that is not there: exit 2" bad
+contains "the message names the file" "$ERR" "no/such/shapes.h5: cannot open data file: No such file or directory"
+contains "... the key and its file:line:column" "$ERR" "(data.file, set at bad.yaml:3:9;"
+contains "... and the directory a relative path is read from" "$ERR" \
+    "a relative path is read from the working directory, $T/cwd)"
+expect_exit 2 "train: data.file by --set, absolute, not there: exit 2" bad --set data.file="$T/gone.h5"
+contains "the message names the --set" "$ERR" \
+    "$T/gone.h5: cannot open data file: No such file or directory (data.file, set by --set data.file=$T/gone.h5)"
+cp "$ERR" "$T/abs.err" # (check overwrites $ERR)
+check "... and says nothing of the working directory (absolute path)" eval "! grep -q 'working directory' '$T/abs.err'"
+expect_exit 2 "train: data.file is a directory: exit 2" bad --set data.file=.
+contains "the message names it and the key" "$ERR" \
+    ".: is a directory, expected an HDF5 data file (data.file, set by --set data.file=.; a relative path"
+expect_exit 2 "train: the split's own file: exit 2" bad --set data.file="$T/shapes.h5" --set 'data.splits[0].file=x.h5'
+contains "the message names data.splits[0].file" "$ERR" \
+    "x.h5: cannot open data file: No such file or directory (data.splits[0].file, set by --set data.splits[0].file=x.h5; a relative"
+expect_exit 2 "train: a missing dataset: exit 2" bad --set data.file="$T/cifar.h5"
+contains "the message names the dataset key and where it was set" "$ERR" \
+    "no dataset 'images' (there is no 'images'; '/' holds 'test', 'train') (data.splits[0].dataset, set at bad.yaml:5:30)"
+expect_exit 2 "train: a missing dataset left at its default: exit 2" bad --set data.file="$T/cifar.h5" \
+    --set data.train_split=valid
+contains "the message says the default and where the split was set" "$ERR" \
+    "(data.splits[1].dataset (its default; data.splits[1] set at bad.yaml:6:7)"
+expect_exit 2 "train: images of another size than model.input_shape: exit 2" bad --set data.file="$T/shapes.h5" \
+    --set 'data.preprocess_train=["value_range(0, 1)"]'
+contains "the message gives both sizes" "$ERR" "into 64x64x3, but model.input_shape is [16, 16, 3]"
+contains "... and where both keys were set" "$ERR" \
+    "(data.preprocess_train, set by --set data.preprocess_train=[\"value_range(0, 1)\"]; model.input_shape, set at bad.yaml:10:16)"
+expect_exit 2 "mpirun -np 2 train: the same message from the ranks" $MPIRUN -np 2 "$YOTO" train "$T/cwd/bad.yaml"
+contains "2 ranks: the key and where" "$ERR" \
+    "(data.file, set at $T/cwd/bad.yaml:3:9; a relative path is read from the working directory, $PWD)"
 
 # ---- the data module under MPI at np = 3 (run.sh covers 1, 2, 4) -----------------------
 if [ -x build/rel/tests/test_data_shards ]; then
