@@ -2,7 +2,8 @@
 # jobs/fidelity.sh — does ONE YOTO model match the per-β models? The study,
 # end to end: train, evaluate, tabulate, plot.
 #
-#   jobs/fidelity.sh [options]                       # 5 betas x 3 seeds, 4000 steps
+# usage: jobs/fidelity.sh [options]
+#   jobs/fidelity.sh                                 # 5 betas x 3 seeds, 4000 steps
 #   jobs/fidelity.sh --steps 16000 --out results/fidelity-16k
 #   jobs/fidelity.sh --name gated --yoto-set model.conditioning.type=gated --out results/fidelity-4k
 #
@@ -48,6 +49,7 @@
 # (Fashion-MNIST's IDX files, default /usr/share/datasets/fashion-mnist),
 # MPIRUN (default "mpirun").
 # Exit codes: 0 done (or submitted), 1 a run or evaluation failed, 2 bad arguments.
+
 set -u
 usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 die() { echo "jobs/fidelity.sh: $*" >&2; exit 2; }
