@@ -31,14 +31,15 @@ contains "with the gradient's size" "$OUT" "gradient 1.20 MB"
 
 expect_exit 0 "bench --json: the shipped step at np=2" $MPI 2 "$YOTO" bench "$CFG" --json --steps 3 --warmup 1 --set train.batch_size=16
 cp "$OUT" "$T/step.json"
-check "phases are positive and add up to about the step" "$PYTHON" - "$T/step.json" <<'EOF'
+check "phases are positive and each within the step" "$PYTHON" - "$T/step.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 ph = d["phases_s"]
 assert all(ph[k] > 0 for k in ("forward", "backward", "optimizer")), ph
 assert ph["allreduce"] >= 0, ph
-s = sum(ph.values())
-assert 0.5 * d["step_s_median"] <= s <= 1.5 * d["step_s_median"], (s, d["step_s_median"])
+# medians of each phase: each at most the slowest step (every step is the sum of its phases)
+assert all(v <= d["step_s_max"] * 1.001 for v in ph.values()), (ph, d["step_s_max"])
+assert d["step_s_min"] <= d["step_s_median"] <= d["step_s_max"], d
 assert d["images_per_s"] > 0 and 0 < d["ratio_to_sgemm"] < 2, d
 EOF
 
