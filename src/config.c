@@ -245,6 +245,7 @@ static const key_def train_keys[] = {
     K_INT("threads", Y, train.threads, "1", 1, 1024),
     K_ENUM("allreduce", Y, train.allreduce, "bucketed", allreduce_names),
     K_REAL("bucket_mb", Y, train.bucket_mb, "25.0", 0, 1e6, EXCL_LO),
+    K_REAL("step_timeout_s", Y, train.step_timeout_s, "0", 0, NOHI, 0),
     K_END,
 };
 
