@@ -27,9 +27,11 @@ typedef float real;
 /* ---- exit codes (documented in README and docs/CLI.md) ------------------- */
 enum {
     YT_OK = 0,
-    YT_ERR_RUNTIME = 1,  /* I/O failure, non-finite loss, allocation failure  */
-    YT_ERR_USAGE = 2,    /* bad command line, config, data file or checkpoint */
-    YT_EXIT_REQUEUE = 75 /* stopped by a signal, checkpoint written: requeue  */
+    YT_ERR_RUNTIME = 1,   /* I/O failure, non-finite loss, allocation failure  */
+    YT_ERR_USAGE = 2,     /* bad command line, config, data file or checkpoint */
+    YT_EXIT_REQUEUE = 75, /* stopped by a signal, checkpoint written: requeue  */
+    YT_EXIT_HUNG = 124    /* a rank made no progress: the watchdog ended the job
+                             (train.step_timeout_s; 124 as timeout(1)) */
 };
 
 /* ---- the error channel --------------------------------------------------- */

@@ -162,6 +162,7 @@ typedef struct {
     int threads; /* OpenBLAS threads per rank */
     cfg_allreduce allreduce;
     double bucket_mb; /* gradient bucket size for the bucketed allreduce */
+    double step_timeout_s; /* watchdog limit of a step's phases; 0 = auto (watchdog.h) */
 } cfg_train;
 
 /* eval: the beta tables (eval.h). */

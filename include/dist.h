@@ -66,13 +66,40 @@ long dist_allreduce_max_long(long x);
 double dist_allreduce_min_double(double x);
 double dist_allreduce_max_double(double x);
 
+/* ---- the step's agreement, watched ------------------------------------------
+ * The waits of a training step that need every rank, dist_agree_sum and
+ * dist_sync_finish (bucketed), poll their requests with MPI_Test (yielding
+ * for 100 ms, then with 1 ms naps) and meanwhile answer other ranks' "where
+ * are you?" (point-to-point messages with tags of their own). Under a limit
+ * (dist_watch), a rank that waited there longer ends the job with
+ * YT_EXIT_HUNG and does not return:
+ *  - rank 0 asks every rank where it is, collects the answers for
+ *    watchdog_census_s(limit) and calls MPI_Abort with the verdict (the
+ *    step, the ranks that did not arrive, those not answering);
+ *  - another rank asks rank 0 and waits watchdog_verdict_s(limit) for its
+ *    verdict; still alive, it ends the job itself, naming rank 0 as not
+ *    answering (rank 0 may be the stopped one).
+ * The message goes to stderr ("yoto: ...") and to the hang hook (log.txt).
+ * The blocking allreduce (train.allreduce: blocking) is not polled: the
+ * watchdog thread is its backstop (watchdog.h). */
+
+/* The step the next waits belong to, and their limit in seconds (0: none,
+ * the default: they wait as long as it takes). */
+void dist_watch(long step, double limit_s);
+/* Called with the hang message before the job is ended (NULL: none). */
+void dist_set_hang_hook(void (*hook)(const char *msg));
+/* Collective: buf[0..n) summed over the ranks, polled under the watch
+ * (world of one: unchanged). */
+void dist_agree_sum(double *buf, size_t n);
+
 /* ---- gradient allreduce, overlapped with the backward pass ------------------
  * The gradient arena is cut into buckets from its end (the backward pass
  * finishes the last tensors first). As model_backward reports that the suffix
  * [lo, n) is final, every bucket inside it starts an MPI_Iallreduce, and the
  * ones in flight are progressed with MPI_Test (Open MPI makes no progress
  * otherwise). dist_sync_finish waits for the rest. Blocking mode: one
- * MPI_Allreduce over the whole arena in dist_sync_finish. */
+ * MPI_Allreduce over the whole arena in dist_sync_finish. dist_sync_finish
+ * waits under the watch (above) in bucketed mode. */
 typedef struct dist_sync dist_sync;
 
 typedef struct {

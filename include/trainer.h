@@ -13,6 +13,9 @@
  *      and divided by the global batch
  *   -> a finite-gradient check -> the identical Adam step on every rank.
  * With one process (tests) the collectives are copies: the same code runs.
+ * The agreement and the gradient allreduce wait under dist_watch's limit
+ * (set by the caller; none by default), and each phase beats the watchdog
+ * (watchdog.h; a no-op unless the caller started it).
  *
  *   trainer *t = trainer_create(model, cfg, rank, world);
  *   for (step = ...) {

@@ -264,6 +264,8 @@ static const key_def train_keys[] = {
     /* KEEP: another reduction (mode or buckets) may round differently */
     K_ENUM("allreduce", Y, train.allreduce, "bucketed", allreduce_names, KEEP),
     K_REAL("bucket_mb", Y, train.bucket_mb, "25.0", 0, 1e6, EXCL_LO, KEEP),
+    /* VARY: how long a stuck step may take before the job is ended */
+    K_REAL("step_timeout_s", Y, train.step_timeout_s, "0", 0, NOHI, 0, VARY),
     K_END,
 };
 

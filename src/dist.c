@@ -4,10 +4,12 @@
 #include <hdf5.h>
 #include <limits.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* the MPI type of `real` (common.h) */
@@ -19,6 +21,8 @@
 
 /* dist.h passes HDF5 property lists as int64_t */
 _Static_assert(sizeof(hid_t) == sizeof(int64_t) && (hid_t)-1 < 0, "hid_t is a signed 64-bit id");
+
+#include "watchdog.h"
 
 static bool g_started; /* we called MPI_Init */
 static int g_rank, g_size = 1;
@@ -205,6 +209,163 @@ double dist_allreduce_max_double(double x) {
     return r;
 }
 
+/* ---- the step's agreement, watched ------------------------------------------------------ */
+
+/* "where are you?" (an int, ignored) and its answer {step, phase} */
+enum { TAG_WHERE = 7301, TAG_HERE = 7302 };
+
+static struct {
+    long step;
+    double limit; /* seconds; 0: none */
+    void (*hook)(const char *msg);
+} g_watch = {-1, 0, NULL};
+
+void dist_watch(long step, double limit_s) {
+    g_watch.step = step;
+    g_watch.limit = limit_s > 0 ? limit_s : 0;
+}
+
+void dist_set_hang_hook(void (*hook)(const char *msg)) {
+    g_watch.hook = hook;
+}
+
+/* Answers every "where are you?" that has come: we wait in phase. */
+static void answer_where(int phase) {
+    for (;;) {
+        int flag = 0, ask;
+        MPI_Status st;
+        MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, TAG_WHERE, MPI_COMM_WORLD, &flag, &st));
+        if (!flag) return;
+        MPI_CHECK(MPI_Recv(&ask, 1, MPI_INT, st.MPI_SOURCE, TAG_WHERE, MPI_COMM_WORLD,
+                           MPI_STATUS_IGNORE));
+        long here[2] = {g_watch.step, phase};
+        MPI_CHECK(MPI_Send(here, 2, MPI_LONG, st.MPI_SOURCE, TAG_HERE, MPI_COMM_WORLD));
+    }
+}
+
+/* Between two polls: yield for the first 100 ms (as busy as MPI's own
+ * blocking waits, so a step's usual waits cost no latency), then nap 1 ms
+ * (a long wait leaves the core to others and costs at most 1%). */
+static void nap(double waited) {
+    if (waited < 0.1) {
+        sched_yield();
+        return;
+    }
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* An answer to "where are you?" from src, if one has come (*from: its rank). */
+static bool take_answer(int src, watchdog_answer *out, int *from) {
+    int flag = 0;
+    MPI_Status st;
+    MPI_CHECK(MPI_Iprobe(src, TAG_HERE, MPI_COMM_WORLD, &flag, &st));
+    if (!flag) return false;
+    long here[2];
+    MPI_CHECK(
+        MPI_Recv(here, 2, MPI_LONG, st.MPI_SOURCE, TAG_HERE, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    *from = st.MPI_SOURCE;
+    *out = (watchdog_answer){true, here[0], (int)here[1]};
+    return true;
+}
+
+/* Sends "where are you?" to ranks [lo, hi) (requests freed: the job ends). */
+static void ask_where(int lo, int hi) {
+    static int ask; /* never read; static: outlives the freed requests */
+    for (int r = lo; r < hi; r++) {
+        MPI_Request req;
+        MPI_CHECK(MPI_Isend(&ask, 1, MPI_INT, r, TAG_WHERE, MPI_COMM_WORLD, &req));
+        MPI_CHECK(MPI_Request_free(&req));
+    }
+}
+
+/* Rank 0: asks every rank where it is, for census_s; the verdict in msg. */
+static void census(int phase, char *msg, size_t size) {
+    watchdog_answer *a = yt_calloc((size_t)g_size, sizeof *a);
+    a[0] = (watchdog_answer){true, g_watch.step, phase};
+    ask_where(1, g_size);
+    const double until = yt_now() + watchdog_census_s(g_watch.limit);
+    for (int got = 1; got < g_size && yt_now() < until;) {
+        watchdog_answer x;
+        int from;
+        if (take_answer(MPI_ANY_SOURCE, &x, &from)) {
+            got += !a[from].answered;
+            a[from] = x;
+            continue;
+        }
+        answer_where(phase);
+        nap(1.0);
+    }
+    watchdog_verdict(msg, size, g_watch.step, phase, g_watch.limit, a, g_size);
+    free(a);
+}
+
+/* Another rank: asks rank 0 and gives it verdict_s to end the job; what
+ * this rank knows, should it still be alive then, in msg. */
+static void await_verdict(int phase, char *msg, size_t size) {
+    watchdog_answer zero = {false, 0, 0};
+    ask_where(0, 1);
+    const double until = yt_now() + watchdog_verdict_s(g_watch.limit);
+    while (yt_now() < until) {
+        int from;
+        if (!zero.answered) take_answer(0, &zero, &from);
+        answer_where(phase);
+        nap(1.0);
+    }
+    int n = snprintf(msg, size,
+                     "rank %d: hang at step %ld: waited %g s in %s "
+                     "(train.step_timeout_s), and rank 0 gave no verdict: ",
+                     g_rank, g_watch.step, g_watch.limit, watchdog_phase_name(phase));
+    if (n < 0 || (size_t)n >= size) return;
+    if (zero.answered)
+        snprintf(msg + n, size - (size_t)n,
+                 "it answers from %s of step %ld; ending the job (exit %d)",
+                 watchdog_phase_name(zero.phase), zero.step, YT_EXIT_HUNG);
+    else
+        snprintf(msg + n, size - (size_t)n,
+                 "rank 0 is not answering (stopped, lost, or stuck "
+                 "outside MPI, e.g. in file I/O); ending the job (exit %d)",
+                 YT_EXIT_HUNG);
+}
+
+/* Past the limit: find out who is missing, say so, end the job. */
+_Noreturn static void hang(int phase) {
+    char msg[YT_ERRMSG_MAX];
+    if (g_rank == 0)
+        census(phase, msg, sizeof msg);
+    else
+        await_verdict(phase, msg, sizeof msg);
+    fflush(stdout);
+    fprintf(stderr, "yoto: %s\n", msg);
+    fflush(stderr);
+    if (g_watch.hook) g_watch.hook(msg);
+    MPI_Abort(MPI_COMM_WORLD, YT_EXIT_HUNG);
+    _exit(YT_EXIT_HUNG);
+}
+
+/* Waits for req[0..n) to complete, answering "where are you?", under the
+ * watch's limit. */
+static void watched_wait(int n, MPI_Request *req, int phase) {
+    const double t0 = yt_now();
+    for (;;) {
+        int done = 0;
+        MPI_CHECK(MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE));
+        if (done) return;
+        answer_where(phase);
+        double waited = yt_now() - t0;
+        if (g_watch.limit > 0 && waited > g_watch.limit) hang(phase);
+        nap(waited);
+    }
+}
+
+void dist_agree_sum(double *buf, size_t n) {
+    if (!dist_active() || g_size == 1 || n == 0) return;
+    YT_CHECK(n <= (size_t)INT_MAX);
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req));
+    watched_wait(1, &req, WD_AGREE);
+}
+
 /* ---- bucketed gradient allreduce ----------------------------------------------------- */
 
 struct dist_sync {
@@ -279,7 +440,7 @@ void dist_sync_finish(dist_sync *s) {
         }
     } else {
         while (s->started < s->nbuckets) start_bucket(s, s->started++);
-        MPI_CHECK(MPI_Waitall(s->nbuckets, s->req, MPI_STATUSES_IGNORE));
+        watched_wait(s->nbuckets, s->req, WD_GRADIENT);
     }
     s->stats.exposed_s += yt_now() - t0;
 }

@@ -693,8 +693,9 @@ static const command commands[] = {
      "options:\n"
      "  --resume RUN_DIR  continue the run in RUN_DIR from its newest checkpoint\n"
      "  --set KEY=VALUE   override a config value (repeatable); on resume only\n"
-     "                    train.steps, intervals, train.threads, eval.*, data paths and\n"
-     "                    data.cache_mb (a refused resume lists every differing key)\n"
+     "                    train.steps, intervals, train.threads, train.step_timeout_s,\n"
+     "                    eval.*, data paths and data.cache_mb (a refused resume\n"
+     "                    lists every differing key)\n"
      "  --progress MODE   lines (one line per update, for logs), live (one line\n"
      "                    redrawn on a terminal) or auto (default: live only on a real\n"
      "                    terminal, never under mpirun/srun); env YOTO_PROGRESS\n"
@@ -812,7 +813,8 @@ static void print_usage(FILE *f) {
             "\n'yoto <command> --help' describes one command. Run in parallel with\n"
             "  mpirun -np 4 bin/yoto train configs/fashion_mnist_conv_vae_yoto.yaml\n"
             "Exit codes: 0 done, 1 runtime failure, 2 usage/config/input error,\n"
-            "75 stopped by a signal with a checkpoint written (requeue the job).\n");
+            "75 stopped by a signal with a checkpoint written (requeue the job),\n"
+            "124 a rank stopped making progress (train.step_timeout_s; docs/CLI.md).\n");
 }
 
 int main(int argc, char **argv) {

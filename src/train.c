@@ -23,6 +23,7 @@
 #include "run.h"
 #include "runlog.h"
 #include "trainer.h"
+#include "watchdog.h"
 
 /* ---- signals ------------------------------------------------------------------------ */
 
@@ -159,6 +160,11 @@ typedef struct {
     double t_start, t_row, t_line;
     long step_row, step_line;
     char warning[1024]; /* said once the log is open */
+    /* hang detection: the limits, and whether the next step is special
+     * (the first one, or one after a checkpoint or evaluation) */
+    watchdog_clock clock;
+    bool special_next;
+    long ckpts; /* checkpoints written by this invocation */
 } train_ctx;
 
 /* The model, fresh or from the checkpoint; where the step counters stand. */
@@ -275,6 +281,31 @@ static void log_start(train_ctx *c) {
     if (advice) runlog_warn(c->rl, "%s", advice);
 }
 
+/* The hang watchdog (watchdog.h): its limits, its thread, the hang
+ * message's way into log.txt. The first step is a warm-up step. */
+static int start_watchdog(train_ctx *c) {
+    const double t = c->s.cfg->train.step_timeout_s;
+    watchdog_clock_init(&c->clock, t);
+    c->special_next = true;
+    char path[CFG_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/log.txt", c->s.cfg->experiment.out_dir);
+    int rc = dist_agree(watchdog_start(c->rank, path));
+    if (rc != YT_OK) return rc;
+    dist_set_hang_hook(watchdog_note);
+    if (t > 0)
+        runlog_note(c->rl,
+                    "watchdog: a phase of a step may take %g s, a checkpoint, evaluation or "
+                    "warm-up step %g s (train.step_timeout_s); then the job ends (exit %d)",
+                    t, WATCHDOG_LONG_FACTOR * t, YT_EXIT_HUNG);
+    else
+        runlog_note(c->rl,
+                    "watchdog: a phase of a step may take max(%g s, %g x the median step), "
+                    "a checkpoint, evaluation or warm-up step %g x that (train.step_timeout_s: "
+                    "auto); then the job ends (exit %d)",
+                    WATCHDOG_AUTO_MIN_S, WATCHDOG_AUTO_FACTOR, WATCHDOG_LONG_FACTOR, YT_EXIT_HUNG);
+    return YT_OK;
+}
+
 /* Everything before the first step. */
 static int setup(train_ctx *c, const train_args *args) {
     int rc = resolve(args, &c->s);
@@ -292,9 +323,10 @@ static int setup(train_ctx *c, const train_args *args) {
     install_signals();
     c->tr = trainer_create(c->m, cfg, c->rank, c->world);
     log_start(c);
+    rc = start_watchdog(c);
     c->t_start = c->t_row = c->t_line = yt_now();
     c->step_row = c->step_line = c->step;
-    return YT_OK;
+    return rc;
 }
 
 /* ---- periodic work ------------------------------------------------------------------- */
@@ -414,19 +446,39 @@ static void progress_step(train_ctx *c, const step_sums *sums, bool force) {
     c->step_row = c->step;
 }
 
+/* Arms the watchdog thread and the polled waits (dist_watch) for what
+ * follows: a step, or the checkpoint and evaluation after one. */
+static void watch(long step, double limit) {
+    watchdog_arm(step, limit);
+    dist_watch(step, limit);
+}
+
 /* Checkpoint and eval when due (always at the end; only the checkpoint when
- * stopping). Collective. */
-static int periodic(train_ctx *c, bool last, bool stopped) {
+ * stopping), under the watchdog's long limit; *busy: one of them ran.
+ * Collective. */
+static int periodic(train_ctx *c, bool last, bool stopped, bool *busy) {
     const yoto_config *cfg = c->s.cfg;
     const long every = cfg->train.checkpoint_every, step = c->step;
+    const bool ckpt = (every > 0 && step % every == 0) || last || stopped;
+    const bool eval = !stopped && cfg->eval.every > 0 && (step % cfg->eval.every == 0 || last);
     int rc = YT_OK;
-    if ((every > 0 && step % every == 0) || last || stopped) {
+    *busy = ckpt || eval;
+    if (*busy) watch(step, watchdog_limit(&c->clock, true));
+    if (ckpt) {
+        watchdog_beat(WD_CHECKPOINT);
+        /* tests: a checkpoint write that never ends (a stuck file system),
+         * from the second one of this invocation on */
+        while (c->ckpts > 0 && dist_fault("hang_ckpt"))
+            pause();
         ckpt_state cs = {step, c->epoch, c->sie, c->world, cfg->experiment.seed};
         rc = ckpt_save(cfg->experiment.out_dir, &c->m->params, &cs, c->s.yaml,
                        cfg->train.keep_checkpoints);
+        c->ckpts++;
     }
-    if (rc == YT_OK && !stopped && cfg->eval.every > 0 && (step % cfg->eval.every == 0 || last))
+    if (rc == YT_OK && eval) {
+        watchdog_beat(WD_EVAL);
         rc = evaluate(c);
+    }
     return rc;
 }
 
@@ -447,7 +499,11 @@ static int loop(train_ctx *c, bool *stopped) {
     const long steps = c->s.cfg->train.steps;
     *stopped = false;
     while (c->step < steps) {
+        const double t0 = yt_now();
+        const bool special = c->special_next;
         if (g_stop_signal) runlog_stopping(c->rl);
+        watch(c->step, watchdog_limit(&c->clock, special));
+        watchdog_beat(WD_READ);
         int input = read_batch(c);
         step_sums sums;
         int rc = trainer_step(c->tr, c->step, c->x, input, g_stop_signal != 0, &sums);
@@ -459,15 +515,22 @@ static int loop(train_ctx *c, bool *stopped) {
         }
         *stopped = sums.stop;
         if (*stopped) runlog_stopping(c->rl);
-        bool last = c->step == steps;
+        bool last = c->step == steps, busy;
+        watchdog_beat(WD_LOG);
         progress_step(c, &sums, last || *stopped);
-        rc = periodic(c, last, *stopped);
+        rc = periodic(c, last, *stopped, &busy);
         if (rc != YT_OK || *stopped) return rc;
+        /* the auto limit learns from plain steps only */
+        if (!special && !busy) watchdog_clock_add(&c->clock, yt_now() - t0);
+        c->special_next = busy;
     }
     return YT_OK;
 }
 
 static void teardown(train_ctx *c, int rc) {
+    watchdog_stop();
+    dist_set_hang_hook(NULL);
+    dist_watch(-1, 0);
     if (rc != YT_OK && rc != YT_EXIT_REQUEUE) runlog_error(c->rl, yt_errmsg());
     trainer_free(c->tr);
     data_close(c->data);

@@ -2,6 +2,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "loss.h"
 #include "optim.h"
 #include "rng.h"
+#include "watchdog.h"
 
 struct trainer {
     vae_model *m;
@@ -133,6 +135,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     memset(out, 0, sizeof *out);
     double t0 = yt_now();
     double st[ST_N] = {0};
+    watchdog_beat(WD_FORWARD);
     if (input_status == YT_OK)
         forward(t, step, x, st);
     else
@@ -140,21 +143,28 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     st[ST_STOP] = stop;
     const double local_loss = st[ST_LOSS];
     double t1 = yt_now();
-    dist_allreduce_sum_double(st, ST_N);
+    watchdog_beat(WD_AGREE);
+    dist_agree_sum(st, ST_N);
     double t2 = yt_now();
     tm->forward = t1 - t0;
     tm->agree = t2 - t1;
     if (st[ST_ERROR] > 0 || st[ST_NONFINITE] > 0)
         return forward_failure(st, input_status, local_loss, step);
 
+    /* tests: a rank stopped between the agreement and its gradient */
+    if (dist_fault("sigstop_grad") && step >= 5) raise(SIGSTOP);
+
     /* backward with the allreduce overlapped, then the identical update */
     double exposed0 = dist_sync_get_stats(t->sync).exposed_s;
     dist_sync_begin(t->sync);
+    watchdog_beat(WD_BACKWARD);
     model_backward(m, t->w_kl, t->w_rec, t->scale, false);
     double in_backward = dist_sync_get_stats(t->sync).exposed_s - exposed0;
     double t3 = yt_now();
+    watchdog_beat(WD_GRADIENT);
     dist_sync_finish(t->sync);
     double t4 = yt_now();
+    watchdog_beat(WD_UPDATE);
     tm->backward = t3 - t2 - in_backward;
     tm->allreduce = t4 - t3 + in_backward;
     /* the gradient is the same on every rank: all stop here together */
