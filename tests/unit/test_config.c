@@ -605,6 +605,7 @@ static const char *const resumable[] = {"experiment.out_dir",
                                         "train.keep_checkpoints",
                                         "train.log_every",
                                         "train.threads",
+                                        "train.step_timeout_s",
                                         "eval.*"};
 
 /* config_resume_check of FASHION with the overrides `was` (the checkpoint's
@@ -668,6 +669,7 @@ static void test_resume_changeable(void **state) {
                          "train.checkpoint_every=11",
                          "train.keep_checkpoints=2",
                          "train.threads=2",
+                         "train.step_timeout_s=600",
                          "eval.betas=[1.0, 2.0, 3.0]",
                          "eval.splits=[test]",
                          "eval.every=5",
