@@ -19,6 +19,7 @@ SKIP = re.compile(r"__sanitizer|__asan|__lsan|__ubsan|__interceptor|\bmalloc\b|\
                   r"\brealloc\b|\bfree\b|__memcpy|__memmove|__memset|__strlen|\bmemcpy\b|"
                   r"\bmemmove\b|\bstrlen\b|fuzzer::|libFuzzer|\babort\b|\braise\b|__GI_|gsignal|"
                   r"fuzz_check_failed|/sysdeps/|libc\.so|__libc_start|\b_start\b")
+LIBC = re.compile(r"(str|mem|wcs)[a-z]*")
 FRAME = re.compile(r"^\s*#\d+ 0x[0-9a-f]+ in (\S+) (.*)$")
 OURS = re.compile(r"/(src|tests/fuzz)/[^ ]+\.c:\d+")
 
@@ -60,7 +61,8 @@ def classify(binary, path):
                 break
             continue
         func, where = m.group(1), m.group(2)
-        if first is None and not SKIP.search(func + " " + where):
+        libc = LIBC.fullmatch(func)  # the sanitizer's interceptors of libc's string functions
+        if first is None and not libc and not SKIP.search(func + " " + where):
             first = (func, where)
         o = OURS.search(where)
         if first is not None and o:
