@@ -4,6 +4,7 @@
 #   build/rel   bin/yoto and the float unit tests          (make, make test)
 #   build/dbl   -DYOTO_DOUBLE: numerics in double, for gradient checks
 #   build/asan  ASan + UBSan, failing on the first UB       (make check-asan)
+# and build/fuzz: the libFuzzer harnesses of tests/fuzz/  (make fuzz, clang)
 
 VERSION := 0.1.0
 GIT_COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
@@ -49,7 +50,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 objs = $(patsubst src/%.c,build/$(1)/src/%.o,$(2))
 support_objs = $(patsubst tests/support/%.c,build/$(1)/tests/support/%.o,$(TEST_SUPPORT))
 
-.PHONY: all deps test check-valgrind check-asan demo clean help
+.PHONY: all deps deps-fuzz test check-valgrind check-asan fuzz print-cflags print-ldlibs demo clean help
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -62,6 +63,8 @@ help:
 	@echo "make demo         train, evaluate and plot on the real Fashion-MNIST (2 ranks)"
 	@echo "make check-asan   unit and MPI tests under ASan + UBSan"
 	@echo "make check-valgrind  unit tests under valgrind (Open MPI noise suppressed)"
+	@echo "make fuzz         libFuzzer on configs, IDX, CIFAR-10, data files, checkpoints"
+	@echo "                  (FUZZ_SECONDS=60 each; installs clang-14 first)"
 	@echo "make WERROR=-Werror  warnings as errors (what CI builds)"
 
 # ---- dependencies -----------------------------------------------------------
@@ -76,8 +79,11 @@ DEB_TEST  := libcmocka-dev hdf5-tools valgrind python3 python3-h5py python3-nump
              python3-matplotlib procps
 DEB_DATA  := dataset-fashion-mnist
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST) $(DEB_DATA)
+# only for `make fuzz` (clang's libFuzzer and its sanitizer runtimes)
+DEB_FUZZ  := clang-14 libclang-rt-14-dev
 
-deps:
+deps-fuzz: DEB_ALL := $(DEB_FUZZ)
+deps deps-fuzz:
 	@[ -z "$(NO_DEPS)" ] || exit 0; \
 	installed=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_ALL) 2>/dev/null \
 	    | awk '$$NF == "installed" {print $$1}'); \
@@ -137,6 +143,38 @@ check-asan: bin/yoto-asan $(call tests_for,asan)
 
 check-valgrind: $(call tests_for,rel)
 	@YOTO_VALGRIND=1 YOTO_VARIANTS=rel tests/run.sh unit
+
+# ---- fuzzing --------------------------------------------------------------------
+# clang-14 through mpicc (OMPI_CC), every library source but the SIMD numerics
+# (include/simd.h is GCC-only; no harness reaches them) instrumented for
+# libFuzzer, ASan and UBSan, in an archive: a harness links what it calls.
+# tests/fuzz/run.sh runs each harness FUZZ_SECONDS from tests/fuzz/corpus/.
+FUZZ_SECONDS ?= 60
+FUZZ_CC := OMPI_CC=clang-14 mpicc
+FUZZ_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+             -fno-sanitize-recover=undefined -fsanitize=fuzzer-no-link
+FUZZ_LIB_SRCS := $(filter-out $(addprefix src/,$(addsuffix .c,$(HOT_SRCS))),$(LIB_SRCS))
+FUZZ_HARNESSES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+build/fuzz/src/%.o: src/%.c | deps-fuzz deps
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CFLAGS_COMMON) $(FUZZ_FLAGS) -MMD -MP -c $< -o $@
+
+build/fuzz/libyoto.a: $(call objs,fuzz,$(FUZZ_LIB_SRCS))
+	rm -f $@ && ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libyoto.a | deps-fuzz
+	$(FUZZ_CC) $(CFLAGS_COMMON) $(FUZZ_FLAGS) -fsanitize=fuzzer -MMD -MP $< build/fuzz/libyoto.a \
+	    -o $@ $(LDLIBS)
+
+fuzz: $(addprefix build/fuzz/fuzz_,$(FUZZ_HARNESSES))
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_HARNESSES)
+
+# the release build's flags, for scripts that compile a helper (tests/fuzz/make_seeds.sh)
+print-cflags:
+	@echo $(CFLAGS_COMMON) $(FLAGS_rel)
+print-ldlibs:
+	@echo $(LDLIBS)
 
 # ---- demo -----------------------------------------------------------------------
 demo: bin/yoto

@@ -44,6 +44,9 @@ int h5io_attr_set_long(hid_t obj, const char *name, long v);
 int h5io_attr_set_string(hid_t obj, const char *name, const char *v);
 /* Readers return YT_OK or YT_ERR_USAGE (missing or wrong type); no message. */
 int h5io_attr_get_long(hid_t obj, const char *name, long *v);
+/* Longest fixed-length string the readers below allocate for (a damaged
+ * file's type may claim any size); longer ones read as NULL. */
+#define H5IO_STRING_MAX ((size_t)64 << 20)
 /* malloc'd string (fixed or variable length), or NULL */
 char *h5io_attr_get_string(hid_t obj, const char *name);
 

@@ -9,6 +9,11 @@
 #include "dist.h"
 
 void h5io_quiet(void) {
+    /* No HDF5 clean-up at exit: it would run after MPI_Finalize, and it
+     * crashes (SIGSEGV) on a file whose H5Fclose failed (a checkpoint write
+     * on a full disk: HDF5 1.10 keeps a half-destroyed file ID). Every file
+     * yoto opens is closed by yoto. Effective when called first, as main does. */
+    H5dont_atexit();
     const char *dbg = getenv("YOTO_HDF5_DEBUG");
     if (!(dbg && *dbg && *dbg != '0')) H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
@@ -102,7 +107,9 @@ static char *read_string(hid_t t, int (*rd)(hid_t obj, hid_t type, void *buf), h
         if (s) H5free_memory(s);
         H5Tclose(mt);
     } else {
+        /* the size comes from the file: a damaged one may claim gigabytes */
         size_t n = H5Tget_size(t);
+        if (n == 0 || n > H5IO_STRING_MAX) return NULL;
         char *buf = yt_calloc(n + 1, 1);
         hid_t mt = H5Tcopy(t);
         if (rd(obj, mt, buf) >= 0) out = buf;
@@ -160,7 +167,10 @@ char *h5io_read_string(hid_t loc, const char *name) {
     hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
     if (d < 0) return NULL;
     hid_t t = H5Dget_type(d);
-    char *s = read_string(t, rd_dset, d);
+    /* a fixed-length string must be stored whole (the type's size is not
+     * checked against the file by HDF5 before it reads) */
+    bool whole = H5Tis_variable_str(t) > 0 || H5Dget_storage_size(d) >= H5Tget_size(t);
+    char *s = whole ? read_string(t, rd_dset, d) : NULL;
     H5Tclose(t);
     H5Dclose(d);
     return s;

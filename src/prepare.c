@@ -77,10 +77,16 @@ int prepare_read_idx(const char *path, int want_ndim, prepare_idx_array *a) {
     }
     snprintf(shape + sl, sizeof shape - sl, "]");
     a->nbytes = n;
-    a->data = yt_malloc(n);
-    size_t got = 0;
+    /* the buffer grows with the data that is there: a header that claims
+     * 60 GB over a few bytes of file is a truncation error, not a 60 GB malloc */
+    size_t got = 0, cap = YT_MIN(n, (size_t)1 << 20);
+    a->data = yt_malloc(cap);
     while (got < n) {
-        unsigned want = (unsigned)YT_MIN(n - got, (size_t)1 << 30);
+        if (got == cap) {
+            cap = YT_MIN(n, 2 * cap);
+            a->data = yt_realloc(a->data, cap);
+        }
+        unsigned want = (unsigned)YT_MIN(cap - got, (size_t)1 << 30);
         k = gzread(g, a->data + got, want);
         if (k <= 0) break;
         got += (size_t)k;
