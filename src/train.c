@@ -75,17 +75,46 @@ typedef struct {
     bool resume;
     char ckpt[CFG_PATH_MAX + 64];
     ckpt_state st;
-    char *yaml; /* resolved config text */
+    char *yaml;    /* resolved config text */
+    char *warning; /* corrupt checkpoints skipped on resume (ckpt_find_resume) */
 } run_setup;
 
 /* --resume RUN_DIR: the run's newest checkpoint, its config with the --set
  * overrides (which may change only what may change on resume). */
+/* The newest checkpoint of dir that verifies, falling back past corrupt
+ * ones (renamed, never deleted: ckpt.h); what was skipped is said on stderr
+ * at once and kept for log.txt. Collective. */
+static int find_resume(const char *dir, run_setup *s, bool *found) {
+    char *warning = NULL;
+    int rc = dist_agree(ckpt_find_resume(dir, s->ckpt, sizeof s->ckpt, found, &warning));
+    if (rc == YT_OK && warning) {
+        dist_warn("%s", warning);
+        s->warning = warning;
+    } else {
+        free(warning);
+    }
+    return rc;
+}
+
 static int resolve_resume(const train_args *a, run_setup *s, char **stored) {
-    if (fs_exists(a->resume_dir) && !fs_is_dir(a->resume_dir))
-        return dist_agree(yt_fail(YT_ERR_USAGE, "--resume %s: expected a run directory, not a file",
-                                  a->resume_dir));
+    const char *dir = a->resume_dir;
+    int rc = YT_OK;
+    if (strlen(dir) >= sizeof s->cfg->experiment.out_dir)
+        rc = yt_fail(YT_ERR_USAGE, "--resume %s: path too long (at most %zu characters)", dir,
+                     sizeof s->cfg->experiment.out_dir - 1);
+    else if (!fs_is_dir(dir))
+        rc = yt_fail(YT_ERR_USAGE, "--resume %s: %s", dir,
+                     fs_exists(dir) ? "expected a run directory, not a file"
+                                    : "no such run directory");
+    bool found = false;
+    if (dist_agree(rc) == YT_OK) rc = find_resume(dir, s, &found);
+    if (rc == YT_OK && !found)
+        rc = yt_fail(YT_ERR_USAGE, "--resume %s: no checkpoint in this run directory (no %s/ckpt/latest)",
+                     dir, dir);
+    rc = dist_agree(rc);
+    if (rc != YT_OK) return rc;
     run_handle r;
-    int rc = run_open(a->resume_dir, a->sets, a->nsets, &r);
+    rc = run_open(s->ckpt, a->sets, a->nsets, &r);
     if (rc == YT_OK) {
         snprintf(s->ckpt, sizeof s->ckpt, "%s", r.ckpt);
         s->st = r.st;
@@ -108,18 +137,9 @@ static int resolve_config(const train_args *a, run_setup *s, char **stored) {
         rc = yt_fail(YT_ERR_USAGE, "%s: injected config error (YOTO_FAULT)", a->config_path);
     rc = dist_agree(rc);
     if (rc != YT_OK) return rc;
-    const char *dir = s->cfg->experiment.out_dir;
+    /* the same answer on every rank (ckpt/latest on some ranks only is an error) */
     bool found;
-    rc = dist_agree(ckpt_find_latest(dir, s->ckpt, sizeof s->ckpt, &found));
-    if (rc != YT_OK) return rc;
-    /* every rank must take the same branch: resuming is collective */
-    long any = dist_allreduce_max_long(found), all = dist_allreduce_min_long(found);
-    if (any != all)
-        rc = yt_fail(YT_ERR_USAGE,
-                     "%s/ckpt/latest %s on this rank but not on every rank: experiment.out_dir "
-                     "must be a directory that all ranks share",
-                     dir, found ? "exists" : "is missing");
-    rc = dist_agree(rc);
+    rc = find_resume(s->cfg->experiment.out_dir, s, &found);
     if (rc != YT_OK || !found) return rc;
     rc = ckpt_read_header(s->ckpt, &s->st, stored);
     s->resume = rc == YT_OK;
@@ -276,6 +296,7 @@ static void log_start(train_ctx *c) {
                 c->s.resume ? c->s.ckpt : cfg->experiment.out_dir, c->step, cfg->train.steps,
                 c->world, c->world > 1 ? "s" : "", c->batch, c->steps_per_epoch, c->m->params.total,
                 blas_corename(), blas_threads());
+    if (c->s.warning) runlog_note(c->rl, "warning: %s", c->s.warning); /* on stderr already */
     if (c->warning[0]) runlog_warn(c->rl, "%s", c->warning);
     const char *advice = blas_core_advice();
     if (advice) runlog_warn(c->rl, "%s", advice);
@@ -539,6 +560,7 @@ static void teardown(train_ctx *c, int rc) {
     free(c->x);
     runlog_close(c->rl);
     free(c->s.yaml);
+    free(c->s.warning);
     free(c->s.cfg);
 }
 

@@ -167,4 +167,21 @@ PY
 expect_exit 0 "a format_version 1 checkpoint still loads" $MPI 1 "$YOTO" sample "$T/bad" --beta 1 --out "$T/v1.png"
 contains "with a warning that the moments cannot be checked" "$ERR" "the Adam moments cannot be"
 
+# ---- resume past a corrupt checkpoint: the newest one that verifies -------------------------------
+# a run with checkpoints at 10, 20, 30, 40 (keep 3); step 40 damaged, step 30 too (by --resume)
+expect_exit 0 "a run with checkpoints at 20, 30, 40" train 2 "$T/fb" --set train.keep_checkpoints=3
+flip "$T/fb/ckpt/step-000000040.h5" /params/encoder/block0/conv0/kernel 5
+expect_exit 0 "train CONFIG over it, 10 more steps: resumes from the newest that verifies" \
+    train 2 "$T/fb" --set train.keep_checkpoints=3 --set train.steps=50
+contains "it says so on stderr, naming the corrupt file" "$ERR" "step-000000040.h5"
+contains "and in log.txt" "$T/fb/log.txt" "warning: "
+check "the corrupt file is kept, renamed" test -s "$T/fb/ckpt/step-000000040.h5.corrupt"
+contains "it resumed from step 30" "$T/fb/log.txt" "resuming $T/fb/ckpt/step-000000030.h5"
+expect_exit 0 "reference: 50 uninterrupted steps" train 2 "$T/fb50" --set train.steps=50
+check "30 + 20 resumed past the corrupt 40 = 50 uninterrupted, bit for bit" same_tensors "$T/fb50/ckpt/step-000000050.h5" "$T/fb/ckpt/step-000000050.h5"
+for f in "$T"/fb/ckpt/step-*.h5; do flip "$f" /params/decoder/out/conv/bias 1; done
+expect_exit 2 "--resume when no checkpoint verifies: exit 2" $MPI 2 "$YOTO" train --resume "$T/fb" --set train.steps=60
+contains "listing what failed" "$ERR" "corrupt"
+check "nothing deleted: every file kept under a .corrupt name" test "$(ls "$T"/fb/ckpt/*.corrupt* | wc -l)" -ge 4
+
 done_testing
