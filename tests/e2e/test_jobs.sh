@@ -91,6 +91,7 @@ for s in train.sbatch baselines.sbatch bench.sbatch; do
 done
 for s in mpirun.sh scaling.sh; do expect_exit 0 "jobs/$s --help" jobs/$s --help; done
 expect_exit 2 "jobs/mpirun.sh without a config: exit 2" jobs/mpirun.sh -n 2
+contains "and prints its usage" "$ERR" "usage: jobs/mpirun.sh [-n RANKS]"
 expect_exit 2 "jobs/scaling.sh: a global batch that does not divide: exit 2" \
     jobs/scaling.sh --local --ranks 1,3 --global-batch 8 "$T/tiny.yaml"
 contains "and says why" "$ERR" "does not divide by 3"
@@ -140,6 +141,7 @@ import sys; sys.path.insert(0, 'analysis'); import scaling
 t = float(scaling.allreduce_s(4, 1e6, 1e-3, 1e9)); assert abs(t - (2e-3 + 1.5e-3)) < 1e-12, t
 assert float(scaling.allreduce_s(1, 1e6, 1e-3, 1e9)) == 0"
 expect_exit 2 "analysis/scaling.py: no results is exit 2" "$PYTHON" analysis/scaling.py "$T/m"
+contains "and says so" "$ERR" "no JSON results found in $T/m"
 
 # ---- Slurm ----------------------------------------------------------------------------------------------
 if [ $slurm = 0 ]; then

@@ -125,7 +125,10 @@ head -c 5000 "$T/cifar/test_batch.bin" >"$T/cifar/tb" && mv "$T/cifar/tb" "$T/ci
 expect_exit 2 "prepare: truncated CIFAR batch" "$YOTO" prepare cifar10 "$T/cifar" "$T/x.h5"
 contains "truncated CIFAR batch is named" "$ERR" "test_batch.bin: truncated"
 expect_exit 2 "prepare: unknown data set" "$YOTO" prepare imagenet "$T" "$T/x.h5"
+contains "unknown data set is named, with the known ones" "$ERR" "unknown data set 'imagenet' (fashion-mnist, mnist, cifar10, shapes)"
 expect_exit 2 "prepare: shapes size 0" "$YOTO" prepare shapes 0 "$T/x.h5"
+contains "says the size range" "$ERR" "shapes SIZE must be an integer in 1..480000, got '0'"
+check "neither left a file" test ! -e "$T/x.h5"
 
 expect_exit 2 "data-info: missing file" "$YOTO" data-info "$T/missing.h5"
 contains "missing file is named" "$ERR" "$T/missing.h5: cannot open data file"
