@@ -161,10 +161,10 @@ expect_exit 2 "bench: split too small for ranks x batch" $MPIRUN -np 2 "$YOTO" d
 contains "bench: too small is explained" "$ERR" "too few for 2 ranks x 64 images per rank"
 
 # ---- the data module under MPI at np = 3 (run.sh covers 1, 2, 4) -----------------------
-if [ -x build/rel/tests/test_data_shards ]; then
-    check "MPI data shards at np=3" $MPIRUN -np 3 build/rel/tests/test_data_shards
+if [ -x "build/$YOTO_VARIANT/tests/test_data_shards" ]; then
+    check "MPI data shards at np=3" $MPIRUN -np 3 "build/$YOTO_VARIANT/tests/test_data_shards"
 else
-    skip "MPI data shards at np=3" "build/rel/tests/test_data_shards not built"
+    skip "MPI data shards at np=3" "build/$YOTO_VARIANT/tests/test_data_shards not built"
 fi
 
 # ---- the pipeline benchmark (streaming: cache 0) --------------------------------------------
