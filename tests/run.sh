@@ -215,6 +215,6 @@ if [ $fail -gt 0 ]; then
     echo "failures:"
     for n in "${failed_names[@]}"; do echo "  $n"; done
 fi
-echo "${#distinct[@]} distinct tests passed (a unit test counts once per build and ISA, an MPI test once per build and rank count in the total below)"
+echo "${#distinct[@]} distinct tests passed (the total below counts a unit test once per build and ISA, an MPI test once per build and rank count, an e2e test once per binary)"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
