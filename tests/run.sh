@@ -183,6 +183,12 @@ for kind in $kinds; do
             t=$(basename "$src" .c)
             for np in 1 2 4; do
                 for v in $mpi_variants; do
+                    # checkpoints are float32 on disk (docs/FORMATS.md): the double
+                    # build reads back a rounded state, test_ckpt compares bit for bit
+                    if [ "$v" = dbl ] && [ "$t" = test_ckpt ]; then
+                        skip_suite "mpi/$v/np$np/$t" "checkpoints are float32 on disk; test_ckpt compares the double build's state bit for bit"
+                        continue
+                    fi
                     run_suite "mpi/$v/np$np/$t" 300 mpirun --oversubscribe -np $np "build/$v/tests/$t"
                 done
             done
