@@ -50,7 +50,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 objs = $(patsubst src/%.c,build/$(1)/src/%.o,$(2))
 support_objs = $(patsubst tests/support/%.c,build/$(1)/tests/support/%.o,$(TEST_SUPPORT))
 
-.PHONY: all deps deps-fuzz test check-valgrind check-asan fuzz print-cflags print-ldlibs demo clean help
+.PHONY: all deps deps-fuzz test check-valgrind check-asan fuzz mutants print-cflags print-ldlibs demo clean help
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -61,10 +61,11 @@ help:
 	@echo "make deps         install every Debian package the project needs (apt-get)"
 	@echo "make test         build everything and run all tests; ends with 'N passed, N failed'"
 	@echo "make demo         train, evaluate and plot on the real Fashion-MNIST (2 ranks)"
-	@echo "make check-asan   unit and MPI tests under ASan + UBSan"
+	@echo "make check-asan   unit, MPI and end-to-end tests under ASan + UBSan (bin/yoto-asan)"
 	@echo "make check-valgrind  unit tests under valgrind (Open MPI noise suppressed)"
 	@echo "make fuzz         libFuzzer on configs, IDX, CIFAR-10, data files, checkpoints"
 	@echo "                  (FUZZ_SECONDS=60 each; installs clang-14 first)"
+	@echo "make mutants      mutation testing: each tests/mutants/*.patch must fail its suites"
 	@echo "make WERROR=-Werror  warnings as errors (what CI builds)"
 
 # ---- dependencies -----------------------------------------------------------
@@ -76,7 +77,7 @@ DEB_BUILD := gcc make pkg-config git openmpi-bin libopenmpi-dev libhdf5-openmpi-
              libopenblas-dev libyaml-dev librandom123-dev libpng-dev zlib1g-dev
 DEB_TEST  := libcmocka-dev hdf5-tools valgrind python3 python3-h5py python3-numpy python3-yaml \
              slurm-wlm slurmctld slurmd slurm-client munge \
-             python3-matplotlib procps
+             python3-matplotlib procps qemu-user patch
 DEB_DATA  := dataset-fashion-mnist
 DEB_ALL   := $(DEB_BUILD) $(DEB_TEST) $(DEB_DATA)
 # only for `make fuzz` (clang's libFuzzer and its sanitizer runtimes)
@@ -135,11 +136,18 @@ build/rel/src/common.o build/dbl/src/common.o build/asan/src/common.o: $(GIT_STA
 tests_for = $(addprefix build/$(1)/tests/,$(UNIT_TESTS) $(MPI_TESTS))
 
 # ---- tests ----------------------------------------------------------------------
+# unit tests in both builds and (tests/run.sh isa) the SIMD ones on the baseline
+# copies under qemu, MPI tests in both builds at 3 rank counts, end to end
 test: bin/yoto bin/yoto-double $(call tests_for,rel) $(call tests_for,dbl)
 	@tests/run.sh
 
-check-asan: bin/yoto-asan $(call tests_for,asan)
-	@YOTO_VARIANTS=asan YOTO_MPI_VARIANTS=asan tests/run.sh unit mpi
+# the same tests against the ASan + UBSan build (clones off: baseline code)
+check-asan: bin/yoto-asan bin/yoto-double $(call tests_for,asan)
+	@YOTO_VARIANTS=asan YOTO_MPI_VARIANTS=asan YOTO_E2E_VARIANTS=asan tests/run.sh unit mpi e2e
+
+# every hand-written mutant in tests/mutants/ must fail the suites it names
+mutants: bin/yoto $(call tests_for,rel) $(call tests_for,dbl)
+	@tests/mutants/run.sh
 
 check-valgrind: $(call tests_for,rel)
 	@YOTO_VALGRIND=1 YOTO_VARIANTS=rel tests/run.sh unit

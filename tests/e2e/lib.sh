@@ -4,9 +4,18 @@
 #                              ok when the exit code is CODE
 #   contains NAME FILE TEXT    ok when FILE contains TEXT (fixed string)
 #   skip NAME REASON
-# Run from the project root; YOTO is the binary under test.
+# Run from the project root. YOTO_VARIANT (rel, dbl, asan; tests/run.sh sets
+# it) picks the build under test: YOTO, the binary (bin/yoto, bin/yoto-double,
+# bin/yoto-asan), and the MPI test binaries some scripts run (build/$YOTO_VARIANT).
 set -u
-YOTO=${YOTO:-$PWD/bin/yoto}
+YOTO_VARIANT=${YOTO_VARIANT:-rel}
+case $YOTO_VARIANT in
+rel) YOTO=${YOTO:-$PWD/bin/yoto} ;;
+dbl) YOTO=${YOTO:-$PWD/bin/yoto-double} ;;
+asan) YOTO=${YOTO:-$PWD/bin/yoto-asan} ;;
+*) echo "Bail out! YOTO_VARIANT=$YOTO_VARIANT (rel, dbl or asan)"; exit 2 ;;
+esac
+export YOTO # the job scripts (jobs/*.sh, *.sbatch) run the same binary
 PYTHON=${PYTHON:-/usr/bin/python3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1

@@ -164,13 +164,37 @@ expect_exit 0 "eval --beta 3 of that run" $MPI 1 "$YOTO" eval "$T/periodic" --be
 contains "keeps the training loop's rows" "$OUT" "(6 rows, 4 kept from earlier evaluations)"
 
 # ---- eval.z: sample is one draw, mean is deterministic ----------------------------------
-expect_exit 0 "eval with one sample of z (the original's default)" $MPI 1 "$YOTO" eval "$RUN" --split valid --beta 1 --set eval.z=sample --set eval.max_batches=1
-expect_exit 0 "eval of a checkpoint file" $MPI 1 "$YOTO" eval "$RUN/ckpt/step-000000030.h5" --split valid --beta 1 --set eval.max_batches=1
+evz() { # evz Z NAME [eval args]: the valid split at betas 1 and 8 with eval.z = Z, keep the CSV
+    local z=$1 name=$2
+    shift 2
+    $MPI 1 "$YOTO" eval "${@:-$RUN}" --split valid --beta 1,8 --set eval.z="$z" --set eval.max_batches=1 &&
+        cp "$RUN/eval/step-000000030.csv" "$T/z-$name.csv"
+}
+expect_exit 0 "eval with one sample of z (the original's default)" evz sample s1
+contains "it says z is one sample" "$OUT" "z = one sample"
+expect_exit 0 "the same again" evz sample s2
+expect_exit 0 "eval with z = the posterior mean" evz mean m1
+contains "it says z is the mean" "$OUT" "z = posterior mean"
+expect_exit 0 "eval of a checkpoint file (z = mean)" evz mean m2 "$RUN/ckpt/step-000000030.h5"
+check "one keyed draw of z: the same table twice; the mean: another reconstruction, the same KL" \
+    "$PYTHON" - "$T"/z-{s1,s2,m1,m2}.csv <<'EOF2'
+import csv, sys
+s1, s2, m1, m2 = (list(csv.DictReader(open(p))) for p in sys.argv[1:5])
+assert len(s1) == len(m1) == 2, (len(s1), len(m1))
+assert s1 == s2, "z = sample: a second eval drew other noise"
+assert m1 == m2, "the checkpoint file and its run directory give other tables"
+for a, b in zip(s1, m1):
+    kl_s, kl_m = float(a["kl_loss"]), float(b["kl_loss"])
+    rec_s, rec_m = float(a["reconstruction_loss"]), float(b["reconstruction_loss"])
+    assert abs(kl_s - kl_m) <= 1e-6 * kl_m, ("KL depends on z", kl_s, kl_m)
+    assert abs(rec_s - rec_m) > 1e-6 * rec_m, ("z = sample reconstructs like the mean", rec_s, rec_m)
+EOF2
 expect_exit 2 "--beta with a negative value" $MPI 1 "$YOTO" eval "$RUN" --beta 1,-2
 contains "names the option" "$ERR" "--beta"
 expect_exit 2 "--split that does not exist" $MPI 2 "$YOTO" eval "$RUN" --split nope
 contains "names the split and lists the splits there are" "$ERR" "--split nope: no such split; the config has train, valid (data.splits)"
 expect_exit 2 "a run directory that does not exist" $MPI 1 "$YOTO" eval "$T/none"
+contains "names it" "$ERR" "$T/none: no such run directory or checkpoint"
 
 # ---- grids ----------------------------------------------------------------------------------
 png() { "$PYTHON" tests/e2e/evalcheck.py "$@"; }
@@ -202,6 +226,7 @@ expect_exit 0 "reconstruct --split test" $MPI 1 "$YOTO" reconstruct "$RUN" --bet
 check "the same grid" png same "$T/rt.png" "$T/rt2.png"
 check "not that of the train split" png differ "$T/rt.png" "$T/rd.png"
 expect_exit 2 "sample without --out" $MPI 1 "$YOTO" sample "$RUN"
+contains "says what is missing" "$ERR" "needs --out FILE.png"
 expect_exit 2 "reconstruct --split of no such split" $MPI 2 "$YOTO" reconstruct "$RUN" --out "$T/x.png" --split nope
 contains "names the option and lists the splits there are" "$ERR" "--split nope: no such split; the config has train, valid (data.splits)"
 # a 2-channel model: gray grids of channel 0 (an RGB grid read a third channel
@@ -217,11 +242,10 @@ two=(--set data.file="$T/two.h5" --set 'data.preprocess_train=["value_range(0, 1
      --set 'model.decoder.reshape=[4, 4, 8]' --set model.decoder.channels_out=2
      --set train.steps=2 --set experiment.out_dir="$T/two")
 expect_exit 0 "a 2-channel model trains" $MPI 1 "$YOTO" train "$T/tiny.yaml" "${two[@]}"
-gray_png() { "$PYTHON" -c 'import sys; d = open(sys.argv[1], "rb").read(); assert d[25] == 0, d[25]' "$1"; }
 expect_exit 0 "reconstruct a 2-channel model" $MPI 1 "$YOTO" reconstruct "$T/two" --n 4 --out "$T/two_r.png" --split valid
-check "its grid is gray (channel 0)" gray_png "$T/two_r.png"
+check "its grid is gray (channel 0): inputs and the 2 betas of eval.betas, 8 x 8 cells" grid "$T/two_r.png" 3 4 8 --gray
 expect_exit 0 "sample a 2-channel model" $MPI 1 "$YOTO" sample "$T/two" --n 4 --out "$T/two_s.png"
-check "its grid is gray too" gray_png "$T/two_s.png"
+check "its grid is gray too" grid "$T/two_s.png" 2 4 8 --gray
 
 # ---- a fixed-beta baseline: no conditioning, one weight vector ------------------------------------
 fixed=(--set loss_weights.mode=fixed --set model.conditioning.type=none
@@ -241,7 +265,7 @@ check "no step was trained" test ! -e "$T/badeval/ckpt"
 for script in rd_curve compare curves check_rd; do
     expect_exit 0 "analysis/$script.py --help" "$PYTHON" analysis/$script.py --help
 done
-$MPI 1 "$YOTO" eval "$RUN" --beta 0.5,2,8,32 --set eval.max_batches=2 >/dev/null 2>&1
+expect_exit 0 "eval at 4 betas for the analysis scripts" $MPI 1 "$YOTO" eval "$RUN" --beta 0.5,2,8,32 --set eval.max_batches=2
 expect_exit 0 "rd_curve.py: YOTO vs a fixed-beta run" "$PYTHON" analysis/rd_curve.py "$RUN" "$T/fixed" --out "$T/rd.png"
 check "rd.png is a PNG" "$PYTHON" -c "import sys; sys.exit(open('$T/rd.png','rb').read(8) != b'\\x89PNG\\r\\n\\x1a\\n')"
 expect_exit 0 "compare.py: per-beta table" "$PYTHON" analysis/compare.py "$RUN" "$T/fixed" --out "$T/cmp.md"
@@ -273,5 +297,24 @@ fake "$T/bad" 5 6
 expect_exit 0 "check_rd.py: KL down and recon up over beta" "$PYTHON" analysis/check_rd.py "$T/good"
 contains "check_rd.py says so" "$OUT" "conditioning works"
 expect_exit 1 "check_rd.py: a KL that grows with beta fails" "$PYTHON" analysis/check_rd.py "$T/bad"
+
+# ---- beta -> conditioning, end to end on a real run ----------------------------------------------
+# A short real run (400 steps, 2 ranks, w_kl log-uniform in [0.01, 16] so the
+# latent carries information) must behave like a family of beta-VAEs: KL
+# falls and reconstruction loss rises with beta (check_rd.py on its own
+# table; the train split's 307 images, z = mean: the 77 of valid are too few
+# for the reconstruction differences of so short a run), KL by a factor > 2
+# from beta 0.5 to 16.
+cond=(--set experiment.out_dir="$T/cond" --set train.steps=400 --set train.log_every=100
+      --set loss_weights.kl.low=0.01 --set loss_weights.kl.high=16 --set 'optimizer.decay_steps=[]')
+expect_exit 0 "a 400-step YOTO run (np=2)" $MPI 2 "$YOTO" train "$T/tiny.yaml" "${cond[@]}"
+expect_exit 0 "its beta table at 0.5, 4, 16" $MPI 2 "$YOTO" eval "$T/cond" --split train --beta 0.5,4,16 --set eval.z=mean --set eval.max_batches=0
+expect_exit 0 "check_rd.py on the real table: KL down, reconstruction up" "$PYTHON" analysis/check_rd.py "$T/cond"
+contains "check_rd.py says the conditioning works" "$OUT" "conditioning works"
+check "KL at beta 0.5 over KL at beta 16 > 2" "$PYTHON" - "$T/cond/eval/step-000000400.csv" <<'EOF2'
+import csv, sys
+kl = {float(r["beta"]): float(r["kl_loss"]) for r in csv.DictReader(open(sys.argv[1]))}
+assert kl[0.5] > 2 * kl[16], kl
+EOF2
 
 done_testing

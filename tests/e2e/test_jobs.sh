@@ -64,11 +64,17 @@ STEPS=360 # at 100 ms a step (YOTO_FAULT=slow_step) longer than the 30 s until t
 if [ $slurm = 1 ]; then
     # time limit 1 min, warning 50 s before it: due 10 s after the start,
     # sent at slurmctld's next time-limit pass
-    pre=$(sbatch --parsable --time=1 --signal=B:USR1@50 --export=ALL,YOTO_FAULT=slow_step \
-        --job-name=pre -o "$T/pre.out" jobs/train.sbatch "$T/tiny.yaml" \
-        --set experiment.out_dir="$T/pre" --set train.steps=$STEPS --set train.checkpoint_every=0 \
-        --set train.log_every=20 2>"$T/pre.err")
-    check "sbatch jobs/train.sbatch (time limit 1 min, USR1 50 s before)" test -n "$pre"
+    # its clock (the signal 10 s after the start, 50 s for the rest) is set
+    # for the release build: bin/yoto-asan on a busy machine was killed by the
+    # signal before it had started (exit 138)
+    pre=
+    if [ "$YOTO_VARIANT" != asan ]; then
+        pre=$(sbatch --parsable --time=1 --signal=B:USR1@50 --export=ALL,YOTO_FAULT=slow_step \
+            --job-name=pre -o "$T/pre.out" jobs/train.sbatch "$T/tiny.yaml" \
+            --set experiment.out_dir="$T/pre" --set train.steps=$STEPS --set train.checkpoint_every=0 \
+            --set train.log_every=20 2>"$T/pre.err")
+        check "sbatch jobs/train.sbatch (time limit 1 min, USR1 50 s before)" test -n "$pre"
+    fi
     trn=$(sbatch --parsable --job-name=trn -o "$T/trn.out" jobs/train.sbatch "$T/tiny.yaml" \
         --set experiment.out_dir="$T/trn" 2>"$T/trn.err")
     check "sbatch jobs/train.sbatch (2 ranks, 40 steps)" test -n "$trn"
@@ -91,6 +97,7 @@ for s in train.sbatch baselines.sbatch bench.sbatch; do
 done
 for s in mpirun.sh scaling.sh; do expect_exit 0 "jobs/$s --help" jobs/$s --help; done
 expect_exit 2 "jobs/mpirun.sh without a config: exit 2" jobs/mpirun.sh -n 2
+contains "and prints its usage" "$ERR" "usage: jobs/mpirun.sh [-n RANKS]"
 expect_exit 2 "jobs/scaling.sh: a global batch that does not divide: exit 2" \
     jobs/scaling.sh --local --ranks 1,3 --global-batch 8 "$T/tiny.yaml"
 contains "and says why" "$ERR" "does not divide by 3"
@@ -144,6 +151,7 @@ assert scaling.tuned_algorithm(4, 1e6) == 'rabenseifner'
 t = float(scaling.allreduce_s(4, 1e6, 1e-3, 1e9)); assert abs(t - (4e-3 + 1.5e-3)) < 1e-12, t
 assert float(scaling.allreduce_s(1, 1e6, 1e-3, 1e9)) == 0"
 expect_exit 2 "analysis/scaling.py: no results is exit 2" "$PYTHON" analysis/scaling.py "$T/m"
+contains "and says so" "$ERR" "no JSON results found in $T/m"
 
 # ---- Slurm ----------------------------------------------------------------------------------------------
 if [ $slurm = 0 ]; then
@@ -186,17 +194,21 @@ expect_exit 0 "analysis/scaling.py on the Slurm results" "$PYTHON" analysis/scal
 check "and writes the table and the plot" test -s "$T/scs/scaling.md" -a -s "$T/scs/scaling.png"
 
 # the preempted job: warning signal -> checkpoint -> exit 75 -> scontrol requeue -> second run finishes
-st=$(wait_job "$pre" 150)
-restarts=${st##* }
-check "preempted job: COMPLETED in the end ($st)" test "${st% *}" = "COMPLETED 0:0"
-check "preempted job: requeued at least once (restarts $restarts)" test "${restarts:-0}" -ge 1
-contains "preempted job: the batch script got SIGUSR1 before the time limit" "$T/pre.out" "SIGUSR1 at"
-contains "preempted job: the ranks checkpointed (log.txt)" "$T/pre/log.txt" "stopped by SIGUSR1"
-contains "preempted job: the script requeued it" "$T/pre.out" "requeueing job $pre"
-contains "preempted job: the log continues (--open-mode=append): run 2" "$T/pre.out" "run 2,"
-contains "preempted job: run 2 resumed from the checkpoint" "$T/pre/log.txt" "resuming"
-check "preempted job: final parameters and Adam moments = the uninterrupted run's, bit for bit" \
-    same_tensors "$REF" "$T/pre/ckpt/step-$(printf %09d $STEPS).h5"
+if [ -z "$pre" ]; then
+    skip "preempted job (Slurm time limit, requeue)" "its 1-minute clock is set for the release build, not $YOTO"
+else
+    st=$(wait_job "$pre" 150)
+    restarts=${st##* }
+    check "preempted job: COMPLETED in the end ($st)" test "${st% *}" = "COMPLETED 0:0"
+    check "preempted job: requeued at least once (restarts $restarts)" test "${restarts:-0}" -ge 1
+    contains "preempted job: the batch script got SIGUSR1 before the time limit" "$T/pre.out" "SIGUSR1 at"
+    contains "preempted job: the ranks checkpointed (log.txt)" "$T/pre/log.txt" "stopped by SIGUSR1"
+    contains "preempted job: the script requeued it" "$T/pre.out" "requeueing job $pre"
+    contains "preempted job: the log continues (--open-mode=append): run 2" "$T/pre.out" "run 2,"
+    contains "preempted job: run 2 resumed from the checkpoint" "$T/pre/log.txt" "resuming"
+    check "preempted job: final parameters and Adam moments = the uninterrupted run's, bit for bit" \
+        same_tensors "$REF" "$T/pre/ckpt/step-$(printf %09d $STEPS).h5"
+fi
 
 pids=$(cat "$SD/slurmctld.pid" "$SD/slurmd.pid" "$SD/munge/munged.pid" 2>/dev/null | tr '\n' ' ')
 tests/slurm/down.sh "$SD" >/dev/null 2>&1

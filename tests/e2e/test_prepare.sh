@@ -140,7 +140,10 @@ head -c 5000 "$T/cifar/test_batch.bin" >"$T/cifar/tb" && mv "$T/cifar/tb" "$T/ci
 expect_exit 2 "prepare: truncated CIFAR batch" "$YOTO" prepare cifar10 "$T/cifar" "$T/x.h5"
 contains "truncated CIFAR batch is named" "$ERR" "test_batch.bin: truncated"
 expect_exit 2 "prepare: unknown data set" "$YOTO" prepare imagenet "$T" "$T/x.h5"
+contains "unknown data set is named, with the known ones" "$ERR" "unknown data set 'imagenet' (fashion-mnist, mnist, cifar10, shapes)"
 expect_exit 2 "prepare: shapes size 0" "$YOTO" prepare shapes 0 "$T/x.h5"
+contains "says the size range" "$ERR" "shapes SIZE must be an integer in 1..480000, got '0'"
+check "neither left a file" test ! -e "$T/x.h5"
 
 expect_exit 2 "data-info: missing file" "$YOTO" data-info "$T/missing.h5"
 contains "missing file is named" "$ERR" "$T/missing.h5: cannot open data file"
@@ -286,10 +289,10 @@ contains "2 ranks: the key and where" "$ERR" \
     "(data.file, set at $T/cwd/bad.yaml:3:9; a relative path is read from the working directory, $PWD)"
 
 # ---- the data module under MPI at np = 3 (run.sh covers 1, 2, 4) -----------------------
-if [ -x build/rel/tests/test_data_shards ]; then
-    check "MPI data shards at np=3" $MPIRUN -np 3 build/rel/tests/test_data_shards
+if [ -x "build/$YOTO_VARIANT/tests/test_data_shards" ]; then
+    check "MPI data shards at np=3" $MPIRUN -np 3 "build/$YOTO_VARIANT/tests/test_data_shards"
 else
-    skip "MPI data shards at np=3" "build/rel/tests/test_data_shards not built"
+    skip "MPI data shards at np=3" "build/$YOTO_VARIANT/tests/test_data_shards not built"
 fi
 
 # ---- the pipeline benchmark (streaming: cache 0) --------------------------------------------

@@ -9,14 +9,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+double tu_nanmax(double m, double x) {
+    return x <= m || isnan(m) ? m : x; /* x NaN: the comparison is false, x wins */
+}
+
+bool tu_close(double got, double want, double atol, double rtol) {
+    if (isinf(want)) return got == want;
+    return fabs(got - want) <= atol + rtol * fabs(want); /* false for NaN and inf */
+}
+
 double tu_max_norm_err(const real *a, const double *ref, size_t n) {
     double maxref = 0, maxdiff = 0;
     for (size_t i = 0; i < n; i++) {
-        maxref = fmax(maxref, fabs(ref[i]));
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= maxdiff)) maxdiff = d; /* NaN wins */
+        maxref = tu_nanmax(maxref, fabs(ref[i]));
+        maxdiff = tu_nanmax(maxdiff, fabs((double)a[i] - ref[i]));
     }
-    if (maxref == 0) return maxdiff;
+    if (maxref == 0 || isnan(maxdiff)) return maxdiff;
+    return maxdiff / maxref;
+}
+
+double tu_max_norm_err_real(const real *a, const real *b, size_t n) {
+    double maxref = 0, maxdiff = 0;
+    for (size_t i = 0; i < n; i++) {
+        maxref = tu_nanmax(maxref, fabs((double)b[i]));
+        maxdiff = tu_nanmax(maxdiff, fabs((double)a[i] - (double)b[i]));
+    }
+    if (maxref == 0 || isnan(maxdiff)) return maxdiff;
     return maxdiff / maxref;
 }
 
@@ -32,8 +50,8 @@ void tu_assert_close(const char *name, const real *a, const double *ref, size_t 
                 worst = i;
             }
         }
-        fail_msg("%s: max-normalised error %.3e > %.1e (worst [%zu]: got %.17g, want %.17g)",
-                 name, err, tol, worst, (double)a[worst], ref[worst]);
+        fail_msg("%s: max-normalised error %.3e > %.1e (worst [%zu]: got %.17g, want %.17g)", name,
+                 err, tol, worst, (double)a[worst], ref[worst]);
     }
 }
 
@@ -78,7 +96,32 @@ bool tu_quick(void) {
     return q && *q && *q != '0';
 }
 
+/* YOTO_ISA=baseline (tests/run.sh isa, under qemu emulating a CPU without
+ * AVX2): the loader must have picked the baseline copies of the
+ * YT_SIMD_CLONES functions (simd.h), i.e. the CPU lacks x86-64-v3. On a CPU
+ * that has it the switch cannot be honoured: exit 1 rather than test the
+ * AVX2 copies under the baseline's name. */
+static void check_isa(void) {
+    const char *isa = getenv("YOTO_ISA");
+    if (!isa || !*isa) return;
+    if (strcmp(isa, "baseline") != 0) {
+        fprintf(stderr, "YOTO_ISA=%s: the only value is 'baseline'\n", isa);
+        exit(1);
+    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v3")) {
+        fprintf(stderr,
+                "YOTO_ISA=baseline, but this CPU has x86-64-v3 (AVX2): the loader picked "
+                "the AVX2 copies. Run under qemu-x86_64 -cpu Nehalem (tests/run.sh isa).\n");
+        exit(1);
+    }
+#endif
+    printf("# YOTO_ISA=baseline: the CPU lacks x86-64-v3, the baseline SIMD copies run\n");
+}
+
 int tu_run(const char *group, const struct CMUnitTest *tests, size_t n) {
+    check_isa();
     if (getenv("YOTO_TAP")) cmocka_set_message_output(CM_OUTPUT_TAP);
     return _cmocka_run_group_tests(group, tests, n, NULL, NULL);
 }

@@ -1,5 +1,11 @@
 /* testutil.h — what the C tests share: cmocka, tolerances per build, the
- * max-normalised comparison of DESIGN/testdata, and scratch directories. */
+ * NaN-safe comparisons every numeric check goes through, and scratch
+ * directories.
+ *
+ * NaN-safe: a NaN (or an infinity where a finite value is wanted) anywhere in
+ * what is compared makes the comparison fail. `fmax(m, NaN)` is m and
+ * `NaN > tol` is false, so a hand-written `err > tol` or a running fmax lets
+ * NaN through; use these instead. */
 #ifndef YOTO_TESTUTIL_H
 #define YOTO_TESTUTIL_H
 
@@ -20,8 +26,16 @@
 #define TEST_DOUBLE 0
 #endif
 
-/* max|a - b| / max|b| over n elements (0 when both are all zero). */
+/* max(m, x) where a NaN x wins (fmax would drop it); a NaN m stays NaN. */
+double tu_nanmax(double m, double x);
+/* true iff |got - want| <= atol + rtol * |want|: false when either is NaN, or
+ * when got is infinite (an infinite want must be matched exactly). */
+bool tu_close(double got, double want, double atol, double rtol);
+/* max|a - b| / max|b| over n elements (0 when both are all zero); NaN when
+ * any element of a or ref is NaN. */
 double tu_max_norm_err(const real *a, const double *ref, size_t n);
+/* The same for two real arrays (b the reference). */
+double tu_max_norm_err_real(const real *a, const real *b, size_t n);
 /* Asserts tu_max_norm_err <= tol, printing the name, the error and the worst index. */
 void tu_assert_close(const char *name, const real *a, const double *ref, size_t n, double tol);
 /* A fresh directory under tests/out/ (or $TMPDIR) for this test; path in buf. */

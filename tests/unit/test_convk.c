@@ -23,24 +23,9 @@ static void fill(real *p, size_t n, unsigned seed) {
     }
 }
 
-static double max_abs(const real *a, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs((double)a[i]));
-    return m;
-}
-
-/* max |a - b| / max |b| */
-static double rel_err(const real *a, const real *b, size_t n) {
-    double m = 0, r = max_abs(b, n);
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs((double)a[i] - (double)b[i]));
-    return r > 0 ? m / r : m;
-}
-
 static void expect_close(const char *what, const conv_geom *g, bool deconv, const real *got,
                          const real *want, size_t n) {
-    double e = rel_err(got, want, n);
+    double e = tu_max_norm_err_real(got, want, n); /* NaN-safe */
     if (!(e <= TOL))
         fail_msg("%s %s n=%d cin=%d %dx%d cout=%d stride=%d: error %.3g > %.3g",
                  deconv ? "deconv" : "conv", what, g->n, g->cin, g->h, g->w, g->cout, g->stride, e,

@@ -140,7 +140,7 @@ static void check_batch(const data_desc *dd, const real *x, const int64_t *rows,
                      dd->shard_end);
         for (size_t k = 0; k < hw; k++) {
             double want = tu_pixel(rows[i], (long)k) / 255.0, got = x[(size_t)i * hw + k];
-            if (got < want - 1e-6 || got > want + 1e-6)
+            if (!tu_close(got, want, 1e-6, 0))
                 fail_msg("row %ld pixel %zu: %g, want %g", (long)rows[i], k, got, want);
         }
     }
@@ -209,6 +209,19 @@ static void test_batches_and_shuffle(void **state) {
         free(seen);
         check_batch(&dd, L.x + (size_t)e * per_epoch * H * W, r, per_epoch);
     }
+    /* the window order is drawn per epoch, not only the rows inside a group:
+     * an epoch's first group is the first 3 permuted windows (15 rows), and
+     * which windows those are changes with the epoch */
+    unsigned first_windows[3] = {0};
+    for (int e = 0; e < 3; e++) {
+        for (long i = 0; i < 15; i++)
+            first_windows[e] |= 1u << ((L.rows[e * per_epoch + i] - dd.shard_begin) / 5);
+        if (__builtin_popcount(first_windows[e]) != 3)
+            fail_msg("epoch %d: the first 15 rows come from %d windows, want 3", e,
+                     __builtin_popcount(first_windows[e]));
+    }
+    if (first_windows[0] == first_windows[1] && first_windows[1] == first_windows[2])
+        fail_msg("the first group holds the same windows in 3 epochs (mask %#x)", first_windows[0]);
     /* epochs differ; the order is not the file order */
     assert_true(memcmp(L.rows, L.rows + per_epoch, per_epoch * sizeof(int64_t)) != 0);
     long ascending = 0;
@@ -347,8 +360,7 @@ static void test_eval_counts(void **state) {
         for (long r = 0; r < 50; r++)
             for (long k = 0; k < H * W; k++)
                 want += tu_pixel(r, k) / 255.0;
-        if (sum < want - 1e-3 || sum > want + 1e-3)
-            fail_msg("world %d: sum %g, want %g", world, sum, want);
+        if (!tu_close(sum, want, 1e-3, 0)) fail_msg("world %d: sum %g, want %g", world, sum, want);
     }
     free(cfg);
 }

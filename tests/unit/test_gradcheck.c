@@ -133,7 +133,12 @@ static gc_result gc_tensor(real *p, const real *g, size_t n, size_t nsample, dou
     gc_result r = {0, 0, 0, 0, false};
     size_t imax = 0;
     for (size_t i = 0; i < n; i++)
-        if (fabs((double)g[i]) > r.gmax) r.gmax = fabs((double)g[i]), imax = i;
+        if (!(fabs((double)g[i]) <= r.gmax)) r.gmax = fabs((double)g[i]), imax = i; /* NaN wins */
+    if (!isfinite(r.gmax)) { /* a gradient that is not finite fails, unsampled or not */
+        r.worst = NAN;
+        r.checked = 1;
+        return r;
+    }
     const double denom = fmax(r.gmax, 1e-30);
     double hs[4];
     bool resolvable;
@@ -154,7 +159,7 @@ static gc_result gc_tensor(real *p, const real *g, size_t n, size_t nsample, dou
             int ne = differences(p + i, hs[k], loss, f, ctx, est);
             for (int e = 0; e < ne; e++) {
                 double err = fabs(est[e] - (double)g[i]) / denom;
-                best = fmin(best, err);
+                best = fmin(best, err); /* all NaN: stays infinite, fails */
                 if (debug)
                     printf("#      [%zu] h %.1e g %.10g fd%d %.10g err %.2e\n", i, hs[k],
                            (double)g[i], e, est[e], err);

@@ -13,7 +13,7 @@
 
 static void check(const char *name, const real *got, const double *want, size_t n) {
     for (size_t i = 0; i < n; i++)
-        if (fabs((double)got[i] - want[i]) > TOL * (1 + fabs(want[i])))
+        if (!tu_close(got[i], want[i], TOL, TOL))
             fail_msg("%s[%zu] = %.9g, want %.9g", name, i, (double)got[i], want[i]);
 }
 
@@ -49,7 +49,7 @@ static void test_resize_tf1_legacy(void **state) {
     real inc[4 * 2] = {0, 100, 10, 110, 20, 120, 30, 130}, oc[16 * 2];
     preprocess_resize(inc, 2, 2, 2, oc, 4, 4);
     for (int i = 0; i < 16; i++)
-        if (fabs((double)(oc[2 * i + 1] - oc[2 * i]) - 100) > 1e-4)
+        if (!tu_close((double)oc[2 * i + 1] - (double)oc[2 * i], 100, 1e-4, 0))
             fail_msg("channel 1 - channel 0 at %d: %g", i, (double)(oc[2 * i + 1] - oc[2 * i]));
 }
 
@@ -216,7 +216,7 @@ static void test_fused_tail_equals_op_by_op(void **state) {
             preprocess_image(&pl, img, 42, 1, row, got, (size_t)pl.oh * pl.ow);
             reference(&p, img, 6, 6, 2, 42, 1, row, want);
             for (size_t i = 0; i < n; i++)
-                if (fabs((double)got[i] - want[i]) > 1e-4 * (1 + fabs(want[i])))
+                if (!tu_close(got[i], want[i], 1e-4, 1e-4))
                     fail_msg("'%s' row %u [%zu]: %g, want %g", pipes[t], row, i, (double)got[i],
                              want[i]);
         }
@@ -224,7 +224,28 @@ static void test_fused_tail_equals_op_by_op(void **state) {
     }
 }
 
-/* CIFAR's train pipeline end to end on one pixel-coded image */
+/* TF1's legacy bilinear resize (preprocess.h) of a uint8 HWC image, in double */
+static void resize_ref(const uint8_t *in, int h, int w, int c, double *out, int oh, int ow) {
+    for (int y = 0; y < oh; y++) {
+        double sy = y * (double)h / oh, fy = sy - floor(sy);
+        int y0 = (int)floor(sy), y1 = YT_MIN(y0 + 1, h - 1);
+        for (int x = 0; x < ow; x++) {
+            double sx = x * (double)w / ow, fx = sx - floor(sx);
+            int x0 = (int)floor(sx), x1 = YT_MIN(x0 + 1, w - 1);
+            for (int k = 0; k < c; k++) {
+                double a = in[(y0 * w + x0) * c + k], b = in[(y0 * w + x1) * c + k];
+                double d = in[(y1 * w + x0) * c + k], e = in[(y1 * w + x1) * c + k];
+                double top = a + (b - a) * fx, bottom = d + (e - d) * fx;
+                out[(y * ow + x) * c + k] = top + (bottom - top) * fy;
+            }
+        }
+    }
+}
+
+/* CIFAR's train pipeline end to end on a non-constant image: each output is
+ * one window of an independently resized image, mirrored or not, scaled to
+ * [-1, 1]; the window and direction found by search must be the ones the
+ * documented streams draw, and they vary over rows. */
 static void test_cifar_pipeline_shape(void **state) {
     (void)state;
     cfg_pipeline p;
@@ -234,12 +255,44 @@ static void test_cifar_pipeline_shape(void **state) {
     assert_int_equal(preprocess_plan_init(&pl, &p, 32, 32, 3, "t"), YT_OK);
     assert_int_equal(pl.oh, 32);
     assert_int_equal(pl.ow, 32);
-    uint8_t img[32 * 32 * 3];
-    memset(img, 255, sizeof img);
-    real out[3 * 32 * 32];
-    preprocess_image(&pl, img, 5, 0, 17, out, 32 * 32);
-    for (int i = 0; i < 3 * 32 * 32; i++)
-        if (fabs((double)out[i] - 1) > 1e-5) fail_msg("out[%d] = %g, want 1", i, (double)out[i]);
+    static uint8_t img[32 * 32 * 3];
+    for (int i = 0; i < 32 * 32 * 3; i++)
+        img[i] = (uint8_t)((i * 2654435761u) >> 24);
+    static double big[40 * 40 * 3];
+    resize_ref(img, 32, 32, 3, big, 40, 40);
+    int flips = 0, ys = 0, xs = 0; /* bit masks of the offsets seen */
+    for (uint32_t row = 0; row < 48; row++) {
+        static real out[3 * 32 * 32];
+        preprocess_image(&pl, img, 5, 0, row, out, 32 * 32);
+        int found = 0, fy = -1, fx = -1, ff = -1;
+        for (int y0 = 0; y0 <= 8; y0++)
+            for (int x0 = 0; x0 <= 8; x0++)
+                for (int f = 0; f < 2; f++) {
+                    bool match = true;
+                    for (int k = 0; k < 3 && match; k++)
+                        for (int y = 0; y < 32 && match; y++)
+                            for (int x = 0; x < 32 && match; x++) {
+                                int sx = x0 + (f ? 31 - x : x);
+                                double want = big[((y0 + y) * 40 + sx) * 3 + k] / 255 * 2 - 1;
+                                match = tu_close(out[(k * 32 + y) * 32 + x], want, 1e-5, 0);
+                            }
+                    if (match) found++, fy = y0, fx = x0, ff = f;
+                }
+        if (found != 1)
+            fail_msg("row %u: %d windows of the resized image match the output", row, found);
+        rng_stream sc = rng_stream_make(5, RNG_AUGMENT, 0, row, 1);
+        rng_stream sf = rng_stream_make(5, RNG_AUGMENT, 0, row, 2);
+        int y0 = (int)rng_below(&sc, 9), x0 = (int)rng_below(&sc, 9);
+        int f = rng_uniform(&sf) < 0.5;
+        if (fy != y0 || fx != x0 || ff != f)
+            fail_msg("row %u: window (%d, %d) flip %d, the streams draw (%d, %d) flip %d", row, fy,
+                     fx, ff, y0, x0, f);
+        flips += f;
+        ys |= 1 << y0;
+        xs |= 1 << x0;
+    }
+    assert_true(flips > 5 && flips < 43);
+    assert_true(__builtin_popcount((unsigned)ys) >= 4 && __builtin_popcount((unsigned)xs) >= 4);
     preprocess_plan_free(&pl);
 }
 
