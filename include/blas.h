@@ -17,8 +17,12 @@ void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real 
           const real *b, int ldb, real beta, real *c, int ldc);
 
 const char *blas_corename(void); /* e.g. "Haswell", "Zen", "SkylakeX", "Prescott" */
+/* Threads per rank (train.threads): yoto's own kernels split their work
+ * over this many OpenMP threads (src/par.h), and OpenBLAS gets as many.
+ * 1 until set; OMP_NUM_THREADS is not read. */
 int blas_threads(void);
 void blas_set_threads(int n);
+int blas_openblas_threads(void); /* what OpenBLAS itself runs */
 /* The best vector ISA this CPU offers: "avx512", "avx2", "avx", "sse". */
 const char *blas_cpu_isa(void);
 /* true when OpenBLAS runs kernels far below what the CPU supports */

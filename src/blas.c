@@ -24,8 +24,19 @@ const char *blas_corename(void) {
     return s ? s : "unknown";
 }
 
-int blas_threads(void) { return openblas_get_num_threads(); }
-void blas_set_threads(int n) { openblas_set_num_threads(n); }
+/* threads per rank of yoto's own kernels (src/par.h); 1 until set */
+static int yt_threads = 1;
+
+int blas_threads(void) {
+    return yt_threads;
+}
+void blas_set_threads(int n) {
+    yt_threads = n > 0 ? n : 1;
+    openblas_set_num_threads(yt_threads);
+}
+int blas_openblas_threads(void) {
+    return openblas_get_num_threads();
+}
 
 const char *blas_cpu_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -71,8 +82,8 @@ double blas_sgemm_gflops(int n, int reps) {
         a[i] = (float)((i * 7) % 13) * 0.01f;
         b[i] = (float)((i * 5) % 11) * 0.01f;
     }
-    int threads = blas_threads();
-    blas_set_threads(1);
+    int threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     double best = 1e30;
     for (int r = 0; r < reps + 1; r++) { /* the first run warms up */
         double t = yt_now();
@@ -80,7 +91,7 @@ double blas_sgemm_gflops(int n, int reps) {
         t = yt_now() - t;
         if (r > 0 && t < best) best = t;
     }
-    blas_set_threads(threads);
+    openblas_set_num_threads(threads);
     free(a);
     free(b);
     free(c);

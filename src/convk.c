@@ -170,49 +170,6 @@ typedef struct {
     real *dscale, *dshift; /* backward: [n][c] */
 } stage_io;
 
-/* forward, one row: f = a z + t, o = lrelu(f) */
-YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *f, real *o,
-                             int n) {
-    const rvec zero = {0};
-    int p = 0;
-    for (; p + VL <= n; p += VL) {
-        rvec v = vload(z + p) * a + t;
-        vstore(f + p, v);
-        if (st->lrelu) vstore(o + p, vselect(v > zero, v, v * st->alpha));
-    }
-    for (; p < n; p++) {
-        real v = a * z[p] + t;
-        f[p] = v;
-        if (st->lrelu) o[p] = v > 0 ? v : st->alpha * v;
-    }
-}
-
-/* backward, one row: g = d * lrelu'(f) (d without lrelu), out = a g;
- * *ds += sum g z, *dt += sum g (float lanes over the row, then double) */
-YT_INLINE void stage_bwd_row(const film_stage *st, real a, const real *d, const real *f,
-                             const real *z, real *out, int n, double *ds, double *dt) {
-    const rvec zero = {0};
-    rvec sv = {0}, tv = {0};
-    int p = 0;
-    for (; p + VL <= n; p += VL) {
-        rvec g = vload(d + p);
-        if (st->lrelu) g = vselect(vload(f + p) > zero, g, g * st->alpha);
-        sv += g * vload(z + p);
-        tv += g;
-        vstore(out + p, g * a);
-    }
-    double s = vhsum(sv), t = vhsum(tv);
-    for (; p < n; p++) {
-        real g = d[p];
-        if (st->lrelu && !(f[p] > 0)) g = st->alpha * g;
-        s += (double)g * z[p];
-        t += g;
-        out[p] = a * g;
-    }
-    *ds += s;
-    *dt += t;
-}
-
 /* ---- packing and unpacking ---------------------------------------------------------- */
 
 /* X planes of samples n0..n0+ns of x [cin][n][h][w]: plane (a, b) of channel
@@ -542,16 +499,17 @@ static void run_fwd(int nout, int nin, const tapset *ts, const real *w, const re
 
 /* acc[c][i][t] += lanes of sum_q gy[c][q] px[i][q + off[t]] over q in [0, Q)
  * (a multiple of VL), c < CB, i < IB: CB x IB register accumulators per tap,
- * kept as vectors between calls (acc: rvecs, [c][i] at c*acc_cs + i*9 + t). */
+ * kept as vectors between calls (acc: rvecs, [c][i] at c*acc_cs + i*astr + t). */
 YT_INLINE void grad_tile(const int CB, const int IB, const tapset *ts, const real *gy, size_t gy_cs,
-                         const real *px, size_t px_cs, size_t Q, rvec *accv, size_t acc_cs) {
+                         const real *px, size_t px_cs, size_t Q, rvec *accv, size_t acc_cs,
+                         size_t astr) {
     for (int t = 0; t < ts->n; t++) {
         rvec acc[4][4];
 #pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
 #pragma GCC unroll 8
             for (int i = 0; i < IB; i++)
-                acc[c][i] = accv[(size_t)c * acc_cs + (size_t)i * 9 + t];
+                acc[c][i] = accv[(size_t)c * acc_cs + (size_t)i * astr + t];
         const real *xp = px + ts->off[t];
         for (size_t q = 0; q < Q; q += VL) {
             /* 16 vector registers: CB*IB accumulators, the smaller operand
@@ -586,17 +544,17 @@ YT_INLINE void grad_tile(const int CB, const int IB, const tapset *ts, const rea
         for (int c = 0; c < CB; c++)
 #pragma GCC unroll 8
             for (int i = 0; i < IB; i++)
-                accv[(size_t)c * acc_cs + (size_t)i * 9 + t] = acc[c][i];
+                accv[(size_t)c * acc_cs + (size_t)i * astr + t] = acc[c][i];
     }
 }
 
 typedef void (*grad_fn)(const tapset *ts, const real *gy, size_t gy_cs, const real *px,
-                        size_t px_cs, size_t Q, rvec *accv, size_t acc_cs);
+                        size_t px_cs, size_t Q, rvec *accv, size_t acc_cs, size_t astr);
 #define GRAD_INSTANCE(CB, IB)                                                                      \
     YT_SIMD_CLONES static void grad_##CB##_##IB(const tapset *ts, const real *gy, size_t gy_cs,    \
                                                 const real *px, size_t px_cs, size_t Q,            \
-                                                rvec *accv, size_t acc_cs) {                       \
-        grad_tile(CB, IB, ts, gy, gy_cs, px, px_cs, Q, accv, acc_cs);                              \
+                                                rvec *accv, size_t acc_cs, size_t astr) {          \
+        grad_tile(CB, IB, ts, gy, gy_cs, px, px_cs, Q, accv, acc_cs, astr);                        \
     }
 // clang-format off
 GRAD_INSTANCE(1, 1) GRAD_INSTANCE(1, 2) GRAD_INSTANCE(1, 3) GRAD_INSTANCE(1, 4)
@@ -611,11 +569,11 @@ static const grad_fn grad_kernels[4][4] = {
 };
 // clang-format on
 
-/* C for one chunk: accv [ny][nx][9] (rvecs) += the correlation of the Y grid
- * (ny channels) with the X planes (nx channels) over Q positions, in
+/* C for one chunk: accv [ny][nx][astr] (rvecs) += the correlation of the Y
+ * grid (ny channels) with the X planes (nx channels) over Q positions, in
  * L1-sized blocks of positions. */
 static void run_grad(int ny, int nx, const tapset *ts, const real *gy, size_t gy_cs, const real *px,
-                     size_t px_cs, size_t Q, rvec *accv) {
+                     size_t px_cs, size_t Q, rvec *accv, size_t astr) {
     for (size_t q0 = 0; q0 < Q; q0 += GRAD_QBLOCK) {
         size_t qn = YT_MIN((size_t)GRAD_QBLOCK, Q - q0);
         for (int c0 = 0; c0 < ny;) {
@@ -623,9 +581,9 @@ static void run_grad(int ny, int nx, const tapset *ts, const real *gy, size_t gy
             int ib_max = cb == 4 ? 3 : 4; /* at most 12 accumulators */
             for (int i0 = 0; i0 < nx;) {
                 int ib = YT_MIN(ib_max, nx - i0);
-                grad_kernels[cb - 1][ib - 1](ts, gy + (size_t)c0 * gy_cs + q0, gy_cs,
-                                             px + (size_t)i0 * px_cs + q0, px_cs, qn,
-                                             accv + ((size_t)c0 * nx + i0) * 9, (size_t)nx * 9);
+                grad_kernels[cb - 1][ib - 1](
+                    ts, gy + (size_t)c0 * gy_cs + q0, gy_cs, px + (size_t)i0 * px_cs + q0, px_cs,
+                    qn, accv + ((size_t)c0 * nx + i0) * astr, (size_t)nx * astr, astr);
                 i0 += ib;
             }
             c0 += cb;
@@ -638,6 +596,31 @@ static void finish_grad(int ny, int nx, const tapset *ts, const rvec *accv, real
     for (size_t j = 0; j < (size_t)ny * nx; j++)
         for (int t = 0; t < ts->n; t++)
             dk[j * 9 + ts->tap[t]] += vhsum(accv[j * 9 + t]);
+}
+
+/* ---- the register-blocked kernels as small GEMMs (convk.h) ------------------------- */
+
+static const tapset tap1 = {.n = 1, .tap = {0}, .off = {0}};
+
+real *convk_gemm_pack(int nout, int nin, const real *u, size_t uo, size_t ui, real *dst) {
+    for (int o0 = 0; o0 < nout;) {
+        int cb = block_at(nout, o0);
+        for (int i = 0; i < nin; i++)
+            for (int c = 0; c < cb; c++)
+                *dst++ = u[(size_t)(o0 + c) * uo + (size_t)i * ui];
+        o0 += cb;
+    }
+    return dst;
+}
+
+void convk_gemm(int nout, int nin, const real *w, const real *in, size_t in_cs, real *out,
+                size_t out_cs, size_t Q) {
+    run_fwd(nout, nin, &tap1, w, NULL, in, in_cs, out, out_cs, Q);
+}
+
+void convk_gemm_grad(int ny, int nx, const real *gy, size_t gy_cs, const real *px, size_t px_cs,
+                     size_t Q, rvec *acc, size_t astr) {
+    run_grad(ny, nx, &tap1, gy, gy_cs, px, px_cs, Q, acc, astr);
 }
 
 /* ---- the layer operations ------------------------------------------------------------- */
@@ -717,7 +700,7 @@ void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const
         pack_x(g, L, x, n0, ns, ws.px, NULL, NULL, ws.row);
         pack_y(L, g->cout, g->n, g->ho, g->wo, dy, n0, ns, ws.gy, sums, st ? &sio : NULL);
         run_grad(g->cout, g->cin, &ta, ws.gy + L->head, L->pitch, ws.px + L->head,
-                 (size_t)L->np * L->pitch, round_up((size_t)ns * L->qs, VL), ws.acc);
+                 (size_t)L->np * L->pitch, round_up((size_t)ns * L->qs, VL), ws.acc, 9);
         if (dx) {
             adjoint_chunk(g, &ws, nph, tb, NULL, ns);
             unpack_x(g, L, ws.out, n0, ns, dx, NULL);
@@ -760,7 +743,7 @@ void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, con
         pack_x(g, L, dy, n0, ns, ws.px, sums, st ? &sio : NULL, ws.row);
         pack_y(L, g->cout, g->n, g->ho, g->wo, x, n0, ns, ws.gy, NULL, NULL);
         run_grad(g->cout, g->cin, &ta, ws.gy + L->head, L->pitch, ws.px + L->head,
-                 (size_t)L->np * L->pitch, round_up((size_t)ns * L->qs, VL), ws.acc);
+                 (size_t)L->np * L->pitch, round_up((size_t)ns * L->qs, VL), ws.acc, 9);
         if (dx) {
             run_fwd(g->cout, g->cin, &ta, ws.w, NULL, ws.px + L->head, (size_t)L->np * L->pitch,
                     ws.out + L->head, L->pitch, (size_t)ns * L->qs);

@@ -1,7 +1,8 @@
 /* layers.c — forward and backward of every layer (see layers.h).
  *
- * Convolutions take one of two routes (conv_geom.direct, chosen per shape):
- * the direct kernels of convk.c, or im2col + GEMM over chunks of samples: the
+ * Convolutions take one of three routes (conv_geom.route, chosen per
+ * shape): Winograd F(2x2, 3x3) at stride 1 (convw.c), the direct kernels of
+ * convk.c, or im2col + GEMM over chunks of samples: the
  * column buffer of a chunk, [cin*9][chunk*ho*wo], is bounded by
  * CONV_WORK_TARGET reals, and the GEMM writes straight into the [C][N][H][W]
  * activation with ldc = n*ho*wo. Element-wise layers run on short vectors
@@ -21,11 +22,15 @@
 
 /* ---- geometry ---------------------------------------------------------------- */
 
-/* Which route is faster. Measured per layer on the Shapes3D shapes (Zen 3,
- * one thread): the direct kernels win by 1.2-10x wherever the feature side
- * is at least 8 wide; at 4x4 a third of their grid is padding and the GEMMs
- * (K = 9 cin >= 288) are efficient, so im2col + GEMM wins there. */
-static bool conv_prefers_direct(const conv_geom *g) { return g->wo >= 8; }
+/* Which route is fastest. Stride 1: Winograd (convw.c). Stride 2, measured
+ * per layer on the Shapes3D shapes (Zen 3, one thread): the direct kernels
+ * win by 1.2-10x wherever the feature side is at least 8 wide; at 4x4 a
+ * third of their grid is padding and the GEMMs (K = 9 cin >= 288) are
+ * efficient, so im2col + GEMM wins there. */
+static conv_route conv_best_route(const conv_geom *g) {
+    if (convw_supports(g)) return CONV_WINOGRAD;
+    return g->wo >= 8 ? CONV_DIRECT : CONV_GEMM;
+}
 
 conv_geom conv_geom_make(int n, int cin, int h, int w, int cout, int stride) {
     YT_CHECK(n > 0 && cin > 0 && h > 0 && w > 0 && cout > 0 && stride >= 1);
@@ -38,17 +43,21 @@ conv_geom conv_geom_make(int n, int cin, int h, int w, int cout, int stride) {
     g.pad_left = pad_w / 2;
     size_t per_sample = (size_t)cin * 9 * (size_t)g.ho * (size_t)g.wo;
     g.chunk = (int)YT_MAX((size_t)1, YT_MIN((size_t)n, CONV_WORK_TARGET / per_sample));
-    conv_geom_route(&g, conv_prefers_direct(&g));
+    g.threads = blas_threads();
+    conv_geom_route(&g, conv_best_route(&g));
     return g;
 }
 
-bool conv_geom_route(conv_geom *g, bool direct) {
-    g->direct = direct && convk_supports(g);
-    return g->direct == direct;
+bool conv_geom_route(conv_geom *g, int route) {
+    bool ok = route == CONV_GEMM || (route == CONV_DIRECT && convk_supports(g)) ||
+              (route == CONV_WINOGRAD && convw_supports(g));
+    g->route = ok ? route : CONV_GEMM;
+    return ok;
 }
 
 size_t conv_work_size(const conv_geom *g) {
-    if (g->direct) return convk_work_size(g);
+    if (g->route == CONV_DIRECT) return convk_work_size(g);
+    if (g->route == CONV_WINOGRAD) return convw_work_size(g);
     return (size_t)g->cin * 9 * (size_t)g->chunk * (size_t)g->ho * (size_t)g->wo;
 }
 
@@ -144,12 +153,48 @@ static void zero_samples(int c, int n, size_t hw, int n0, int nc, real *x) {
         memset(x + ((size_t)ch * n + n0) * hw, 0, (size_t)nc * hw * sizeof *x);
 }
 
+/* ---- the direct routes (convk.h): Winograd or direct kernels ------------------------ */
+
+static void fast_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                              real *y, const film_stage *st, real *f, real *o, real *work) {
+    if (g->route == CONV_WINOGRAD)
+        convw_conv_forward(g, x, k, b, y, st, f, o, work);
+    else
+        convk_conv_forward(g, x, k, b, y, st, f, o, work);
+}
+
+static void fast_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                                real *y, const film_stage *st, real *f, real *o, real *work) {
+    if (g->route == CONV_WINOGRAD)
+        convw_deconv_forward(g, x, k, b, y, st, f, o, work);
+    else
+        convk_deconv_forward(g, x, k, b, y, st, f, o, work);
+}
+
+static void fast_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
+                               real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                               const real *f, real *dscale, real *dshift, real *work) {
+    if (g->route == CONV_WINOGRAD)
+        convw_conv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+    else
+        convk_conv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+}
+
+static void fast_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
+                                 real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                                 const real *f, real *dscale, real *dshift, real *work) {
+    if (g->route == CONV_WINOGRAD)
+        convw_deconv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+    else
+        convk_deconv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+}
+
 /* ---- convolution ---------------------------------------------------------------- */
 
 void conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                   real *work) {
-    if (g->direct) {
-        convk_conv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
+    if (g->route != CONV_GEMM) {
+        fast_conv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
         return;
     }
     const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
@@ -163,8 +208,8 @@ void conv_forward(const conv_geom *g, const real *x, const real *k, const real *
 
 void conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                    real *dk, real *db, real *work) {
-    if (g->direct) {
-        convk_conv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
+    if (g->route != CONV_GEMM) {
+        fast_conv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
         return;
     }
     const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
@@ -187,8 +232,8 @@ void conv_backward(const conv_geom *g, const real *x, const real *k, const real 
 
 void deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                     real *work) {
-    if (g->direct) {
-        convk_deconv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
+    if (g->route != CONV_GEMM) {
+        fast_deconv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
         return;
     }
     const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
@@ -204,8 +249,8 @@ void deconv_forward(const conv_geom *g, const real *x, const real *k, const real
 
 void deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                      real *dk, real *db, real *work) {
-    if (g->direct) {
-        convk_deconv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
+    if (g->route != CONV_GEMM) {
+        fast_deconv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
         return;
     }
     const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
@@ -241,8 +286,8 @@ static void stage_backward(int c, int n, int hw, const film_stage *st, const rea
 
 void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                        const film_stage *st, real *z, real *f, real *o, real *work) {
-    if (g->direct) {
-        convk_conv_forward(g, x, k, b, z, st, f, o, work);
+    if (g->route != CONV_GEMM) {
+        fast_conv_forward(g, x, k, b, z, st, f, o, work);
         return;
     }
     conv_forward(g, x, k, b, z, work);
@@ -251,8 +296,8 @@ void conv_film_forward(const conv_geom *g, const real *x, const real *k, const r
 
 void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                          const film_stage *st, real *z, real *f, real *o, real *work) {
-    if (g->direct) {
-        convk_deconv_forward(g, x, k, b, z, st, f, o, work);
+    if (g->route != CONV_GEMM) {
+        fast_deconv_forward(g, x, k, b, z, st, f, o, work);
         return;
     }
     deconv_forward(g, x, k, b, z, work);
@@ -262,8 +307,8 @@ void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const
 void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
                         const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
                         real *dscale, real *dshift, real *work) {
-    if (g->direct) {
-        convk_conv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
+    if (g->route != CONV_GEMM) {
+        fast_conv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
         return;
     }
     stage_backward(g->cout, g->n, g->ho * g->wo, st, z, f, dout, dscale, dshift);
@@ -273,8 +318,8 @@ void conv_film_backward(const conv_geom *g, const real *x, const real *k, const 
 void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
                           const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
                           real *dscale, real *dshift, real *work) {
-    if (g->direct) {
-        convk_deconv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
+    if (g->route != CONV_GEMM) {
+        fast_deconv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
         return;
     }
     stage_backward(g->cin, g->n, g->h * g->w, st, z, f, dout, dscale, dshift);
@@ -437,6 +482,7 @@ real sigmoid1(real x) {
 
 real sigmoid_xent1(real l, real t) { return (l > 0 ? l : 0) - l * t + log1p(exp(-fabs(l))); }
 
+#ifdef YOTO_DOUBLE
 void softplus_forward(size_t n, const real *x, real *y) {
     for (size_t i = 0; i < n; i++) y[i] = softplus1(x[i]);
 }
@@ -444,6 +490,26 @@ void softplus_forward(size_t n, const real *x, real *y) {
 void softplus_backward(size_t n, const real *x, const real *dy, real *dx) {
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * sigmoid1(x[i]);
 }
+#else
+/* the float build: simd.h's vsoftplus and vsigmoid (within 5 and 3 ulp) */
+YT_SIMD_CLONES
+void softplus_forward(size_t n, const real *x, real *y) {
+    size_t i = 0;
+    for (; i + VL <= n; i += VL)
+        vstore(y + i, vsoftplus(vload(x + i)));
+    for (; i < n; i++)
+        y[i] = softplus1(x[i]);
+}
+
+YT_SIMD_CLONES
+void softplus_backward(size_t n, const real *x, const real *dy, real *dx) {
+    size_t i = 0;
+    for (; i + VL <= n; i += VL)
+        vstore(dx + i, vload(dy + i) * vsigmoid(vload(x + i)));
+    for (; i < n; i++)
+        dx[i] = dy[i] * sigmoid1(x[i]);
+}
+#endif
 
 /* ---- layout ------------------------------------------------------------------------- */
 

@@ -570,13 +570,16 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
     double t0 = tic(m);
     const int L = m->latent;
     const real eps_s = (real)m->mc.eps;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        const size_t k = (size_t)i * L;
+        real *mean = m->mean + k, *sigma = m->sigma + k, *z = m->z + k;
+        memcpy(mean, code + 2 * k, (size_t)L * sizeof *mean);
+        softplus_forward((size_t)L, code + 2 * k + L, sigma);
         for (int j = 0; j < L; j++) {
-            size_t k = (size_t)i * L + j;
-            m->mean[k] = code[(size_t)i * 2 * L + j];
-            m->sigma[k] = eps_s + softplus1(code[(size_t)i * 2 * L + L + j]);
-            m->z[k] = eps ? m->mean[k] + m->sigma[k] * eps[k] : m->mean[k];
+            sigma[j] += eps_s;
+            z[j] = eps ? mean[j] + sigma[j] * eps[k + j] : mean[j];
         }
+    }
     toc(m, m->prof_loss, t0, false);
 }
 
@@ -752,13 +755,11 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     }
     loss_kl_backward(n, L, m->mean, m->sigma, m->coef_kl, m->dmean, m->dsigma);
     const real *code = m->enc_fc.pre[m->enc_fc.nlayers - 1];
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < L; j++) {
-            size_t k = (size_t)i * L + j;
-            m->dcode[(size_t)i * 2 * L + j] = m->dmean[k];
-            m->dcode[(size_t)i * 2 * L + L + j] =
-                m->dsigma[k] * sigmoid1(code[(size_t)i * 2 * L + L + j]);
-        }
+    for (int i = 0; i < n; i++) {
+        const size_t k = (size_t)i * L;
+        memcpy(m->dcode + 2 * k, m->dmean + k, (size_t)L * sizeof *m->dcode);
+        softplus_backward((size_t)L, code + 2 * k + L, m->dsigma + k, m->dcode + 2 * k + L);
+    }
     toc(m, m->prof_loss, t0, true);
     /* encoder fc, flatten, blocks B-1 .. 0 */
     mlp_backward(m, &m->enc_fc, n, m->flat, m->cond, m->dcode, m->g0);
