@@ -17,9 +17,10 @@ void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real 
           const real *b, int ldb, real beta, real *c, int ldc);
 
 const char *blas_corename(void); /* e.g. "Haswell", "Zen", "SkylakeX", "Prescott" */
-/* Threads per rank (train.threads): yoto's own kernels split their work
- * over this many OpenMP threads (src/par.h), and OpenBLAS gets as many.
- * 1 until set; OMP_NUM_THREADS is not read. */
+/* Threads per rank (train.threads): yoto's kernels split their work over
+ * this many OpenMP threads (src/par.h), GEMMs included: they call OpenBLAS
+ * side by side on their parts, and OpenBLAS itself is set to one thread.
+ * 1 until set; OMP_NUM_THREADS and OPENBLAS_NUM_THREADS are not read. */
 int blas_threads(void);
 void blas_set_threads(int n);
 int blas_openblas_threads(void); /* what OpenBLAS itself runs */

@@ -87,6 +87,7 @@ typedef struct {
 typedef struct {
     cfg_model mc; /* the model section it was built from, model.width applied */
     int max_batch;
+    int threads;          /* threads of its convolutions: blas_threads() at model_create */
     int in_c, in_h, in_w; /* input image */
     int latent;
     int out_c;    /* decoder output channels (C or 2C) */

@@ -30,9 +30,11 @@ static int yt_threads = 1;
 int blas_threads(void) {
     return yt_threads;
 }
+/* OpenBLAS itself stays at one thread: yoto's threads split the GEMMs and
+ * call it side by side (one pool of threads, static partitions) */
 void blas_set_threads(int n) {
     yt_threads = n > 0 ? n : 1;
-    openblas_set_num_threads(yt_threads);
+    openblas_set_num_threads(1);
 }
 int blas_openblas_threads(void) {
     return openblas_get_num_threads();

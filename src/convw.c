@@ -546,11 +546,13 @@ static void run_part(const job *J, int t) {
     }
 }
 
+static void run_part_fn(void *ctx, int t, int T) {
+    (void)T; /* the job's own split (G.threads) */
+    run_part(ctx, t);
+}
+
 static void run_job(const job *J) {
-    const int T = J->G.threads;
-    (void)T;
-#pragma omp parallel num_threads(T) if (T > 1)
-    run_part(J, par_thread());
+    par_run(J->G.threads, run_part_fn, (void *)J);
 }
 
 /* the threads' C accumulators summed in thread order, then G^T . G into dk;

@@ -4,6 +4,7 @@
 #include <tgmath.h>
 
 #include "layers.h"
+#include "par.h"
 #include "rng.h"
 #include "simd.h"
 
@@ -12,8 +13,9 @@
 #define STRETCH 256
 
 #ifdef YOTO_DOUBLE
-void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, double *recon) {
-    for (int i = 0; i < n; i++) {
+static void bernoulli_part(size_t i0, size_t i1, int c, int n, int hw, const real *logits,
+                           const real *x, double *recon) {
+    for (int i = (int)i0; i < (int)i1; i++) {
         double acc = 0;
         for (int ch = 0; ch < c; ch++) {
             size_t off = ((size_t)ch * n + i) * hw;
@@ -23,10 +25,10 @@ void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, dou
     }
 }
 
-void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const real *x,
-                             const double *coef, real *dlogits) {
+static void bernoulli_backward_part(size_t i0, size_t i1, int c, int n, int hw, const real *logits,
+                                    const real *x, const double *coef, real *dlogits) {
     for (int ch = 0; ch < c; ch++)
-        for (int i = 0; i < n; i++) {
+        for (int i = (int)i0; i < (int)i1; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             real k = (real)coef[i];
             for (int p = 0; p < hw; p++)
@@ -39,9 +41,10 @@ void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const rea
  * lanes over short stretches, then double. */
 
 YT_SIMD_CLONES
-void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, double *recon) {
+static void bernoulli_part(size_t i0, size_t i1, int c, int n, int hw, const real *logits,
+                           const real *x, double *recon) {
     const rvec zero = {0};
-    for (int i = 0; i < n; i++) {
+    for (int i = (int)i0; i < (int)i1; i++) {
         double acc = 0;
         for (int ch = 0; ch < c; ch++) {
             size_t off = ((size_t)ch * n + i) * hw;
@@ -63,11 +66,11 @@ void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, dou
 }
 
 YT_SIMD_CLONES
-void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const real *x,
-                             const double *coef, real *dlogits) {
+static void bernoulli_backward_part(size_t i0, size_t i1, int c, int n, int hw, const real *logits,
+                                    const real *x, const double *coef, real *dlogits) {
     const rvec zero = {0}, one = zero + 1.0f;
     for (int ch = 0; ch < c; ch++)
-        for (int i = 0; i < n; i++) {
+        for (int i = (int)i0; i < (int)i1; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             const real *lp = logits + off, *tp = x + off;
             real *dp = dlogits + off;
@@ -86,10 +89,10 @@ void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const rea
 
 #ifdef YOTO_DOUBLE
 /* The double build keeps libm (the vector approximations are float-only). */
-void loss_gaussian(int c, int n, int hw, double eps, const real *out, const real *x,
-                   double *recon) {
+static void gaussian_part(size_t i0, size_t i1, int c, int n, int hw, double eps, const real *out,
+                          const real *x, double *recon) {
     const size_t plane = (size_t)n * hw; /* one channel of out */
-    for (int i = 0; i < n; i++) {
+    for (int i = (int)i0; i < (int)i1; i++) {
         double acc = 0;
         for (int ch = 0; ch < c; ch++) {
             size_t off = (size_t)ch * plane + (size_t)i * hw;
@@ -104,11 +107,11 @@ void loss_gaussian(int c, int n, int hw, double eps, const real *out, const real
     }
 }
 
-void loss_gaussian_backward(int c, int n, int hw, double eps, const real *out, const real *x,
-                            const double *coef, real *dout) {
+static void gaussian_backward_part(size_t i0, size_t i1, int c, int n, int hw, double eps,
+                                   const real *out, const real *x, const double *coef, real *dout) {
     const size_t plane = (size_t)n * hw;
     for (int ch = 0; ch < c; ch++)
-        for (int i = 0; i < n; i++) {
+        for (int i = (int)i0; i < (int)i1; i++) {
             size_t off = (size_t)ch * plane + (size_t)i * hw;
             const real *mu = out + off, *raw = out + (size_t)c * plane + off, *t = x + off;
             real *dmu = dout + off, *draw = dout + (size_t)c * plane + off;
@@ -146,11 +149,11 @@ static double gauss1(double eps, real mu, real raw, real t) {
 }
 
 YT_SIMD_CLONES
-void loss_gaussian(int c, int n, int hw, double eps, const real *out, const real *x,
-                   double *recon) {
+static void gaussian_part(size_t i0, size_t i1, int c, int n, int hw, double eps, const real *out,
+                          const real *x, double *recon) {
     const size_t plane = (size_t)n * hw; /* one channel of out */
     const rvec ve = vbcast((real)eps);
-    for (int i = 0; i < n; i++) {
+    for (int i = (int)i0; i < (int)i1; i++) {
         double acc = HALF_LOG_2PI * c * hw;
         for (int ch = 0; ch < c; ch++) {
             size_t off = (size_t)ch * plane + (size_t)i * hw;
@@ -175,12 +178,12 @@ void loss_gaussian(int c, int n, int hw, double eps, const real *out, const real
 /* d/dmu = -k (t - mu) / s^2, d/draw = k (1 / s - (t - mu)^2 / s^3) sigmoid(raw),
  * with r = (t - mu) / s: -k r / s and k (1 - r^2) / s sigmoid(raw) */
 YT_SIMD_CLONES
-void loss_gaussian_backward(int c, int n, int hw, double eps, const real *out, const real *x,
-                            const double *coef, real *dout) {
+static void gaussian_backward_part(size_t i0, size_t i1, int c, int n, int hw, double eps,
+                                   const real *out, const real *x, const double *coef, real *dout) {
     const size_t plane = (size_t)n * hw;
     const rvec ve = vbcast((real)eps), one = (rvec){0} + 1.0f;
     for (int ch = 0; ch < c; ch++)
-        for (int i = 0; i < n; i++) {
+        for (int i = (int)i0; i < (int)i1; i++) {
             size_t off = (size_t)ch * plane + (size_t)i * hw;
             const real *mu = out + off, *raw = out + (size_t)c * plane + off, *t = x + off;
             real *dmu = dout + off, *draw = dout + (size_t)c * plane + off;
@@ -223,6 +226,80 @@ void loss_kl(int n, int latent, const real *mu, const real *sigma, double *kl) {
     }
 }
 #endif
+
+/* threads split the samples */
+enum { L_BERNOULLI, L_BERNOULLI_BWD, L_GAUSSIAN, L_GAUSSIAN_BWD };
+typedef struct {
+    int op, c, n, hw;
+    double eps;
+    const real *out, *x; /* the decoder's output, the targets */
+    const double *coef;
+    double *recon;
+    real *dout;
+} loss_call;
+
+static void loss_part(void *ctx, int t, int T) {
+    const loss_call *a = ctx;
+    const size_t i0 = par_split((size_t)a->n, t, T), i1 = par_split((size_t)a->n, t + 1, T);
+    switch (a->op) {
+    case L_BERNOULLI:
+        bernoulli_part(i0, i1, a->c, a->n, a->hw, a->out, a->x, a->recon);
+        break;
+    case L_BERNOULLI_BWD:
+        bernoulli_backward_part(i0, i1, a->c, a->n, a->hw, a->out, a->x, a->coef, a->dout);
+        break;
+    case L_GAUSSIAN:
+        gaussian_part(i0, i1, a->c, a->n, a->hw, a->eps, a->out, a->x, a->recon);
+        break;
+    case L_GAUSSIAN_BWD:
+        gaussian_backward_part(i0, i1, a->c, a->n, a->hw, a->eps, a->out, a->x, a->coef, a->dout);
+        break;
+    }
+}
+
+static void loss_run(const loss_call *a) {
+    par_run(par_threads((size_t)a->c * a->n * a->hw, (size_t)a->n), loss_part, (void *)a);
+}
+
+void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, double *recon) {
+    loss_call a = {
+        .op = L_BERNOULLI, .c = c, .n = n, .hw = hw, .out = logits, .x = x, .recon = recon};
+    loss_run(&a);
+}
+
+void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const real *x,
+                             const double *coef, real *dlogits) {
+    loss_call a = {.op = L_BERNOULLI_BWD,
+                   .c = c,
+                   .n = n,
+                   .hw = hw,
+                   .out = logits,
+                   .x = x,
+                   .coef = coef,
+                   .dout = dlogits};
+    loss_run(&a);
+}
+
+void loss_gaussian(int c, int n, int hw, double eps, const real *out, const real *x,
+                   double *recon) {
+    loss_call a = {
+        .op = L_GAUSSIAN, .c = c, .n = n, .hw = hw, .eps = eps, .out = out, .x = x, .recon = recon};
+    loss_run(&a);
+}
+
+void loss_gaussian_backward(int c, int n, int hw, double eps, const real *out, const real *x,
+                            const double *coef, real *dout) {
+    loss_call a = {.op = L_GAUSSIAN_BWD,
+                   .c = c,
+                   .n = n,
+                   .hw = hw,
+                   .eps = eps,
+                   .out = out,
+                   .x = x,
+                   .coef = coef,
+                   .dout = dout};
+    loss_run(&a);
+}
 
 void loss_kl_backward(int n, int latent, const real *mu, const real *sigma, const double *coef,
                       real *dmu, real *dsigma) {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <tgmath.h>
 
+#include "blas.h"
 #include "loss.h"
 #include "rng.h"
 
@@ -211,11 +212,20 @@ static void block_alloc(vae_model *m, conv_block *b) {
 
 /* The convolution geometry of layer l for n samples (layers.h: a deconv is
  * the adjoint of the conv from its output space to its input space). */
-static conv_geom layer_geom(const conv_block *b, int l, int n) {
-    if (b->deconv)
-        return conv_geom_make(n, b->cout[l], b->h[l] * b->stride[l], b->w[l] * b->stride[l],
-                              b->cin[l], b->stride[l]);
-    return conv_geom_make(n, b->cin[l], b->h[l], b->w[l], b->cout[l], b->stride[l]);
+static conv_geom layer_geom(const vae_model *m, const conv_block *b, int l, int n) {
+    conv_geom g = b->deconv
+                      ? conv_geom_make(n, b->cout[l], b->h[l] * b->stride[l],
+                                       b->w[l] * b->stride[l], b->cin[l], b->stride[l])
+                      : conv_geom_make(n, b->cin[l], b->h[l], b->w[l], b->cout[l], b->stride[l]);
+    g.threads = m->threads; /* what the workspace was sized for */
+    return g;
+}
+
+/* the decoder's output conv for n samples */
+static conv_geom out_geom(const vae_model *m, int n) {
+    conv_geom g = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    g.threads = m->threads;
+    return g;
 }
 
 /* Encoder blocks (block b has base * 2^b channels), then the fc MLP to the
@@ -272,7 +282,7 @@ static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w,
         conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
         block_alloc(m, blk);
         for (int l = 0; l < blk->nlayers; l++) {
-            conv_geom g = layer_geom(blk, l, m->max_batch);
+            conv_geom g = layer_geom(m, blk, l, m->max_batch);
             *work = YT_MAX(*work, conv_work_size(&g));
             *act_max = YT_MAX(*act_max, n * g.cin * g.h * g.w);
             *act_max = YT_MAX(*act_max, n * g.cout * g.ho * g.wo);
@@ -284,7 +294,7 @@ static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w,
     }
     for (int i = 0; i < m->enc_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->enc_fc.out[i]);
     for (int i = 0; i < m->dec_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->dec_fc.out[i]);
-    conv_geom go = conv_geom_make(m->max_batch, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    conv_geom go = out_geom(m, m->max_batch);
     *work = YT_MAX(*work, conv_work_size(&go));
 }
 
@@ -356,6 +366,7 @@ vae_model *model_create(const cfg_model *mc, int max_batch) {
     m->mc = *mc;
     apply_width(&m->mc);
     m->max_batch = max_batch;
+    m->threads = blas_threads();
     m->in_h = m->mc.input_shape[0];
     m->in_w = m->mc.input_shape[1];
     m->in_c = m->mc.input_shape[2];
@@ -486,7 +497,7 @@ static film_stage gate_stage(const vae_model *m, const conv_block *b, int l) {
 static const real *layer_forward(vae_model *m, conv_block *b, int l, int n, const real *in,
                                  const real *cond, const film_stage *film) {
     const int last = b->nlayers - 1;
-    conv_geom g = layer_geom(b, l, n);
+    conv_geom g = layer_geom(m, b, l, n);
     const real *k = P(m, b->kernel[l]), *bias = P(m, b->bias[l]);
     film_stage st;
     const film_stage *fused = l == last && b->film ? film : NULL;
@@ -546,7 +557,7 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
         h = m->dec[k].o;
     }
     double t0 = tic(m);
-    conv_geom g = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    conv_geom g = out_geom(m, n);
     conv_forward(&g, h, P(m, m->out_kernel), P(m, m->out_bias), m->out, m->work);
     toc(m, m->prof_out, t0, false);
 }
@@ -646,7 +657,7 @@ static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real 
 static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real *in,
                            const real *cond, const film_stage *film, real *d, real *dx) {
     const int last = b->nlayers - 1;
-    conv_geom g = layer_geom(b, l, n);
+    conv_geom g = layer_geom(m, b, l, n);
     const real *k = P(m, b->kernel[l]);
     real *dk = G(m, b->kernel[l]), *db = G(m, b->bias[l]);
     film_stage st;
@@ -727,7 +738,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         loss_gaussian_backward(m->in_c, n, hw, m->mc.eps, m->out, m->x, m->coef_rec, m->g0);
     toc(m, m->prof_loss, t0, true);
     t0 = tic(m);
-    conv_geom go = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    conv_geom go = out_geom(m, n);
     conv_backward(&go, m->dec[0].o, P(m, m->out_kernel), m->g0, m->g1, G(m, m->out_kernel),
                   G(m, m->out_bias), m->work);
     toc(m, m->prof_out, t0, true);
@@ -792,7 +803,7 @@ static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *p
     for (int b = 0; b < m->nblocks_enc + m->nblocks_dec; b++) {
         const conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
         for (int l = 0; l < blk->nlayers; l++) {
-            conv_geom g = layer_geom(blk, l, 1);
+            conv_geom g = layer_geom(m, blk, l, 1);
             f += conv_macs(&g);
             if (prof) prof[blk->prof[l]].macs = conv_macs(&g);
             if (b == 0 && l == 0) skip += conv_macs(&g); /* no gradient w.r.t. the image */

@@ -8,7 +8,11 @@
 #include "dist.h"
 #include "loss.h"
 #include "optim.h"
+#include "par.h"
 #include "rng.h"
+
+/* threads that check the gradient for non-finite values */
+#define PAR_MAX_FLAGS 64
 
 struct trainer {
     vae_model *m;
@@ -91,10 +95,40 @@ void trainer_draw(trainer *t, long step) {
     }
 }
 
-static bool all_finite(const real *v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(v[i])) return false;
+/* threads split the arena (train.threads; the verdict is the same for any split) */
+typedef struct {
+    real *v;
+    size_t n;
+    int bad[PAR_MAX_FLAGS];
+} arena_pass;
+
+static void check_part(void *ctx, int t, int T) {
+    arena_pass *a = ctx;
+    for (size_t i = par_split(a->n, t, T), end = par_split(a->n, t + 1, T); i < end; i++)
+        if (!isfinite(a->v[i])) {
+            a->bad[t] = 1;
+            return;
+        }
+}
+
+static bool all_finite(real *v, size_t n) {
+    arena_pass a = {.v = v, .n = n};
+    const int T = YT_MIN(par_threads(n, n), PAR_MAX_FLAGS);
+    par_run(T, check_part, &a);
+    for (int t = 0; t < T; t++)
+        if (a.bad[t]) return false;
     return true;
+}
+
+static void zero_part(void *ctx, int t, int T) {
+    arena_pass *a = ctx;
+    size_t lo = par_split(a->n, t, T), hi = par_split(a->n, t + 1, T);
+    memset(a->v + lo, 0, (hi - lo) * sizeof *a->v);
+}
+
+static void zero_grad(real *g, size_t n) {
+    arena_pass a = {.v = g, .n = n};
+    par_run(par_threads(n, n), zero_part, &a);
 }
 
 /* What the ranks agree on after the forward pass: summed over ranks. */
@@ -104,7 +138,7 @@ enum { ST_LOSS, ST_RECON, ST_KL, ST_ERROR, ST_NONFINITE, ST_STOP, ST_N };
 static void forward(trainer *t, long step, const real *x, double *st) {
     vae_model *m = t->m;
     trainer_draw(t, step);
-    memset(m->params.grad, 0, m->params.total * sizeof(real));
+    zero_grad(m->params.grad, m->params.total);
     model_forward(m, t->batch, x, t->cond, t->eps);
     for (int i = 0; i < t->batch; i++) {
         st[ST_LOSS] += t->w_rec[i] * m->recon[i] + t->w_kl[i] * m->kl[i];
