@@ -608,6 +608,11 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
     toc(m, m->prof_loss, t0, false);
 }
 
+void model_reconstruct(vae_model *m, int n, const real *x, const real *cond) {
+    model_encode(m, n, x, cond, NULL);
+    model_decode(m, n, m->z, cond);
+}
+
 /* ---- backward ------------------------------------------------------------------------ */
 
 /* dout: gradient w.r.t. the MLP's output (pre of its last layer); dx may be NULL. */
@@ -825,6 +830,19 @@ static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *p
     }
     *fwd = f;
     *skipped = skip;
+}
+
+double model_encode_macs(const vae_model *m) {
+    double f = mlp_macs(&m->enc_fc);
+    for (int b = 0; b < m->nblocks_enc; b++) {
+        const conv_block *blk = &m->enc[b];
+        for (int l = 0; l < blk->nlayers; l++) {
+            conv_geom g = layer_geom(m, blk, l, 1);
+            f += conv_macs(&g);
+        }
+        if (blk->film) f += mlp_macs(&blk->scale_mlp) + mlp_macs(&blk->shift_mlp);
+    }
+    return f;
 }
 
 double model_forward_macs(const vae_model *m) {
