@@ -32,8 +32,9 @@
 #include "convk.h"
 #include "par.h"
 
-/* the transforms and products of one band: about an L2 cache */
-#define BAND_BYTES (512 * 1024)
+/* the transforms and products of one band: about an L2 cache (1 MB: 6% faster
+ * than 512 KB on the CIFAR-10 layers, Zen 5) */
+#define BAND_BYTES (1024 * 1024)
 
 typedef struct {
     int n, h, w, cx, cy, cmax; /* batch, image, X and Y side channels */
@@ -287,6 +288,16 @@ static void pack_band(const wgeom *G, const side *sd, int grp0, int gn, int r0, 
 
 /* ---- transforms -------------------------------------------------------------------- */
 
+/* t[.][v] = B^T of the 4 values p[0], p[rowv], p[2 rowv], p[3 rowv] */
+YT_INLINE void col_step(const real *p, size_t rowv, rvec t[4][4], int v) {
+    const rvec d0 = vload(p), d1 = vload(p + rowv), d2 = vload(p + 2 * rowv),
+               d3 = vload(p + 3 * rowv);
+    t[0][v] = d0 - d2;
+    t[1][v] = d1 + d2;
+    t[2][v] = d2 - d1;
+    t[3][v] = d1 - d3;
+}
+
 /* T [16][c][qs] = B^T d B of every 4x4 tile d of P (a band of nr tile rows,
  * gn groups); positions from Q to qs zeroed (the GEMMs read them).
  * B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. */
@@ -297,19 +308,16 @@ static void xform_in(const wgeom *G, int C, int gn, int nr, const real *P, real 
     for (int c = 0; c < C; c++)
         for (int g = 0; g < gn; g++) {
             const real *pg = P + ((size_t)c * gn + g) * (2 * nr + 2) * rowv;
-            for (int r = 0; r < nr; r++)
+            for (int r = 0; r < nr; r++) {
+                /* the row step (B^T d) of a column of P; neighbouring tiles
+                 * share two columns, so each tile computes two new ones */
+                rvec t[4][4];
+                const real *p = pg + (size_t)(2 * r) * rowv;
+                for (int v = 0; v < 2; v++)
+                    col_step(p + (size_t)v * VL, rowv, t, v);
                 for (int j = 0; j < tw; j++) {
-                    const real *p = pg + (size_t)(2 * r) * rowv + (size_t)(2 * j) * VL;
-                    rvec d[4][4], t[4][4];
-                    for (int u = 0; u < 4; u++)
-                        for (int v = 0; v < 4; v++)
-                            d[u][v] = vload(p + u * rowv + (size_t)v * VL);
-                    for (int v = 0; v < 4; v++) {
-                        t[0][v] = d[0][v] - d[2][v];
-                        t[1][v] = d[1][v] + d[2][v];
-                        t[2][v] = d[2][v] - d[1][v];
-                        t[3][v] = d[1][v] - d[3][v];
-                    }
+                    for (int v = 2; v < 4; v++)
+                        col_step(p + (size_t)(2 * j + v) * VL, rowv, t, v);
                     const size_t q = (((size_t)g * nr + r) * tw + j) * VL;
                     real *o = T + (size_t)c * qs + q;
                     const size_t xs = (size_t)C * qs; /* between tile elements */
@@ -318,8 +326,11 @@ static void xform_in(const wgeom *G, int C, int gn, int nr, const real *P, real 
                         vstore(o + (size_t)(4 * i + 1) * xs, t[i][1] + t[i][2]);
                         vstore(o + (size_t)(4 * i + 2) * xs, t[i][2] - t[i][1]);
                         vstore(o + (size_t)(4 * i + 3) * xs, t[i][1] - t[i][3]);
+                        t[i][0] = t[i][2];
+                        t[i][1] = t[i][3];
                     }
                 }
+            }
         }
     for (size_t k = 0; k < 16 * (size_t)C; k++)
         memset(T + k * qs + Q, 0, (qs - Q) * sizeof *T);
