@@ -51,7 +51,8 @@ typedef struct {
     const yoto_config *cfg;
     const bench_opts *o;
     int world, batch, steps, warmup;
-    double sgemm; /* GFLOP/s, 1024^3, this rank */
+    double sgemm;    /* GFLOP/s, 1024^3, this rank */
+    double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     bool overlap;
     double med[PH_N]; /* median seconds per phase */
@@ -177,6 +178,25 @@ static void time_inference(bench_result *r, const real *x) {
     free(cond);
 }
 
+/* The memory roofline: memcpy of 64 MiB, best of 5 after one untimed,
+ * bytes read plus bytes written per second (STREAM's copy counts the same) */
+static double copy_gbs(void) {
+    const size_t n = (size_t)64 << 20;
+    char *a = yt_malloc(n), *b = yt_malloc(n);
+    memset(a, 1, n);
+    memset(b, 0, n);
+    double best = 1e30;
+    for (int r = 0; r < 6; r++) {
+        double t = yt_now();
+        memcpy(b, a, n);
+        t = yt_now() - t;
+        if (r > 0 && t < best) best = t;
+    }
+    free(a);
+    free(b);
+    return 2.0 * n / best / 1e9;
+}
+
 static int measure(bench_result *r) {
     const yoto_config *cfg = r->cfg;
     r->m = model_create(&cfg->model, r->batch);
@@ -216,7 +236,7 @@ static void print_json(const bench_result *r) {
            " \"forward_macs_per_image\": %.0f, \"train_flops_per_image\": %.0f,\n"
            " \"step_s_median\": %.6g, \"step_s_min\": %.6g, \"step_s_max\": %.6g,\n"
            " \"images_per_s\": %.6g, \"gflops_per_rank\": %.6g,\n"
-           " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g,\n"
+           " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
            " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
            "\"optimizer\": %.6g},\n"
            " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
@@ -226,10 +246,11 @@ static void print_json(const bench_result *r) {
            " \"peak_rss_mb\": %.1f,\n",
            cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs,
            flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm,
-           gflops_rank / r->sgemm, r->med[PH_FORWARD], r->med[PH_BACKWARD], r->med[PH_ALLREDUCE],
-           r->med[PH_OPTIMIZER], r->threads, blas_corename(), blas_openblas_threads(),
-           blas_cpu_isa(), r->overlap ? "bucketed" : "blocking", m->params.total * sizeof(real),
-           r->comm_alone, r->exposed, r->hidden, r->imbalance, r->rss_max_kb / 1024.0);
+           gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD],
+           r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads, blas_corename(),
+           blas_openblas_threads(), blas_cpu_isa(), r->overlap ? "bucketed" : "blocking",
+           m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
+           r->rss_max_kb / 1024.0);
     double ef = 2 * model_encode_macs(m), rf = 2 * macs; /* FLOPs per image */
     printf(" \"inference\": {\"encode_images_per_s\": %.6g, \"encode_flops_per_image\": %.0f, "
            "\"encode_ratio_to_sgemm\": %.6g,\n  \"reconstruct_images_per_s\": %.6g, "
@@ -283,7 +304,9 @@ static void print_text(const bench_result *r) {
     printf("  threads     %d per rank (yoto's kernels; OpenBLAS %s kernels, %d thread each; "
            "CPU: %s)\n",
            r->threads, blas_corename(), blas_openblas_threads(), blas_cpu_isa());
-    printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run)\n", r->sgemm);
+    printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run); memory %.1f GB/s (64 MiB "
+           "copy, read + write)\n",
+           r->sgemm, r->copy_gbs);
     printf("  step        %.2f ms median (min %.2f, max %.2f)\n", 1e3 * r->step_med,
            1e3 * r->step_min, 1e3 * r->step_max);
     printf("  throughput  %.1f images/s, %.2f GFLOP/s per rank = %.1f%% of sgemm\n", imgs,
@@ -431,6 +454,7 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     if (advice) dist_warn("%s", advice);
     /* the yardstick first, on an idle machine; every rank measures its own */
     r.sgemm = blas_sgemm_gflops(1024, 3);
+    r.copy_gbs = copy_gbs();
     rc = measure(&r);
     if (rc == YT_OK && dist_rank() == 0) {
         if (o->json)
