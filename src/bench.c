@@ -452,6 +452,8 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     r.threads = blas_threads();
     const char *advice = blas_core_advice();
     if (advice) dist_warn("%s", advice);
+    advice = blas_threads_advice();
+    if (advice) dist_warn("%s", advice);
     /* the yardstick first, on an idle machine; every rank measures its own */
     r.sgemm = blas_sgemm_gflops(1024, 3);
     r.copy_gbs = copy_gbs();

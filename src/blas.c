@@ -1,7 +1,9 @@
-/* blas.c — OpenBLAS: GEMM wrapper, kernel/core checks, the sgemm yardstick. */
+/* blas.c — OpenBLAS: GEMM wrapper, kernel/core checks, threads, the sgemm yardstick. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "blas.h"
 
 #include <cblas.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,19 @@ void blas_set_threads(int n) {
     yt_threads = n > 0 ? n : 1;
     openblas_set_num_threads(1);
 }
+const char *blas_threads_advice(void) {
+    static char msg[320];
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return NULL;
+    const int cpus = CPU_COUNT(&set);
+    if (yt_threads <= cpus) return NULL;
+    snprintf(msg, sizeof msg,
+             "train.threads is %d but this rank may run on %d CPU%s only (mpirun binds each rank "
+             "to a core): start it with mpirun --map-by slot:PE=%d (or --bind-to none)",
+             yt_threads, cpus, cpus > 1 ? "s" : "", yt_threads);
+    return msg;
+}
+
 int blas_openblas_threads(void) {
     return openblas_get_num_threads();
 }
