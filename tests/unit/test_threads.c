@@ -291,6 +291,7 @@ static real *model_grads(int T, double *losses, size_t *total) {
 
 static void test_model_threads(void **state) {
     (void)state;
+    if (tu_quick()) skip(); /* minutes under valgrind; the kernels' checks cover the code */
     double l1[MB], la[MB], lb[MB];
     size_t n;
     real *one = model_grads(1, l1, &n);
