@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <tgmath.h>
 
 #include "blas.h"
@@ -22,7 +23,25 @@
 
 static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *prof);
 
+static size_t round_up_bytes(size_t n, size_t m) {
+    return (n + m - 1) / m * m;
+}
+
 /* ---- building --------------------------------------------------------------------- */
+
+/* n zeroed reals; from 4 MiB up on 2 MiB pages where the kernel allows it
+ * (transparent huge pages in madvise mode): the conv kernels stream through
+ * [C][N][H][W] tensors a channel plane at a time, and with 4 KiB pages every
+ * plane of a high-resolution layer is a TLB miss. */
+static real *huge_calloc(size_t n) {
+    const size_t bytes = n * sizeof(real), huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (bytes < 2 * huge || posix_memalign(&p, huge, round_up_bytes(bytes, huge)) != 0)
+        return yt_calloc(n, sizeof(real));
+    madvise(p, round_up_bytes(bytes, huge), MADV_HUGEPAGE); /* a hint: failure is harmless */
+    memset(p, 0, bytes);
+    return p;
+}
 
 /* An activation buffer of the model (zeroed), freed by model_free. */
 static real *alloc_buf(vae_model *m, size_t elems) {
@@ -30,7 +49,7 @@ static real *alloc_buf(vae_model *m, size_t elems) {
         m->cap_owned = m->cap_owned ? 2 * m->cap_owned : 64;
         m->owned = yt_realloc(m->owned, (size_t)m->cap_owned * sizeof *m->owned);
     }
-    real *p = yt_calloc(elems ? elems : 1, sizeof(real));
+    real *p = huge_calloc(elems ? elems : 1);
     m->owned[m->nowned++] = p;
     return p;
 }
