@@ -109,6 +109,9 @@ real sigmoid1(real x);
  * as max(l, 0) - l t + log1p(e^-|l|); its derivative in l is sigmoid(l) - t. */
 real sigmoid_xent1(real logit, real target);
 
+/* true when x[0, n) holds no NaN and no infinity */
+bool all_finite(size_t n, const real *x);
+
 /* ---- layout changes between conv and dense activations --------------------- */
 /* rows [n][c*hw] (flatten order (c, h, w)) from chan [c][n][hw], and back */
 void chan_to_rows(int c, int n, int hw, const real *chan, real *rows);

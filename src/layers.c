@@ -765,6 +765,20 @@ void softplus_backward(size_t n, const real *x, const real *dy, real *dx) {
 }
 #endif
 
+/* x * 0 is +-0 for finite x and NaN for an infinity or a NaN: a sum of
+ * them is 0 exactly when every x is finite (vectorised, no branches) */
+YT_SIMD_CLONES
+bool all_finite(size_t n, const real *x) {
+    rvec acc = {0};
+    size_t i = 0;
+    for (; i + VL <= n; i += VL)
+        acc += vload(x + i) * 0;
+    real s = vhsum(acc);
+    for (; i < n; i++)
+        s += x[i] * 0;
+    return s == 0;
+}
+
 /* ---- layout ------------------------------------------------------------------------- */
 
 void chan_to_rows(int c, int n, int hw, const real *chan, real *rows) {

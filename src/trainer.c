@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dist.h"
+#include "layers.h"
 #include "loss.h"
 #include "optim.h"
 #include "par.h"
@@ -104,14 +105,11 @@ typedef struct {
 
 static void check_part(void *ctx, int t, int T) {
     arena_pass *a = ctx;
-    for (size_t i = par_split(a->n, t, T), end = par_split(a->n, t + 1, T); i < end; i++)
-        if (!isfinite(a->v[i])) {
-            a->bad[t] = 1;
-            return;
-        }
+    size_t lo = par_split(a->n, t, T), hi = par_split(a->n, t + 1, T);
+    a->bad[t] = !all_finite(hi - lo, a->v + lo);
 }
 
-static bool all_finite(real *v, size_t n) {
+static bool arena_finite(real *v, size_t n) {
     arena_pass a = {.v = v, .n = n};
     const int T = YT_MIN(par_threads(n, n), PAR_MAX_FLAGS);
     par_run(T, check_part, &a);
@@ -192,7 +190,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     tm->backward = t3 - t2 - in_backward;
     tm->allreduce = t4 - t3 + in_backward;
     /* the gradient is the same on every rank: all stop here together */
-    if (!all_finite(m->params.grad, m->params.total))
+    if (!arena_finite(m->params.grad, m->params.total))
         return yt_fail(YT_ERR_RUNTIME,
                        "non-finite gradient at step %ld; the last checkpoint is kept", step);
     t->lr = optim_lr(&t->opt, step);

@@ -271,6 +271,29 @@ static void test_gaussian(void **state) {
     }
 }
 
+/* all_finite: every position of a vector body and tail, NaN and both
+ * infinities; the largest finite values and denormals count as finite */
+static void test_all_finite(void **state) {
+    (void)state;
+    enum { N = 37 };
+    real x[N];
+    const real big = TEST_DOUBLE ? (real)1.7e308 : (real)3.4e38;
+    for (int i = 0; i < N; i++)
+        x[i] = i % 3 == 0 ? big : i % 3 == 1 ? -big : (real)(TEST_DOUBLE ? 4e-320 : 1e-44);
+    assert_true(all_finite(N, x));
+    assert_true(all_finite(0, x));
+    const real bad[3] = {(real)NAN, (real)INFINITY, -(real)INFINITY};
+    for (int b = 0; b < 3; b++)
+        for (int i = 0; i < N; i++) {
+            real keep = x[i];
+            x[i] = bad[b];
+            if (all_finite(N, x))
+                fail_msg("value %d (%g) at %d of %d not seen", b, (double)bad[b], i, N);
+            assert_true(all_finite((size_t)i, x)); /* before it: still finite */
+            x[i] = keep;
+        }
+}
+
 #ifndef YOTO_DOUBLE
 /* largest error of f against g over lo..hi (k points, log-spaced when
  * logspace), in units of the float epsilon relative to |g| */
@@ -369,6 +392,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lrelu),       cmocka_unit_test(test_film),
         cmocka_unit_test(test_bernoulli),   cmocka_unit_test(test_gaussian),
+        cmocka_unit_test(test_all_finite),
 #ifndef YOTO_DOUBLE
         cmocka_unit_test(test_vector_math), cmocka_unit_test(test_likelihood_math),
 #endif
