@@ -11,7 +11,8 @@
  *   par_run(par_threads(work, n), part, &ctx);
  *
  * par_run returns when every thread's part is done. Called from inside a
- * part, it runs the parts one after the other on the calling thread.
+ * part, it runs the parts one after the other on the calling thread. One
+ * team per process: only one thread (the rank's main thread) calls it.
  */
 #ifndef YOTO_PAR_H
 #define YOTO_PAR_H
