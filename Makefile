@@ -21,16 +21,17 @@ WERROR ?=
 # off; it only matters in the functions compiled for AVX2 + FMA as well
 # (src/simd.h), since the x86-64 baseline has no FMA. -fno-math-errno:
 # nothing reads errno after libm calls, and sqrt etc. can then vectorise.
+# -pthread: train.threads threads inside a rank run yoto's kernels (src/par.h).
 CFLAGS_COMMON = -std=c11 -D_DEFAULT_SOURCE -g -Wall -Wextra $(WERROR) -ffp-contract=fast \
-                -fno-math-errno -Iinclude \
+                -fno-math-errno -pthread -Iinclude \
                 $(PKG_CFLAGS) -DYOTO_VERSION='"$(VERSION)"' -DYOTO_GIT_COMMIT='"$(GIT_COMMIT)"'
-LDLIBS = $(PKG_LIBS) -lm
+LDLIBS = $(PKG_LIBS) -lm -pthread
 
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 # The numerics' hot loops get -O3 (the loop vectoriser: Adam's update, the
 # element-wise layers' scalar tails); the rest of the program stays at $(OPT).
-HOT_SRCS := convk layers loss optim
+HOT_SRCS := convk convw layers loss optim
 HOT_OPT ?= -O3
 
 # per-build flags

@@ -17,8 +17,16 @@ void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real 
           const real *b, int ldb, real beta, real *c, int ldc);
 
 const char *blas_corename(void); /* e.g. "Haswell", "Zen", "SkylakeX", "Prescott" */
+/* Threads per rank (train.threads): yoto's kernels split their work over
+ * this many threads (src/par.h), GEMMs included: they call OpenBLAS side by
+ * side on their parts. 1 until set; setting it also sets OpenBLAS itself to
+ * one thread. */
 int blas_threads(void);
 void blas_set_threads(int n);
+int blas_openblas_threads(void); /* what OpenBLAS itself runs */
+/* Advice when this process may use fewer CPUs than it has threads (its CPU
+ * affinity: mpirun binds a rank to one core by default), or NULL. */
+const char *blas_threads_advice(void);
 /* The best vector ISA this CPU offers: "avx512", "avx2", "avx", "sse". */
 const char *blas_cpu_isa(void);
 /* true when OpenBLAS runs kernels far below what the CPU supports */

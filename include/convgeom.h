@@ -22,14 +22,22 @@
  *     g = conv_geom_make(n, dout, h*s, w*s, din, s)
  * (the conv that maps the deconv's output space back to its input space); its
  * kernel [din][dout][3][3] is PyTorch's ConvTranspose2d layout. */
+/* How a conv is computed (layers.c picks the fastest for the shape). */
+typedef enum {
+    CONV_GEMM = 0,     /* im2col + GEMM over chunks of samples */
+    CONV_DIRECT = 1,   /* direct 3x3 kernels (src/convk.h) */
+    CONV_WINOGRAD = 2, /* Winograd F(2x2, 3x3), stride 1 only (src/convk.h) */
+} conv_route;
+
 typedef struct {
     int n;            /* batch */
     int cin, h, w;    /* image side */
     int cout, ho, wo; /* feature side */
     int stride;
     int pad_top, pad_left;
-    int chunk;  /* samples per im2col chunk (bounds the workspace) */
-    int direct; /* 1: direct kernels (src/convk.h), 0: im2col + GEMM */
+    int chunk;   /* samples per im2col chunk (bounds the workspace) */
+    int route;   /* a conv_route */
+    int threads; /* threads that split the samples (the workspace holds one part each) */
 } conv_geom;
 
 /* ---- a block's output stage, fused into its last conv ---------------------

@@ -22,11 +22,12 @@
  * conv_geom (convgeom.h) describes one convolution, or the transposed conv
  * that is its adjoint. */
 
-/* Picks the faster route for the shape (g.direct); conv_geom_route overrides
- * it (tests compare the two), returning false when the direct kernels do not
- * handle g. */
+/* Picks the fastest route for the shape (g.route, a conv_route) and the
+ * current thread count (blas_set_threads; g.threads); conv_geom_route
+ * overrides the route (tests compare them), returning false (and taking the
+ * GEMM route) when that route does not handle g. */
 conv_geom conv_geom_make(int n, int cin, int h, int w, int cout, int stride);
-bool conv_geom_route(conv_geom *g, bool direct);
+bool conv_geom_route(conv_geom *g, int route);
 /* Workspace (reals) conv_* / deconv_* need for g (and its route). */
 size_t conv_work_size(const conv_geom *g);
 /* Multiply-adds of one forward pass (all samples). */
@@ -107,6 +108,9 @@ real sigmoid1(real x);
 /* Sigmoid cross-entropy with logits, element-wise: softplus(l) - t l, computed
  * as max(l, 0) - l t + log1p(e^-|l|); its derivative in l is sigmoid(l) - t. */
 real sigmoid_xent1(real logit, real target);
+
+/* true when x[0, n) holds no NaN and no infinity */
+bool all_finite(size_t n, const real *x);
 
 /* ---- layout changes between conv and dense activations --------------------- */
 /* rows [n][c*hw] (flatten order (c, h, w)) from chan [c][n][hw], and back */

@@ -87,6 +87,7 @@ typedef struct {
 typedef struct {
     cfg_model mc; /* the model section it was built from, model.width applied */
     int max_batch;
+    int threads;          /* threads of its convolutions: blas_threads() at model_create */
     int in_c, in_h, in_w; /* input image */
     int latent;
     int out_c;    /* decoder output channels (C or 2C) */
@@ -153,6 +154,9 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
 void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps);
 /* Decoder only: z [n][L] -> m->out. */
 void model_decode(vae_model *m, int n, const real *z, const real *cond);
+/* Reconstruction from the posterior mean, without the losses: model_encode
+ * (z = mean) then model_decode; m->out [out_c][n][H][W]. */
+void model_reconstruct(vae_model *m, int n, const real *x, const real *cond);
 
 /* Backward of sum_i scale * (w_rec[i] * recon[i] + w_kl[i] * kl[i]) for the
  * last forward: ACCUMULATES into m->params.grad. With input_grad, also
@@ -164,6 +168,8 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
  * FLOPs (forward + backward, 2 per multiply-add; the first layer computes no
  * input gradient). */
 double model_forward_macs(const vae_model *m);
+/* Forward multiply-adds of the encoder alone (model_encode) per image. */
+double model_encode_macs(const vae_model *m);
 double model_train_flops(const vae_model *m);
 
 #endif

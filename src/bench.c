@@ -8,6 +8,7 @@
 #include "blas.h"
 #include "data.h"
 #include "dist.h"
+#include "loss.h"
 #include "model.h"
 #include "rng.h"
 #include "trainer.h"
@@ -50,7 +51,8 @@ typedef struct {
     const yoto_config *cfg;
     const bench_opts *o;
     int world, batch, steps, warmup;
-    double sgemm; /* GFLOP/s, 1024^3, this rank */
+    double sgemm;    /* GFLOP/s, 1024^3, this rank */
+    double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     bool overlap;
     double med[PH_N]; /* median seconds per phase */
@@ -59,6 +61,8 @@ typedef struct {
     double comm_alone, hidden; /* one blocking allreduce of the gradient */
     data_bench_result db;
     long rss_max_kb;
+    int threads;              /* per rank */
+    double encode_s, recon_s; /* inference: median seconds per batch */
 } bench_result;
 
 /* The timed steps: the shipped training step on synthetic data of the
@@ -139,6 +143,60 @@ static real *synthetic_batch(const yoto_config *cfg, const vae_model *m, int B) 
     return x;
 }
 
+/* Inference on the same batch, no backward and no optimizer: model_encode
+ * (the encoder and the posterior, as yoto encode) and model_reconstruct
+ * (encoder and decoder, as reconstruct and eval without their losses);
+ * medians over the timed repetitions, after one untimed. */
+static void time_inference(bench_result *r, const real *x) {
+    vae_model *m = r->m;
+    const int B = r->batch, reps = YT_MAX(3, r->steps / 2);
+    real *wk = yt_malloc((size_t)B * sizeof *wk), *wr = yt_malloc((size_t)B * sizeof *wr);
+    real *cond = yt_malloc(2 * (size_t)B * sizeof *cond);
+    loss_weights_fixed(&r->cfg->loss_weights, 1.0, r->cfg->eval.w_rec, B, wk, wr, cond);
+    double *te = yt_calloc((size_t)reps, sizeof *te), *tr = yt_calloc((size_t)reps, sizeof *tr);
+    m->profile = false;
+    for (int it = -1; it < reps; it++) {
+        dist_barrier();
+        double t0 = yt_now();
+        model_encode(m, B, x, cond, NULL);
+        double t1 = yt_now();
+        dist_barrier();
+        double t2 = yt_now();
+        model_reconstruct(m, B, x, cond);
+        double t3 = yt_now();
+        if (it >= 0) {
+            te[it] = t1 - t0;
+            tr[it] = t3 - t2;
+        }
+    }
+    r->encode_s = median(te, reps);
+    r->recon_s = median(tr, reps);
+    free(te);
+    free(tr);
+    free(wk);
+    free(wr);
+    free(cond);
+}
+
+/* The memory roofline: memcpy of 64 MiB, best of 5 after one untimed,
+ * bytes read plus bytes written per second (STREAM's copy counts the same) */
+static double copy_gbs(void) {
+    const size_t n = (size_t)64 << 20;
+    char *a = yt_malloc(n), *b = yt_malloc(n);
+    memset(a, 1, n);
+    memset(b, 0, n);
+    double best = 1e30;
+    for (int r = 0; r < 6; r++) {
+        double t = yt_now();
+        memcpy(b, a, n);
+        t = yt_now() - t;
+        if (r > 0 && t < best) best = t;
+    }
+    free(a);
+    free(b);
+    return 2.0 * n / best / 1e9;
+}
+
 static int measure(bench_result *r) {
     const yoto_config *cfg = r->cfg;
     r->m = model_create(&cfg->model, r->batch);
@@ -148,6 +206,7 @@ static int measure(bench_result *r) {
     trainer *t = trainer_create(r->m, cfg, dist_rank(), r->world);
     phase_times *ph = yt_calloc((size_t)r->steps, sizeof *ph);
     time_steps(r, t, x, ph);
+    time_inference(r, x);
     exposed_comm(r, ph);
     r->comm_alone = allreduce_alone(&r->m->params);
     r->hidden = r->comm_alone > 0 ? YT_MAX(0.0, 1.0 - r->exposed / r->comm_alone) : 0;
@@ -177,19 +236,27 @@ static void print_json(const bench_result *r) {
            " \"forward_macs_per_image\": %.0f, \"train_flops_per_image\": %.0f,\n"
            " \"step_s_median\": %.6g, \"step_s_min\": %.6g, \"step_s_max\": %.6g,\n"
            " \"images_per_s\": %.6g, \"gflops_per_rank\": %.6g,\n"
-           " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g,\n"
+           " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
            " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
            "\"optimizer\": %.6g},\n"
-           " \"openblas_core\": \"%s\", \"openblas_threads\": %d, \"cpu_isa\": \"%s\",\n"
+           " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
+           "\"cpu_isa\": \"%s\",\n"
            " \"allreduce\": {\"mode\": \"%s\", \"bytes\": %zu, \"alone_s\": %.6g, "
            "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
            " \"peak_rss_mb\": %.1f,\n",
            cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs,
            flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm,
-           gflops_rank / r->sgemm, r->med[PH_FORWARD], r->med[PH_BACKWARD], r->med[PH_ALLREDUCE],
-           r->med[PH_OPTIMIZER], blas_corename(), blas_threads(), blas_cpu_isa(),
-           r->overlap ? "bucketed" : "blocking", m->params.total * sizeof(real), r->comm_alone,
-           r->exposed, r->hidden, r->imbalance, r->rss_max_kb / 1024.0);
+           gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD],
+           r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads, blas_corename(),
+           blas_openblas_threads(), blas_cpu_isa(), r->overlap ? "bucketed" : "blocking",
+           m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
+           r->rss_max_kb / 1024.0);
+    double ef = 2 * model_encode_macs(m), rf = 2 * macs; /* FLOPs per image */
+    printf(" \"inference\": {\"encode_images_per_s\": %.6g, \"encode_flops_per_image\": %.0f, "
+           "\"encode_ratio_to_sgemm\": %.6g,\n  \"reconstruct_images_per_s\": %.6g, "
+           "\"reconstruct_flops_per_image\": %.0f, \"reconstruct_ratio_to_sgemm\": %.6g},\n",
+           B * world / r->encode_s, ef, ef * B / r->encode_s / 1e9 / r->sgemm,
+           B * world / r->recon_s, rf, rf * B / r->recon_s / 1e9 / r->sgemm);
     if (r->o->data)
         printf(" \"data\": {\"images_per_s_per_rank\": %.6g, \"ratio_to_step\": %.6g, "
                "\"cached\": %s, \"open_s\": %.6g},\n",
@@ -234,9 +301,12 @@ static void print_text(const bench_result *r) {
            world > 1 ? "s" : "", r->steps, r->warmup);
     printf("  cost        %.2f M multiply-adds forward, %.2f M FLOPs per image per step\n",
            macs / 1e6, flops / 1e6);
-    printf("  OpenBLAS    %s kernels, %d thread%s per rank (CPU: %s)\n", blas_corename(),
-           blas_threads(), blas_threads() > 1 ? "s" : "", blas_cpu_isa());
-    printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run)\n", r->sgemm);
+    printf("  threads     %d per rank (yoto's kernels; OpenBLAS %s kernels, %d thread each; "
+           "CPU: %s)\n",
+           r->threads, blas_corename(), blas_openblas_threads(), blas_cpu_isa());
+    printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run); memory %.1f GB/s (64 MiB "
+           "copy, read + write)\n",
+           r->sgemm, r->copy_gbs);
     printf("  step        %.2f ms median (min %.2f, max %.2f)\n", 1e3 * r->step_med,
            1e3 * r->step_min, 1e3 * r->step_max);
     printf("  throughput  %.1f images/s, %.2f GFLOP/s per rank = %.1f%% of sgemm\n", imgs,
@@ -251,6 +321,11 @@ static void print_text(const bench_result *r) {
                r->overlap ? "bucketed, overlapped" : "blocking",
                m->params.total * sizeof(real) / 1048576.0, 1e3 * r->comm_alone, 1e3 * r->exposed,
                100 * r->hidden, 1e3 * r->imbalance);
+    double ef = 2 * model_encode_macs(m), rf = 2 * macs;
+    printf("  inference   encode %.1f images/s (%.1f%% of sgemm), reconstruct %.1f images/s "
+           "(%.1f%% of sgemm)\n",
+           B * world / r->encode_s, 100 * ef * B / r->encode_s / 1e9 / r->sgemm,
+           B * world / r->recon_s, 100 * rf * B / r->recon_s / 1e9 / r->sgemm);
     printf("  memory      peak RSS %.1f MB (largest rank)\n", r->rss_max_kb / 1024.0);
     if (r->o->data)
         printf("  data        %.0f images/s per rank from %s (%s) = %.1fx what the step "
@@ -374,11 +449,15 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     r.steps = o->steps > 0 ? o->steps : 20;
     r.warmup = o->warmup >= 0 ? o->warmup : 3;
     blas_set_threads(o->threads > 0 ? o->threads : cfg->train.threads);
+    r.threads = blas_threads();
     const char *advice = blas_core_advice();
+    if (advice) dist_warn("%s", advice);
+    advice = blas_threads_advice();
     if (advice) dist_warn("%s", advice);
     /* the yardstick first, on an idle machine; every rank measures its own */
     r.sgemm = blas_sgemm_gflops(1024, 3);
     rc = measure(&r);
+    r.copy_gbs = copy_gbs(); /* after the peak RSS was taken: its 128 MiB are not the model's */
     if (rc == YT_OK && dist_rank() == 0) {
         if (o->json)
             print_json(&r);

@@ -1,7 +1,9 @@
-/* blas.c — OpenBLAS: GEMM wrapper, kernel/core checks, the sgemm yardstick. */
+/* blas.c — OpenBLAS: GEMM wrapper, kernel/core checks, threads, the sgemm yardstick. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "blas.h"
 
 #include <cblas.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +26,34 @@ const char *blas_corename(void) {
     return s ? s : "unknown";
 }
 
-int blas_threads(void) { return openblas_get_num_threads(); }
-void blas_set_threads(int n) { openblas_set_num_threads(n); }
+/* threads per rank of yoto's own kernels (src/par.h); 1 until set */
+static int yt_threads = 1;
+
+int blas_threads(void) {
+    return yt_threads;
+}
+/* OpenBLAS itself stays at one thread: yoto's threads split the GEMMs and
+ * call it side by side (one pool of threads, static partitions) */
+void blas_set_threads(int n) {
+    yt_threads = n > 0 ? n : 1;
+    openblas_set_num_threads(1);
+}
+const char *blas_threads_advice(void) {
+    static char msg[320];
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return NULL;
+    const int cpus = CPU_COUNT(&set);
+    if (yt_threads <= cpus) return NULL;
+    snprintf(msg, sizeof msg,
+             "train.threads is %d but this rank may run on %d CPU%s only (mpirun binds each rank "
+             "to a core): start it with mpirun --map-by slot:PE=%d (or --bind-to none)",
+             yt_threads, cpus, cpus > 1 ? "s" : "", yt_threads);
+    return msg;
+}
+
+int blas_openblas_threads(void) {
+    return openblas_get_num_threads();
+}
 
 const char *blas_cpu_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -71,8 +99,8 @@ double blas_sgemm_gflops(int n, int reps) {
         a[i] = (float)((i * 7) % 13) * 0.01f;
         b[i] = (float)((i * 5) % 11) * 0.01f;
     }
-    int threads = blas_threads();
-    blas_set_threads(1);
+    int threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     double best = 1e30;
     for (int r = 0; r < reps + 1; r++) { /* the first run warms up */
         double t = yt_now();
@@ -80,7 +108,7 @@ double blas_sgemm_gflops(int n, int reps) {
         t = yt_now() - t;
         if (r > 0 && t < best) best = t;
     }
-    blas_set_threads(threads);
+    openblas_set_num_threads(threads);
     free(a);
     free(b);
     free(c);

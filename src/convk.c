@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "par.h"
 #include "simd.h"
 
 /* bytes of grids per chunk: about an L2 cache, so that the kernels' passes
@@ -71,16 +72,23 @@ int convk_chunk(const conv_geom *g) {
     return (int)YT_MAX((size_t)1, YT_MIN((size_t)g->n, CHUNK_BYTES / per));
 }
 
-/* the kernel gradient's vector accumulators and the packed weights */
-static size_t head_size(const conv_geom *g) {
+/* threads that split the samples (each has its part of the workspace) */
+static int convk_threads(const conv_geom *g) {
+    return YT_MAX(1, YT_MIN(g->threads, g->n));
+}
+
+/* one thread's part: the kernel gradient's vector accumulators, the grids,
+ * a row of scratch (a multiple of VL reals) */
+static size_t part_size(const conv_geom *g, const layout *L) {
     size_t nk = (size_t)g->cin * g->cout * 9;
-    return nk * VL + round_up(nk, VL);
+    return nk * VL + planes_per_sample(g) * L->pitch + round_up((size_t)g->w, VL);
 }
 
 size_t convk_work_size(const conv_geom *g) {
     layout L = make_layout(g, convk_chunk(g));
-    return VL /* alignment */ + head_size(g) + planes_per_sample(g) * L.pitch +
-           round_up((size_t)g->w, VL) /* a row of scratch */;
+    size_t nk = (size_t)g->cin * g->cout * 9;
+    return VL /* alignment */ + round_up(nk, VL) /* packed weights */ +
+           (size_t)convk_threads(g) * part_size(g, &L);
 }
 
 /* ---- packing ------------------------------------------------------------------- */
@@ -130,8 +138,21 @@ YT_INLINE void interleave(const real *restrict ev, const real *restrict od, int 
     }
 }
 
+/* p[0, n) = 0: the padding of grid rows is a few reals (a memset call per
+ * row: 72k calls in one pass of Shapes3D's largest layer at batch 64, now
+ * 6k); stores of whole vectors (overlapping, never outside [p, p + n)) up to
+ * 2 VL, memset beyond */
 YT_INLINE void zero(real *p, size_t n) {
-    memset(p, 0, n * sizeof *p);
+    const rvec z = {0};
+    if (n >= VL && n <= 2 * (size_t)VL) {
+        vstore(p, z);
+        vstore(p + n - VL, z);
+    } else if (n < VL) {
+        for (size_t i = 0; i < n; i++)
+            p[i] = 0;
+    } else {
+        memset(p, 0, n * sizeof *p);
+    }
 }
 
 /* One image row into its plane rows (stride 1: one, stride 2: the two column
@@ -169,49 +190,6 @@ typedef struct {
     const real *z, *fz;    /* backward: the forward's z and f */
     real *dscale, *dshift; /* backward: [n][c] */
 } stage_io;
-
-/* forward, one row: f = a z + t, o = lrelu(f) */
-YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *f, real *o,
-                             int n) {
-    const rvec zero = {0};
-    int p = 0;
-    for (; p + VL <= n; p += VL) {
-        rvec v = vload(z + p) * a + t;
-        vstore(f + p, v);
-        if (st->lrelu) vstore(o + p, vselect(v > zero, v, v * st->alpha));
-    }
-    for (; p < n; p++) {
-        real v = a * z[p] + t;
-        f[p] = v;
-        if (st->lrelu) o[p] = v > 0 ? v : st->alpha * v;
-    }
-}
-
-/* backward, one row: g = d * lrelu'(f) (d without lrelu), out = a g;
- * *ds += sum g z, *dt += sum g (float lanes over the row, then double) */
-YT_INLINE void stage_bwd_row(const film_stage *st, real a, const real *d, const real *f,
-                             const real *z, real *out, int n, double *ds, double *dt) {
-    const rvec zero = {0};
-    rvec sv = {0}, tv = {0};
-    int p = 0;
-    for (; p + VL <= n; p += VL) {
-        rvec g = vload(d + p);
-        if (st->lrelu) g = vselect(vload(f + p) > zero, g, g * st->alpha);
-        sv += g * vload(z + p);
-        tv += g;
-        vstore(out + p, g * a);
-    }
-    double s = vhsum(sv), t = vhsum(tv);
-    for (; p < n; p++) {
-        real g = d[p];
-        if (st->lrelu && !(f[p] > 0)) g = st->alpha * g;
-        s += (double)g * z[p];
-        t += g;
-        out[p] = a * g;
-    }
-    *ds += s;
-    *dt += t;
-}
 
 /* ---- packing and unpacking ---------------------------------------------------------- */
 
@@ -542,16 +520,17 @@ static void run_fwd(int nout, int nin, const tapset *ts, const real *w, const re
 
 /* acc[c][i][t] += lanes of sum_q gy[c][q] px[i][q + off[t]] over q in [0, Q)
  * (a multiple of VL), c < CB, i < IB: CB x IB register accumulators per tap,
- * kept as vectors between calls (acc: rvecs, [c][i] at c*acc_cs + i*9 + t). */
+ * kept as vectors between calls (acc: rvecs, [c][i] at c*acc_cs + i*astr + t). */
 YT_INLINE void grad_tile(const int CB, const int IB, const tapset *ts, const real *gy, size_t gy_cs,
-                         const real *px, size_t px_cs, size_t Q, rvec *accv, size_t acc_cs) {
+                         const real *px, size_t px_cs, size_t Q, rvec *accv, size_t acc_cs,
+                         size_t astr) {
     for (int t = 0; t < ts->n; t++) {
         rvec acc[4][4];
 #pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
 #pragma GCC unroll 8
             for (int i = 0; i < IB; i++)
-                acc[c][i] = accv[(size_t)c * acc_cs + (size_t)i * 9 + t];
+                acc[c][i] = accv[(size_t)c * acc_cs + (size_t)i * astr + t];
         const real *xp = px + ts->off[t];
         for (size_t q = 0; q < Q; q += VL) {
             /* 16 vector registers: CB*IB accumulators, the smaller operand
@@ -586,17 +565,17 @@ YT_INLINE void grad_tile(const int CB, const int IB, const tapset *ts, const rea
         for (int c = 0; c < CB; c++)
 #pragma GCC unroll 8
             for (int i = 0; i < IB; i++)
-                accv[(size_t)c * acc_cs + (size_t)i * 9 + t] = acc[c][i];
+                accv[(size_t)c * acc_cs + (size_t)i * astr + t] = acc[c][i];
     }
 }
 
 typedef void (*grad_fn)(const tapset *ts, const real *gy, size_t gy_cs, const real *px,
-                        size_t px_cs, size_t Q, rvec *accv, size_t acc_cs);
+                        size_t px_cs, size_t Q, rvec *accv, size_t acc_cs, size_t astr);
 #define GRAD_INSTANCE(CB, IB)                                                                      \
     YT_SIMD_CLONES static void grad_##CB##_##IB(const tapset *ts, const real *gy, size_t gy_cs,    \
                                                 const real *px, size_t px_cs, size_t Q,            \
-                                                rvec *accv, size_t acc_cs) {                       \
-        grad_tile(CB, IB, ts, gy, gy_cs, px, px_cs, Q, accv, acc_cs);                              \
+                                                rvec *accv, size_t acc_cs, size_t astr) {          \
+        grad_tile(CB, IB, ts, gy, gy_cs, px, px_cs, Q, accv, acc_cs, astr);                        \
     }
 // clang-format off
 GRAD_INSTANCE(1, 1) GRAD_INSTANCE(1, 2) GRAD_INSTANCE(1, 3) GRAD_INSTANCE(1, 4)
@@ -611,11 +590,11 @@ static const grad_fn grad_kernels[4][4] = {
 };
 // clang-format on
 
-/* C for one chunk: accv [ny][nx][9] (rvecs) += the correlation of the Y grid
- * (ny channels) with the X planes (nx channels) over Q positions, in
+/* C for one chunk: accv [ny][nx][astr] (rvecs) += the correlation of the Y
+ * grid (ny channels) with the X planes (nx channels) over Q positions, in
  * L1-sized blocks of positions. */
 static void run_grad(int ny, int nx, const tapset *ts, const real *gy, size_t gy_cs, const real *px,
-                     size_t px_cs, size_t Q, rvec *accv) {
+                     size_t px_cs, size_t Q, rvec *accv, size_t astr) {
     for (size_t q0 = 0; q0 < Q; q0 += GRAD_QBLOCK) {
         size_t qn = YT_MIN((size_t)GRAD_QBLOCK, Q - q0);
         for (int c0 = 0; c0 < ny;) {
@@ -623,9 +602,9 @@ static void run_grad(int ny, int nx, const tapset *ts, const real *gy, size_t gy
             int ib_max = cb == 4 ? 3 : 4; /* at most 12 accumulators */
             for (int i0 = 0; i0 < nx;) {
                 int ib = YT_MIN(ib_max, nx - i0);
-                grad_kernels[cb - 1][ib - 1](ts, gy + (size_t)c0 * gy_cs + q0, gy_cs,
-                                             px + (size_t)i0 * px_cs + q0, px_cs, qn,
-                                             accv + ((size_t)c0 * nx + i0) * 9, (size_t)nx * 9);
+                grad_kernels[cb - 1][ib - 1](
+                    ts, gy + (size_t)c0 * gy_cs + q0, gy_cs, px + (size_t)i0 * px_cs + q0, px_cs,
+                    qn, accv + ((size_t)c0 * nx + i0) * astr, (size_t)nx * astr, astr);
                 i0 += ib;
             }
             c0 += cb;
@@ -633,17 +612,36 @@ static void run_grad(int ny, int nx, const tapset *ts, const real *gy, size_t gy
     }
 }
 
-/* dk [ny][nx][3][3] += the lanes of accv summed; tap t of accv is ts->tap[t] */
-static void finish_grad(int ny, int nx, const tapset *ts, const rvec *accv, real *dk) {
-    for (size_t j = 0; j < (size_t)ny * nx; j++)
-        for (int t = 0; t < ts->n; t++)
-            dk[j * 9 + ts->tap[t]] += vhsum(accv[j * 9 + t]);
+/* ---- the register-blocked kernels as small GEMMs (convk.h) ------------------------- */
+
+static const tapset tap1 = {.n = 1, .tap = {0}, .off = {0}};
+
+real *convk_gemm_pack(int nout, int nin, const real *u, size_t uo, size_t ui, real *dst) {
+    for (int o0 = 0; o0 < nout;) {
+        int cb = block_at(nout, o0);
+        for (int i = 0; i < nin; i++)
+            for (int c = 0; c < cb; c++)
+                *dst++ = u[(size_t)(o0 + c) * uo + (size_t)i * ui];
+        o0 += cb;
+    }
+    return dst;
+}
+
+void convk_gemm(int nout, int nin, const real *w, const real *in, size_t in_cs, real *out,
+                size_t out_cs, size_t Q) {
+    run_fwd(nout, nin, &tap1, w, NULL, in, in_cs, out, out_cs, Q);
+}
+
+void convk_gemm_grad(int ny, int nx, const real *gy, size_t gy_cs, const real *px, size_t px_cs,
+                     size_t Q, rvec *acc, size_t astr) {
+    run_grad(ny, nx, &tap1, gy, gy_cs, px, px_cs, Q, acc, astr);
 }
 
 /* ---- the layer operations ------------------------------------------------------------- */
 
-/* The workspace of one call: the kernel gradient's accumulators, packed
- * weights, then X planes, Y grid, outputs, a row of scratch. */
+/* The workspace: packed weights (shared), then one part per thread: the
+ * kernel gradient's accumulators, X planes, Y grid, outputs, a row of
+ * scratch. */
 typedef struct {
     layout L;
     int chunk;
@@ -651,16 +649,17 @@ typedef struct {
     real *w, *px, *gy, *out, *row;
 } workspace;
 
-static workspace carve(const conv_geom *g, real *work) {
+static workspace carve(const conv_geom *g, real *work, int t) {
     workspace ws;
     ws.chunk = convk_chunk(g);
     ws.L = make_layout(g, ws.chunk);
     const size_t np = (size_t)ws.L.np, P = ws.L.pitch, nk = (size_t)g->cin * g->cout * 9;
     /* rvecs are aligned to their size */
     uintptr_t a = ((uintptr_t)work + SIMD_BYTES - 1) / SIMD_BYTES * SIMD_BYTES;
-    ws.acc = (rvec *)a;
-    ws.w = (real *)a + nk * VL;
-    ws.px = ws.w + round_up(nk, VL);
+    ws.w = (real *)a;
+    real *part = ws.w + round_up(nk, VL) + (size_t)t * part_size(g, &ws.L);
+    ws.acc = (rvec *)part;
+    ws.px = part + nk * VL;
     ws.gy = ws.px + (size_t)g->cin * np * P;
     ws.out = ws.gy + (size_t)g->cout * P;
     ws.row = ws.out + YT_MAX((size_t)g->cin * np, (size_t)g->cout) * P;
@@ -685,90 +684,168 @@ static void pack_weights_b(const conv_geom *g, int nph, const tapset *tb, const 
         w = pack_weights(g->cin, g->cout, &tb[p], k, false, w);
 }
 
+enum { OP_CONV_FWD, OP_CONV_BWD, OP_DECONV_FWD, OP_DECONV_BWD };
+
+/* One layer call, as every thread sees it. `in` is the layer's input (x),
+ * `grad` the gradient w.r.t. its output (backward), `out` its output
+ * (forward) or input gradient (backward, may be NULL). */
+typedef struct {
+    const conv_geom *g;
+    int op, threads;
+    const real *in, *grad, *bias;
+    real *out;
+    const stage_io *sio; /* NULL: no stage */
+    tapset ta, tb[4];
+    int nph;
+    real *work;
+    double *sums; /* backward: [threads][channels] bias gradient sums */
+    int nsum;
+} kcall;
+
+/* one chunk of samples n0..n0+ns of a call */
+static void run_chunk(const kcall *c, const workspace *ws, int n0, int ns, double *sums) {
+    const conv_geom *g = c->g;
+    const layout *L = &ws->L;
+    const size_t xcs = (size_t)L->np * L->pitch, Q = (size_t)ns * L->qs;
+    switch (c->op) {
+    case OP_CONV_FWD:
+        pack_x(g, L, c->in, n0, ns, ws->px, NULL, NULL, ws->row);
+        run_fwd(g->cout, g->cin, &c->ta, ws->w, c->bias, ws->px + L->head, xcs, ws->out + L->head,
+                L->pitch, Q);
+        unpack_y(L, g->cout, g->n, g->ho, g->wo, ws->out, n0, ns, c->out, c->sio);
+        break;
+    case OP_DECONV_FWD:
+        pack_y(L, g->cout, g->n, g->ho, g->wo, c->in, n0, ns, ws->gy, NULL, NULL);
+        adjoint_chunk(g, ws, c->nph, c->tb, c->bias, ns);
+        unpack_x(g, L, ws->out, n0, ns, c->out, c->sio);
+        break;
+    case OP_CONV_BWD:
+        pack_x(g, L, c->in, n0, ns, ws->px, NULL, NULL, ws->row);
+        pack_y(L, g->cout, g->n, g->ho, g->wo, c->grad, n0, ns, ws->gy, sums, c->sio);
+        run_grad(g->cout, g->cin, &c->ta, ws->gy + L->head, L->pitch, ws->px + L->head, xcs,
+                 round_up(Q, VL), ws->acc, 9);
+        if (c->out) {
+            adjoint_chunk(g, ws, c->nph, c->tb, NULL, ns);
+            unpack_x(g, L, ws->out, n0, ns, c->out, NULL);
+        }
+        break;
+    case OP_DECONV_BWD:
+        pack_x(g, L, c->grad, n0, ns, ws->px, sums, c->sio, ws->row);
+        pack_y(L, g->cout, g->n, g->ho, g->wo, c->in, n0, ns, ws->gy, NULL, NULL);
+        run_grad(g->cout, g->cin, &c->ta, ws->gy + L->head, L->pitch, ws->px + L->head, xcs,
+                 round_up(Q, VL), ws->acc, 9);
+        if (c->out) {
+            run_fwd(g->cout, g->cin, &c->ta, ws->w, NULL, ws->px + L->head, xcs, ws->out + L->head,
+                    L->pitch, Q);
+            unpack_y(L, g->cout, g->n, g->ho, g->wo, ws->out, n0, ns, c->out, NULL);
+        }
+        break;
+    }
+}
+
+/* thread t: its share of the samples, chunk by chunk */
+static void run_part(const kcall *c, int t) {
+    const conv_geom *g = c->g;
+    workspace ws = carve(g, c->work, t);
+    const int s0 = (int)par_split((size_t)g->n, t, c->threads);
+    const int s1 = (int)par_split((size_t)g->n, t + 1, c->threads);
+    double *sums = c->sums ? c->sums + (size_t)t * c->nsum : NULL;
+    if (sums) memset(ws.acc, 0, (size_t)g->cin * g->cout * 9 * sizeof *ws.acc);
+    for (int n0 = s0; n0 < s1; n0 += ws.chunk)
+        run_chunk(c, &ws, n0, YT_MIN(ws.chunk, s1 - n0), sums);
+}
+
+static void run_part_fn(void *ctx, int t, int T) {
+    (void)T; /* the call's own split (threads) */
+    run_part(ctx, t);
+}
+
+/* a call with the weights packed (at the workspace's start) and its taps */
+static kcall make_call(const conv_geom *g, int op, const real *k, real *work) {
+    kcall c = {.g = g, .op = op, .threads = convk_threads(g), .work = work};
+    workspace ws = carve(g, work, 0);
+    c.ta = taps_a(&ws.L);
+    c.nph = taps_b(g, &ws.L, c.tb);
+    if (k && (op == OP_CONV_FWD || op == OP_DECONV_BWD))
+        pack_weights(g->cout, g->cin, &c.ta, k, true, ws.w);
+    else if (k)
+        pack_weights_b(g, c.nph, c.tb, k, ws.w);
+    return c;
+}
+
+static void run_call(kcall *c) {
+    const bool bwd = c->op == OP_CONV_BWD || c->op == OP_DECONV_BWD;
+    if (bwd) {
+        c->nsum = c->op == OP_CONV_BWD ? c->g->cout : c->g->cin;
+        c->sums = yt_calloc((size_t)c->threads * c->nsum, sizeof *c->sums);
+    }
+    par_run(c->threads, run_part_fn, c);
+}
+
+/* the backward's sums over threads, in thread order: dk [cout][cin][3][3] +=
+ * the lanes of the accumulators (tap t is ta.tap[t]); db += the bias sums */
+static void finish_backward(kcall *c, real *dk, real *db) {
+    const conv_geom *g = c->g;
+    for (size_t j = 0; j < (size_t)g->cout * g->cin; j++)
+        for (int t = 0; t < c->ta.n; t++) {
+            real s = 0;
+            for (int th = 0; th < c->threads; th++)
+                s += vhsum(carve(g, c->work, th).acc[j * 9 + t]);
+            dk[j * 9 + c->ta.tap[t]] += s;
+        }
+    for (int ch = 0; ch < c->nsum; ch++) {
+        double s = 0;
+        for (int th = 0; th < c->threads; th++)
+            s += c->sums[(size_t)th * c->nsum + ch];
+        db[ch] += (real)s;
+    }
+    free(c->sums);
+}
+
 void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                         const film_stage *st, real *f, real *o, real *work) {
-    workspace ws = carve(g, work);
-    const layout *L = &ws.L;
     const stage_io sio = {.st = st, .f = f, .o = o};
-    tapset ta = taps_a(L);
-    pack_weights(g->cout, g->cin, &ta, k, true, ws.w);
-    for (int n0 = 0; n0 < g->n; n0 += ws.chunk) {
-        int ns = YT_MIN(ws.chunk, g->n - n0);
-        pack_x(g, L, x, n0, ns, ws.px, NULL, NULL, ws.row);
-        run_fwd(g->cout, g->cin, &ta, ws.w, b, ws.px + L->head, (size_t)L->np * L->pitch,
-                ws.out + L->head, L->pitch, (size_t)ns * L->qs);
-        unpack_y(L, g->cout, g->n, g->ho, g->wo, ws.out, n0, ns, y, st ? &sio : NULL);
-    }
+    kcall c = make_call(g, OP_CONV_FWD, k, work);
+    c.in = x;
+    c.bias = b;
+    c.out = y;
+    c.sio = st ? &sio : NULL;
+    run_call(&c);
 }
 
 void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                          real *dk, real *db, const film_stage *st, const real *z, const real *f,
                          real *dscale, real *dshift, real *work) {
-    workspace ws = carve(g, work);
-    const layout *L = &ws.L;
     const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
-    tapset ta = taps_a(L), tb[4];
-    int nph = taps_b(g, L, tb);
-    if (dx) pack_weights_b(g, nph, tb, k, ws.w);
-    double *sums = yt_calloc((size_t)g->cout, sizeof *sums);
-    memset(ws.acc, 0, (size_t)g->cin * g->cout * 9 * sizeof *ws.acc);
-    for (int n0 = 0; n0 < g->n; n0 += ws.chunk) {
-        int ns = YT_MIN(ws.chunk, g->n - n0);
-        pack_x(g, L, x, n0, ns, ws.px, NULL, NULL, ws.row);
-        pack_y(L, g->cout, g->n, g->ho, g->wo, dy, n0, ns, ws.gy, sums, st ? &sio : NULL);
-        run_grad(g->cout, g->cin, &ta, ws.gy + L->head, L->pitch, ws.px + L->head,
-                 (size_t)L->np * L->pitch, round_up((size_t)ns * L->qs, VL), ws.acc);
-        if (dx) {
-            adjoint_chunk(g, &ws, nph, tb, NULL, ns);
-            unpack_x(g, L, ws.out, n0, ns, dx, NULL);
-        }
-    }
-    finish_grad(g->cout, g->cin, &ta, ws.acc, dk);
-    for (int c = 0; c < g->cout; c++)
-        db[c] += (real)sums[c];
-    free(sums);
+    kcall c = make_call(g, OP_CONV_BWD, dx ? k : NULL, work);
+    c.in = x;
+    c.grad = dy;
+    c.out = dx;
+    c.sio = st ? &sio : NULL;
+    run_call(&c);
+    finish_backward(&c, dk, db);
 }
 
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                           const film_stage *st, real *f, real *o, real *work) {
-    workspace ws = carve(g, work);
-    const layout *L = &ws.L;
     const stage_io sio = {.st = st, .f = f, .o = o};
-    tapset tb[4];
-    int nph = taps_b(g, L, tb);
-    pack_weights_b(g, nph, tb, k, ws.w);
-    for (int n0 = 0; n0 < g->n; n0 += ws.chunk) {
-        int ns = YT_MIN(ws.chunk, g->n - n0);
-        pack_y(L, g->cout, g->n, g->ho, g->wo, x, n0, ns, ws.gy, NULL, NULL);
-        adjoint_chunk(g, &ws, nph, tb, b, ns);
-        unpack_x(g, L, ws.out, n0, ns, y, st ? &sio : NULL);
-    }
+    kcall c = make_call(g, OP_DECONV_FWD, k, work);
+    c.in = x;
+    c.bias = b;
+    c.out = y;
+    c.sio = st ? &sio : NULL;
+    run_call(&c);
 }
 
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
                            const real *f, real *dscale, real *dshift, real *work) {
-    workspace ws = carve(g, work);
-    const layout *L = &ws.L;
     const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
-    tapset ta = taps_a(L);
-    if (dx) pack_weights(g->cout, g->cin, &ta, k, true, ws.w);
-    double *sums = yt_calloc((size_t)g->cin, sizeof *sums);
-    memset(ws.acc, 0, (size_t)g->cin * g->cout * 9 * sizeof *ws.acc);
-    for (int n0 = 0; n0 < g->n; n0 += ws.chunk) {
-        int ns = YT_MIN(ws.chunk, g->n - n0);
-        pack_x(g, L, dy, n0, ns, ws.px, sums, st ? &sio : NULL, ws.row);
-        pack_y(L, g->cout, g->n, g->ho, g->wo, x, n0, ns, ws.gy, NULL, NULL);
-        run_grad(g->cout, g->cin, &ta, ws.gy + L->head, L->pitch, ws.px + L->head,
-                 (size_t)L->np * L->pitch, round_up((size_t)ns * L->qs, VL), ws.acc);
-        if (dx) {
-            run_fwd(g->cout, g->cin, &ta, ws.w, NULL, ws.px + L->head, (size_t)L->np * L->pitch,
-                    ws.out + L->head, L->pitch, (size_t)ns * L->qs);
-            unpack_y(L, g->cout, g->n, g->ho, g->wo, ws.out, n0, ns, dx, NULL);
-        }
-    }
-    finish_grad(g->cout, g->cin, &ta, ws.acc, dk);
-    for (int c = 0; c < g->cin; c++)
-        db[c] += (real)sums[c];
-    free(sums);
+    kcall c = make_call(g, OP_DECONV_BWD, dx ? k : NULL, work);
+    c.in = x;
+    c.grad = dy;
+    c.out = dx;
+    c.sio = st ? &sio : NULL;
+    run_call(&c);
+    finish_backward(&c, dk, db);
 }

@@ -31,6 +31,7 @@
 
 #include "common.h"
 #include "convgeom.h"
+#include "simd.h"
 
 /* true when the direct kernels handle g (3x3, stride 1 or 2) */
 bool convk_supports(const conv_geom *g);
@@ -52,5 +53,81 @@ void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, cons
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
                            const real *f, real *dscale, real *dshift, real *work);
+
+/* ---- Winograd F(2x2, 3x3) for stride 1 (convw.c) ---------------------------------
+ * Same four operations and semantics as above, for stride-1 geometries:
+ * tiles of 2x2 outputs from 4x4 inputs, 16 products per tile and channel
+ * pair instead of 36 multiply-adds; vectorised over VL samples at a time
+ * (sample-minor copies of a band of rows), so that any image size, down to
+ * 1x1, wastes no lanes. g->threads threads split the samples. */
+bool convw_supports(const conv_geom *g);
+size_t convw_work_size(const conv_geom *g);
+void convw_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
+                        const film_stage *st, real *f, real *o, real *work);
+void convw_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
+                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
+                         real *dscale, real *dshift, real *work);
+void convw_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
+                          const film_stage *st, real *f, real *o, real *work);
+void convw_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
+                           real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                           const real *f, real *dscale, real *dshift, real *work);
+
+/* ---- convk.c's register-blocked kernels as small GEMMs (for convw.c) --------------
+ * out[o][q] = sum_i w[i][o] in[i][q], o < nout, i < nin, for q in [0, Q)
+ * rounded up to 8 VL (rows of out must have room for that); w packed by
+ * convk_gemm_pack from u[o*uo + i*ui]; returns the end of the packed block. */
+real *convk_gemm_pack(int nout, int nin, const real *u, size_t uo, size_t ui, real *dst);
+void convk_gemm(int nout, int nin, const real *w, const real *in, size_t in_cs, real *out,
+                size_t out_cs, size_t Q);
+/* acc[(c*nx + i)*astr] (vectors) += lanes of sum_q gy[c][q] px[i][q], c < ny,
+ * i < nx, q < Q (a multiple of VL) */
+void convk_gemm_grad(int ny, int nx, const real *gy, size_t gy_cs, const real *px, size_t px_cs,
+                     size_t Q, rvec *acc, size_t astr);
+
+/* ---- a block's output stage on one row (shared by the direct routes) -------------- */
+
+/* forward, one row: f = a z + t, o = lrelu(f) */
+YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *f, real *o,
+                             int n) {
+    const rvec zero = {0};
+    int p = 0;
+    for (; p + VL <= n; p += VL) {
+        rvec v = vload(z + p) * a + t;
+        vstore(f + p, v);
+        if (st->lrelu) vstore(o + p, vselect(v > zero, v, v * st->alpha));
+    }
+    for (; p < n; p++) {
+        real v = a * z[p] + t;
+        f[p] = v;
+        if (st->lrelu) o[p] = v > 0 ? v : st->alpha * v;
+    }
+}
+
+/* backward, one row: g = d * lrelu'(f) (d without lrelu), out = a g;
+ * *ds += sum g z, *dt += sum g (float lanes over the row, then double) */
+YT_INLINE void stage_bwd_row(const film_stage *st, real a, const real *d, const real *f,
+                             const real *z, real *out, int n, double *ds, double *dt) {
+    const rvec zero = {0};
+    rvec sv = {0}, tv = {0};
+    int p = 0;
+    for (; p + VL <= n; p += VL) {
+        rvec g = vload(d + p);
+        if (st->lrelu) g = vselect(vload(f + p) > zero, g, g * st->alpha);
+        sv += g * vload(z + p);
+        tv += g;
+        vstore(out + p, g * a);
+    }
+    double s = vhsum(sv), t = vhsum(tv);
+    for (; p < n; p++) {
+        real g = d[p];
+        if (st->lrelu && !(f[p] > 0)) g = st->alpha * g;
+        s += (double)g * z[p];
+        t += g;
+        out[p] = a * g;
+    }
+    *ds += s;
+    *dt += t;
+}
 
 #endif

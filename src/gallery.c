@@ -239,7 +239,7 @@ static void beta_rows(grid *g, vae_model *m, const yoto_config *cfg, const doubl
     for (int k = 0; k < nb; k++) {
         loss_weights_fixed(&cfg->loss_weights, betas[k], cfg->eval.w_rec, n, wk, wr, cond);
         if (x)
-            model_forward(m, n, x, cond, NULL); /* reconstruction from the posterior mean */
+            model_reconstruct(m, n, x, cond); /* from the posterior mean, no losses */
         else
             model_decode(m, n, z, cond);
         for (int i = 0; i < n; i++)

@@ -1,7 +1,8 @@
 /* layers.c — forward and backward of every layer (see layers.h).
  *
- * Convolutions take one of two routes (conv_geom.direct, chosen per shape):
- * the direct kernels of convk.c, or im2col + GEMM over chunks of samples: the
+ * Convolutions take one of three routes (conv_geom.route, chosen per
+ * shape): Winograd F(2x2, 3x3) at stride 1 (convw.c), the direct kernels of
+ * convk.c, or im2col + GEMM over chunks of samples: the
  * column buffer of a chunk, [cin*9][chunk*ho*wo], is bounded by
  * CONV_WORK_TARGET reals, and the GEMM writes straight into the [C][N][H][W]
  * activation with ldc = n*ho*wo. Element-wise layers run on short vectors
@@ -11,6 +12,7 @@
 
 #include "blas.h"
 #include "convk.h"
+#include "par.h"
 #include "simd.h"
 
 #include <string.h>
@@ -21,11 +23,22 @@
 
 /* ---- geometry ---------------------------------------------------------------- */
 
-/* Which route is faster. Measured per layer on the Shapes3D shapes (Zen 3,
- * one thread): the direct kernels win by 1.2-10x wherever the feature side
- * is at least 8 wide; at 4x4 a third of their grid is padding and the GEMMs
- * (K = 9 cin >= 288) are efficient, so im2col + GEMM wins there. */
-static bool conv_prefers_direct(const conv_geom *g) { return g->wo >= 8; }
+/* Which route is fastest. Stride 1: Winograd (convw.c). Stride 2, measured
+ * per layer on the Shapes3D shapes (Zen 3, one thread): the direct kernels
+ * win by 1.2-10x wherever the feature side is at least 8 wide; at 4x4 a
+ * third of their grid is padding and the GEMMs (K = 9 cin >= 288) are
+ * efficient, so im2col + GEMM wins there. With 2048 channel pairs or more
+ * the GEMMs win at 8x8 too (Zen 5, CPU time of forward + backward: Shapes3D's
+ * 32 -> 64 at 16x16, 5.3 ms against 6.1; CIFAR's 32 -> 32, 8.3 against 6.6). */
+static conv_route conv_best_route(const conv_geom *g) {
+    /* Winograd's transforms cost per channel of both sides, its savings per
+     * channel pair: with few outputs of many inputs the direct kernels win
+     * (CIFAR-10's output conv 16 -> 6: 9.5 ms against 10.5; Shapes3D's
+     * 8 -> 3 stays Winograd: 5.1 against 5.6) */
+    if (convw_supports(g) && !(g->cout < 8 && g->cin >= 16)) return CONV_WINOGRAD;
+    if (g->stride == 1 && convk_supports(g)) return CONV_DIRECT;
+    return g->wo >= 8 && (long)g->cin * g->cout < 2048 ? CONV_DIRECT : CONV_GEMM;
+}
 
 conv_geom conv_geom_make(int n, int cin, int h, int w, int cout, int stride) {
     YT_CHECK(n > 0 && cin > 0 && h > 0 && w > 0 && cout > 0 && stride >= 1);
@@ -38,18 +51,25 @@ conv_geom conv_geom_make(int n, int cin, int h, int w, int cout, int stride) {
     g.pad_left = pad_w / 2;
     size_t per_sample = (size_t)cin * 9 * (size_t)g.ho * (size_t)g.wo;
     g.chunk = (int)YT_MAX((size_t)1, YT_MIN((size_t)n, CONV_WORK_TARGET / per_sample));
-    conv_geom_route(&g, conv_prefers_direct(&g));
+    g.threads = blas_threads();
+    conv_geom_route(&g, conv_best_route(&g));
     return g;
 }
 
-bool conv_geom_route(conv_geom *g, bool direct) {
-    g->direct = direct && convk_supports(g);
-    return g->direct == direct;
+bool conv_geom_route(conv_geom *g, int route) {
+    bool ok = route == CONV_GEMM || (route == CONV_DIRECT && convk_supports(g)) ||
+              (route == CONV_WINOGRAD && convw_supports(g));
+    g->route = ok ? route : CONV_GEMM;
+    return ok;
 }
 
+static int gemm_threads(const conv_geom *g);
+static size_t gemm_part_size(const conv_geom *g);
+
 size_t conv_work_size(const conv_geom *g) {
-    if (g->direct) return convk_work_size(g);
-    return (size_t)g->cin * 9 * (size_t)g->chunk * (size_t)g->ho * (size_t)g->wo;
+    if (g->route == CONV_DIRECT) return convk_work_size(g);
+    if (g->route == CONV_WINOGRAD) return convw_work_size(g);
+    return (size_t)gemm_threads(g) * gemm_part_size(g);
 }
 
 double conv_macs(const conv_geom *g) {
@@ -120,22 +140,42 @@ static void col2im_add(const conv_geom *g, const real *col, int n0, int nc, real
             }
 }
 
-/* y[c][i][...] += b[c] over c channels, n samples of hw pixels */
-static void add_bias(int c, size_t nhw, const real *b, real *y) {
+/* y[c][i][...] += b[c] over c channels, samples n0..n0+nc of n, hw pixels */
+static void add_bias(int c, int n, size_t hw, int n0, int nc, const real *b, real *y) {
     for (int ch = 0; ch < c; ch++) {
-        real *p = y + (size_t)ch * nhw, v = b[ch];
-        for (size_t j = 0; j < nhw; j++) p[j] += v;
+        real *p = y + ((size_t)ch * n + n0) * hw, v = b[ch];
+        for (size_t j = 0; j < (size_t)nc * hw; j++)
+            p[j] += v;
     }
 }
 
-/* db[c] += sum over the n*hw entries of channel c of dy */
-static void sum_bias(int c, size_t nhw, const real *dy, real *db) {
-    for (int ch = 0; ch < c; ch++) {
+/* db[c] += sum over the n*hw entries of channel c of dy, channels c0..c1 */
+static void sum_bias(int c0, int c1, size_t nhw, const real *dy, real *db) {
+    for (int ch = c0; ch < c1; ch++) {
         const real *p = dy + (size_t)ch * nhw;
         double acc = 0;
         for (size_t j = 0; j < nhw; j++) acc += p[j];
         db[ch] += (real)acc;
     }
+}
+
+typedef struct {
+    int c;
+    size_t nhw;
+    const real *dy;
+    real *db;
+} bias_sum;
+
+static void sum_bias_part(void *ctx, int t, int T) {
+    const bias_sum *b = ctx;
+    sum_bias((int)par_split((size_t)b->c, t, T), (int)par_split((size_t)b->c, t + 1, T), b->nhw,
+             b->dy, b->db);
+}
+
+/* sum_bias over all c channels, split over threads */
+static void sum_bias_all(int c, size_t nhw, const real *dy, real *db) {
+    bias_sum b = {c, nhw, dy, db};
+    par_run(par_threads((size_t)c * nhw, (size_t)c), sum_bias_part, &b);
 }
 
 /* zero samples n0..n0+nc of every channel of x [c][n][hw] */
@@ -144,78 +184,178 @@ static void zero_samples(int c, int n, size_t hw, int n0, int nc, real *x) {
         memset(x + ((size_t)ch * n + n0) * hw, 0, (size_t)nc * hw * sizeof *x);
 }
 
+/* ---- the direct routes (convk.h): Winograd or direct kernels ------------------------ */
+
+static void fast_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                              real *y, const film_stage *st, real *f, real *o, real *work) {
+    if (g->route == CONV_WINOGRAD)
+        convw_conv_forward(g, x, k, b, y, st, f, o, work);
+    else
+        convk_conv_forward(g, x, k, b, y, st, f, o, work);
+}
+
+static void fast_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b,
+                                real *y, const film_stage *st, real *f, real *o, real *work) {
+    if (g->route == CONV_WINOGRAD)
+        convw_deconv_forward(g, x, k, b, y, st, f, o, work);
+    else
+        convk_deconv_forward(g, x, k, b, y, st, f, o, work);
+}
+
+static void fast_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
+                               real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                               const real *f, real *dscale, real *dshift, real *work) {
+    if (g->route == CONV_WINOGRAD)
+        convw_conv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+    else
+        convk_conv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+}
+
+static void fast_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
+                                 real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                                 const real *f, real *dscale, real *dshift, real *work) {
+    if (g->route == CONV_WINOGRAD)
+        convw_deconv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+    else
+        convk_deconv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+}
+
+/* ---- convolution ---------------------------------------------------------------- */
+
+/* ---- the GEMM route, over threads ------------------------------------------------ */
+/* Thread t of T takes samples [s0, s1) in chunks of g->chunk, with its own
+ * column buffer and, with more than one thread, its own kernel gradient
+ * (added to dk in thread order afterwards). */
+
+static int gemm_threads(const conv_geom *g) {
+    return YT_MAX(1, YT_MIN(g->threads, g->n));
+}
+
+static size_t gemm_part_size(const conv_geom *g) {
+    size_t col = (size_t)g->cin * 9 * (size_t)g->chunk * (size_t)g->ho * (size_t)g->wo;
+    return col + (gemm_threads(g) > 1 ? (size_t)g->cout * g->cin * 9 : 0);
+}
+
+enum { G_CONV_FWD, G_CONV_BWD, G_DECONV_FWD, G_DECONV_BWD };
+
+/* What a GEMM-route call hands its threads: the layer's input `in`, the
+ * gradient w.r.t. its output `grad` (backward), and its output or input
+ * gradient `out` (may be NULL in the backward). */
+typedef struct {
+    const conv_geom *g;
+    int op;
+    const real *in, *k, *bias, *grad;
+    real *out, *dk, *work;
+} gcall;
+
+static void gemm_chunk(const gcall *c, real *col, real *dk, int n0, int nc) {
+    const conv_geom *g = c->g;
+    const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw, m = nc * ohw;
+    const size_t hw = (size_t)g->h * g->w, y0 = (size_t)n0 * ohw;
+    switch (c->op) {
+    case G_CONV_FWD:
+        im2col(g, c->in, n0, nc, col);
+        gemm(0, 0, g->cout, m, K, 1, c->k, K, col, m, 0, c->out + y0, ld);
+        add_bias(g->cout, g->n, (size_t)ohw, n0, nc, c->bias, c->out);
+        break;
+    case G_CONV_BWD:
+        im2col(g, c->in, n0, nc, col);
+        gemm(0, 1, g->cout, K, m, 1, c->grad + y0, ld, col, m, 1, dk, K);
+        if (c->out) {
+            gemm(1, 0, K, m, g->cout, 1, c->k, K, c->grad + y0, ld, 0, col, m);
+            zero_samples(g->cin, g->n, hw, n0, nc, c->out);
+            col2im_add(g, col, n0, nc, c->out);
+        }
+        break;
+    case G_DECONV_FWD:
+        gemm(1, 0, K, m, g->cout, 1, c->k, K, c->in + y0, ld, 0, col, m);
+        zero_samples(g->cin, g->n, hw, n0, nc, c->out);
+        col2im_add(g, col, n0, nc, c->out);
+        add_bias(g->cin, g->n, hw, n0, nc, c->bias, c->out);
+        break;
+    case G_DECONV_BWD:
+        im2col(g, c->grad, n0, nc, col);
+        gemm(0, 1, g->cout, K, m, 1, c->in + y0, ld, col, m, 1, dk, K);
+        if (c->out) gemm(0, 0, g->cout, m, K, 1, c->k, K, col, m, 0, c->out + y0, ld);
+        break;
+    }
+}
+
+static void gemm_part(void *ctx, int t, int T) {
+    const gcall *c = ctx;
+    const conv_geom *g = c->g;
+    real *col = c->work + (size_t)t * gemm_part_size(g);
+    real *dk = c->dk;
+    if (T > 1 && dk) { /* this thread's own kernel gradient, after its column buffer */
+        dk = col + (size_t)g->cin * 9 * (size_t)g->chunk * (size_t)g->ho * (size_t)g->wo;
+        memset(dk, 0, (size_t)g->cout * g->cin * 9 * sizeof *dk);
+    }
+    const int s0 = (int)par_split((size_t)g->n, t, T), s1 = (int)par_split((size_t)g->n, t + 1, T);
+    for (int n0 = s0; n0 < s1; n0 += g->chunk)
+        gemm_chunk(c, col, dk, n0, YT_MIN(g->chunk, s1 - n0));
+}
+
+static void gemm_run(const gcall *c) {
+    const conv_geom *g = c->g;
+    const int T = gemm_threads(g);
+    par_run(T, gemm_part, (void *)c);
+    if (T > 1 && c->dk) { /* the threads' kernel gradients, in thread order */
+        const size_t nk = (size_t)g->cout * g->cin * 9, col = gemm_part_size(g) - nk;
+        for (size_t j = 0; j < nk; j++) {
+            real s = 0;
+            for (int t = 0; t < T; t++)
+                s += c->work[(size_t)t * gemm_part_size(g) + col + j];
+            c->dk[j] += s;
+        }
+    }
+}
+
 /* ---- convolution ---------------------------------------------------------------- */
 
 void conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                   real *work) {
-    if (g->direct) {
-        convk_conv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
+    if (g->route != CONV_GEMM) {
+        fast_conv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
         return;
     }
-    const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
-    for (int n0 = 0; n0 < g->n; n0 += g->chunk) {
-        int nc = YT_MIN(g->chunk, g->n - n0);
-        im2col(g, x, n0, nc, work);
-        gemm(0, 0, g->cout, nc * ohw, K, 1, k, K, work, nc * ohw, 0, y + (size_t)n0 * ohw, ld);
-    }
-    add_bias(g->cout, (size_t)ld, b, y);
+    gcall c = {.g = g, .op = G_CONV_FWD, .in = x, .k = k, .bias = b, .out = y, .work = work};
+    gemm_run(&c);
 }
 
 void conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                    real *dk, real *db, real *work) {
-    if (g->direct) {
-        convk_conv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
+    if (g->route != CONV_GEMM) {
+        fast_conv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
         return;
     }
-    const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
-    const size_t hw = (size_t)g->h * g->w;
-    for (int n0 = 0; n0 < g->n; n0 += g->chunk) {
-        int nc = YT_MIN(g->chunk, g->n - n0);
-        const real *dyc = dy + (size_t)n0 * ohw;
-        im2col(g, x, n0, nc, work);
-        gemm(0, 1, g->cout, K, nc * ohw, 1, dyc, ld, work, nc * ohw, 1, dk, K);
-        if (dx) {
-            gemm(1, 0, K, nc * ohw, g->cout, 1, k, K, dyc, ld, 0, work, nc * ohw);
-            zero_samples(g->cin, g->n, hw, n0, nc, dx);
-            col2im_add(g, work, n0, nc, dx);
-        }
-    }
-    sum_bias(g->cout, (size_t)ld, dy, db);
+    gcall c = {
+        .g = g, .op = G_CONV_BWD, .in = x, .k = k, .grad = dy, .out = dx, .dk = dk, .work = work};
+    gemm_run(&c);
+    sum_bias_all(g->cout, (size_t)g->n * g->ho * g->wo, dy, db);
 }
 
 /* ---- transposed convolution (adjoint of g) ---------------------------------------- */
 
 void deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                     real *work) {
-    if (g->direct) {
-        convk_deconv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
+    if (g->route != CONV_GEMM) {
+        fast_deconv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
         return;
     }
-    const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
-    const size_t hw = (size_t)g->h * g->w;
-    for (int n0 = 0; n0 < g->n; n0 += g->chunk) {
-        int nc = YT_MIN(g->chunk, g->n - n0);
-        gemm(1, 0, K, nc * ohw, g->cout, 1, k, K, x + (size_t)n0 * ohw, ld, 0, work, nc * ohw);
-        zero_samples(g->cin, g->n, hw, n0, nc, y);
-        col2im_add(g, work, n0, nc, y);
-    }
-    add_bias(g->cin, (size_t)g->n * hw, b, y);
+    gcall c = {.g = g, .op = G_DECONV_FWD, .in = x, .k = k, .bias = b, .out = y, .work = work};
+    gemm_run(&c);
 }
 
 void deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                      real *dk, real *db, real *work) {
-    if (g->direct) {
-        convk_deconv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
+    if (g->route != CONV_GEMM) {
+        fast_deconv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
         return;
     }
-    const int K = g->cin * 9, ohw = g->ho * g->wo, ld = g->n * ohw;
-    for (int n0 = 0; n0 < g->n; n0 += g->chunk) {
-        int nc = YT_MIN(g->chunk, g->n - n0);
-        im2col(g, dy, n0, nc, work);
-        gemm(0, 1, g->cout, K, nc * ohw, 1, x + (size_t)n0 * ohw, ld, work, nc * ohw, 1, dk, K);
-        if (dx) gemm(0, 0, g->cout, nc * ohw, K, 1, k, K, work, nc * ohw, 0, dx + (size_t)n0 * ohw, ld);
-    }
-    sum_bias(g->cin, (size_t)g->n * g->h * g->w, dy, db);
+    gcall c = {
+        .g = g, .op = G_DECONV_BWD, .in = x, .k = k, .grad = dy, .out = dx, .dk = dk, .work = work};
+    gemm_run(&c);
+    sum_bias_all(g->cin, (size_t)g->n * g->h * g->w, dy, db);
 }
 
 /* ---- a block's output stage, fused ------------------------------------------------ */
@@ -241,8 +381,8 @@ static void stage_backward(int c, int n, int hw, const film_stage *st, const rea
 
 void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                        const film_stage *st, real *z, real *f, real *o, real *work) {
-    if (g->direct) {
-        convk_conv_forward(g, x, k, b, z, st, f, o, work);
+    if (g->route != CONV_GEMM) {
+        fast_conv_forward(g, x, k, b, z, st, f, o, work);
         return;
     }
     conv_forward(g, x, k, b, z, work);
@@ -251,8 +391,8 @@ void conv_film_forward(const conv_geom *g, const real *x, const real *k, const r
 
 void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                          const film_stage *st, real *z, real *f, real *o, real *work) {
-    if (g->direct) {
-        convk_deconv_forward(g, x, k, b, z, st, f, o, work);
+    if (g->route != CONV_GEMM) {
+        fast_deconv_forward(g, x, k, b, z, st, f, o, work);
         return;
     }
     deconv_forward(g, x, k, b, z, work);
@@ -262,8 +402,8 @@ void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const
 void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
                         const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
                         real *dscale, real *dshift, real *work) {
-    if (g->direct) {
-        convk_conv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
+    if (g->route != CONV_GEMM) {
+        fast_conv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
         return;
     }
     stage_backward(g->cout, g->n, g->ho * g->wo, st, z, f, dout, dscale, dshift);
@@ -273,8 +413,8 @@ void conv_film_backward(const conv_geom *g, const real *x, const real *k, const 
 void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
                           const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
                           real *dscale, real *dshift, real *work) {
-    if (g->direct) {
-        convk_deconv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
+    if (g->route != CONV_GEMM) {
+        fast_deconv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
         return;
     }
     stage_backward(g->cin, g->n, g->h * g->w, st, z, f, dout, dscale, dshift);
@@ -283,18 +423,49 @@ void deconv_film_backward(const conv_geom *g, const real *x, const real *k, cons
 
 /* ---- dense ------------------------------------------------------------------------ */
 
+/* Threads split the rows of y and dx, and the rows of dw (the outputs). */
+typedef struct {
+    int n, in, out;
+    const real *x, *w, *b, *dy;
+    real *y, *dx, *dw, *db;
+} dense_call;
+
+static void dense_forward_part(void *ctx, int t, int T) {
+    const dense_call *d = ctx;
+    const size_t i0 = par_split((size_t)d->n, t, T), i1 = par_split((size_t)d->n, t + 1, T);
+    gemm(0, 1, (int)(i1 - i0), d->out, d->in, 1, d->x + i0 * d->in, d->in, d->w, d->in, 0,
+         d->y + i0 * d->out, d->out);
+    for (size_t i = i0; i < i1; i++)
+        for (int o = 0; o < d->out; o++)
+            d->y[i * d->out + o] += d->b[o];
+}
+
 void dense_forward(int n, int in, int out, const real *x, const real *w, const real *b, real *y) {
-    gemm(0, 1, n, out, in, 1, x, in, w, in, 0, y, out);
+    dense_call d = {.n = n, .in = in, .out = out, .x = x, .w = w, .b = b, .y = y};
+    par_run(par_threads((size_t)n * in * out, (size_t)n), dense_forward_part, &d);
+}
+
+/* rows i0..i1 of dx (when wanted), and outputs o0..o1: dw rows and db */
+static void dense_backward_part(void *ctx, int t, int T) {
+    const dense_call *d = ctx;
+    const int n = d->n, in = d->in, out = d->out;
+    if (d->dx) {
+        const size_t i0 = par_split((size_t)n, t, T), i1 = par_split((size_t)n, t + 1, T);
+        gemm(0, 0, (int)(i1 - i0), in, out, 1, d->dy + i0 * out, out, d->w, in, 0, d->dx + i0 * in,
+             in);
+    }
+    const size_t o0 = par_split((size_t)out, t, T), o1 = par_split((size_t)out, t + 1, T);
+    gemm(1, 0, (int)(o1 - o0), in, n, 1, d->dy + o0, out, d->x, in, 1, d->dw + o0 * in, in);
     for (int i = 0; i < n; i++)
-        for (int o = 0; o < out; o++) y[(size_t)i * out + o] += b[o];
+        for (size_t o = o0; o < o1; o++)
+            d->db[o] += d->dy[(size_t)i * out + o];
 }
 
 void dense_backward(int n, int in, int out, const real *x, const real *w, const real *dy,
                     real *dx, real *dw, real *db) {
-    if (dx) gemm(0, 0, n, in, out, 1, dy, out, w, in, 0, dx, in);
-    gemm(1, 0, out, in, n, 1, dy, out, x, in, 1, dw, in);
-    for (int i = 0; i < n; i++)
-        for (int o = 0; o < out; o++) db[o] += dy[(size_t)i * out + o];
+    dense_call d = {
+        .n = n, .in = in, .out = out, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db};
+    par_run(par_threads((size_t)n * in * out, (size_t)YT_MIN(n, out)), dense_backward_part, &d);
 }
 
 /* ---- FiLM ------------------------------------------------------------------------- */
@@ -305,9 +476,9 @@ void dense_backward(int n, int in, int out, const real *x, const real *w, const 
 #define STRETCH 256
 
 YT_SIMD_CLONES
-void film_forward(int c, int n, int hw, const real *x, const real *scale, const real *shift,
-                  real *y) {
-    for (int ch = 0; ch < c; ch++)
+static void film_forward_part(size_t c0, size_t c1, int c, int n, int hw, const real *x,
+                              const real *scale, const real *shift, real *y) {
+    for (int ch = (int)c0; ch < (int)c1; ch++)
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             const real a = scale[(size_t)i * c + ch], t = shift[(size_t)i * c + ch];
@@ -320,10 +491,11 @@ void film_forward(int c, int n, int hw, const real *x, const real *scale, const 
 }
 
 YT_SIMD_CLONES
-void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const real *scale,
-                        const real *shift, real *f, real *y) {
+static void film_lrelu_forward_part(size_t c0, size_t c1, int c, int n, int hw, real alpha,
+                                    const real *x, const real *scale, const real *shift, real *f,
+                                    real *y) {
     const rvec zero = {0};
-    for (int ch = 0; ch < c; ch++)
+    for (int ch = (int)c0; ch < (int)c1; ch++)
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             const real a = scale[(size_t)i * c + ch], t = shift[(size_t)i * c + ch];
@@ -375,9 +547,10 @@ YT_INLINE void film_plane_backward(int hw, bool with_lrelu, real alpha, const re
 }
 
 YT_SIMD_CLONES
-void film_backward(int c, int n, int hw, const real *x, const real *scale, const real *dy,
-                   real *dx, real *dscale, real *dshift) {
-    for (int ch = 0; ch < c; ch++)
+static void film_backward_part(size_t c0, size_t c1, int c, int n, int hw, const real *x,
+                               const real *scale, const real *dy, real *dx, real *dscale,
+                               real *dshift) {
+    for (int ch = (int)c0; ch < (int)c1; ch++)
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             double ds, dt;
@@ -389,10 +562,10 @@ void film_backward(int c, int n, int hw, const real *x, const real *scale, const
 }
 
 YT_SIMD_CLONES
-void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *f,
-                         const real *scale, const real *dy, real *dx, real *dscale,
-                         real *dshift) {
-    for (int ch = 0; ch < c; ch++)
+static void film_lrelu_backward_part(size_t c0, size_t c1, int c, int n, int hw, real alpha,
+                                     const real *x, const real *f, const real *scale,
+                                     const real *dy, real *dx, real *dscale, real *dshift) {
+    for (int ch = (int)c0; ch < (int)c1; ch++)
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             double ds, dt;
@@ -403,12 +576,100 @@ void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const 
         }
 }
 
+/* the public FiLM functions: threads split the channels */
+enum { FILM_FWD, FILM_LRELU_FWD, FILM_BWD, FILM_LRELU_BWD };
+typedef struct {
+    int op, c, n, hw;
+    real alpha;
+    const real *x, *f, *scale, *shift, *dy;
+    real *y, *fo, *dx, *dscale, *dshift;
+} film_call;
+
+static void film_part(void *ctx, int t, int T) {
+    const film_call *a = ctx;
+    const size_t c0 = par_split((size_t)a->c, t, T), c1 = par_split((size_t)a->c, t + 1, T);
+    switch (a->op) {
+    case FILM_FWD:
+        film_forward_part(c0, c1, a->c, a->n, a->hw, a->x, a->scale, a->shift, a->y);
+        break;
+    case FILM_LRELU_FWD:
+        film_lrelu_forward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->scale, a->shift,
+                                a->fo, a->y);
+        break;
+    case FILM_BWD:
+        film_backward_part(c0, c1, a->c, a->n, a->hw, a->x, a->scale, a->dy, a->dx, a->dscale,
+                           a->dshift);
+        break;
+    case FILM_LRELU_BWD:
+        film_lrelu_backward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->f, a->scale, a->dy,
+                                 a->dx, a->dscale, a->dshift);
+        break;
+    }
+}
+
+static void film_run(const film_call *a) {
+    par_run(par_threads((size_t)a->c * a->n * a->hw, (size_t)a->c), film_part, (void *)a);
+}
+
+void film_forward(int c, int n, int hw, const real *x, const real *scale, const real *shift,
+                  real *y) {
+    film_call a = {
+        .op = FILM_FWD, .c = c, .n = n, .hw = hw, .x = x, .scale = scale, .shift = shift, .y = y};
+    film_run(&a);
+}
+
+void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const real *scale,
+                        const real *shift, real *f, real *y) {
+    film_call a = {.op = FILM_LRELU_FWD,
+                   .c = c,
+                   .n = n,
+                   .hw = hw,
+                   .alpha = alpha,
+                   .x = x,
+                   .scale = scale,
+                   .shift = shift,
+                   .fo = f,
+                   .y = y};
+    film_run(&a);
+}
+
+void film_backward(int c, int n, int hw, const real *x, const real *scale, const real *dy, real *dx,
+                   real *dscale, real *dshift) {
+    film_call a = {.op = FILM_BWD,
+                   .c = c,
+                   .n = n,
+                   .hw = hw,
+                   .x = x,
+                   .scale = scale,
+                   .dy = dy,
+                   .dx = dx,
+                   .dscale = dscale,
+                   .dshift = dshift};
+    film_run(&a);
+}
+
+void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *f,
+                         const real *scale, const real *dy, real *dx, real *dscale, real *dshift) {
+    film_call a = {.op = FILM_LRELU_BWD,
+                   .c = c,
+                   .n = n,
+                   .hw = hw,
+                   .alpha = alpha,
+                   .x = x,
+                   .f = f,
+                   .scale = scale,
+                   .dy = dy,
+                   .dx = dx,
+                   .dscale = dscale,
+                   .dshift = dshift};
+    film_run(&a);
+}
+
 /* ---- element-wise ------------------------------------------------------------------ */
 
 YT_SIMD_CLONES
-void lrelu_forward(size_t n, real alpha, const real *x, real *y) {
+static void lrelu_forward_part(size_t i, size_t n, real alpha, const real *x, real *y) {
     const rvec zero = {0};
-    size_t i = 0;
     for (; i + VL <= n; i += VL) {
         rvec v = vload(x + i);
         vstore(y + i, vselect(v > zero, v, v * alpha));
@@ -417,14 +678,52 @@ void lrelu_forward(size_t n, real alpha, const real *x, real *y) {
 }
 
 YT_SIMD_CLONES
-void lrelu_backward(size_t n, real alpha, const real *x, const real *dy, real *dx) {
+static void lrelu_backward_part(size_t i, size_t n, real alpha, const real *x, const real *dy,
+                                real *dx) {
     const rvec zero = {0};
-    size_t i = 0;
     for (; i + VL <= n; i += VL) {
         rvec g = vload(dy + i);
         vstore(dx + i, vselect(vload(x + i) > zero, g, g * alpha));
     }
     for (; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : alpha * dy[i];
+}
+
+/* threads split [0, n) into runs of whole vectors */
+typedef struct {
+    size_t n;
+    real alpha;
+    const real *x, *dy;
+    real *y; /* forward: y, backward: dx */
+} lrelu_call;
+
+static void lrelu_range(const lrelu_call *a, int t, int T, size_t *i0, size_t *i1) {
+    const size_t nv = a->n / VL;
+    *i0 = par_split(nv, t, T) * VL;
+    *i1 = t == T - 1 ? a->n : par_split(nv, t + 1, T) * VL;
+}
+
+static void lrelu_fwd_part(void *ctx, int t, int T) {
+    const lrelu_call *a = ctx;
+    size_t i0, i1;
+    lrelu_range(a, t, T, &i0, &i1);
+    lrelu_forward_part(i0, i1, a->alpha, a->x, a->y);
+}
+
+static void lrelu_bwd_part(void *ctx, int t, int T) {
+    const lrelu_call *a = ctx;
+    size_t i0, i1;
+    lrelu_range(a, t, T, &i0, &i1);
+    lrelu_backward_part(i0, i1, a->alpha, a->x, a->dy, a->y);
+}
+
+void lrelu_forward(size_t n, real alpha, const real *x, real *y) {
+    lrelu_call a = {n, alpha, x, NULL, y};
+    par_run(par_threads(n, YT_MAX(n / VL, (size_t)1)), lrelu_fwd_part, &a);
+}
+
+void lrelu_backward(size_t n, real alpha, const real *x, const real *dy, real *dx) {
+    lrelu_call a = {n, alpha, x, dy, dx};
+    par_run(par_threads(n, YT_MAX(n / VL, (size_t)1)), lrelu_bwd_part, &a);
 }
 
 real softplus1(real x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
@@ -437,12 +736,47 @@ real sigmoid1(real x) {
 
 real sigmoid_xent1(real l, real t) { return (l > 0 ? l : 0) - l * t + log1p(exp(-fabs(l))); }
 
+#ifdef YOTO_DOUBLE
 void softplus_forward(size_t n, const real *x, real *y) {
     for (size_t i = 0; i < n; i++) y[i] = softplus1(x[i]);
 }
 
 void softplus_backward(size_t n, const real *x, const real *dy, real *dx) {
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * sigmoid1(x[i]);
+}
+#else
+/* the float build: simd.h's vsoftplus and vsigmoid (within 5 and 3 ulp) */
+YT_SIMD_CLONES
+void softplus_forward(size_t n, const real *x, real *y) {
+    size_t i = 0;
+    for (; i + VL <= n; i += VL)
+        vstore(y + i, vsoftplus(vload(x + i)));
+    for (; i < n; i++)
+        y[i] = softplus1(x[i]);
+}
+
+YT_SIMD_CLONES
+void softplus_backward(size_t n, const real *x, const real *dy, real *dx) {
+    size_t i = 0;
+    for (; i + VL <= n; i += VL)
+        vstore(dx + i, vload(dy + i) * vsigmoid(vload(x + i)));
+    for (; i < n; i++)
+        dx[i] = dy[i] * sigmoid1(x[i]);
+}
+#endif
+
+/* x * 0 is +-0 for finite x and NaN for an infinity or a NaN: a sum of
+ * them is 0 exactly when every x is finite (vectorised, no branches) */
+YT_SIMD_CLONES
+bool all_finite(size_t n, const real *x) {
+    rvec acc = {0};
+    size_t i = 0;
+    for (; i + VL <= n; i += VL)
+        acc += vload(x + i) * 0;
+    real s = vhsum(acc);
+    for (; i < n; i++)
+        s += x[i] * 0;
+    return s == 0;
 }
 
 /* ---- layout ------------------------------------------------------------------------- */

@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <tgmath.h>
 
+#include "blas.h"
 #include "loss.h"
 #include "rng.h"
 
@@ -21,7 +23,25 @@
 
 static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *prof);
 
+static size_t round_up_bytes(size_t n, size_t m) {
+    return (n + m - 1) / m * m;
+}
+
 /* ---- building --------------------------------------------------------------------- */
+
+/* n zeroed reals; from 4 MiB up on 2 MiB pages where the kernel allows it
+ * (transparent huge pages in madvise mode): the conv kernels stream through
+ * [C][N][H][W] tensors a channel plane at a time, and with 4 KiB pages every
+ * plane of a high-resolution layer is a TLB miss. */
+static real *huge_calloc(size_t n) {
+    const size_t bytes = n * sizeof(real), huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (bytes < 2 * huge || posix_memalign(&p, huge, round_up_bytes(bytes, huge)) != 0)
+        return yt_calloc(n, sizeof(real));
+    madvise(p, round_up_bytes(bytes, huge), MADV_HUGEPAGE); /* a hint: failure is harmless */
+    memset(p, 0, bytes);
+    return p;
+}
 
 /* An activation buffer of the model (zeroed), freed by model_free. */
 static real *alloc_buf(vae_model *m, size_t elems) {
@@ -29,7 +49,7 @@ static real *alloc_buf(vae_model *m, size_t elems) {
         m->cap_owned = m->cap_owned ? 2 * m->cap_owned : 64;
         m->owned = yt_realloc(m->owned, (size_t)m->cap_owned * sizeof *m->owned);
     }
-    real *p = yt_calloc(elems ? elems : 1, sizeof(real));
+    real *p = huge_calloc(elems ? elems : 1);
     m->owned[m->nowned++] = p;
     return p;
 }
@@ -211,11 +231,20 @@ static void block_alloc(vae_model *m, conv_block *b) {
 
 /* The convolution geometry of layer l for n samples (layers.h: a deconv is
  * the adjoint of the conv from its output space to its input space). */
-static conv_geom layer_geom(const conv_block *b, int l, int n) {
-    if (b->deconv)
-        return conv_geom_make(n, b->cout[l], b->h[l] * b->stride[l], b->w[l] * b->stride[l],
-                              b->cin[l], b->stride[l]);
-    return conv_geom_make(n, b->cin[l], b->h[l], b->w[l], b->cout[l], b->stride[l]);
+static conv_geom layer_geom(const vae_model *m, const conv_block *b, int l, int n) {
+    conv_geom g = b->deconv
+                      ? conv_geom_make(n, b->cout[l], b->h[l] * b->stride[l],
+                                       b->w[l] * b->stride[l], b->cin[l], b->stride[l])
+                      : conv_geom_make(n, b->cin[l], b->h[l], b->w[l], b->cout[l], b->stride[l]);
+    g.threads = m->threads; /* what the workspace was sized for */
+    return g;
+}
+
+/* the decoder's output conv for n samples */
+static conv_geom out_geom(const vae_model *m, int n) {
+    conv_geom g = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    g.threads = m->threads;
+    return g;
 }
 
 /* Encoder blocks (block b has base * 2^b channels), then the fc MLP to the
@@ -272,7 +301,7 @@ static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w,
         conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
         block_alloc(m, blk);
         for (int l = 0; l < blk->nlayers; l++) {
-            conv_geom g = layer_geom(blk, l, m->max_batch);
+            conv_geom g = layer_geom(m, blk, l, m->max_batch);
             *work = YT_MAX(*work, conv_work_size(&g));
             *act_max = YT_MAX(*act_max, n * g.cin * g.h * g.w);
             *act_max = YT_MAX(*act_max, n * g.cout * g.ho * g.wo);
@@ -284,7 +313,7 @@ static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w,
     }
     for (int i = 0; i < m->enc_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->enc_fc.out[i]);
     for (int i = 0; i < m->dec_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->dec_fc.out[i]);
-    conv_geom go = conv_geom_make(m->max_batch, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    conv_geom go = out_geom(m, m->max_batch);
     *work = YT_MAX(*work, conv_work_size(&go));
 }
 
@@ -356,6 +385,7 @@ vae_model *model_create(const cfg_model *mc, int max_batch) {
     m->mc = *mc;
     apply_width(&m->mc);
     m->max_batch = max_batch;
+    m->threads = blas_threads();
     m->in_h = m->mc.input_shape[0];
     m->in_w = m->mc.input_shape[1];
     m->in_c = m->mc.input_shape[2];
@@ -486,7 +516,7 @@ static film_stage gate_stage(const vae_model *m, const conv_block *b, int l) {
 static const real *layer_forward(vae_model *m, conv_block *b, int l, int n, const real *in,
                                  const real *cond, const film_stage *film) {
     const int last = b->nlayers - 1;
-    conv_geom g = layer_geom(b, l, n);
+    conv_geom g = layer_geom(m, b, l, n);
     const real *k = P(m, b->kernel[l]), *bias = P(m, b->bias[l]);
     film_stage st;
     const film_stage *fused = l == last && b->film ? film : NULL;
@@ -546,7 +576,7 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
         h = m->dec[k].o;
     }
     double t0 = tic(m);
-    conv_geom g = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    conv_geom g = out_geom(m, n);
     conv_forward(&g, h, P(m, m->out_kernel), P(m, m->out_bias), m->out, m->work);
     toc(m, m->prof_out, t0, false);
 }
@@ -570,13 +600,16 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
     double t0 = tic(m);
     const int L = m->latent;
     const real eps_s = (real)m->mc.eps;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        const size_t k = (size_t)i * L;
+        real *mean = m->mean + k, *sigma = m->sigma + k, *z = m->z + k;
+        memcpy(mean, code + 2 * k, (size_t)L * sizeof *mean);
+        softplus_forward((size_t)L, code + 2 * k + L, sigma);
         for (int j = 0; j < L; j++) {
-            size_t k = (size_t)i * L + j;
-            m->mean[k] = code[(size_t)i * 2 * L + j];
-            m->sigma[k] = eps_s + softplus1(code[(size_t)i * 2 * L + L + j]);
-            m->z[k] = eps ? m->mean[k] + m->sigma[k] * eps[k] : m->mean[k];
+            sigma[j] += eps_s;
+            z[j] = eps ? mean[j] + sigma[j] * eps[k + j] : mean[j];
         }
+    }
     toc(m, m->prof_loss, t0, false);
 }
 
@@ -592,6 +625,11 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
         loss_gaussian(m->in_c, n, hw, m->mc.eps, m->out, x, m->recon);
     loss_kl(n, m->latent, m->mean, m->sigma, m->kl);
     toc(m, m->prof_loss, t0, false);
+}
+
+void model_reconstruct(vae_model *m, int n, const real *x, const real *cond) {
+    model_encode(m, n, x, cond, NULL);
+    model_decode(m, n, m->z, cond);
 }
 
 /* ---- backward ------------------------------------------------------------------------ */
@@ -643,7 +681,7 @@ static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real 
 static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real *in,
                            const real *cond, const film_stage *film, real *d, real *dx) {
     const int last = b->nlayers - 1;
-    conv_geom g = layer_geom(b, l, n);
+    conv_geom g = layer_geom(m, b, l, n);
     const real *k = P(m, b->kernel[l]);
     real *dk = G(m, b->kernel[l]), *db = G(m, b->bias[l]);
     film_stage st;
@@ -724,7 +762,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         loss_gaussian_backward(m->in_c, n, hw, m->mc.eps, m->out, m->x, m->coef_rec, m->g0);
     toc(m, m->prof_loss, t0, true);
     t0 = tic(m);
-    conv_geom go = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
+    conv_geom go = out_geom(m, n);
     conv_backward(&go, m->dec[0].o, P(m, m->out_kernel), m->g0, m->g1, G(m, m->out_kernel),
                   G(m, m->out_bias), m->work);
     toc(m, m->prof_out, t0, true);
@@ -752,13 +790,11 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     }
     loss_kl_backward(n, L, m->mean, m->sigma, m->coef_kl, m->dmean, m->dsigma);
     const real *code = m->enc_fc.pre[m->enc_fc.nlayers - 1];
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < L; j++) {
-            size_t k = (size_t)i * L + j;
-            m->dcode[(size_t)i * 2 * L + j] = m->dmean[k];
-            m->dcode[(size_t)i * 2 * L + L + j] =
-                m->dsigma[k] * sigmoid1(code[(size_t)i * 2 * L + L + j]);
-        }
+    for (int i = 0; i < n; i++) {
+        const size_t k = (size_t)i * L;
+        memcpy(m->dcode + 2 * k, m->dmean + k, (size_t)L * sizeof *m->dcode);
+        softplus_backward((size_t)L, code + 2 * k + L, m->dsigma + k, m->dcode + 2 * k + L);
+    }
     toc(m, m->prof_loss, t0, true);
     /* encoder fc, flatten, blocks B-1 .. 0 */
     mlp_backward(m, &m->enc_fc, n, m->flat, m->cond, m->dcode, m->g0);
@@ -791,7 +827,7 @@ static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *p
     for (int b = 0; b < m->nblocks_enc + m->nblocks_dec; b++) {
         const conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
         for (int l = 0; l < blk->nlayers; l++) {
-            conv_geom g = layer_geom(blk, l, 1);
+            conv_geom g = layer_geom(m, blk, l, 1);
             f += conv_macs(&g);
             if (prof) prof[blk->prof[l]].macs = conv_macs(&g);
             if (b == 0 && l == 0) skip += conv_macs(&g); /* no gradient w.r.t. the image */
@@ -813,6 +849,19 @@ static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *p
     }
     *fwd = f;
     *skipped = skip;
+}
+
+double model_encode_macs(const vae_model *m) {
+    double f = mlp_macs(&m->enc_fc);
+    for (int b = 0; b < m->nblocks_enc; b++) {
+        const conv_block *blk = &m->enc[b];
+        for (int l = 0; l < blk->nlayers; l++) {
+            conv_geom g = layer_geom(m, blk, l, 1);
+            f += conv_macs(&g);
+        }
+        if (blk->film) f += mlp_macs(&blk->scale_mlp) + mlp_macs(&blk->shift_mlp);
+    }
+    return f;
 }
 
 double model_forward_macs(const vae_model *m) {

@@ -7,10 +7,15 @@
 #include <string.h>
 
 #include "dist.h"
+#include "layers.h"
 #include "loss.h"
 #include "optim.h"
+#include "par.h"
 #include "rng.h"
 #include "watchdog.h"
+
+/* threads that check the gradient for non-finite values */
+#define PAR_MAX_FLAGS 64
 
 struct trainer {
     vae_model *m;
@@ -93,10 +98,37 @@ void trainer_draw(trainer *t, long step) {
     }
 }
 
-static bool all_finite(const real *v, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(v[i])) return false;
+/* threads split the arena (train.threads; the verdict is the same for any split) */
+typedef struct {
+    real *v;
+    size_t n;
+    int bad[PAR_MAX_FLAGS];
+} arena_pass;
+
+static void check_part(void *ctx, int t, int T) {
+    arena_pass *a = ctx;
+    size_t lo = par_split(a->n, t, T), hi = par_split(a->n, t + 1, T);
+    a->bad[t] = !all_finite(hi - lo, a->v + lo);
+}
+
+static bool arena_finite(real *v, size_t n) {
+    arena_pass a = {.v = v, .n = n};
+    const int T = YT_MIN(par_threads(n, n), PAR_MAX_FLAGS);
+    par_run(T, check_part, &a);
+    for (int t = 0; t < T; t++)
+        if (a.bad[t]) return false;
     return true;
+}
+
+static void zero_part(void *ctx, int t, int T) {
+    arena_pass *a = ctx;
+    size_t lo = par_split(a->n, t, T), hi = par_split(a->n, t + 1, T);
+    memset(a->v + lo, 0, (hi - lo) * sizeof *a->v);
+}
+
+static void zero_grad(real *g, size_t n) {
+    arena_pass a = {.v = g, .n = n};
+    par_run(par_threads(n, n), zero_part, &a);
 }
 
 /* What the ranks agree on after the forward pass: summed over ranks. */
@@ -106,7 +138,7 @@ enum { ST_LOSS, ST_RECON, ST_KL, ST_ERROR, ST_NONFINITE, ST_STOP, ST_N };
 static void forward(trainer *t, long step, const real *x, double *st) {
     vae_model *m = t->m;
     trainer_draw(t, step);
-    memset(m->params.grad, 0, m->params.total * sizeof(real));
+    zero_grad(m->params.grad, m->params.total);
     model_forward(m, t->batch, x, t->cond, t->eps);
     for (int i = 0; i < t->batch; i++) {
         st[ST_LOSS] += t->w_rec[i] * m->recon[i] + t->w_kl[i] * m->kl[i];
@@ -168,7 +200,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     tm->backward = t3 - t2 - in_backward;
     tm->allreduce = t4 - t3 + in_backward;
     /* the gradient is the same on every rank: all stop here together */
-    if (!all_finite(m->params.grad, m->params.total))
+    if (!arena_finite(m->params.grad, m->params.total))
         return yt_fail(YT_ERR_RUNTIME,
                        "non-finite gradient at step %ld; the last checkpoint is kept", step);
     t->lr = optim_lr(&t->opt, step);

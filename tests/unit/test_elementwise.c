@@ -1,8 +1,10 @@
-/* test_elementwise.c — the vectorised element-wise layers and the Bernoulli
- * loss against double-precision formulas: leaky ReLU (any slope, in place,
+/* test_elementwise.c — the vectorised element-wise layers and the losses
+ * against double-precision formulas: leaky ReLU (any slope, in place,
  * bit-exact), FiLM and the fused FiLM + leaky ReLU forward and backward (also
  * against the unfused composition), the Bernoulli NLL and its gradient over
- * logits from -120 to 120. Plane sizes cover the vector tails and more than
+ * logits from -120 to 120, the Gaussian NLL (softplus sigma) and its
+ * gradient, the KL, and the float build's vector exp, log1p, log, softplus
+ * and sigmoid against libm. Plane sizes cover the vector tails and more than
  * one summation stretch. */
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +36,10 @@ static void fill(real *p, size_t n) {
 }
 
 static const int plane_sizes[] = {1, 3, 7, 8, 9, 16, 63, 64, 300, 1031};
+
+static double sp_of(double x) {
+    return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
 
 static void test_lrelu(void **state) {
     (void)state;
@@ -186,7 +192,169 @@ static void test_bernoulli(void **state) {
     }
 }
 
+/* Gaussian NLL with s = eps + softplus(raw), its gradient, and the KL, per
+ * sample against double formulas: one (mu, raw, x) triple per sample,
+ * repeated over its planes; raw from -30 (s = eps + 1e-13) to 30, the
+ * residual x - mu from 0 to 2 (values in [-1, 1]). */
+static void test_gaussian(void **state) {
+    (void)state;
+    const double raws[] = {-30, -17, -9.5, -4, -1, -0.25, 0, 1e-3, 0.5, 1, 2.5, 6, 13, 30};
+    const double res[] = {0, 1e-4, 0.03, 0.5, 1.25, 2};
+    const int nr = (int)YT_ARRAY_LEN(raws), n = nr * (int)YT_ARRAY_LEN(res), c = 3;
+    const double eps = 1e-6;
+    for (size_t sz = 0; sz < YT_ARRAY_LEN(plane_sizes); sz++) {
+        const int hw = plane_sizes[sz];
+        const size_t plane = (size_t)n * hw;
+        real *out = malloc(2 * c * plane * sizeof *out), *x = malloc(c * plane * sizeof *x);
+        real *d = malloc(2 * c * plane * sizeof *d);
+        double *recon = malloc((size_t)n * sizeof *recon), *coef = malloc((size_t)n * sizeof *coef);
+        for (int i = 0; i < n; i++) {
+            coef[i] = 0.25 + i;
+            double raw = raws[i % nr], r = res[i / nr];
+            for (int ch = 0; ch < c; ch++)
+                for (int p = 0; p < hw; p++) {
+                    size_t k = ((size_t)ch * n + i) * hw + p;
+                    x[k] = (real)(ch == 1 ? -0.75 : 0.5);
+                    out[k] = (real)(x[k] - (ch == 2 ? -r : r)); /* mu */
+                    out[c * plane + k] = (real)raw;
+                }
+        }
+        loss_gaussian(c, n, hw, eps, out, x, recon);
+        loss_gaussian_backward(c, n, hw, eps, out, x, coef, d);
+        for (int i = 0; i < n; i++) {
+            double want = 0, scale = 0;
+            for (int ch = 0; ch < c; ch++) {
+                size_t k0 = ((size_t)ch * n + i) * hw;
+                double raw = out[c * plane + k0], dd = (double)x[k0] - out[k0];
+                double sp = raw > 0 ? raw + log1p(exp(-raw)) : log1p(exp(raw)), s = eps + sp;
+                double sig = 1 / (1 + exp(-raw)), r = dd / s;
+                double l = 0.5 * log(2 * M_PI) + log(s) + 0.5 * r * r;
+                want += hw * l;
+                scale += hw * (fabs(l) + fabs(log(s)) + 0.5 * r * r + 1);
+                double dmu = -coef[i] * dd / (s * s);
+                double draw = coef[i] * (1 / s - dd * dd / (s * s * s)) * sig;
+                for (int p = 0; p < hw; p++) {
+                    check_close("loss_gaussian_backward mu", hw, d[k0 + p], dmu, fabs(dmu));
+                    /* (1 - r^2) / s: relative to its two terms */
+                    check_close("loss_gaussian_backward raw", hw, d[c * plane + k0 + p], draw,
+                                coef[i] * (1 / s + r * r / s) * sig);
+                }
+            }
+            char what[80];
+            snprintf(what, sizeof what, "loss_gaussian raw %g residual %g", raws[i % nr],
+                     res[i / nr]);
+            check_close(what, hw, recon[i], want, scale);
+        }
+        /* KL: sum 0.5 (mu^2 + sigma^2 - 1) - log sigma, sigma from eps to 30 */
+        real *mu = malloc(plane * sizeof *mu), *sg = malloc(plane * sizeof *sg);
+        for (size_t k = 0; k < plane; k++) {
+            mu[k] = (real)(2 * uniform() - 1);
+            sg[k] = (real)(eps + sp_of(out[c * plane + k % (size_t)(c * plane)]));
+        }
+        loss_kl(n, hw, mu, sg, recon);
+        for (int i = 0; i < n; i++) {
+            double want = 0, scale = 0;
+            for (int j = 0; j < hw; j++) {
+                double m = mu[(size_t)i * hw + j], sv = sg[(size_t)i * hw + j];
+                want += 0.5 * (m * m + sv * sv - 1) - log(sv);
+                scale += 0.5 * (m * m + sv * sv + 1) + fabs(log(sv));
+            }
+            check_close("loss_kl", hw, recon[i], want, scale);
+        }
+        free(mu);
+        free(sg);
+        free(out);
+        free(x);
+        free(d);
+        free(recon);
+        free(coef);
+    }
+}
+
+/* all_finite: every position of a vector body and tail, NaN and both
+ * infinities; the largest finite values and denormals count as finite */
+static void test_all_finite(void **state) {
+    (void)state;
+    enum { N = 37 };
+    real x[N];
+    const real big = TEST_DOUBLE ? (real)1.7e308 : (real)3.4e38;
+    for (int i = 0; i < N; i++)
+        x[i] = i % 3 == 0 ? big : i % 3 == 1 ? -big : (real)(TEST_DOUBLE ? 4e-320 : 1e-44);
+    assert_true(all_finite(N, x));
+    assert_true(all_finite(0, x));
+    const real bad[3] = {(real)NAN, (real)INFINITY, -(real)INFINITY};
+    for (int b = 0; b < 3; b++)
+        for (int i = 0; i < N; i++) {
+            real keep = x[i];
+            x[i] = bad[b];
+            if (all_finite(N, x))
+                fail_msg("value %d (%g) at %d of %d not seen", b, (double)bad[b], i, N);
+            assert_true(all_finite((size_t)i, x)); /* before it: still finite */
+            x[i] = keep;
+        }
+}
+
 #ifndef YOTO_DOUBLE
+/* largest error of f against g over lo..hi (k points, log-spaced when
+ * logspace), in units of the float epsilon relative to |g| */
+static double sweep(rvec (*f)(rvec), double (*g)(double), double lo, double hi, int k,
+                    bool logspace) {
+    double worst = 0;
+    for (int i = 0; i < k; i += VL) {
+        rvec x;
+        for (int j = 0; j < VL; j++) {
+            double t = (double)YT_MIN(i + j, k - 1) / (k - 1);
+            x[j] = (real)(logspace ? lo * pow(hi / lo, t) : lo + (hi - lo) * t);
+        }
+        rvec y = f(x);
+        for (int j = 0; j < VL; j++) {
+            double want = g((double)x[j]), err = fabs((double)y[j] - want);
+            double rel = want != 0 ? err / fabs(want) : err;
+            if (!(rel <= worst)) worst = rel; /* NaN sticks */
+        }
+    }
+    return worst / 0x1p-24;
+}
+
+static rvec f_log(rvec x) {
+    return vlog_pos(x);
+}
+static rvec f_softplus(rvec x) {
+    return vsoftplus(x);
+}
+static rvec f_sigmoid(rvec x) {
+    return vsigmoid(x);
+}
+static double g_softplus(double x) {
+    return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+static double g_sigmoid(double x) {
+    return 1 / (1 + exp(-x));
+}
+
+/* The float likelihoods' vector log, softplus and sigmoid against libm in
+ * double, over the ranges that occur: log of s = eps + softplus(raw) >= 1e-6
+ * and of the KL's sigma (1e-6 .. 1e6; also near 1, where log is small),
+ * softplus and sigmoid of raw outputs and logits (-87 .. 100; below, e^x
+ * is clamped). Bounds as documented in simd.h: 3, 5 and 3 ulp. */
+static void test_likelihood_math(void **state) {
+    (void)state;
+    double e_log =
+        fmax(sweep(f_log, log, 1e-6, 1e6, 400000, true), sweep(f_log, log, 0.5, 2, 200000, false));
+    double e_sp = fmax(sweep(f_softplus, g_softplus, -87, 100, 400000, false),
+                       sweep(f_softplus, g_softplus, -1e-3, 1e-3, 20000, false));
+    double e_sig = sweep(f_sigmoid, g_sigmoid, -87, 100, 400000, false);
+    printf("# max error in ulp: vlog_pos %.3g, vsoftplus %.3g, vsigmoid %.3g\n", e_log, e_sp,
+           e_sig);
+    assert_true(e_log <= 3);
+    assert_true(e_sp <= 5);
+    assert_true(e_sig <= 3);
+    /* below -87.3, e^x is clamped to ~1e-38: tiny and positive, never 0 or NaN */
+    rvec lo = (rvec){0} - 1000, sp = vsoftplus(lo), sg = vsigmoid(lo);
+    for (int j = 0; j < VL; j++)
+        assert_true(sp[j] > 0 && sp[j] < 2e-38 && sg[j] > 0 && sg[j] < 2e-38);
+}
+
 /* The float build's vector e^x (x <= 0) and log(1 + e) (e in [0, 1]) against
  * libm in double, within 4 ulp, on a dense sweep and the edges. */
 static void test_vector_math(void **state) {
@@ -222,11 +390,11 @@ static void test_vector_math(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lrelu),
-        cmocka_unit_test(test_film),
-        cmocka_unit_test(test_bernoulli),
+        cmocka_unit_test(test_lrelu),       cmocka_unit_test(test_film),
+        cmocka_unit_test(test_bernoulli),   cmocka_unit_test(test_gaussian),
+        cmocka_unit_test(test_all_finite),
 #ifndef YOTO_DOUBLE
-        cmocka_unit_test(test_vector_math),
+        cmocka_unit_test(test_vector_math), cmocka_unit_test(test_likelihood_math),
 #endif
     };
     return TU_RUN("elementwise", tests);
