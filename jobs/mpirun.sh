@@ -5,9 +5,9 @@
 #        jobs/mpirun.sh [-n RANKS] [-t THREADS] --resume RUN_DIR
 #        jobs/mpirun.sh -h | --help
 #
-# RANKS: -n, else $YOTO_RANKS, else cores / THREADS. THREADS (OpenBLAS threads
-# per rank): -t, else $YOTO_THREADS, else 1; the script sets
-# OPENBLAS_NUM_THREADS and --set train.threads to match.
+# RANKS: -n, else $YOTO_RANKS, else cores / THREADS. THREADS (yoto's threads
+# per rank, train.threads): -t, else $YOTO_THREADS, else 1; the script passes
+# --set train.threads and gives each rank THREADS cores (--map-by slot:PE).
 #
 # Signals: SIGTERM, SIGINT (^C) or SIGUSR1 to this script are passed on to
 # mpirun as SIGUSR1, which Open MPI 4.1 forwards to every rank at once: the
@@ -59,8 +59,13 @@ fi
 export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads
 xs=(-x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
 [ -n "${OPENBLAS_CORETYPE:-}" ] && xs+=(-x OPENBLAS_CORETYPE)
-# Open MPI (4.1: -q, --quiet): no "Primary job terminated normally, but ..." box
-"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI" && xs+=(--quiet)
+# Open MPI (4.1: -q, --quiet): no "Primary job terminated normally, but ..." box;
+# several threads per rank: mpirun binds each rank to one core unless told
+# to give it THREADS (--map-by slot:PE=THREADS)
+if "$MPIRUN" --version 2>/dev/null | grep -q "Open MPI"; then
+    xs+=(--quiet)
+    [ "$threads" -gt 1 ] && xs+=(--map-by "slot:PE=$threads")
+fi
 
 stop_requested=
 # shellcheck disable=SC2317 # called by the traps

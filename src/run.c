@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "dist.h"
 #include "fsutil.h"
 
@@ -51,6 +52,7 @@ int run_open(const char *target, const char *const *sets, int nsets, run_handle 
 }
 
 int run_load_model(run_handle *r, int max_batch, bool optimizer) {
+    blas_set_threads(r->cfg->train.threads); /* the model's kernels take their thread count */
     r->model = model_create(&r->cfg->model, max_batch);
     return ckpt_read_arena(r->ckpt, &r->model->params, optimizer);
 }

@@ -285,21 +285,23 @@ static void log_start(train_ctx *c) {
     dist_host_summary(hosts, sizeof hosts);
     runlog_note(c->rl, "---- %s", c->args->cmdline ? c->args->cmdline : "yoto train");
     runlog_note(c->rl,
-                "yoto %s (git %s, %s build); %d rank%s on %s; OpenBLAS %s kernels x %d "
-                "thread%s; CPU %s",
+                "yoto %s (git %s, %s build); %d rank%s on %s; OpenBLAS %s kernels; %d "
+                "thread%s per rank; CPU %s",
                 yt_version(), yt_git_commit(), REAL_NAME, c->world, c->world > 1 ? "s" : "", hosts,
                 blas_corename(), blas_threads(), blas_threads() > 1 ? "s" : "", blas_cpu_isa());
     runlog_line(c->rl,
                 "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %d images, %ld steps per "
-                "epoch; %zu parameters; OpenBLAS %s x %d",
+                "epoch; %zu parameters; OpenBLAS %s; %d thread%s per rank",
                 yt_version(), c->s.resume ? "resuming" : "training",
                 c->s.resume ? c->s.ckpt : cfg->experiment.out_dir, c->step, cfg->train.steps,
                 c->world, c->world > 1 ? "s" : "", c->batch, c->steps_per_epoch, c->m->params.total,
-                blas_corename(), blas_threads());
+                blas_corename(), blas_threads(), blas_threads() > 1 ? "s" : "");
     if (c->s.warning) runlog_note(c->rl, "warning: %s", c->s.warning); /* on stderr already */
     if (c->warning[0]) runlog_warn(c->rl, "%s", c->warning);
     const char *advice = blas_core_advice();
     if (advice) runlog_warn(c->rl, "%s", advice);
+    const char *bind = blas_threads_advice(); /* said for rank 0's binding */
+    if (bind) runlog_warn(c->rl, "%s", bind);
 }
 
 /* The hang watchdog (watchdog.h): its limits, its thread, the hang
