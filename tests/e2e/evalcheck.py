@@ -9,6 +9,8 @@ matplotlib (Debian's python3-matplotlib) independently of yoto.
     evalcheck.py scale FILE TILE S      the grid's images are TILE * S px
     evalcheck.py same|differ A B        the two PNGs have the same pixels, or not
     evalcheck.py text FILE KEY VALUE    the tEXt chunk KEY contains VALUE
+    evalcheck.py gray FILE TILE ROWS COLS  a grey grid (one channel, or all
+        channels equal) of ROWS x COLS images of TILE px, none of them blank
 Exits non-zero (AssertionError) on a failed check.
 """
 import csv
@@ -89,6 +91,14 @@ def scaled(small, big, tile, nrows, cols):
     assert diff > 1, diff
 
 
+def gray(path, tile, nrows, cols):
+    px, _, _, cells = grid(path, tile)
+    assert px.shape[2] == 1 or (np.array_equal(px[:, :, 0], px[:, :, 1]) and
+                                np.array_equal(px[:, :, 0], px[:, :, 2])), "not grey"
+    assert len(cells) == nrows and len(cells[0]) == cols, (len(cells), len(cells[0]))
+    assert all(c.std() > 0 for row in cells for c in row), "a blank image"
+
+
 def main(argv):
     what = argv[1]
     if what == "scaled":
@@ -100,6 +110,8 @@ def main(argv):
         a, b = pixels(argv[2]), pixels(argv[3])
         assert a.shape == b.shape, (a.shape, b.shape)
         assert np.array_equal(a, b) == (what == "same"), what
+    elif what == "gray":
+        gray(argv[2], *map(int, argv[3:6]))
     elif what == "text":
         t = text(argv[2])
         assert argv[4] in t.get(argv[3], ""), t

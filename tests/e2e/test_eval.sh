@@ -179,13 +179,19 @@ expect_exit 0 "eval of a checkpoint file (z = mean)" evz mean m2 "$RUN/ckpt/step
 check "one keyed draw of z: the same table twice; the mean: another reconstruction, the same KL" \
     "$PYTHON" - "$T"/z-{s1,s2,m1,m2}.csv <<'EOF2'
 import csv, sys
-s1, s2, m1, m2 = (list(csv.DictReader(open(p))) for p in sys.argv[1:5])
+def rows(path, z):  # this call's rows: the step's table holds the earlier evals' rows too
+    rs = csv.DictReader(l for l in open(path) if not l.startswith("#"))
+    return sorted(((r["beta"], r["kl_loss"], r["reconstruction_loss"]) for r in rs
+                   if r["split"] == "valid" and r["z"] == z and r["max_batches"] == "1"
+                   and float(r["beta"]) in (1.0, 8.0)))
+s1, s2 = (rows(p, "sample") for p in sys.argv[1:3])
+m1, m2 = (rows(p, "mean") for p in sys.argv[3:5])
 assert len(s1) == len(m1) == 2, (len(s1), len(m1))
 assert s1 == s2, "z = sample: a second eval drew other noise"
 assert m1 == m2, "the checkpoint file and its run directory give other tables"
 for a, b in zip(s1, m1):
-    kl_s, kl_m = float(a["kl_loss"]), float(b["kl_loss"])
-    rec_s, rec_m = float(a["reconstruction_loss"]), float(b["reconstruction_loss"])
+    kl_s, kl_m = float(a[1]), float(b[1])
+    rec_s, rec_m = float(a[2]), float(b[2])
     assert abs(kl_s - kl_m) <= 1e-6 * kl_m, ("KL depends on z", kl_s, kl_m)
     assert abs(rec_s - rec_m) > 1e-6 * rec_m, ("z = sample reconstructs like the mean", rec_s, rec_m)
 EOF2
@@ -243,9 +249,9 @@ two=(--set data.file="$T/two.h5" --set 'data.preprocess_train=["value_range(0, 1
      --set train.steps=2 --set experiment.out_dir="$T/two")
 expect_exit 0 "a 2-channel model trains" $MPI 1 "$YOTO" train "$T/tiny.yaml" "${two[@]}"
 expect_exit 0 "reconstruct a 2-channel model" $MPI 1 "$YOTO" reconstruct "$T/two" --n 4 --out "$T/two_r.png" --split valid
-check "its grid is gray (channel 0): inputs and the 2 betas of eval.betas, 8 x 8 cells" grid "$T/two_r.png" 3 4 8 --gray
+check "its grid is gray (channel 0): inputs and the 2 betas of eval.betas, 8 x 8 images" png gray "$T/two_r.png" 8 3 4
 expect_exit 0 "sample a 2-channel model" $MPI 1 "$YOTO" sample "$T/two" --n 4 --out "$T/two_s.png"
-check "its grid is gray too" grid "$T/two_s.png" 2 4 8 --gray
+check "its grid is gray too" png gray "$T/two_s.png" 8 2 4
 
 # ---- a fixed-beta baseline: no conditioning, one weight vector ------------------------------------
 fixed=(--set loss_weights.mode=fixed --set model.conditioning.type=none
@@ -313,7 +319,8 @@ expect_exit 0 "check_rd.py on the real table: KL down, reconstruction up" "$PYTH
 contains "check_rd.py says the conditioning works" "$OUT" "conditioning works"
 check "KL at beta 0.5 over KL at beta 16 > 2" "$PYTHON" - "$T/cond/eval/step-000000400.csv" <<'EOF2'
 import csv, sys
-kl = {float(r["beta"]): float(r["kl_loss"]) for r in csv.DictReader(open(sys.argv[1]))}
+rows = csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#"))
+kl = {float(r["beta"]): float(r["kl_loss"]) for r in rows if r["split"] == "train" and r["z"] == "mean"}
 assert kl[0.5] > 2 * kl[16], kl
 EOF2
 

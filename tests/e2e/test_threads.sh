@@ -22,7 +22,7 @@ CK=ckpt/step-000000020.h5
 
 for np in 1 2; do
     expect_exit 0 "np=$np, 2 threads: training runs" train $np 2 "$T/a$np"
-    contains "np=$np: log.txt names the threads" "$T/a$np/log.txt" "x 2 threads"
+    contains "np=$np: log.txt names the threads" "$T/a$np/log.txt" "2 threads per rank"
     expect_exit 0 "np=$np, 2 threads: the same run again" train $np 2 "$T/b$np"
     check "np=$np, 2 threads: bit-identical checkpoints" same_tensors "$T/a$np/$CK" "$T/b$np/$CK"
 done

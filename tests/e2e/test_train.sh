@@ -90,7 +90,7 @@ sed 's/seed: 5/seed: 6/' "$T/tiny.yaml" >"$T/tiny6.yaml"
 expect_exit 2 "ranks with different configs refuse to train (MPMD)" mpirun --oversubscribe -np 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/mpmd" : -np 1 "$YOTO" train "$T/tiny6.yaml" --set experiment.out_dir="$T/mpmd"
 contains "and say so" "$ERR" "different configs"
 expect_exit 2 "the allreduce mode cannot change on resume (bit for bit)" $MPI 2 "$YOTO" train --resume "$T/b" --set train.allreduce=blocking
-contains "and says what differs" "$ERR" "this run '  allreduce: blocking'"
+contains "and says what differs" "$ERR" "train.allreduce: checkpoint has bucketed, this run has blocking"
 
 # ---- a failure on one rank -------------------------------------------------------------------------
 for fault in io_error nan_loss; do
@@ -252,7 +252,7 @@ echo step-000000040.h5 >"$T/bad/ckpt/latest"
 sum=$(md5sum <"$T/bad/ckpt/step-000000040.h5")
 expect_exit 2 "a truncated checkpoint is refused" $MPI 2 "$YOTO" train --resume "$T/bad"
 contains "with a message naming it" "$ERR" "step-000000040.h5"
-check "and nothing is overwritten" test "$(md5sum <"$T/bad/ckpt/step-000000040.h5")" = "$sum"
+check "and nothing is overwritten: the file is kept, renamed .corrupt" test "$(md5sum <"$T/bad/ckpt/step-000000040.h5.corrupt")" = "$sum"
 echo "not hdf5" >"$T/bad/ckpt/step-000000040.h5"
 expect_exit 2 "a file that is not HDF5 is refused" $MPI 1 "$YOTO" eval "$T/bad/ckpt/step-000000040.h5"
 contains "not an HDF5 file" "$ERR" "not an HDF5 file"
@@ -265,8 +265,10 @@ cp "$T/a/ckpt/step-000000040.h5" "$T/neg/ckpt/" && echo step-000000040.h5 >"$T/n
 "$PYTHON" -c 'import sys, h5py; h5py.File(sys.argv[1], "r+").attrs["step_in_epoch"] = -1' "$T/neg/ckpt/step-000000040.h5"
 expect_exit 2 "a negative step_in_epoch is refused" $MPI 1 "$YOTO" train --resume "$T/neg" --set train.steps=45
 contains "naming the attributes" "$ERR" "step_in_epoch -1"
-"$PYTHON" -c 'import sys, h5py; del h5py.File(sys.argv[1], "r+").attrs["format_version"]' "$T/neg/ckpt/step-000000040.h5"
-expect_exit 2 "a checkpoint without format_version is refused" $MPI 1 "$YOTO" eval "$T/neg"
+mkdir -p "$T/nofv/ckpt" # (resume renamed the damaged file .corrupt: a fresh copy)
+cp "$T/a/ckpt/step-000000040.h5" "$T/nofv/ckpt/" && echo step-000000040.h5 >"$T/nofv/ckpt/latest"
+"$PYTHON" -c 'import sys, h5py; del h5py.File(sys.argv[1], "r+").attrs["format_version"]' "$T/nofv/ckpt/step-000000040.h5"
+expect_exit 2 "a checkpoint without format_version is refused" $MPI 1 "$YOTO" eval "$T/nofv"
 contains "and says so (not 'version 0 is newer')" "$ERR" "lacks a valid root attribute format_version"
 
 # ---- h5py reads a checkpoint as docs/FORMATS.md says ------------------------------------------------------------
