@@ -9,9 +9,13 @@ MIG, SAP, FactorVAE score, DCI disentanglement and completeness of the
 posterior means (docs/METRICS.md), its KL and reconstruction loss (nats per
 image), as mean ± std over seeds; beside them the fixed-beta models at their
 betas. The figure draws each metric (and the KL) against beta: the YOTO
-curve, the fixed models' points. The compute of every run comes from
-<run>.seconds (a line "wall user system" in seconds per training session)
-and <run>.eval.seconds (its evaluation).
+curve, the fixed models' points. With codes/<run>.h5 (`yoto encode` of the
+same images) it also says how many codes are active (std >= 0.05) and, at
+each fixed model's beta, which factor each active code of either model
+carries: its mutual information with each factor over the factor's entropy
+(20 bins, as MIG). The compute of every run comes from <run>.seconds (a line
+"wall user system" in seconds per training session), <run>.eval.seconds and
+<run>.encode.seconds.
 
   /usr/bin/python3 analysis/disentanglement.py results/disentanglement-2500 --out dis.md --plot dis.png
 """
@@ -30,6 +34,8 @@ METRICS = [("mig", "MIG"), ("sap", "SAP"), ("factorvae", "FactorVAE score"),
            ("dci_disentanglement", "DCI disentanglement"), ("dci_completeness", "DCI completeness")]
 LOSSES = [("kl_loss", "KL"), ("reconstruction_loss", "recon")]
 COLUMNS = [k for k, _ in METRICS] + [k for k, _ in LOSSES]
+FACTORS = ["floor hue", "wall hue", "object hue", "scale", "shape", "orientation"]  # 3dshapes' order
+ACTIVE_STD = 0.05  # as the FactorVAE score's pruning (docs/METRICS.md)
 
 
 def read_table(path):
@@ -71,7 +77,8 @@ def collect(out):
             continue
         t = read_table(path)
         compute[run] = {what: cpu_seconds(os.path.join(out, run + ext))
-                        for what, ext in (("train", ".seconds"), ("eval", ".eval.seconds"))}
+                        for what, ext in (("train", ".seconds"), ("eval", ".eval.seconds"),
+                                          ("encode", ".encode.seconds"))}
         if run.startswith("yoto"):
             yoto[int(m.group(1))] = t
             continue
@@ -80,6 +87,76 @@ def collect(out):
             sys.exit(f"{path}: no row for its own beta {beta:g}")
         fixed.setdefault(beta, {})[int(m.group(2))] = t[beta]
     return yoto, fixed, compute
+
+
+def entropy_mi(a, b):
+    """Mutual information (nats) of two discrete label vectors."""
+    ia, ib = np.unique(a, return_inverse=True)[1], np.unique(b, return_inverse=True)[1]
+    c = np.zeros((ia.max() + 1, ib.max() + 1))
+    np.add.at(c, (ia, ib), 1)
+    p = c / c.sum()
+    q = p.sum(1, keepdims=True) @ p.sum(0, keepdims=True)
+    nz = p > 0
+    return float((p[nz] * np.log(p[nz] / q[nz])).sum())
+
+
+def code_factors(path, beta):
+    """Per active code of an encode file at beta: (code, std, [MI / H per factor]); None if absent."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        betas = list(f["beta"][()])
+        if beta not in betas or "labels" not in f:
+            return None
+        z, lab = f["mean"][betas.index(beta)].astype(float), f["labels"][()]
+    lab = lab.reshape(len(lab), -1)
+    h = [entropy_mi(lab[:, k], lab[:, k]) for k in range(lab.shape[1])]
+    out = []
+    for i in np.where(z.std(0) >= ACTIVE_STD)[0]:
+        x = z[:, i]
+        d = np.digitize(x, np.histogram(x, 20)[1][:-1])
+        out.append((int(i), float(x.std()), [entropy_mi(d, lab[:, k]) / h[k] if h[k] > 0 else 0.0
+                                             for k in range(lab.shape[1])]))
+    return out
+
+
+def active_dims(path):
+    """{beta: active codes} from an encode file's /metrics, {} if absent."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            return {float(r["beta"]): int(r["active_dims"]) for r in f["metrics"][()]}
+    except (OSError, KeyError):
+        return {}
+
+
+def codes_section(out, res):
+    """Markdown lines: active codes per beta, and what each active code carries at the fixed betas."""
+    files = {os.path.basename(p)[:-3]: p for p in glob.glob(os.path.join(out, "codes", "*.h5"))}
+    yoto = sorted(r for r in files if r.startswith("yoto-s"))
+    if not yoto:
+        return []
+    lines = ["", "## Active codes and what they carry", "",
+             f"From `yoto encode` of the same images (codes/, first seed). Active: std >= {ACTIVE_STD}. "
+             "Each active code is given with the factor it shares the most information with, "
+             "MI / H(factor) (20 bins, as MIG), and the runner-up when it is above 0.1.", ""]
+    act = active_dims(files[yoto[0]])
+    lines.append("YOTO active codes per beta: " + ", ".join(f"{b:g}: {n}" for b, n in sorted(act.items())))
+    seed = yoto[0].split("-s")[1]
+    for b in res["fixed"]:
+        lines += ["", f"beta {b:g}:", ""]
+        for name, run in (("fixed", f"fixed-b{b:g}-s{seed}"), ("YOTO", yoto[0])):
+            cf = code_factors(files[run], b) if run in files else None
+            if cf is None:
+                continue
+            k = len(cf[0][2]) if cf else 0
+            names = FACTORS if k == len(FACTORS) else [f"factor {j}" for j in range(k)]
+            parts = []
+            for i, sd, m in cf:
+                o = np.argsort(m)[::-1]
+                t = f"{names[o[0]]} {m[o[0]]:.2f}" + (f", {names[o[1]]} {m[o[1]]:.2f}" if m[o[1]] > 0.1 else "")
+                parts.append(f"z{i} (std {sd:.2f}): {t}")
+            lines.append(f"- {name}, {len(cf)} active: " + "; ".join(parts))
+    return lines
 
 
 def stats(values):
@@ -141,18 +218,17 @@ def markdown(out, res, compute, setup):
                 cells = [fmt(*row[c]) for c, _ in METRICS] + [fmt(*row["kl_loss"], 2),
                                                              fmt(*row["reconstruction_loss"], 1)]
             lines.append(f"| {b:g} | {name} | " + " | ".join(cells) + " |")
+    lines += codes_section(out, res)
     lines += ["", "## Compute", "",
-              "CPU seconds (user + system, all ranks) and wall seconds.", "",
-              "| run | training CPU | training wall | evaluation CPU | evaluation wall |",
-              "|---|---:|---:|---:|---:|"]
-    tot = {k: [0.0, 0.0] for k in ("train", "eval")}
+              "CPU seconds (user + system, all ranks) / wall seconds.", "",
+              "| run | training | evaluation | encoding |",
+              "|---|---:|---:|---:|"]
+    tot = {k: [0.0, 0.0] for k in ("train", "eval", "encode")}
     for run, c in sorted(compute.items()):
-        lines.append(f"| {run} | {c['train'][1]:.1f} | {c['train'][0]:.1f} | {c['eval'][1]:.1f} | "
-                     f"{c['eval'][0]:.1f} |")
+        lines.append(f"| {run} | " + " | ".join(f"{c[k][1]:.1f} / {c[k][0]:.1f}" for k in tot) + " |")
         for k in tot:
             tot[k] = [t + (v if v == v else 0) for t, v in zip(tot[k], c[k])]
-    lines.append(f"| all | {tot['train'][1]:.1f} | {tot['train'][0]:.1f} | {tot['eval'][1]:.1f} | "
-                 f"{tot['eval'][0]:.1f} |")
+    lines.append("| all | " + " | ".join(f"{tot[k][1]:.1f} / {tot[k][0]:.1f}" for k in tot) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -160,6 +236,7 @@ def plot(path, res, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     panels = METRICS + [("kl_loss", "KL (nats per image)")]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.8))
     yb = sorted(res["yoto"])
@@ -177,6 +254,12 @@ def plot(path, res, title):
         ax.set_title(name.split(" (")[0])
         if col == "kl_loss":
             ax.set_yscale("log")
+            v = [x for x in list(ym) + list(fm) if x > 0]
+            nice = [m * 10.0**e for e in range(-3, 5) for m in (1, 2, 5)]
+            if v:  # 1, 2, 5 x 10^k ticks over the data (a log axis labels decades only)
+                ax.set_yticks([t for t in nice if min(v) / 1.3 <= t <= max(v) * 1.3])
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         else:  # scores: from 0, so that small differences do not look large
             ax.set_ylim(0, max(0.1, 1.15 * np.nanmax(np.concatenate([ym, fm, [0]]))))
         ax.grid(alpha=0.3)
@@ -209,8 +292,9 @@ def main():
     print(text, end="")
     if a.plot:
         n = sorted({r["n_images"] for t in yoto.values() for r in t.values()})
+        seeds = f"{len(yoto)} seeds, mean ± std" if len(yoto) > 1 else "one seed"
         plot(a.plot, res, "Disentanglement of the posterior means vs β: one YOTO model, fixed-β models"
-             + (f" ({n[0]} images)" if len(n) == 1 else ""))
+             + (f" ({n[0]} images, {seeds})" if len(n) == 1 else f" ({seeds})"))
     if a.json:
         def clean(x):
             return None if isinstance(x, float) and math.isnan(x) else x

@@ -18,9 +18,11 @@
 # metrics split (another set of images with their labels): losses and the
 # disentanglement metrics MIG, SAP, FactorVAE score and DCI of the posterior
 # means (docs/METRICS.md), the YOTO model at every beta of --eval-betas, each
-# fixed model at its own beta. analysis/disentanglement.py writes
-# OUT/disentanglement.md (the tables, the compute) and OUT/disentanglement.png
-# (each metric against beta: the YOTO curve, the fixed models' points).
+# fixed model at its own beta, and `yoto encode` writes the same codes to
+# OUT/codes/<run>.h5. analysis/disentanglement.py writes OUT/disentanglement.md
+# (the tables, the active codes and the factor each one carries, the compute)
+# and OUT/disentanglement.png (each metric against beta: the YOTO curve, the
+# fixed models' points).
 #
 # Data: without --train-data / --metrics-data, `yoto prepare shapes` renders
 # --train-size images (seed 0) and --metrics-size others (seed 1) into
@@ -112,7 +114,7 @@ report() {
 if [ $report_only = 1 ]; then report; exit $?; fi
 [ -x "$YOTO" ] || die "no yoto binary at $YOTO: run 'make' first"
 [ -f "$config" ] || die "no config $config"
-mkdir -p "$out/tables" "$out/data" || die "cannot create $out"
+mkdir -p "$out/tables" "$out/data" "$out/codes" || die "cannot create $out"
 train_data=${train_data:-$out/data/train.h5}
 metrics_data=${metrics_data:-$out/data/metrics.h5}
 
@@ -182,6 +184,18 @@ evaluate() { # evaluate RUN_DIR BETAS
     fi
 }
 
+encode() { # encode RUN_DIR BETAS: the codes of the same images, for the report's active codes
+    local run=$1 list=${2// /,} file=$out/codes/$(basename "$1").h5
+    trained "$run" || return 0
+    [ -s "$file" ] && return 0
+    echo "== encode $run (betas $list)"
+    if ! { time "${MPIRUN[@]}" -np "$ranks" "$YOTO" encode "$run" --split metrics --beta "$list" \
+        --out "$file" >"$run.encode.log" 2>&1; } 2>"$run.encode.seconds"; then
+        echo "   FAILED: see $run.encode.log" >&2
+        failed=1
+    fi
+}
+
 if [ $slurm = 1 ]; then
     command -v sbatch >/dev/null || die "--slurm: no sbatch on this machine"
     read -r -a sargs <<<"$sbatch_args"
@@ -208,6 +222,7 @@ done
 for r in "${runs[@]}"; do
     IFS='|' read -r run list _ <<<"$r"
     evaluate "$run" "$list"
+    encode "$run" "$list"
 done
 echo "== study: $((SECONDS - t_all)) s"
 report || failed=1

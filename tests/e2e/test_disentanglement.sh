@@ -2,9 +2,10 @@
 # test_disentanglement.sh — the disentanglement-vs-beta study command
 # (jobs/disentanglement.sh, issue #16) in miniature: procedural Shapes3D data
 # of a few hundred images, one YOTO and two fixed-beta models of the Shapes3D
-# architecture trained 4 steps, evaluated with the metric columns; the
-# report's tables have their columns and the CSVs' numbers, the figure is a
-# PNG of six panels, a second run trains and evaluates nothing.
+# architecture trained 4 steps, evaluated with the metric columns and
+# encoded; the report's tables have their columns and the CSVs' numbers, it
+# lists the active codes from the encode files, the figure is a PNG of six
+# panels, a second run trains, evaluates and encodes nothing.
 . tests/e2e/lib.sh
 
 R=$T/dis
@@ -20,6 +21,7 @@ expect_exit 0 "the study in miniature (1 YOTO + 2 fixed models, 4 steps)" study
 for r in yoto-s1 fixed-b1-s1 fixed-b16-s1; do
     check "$r trained to its last step" test "$(cat "$R/$r/ckpt/latest")" = step-000000004.h5
     check "$r evaluated" test -s "$R/tables/$r.csv"
+    check "$r encoded" test -s "$R/codes/$r.h5"
 done
 check "the data: 256 training images, 200 others for the metrics, with their labels" "$PYTHON" - "$R" <<'EOF'
 import sys, h5py
@@ -44,7 +46,20 @@ EOF
 md=$R/disentanglement.md
 contains "the report: the YOTO table's columns" "$md" "| beta | MIG | SAP | FactorVAE score | DCI disentanglement | DCI completeness | KL | recon |"
 contains "the fixed models' table" "$md" "| beta | model | MIG | SAP | FactorVAE score | DCI disentanglement | DCI completeness | KL | recon |"
-contains "the compute" "$md" "| run | training CPU | training wall | evaluation CPU | evaluation wall |"
+contains "the compute" "$md" "| run | training | evaluation | encoding |"
+check "the active codes: per beta from the encode file's metrics, and at each fixed beta per model" "$PYTHON" - "$R" <<'EOF'
+import re, sys, h5py
+R = sys.argv[1]
+md = open(f"{R}/disentanglement.md").read().split("## Active codes")[1].split("## Compute")[0]
+m = h5py.File(f"{R}/codes/yoto-s1.h5", "r")["metrics"][()]
+want = ", ".join(f"{b:g}: {n}" for b, n in zip(m["beta"], m["active_dims"]))
+assert f"YOTO active codes per beta: {want}" in md, (want, md)
+for beta in ("1", "16"):
+    part = md.split(f"beta {beta}:")[1].split("beta ")[0]
+    n = int(h5py.File(f"{R}/codes/fixed-b{beta}-s1.h5", "r")["metrics"][()]["active_dims"][0])
+    assert re.search(rf"- fixed, {n} active", part), (beta, n, part)
+    assert "- YOTO, " in part, part
+EOF
 check "the report's numbers are the tables' (read independently)" "$PYTHON" - "$R" <<'EOF'
 import csv, sys
 R = sys.argv[1]
@@ -91,7 +106,7 @@ for ax in fig.axes:
 EOF
 
 expect_exit 0 "run again: resumable" study
-check "nothing is trained or evaluated again" test "$(grep -c '^== train\|^== eval\|^== data' "$OUT")" = 0
+check "nothing is trained, evaluated or encoded again" test "$(grep -c '^== train\|^== eval\|^== encode\|^== data' "$OUT")" = 0
 expect_exit 0 "--report-only" jobs/disentanglement.sh --report-only --steps 4 --out "$R"
 contains "prints the report" "$OUT" "## The YOTO model at every beta"
 
