@@ -383,6 +383,8 @@ static int compute_metrics(encode_job *j) {
     if (rc == YT_OK) rc = labels_metrics(&shape, j->nb, read_means, &r, j->res, &j->metrics_s);
     if (r.f >= 0) H5Fclose(r.f);
     h5io_errors_restore(&q);
+    /* every rank has closed the file before rank 0 reopens it to write (HDF5's file lock) */
+    rc = dist_agree(rc);
     j->metrics = rc == YT_OK;
     return rc;
 }

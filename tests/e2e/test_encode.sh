@@ -74,7 +74,7 @@ sys.path.insert(0, "analysis")
 import h5py, numpy as np, yotomodel
 m = yotomodel.load(sys.argv[1])
 worst = 0
-for row in csv.DictReader(open(sys.argv[2])):
+for row in csv.DictReader(l for l in open(sys.argv[2]) if not l.startswith("#")):  # "# key: value" lines first
     x = m.split_images(row["split"], int(row["n_images"]))
     rec, kl = m.losses(x, float(row["beta"]))
     for got, want in ((rec.mean(), float(row["reconstruction_loss"])), (kl.mean(), float(row["kl_loss"]))):
