@@ -80,6 +80,7 @@ typedef enum { DIST_LOG_UNIFORM, DIST_UNIFORM, DIST_FIXED } cfg_dist;
 typedef enum { TRANSFORM_LOG, TRANSFORM_IDENTITY } cfg_transform;
 typedef enum { ALLREDUCE_BUCKETED, ALLREDUCE_BLOCKING } cfg_allreduce;
 typedef enum { EVAL_Z_SAMPLE, EVAL_Z_MEAN } cfg_eval_z;
+typedef enum { EVAL_METRICS_AUTO, EVAL_METRICS_ON, EVAL_METRICS_OFF } cfg_eval_metrics;
 
 /* The distribution one loss weight is drawn from. */
 typedef struct {
@@ -175,6 +176,7 @@ typedef struct {
     cfg_reals betas; /* w_kl values; w_rec = eval.w_rec */
     double w_rec;
     cfg_eval_z z;
+    cfg_eval_metrics metrics; /* disentanglement columns: when the split has labels, required, never */
 } cfg_eval;
 
 /* The whole configuration: one typed section per YAML section. Modules take

@@ -116,4 +116,11 @@ void dist_sync_finish(dist_sync *s);          /* everything summed on every rank
 dist_sync_stats dist_sync_get_stats(const dist_sync *s);
 void dist_sync_reset_stats(dist_sync *s);
 
+/* ---- gathering --------------------------------------------------------------
+ * Collective: every rank's n floats, concatenated in rank order, into all on
+ * every rank; returns the total. cap is all's length (a larger total is a
+ * broken invariant). Sizes above MPI's int counts work too (world of one: a
+ * copy). */
+size_t dist_allgatherv_float(const float *mine, size_t n, float *all, size_t cap);
+
 #endif

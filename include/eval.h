@@ -4,7 +4,11 @@
  * For each beta of a list the model is conditioned on (w_kl = beta, w_rec)
  * and the mean reconstruction_loss, kl_loss and full_loss = w_rec recon +
  * beta kl are taken over the first images of a split (sharded over ranks,
- * summed with MPI).
+ * summed with MPI). When the split's data file has labels beside its images
+ * (labels.h) and eval.metrics allows, the disentanglement metrics of the
+ * posterior means of those images against the labels (metrics.h) are taken
+ * too: the codes are gathered on every rank and the betas spread over the
+ * ranks.
  *
  * Rank 0 keeps one file per step, eval/step-N.h5 (one compound table per
  * split) with .csv, .md beside it, and MERGES into it: a new row replaces
@@ -45,6 +49,10 @@ typedef struct {
     long n_images;           /* the first n_images rows of the split (all ranks together) */
     /* measures: means over those images */
     double reconstruction_loss, kl_loss, full_loss;
+    /* disentanglement metrics of the posterior means of those images against the split's
+     * labels (docs/METRICS.md); NaN when not computed (no labels, eval.metrics: off) or
+     * undefined (e.g. one factor: factorvae, dci_disentanglement) */
+    double mig, sap, factorvae, dci_disentanglement, dci_completeness;
     /* how: eval.max_batches, eval.batch_size, experiment.seed (-1 = unknown) */
     long max_batches, batch_size, seed;
 } eval_row;
@@ -54,9 +62,12 @@ typedef struct {
     char split[CFG_NAME_MAX];
     char data_file[CFG_PATH_MAX]; /* as the config names it (relative to where yoto ran) */
     char dataset[CFG_PATH_MAX];
-    char range[CFG_NAME_MAX]; /* data.splits[].range, "" = whole dataset */
-    long first_row;           /* dataset row of the split's first image */
-    long split_rows;          /* rows in the split */
+    char range[CFG_NAME_MAX];        /* data.splits[].range, "" = whole dataset */
+    long first_row;                  /* dataset row of the split's first image */
+    long split_rows;                 /* rows in the split */
+    char labels[CFG_PATH_MAX];       /* the labels dataset the metric columns used, "" = none */
+    double seconds, metrics_seconds; /* eval_split's time and the metrics' part of it (the
+                                        slowest rank; 0 for tables read from a file) */
     int n, cap;
     eval_row *row; /* [n], malloc'd (eval_table_free) */
 } eval_table;
@@ -76,10 +87,13 @@ typedef struct {
 } eval_file;
 
 /* Collective: the table of `split` for betas[0..nb) (w_rec = cfg eval.w_rec,
- * eval.z, the first eval.max_batches * eval.batch_size images). out is
- * overwritten; free it with eval_table_free. */
-int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const double *betas,
-               int nb, eval_table *out);
+ * eval.z, the first eval.max_batches * eval.batch_size images; the metric
+ * columns as eval.metrics says: auto when the split has labels that are
+ * discrete factors (other labels: a warning), on: required (YT_ERR_USAGE
+ * before any image is evaluated), off: NaN). out is overwritten; free it
+ * with eval_table_free. */
+int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const double *betas, int nb,
+               eval_table *out);
 void eval_table_free(eval_table *t);
 void eval_file_free(eval_file *f); /* its tables' rows */
 

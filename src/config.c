@@ -78,7 +78,8 @@ enum { KEEP = 0, VARY = 1 };
     _Generic(MEM(T, m), cfg_output: offsetof(T, m), cfg_init_mode: offsetof(T, m),                 \
              cfg_cond_type: offsetof(T, m), cfg_lw_mode: offsetof(T, m),                           \
              cfg_dist: offsetof(T, m), cfg_transform: offsetof(T, m),                              \
-             cfg_allreduce: offsetof(T, m), cfg_eval_z: offsetof(T, m))
+             cfg_allreduce: offsetof(T, m), cfg_eval_z: offsetof(T, m),                         \
+             cfg_eval_metrics: offsetof(T, m))
 #define NOLO (-HUGE_VAL)
 #define NOHI HUGE_VAL
 
@@ -142,6 +143,7 @@ static const char *const dist_names[] = {"log_uniform", "uniform", "fixed", NULL
 static const char *const transform_names[] = {"log", "identity", NULL};
 static const char *const allreduce_names[] = {"bucketed", "blocking", NULL};
 static const char *const eval_z_names[] = {"sample", "mean", NULL};
+static const char *const eval_metrics_names[] = {"auto", "on", "off", NULL};
 
 typedef yoto_config Y;
 
@@ -149,7 +151,8 @@ typedef yoto_config Y;
 _Static_assert(sizeof(cfg_output) == sizeof(int) && sizeof(cfg_init_mode) == sizeof(int) &&
                    sizeof(cfg_cond_type) == sizeof(int) && sizeof(cfg_lw_mode) == sizeof(int) &&
                    sizeof(cfg_dist) == sizeof(int) && sizeof(cfg_transform) == sizeof(int) &&
-                   sizeof(cfg_allreduce) == sizeof(int) && sizeof(cfg_eval_z) == sizeof(int),
+                   sizeof(cfg_allreduce) == sizeof(int) && sizeof(cfg_eval_z) == sizeof(int) &&
+                   sizeof(cfg_eval_metrics) == sizeof(int),
                "enum keys are stored as int");
 
 static const key_def experiment_keys[] = {
@@ -277,6 +280,7 @@ static const key_def eval_keys[] = {
     K_REALS("betas", Y, eval.betas, NULL, 0, NOHI, EXCL_LO, 1, VARY),
     K_REAL("w_rec", Y, eval.w_rec, "1.0", 0, NOHI, EXCL_LO, VARY),
     K_ENUM("z", Y, eval.z, "sample", eval_z_names, VARY),
+    K_ENUM("metrics", Y, eval.metrics, "auto", eval_metrics_names, VARY),
     K_END,
 };
 

@@ -493,3 +493,41 @@ void dist_host_summary(char *buf, size_t size) {
     }
     free(all);
 }
+
+/* ---- gathering ------------------------------------------------------------------------ */
+
+size_t dist_allgatherv_float(const float *mine, size_t n, float *all, size_t cap) {
+    const int P = dist_size();
+    if (!dist_active() || P == 1) {
+        YT_CHECK(n <= cap);
+        if (n) memmove(all, mine, n * sizeof *all);
+        return n;
+    }
+    unsigned long long me = n, *cnt = yt_malloc((size_t)P * sizeof *cnt);
+    MPI_CHECK(MPI_Allgather(&me, 1, MPI_UNSIGNED_LONG_LONG, cnt, 1, MPI_UNSIGNED_LONG_LONG,
+                            MPI_COMM_WORLD));
+    size_t total = 0;
+    for (int r = 0; r < P; r++)
+        total += (size_t)cnt[r];
+    YT_CHECK(total <= cap);
+    if (total <= (size_t)INT_MAX) { /* MPI's counts and displacements are int */
+        int *c = yt_malloc((size_t)P * sizeof *c), *d = yt_malloc((size_t)P * sizeof *d);
+        for (int r = 0, at = 0; r < P; r++) {
+            c[r] = (int)cnt[r];
+            d[r] = at;
+            at += c[r];
+        }
+        MPI_CHECK(MPI_Allgatherv(mine, (int)n, MPI_FLOAT, all, c, d, MPI_FLOAT, MPI_COMM_WORLD));
+        free(c);
+        free(d);
+    } else { /* larger: each rank's part broadcast from it, in pieces of at most INT_MAX bytes */
+        size_t at = 0;
+        for (int r = 0; r < P; r++) {
+            if (r == g_rank && n) memmove(all + at, mine, n * sizeof *all);
+            dist_bcast(all + at, (size_t)cnt[r] * sizeof *all, r);
+            at += (size_t)cnt[r];
+        }
+    }
+    free(cnt);
+    return total;
+}

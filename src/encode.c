@@ -4,7 +4,8 @@
  * bad input), encode the split batch by batch into row buffers that are
  * written collectively every ENCODE_FLUSH_BYTES, copy the labels, close the
  * file; then every rank reopens it read-only and computes the metrics of its
- * share of the betas, rank 0 adds the metrics table and renames the file. */
+ * share of the betas (labels.c), rank 0 adds the metrics table and renames
+ * the file. */
 #include "encode.h"
 
 #include <hdf5.h>
@@ -17,11 +18,12 @@
 
 #include "data.h"
 #include "dist.h"
-#include "run.h"
 #include "fsutil.h"
 #include "h5io.h"
+#include "labels.h"
 #include "loss.h"
 #include "metrics.h"
+#include "run.h"
 
 #define ENCODE_FORMAT "yoto-encode"
 #define ENCODE_FORMAT_VERSION 1
@@ -34,15 +36,15 @@ typedef struct {
     int nb;
     char split[CFG_NAME_MAX];
     char out[CFG_PATH_MAX], tmp[CFG_PATH_MAX + 16];
-    char file[CFG_PATH_MAX];   /* the split's data file */
-    char labels[CFG_PATH_MAX]; /* its labels dataset, "" when none */
-    int label_ndim;            /* 1: [N], 2: [N, K] */
-    long label_cols;           /* K (1 for [N]) */
-    hid_t label_type;          /* file type of the labels (copied), or -1 */
-    data_desc dd;              /* the split as read (a copy: the source is closed early) */
-    double encode_s;           /* the encoding loop, slowest rank */
-    double metrics_s;          /* the metrics, slowest rank */
-    bool metrics;              /* metrics computed */
+    char file[CFG_PATH_MAX]; /* the split's data file */
+    split_labels lab;        /* its labels (lab.path "" when none) */
+    data_desc dd;            /* the split as read (a copy: the source is closed early) */
+    double encode_s;         /* the encoding loop, slowest rank */
+    double metrics_s;        /* the metrics, slowest rank */
+    int32_t *factors;        /* [T][lab.cols] factor indices of the rows, NULL: no metrics */
+    int *sizes;              /* [lab.cols] values per factor */
+    metrics_result *res;     /* [nb] the metrics, once computed */
+    bool metrics;            /* metrics computed */
 } encode_job;
 
 /* Datasets of the output being written. */
@@ -93,65 +95,6 @@ static void warn_betas(const yoto_config *cfg, const double *betas, int nb) {
     }
 }
 
-/* "train/images" -> "train/labels", "images" -> "labels" */
-static void sibling_labels(const char *images, char *out, size_t size) {
-    const char *slash = strrchr(images, '/');
-    if (slash)
-        snprintf(out, size, "%.*s/labels", (int)(slash - images), images);
-    else
-        snprintf(out, size, "labels");
-}
-
-/* The labels dataset of the split: numbers, [N] or [N, K], one row per image. */
-static int probe_labels(encode_job *j, const encode_args *a, const cfg_split *sp, long n_images) {
-    j->labels[0] = '\0';
-    if (a->labels && strcmp(a->labels, "none") == 0) return YT_OK;
-    char path[CFG_PATH_MAX];
-    if (a->labels)
-        snprintf(path, sizeof path, "%s", a->labels);
-    else
-        sibling_labels(sp->dataset, path, sizeof path);
-    hid_t f = H5Fopen(j->file, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return yt_fail(YT_ERR_USAGE, "%s: cannot open as HDF5", j->file);
-    int rc = YT_OK;
-    if (!h5io_exists(f, path)) {
-        if (a->labels) rc = yt_fail(YT_ERR_USAGE, "%s: no dataset '%s' (--labels)", j->file, path);
-        H5Fclose(f);
-        return rc;
-    }
-    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
-    hid_t t = ds >= 0 ? H5Dget_type(ds) : -1, s = ds >= 0 ? H5Dget_space(ds) : -1;
-    hsize_t dims[H5S_MAX_RANK] = {0};
-    int nd = s >= 0 ? H5Sget_simple_extent_dims(s, dims, NULL) : -1;
-    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
-    char ty[48] = "?", sh[160] = "?";
-    if (t >= 0) h5io_type_text(t, ty, sizeof ty);
-    if (nd >= 0) h5io_dims_text(nd, dims, sh, sizeof sh);
-    if (ds < 0 || nd < 0)
-        rc = yt_fail(YT_ERR_USAGE, "%s: cannot read dataset '%s'", j->file, path);
-    else if ((cls != H5T_INTEGER && cls != H5T_FLOAT) || nd < 1 || nd > 2)
-        rc = yt_fail(YT_ERR_USAGE,
-                     "%s: labels dataset '%s' is %s %s: expected numbers (integer or float), "
-                     "[N] or [N, K] (use --labels DATASET, or --labels none)",
-                     j->file, path, ty, sh);
-    else if ((long)dims[0] != n_images)
-        rc = yt_fail(YT_ERR_USAGE,
-                     "%s: labels dataset '%s' has %llu rows but the images '%s' have %ld: labels "
-                     "need one row per image (use --labels DATASET, or --labels none)",
-                     j->file, path, (unsigned long long)dims[0], sp->dataset, n_images);
-    if (rc == YT_OK) {
-        snprintf(j->labels, sizeof j->labels, "%s", path);
-        j->label_ndim = nd;
-        j->label_cols = nd == 2 ? (long)dims[1] : 1;
-        j->label_type = H5Tcopy(t);
-    }
-    if (t >= 0) H5Tclose(t);
-    if (s >= 0) H5Sclose(s);
-    if (ds >= 0) H5Dclose(ds);
-    H5Fclose(f);
-    return rc;
-}
-
 /* The split, its file, its labels; agreed over the ranks. */
 static int check_input(encode_job *j, const encode_args *a) {
     const yoto_config *cfg = j->l.cfg;
@@ -164,11 +107,11 @@ static int check_input(encode_job *j, const encode_args *a) {
     snprintf(j->file, sizeof j->file, "%s", sp->file[0] ? sp->file : cfg->data.file);
     data_image_info info;
     int rc = data_probe(j->file, sp->dataset, &info);
-    h5io_errors q;
-    h5io_errors_off(&q);
-    if (rc == YT_OK) rc = probe_labels(j, a, sp, info.n);
-    h5io_errors_restore(&q);
-    if (rc == YT_OK && !j->labels[0] && a->metrics == ENCODE_METRICS_ON)
+    bool none = a->labels && strcmp(a->labels, "none") == 0;
+    if (rc == YT_OK && !none)
+        rc = labels_find(j->file, sp->dataset, info.n, a->labels,
+                         "use --labels DATASET, or --labels none", &j->lab);
+    if (rc == YT_OK && !j->lab.path[0] && a->metrics == ENCODE_METRICS_ON)
         rc = yt_fail(YT_ERR_USAGE,
                      "--metrics: split '%s' (%s, images '%s') has no labels (%s): the metrics "
                      "need factor labels; name them with --labels DATASET, or drop --metrics",
@@ -214,7 +157,7 @@ static int create_output(encode_job *j, out_file *o) {
     rc |= h5io_attr_set_string(o->f, "split", j->split);
     rc |= h5io_attr_set_string(o->f, "data_file", j->file);
     rc |= h5io_attr_set_string(o->f, "images", j->dd.dataset);
-    rc |= h5io_attr_set_string(o->f, "labels", j->labels);
+    rc |= h5io_attr_set_string(o->f, "labels", j->lab.path);
     rc |= h5io_attr_set_long(o->f, "n_images", T);
     rc |= h5io_attr_set_long(o->f, "latent_dim", j->l.model->latent);
     rc |= h5io_attr_set_string(o->f, "yoto_version", yt_version());
@@ -229,9 +172,9 @@ static int create_output(encode_job *j, out_file *o) {
     o->mean = make_dataset(o->f, "mean", H5T_IEEE_F32LE, 3, cd);
     o->sigma = make_dataset(o->f, "sigma", H5T_IEEE_F32LE, 3, cd);
     o->index = make_dataset(o->f, "index", H5T_STD_I64LE, 1, cd + 1);
-    if (j->labels[0]) {
-        hsize_t ld[2] = {(hsize_t)T, (hsize_t)j->label_cols};
-        o->labels = make_dataset(o->f, "labels", j->label_type, j->label_ndim, ld);
+    if (j->lab.path[0]) {
+        hsize_t ld[2] = {(hsize_t)T, (hsize_t)j->lab.cols};
+        o->labels = make_dataset(o->f, "labels", j->lab.type, j->lab.ndim, ld);
         if (o->labels < 0) rc = 1;
     }
     if (rc != YT_OK || beta < 0 || wr < 0 || o->mean < 0 || o->sigma < 0 || o->index < 0)
@@ -340,19 +283,19 @@ static int encode_loop(encode_job *j, data_source *d, const out_file *o) {
  * source is closed) and written to /labels. */
 static int copy_labels(const encode_job *j, const out_file *o) {
     const data_desc *dd = &j->dd;
-    const long n = dd->shard_end - dd->shard_begin, K = j->label_cols;
-    hid_t mt = H5Tget_native_type(j->label_type, H5T_DIR_ASCEND);
+    const long n = dd->shard_end - dd->shard_begin, K = j->lab.cols;
+    hid_t mt = H5Tget_native_type(j->lab.type, H5T_DIR_ASCEND);
     size_t esz = H5Tget_size(mt);
     unsigned char *buf = yt_malloc((size_t)YT_MAX(1L, n * K) * esz);
     int rc = YT_OK;
     hsize_t start[2] = {(hsize_t)dd->shard_begin, 0}, cnt[2] = {(hsize_t)n, (hsize_t)K};
     if (n > 0) {
         hid_t f = H5Fopen(j->file, H5F_ACC_RDONLY, H5P_DEFAULT);
-        hid_t ds = f >= 0 ? H5Dopen2(f, j->labels, H5P_DEFAULT) : -1;
-        hid_t fs = ds >= 0 ? H5Dget_space(ds) : -1, ms = H5Screate_simple(j->label_ndim, cnt, NULL);
+        hid_t ds = f >= 0 ? H5Dopen2(f, j->lab.path, H5P_DEFAULT) : -1;
+        hid_t fs = ds >= 0 ? H5Dget_space(ds) : -1, ms = H5Screate_simple(j->lab.ndim, cnt, NULL);
         if (fs < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0 ||
             H5Dread(ds, mt, ms, fs, H5P_DEFAULT, buf) < 0)
-            rc = yt_fail(YT_ERR_RUNTIME, "%s: cannot read labels '%s'", j->file, j->labels);
+            rc = yt_fail(YT_ERR_RUNTIME, "%s: cannot read labels '%s'", j->file, j->lab.path);
         if (fs >= 0) H5Sclose(fs);
         H5Sclose(ms);
         if (ds >= 0) H5Dclose(ds);
@@ -361,7 +304,7 @@ static int copy_labels(const encode_job *j, const out_file *o) {
     rc = dist_agree(rc);
     if (rc == YT_OK) {
         start[0] = (hsize_t)(dd->shard_begin - dd->begin);
-        hid_t fs = H5Dget_space(o->labels), ms = H5Screate_simple(j->label_ndim, cnt, NULL);
+        hid_t fs = H5Dget_space(o->labels), ms = H5Screate_simple(j->lab.ndim, cnt, NULL);
         if (n > 0)
             H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
         else {
@@ -383,94 +326,67 @@ static int copy_labels(const encode_job *j, const out_file *o) {
 
 /* ---- metrics --------------------------------------------------------------------------------- */
 
-/* reads [rows][cols] doubles of dataset name (for mean: the slice of beta k) */
-static int read_doubles(hid_t f, const char *name, int k, long rows, long cols, double *out) {
-    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    if (ds < 0) return YT_ERR_RUNTIME;
-    hid_t fs = H5Dget_space(ds);
-    hsize_t start[3] = {(hsize_t)k, 0, 0}, cnt[3] = {1, (hsize_t)rows, (hsize_t)cols};
-    hsize_t all = (hsize_t)(rows * cols);
-    if (k >= 0) H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-    hid_t ms = H5Screate_simple(1, &all, NULL);
-    herr_t e = H5Dread(ds, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, out);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Dclose(ds);
-    return e < 0 ? YT_ERR_RUNTIME : YT_OK;
-}
+/* Code set k of labels_metrics: the means of beta k, read back from the closed output. */
+typedef struct {
+    const encode_job *j;
+    hid_t f;
+} means_reader;
 
-/* The factor indices of the labels written to the output (every rank). */
-static int read_factors(const encode_job *j, hid_t f, int32_t *factors, int *sizes) {
-    const long T = j->dd.rows, K = j->label_cols;
-    double *lab = yt_malloc((size_t)(T * K) * sizeof *lab);
-    int rc = read_doubles(f, "labels", -1, T, K, lab);
-    if (rc != YT_OK)
-        rc = yt_fail(YT_ERR_RUNTIME, "%s: cannot read back /labels", j->tmp);
-    else if (metrics_labels_to_indices(lab, T, (int)K, factors, sizes) != YT_OK) {
-        char m[YT_ERRMSG_MAX];
-        snprintf(m, sizeof m, "%s", yt_errmsg());
-        rc = yt_fail(YT_ERR_USAGE, "%s: labels '%s': %s", j->file, j->labels, m);
-    }
-    free(lab);
+static int read_means(int k, double *codes, void *ctx) {
+    const means_reader *r = ctx;
+    const long T = r->j->dd.rows, L = r->j->l.model->latent;
+    hid_t ds = H5Dopen2(r->f, "mean", H5P_DEFAULT);
+    hid_t fs = ds >= 0 ? H5Dget_space(ds) : -1;
+    hsize_t start[3] = {(hsize_t)k, 0, 0}, cnt[3] = {1, (hsize_t)T, (hsize_t)L};
+    hsize_t all = (hsize_t)(T * L);
+    hid_t ms = H5Screate_simple(1, &all, NULL);
+    int rc = fs >= 0 && H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
+                     H5Dread(ds, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, codes) >= 0
+                 ? YT_OK
+                 : yt_fail(YT_ERR_RUNTIME, "%s: cannot read back /mean", r->j->tmp);
+    H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    if (ds >= 0) H5Dclose(ds);
     return rc;
 }
 
-enum { MV_MIG, MV_SAP, MV_FVAE, MV_FVAE_TRAIN, MV_DCI_D, MV_DCI_C, MV_ACTIVE, MV_USED, MV_N };
+/* Collective, before encoding: the factor indices of the rows to encode (dataset rows
+ * [begin, begin + T)) when there are labels and metrics are wanted. ENCODE_METRICS_AUTO
+ * and labels that are no discrete factors: a warning, no metrics. */
+static int read_factors(encode_job *j, const encode_args *a) {
+    if (!j->lab.path[0] || a->metrics == ENCODE_METRICS_OFF) return YT_OK;
+    const long T = j->dd.rows, K = j->lab.cols;
+    j->factors = yt_malloc((size_t)YT_MAX(1L, T * K) * sizeof *j->factors);
+    j->sizes = yt_calloc((size_t)K, sizeof *j->sizes);
+    int rc = dist_agree(labels_factors(&j->lab, j->dd.begin, T, j->factors, j->sizes));
+    if (rc == YT_OK) return YT_OK;
+    free(j->factors);
+    j->factors = NULL;
+    if (rc != YT_ERR_USAGE || a->metrics != ENCODE_METRICS_AUTO) return rc;
+    dist_warn("no disentanglement metrics: %s", yt_errmsg()); /* agreed: the same labels */
+    yt_clear_error();
+    return YT_OK;
+}
 
-/* Collective: the metrics of every beta into vals [nb][MV_N] (betas k on rank k % world).
- * ENCODE_METRICS_AUTO and labels that are no factors: a warning, j->metrics stays false. */
-static int compute_metrics(encode_job *j, const encode_args *a, double *vals, int *sizes) {
-    const long T = j->dd.rows, K = j->label_cols;
-    const int L = j->l.model->latent;
-    memset(vals, 0, (size_t)j->nb * MV_N * sizeof *vals);
-    int32_t *factors = yt_malloc((size_t)(T * K) * sizeof *factors);
-    double *codes = yt_malloc((size_t)T * L * sizeof *codes);
+/* Collective: the metrics of every beta into j->res (betas spread over the ranks). */
+static int compute_metrics(encode_job *j) {
     h5io_errors q;
     h5io_errors_off(&q);
-    hid_t f = H5Fopen(j->tmp, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int rc = f >= 0 ? read_factors(j, f, factors, sizes)
-                    : yt_fail(YT_ERR_RUNTIME, "cannot reopen %s", j->tmp);
-    rc = dist_agree(rc);
-    double t0 = yt_now();
-    for (int k = dist_rank(); rc == YT_OK && k < j->nb; k += dist_size()) {
-        if (read_doubles(f, "mean", k, T, L, codes) != YT_OK) {
-            rc = yt_fail(YT_ERR_RUNTIME, "%s: cannot read back /mean", j->tmp);
-            break;
-        }
-        metrics_data md = {.n = T,
-                           .latent = L,
-                           .nfactors = (int)K,
-                           .codes = codes,
-                           .factors = factors,
-                           .sizes = sizes};
-        metrics_result r;
-        metrics_compute(&md, NULL, &r);
-        double *v = vals + (size_t)k * MV_N;
-        v[MV_MIG] = r.mig;
-        v[MV_SAP] = r.sap;
-        v[MV_FVAE] = r.factorvae;
-        v[MV_FVAE_TRAIN] = r.factorvae_train;
-        v[MV_DCI_D] = r.dci_disentanglement;
-        v[MV_DCI_C] = r.dci_completeness;
-        v[MV_ACTIVE] = r.active_dims;
-        v[MV_USED] = r.factors_used;
-    }
-    j->metrics_s = dist_allreduce_max_double(yt_now() - t0);
-    if (f >= 0) H5Fclose(f);
+    means_reader r = {j, H5Fopen(j->tmp, H5F_ACC_RDONLY, H5P_DEFAULT)};
+    int rc = dist_agree(r.f >= 0 ? YT_OK : yt_fail(YT_ERR_RUNTIME, "cannot reopen %s", j->tmp));
+    metrics_data shape = {.n = j->dd.rows,
+                          .latent = j->l.model->latent,
+                          .nfactors = (int)j->lab.cols,
+                          .factors = j->factors,
+                          .sizes = j->sizes};
+    j->res = yt_calloc((size_t)j->nb, sizeof *j->res);
+    if (rc == YT_OK) rc = labels_metrics(&shape, j->nb, read_means, &r, j->res, &j->metrics_s);
+    if (r.f >= 0) H5Fclose(r.f);
     h5io_errors_restore(&q);
-    free(factors);
-    free(codes);
-    bool labels_unusable = rc == YT_ERR_USAGE;
+    /* every rank has closed the file before rank 0 reopens it to write (HDF5's file lock) */
     rc = dist_agree(rc);
-    if (labels_unusable && a->metrics == ENCODE_METRICS_AUTO) { /* agreed: the same labels */
-        dist_warn("no disentanglement metrics: %s", yt_errmsg());
-        yt_clear_error();
-        return YT_OK;
-    }
-    if (rc != YT_OK) return rc;
-    dist_allreduce_sum_double(vals, (size_t)j->nb * MV_N);
-    j->metrics = true;
-    return YT_OK;
+    j->metrics = rc == YT_OK;
+    return rc;
 }
 
 typedef struct {
@@ -479,16 +395,22 @@ typedef struct {
 } metrics_row;
 
 /* Rank 0 adds /metrics and /factor_sizes to the closed file. */
-static int write_metrics(const encode_job *j, const double *vals, const int *sizes) {
+static int write_metrics(const encode_job *j) {
     hid_t f = H5Fopen(j->tmp, H5F_ACC_RDWR, H5P_DEFAULT);
     if (f < 0) return yt_fail(YT_ERR_RUNTIME, "cannot reopen %s", j->tmp);
     metrics_row *rows = yt_calloc((size_t)j->nb, sizeof *rows);
     for (int k = 0; k < j->nb; k++) {
-        const double *v = vals + (size_t)k * MV_N;
-        rows[k] =
-            (metrics_row){j->betas[k],         v[MV_MIG],   v[MV_SAP],   v[MV_FVAE],
-                          v[MV_FVAE_TRAIN],    v[MV_DCI_D], v[MV_DCI_C], (int64_t)v[MV_ACTIVE],
-                          (int64_t)v[MV_USED], j->dd.rows};
+        const metrics_result *v = &j->res[k];
+        rows[k] = (metrics_row){j->betas[k],
+                                v->mig,
+                                v->sap,
+                                v->factorvae,
+                                v->factorvae_train,
+                                v->dci_disentanglement,
+                                v->dci_completeness,
+                                v->active_dims,
+                                v->factors_used,
+                                j->dd.rows};
     }
     hid_t ct = H5Tcreate(H5T_COMPOUND, sizeof(metrics_row));
     H5Tinsert(ct, "beta", HOFFSET(metrics_row, beta), H5T_NATIVE_DOUBLE);
@@ -502,13 +424,13 @@ static int write_metrics(const encode_job *j, const double *vals, const int *siz
     H5Tinsert(ct, "active_dims", HOFFSET(metrics_row, active_dims), H5T_NATIVE_INT64);
     H5Tinsert(ct, "factors_used", HOFFSET(metrics_row, factors_used), H5T_NATIVE_INT64);
     H5Tinsert(ct, "n_images", HOFFSET(metrics_row, n_images), H5T_NATIVE_INT64);
-    hsize_t n = (hsize_t)j->nb, K = (hsize_t)j->label_cols;
+    hsize_t n = (hsize_t)j->nb, K = (hsize_t)j->lab.cols;
     hid_t sp = H5Screate_simple(1, &n, NULL), ksp = H5Screate_simple(1, &K, NULL);
     hid_t ds = H5Dcreate2(f, "metrics", ct, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t fz =
         H5Dcreate2(f, "factor_sizes", H5T_STD_I32LE, ksp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int rc = ds >= 0 && fz >= 0 && H5Dwrite(ds, ct, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0 &&
-                     H5Dwrite(fz, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, sizes) >= 0
+                     H5Dwrite(fz, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, j->sizes) >= 0
                  ? YT_OK
                  : YT_ERR_RUNTIME;
     if (rc == YT_OK)
@@ -526,7 +448,7 @@ static int write_metrics(const encode_job *j, const double *vals, const int *siz
 /* ---- `yoto encode` ----------------------------------------------------------------------------
  */
 
-static void report(const encode_job *j, const double *vals) {
+static void report(const encode_job *j) {
     const long T = j->dd.rows;
     double ips = j->encode_s > 0 ? (double)T * j->nb / j->encode_s : 0;
     printf("yoto encode: %s (step %ld), split %s: %ld images x %d beta%s on %d rank%s\n", j->l.ckpt,
@@ -535,42 +457,45 @@ static void report(const encode_job *j, const double *vals) {
     printf("  encoded in %.3f s: %.1f images/s (image x beta encodings, all ranks)\n", j->encode_s,
            ips);
     printf("  wrote %s: mean, sigma [%d, %ld, %d] float32, index%s%s\n", j->out, j->nb, T,
-           j->l.model->latent, j->labels[0] ? ", labels" : "", j->metrics ? ", metrics" : "");
+           j->l.model->latent, j->lab.path[0] ? ", labels" : "", j->metrics ? ", metrics" : "");
     if (!j->metrics) return;
     printf("\n%10s %8s %8s %10s %8s %8s %7s\n", "beta", "MIG", "SAP", "FactorVAE", "DCI-D", "DCI-C",
            "active");
     for (int k = 0; k < j->nb; k++) {
-        const double *v = vals + (size_t)k * MV_N;
-        printf("%10g %8.4f %8.4f %10.4f %8.4f %8.4f %7.0f\n", j->betas[k], v[MV_MIG], v[MV_SAP],
-               v[MV_FVAE], v[MV_DCI_D], v[MV_DCI_C], v[MV_ACTIVE]);
+        const metrics_result *v = &j->res[k];
+        printf("%10g %8.4f %8.4f %10.4f %8.4f %8.4f %7d\n", j->betas[k], v->mig, v->sap,
+               v->factorvae, v->dci_disentanglement, v->dci_completeness, v->active_dims);
     }
-    printf("(%ld images, %.0f of %ld label columns vary; docs/METRICS.md; %.2f s)\n", T,
-           vals[MV_USED], j->label_cols, j->metrics_s);
+    printf("(%ld images, %d of %ld label columns vary; docs/METRICS.md; %.2f s)\n", T,
+           j->res[0].factors_used, j->lab.cols, j->metrics_s);
 }
 
 /* Everything after the checks: the temporary file, encoding, labels, metrics. */
-static int encode_to_tmp(encode_job *j, const encode_args *a, double *vals, int *sizes) {
+static int encode_to_tmp(encode_job *j, const encode_args *a) {
     data_source *d = NULL;
     int rc = data_open_eval(&d, j->l.cfg, j->split, dist_rank(), dist_size(), NULL);
     if (rc != YT_OK) return rc;
     j->dd = *data_describe(d);
+    rc = read_factors(j, a); /* labels that are no factors: found before the work */
+    if (rc != YT_OK) {
+        data_close(d);
+        return rc;
+    }
     out_file o;
     rc = dist_agree(create_output(j, &o));
     if (rc == YT_OK) rc = encode_loop(j, d, &o);
     data_close(d);
-    if (rc == YT_OK && j->labels[0]) rc = copy_labels(j, &o);
+    if (rc == YT_OK && j->lab.path[0]) rc = copy_labels(j, &o);
     int crc = close_output(&o);
     rc = dist_agree(rc != YT_OK ? rc : crc != YT_OK ? yt_fail(crc, "cannot close %s", j->tmp) : rc);
-    if (rc == YT_OK && j->labels[0] && a->metrics != ENCODE_METRICS_OFF)
-        rc = compute_metrics(j, a, vals, sizes);
-    if (rc == YT_OK && j->metrics)
-        rc = dist_agree(dist_rank() == 0 ? write_metrics(j, vals, sizes) : YT_OK);
+    if (rc == YT_OK && j->factors) rc = compute_metrics(j);
+    if (rc == YT_OK && j->metrics) rc = dist_agree(dist_rank() == 0 ? write_metrics(j) : YT_OK);
     return rc;
 }
 
 int encode_run(const encode_args *a) {
     encode_job *j = yt_calloc(1, sizeof *j);
-    j->label_type = -1;
+    j->lab.type = -1;
     int rc = dist_agree(check_out(j, a));
     /* the whole split unless --set eval.max_batches says otherwise */
     const char **sets = yt_calloc((size_t)a->nsets + 1, sizeof *sets);
@@ -581,20 +506,19 @@ int encode_run(const encode_args *a) {
     if (rc == YT_OK) rc = dist_agree(run_betas(j->l.cfg, a->betas, j->betas, &j->nb));
     if (rc == YT_OK) rc = run_load_model(&j->l, (int)j->l.cfg->eval.batch_size, false);
     if (rc == YT_OK) rc = dist_agree(check_input(j, a));
-    double *vals = yt_calloc((size_t)YT_MAX(1, j->nb) * MV_N, sizeof *vals);
-    int *sizes = yt_calloc((size_t)YT_MAX(1L, j->label_cols), sizeof *sizes);
     if (rc == YT_OK) {
         warn_betas(j->l.cfg, j->betas, j->nb);
-        rc = encode_to_tmp(j, a, vals, sizes);
+        rc = encode_to_tmp(j, a);
         if (rc == YT_OK && dist_rank() == 0) rc = fs_rename_durable(j->tmp, j->out);
         rc = dist_agree(rc);
         if (rc != YT_OK && dist_rank() == 0) unlink(j->tmp); /* nothing half-written stays */
     }
-    if (rc == YT_OK && dist_rank() == 0) report(j, vals);
-    free(vals);
-    free(sizes);
+    if (rc == YT_OK && dist_rank() == 0) report(j);
+    free(j->factors);
+    free(j->sizes);
+    free(j->res);
     free(sets);
-    if (j->label_type >= 0) H5Tclose(j->label_type);
+    labels_close(&j->lab);
     run_close(&j->l);
     free(j);
     return rc;

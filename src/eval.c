@@ -1,5 +1,6 @@
-/* eval.c — beta tables over eval splits (see eval.h): computing them,
- * merging them into eval/step-N.h5, writing .csv / .md / JSON. */
+/* eval.c — beta tables over eval splits (see eval.h): computing them (with
+ * the disentanglement metrics when the split has labels), merging them into
+ * eval/step-N.h5, writing .csv / .md / JSON. */
 #include "eval.h"
 
 #include <errno.h>
@@ -18,7 +19,9 @@
 #include "dist.h"
 #include "fsutil.h"
 #include "h5io.h"
+#include "labels.h"
 #include "loss.h"
+#include "metrics.h"
 #include "rng.h"
 #include "run.h"
 
@@ -45,6 +48,11 @@ static const eval_col COLS[] = {
     COL(reconstruction_loss, COL_REAL, "%.4f"),
     COL(kl_loss, COL_REAL, "%.4f"),
     COL(full_loss, COL_REAL, "%.4f"),
+    COL(mig, COL_REAL, "%.4f"),
+    COL(sap, COL_REAL, "%.4f"),
+    COL(factorvae, COL_REAL, "%.4f"),
+    COL(dci_disentanglement, COL_REAL, "%.4f"),
+    COL(dci_completeness, COL_REAL, "%.4f"),
     COL(max_batches, COL_LONG, NULL),
     COL(batch_size, COL_LONG, NULL),
     COL(seed, COL_LONG, NULL),
@@ -162,9 +170,175 @@ static void eval_noise(uint64_t seed, double beta, long row, int L, real *eps) {
         eps[j] = (real)rng_normal(&e);
 }
 
-int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const double *betas,
-               int nb, eval_table *out) {
+/* The factors of the rows a table evaluates, on every rank (k = 0: no metrics). */
+typedef struct {
+    char path[CFG_PATH_MAX]; /* the labels dataset */
+    long n;                  /* rows: the table's n_images */
+    long k;                  /* label columns */
+    int32_t *factors;        /* [n][k] value indices */
+    int *sizes;              /* [k] */
+} eval_factors;
+
+static void factors_free(eval_factors *ef) {
+    free(ef->factors);
+    free(ef->sizes);
+    memset(ef, 0, sizeof *ef);
+}
+
+/* Collective: rank 0 finds the labels of the split's rows [begin, begin + rows) and turns them
+ * into factors, every rank gets them. eval.metrics auto: no labels, or labels that are no
+ * discrete factors (a warning), leave ef empty; on: they are errors. */
+static int read_factors(const yoto_config *cfg, const data_desc *dd, eval_factors *ef) {
+    memset(ef, 0, sizeof *ef);
+    const cfg_eval_metrics mode = cfg->eval.metrics;
+    if (mode == EVAL_METRICS_OFF) return YT_OK;
+    const char *hint = "eval.metrics: off evaluates without the metrics";
+    int rc = YT_OK;
+    if (dist_rank() == 0) {
+        split_labels l;
+        rc = labels_find(dd->file, dd->dataset, dd->dataset_rows, NULL, hint, &l);
+        if (rc == YT_OK && l.path[0]) {
+            snprintf(ef->path, sizeof ef->path, "%s", l.path);
+            ef->n = dd->rows;
+            ef->k = l.cols;
+            ef->factors = yt_malloc((size_t)YT_MAX(1L, ef->n * ef->k) * sizeof *ef->factors);
+            ef->sizes = yt_calloc((size_t)ef->k, sizeof *ef->sizes);
+            rc = labels_factors(&l, dd->begin, dd->rows, ef->factors, ef->sizes);
+        }
+        labels_close(&l);
+    }
+    rc = dist_agree(rc);
+    if (rc != YT_OK) {
+        factors_free(ef);
+        if (rc != YT_ERR_USAGE || mode != EVAL_METRICS_AUTO) return rc;
+        dist_warn("split %s: no disentanglement metrics: %s", dd->split, yt_errmsg());
+        yt_clear_error();
+        return YT_OK;
+    }
+    dist_bcast(ef, sizeof *ef, 0); /* the pointers are replaced on ranks > 0 below */
+    if (dist_rank() > 0 && ef->k > 0) {
+        ef->factors = yt_malloc((size_t)YT_MAX(1L, ef->n * ef->k) * sizeof *ef->factors);
+        ef->sizes = yt_calloc((size_t)ef->k, sizeof *ef->sizes);
+    }
+    if (ef->k > 0) {
+        dist_bcast(ef->factors, (size_t)(ef->n * ef->k) * sizeof *ef->factors, 0);
+        dist_bcast(ef->sizes, (size_t)ef->k * sizeof *ef->sizes, 0);
+    }
+    if (ef->k == 0 && mode == EVAL_METRICS_ON) /* the same answer on every rank */
+        return yt_fail(YT_ERR_USAGE,
+                       "eval.metrics: on (set at %s): split '%s' (%s, images '%s') has no labels "
+                       "(no dataset 'labels' beside the images); the metrics need factor labels: "
+                       "set eval.metrics to auto or off",
+                       config_where(cfg, "eval.metrics"), dd->split, dd->file, dd->dataset);
+    return YT_OK;
+}
+
+/* Code set k of labels_metrics: beta k's means out of all [n][nb][L]. */
+typedef struct {
+    const float *all;
+    long n;
+    int nb, L;
+} gathered_codes;
+
+static int codes_of_beta(int k, double *codes, void *ctx) {
+    const gathered_codes *g = ctx;
+    for (long i = 0; i < g->n; i++)
+        for (int j = 0; j < g->L; j++)
+            codes[i * g->L + j] = g->all[((size_t)i * g->nb + (size_t)k) * g->L + j];
+    return YT_OK;
+}
+
+/* Collective: every rank's means mine [its rows][nb][L] gathered, the metrics of each beta
+ * into the rows of out (in beta order, as eval_split adds them). */
+static int add_metrics(eval_table *out, const eval_factors *ef, const float *mine, long mine_rows,
+                       int nb, int L) {
+    const size_t total = (size_t)ef->n * (size_t)nb * (size_t)L;
+    float *all = yt_malloc(YT_MAX((size_t)1, total) * sizeof *all);
+    size_t got = dist_allgatherv_float(mine, (size_t)mine_rows * nb * L, all, total);
+    YT_CHECK(got == total);
+    gathered_codes g = {all, ef->n, nb, L};
+    metrics_data shape = {.n = ef->n,
+                          .latent = L,
+                          .nfactors = (int)ef->k,
+                          .factors = ef->factors,
+                          .sizes = ef->sizes};
+    metrics_result *res = yt_calloc((size_t)nb, sizeof *res);
+    int rc = labels_metrics(&shape, nb, codes_of_beta, &g, res, NULL);
+    for (int k = 0; k < nb && rc == YT_OK; k++) {
+        eval_row *r = &out->row[out->n - nb + k];
+        r->mig = res[k].mig;
+        r->sap = res[k].sap;
+        r->factorvae = res[k].factorvae;
+        r->dci_disentanglement = res[k].dci_disentanglement;
+        r->dci_completeness = res[k].dci_completeness;
+    }
+    if (rc == YT_OK) snprintf(out->labels, sizeof out->labels, "%s", ef->path);
+    free(res);
+    free(all);
+    return rc;
+}
+
+/* What one pass over a split's batches needs and sums. */
+typedef struct {
+    vae_model *m;
+    const yoto_config *cfg;
+    const double *betas;
+    int nb;
+    double *sum;  /* [nb][3]: recon, kl, images */
+    float *codes; /* [shard rows][nb][L] posterior means, or NULL */
+} eval_pass;
+
+/* Every batch of this rank's shard at every beta. Local but for the agreed read status. */
+static int forward_batches(eval_pass *p, data_source *d) {
+    const data_desc *dd = data_describe(d);
+    const int B = (int)dd->batch, L = p->m->latent, nb = p->nb;
+    const yoto_config *cfg = p->cfg;
+    YT_CHECK(B <= p->m->max_batch);
+    real *x = yt_malloc(data_batch_floats(d) * sizeof *x);
+    real *eps = yt_malloc((size_t)B * L * sizeof *eps);
+    real *wk = yt_malloc((size_t)B * sizeof *wk), *wr = yt_malloc((size_t)B * sizeof *wr);
+    real *cond = yt_malloc((size_t)B * 2 * sizeof *cond);
+    int64_t *rows = yt_malloc((size_t)B * sizeof *rows);
+    const bool sample = cfg->eval.z == EVAL_Z_SAMPLE;
+    int rc = YT_OK;
+    for (long b = 0; b < dd->steps && rc == YT_OK; b++) {
+        long count = 0;
+        rc = data_batch(d, 0, b, x, rows, &count);
+        /* a read error on one rank: every rank learns it here (each batch) */
+        rc = dist_agree(rc);
+        if (rc != YT_OK || count == 0) continue;
+        for (long i = 0; p->codes && i < count; i++) /* the shard's rows in order */
+            YT_CHECK(rows[i] == dd->shard_begin + b * B + i);
+        for (int k = 0; k < nb; k++) {
+            loss_weights_fixed(&cfg->loss_weights, p->betas[k], cfg->eval.w_rec, (int)count, wk, wr,
+                               cond);
+            for (long i = 0; sample && i < count; i++)
+                eval_noise(cfg->experiment.seed, p->betas[k], dd->shard_begin + b * B + i, L,
+                           eps + i * L);
+            model_forward(p->m, (int)count, x, cond, sample ? eps : NULL);
+            for (long i = 0; i < count; i++) {
+                p->sum[3 * k] += p->m->recon[i];
+                p->sum[3 * k + 1] += p->m->kl[i];
+            }
+            p->sum[3 * k + 2] += (double)count;
+            for (long i = 0; p->codes && i < count; i++)
+                for (int j = 0; j < L; j++)
+                    p->codes[(((size_t)b * B + i) * nb + k) * L + j] = (float)p->m->mean[i * L + j];
+        }
+    }
+    free(x);
+    free(eps);
+    free(wk);
+    free(wr);
+    free(cond);
+    free(rows);
+    return rc;
+}
+
+int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const double *betas, int nb,
+               eval_table *out) {
     YT_CHECK(nb > 0 && nb <= EVAL_MAX_BETAS);
+    const double t0 = yt_now();
     memset(out, 0, sizeof *out);
     snprintf(out->split, sizeof out->split, "%s", split);
     data_source *d = NULL;
@@ -176,53 +350,38 @@ int eval_split(vae_model *m, const yoto_config *cfg, const char *split, const do
     snprintf(out->range, sizeof out->range, "%s", dd->range);
     out->first_row = dd->begin;
     out->split_rows = dd->end - dd->begin;
-    const int B = (int)dd->batch, L = m->latent;
-    YT_CHECK(B <= m->max_batch);
-    real *x = yt_malloc(data_batch_floats(d) * sizeof *x);
-    real *eps = yt_malloc((size_t)B * L * sizeof *eps);
-    real *wk = yt_malloc((size_t)B * sizeof *wk), *wr = yt_malloc((size_t)B * sizeof *wr);
-    real *cond = yt_malloc((size_t)B * 2 * sizeof *cond);
-    double *sum = yt_calloc((size_t)nb * 3, sizeof *sum); /* per beta: recon, kl, images */
-    const bool sample = cfg->eval.z == EVAL_Z_SAMPLE;
-    for (long b = 0; b < dd->steps && rc == YT_OK; b++) {
-        long count = 0;
-        rc = data_batch(d, 0, b, x, NULL, &count);
-        /* a read error on one rank: every rank learns it here (each batch) */
-        rc = dist_agree(rc);
-        if (rc != YT_OK || count == 0) continue;
-        for (int k = 0; k < nb; k++) {
-            loss_weights_fixed(&cfg->loss_weights, betas[k], cfg->eval.w_rec, (int)count, wk, wr,
-                               cond);
-            for (long i = 0; sample && i < count; i++)
-                eval_noise(cfg->experiment.seed, betas[k], dd->shard_begin + b * B + i, L,
-                           eps + i * L);
-            model_forward(m, (int)count, x, cond, sample ? eps : NULL);
-            for (long i = 0; i < count; i++) {
-                sum[3 * k] += m->recon[i];
-                sum[3 * k + 1] += m->kl[i];
-            }
-            sum[3 * k + 2] += (double)count;
-        }
-    }
+    const int L = m->latent;
+    const long mine = dd->shard_end - dd->shard_begin;
+    eval_factors ef;
+    double tm = yt_now();
+    rc = read_factors(cfg, dd, &ef); /* before the work: eval.metrics: on fails here */
+    tm = yt_now() - tm;
+    eval_pass p = {m, cfg, betas, nb, yt_calloc((size_t)nb * 3, sizeof(double)), NULL};
+    if (ef.k > 0) p.codes = yt_malloc((size_t)YT_MAX(1L, mine * nb * L) * sizeof *p.codes);
+    if (rc == YT_OK) rc = forward_batches(&p, d);
     data_close(d);
     if (rc == YT_OK) {
-        dist_allreduce_sum_double(sum, (size_t)nb * 3);
+        dist_allreduce_sum_double(p.sum, (size_t)nb * 3);
         for (int k = 0; k < nb; k++) {
             eval_row r = row_settings(cfg, betas[k]);
-            double n = sum[3 * k + 2];
-            r.reconstruction_loss = n > 0 ? sum[3 * k] / n : NAN;
-            r.kl_loss = n > 0 ? sum[3 * k + 1] / n : NAN;
+            double n = p.sum[3 * k + 2];
+            r.reconstruction_loss = n > 0 ? p.sum[3 * k] / n : NAN;
+            r.kl_loss = n > 0 ? p.sum[3 * k + 1] / n : NAN;
             r.full_loss = r.w_rec * r.reconstruction_loss + r.beta * r.kl_loss;
             r.n_images = (long)n;
             table_add(out, &r);
         }
     }
-    free(sum);
-    free(x);
-    free(eps);
-    free(wk);
-    free(wr);
-    free(cond);
+    if (rc == YT_OK && ef.k > 0) {
+        double t1 = yt_now();
+        rc = add_metrics(out, &ef, p.codes, mine, nb, L);
+        tm += yt_now() - t1;
+    }
+    out->metrics_seconds = dist_allreduce_max_double(tm);
+    out->seconds = dist_allreduce_max_double(yt_now() - t0);
+    factors_free(&ef);
+    free(p.sum);
+    free(p.codes);
     return rc;
 }
 
@@ -262,6 +421,7 @@ static int write_table(hid_t h, hid_t ft, hid_t mt, const eval_table *t) {
         rc |= h5io_attr_set_string(ds, "range", t->range);
         rc |= h5io_attr_set_long(ds, "first_row", t->first_row);
         rc |= h5io_attr_set_long(ds, "split_rows", t->split_rows);
+        rc |= h5io_attr_set_string(ds, "labels", t->labels);
         H5Dclose(ds);
     }
     H5Sclose(sp);
@@ -327,6 +487,7 @@ static bool read_table(hid_t h, const char *name, eval_table *t, char *extra, si
         attr_text(ds, "data_file", t->data_file, sizeof t->data_file);
         attr_text(ds, "dataset", t->dataset, sizeof t->dataset);
         attr_text(ds, "range", t->range, sizeof t->range);
+        attr_text(ds, "labels", t->labels, sizeof t->labels);
         if (h5io_attr_get_long(ds, "first_row", &t->first_row) != YT_OK) t->first_row = -1;
         if (h5io_attr_get_long(ds, "split_rows", &t->split_rows) != YT_OK) t->split_rows = -1;
         t->n = t->cap = (int)n;
@@ -454,6 +615,8 @@ static void merge(const eval_file *f, const eval_file *old, eval_file *out) {
             table_head(&out->table[j], o);
         }
         merge_rows(&out->table[j], o, false, &out->kept);
+        if (!out->table[j].labels[0]) /* kept rows may carry metrics of these labels */
+            snprintf(out->table[j].labels, sizeof out->table[j].labels, "%s", o->labels);
     }
     qsort(out->table, (size_t)out->ntables, sizeof *out->table, cmp_table);
     for (int i = 0; i < out->ntables; i++)
@@ -549,8 +712,11 @@ static char *csv_text(const eval_file *f) {
              f->written_by, f->yoto_version, f->git_commit, f->written);
     for (int i = 0; i < f->ntables; i++) {
         const eval_table *t = &f->table[i];
-        text_add(&b, "# table %s: data_file=%s dataset=%s range=%s first_row=%ld split_rows=%ld\n",
-                 t->split, t->data_file, t->dataset, t->range, t->first_row, t->split_rows);
+        text_add(&b,
+                 "# table %s: data_file=%s dataset=%s range=%s first_row=%ld split_rows=%ld "
+                 "labels=%s\n",
+                 t->split, t->data_file, t->dataset, t->range, t->first_row, t->split_rows,
+                 t->labels);
     }
     text_add(&b, "split");
     for (int c = 0; c < NCOLS; c++)
@@ -579,9 +745,13 @@ static char *md_text(const eval_file *f) {
                  "posterior, mean: its mean\n");
     for (int i = 0; i < f->ntables; i++) {
         const eval_table *t = &f->table[i];
-        text_add(&b, "\n## %s\n\nImages: `%s` in `%s`, range `%s` (%ld rows from row %ld).\n\n|",
+        text_add(&b, "\n## %s\n\nImages: `%s` in `%s`, range `%s` (%ld rows from row %ld).",
                  t->split, t->dataset, t->data_file, t->range[0] ? t->range : ":", t->split_rows,
                  t->first_row);
+        if (t->labels[0])
+            text_add(&b, " Metrics: the posterior means against the labels `%s` (docs/METRICS.md).",
+                     t->labels);
+        text_add(&b, "\n\n|");
         for (int c = 0; c < NCOLS; c++)
             text_add(&b, " %s |", COLS[c].name);
         text_add(&b, "\n|");
@@ -614,6 +784,7 @@ static void json_table(text_buf *b, const eval_table *t) {
     json_field(b, "data_file", t->data_file, false);
     json_field(b, "dataset", t->dataset, true);
     json_field(b, "range", t->range, true);
+    json_field(b, "labels", t->labels, true);
     text_add(b, ", \"first_row\": %ld, \"split_rows\": %ld, \"rows\": [", t->first_row,
              t->split_rows);
     for (int k = 0; k < t->n; k++) {
@@ -730,11 +901,22 @@ static void print_tables(const run_handle *r, const eval_file *now, const eval_f
            r->cfg->eval.z == EVAL_Z_MEAN ? "posterior mean" : "one sample of the posterior");
     for (int i = 0; i < now->ntables; i++) {
         const eval_table *t = &now->table[i];
-        printf("\n%s (the first %ld of %ld images)\n%10s %12s %12s %12s\n", t->split,
-               t->n ? t->row[0].n_images : 0, t->split_rows, "beta", "recon", "kl", "full");
-        for (int k = 0; k < t->n; k++)
-            printf("%10g %12.4f %12.4f %12.4f\n", t->row[k].beta, t->row[k].reconstruction_loss,
-                   t->row[k].kl_loss, t->row[k].full_loss);
+        const bool dis = t->labels[0] != '\0'; /* metrics computed */
+        printf("\n%s (the first %ld of %ld images; %.2f s", t->split, t->n ? t->row[0].n_images : 0,
+               t->split_rows, t->seconds);
+        if (dis) printf(", of which metrics against '%s' %.2f s", t->labels, t->metrics_seconds);
+        printf(")\n%10s %12s %12s %12s", "beta", "recon", "kl", "full");
+        if (dis) printf(" %8s %8s %10s %8s %8s", "MIG", "SAP", "FactorVAE", "DCI-D", "DCI-C");
+        printf("\n");
+        for (int k = 0; k < t->n; k++) {
+            const eval_row *w = &t->row[k];
+            printf("%10g %12.4f %12.4f %12.4f", w->beta, w->reconstruction_loss, w->kl_loss,
+                   w->full_loss);
+            if (dis)
+                printf(" %8.4f %8.4f %10.4f %8.4f %8.4f", w->mig, w->sap, w->factorvae,
+                       w->dci_disentanglement, w->dci_completeness);
+            printf("\n");
+        }
     }
     long rows = 0;
     for (int i = 0; i < all->ntables; i++)

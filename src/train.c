@@ -377,11 +377,15 @@ static int evaluate(train_ctx *c) {
         char line[1024];
         int len = snprintf(line, sizeof line, "eval step %ld (%.1f s): full loss", c->step,
                            yt_now() - t0);
-        for (int i = 0; i < f->ntables && len < (int)sizeof line - 80; i++) {
+        for (int i = 0; i < f->ntables && len < (int)sizeof line - 200; i++) { /* ~150 each */
             const eval_table *t = &f->table[i];
+            const eval_row *lo = &t->row[0], *hi = &t->row[t->n - 1];
             len += snprintf(line + len, sizeof line - (size_t)len,
-                            "  %s beta %g: %.4g, beta %g: %.4g", t->split, t->row[0].beta,
-                            t->row[0].full_loss, t->row[t->n - 1].beta, t->row[t->n - 1].full_loss);
+                            "  %s beta %g: %.4g, beta %g: %.4g", t->split, lo->beta, lo->full_loss,
+                            hi->beta, hi->full_loss);
+            if (t->labels[0]) /* the disentanglement metrics were computed */
+                len += snprintf(line + len, sizeof line - (size_t)len, " (MIG %.3f, %.3f)",
+                                lo->mig, hi->mig);
         }
         runlog_line(c->rl, "%s; tables in %s/eval/", line, dir);
         if (all->note[0]) runlog_warn(c->rl, "%s", all->note);

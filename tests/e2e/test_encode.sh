@@ -74,7 +74,7 @@ sys.path.insert(0, "analysis")
 import h5py, numpy as np, yotomodel
 m = yotomodel.load(sys.argv[1])
 worst = 0
-for row in csv.DictReader(l for l in open(sys.argv[2]) if not l.startswith("#")):
+for row in csv.DictReader(l for l in open(sys.argv[2]) if not l.startswith("#")):  # "# key: value" lines first
     x = m.split_images(row["split"], int(row["n_images"]))
     rec, kl = m.losses(x, float(row["beta"]))
     for got, want in ((rec.mean(), float(row["reconstruction_loss"])), (kl.mean(), float(row["kl_loss"]))):
@@ -157,8 +157,8 @@ contains "names both lengths" "$ERR" "has 383 rows but the images 'images' have 
 expect_exit 2 "labels of the wrong type" enc x4 --set data.file="$T/strings.h5"
 contains "names the type" "$ERR" "is string [384]: expected numbers"
 expect_exit 2 "--labels naming no dataset" enc x5 --labels nope
-contains "names it" "$ERR" "no dataset 'nope' (--labels)"
-expect_exit 2 "--metrics with labels that are no discrete factors (found after encoding)" enc x6 --metrics --set data.file="$T/continuous.h5"
+contains "names it" "$ERR" "no dataset 'nope' (use --labels DATASET"
+expect_exit 2 "--metrics with labels that are no discrete factors (found before encoding)" enc x6 --metrics --set data.file="$T/continuous.h5"
 contains "says why" "$ERR" "307 distinct values (at most 256): not a discrete factor"
 check "nothing half-written: no file, no temporary" test ! -e "$T/x6.h5"
 check "no temporary file anywhere" no_tmp

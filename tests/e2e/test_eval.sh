@@ -1,5 +1,6 @@
 # test_eval.sh — beta tables, sample and reconstruction grids, fixed-beta
-# baselines (issue #6); merged, self-describing tables, --json, readable grids (issue #12).
+# baselines (issue #6); merged, self-describing tables, --json, readable grids (issue #12);
+# disentanglement metric columns and eval.metrics (issue #16).
 . tests/e2e/lib.sh
 
 tiny_setup || { echo "Bail out! cannot prepare data"; exit 1; }
@@ -35,13 +36,14 @@ import sys, h5py
 f = h5py.File(sys.argv[1], "r")
 t = f["train"][()]
 assert list(t.dtype.names) == ["beta", "w_rec", "z", "n_images", "reconstruction_loss", "kl_loss",
-                               "full_loss", "max_batches", "batch_size", "seed"], t.dtype.names
+                               "full_loss", "mig", "sap", "factorvae", "dci_disentanglement",
+                               "dci_completeness", "max_batches", "batch_size", "seed"], t.dtype.names
 assert len(t) == 4 and list(t["beta"]) == [0.5, 2, 8, 32]
 for r in t:
     assert abs(r["full_loss"] - (r["w_rec"] * r["reconstruction_loss"] + r["beta"] * r["kl_loss"])) < 1e-9 * r["full_loss"]
 assert "valid" in f and f.attrs["step"] == 30
 EOF
-contains "a Markdown table beside it" "$RUN/eval/step-000000030.md" "| beta | w_rec | z | n_images | reconstruction_loss | kl_loss | full_loss | max_batches | batch_size | seed |"
+contains "a Markdown table beside it" "$RUN/eval/step-000000030.md" "| beta | w_rec | z | n_images | reconstruction_loss | kl_loss | full_loss | mig | sap | factorvae | dci_disentanglement | dci_completeness | max_batches | batch_size | seed |"
 
 # ---- every table records what made it ----------------------------------------------------------
 check "the file and each table say what made them (h5py)" "$PYTHON" - "$RUN" "$DATA" "$("$YOTO" --version)" <<'EOF'
@@ -140,7 +142,9 @@ assert len(rows) == len(csv_rows) == 12, (len(rows), len(csv_rows))
 for r, c in zip(rows, csv_rows):
     assert set(c) == set(r), (sorted(c), sorted(r))
     for k, v in c.items():
-        if isinstance(r[k], float):
+        if r[k] is None:  # a non-finite number
+            assert v in ("nan", "inf", "-inf"), (k, v)
+        elif isinstance(r[k], float):
             assert abs(r[k] - float(v)) <= 1e-9 * abs(r[k]), (k, r[k], v)
         else:
             assert str(r[k]) == v, (k, r[k], v)
@@ -323,5 +327,99 @@ rows = csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#"))
 kl = {float(r["beta"]): float(r["kl_loss"]) for r in rows if r["split"] == "train" and r["z"] == "mean"}
 assert kl[0.5] > 2 * kl[16], kl
 EOF2
+
+# ---- disentanglement metric columns (issue #16) ---------------------------------------------------
+# np1.csv, np2.csv: the first tables above (z = mean, 48 images per split, betas 0.5, 2, 8, 32)
+check "metric columns: finite, in [0, 1], np=2 equals np=1 (to 0.01, as encode)" "$PYTHON" - "$T/np1.csv" "$T/np2.csv" <<'EOF'
+import sys, evalcheck
+a, b = (evalcheck.rows(p) for p in sys.argv[1:3])
+for ra, rb in zip(a, b):
+    for k in ("mig", "sap", "factorvae", "dci_disentanglement", "dci_completeness"):
+        x, y = float(ra[k]), float(rb[k])
+        assert 0 <= x <= 1 and 0 <= y <= 1, (k, x, y)
+        assert abs(x - y) <= 0.01, (ra["split"], ra["beta"], k, x, y)
+EOF
+check "the tables name the labels the metrics used (HDF5 attribute, CSV line)" "$PYTHON" - "$RUN" <<'EOF'
+import sys, h5py, evalcheck
+run = sys.argv[1]
+f = h5py.File(run + "/eval/step-000000030.h5", "r")
+assert f["train"].attrs["labels"] == "labels" and f["valid"].attrs["labels"] == "labels", dict(f["train"].attrs)
+m = evalcheck.meta(run + "/eval/step-000000030.csv")
+assert m["table train"].endswith(" labels=labels"), m["table train"]
+EOF
+# the same 48 rows through `yoto encode`, and their metrics from the independent NumPy reference
+expect_exit 0 "encode the rows eval measured" $MPI 1 "$YOTO" encode "$RUN" --split train --beta 0.5,2,8,32 --set eval.max_batches=3 --out "$T/first48.h5"
+check "metric columns = the NumPy reference on those codes (1e-6; FactorVAE exactly)" "$PYTHON" - "$T/first48.h5" "$T/np1.csv" <<'EOF'
+import subprocess, sys, evalcheck
+out = subprocess.run([sys.executable, "tests/tools/metrics_ref.py", "encode", sys.argv[1]],
+                     check=True, capture_output=True, text=True).stdout.splitlines()
+ref = {float(l.split()[1]): dict(kv.split("=") for kv in l.split()[2:]) for l in out if l.startswith("beta")}
+rows = [r for r in evalcheck.rows(sys.argv[2]) if r["split"] == "train"]
+assert len(rows) == len(ref) == 4 and {r["n_images"] for r in rows} == {"48"}, (rows, ref)
+for r in rows:
+    want = ref[float(r["beta"])]
+    for k in ("mig", "sap", "dci_disentanglement", "dci_completeness"):
+        assert abs(float(r[k]) - float(want[k])) <= 1e-6, (r["beta"], k, r[k], want[k])
+    assert float(r["factorvae"]) == float(want["factorvae"]), (r["beta"], r["factorvae"], want["factorvae"])
+EOF
+"$PYTHON" - "$T" <<'EOF'
+import sys, h5py, numpy as np
+T = sys.argv[1]
+src = h5py.File(f"{T}/shapes.h5", "r")
+im, lab = src["images"][()], src["labels"][()]
+with h5py.File(f"{T}/m_nolabels.h5", "w") as f:
+    f["images"] = im
+with h5py.File(f"{T}/m_short.h5", "w") as f:
+    f["images"], f["labels"] = im, lab[:-1]
+with h5py.File(f"{T}/m_classes.h5", "w") as f:   # Fashion-MNIST's layout: /train/images, /train/labels uint8 [N]
+    f["train/images"] = im
+    f["train/labels"] = (np.arange(len(im)) % 10).astype(np.uint8)
+EOF
+mev() { # mev NAME ARGS: eval of the valid split, 48 images, z = mean; the CSV kept as NAME.csv
+    local name=$1
+    shift
+    $MPI 2 "$YOTO" eval "$RUN" --split valid --beta 1,8 --set eval.z=mean --set eval.max_batches=3 "$@" &&
+        cp "$RUN/eval/step-000000030.csv" "$T/$name.csv"
+}
+metric_cells() { # metric_cells CSV WHICH: the metric cells of the valid rows of betas 1 and 8
+    "$PYTHON" - "$@" <<'EOF' # are in [0, 1] (WHICH: name=1) or NaN (name=nan)
+import math, sys, evalcheck
+rows = [r for r in evalcheck.rows(sys.argv[1]) if r["split"] == "valid" and r["beta"] in ("1", "8")]
+want = dict(kv.split("=") for kv in sys.argv[2].split(","))
+assert len(rows) == 2, rows
+for r in rows:
+    for k, w in want.items():
+        v = float(r[k])
+        assert (math.isnan(v) if w == "nan" else 0 <= v <= 1), (r["beta"], k, r[k])
+EOF
+}
+classes=(--set data.file="$T/m_classes.h5" --set 'data.splits[0].dataset=train/images' --set 'data.splits[1].dataset=train/images')
+expect_exit 0 "class labels (uint8 [N] beside /train/images)" mev classes "${classes[@]}"
+contains "the text output names the labels" "$OUT" "of which metrics against 'train/labels'"
+check "one factor: MIG, SAP, DCI completeness defined; FactorVAE and DCI disentanglement NaN" \
+    metric_cells "$T/classes.csv" mig=1,sap=1,dci_completeness=1,factorvae=nan,dci_disentanglement=nan
+before=$(md5sum <"$RUN/eval/step-000000030.h5")
+expect_exit 2 "eval.metrics: on, a split without labels" mev x --set data.file="$T/m_nolabels.h5" --set eval.metrics=on
+contains "says so, naming the split, the file and the key" "$ERR" "eval.metrics: on (set at --set eval.metrics=on): split 'valid' ($T/m_nolabels.h5, images 'images') has no labels"
+check "the tables are untouched" test "$(md5sum <"$RUN/eval/step-000000030.h5")" = "$before"
+expect_exit 0 "eval.metrics: auto (the default), a split without labels" mev nolabels --set data.file="$T/m_nolabels.h5"
+check "every metric NaN" metric_cells "$T/nolabels.csv" mig=nan,sap=nan,factorvae=nan,dci_disentanglement=nan,dci_completeness=nan
+check "no labels named" grep -q "^# table valid: .* labels=$" "$T/nolabels.csv"
+expect_exit 0 "eval.metrics: auto, labels of the wrong length" mev short --set data.file="$T/m_short.h5"
+contains "a warning says why there are no metrics" "$ERR" "warning: split valid: no disentanglement metrics: $T/m_short.h5: labels dataset 'labels' has 383 rows but the images 'images' have 384"
+check "every metric NaN" metric_cells "$T/short.csv" mig=nan,sap=nan,factorvae=nan,dci_disentanglement=nan,dci_completeness=nan
+expect_exit 2 "eval.metrics: on, labels of the wrong length" mev x --set data.file="$T/m_short.h5" --set eval.metrics=on
+contains "is an error with the same message" "$ERR" "has 383 rows but the images 'images' have 384"
+expect_exit 0 "eval.metrics: off, a split with labels" mev off --set eval.metrics=off
+check "every metric NaN" metric_cells "$T/off.csv" mig=nan,sap=nan,factorvae=nan,dci_disentanglement=nan,dci_completeness=nan
+expect_exit 0 "eval.metrics: on, a split with labels" mev on --set eval.metrics=on
+check "every metric defined" metric_cells "$T/on.csv" mig=1,sap=1,factorvae=1,dci_disentanglement=1,dci_completeness=1
+expect_exit 2 "eval.metrics: a bad value" $MPI 1 "$YOTO" eval "$RUN" --set eval.metrics=yes
+contains "lists the values" "$ERR" "eval.metrics: bad value 'yes'; expected one of: auto, on, off"
+# the training loop's tables (eval.every, above) have them; eval.metrics may change on resume
+check "eval.every tables have the metric columns" metric_cells "$T/periodic/eval/step-000000020.csv" mig=1,sap=1,factorvae=1,dci_disentanglement=1,dci_completeness=1
+check "the log line gives MIG" grep -q "eval step 20 (.*valid beta 1: .* (MIG [0-9.]*, [0-9.]*)" "$T/periodic/log.txt"
+expect_exit 0 "a run resumes with eval.metrics changed" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/periodic" --set train.steps=30 --set eval.every=10 --set eval.metrics=off
+check "its new tables have none" metric_cells "$T/periodic/eval/step-000000030.csv" mig=nan,sap=nan,factorvae=nan,dci_disentanglement=nan,dci_completeness=nan
 
 done_testing

@@ -1,12 +1,17 @@
 /* test_metrics.c — the disentanglement metrics: synthetic codes with known
  * answers (codes equal to the factors, the same codes rotated, pure noise),
- * undefined cases, label conversion, and agreement with an independent NumPy
- * implementation (tests/tools/metrics_ref.py, run on data this test writes). */
+ * undefined cases, label conversion, agreement with an independent NumPy
+ * implementation (tests/tools/metrics_ref.py, run on data this test writes),
+ * and the labels of a split (labels.h: found beside the images in an HDF5
+ * file, rows as factors, the metrics of several code sets at once). */
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
+#include "labels.h"
 #include "metrics.h"
 #include "rng.h"
 #include "testutil.h"
@@ -374,6 +379,106 @@ static void test_numpy_large(void **state) {
     ds_free(&s);
 }
 
+/* ---- the labels of a split (labels.h) ------------------------------------------------------- */
+
+static void h5_write(hid_t f, const char *name, hid_t type, int nd, const hsize_t *dims,
+                     const void *buf) {
+    hid_t sp = H5Screate_simple(nd, dims, NULL);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t ds = H5Dcreate2(f, name, type, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(ds >= 0);
+    hid_t mt = H5Tget_native_type(type, H5T_DIR_ASCEND);
+    assert_true(H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    H5Tclose(mt);
+    H5Dclose(ds);
+    H5Pclose(lcpl);
+    H5Sclose(sp);
+}
+
+static int identity_set(int k, double *codes, void *ctx) {
+    const dataset *s = ctx; /* set k: the codes scaled by k + 1 (MIG, SAP, DCI do not change) */
+    for (long i = 0; i < s->n * s->L; i++)
+        codes[i] = (k + 1) * s->codes[i];
+    return YT_OK;
+}
+
+static void test_split_labels(void **state) {
+    (void)state;
+    enum { N = 600, K = 3 };
+    static const int sizes[K] = {5, 4, 3};
+    dataset s = ds_make(N, K, sizes, 4, 21);
+    codes_identity(&s);
+    /* a file in Fashion-MNIST's layout with 3dshapes-style float labels [N, K] (value v of
+     * factor k stored as 0.1 v - k) and a labels dataset one row short */
+    char dir[1024];
+    tu_scratch_dir("split_labels", dir, sizeof dir);
+    const char *path = tu_join(dir, "data.h5");
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(f >= 0);
+    uint8_t *im = calloc(N * 4, 1);
+    double *lab = malloc(N * K * sizeof *lab);
+    for (long i = 0; i < N * K; i++)
+        lab[i] = 0.1 * s.f[i] - (double)(i % K);
+    hsize_t di[4] = {N, 2, 2, 1}, dl[2] = {N, K}, ds1[1] = {N - 1};
+    h5_write(f, "train/images", H5T_STD_U8LE, 4, di, im);
+    h5_write(f, "train/labels", H5T_IEEE_F64LE, 2, dl, lab);
+    h5_write(f, "short/images", H5T_STD_U8LE, 4, di, im);
+    h5_write(f, "short/labels", H5T_IEEE_F64LE, 1, ds1, lab);
+    h5_write(f, "images", H5T_STD_U8LE, 4, di, im);
+    assert_true(H5Fclose(f) >= 0);
+    free(im);
+    free(lab);
+
+    split_labels l;
+    assert_int_equal(labels_find(path, "train/images", N, NULL, NULL, &l), YT_OK);
+    assert_string_equal(l.path, "train/labels");
+    assert_int_equal(l.ndim, 2);
+    assert_int_equal(l.cols, K);
+    /* rows 100..599 as factors: the value indices of those rows (every value occurs) */
+    const long b = 100, n = N - b;
+    int32_t *fac = malloc((size_t)n * K * sizeof *fac);
+    int got[K];
+    assert_int_equal(labels_factors(&l, b, n, fac, got), YT_OK);
+    assert_memory_equal(got, sizes, sizeof got);
+    assert_memory_equal(fac, s.f + b * K, (size_t)n * K * sizeof *fac);
+    labels_close(&l);
+    assert_int_equal(labels_find(path, "images", N, NULL, NULL, &l), YT_OK);
+    assert_string_equal(l.path, ""); /* no "labels" beside "images": none, no error */
+    labels_close(&l);
+    assert_int_equal(labels_find(path, "short/images", N, NULL, "the hint", &l), YT_ERR_USAGE);
+    assert_non_null(strstr(yt_errmsg(), "'short/labels' has 599 rows but the images"));
+    assert_non_null(strstr(yt_errmsg(), "(the hint)"));
+    labels_close(&l);
+    assert_int_equal(labels_find(path, "images", N, "nope", NULL, &l), YT_ERR_USAGE);
+    assert_non_null(strstr(yt_errmsg(), "no dataset 'nope'"));
+    labels_close(&l);
+
+    /* three code sets at once (a world of one: all on this rank) = metrics_compute of each */
+    metrics_data shape = ds_view(&s);
+    metrics_result r[3];
+    double secs = -1;
+    assert_int_equal(labels_metrics(&shape, 3, identity_set, &s, r, &secs), YT_OK);
+    assert_true(secs >= 0);
+    double *codes = malloc((size_t)N * s.L * sizeof *codes);
+    for (int k = 0; k < 3; k++) {
+        identity_set(k, codes, &s);
+        metrics_data d = shape;
+        d.codes = codes;
+        metrics_result want;
+        metrics_compute(&d, NULL, &want);
+        assert_memory_equal(&r[k], &want, sizeof want);
+        ASSERT_IN("mig", r[k].mig, 0.9, 1.0);
+    }
+    free(codes);
+    /* the gather of a world of one is a copy */
+    float a[5] = {1, 2, 3, 4, 5}, all[5] = {0};
+    assert_int_equal(dist_allgatherv_float(a, 5, all, 5), 5);
+    assert_memory_equal(a, all, sizeof a);
+    free(fac);
+    ds_free(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_identity_codes),
@@ -385,6 +490,7 @@ int main(void) {
         cmocka_unit_test(test_labels_to_indices),
         cmocka_unit_test(test_numpy_small),
         cmocka_unit_test(test_numpy_large),
+        cmocka_unit_test(test_split_labels),
     };
     return TU_RUN("metrics", tests);
 }
