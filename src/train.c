@@ -19,6 +19,7 @@
 #include "dist.h"
 #include "eval.h"
 #include "fsutil.h"
+#include "labels.h"
 #include "model.h"
 #include "run.h"
 #include "runlog.h"
@@ -201,14 +202,32 @@ static int load_or_init(train_ctx *c) {
     return ckpt_read_arena(c->s.ckpt, &c->m->params, true);
 }
 
+/* eval.metrics: on needs factor labels beside the split's images. Rank 0. */
+static int probe_labels(const yoto_config *cfg, const cfg_split *sp, const char *file, long n) {
+    split_labels l;
+    int rc = labels_find(file, sp->dataset, n, NULL, "eval.metrics: auto or off evaluates without them",
+                         &l);
+    if (rc == YT_OK && !l.path[0])
+        rc = yt_fail(YT_ERR_USAGE,
+                     "eval.metrics: on (set at %s): eval split '%s' (%s, images '%s') has no "
+                     "labels (no dataset 'labels' beside the images); the metrics need factor "
+                     "labels: set eval.metrics to auto or off",
+                     config_where(cfg, "eval.metrics"), sp->name, file, sp->dataset);
+    labels_close(&l);
+    return rc;
+}
+
 /* The eval splits are checked now, not at the first evaluation hours later. */
 static int probe_eval_splits(const yoto_config *cfg) {
     int rc = YT_OK;
     if (cfg->eval.every > 0)
         for (int i = 0; i < cfg->eval.n_splits && rc == YT_OK && dist_rank() == 0; i++) {
             const cfg_split *sp = config_split(cfg, cfg->eval.splits[i]);
+            const char *file = sp->file[0] ? sp->file : cfg->data.file;
             data_image_info info;
-            rc = data_probe(sp->file[0] ? sp->file : cfg->data.file, sp->dataset, &info);
+            rc = data_probe(file, sp->dataset, &info);
+            if (rc == YT_OK && cfg->eval.metrics == EVAL_METRICS_ON)
+                rc = probe_labels(cfg, sp, file, info.n);
         }
     return dist_agree(rc);
 }

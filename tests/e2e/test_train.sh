@@ -326,4 +326,14 @@ expect_exit 0 "--force starts over there" $MPI 1 "$YOTO" train "$T/tiny.yaml" --
 contains "and writes its config" "$T/reuse/config.yaml" "name: tiny"
 expect_exit 0 "the same config again (a crashed start) is fine without --force" $MPI 1 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/reuse" --set train.steps=5
 
+# eval.metrics: on without labels is refused before training (not at the first eval)
+"$PYTHON" - "$T/shapes.h5" "$T/nolabels.h5" <<'EOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as s, h5py.File(sys.argv[2], "w") as d:
+    d["images"] = s["images"][()]
+EOF
+expect_exit 2 "eval.metrics: on without labels: refused before training" $MPI 2 "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/nolab" --set data.file="$T/nolabels.h5" --set eval.metrics=on --set eval.every=5
+contains "naming the split and the key" "$ERR" "eval.metrics: on (set at --set eval.metrics=on): eval split 'train'"
+check "and no run directory is made" test ! -e "$T/nolab"
+
 done_testing
