@@ -302,15 +302,24 @@ static double vote_accuracy(const long *votes, const int *cls, int nu, int L) {
     return all ? (double)hit / (double)all : NAN;
 }
 
+/* code i's mean over rows, and the sum of squared deviations from it */
+static void code_moments(const metrics_data *d, const long *rows, long n, int i, double *mean,
+                         double *ss) {
+    double m = 0, q = 0;
+    for (long r = 0; r < n; r++)
+        m += code(d, rows[r], i);
+    m /= (double)n;
+    for (long r = 0; r < n; r++)
+        q += (code(d, rows[r], i) - m) * (code(d, rows[r], i) - m);
+    *mean = m;
+    *ss = q;
+}
+
 /* variances (ddof 1) of every code over rows */
 static void code_variances(const metrics_data *d, const long *rows, long n, double *var) {
     for (int i = 0; i < d->latent; i++) {
-        double m = 0, ss = 0;
-        for (long r = 0; r < n; r++)
-            m += code(d, rows[r], i);
-        m /= (double)n;
-        for (long r = 0; r < n; r++)
-            ss += (code(d, rows[r], i) - m) * (code(d, rows[r], i) - m);
+        double m, ss;
+        code_moments(d, rows, n, i, &m, &ss);
         var[i] = ss / (double)(n - 1);
     }
 }
@@ -394,12 +403,8 @@ static void standardise(const metrics_data *d, const long *rows, long n, double 
                         bool *live) {
     const int L = d->latent;
     for (int i = 0; i < L; i++) {
-        double m = 0, ss = 0;
-        for (long r = 0; r < n; r++)
-            m += code(d, rows[r], i);
-        m /= (double)n;
-        for (long r = 0; r < n; r++)
-            ss += (code(d, rows[r], i) - m) * (code(d, rows[r], i) - m);
+        double m, ss;
+        code_moments(d, rows, n, i, &m, &ss);
         double sd = sqrt(ss / (double)n);
         live[i] = sd > 0;
         for (long r = 0; r < n; r++)
