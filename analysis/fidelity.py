@@ -168,13 +168,54 @@ def plot(path, results, fixed_by_z):
     fig.savefig(path, dpi=120)
 
 
+def trend(dirs, variant, z, path):
+    """gap vs beta of one variant in several results directories (training
+    lengths, widths): one line each, ± 2 SE."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    betas = set()
+    for i, d in enumerate(dirs):
+        fixed, yoto, _ = collect(d, z)
+        if variant not in yoto:
+            sys.exit(f"{d}: no YOTO variant '{variant}' (has {', '.join(yoto) or 'none'})")
+        rows = compare(fixed, yoto[variant])
+        bx = [r["beta"] for r in rows]
+        betas |= set(bx)
+        ax.errorbar(bx, [r["gap"] for r in rows], yerr=np.nan_to_num([2 * r["se"] for r in rows]),
+                    fmt="o-", color=f"C{i}", capsize=3, label=os.path.basename(os.path.normpath(d)))
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axhspan(-GOAL_PCT, GOAL_PCT, color="0.9", label=f"± {GOAL_PCT} %")
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(betas))
+    ax.set_xticklabels([f"{x:g}" for x in sorted(betas)])
+    ax.minorticks_off()
+    ax.set_xlabel("beta")
+    ax.set_ylabel("gap (YOTO − fixed) / fixed, % (± 2 SE)")
+    ax.set_title(f"YOTO ({variant}) vs fixed-beta models, z = {z}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", help="the directory jobs/fidelity.sh wrote")
+    p.add_argument("results", nargs="+", help="the directory jobs/fidelity.sh wrote (several with --trend)")
+    p.add_argument("--trend", help="with several results directories: plot one variant's gap vs beta "
+                                   "for each into this PNG (e.g. 4000 vs 16000 steps)")
+    p.add_argument("--variant", default="film", help="--trend: the YOTO variant (default film)")
+    p.add_argument("--z", default="mean", choices=("mean", "sample"), help="--trend: which table (default mean)")
     p.add_argument("--out", help="write the Markdown report here (else stdout)")
     p.add_argument("--plot", help="write the figure here (PNG)")
     p.add_argument("--json", help="write the numbers here (JSON)")
     a = p.parse_args()
+    if a.trend:
+        trend(a.results, a.variant, a.z, a.trend)
+        return
+    if len(a.results) > 1:
+        sys.exit("several results directories need --trend")
+    a.results = a.results[0]
     results, fixed_by_z, runs = {}, {}, None
     for z in ("mean", "sample"):
         fixed, yoto, r = collect(a.results, z)
