@@ -214,7 +214,7 @@ def main():
         trend(a.results, a.variant, a.z, a.trend)
         return
     if len(a.results) > 1:
-        sys.exit("several results directories need --trend")
+        p.error("several results directories need --trend")
     a.results = a.results[0]
     results, fixed_by_z, runs = {}, {}, None
     for z in ("mean", "sample"):
