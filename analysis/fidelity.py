@@ -49,6 +49,16 @@ def seconds(out, run):
         return float("nan")
 
 
+def steps_of(out, run):
+    """train.steps of a run, from its config.yaml (0 when unreadable)"""
+    try:
+        import yaml
+        with open(os.path.join(out, run, "config.yaml")) as f:
+            return int(yaml.safe_load(f)["train"]["steps"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return 0
+
+
 def collect(out, z):
     """fixed {beta: [full per seed]}, yoto {variant: {beta: [full per seed]}}, runs per kind."""
     fixed, yoto, runs = {}, {}, {"fixed": [], "yoto": {}}
@@ -230,11 +240,14 @@ def main():
     nbeta = len({re.fullmatch(r"fixed-b(.+)-s\d+", r).group(1) for r in runs["fixed"]})
     fixed_per_model = fixed_s / max(len(runs["fixed"]), 1)
     compute = {"fixed-beta runs": f"{len(runs['fixed'])} ({nbeta} betas), {fixed_s:.0f} s of training in all"}
+    fsteps = steps_of(a.results, runs["fixed"][0]) if runs["fixed"] else 0
     for name, rs in runs["yoto"].items():
         ys = sum(seconds(a.results, r) for r in rs) / max(len(rs), 1)
-        compute[f"YOTO ({name})"] = (f"{len(rs)} run(s), {ys:.0f} s each: one model for all {nbeta} betas "
-                                     f"costs {100 * ys / (nbeta * fixed_per_model):.0f} % of the {nbeta} "
-                                     f"fixed models of one seed ({100 / nbeta:.0f} % of their steps)")
+        ysteps = steps_of(a.results, rs[0])
+        compute[f"YOTO ({name})"] = (f"{len(rs)} run(s) of {ysteps} steps, {ys:.0f} s each: one model for all "
+                                     f"{nbeta} betas costs {100 * ys / (nbeta * fixed_per_model):.0f} % of the "
+                                     f"time of the {nbeta} fixed models of one seed ({fsteps} steps each) and "
+                                     f"{100 * ysteps / max(nbeta * fsteps, 1):.0f} % of their steps")
     text = markdown(a.results, results, compute)
     if a.out:
         with open(a.out, "w") as f:

@@ -27,6 +27,9 @@
 #   --betas LIST        betas to compare (default "0.25 1 8 64 256")
 #   --seeds LIST        experiment.seed values (default "1 2 3")
 #   --steps N           training steps of every model (default 4000)
+#   --yoto-steps N      the YOTO model's steps instead (default: --steps): it may
+#                       train longer than each fixed model and still cost a
+#                       fraction of all of them
 #   --ranks R           MPI ranks per run (default 2)
 #   --config FILE       the YOTO config (default configs/fashion_mnist_conv_vae_yoto.yaml)
 #   --fixed FILE        the fixed-beta config (default configs/fashion_mnist_conv_vae_fixed_beta8.yaml)
@@ -58,7 +61,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 YOTO=${YOTO:-$root/bin/yoto}
 PYTHON=${PYTHON:-/usr/bin/python3}
 DATA_DIR=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
-betas="0.25 1 8 64 256" seeds="1 2 3" steps=4000 ranks=2 name=film out="" emb=0
+betas="0.25 1 8 64 256" seeds="1 2 3" steps=4000 ysteps="" ranks=2 name=film out="" emb=0
 config=configs/fashion_mnist_conv_vae_yoto.yaml fixed=configs/fashion_mnist_conv_vae_fixed_beta8.yaml
 data=data/fashion_mnist.h5 slurm=0 sbatch_args="" report_only=0
 yoto_sets=() all_sets=()
@@ -73,6 +76,7 @@ while [ $# -gt 0 ]; do
     --betas) betas=${2//,/ } ;;
     --seeds) seeds=${2//,/ } ;;
     --steps) steps=$2 ;;
+    --yoto-steps) ysteps=$2 ;;
     --ranks) ranks=$2 ;;
     --config) config=$2 ;;
     --fixed) fixed=$2 ;;
@@ -88,6 +92,8 @@ while [ $# -gt 0 ]; do
     shift 2
 done
 [[ $steps =~ ^[1-9][0-9]*$ ]] || die "--steps must be a positive integer, got '$steps'"
+ysteps=${ysteps:-$steps}
+[[ $ysteps =~ ^[1-9][0-9]*$ ]] || die "--yoto-steps must be a positive integer, got '$ysteps'"
 [[ $ranks =~ ^[1-9][0-9]*$ ]] || die "--ranks must be a positive integer, got '$ranks'"
 [[ $emb =~ ^[0-9]+$ ]] || die "--eval-max-batches must be an integer >= 0, got '$emb'"
 [[ $name =~ ^[A-Za-z0-9_.-]+$ ]] || die "--name may hold letters, digits, '_', '.', '-': got '$name'"
@@ -116,22 +122,26 @@ if [ ! -s "$data" ] && [ $slurm = 0 ]; then
     echo "== data: $data from $DATA_DIR"
     "$YOTO" prepare fashion-mnist "$DATA_DIR" "$data" >/dev/null || exit 1
 fi
+common=(--set "data.file=$data" --set train.keep_checkpoints=1 --set eval.every=0 "${all_sets[@]}")
 # the same schedule for every model: lr halves at 3/4 of the steps
-common=(--set "data.file=$data" --set "train.steps=$steps" --set "optimizer.decay_steps=[$((steps * 3 / 4))]"
-    --set "train.checkpoint_every=$(((steps + 3) / 4))" --set train.keep_checkpoints=1
-    --set "train.log_every=$(((steps + 19) / 20))" --set eval.every=0 "${all_sets[@]}")
+schedule() { # schedule STEPS: the --set options of a run of STEPS steps
+    echo --set "train.steps=$1" --set "optimizer.decay_steps=[$(($1 * 3 / 4))]" \
+        --set "train.checkpoint_every=$((($1 + 3) / 4))" --set "train.log_every=$((($1 + 19) / 20))"
+}
+read -r -a fsched <<<"$(schedule "$steps")"
+read -r -a ysched <<<"$(schedule "$ysteps")"
 fixed_sets() { # fixed_sets BETA: the fixed-beta model of the baselines config
     echo --set loss_weights.mode=fixed --set model.conditioning.type=none \
         --set loss_weights.kl.distribution=fixed --set "loss_weights.kl.value=$1" \
         --set loss_weights.reconstruction.distribution=fixed --set loss_weights.reconstruction.value=1.0
 }
-trained() { [ "$(cat "$1/ckpt/latest" 2>/dev/null)" = "$(printf 'step-%09d.h5' "$steps")" ]; }
+trained() { [ "$(cat "$1/ckpt/latest" 2>/dev/null)" = "$(printf 'step-%09d.h5' "$2")" ]; } # RUN STEPS
 
 failed=0
-train() { # train RUN_DIR CONFIG ARGS...
-    local run=$1 cfg=$2
-    shift 2
-    if trained "$run"; then echo "   $run: trained"; return 0; fi
+train() { # train RUN_DIR STEPS CONFIG ARGS...
+    local run=$1 n=$2 cfg=$3
+    shift 3
+    if trained "$run" "$n"; then echo "   $run: trained"; return 0; fi
     echo "== train $run"
     local t0=$SECONDS
     if "${MPIRUN[@]}" -np "$ranks" "$YOTO" train "$cfg" "${common[@]}" "$@" \
@@ -144,16 +154,16 @@ train() { # train RUN_DIR CONFIG ARGS...
     fi
 }
 
-evaluate() { # evaluate RUN_DIR BETAS
-    local run=$1 list=${2// /,}
-    trained "$run" || return 0
+evaluate() { # evaluate RUN_DIR STEPS BETAS
+    local run=$1 n=$2 list=${3// /,}
+    trained "$run" "$n" || return 0
     for z in mean sample; do
         local table=$out/tables/$(basename "$run").$z.csv
         [ -s "$table" ] && continue
         echo "== eval $run (z = $z, betas $list)"
         if "${MPIRUN[@]}" -np "$ranks" "$YOTO" eval "$run" --split test --beta "$list" \
             --set "eval.z=$z" --set "eval.max_batches=$emb" >"$run.eval-$z.log" 2>&1; then
-            cp "$run/eval/$(printf 'step-%09d.csv' "$steps")" "$table.tmp" && mv "$table.tmp" "$table"
+            cp "$run/eval/$(printf 'step-%09d.csv' "$n")" "$table.tmp" && mv "$table.tmp" "$table"
         else
             echo "   FAILED: see $run.eval-$z.log" >&2
             failed=1
@@ -166,15 +176,15 @@ if [ $slurm = 1 ]; then
     read -r -a sargs <<<"$sbatch_args"
     for s in $seeds; do
         run=$out/yoto-$name-s$s
-        trained "$run" || sbatch "${sargs[@]}" --ntasks="$ranks" --job-name="yoto-fid-$name-s$s" \
-            jobs/train.sbatch "$config" "${common[@]}" "${yoto_sets[@]}" --set "experiment.seed=$s" \
+        trained "$run" "$ysteps" || sbatch "${sargs[@]}" --ntasks="$ranks" --job-name="yoto-fid-$name-s$s" \
+            jobs/train.sbatch "$config" "${common[@]}" "${ysched[@]}" "${yoto_sets[@]}" --set "experiment.seed=$s" \
             --set "experiment.out_dir=$run" || failed=1
         todo=()
-        for b in $betas; do trained "$out/fixed-b$b-s$s" || todo+=("$b"); done
+        for b in $betas; do trained "$out/fixed-b$b-s$s" "$steps" || todo+=("$b"); done
         [ ${#todo[@]} -eq 0 ] && continue
         YOTO_BETAS="${todo[*]}" YOTO_OUT_PREFIX="$out/fixed-s$s-b" sbatch "${sargs[@]}" \
             --ntasks="$ranks" --array=0-$((${#todo[@]} - 1)) --job-name="yoto-fid-fixed-s$s" \
-            jobs/baselines.sbatch "$fixed" "${common[@]}" --set "experiment.seed=$s" || failed=1
+            jobs/baselines.sbatch "$fixed" "${common[@]}" "${fsched[@]}" --set "experiment.seed=$s" || failed=1
     done
     echo "submitted. When the jobs have finished, run this command again without --slurm:"
     echo "it adopts their run directories, evaluates every model and writes the report."
@@ -187,15 +197,15 @@ for s in $seeds; do for b in $betas; do
 done; done
 t_all=$SECONDS
 for s in $seeds; do
-    train "$out/yoto-$name-s$s" "$config" "${yoto_sets[@]}" --set "experiment.seed=$s"
+    train "$out/yoto-$name-s$s" "$ysteps" "$config" "${ysched[@]}" "${yoto_sets[@]}" --set "experiment.seed=$s"
     for b in $betas; do
         # shellcheck disable=SC2046
-        train "$out/fixed-b$b-s$s" "$fixed" $(fixed_sets "$b") --set "experiment.seed=$s"
+        train "$out/fixed-b$b-s$s" "$steps" "$fixed" "${fsched[@]}" $(fixed_sets "$b") --set "experiment.seed=$s"
     done
 done
 for s in $seeds; do
-    evaluate "$out/yoto-$name-s$s" "$betas"
-    for b in $betas; do evaluate "$out/fixed-b$b-s$s" "$b"; done
+    evaluate "$out/yoto-$name-s$s" "$ysteps" "$betas"
+    for b in $betas; do evaluate "$out/fixed-b$b-s$s" "$steps" "$b"; done
 done
 echo "== study: $((SECONDS - t_all)) s"
 report || failed=1

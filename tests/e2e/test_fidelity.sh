@@ -52,6 +52,11 @@ expect_exit 0 "a gated variant joins the same results" study --name gated --yoto
 contains "it trained only the gated YOTO model" "$OUT" "== train $R/yoto-gated-s1"
 check "and is reported beside film" grep -q "## gated, z = mean" "$R/fidelity.md"
 
+expect_exit 0 "--yoto-steps: a YOTO variant trained longer than the baselines" study --name long --yoto-steps 30 --seeds 1
+contains "it trained only that YOTO model" "$OUT" "== train $R/yoto-long-s1"
+check "to its 30 steps" test "$(cat "$R/yoto-long-s1/ckpt/latest")" = step-000000030.h5
+contains "and the report counts its steps against the baselines'" "$R/fidelity.md" "1 run(s) of 30 steps"
+contains "30 / (2 x 20) of their steps" "$R/fidelity.md" "and 75 % of their steps"
 expect_exit 0 "--trend: one variant's gap in several results (training lengths)" "$PYTHON" analysis/fidelity.py "$R" "$R" --trend "$T/trend.png" --z sample
 check "the trend figure is a PNG" "$PYTHON" -c 'import sys, matplotlib.image as m; a = m.imread(sys.argv[1]); assert a.shape[0] > 300 and a.std() > 0.01' "$T/trend.png"
 expect_exit 2 "several results without --trend: a usage error" "$PYTHON" analysis/fidelity.py "$R" "$R"
