@@ -50,7 +50,7 @@ kinds=${*:-unit isa mpi e2e}
 variants=${YOTO_VARIANTS:-rel dbl}
 mpi_variants=${YOTO_MPI_VARIANTS:-rel dbl}
 e2e_variants=${YOTO_E2E_VARIANTS:-rel}
-asan_e2e_skip=${YOTO_ASAN_E2E_SKIP-test_jobs test_hang test_fidelity test_disentanglement test_scripts test_docs test_scaling}
+asan_e2e_skip=${YOTO_ASAN_E2E_SKIP-test_jobs test_hang test_fidelity test_disentanglement test_scripts test_docs test_scaling test_mutants}
 filter=${YOTO_TEST_FILTER:-}
 
 pass=0 fail=0 skip=0

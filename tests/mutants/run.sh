@@ -13,7 +13,9 @@
 # suites run (tests/run.sh), the file restored. A mutant is
 #   killed     some listed suite failed
 #   survived   every listed suite passed (fine only when marked equivalent)
-#   stale      the patch no longer applies: rewrite it against today's code
+#   stale      the patch no longer applies, or applies but changes none of
+#              the suites' binaries (code another build compiles, e.g. the
+#              double build's branch): rewrite it against today's code
 #   unbuilt    the mutated tree does not compile: not a useful mutant
 # The suites must pass on the unmutated copy first. Exit 0 when every mutant
 # is killed or an explained equivalent. YOTO_MUTANT_KEEP=1 keeps the copy;
@@ -69,6 +71,8 @@ for d in build bin; do [ -d "$d" ] && cp -a "$d" "$scratch/"; done
 # the copy has no .git: keep the commit the builds were made with
 commit=$(cat build/git-commit 2>/dev/null || echo unknown)
 mk() { make -C "$scratch" -j"$jobs" NO_DEPS=1 GIT_COMMIT="$commit" "$@"; }
+# sums of the built targets, to tell a mutant that changes nothing that runs
+sums_of() { (cd "$scratch" && md5sum "$@" 2>/dev/null); }
 
 all_suites=() all_targets=()
 for m in "${mutants[@]}"; do
@@ -115,9 +119,12 @@ for m in "${mutants[@]}"; do
         result=stale why="does not apply (see $log)"
     else
         for f in $files; do cp -p "$scratch/$f" "$scratch/$f.pristine"; done
+        before=$(mk "${targets[@]}" >>"$log" 2>&1; sums_of "${targets[@]}")
         patch -p1 --fuzz=3 -d "$scratch" -s --no-backup-if-mismatch <"$m" >>"$log" 2>&1
         if ! mk "${targets[@]}" >>"$log" 2>&1; then
             result=unbuilt why="does not compile (see $log)"
+        elif [ "$(sums_of "${targets[@]}")" = "$before" ]; then
+            result=stale why="applies but changes none of the suites' binaries (see $log)"
         elif run_suites "$log.tests" $suites; then
             result=survived why=
         else
