@@ -564,7 +564,13 @@ static int loop(train_ctx *c, bool *stopped) {
         bool last = c->step == steps, busy;
         watchdog_beat(WD_LOG);
         progress_step(c, &sums, last || *stopped);
+        const double tp = yt_now();
         rc = periodic(c, last, *stopped, &busy);
+        /* rates count training steps only: a checkpoint or evaluation's
+         * time leaves the intervals (elapsed keeps it) */
+        const double away = yt_now() - tp;
+        c->t_line += away;
+        c->t_row += away;
         if (rc != YT_OK || *stopped) return rc;
         /* the auto limit learns from plain steps only */
         if (!special && !busy) watchdog_clock_add(&c->clock, yt_now() - t0);
