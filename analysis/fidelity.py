@@ -12,6 +12,8 @@ exceeds 2 standard errors. The verdict line per variant applies the study's
 goal: every beta within 0.5 %, or within 2 standard errors.
 
   /usr/bin/python3 analysis/fidelity.py results/fidelity-4000 --out fidelity.md --plot fidelity.png
+  /usr/bin/python3 analysis/fidelity.py results/fidelity-4000 results/fidelity-16000 results/fidelity-16000 \
+      --variant film,film,film-24k --labels "4000 steps;16000 steps;YOTO 24000 steps" --trend trend.png
 """
 import argparse
 import csv
@@ -178,15 +180,16 @@ def plot(path, results, fixed_by_z):
     fig.savefig(path, dpi=120)
 
 
-def trend(dirs, variant, z, path):
-    """gap vs beta of one variant in several results directories (training
-    lengths, widths): one line each, ± 2 SE."""
+def trend(dirs, variants, labels, z, path):
+    """gap vs beta in several results directories (training lengths, widths):
+    one line each, ± 2 SE; variants[i] is directory i's YOTO variant,
+    labels[i] its legend entry."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     betas = set()
-    for i, d in enumerate(dirs):
+    for i, (d, variant, label) in enumerate(zip(dirs, variants, labels)):
         fixed, yoto, _ = collect(d, z)
         if variant not in yoto:
             sys.exit(f"{d}: no YOTO variant '{variant}' (has {', '.join(yoto) or 'none'})")
@@ -194,7 +197,7 @@ def trend(dirs, variant, z, path):
         bx = [r["beta"] for r in rows]
         betas |= set(bx)
         ax.errorbar(bx, [r["gap"] for r in rows], yerr=np.nan_to_num([2 * r["se"] for r in rows]),
-                    fmt="o-", color=f"C{i}", capsize=3, label=os.path.basename(os.path.normpath(d)))
+                    fmt="o-", color=f"C{i}", capsize=3, label=label)
     ax.axhline(0, color="k", lw=0.8)
     ax.axhspan(-GOAL_PCT, GOAL_PCT, color="0.9", label=f"± {GOAL_PCT} %")
     ax.set_xscale("log")
@@ -203,7 +206,7 @@ def trend(dirs, variant, z, path):
     ax.minorticks_off()
     ax.set_xlabel("beta")
     ax.set_ylabel("gap (YOTO − fixed) / fixed, % (± 2 SE)")
-    ax.set_title(f"YOTO ({variant}) vs fixed-beta models, z = {z}")
+    ax.set_title(f"YOTO ({', '.join(dict.fromkeys(variants))}) vs fixed-beta models, z = {z}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -214,15 +217,29 @@ def main():
     p.add_argument("results", nargs="+", help="the directory jobs/fidelity.sh wrote (several with --trend)")
     p.add_argument("--trend", help="with several results directories: plot one variant's gap vs beta "
                                    "for each into this PNG (e.g. 4000 vs 16000 steps)")
-    p.add_argument("--variant", default="film", help="--trend: the YOTO variant (default film)")
+    p.add_argument("--variant", default="film",
+                   help="--trend: the YOTO variant (default film), or one per results directory, "
+                        "comma-separated (e.g. film,film-24k for two variants of one study)")
+    p.add_argument("--labels", help="--trend: the legend, one label per results directory, separated "
+                                    "by ';' (default: the directories' names)")
     p.add_argument("--z", default="mean", choices=("mean", "sample"), help="--trend: which table (default mean)")
     p.add_argument("--out", help="write the Markdown report here (else stdout)")
     p.add_argument("--plot", help="write the figure here (PNG)")
     p.add_argument("--json", help="write the numbers here (JSON)")
     a = p.parse_args()
     if a.trend:
-        trend(a.results, a.variant, a.z, a.trend)
+        n = len(a.results)
+        variants = a.variant.split(",")
+        variants = variants * n if len(variants) == 1 else variants
+        labels = ([x.strip() for x in a.labels.split(";")] if a.labels
+                  else [os.path.basename(os.path.normpath(d)) for d in a.results])
+        if len(variants) != n or len(labels) != n:
+            p.error(f"--trend: {n} results directories need one variant (or {n}) and {n} labels; "
+                    f"got {len(variants)} variants and {len(labels)} labels")
+        trend(a.results, variants, labels, a.z, a.trend)
         return
+    if a.labels or "," in a.variant:
+        p.error("--labels and several --variant values are for --trend")
     if len(a.results) > 1:
         p.error("several results directories need --trend")
     a.results = a.results[0]

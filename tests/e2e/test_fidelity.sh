@@ -60,5 +60,15 @@ contains "30 / (2 x 20) of their steps" "$R/fidelity.md" "and 75 % of their step
 expect_exit 0 "--trend: one variant's gap in several results (training lengths)" "$PYTHON" analysis/fidelity.py "$R" "$R" --trend "$T/trend.png" --z sample
 check "the trend figure is a PNG" "$PYTHON" -c 'import sys, matplotlib.image as m; a = m.imread(sys.argv[1]); assert a.shape[0] > 300 and a.std() > 0.01' "$T/trend.png"
 expect_exit 2 "several results without --trend: a usage error" "$PYTHON" analysis/fidelity.py "$R" "$R"
+expect_exit 0 "--trend: one variant per results directory, with labels" "$PYTHON" analysis/fidelity.py "$R" "$R" \
+    --variant film,long --labels "20 steps;YOTO 30 steps" --trend "$T/trend2.png"
+check "that figure is a PNG" test -s "$T/trend2.png"
+expect_exit 2 "--trend: a label per directory, or a usage error" "$PYTHON" analysis/fidelity.py "$R" "$R" \
+    --labels "only one" --trend "$T/trend3.png"
+contains "which says how many it needs" "$ERR" "2 results directories need one variant (or 2) and 2 labels"
+expect_exit 1 "--trend: a variant a directory does not have names what it has" "$PYTHON" analysis/fidelity.py "$R" \
+    --variant nosuch --trend "$T/trend4.png"
+contains "the message lists the variants" "$ERR" "no YOTO variant 'nosuch' (has "
+expect_exit 2 "--labels without --trend: a usage error" "$PYTHON" analysis/fidelity.py "$R" --labels x
 
 done_testing
