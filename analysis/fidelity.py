@@ -183,31 +183,38 @@ def plot(path, results, fixed_by_z):
 def trend(dirs, variants, labels, z, path):
     """gap vs beta in several results directories (training lengths, widths):
     one line each, ± 2 SE; variants[i] is directory i's YOTO variant,
-    labels[i] its legend entry."""
+    labels[i] its legend entry. Left the whole range, right a zoom on the
+    goal's neighbourhood (the high-beta end can be 30 times the goal)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    betas = set()
-    for i, (d, variant, label) in enumerate(zip(dirs, variants, labels)):
+    series = []
+    for d, variant, label in zip(dirs, variants, labels):
         fixed, yoto, _ = collect(d, z)
         if variant not in yoto:
             sys.exit(f"{d}: no YOTO variant '{variant}' (has {', '.join(yoto) or 'none'})")
-        rows = compare(fixed, yoto[variant])
-        bx = [r["beta"] for r in rows]
-        betas |= set(bx)
-        ax.errorbar(bx, [r["gap"] for r in rows], yerr=np.nan_to_num([2 * r["se"] for r in rows]),
-                    fmt="o-", color=f"C{i}", capsize=3, label=label)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.axhspan(-GOAL_PCT, GOAL_PCT, color="0.9", label=f"± {GOAL_PCT} %")
-    ax.set_xscale("log")
-    ax.set_xticks(sorted(betas))
-    ax.set_xticklabels([f"{x:g}" for x in sorted(betas)])
-    ax.minorticks_off()
-    ax.set_xlabel("beta")
-    ax.set_ylabel("gap (YOTO − fixed) / fixed, % (± 2 SE)")
-    ax.set_title(f"YOTO ({', '.join(dict.fromkeys(variants))}) vs fixed-beta models, z = {z}")
-    ax.legend()
+        series.append((label, compare(fixed, yoto[variant])))
+    betas = sorted({r["beta"] for _, rows in series for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    for k, ax in enumerate(axes):
+        for i, (label, rows) in enumerate(series):
+            ax.errorbar([r["beta"] for r in rows], [r["gap"] for r in rows],
+                        yerr=np.nan_to_num([2 * r["se"] for r in rows]),
+                        fmt="o-", color=f"C{i}", capsize=3, label=label)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.axhspan(-GOAL_PCT, GOAL_PCT, color="0.9", label=f"± {GOAL_PCT} % (the goal)")
+        ax.set_xscale("log")
+        ax.set_xticks(betas)
+        ax.set_xticklabels([f"{x:g}" for x in betas])
+        ax.minorticks_off()
+        ax.set_xlabel("beta")
+        ax.set_ylabel("gap (YOTO − fixed) / fixed, % (± 2 SE)")
+        if k == 1:
+            ax.set_ylim(-2.5, 3.5)
+    axes[0].set_title("the whole range")
+    axes[1].set_title("zoom: gaps within ± 3 %")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"YOTO ({', '.join(dict.fromkeys(variants))}) vs fixed-beta models, z = {z}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
