@@ -14,7 +14,7 @@
 #
 # Environment: RANKS (default 2), CONFIG, DATA_DIR (the IDX files),
 # YOTO (the binary), PYTHON (default /usr/bin/python3), DEMO_STEPS (training
-# steps, default 4000 of the config's 16000: about a minute on 2 cores).
+# steps, default 4000 of the config's 24000: about a minute on 2 cores).
 set -euo pipefail
 case ${1:-} in
 "") ;;
@@ -55,7 +55,7 @@ else
 fi
 
 step "2/5 train: one YOTO model on $RANKS ranks ($CONFIG), validation tables every 1000 steps"
-# the demo's short run: 4000 of the config's 16000 steps (docs/EXPERIMENTS.md)
+# the demo's short run: 4000 of the config's 24000 steps (docs/EXPERIMENTS.md)
 "${MPIRUN[@]}" "$YOTO" train "$CONFIG" --set experiment.out_dir="$RUN" --set eval.every=1000 \
     --set train.steps="${DEMO_STEPS:-4000}" --set "optimizer.decay_steps=[$((${DEMO_STEPS:-4000} * 3 / 4))]" \
     --set train.checkpoint_every=500

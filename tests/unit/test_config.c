@@ -756,7 +756,7 @@ static void test_resume_lists(void **state) {
     /* a list of numbers of another length */
     const char *steps[] = {"optimizer.decay_steps=[1000, 3000]"};
     expect_refused(resume_check(NULL, 0, steps, 1),
-                   (const char *[]){"\n  optimizer.decay_steps: checkpoint has [12000], this run "
+                   (const char *[]){"\n  optimizer.decay_steps: checkpoint has [18000], this run "
                                     "has [1000, 3000] (from --set optimizer.decay_steps=[1000, "
                                     "3000])"},
                    1, NULL, 0);
