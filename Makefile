@@ -41,6 +41,10 @@ FLAGS_asan = -O1 $(SAN_FLAGS)
 HOT_rel = $(HOT_OPT)
 HOT_dbl = $(HOT_OPT)
 LDFLAGS_asan = $(SAN_FLAGS)
+# bin/yoto-avx512 (make avx512): the float build for CPUs with AVX-512 only,
+# one 16-float vector per rvec (src/simd.h), no baseline copies
+FLAGS_avx512 = $(OPT) -march=x86-64-v4 -mprefer-vector-width=512 -DSIMD_BYTES=64
+HOT_avx512 = $(HOT_OPT)
 
 SRCS := $(wildcard src/*.c)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
@@ -51,7 +55,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 objs = $(patsubst src/%.c,build/$(1)/src/%.o,$(2))
 support_objs = $(patsubst tests/support/%.c,build/$(1)/tests/support/%.o,$(TEST_SUPPORT))
 
-.PHONY: all deps deps-fuzz test check-valgrind check-asan fuzz mutants print-cflags print-ldlibs demo clean help
+.PHONY: all avx512 deps deps-fuzz test check-valgrind check-asan fuzz mutants print-cflags print-ldlibs demo clean help
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -62,6 +66,7 @@ help:
 	@echo "make deps         install every Debian package the project needs (apt-get)"
 	@echo "make test         build everything and run all tests; ends with 'N passed, N failed'"
 	@echo "make demo         train, evaluate and plot on the real Fashion-MNIST (2 ranks)"
+	@echo "make avx512       bin/yoto-avx512: kernels for AVX-512 CPUs only (faster there)"
 	@echo "make check-asan   unit, MPI and end-to-end tests under ASan + UBSan (bin/yoto-asan)"
 	@echo "make check-valgrind  unit tests under valgrind (Open MPI noise suppressed)"
 	@echo "make fuzz         libFuzzer on configs, IDX, CIFAR-10, data files, checkpoints"
@@ -126,21 +131,28 @@ endef
 $(eval $(call build_rules,rel,))
 $(eval $(call build_rules,dbl,-double))
 $(eval $(call build_rules,asan,-asan))
+$(eval $(call build_rules,avx512,-avx512))
 
 # The git commit goes into common.o: rebuild it when HEAD moves.
 GIT_STAMP := build/git-commit
 $(shell mkdir -p build; [ "$$(cat $(GIT_STAMP) 2>/dev/null)" = "$(GIT_COMMIT)" ] || echo "$(GIT_COMMIT)" > $(GIT_STAMP))
-build/rel/src/common.o build/dbl/src/common.o build/asan/src/common.o: $(GIT_STAMP)
+build/rel/src/common.o build/dbl/src/common.o build/asan/src/common.o build/avx512/src/common.o: $(GIT_STAMP)
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 tests_for = $(addprefix build/$(1)/tests/,$(UNIT_TESTS) $(MPI_TESTS))
+units_for = $(addprefix build/$(1)/tests/,$(UNIT_TESTS))
 
 # ---- tests ----------------------------------------------------------------------
 # unit tests in both builds and (tests/run.sh isa) the SIMD ones on the baseline
-# copies under qemu, MPI tests in both builds at 3 rank counts, end to end
-test: bin/yoto bin/yoto-double $(call tests_for,rel) $(call tests_for,dbl)
+# copies under qemu, (avx512) the unit tests of the AVX-512 build where the CPU
+# has it, MPI tests in both builds at 3 rank counts, end to end
+test: bin/yoto bin/yoto-double bin/yoto-avx512 $(call tests_for,rel) $(call tests_for,dbl) \
+      $(call units_for,avx512)
 	@tests/run.sh
+
+# bin/yoto-avx512: faster kernels on AVX-512 CPUs (docs/DESIGN.md, Performance)
+avx512: bin/yoto-avx512
 
 # the same tests against the ASan + UBSan build (clones off: baseline code)
 check-asan: bin/yoto-asan bin/yoto-double $(call tests_for,asan)

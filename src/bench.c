@@ -8,6 +8,7 @@
 #include "blas.h"
 #include "data.h"
 #include "dist.h"
+#include "isa.h"
 #include "loss.h"
 #include "model.h"
 #include "rng.h"
@@ -240,7 +241,7 @@ static void print_json(const bench_result *r) {
            " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
            "\"optimizer\": %.6g},\n"
            " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
-           "\"cpu_isa\": \"%s\",\n"
+           "\"cpu_isa\": \"%s\", \"kernels_isa\": \"%s\",\n"
            " \"allreduce\": {\"mode\": \"%s\", \"bytes\": %zu, \"alone_s\": %.6g, "
            "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
            " \"peak_rss_mb\": %.1f,\n",
@@ -248,7 +249,8 @@ static void print_json(const bench_result *r) {
            flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm,
            gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD],
            r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads, blas_corename(),
-           blas_openblas_threads(), blas_cpu_isa(), r->overlap ? "bucketed" : "blocking",
+           blas_openblas_threads(), blas_cpu_isa(), isa_kernels(),
+           r->overlap ? "bucketed" : "blocking",
            m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
            r->rss_max_kb / 1024.0);
     double ef = 2 * model_encode_macs(m), rf = 2 * macs; /* FLOPs per image */
@@ -301,9 +303,9 @@ static void print_text(const bench_result *r) {
            world > 1 ? "s" : "", r->steps, r->warmup);
     printf("  cost        %.2f M multiply-adds forward, %.2f M FLOPs per image per step\n",
            macs / 1e6, flops / 1e6);
-    printf("  threads     %d per rank (yoto's kernels; OpenBLAS %s kernels, %d thread each; "
+    printf("  threads     %d per rank (yoto's %s kernels; OpenBLAS %s kernels, %d thread each; "
            "CPU: %s)\n",
-           r->threads, blas_corename(), blas_openblas_threads(), blas_cpu_isa());
+           r->threads, isa_kernels(), blas_corename(), blas_openblas_threads(), blas_cpu_isa());
     printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run); memory %.1f GB/s (64 MiB "
            "copy, read + write)\n",
            r->sgemm, r->copy_gbs);

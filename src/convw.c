@@ -150,9 +150,32 @@ static void finish_weights(const wgeom *G, const double *du, real *dk) {
 
 /* ---- transposes between samples and lanes ------------------------------------------ */
 
+#if SIMD_BYTES == 64 && !defined(YOTO_DOUBLE)
+/* r[i][j] -> r[j][i] for 16 vectors of 16 floats (bin/yoto-avx512): four
+ * stages; the stage of bit b swaps bit b between row and lane index, i.e.
+ * the off-diagonal b x b blocks of every 2b x 2b block */
+YT_INLINE void transpose_stage(rvec *r, int b, rvec_idx lo, rvec_idx hi) {
+    for (int i = 0; i < 16; i++)
+        if (!(i & b)) {
+            const rvec a = r[i], c = r[i + b];
+            r[i] = __builtin_shuffle(a, c, lo);
+            r[i + b] = __builtin_shuffle(a, c, hi);
+        }
+}
+YT_INLINE void transpose(rvec *r) {
+    transpose_stage(r, 8, (rvec_idx){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+                    (rvec_idx){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
+    transpose_stage(r, 4, (rvec_idx){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+                    (rvec_idx){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31});
+    transpose_stage(r, 2, (rvec_idx){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+                    (rvec_idx){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31});
+    transpose_stage(r, 1, (rvec_idx){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+                    (rvec_idx){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31});
+}
+#else
 /* r[i][j] -> r[j][i] for VL vectors of VL reals (unpack, shuffle, swap halves) */
 YT_INLINE void transpose(rvec *r) {
-#ifdef YOTO_DOUBLE
+#if defined(YOTO_DOUBLE) && SIMD_BYTES == 32
     const rvec_idx lo = {0, 4, 2, 6}, hi = {1, 5, 3, 7}, h0 = {0, 1, 4, 5}, h1 = {2, 3, 6, 7};
     rvec t0 = __builtin_shuffle(r[0], r[1], lo), t1 = __builtin_shuffle(r[0], r[1], hi);
     rvec t2 = __builtin_shuffle(r[2], r[3], lo), t3 = __builtin_shuffle(r[2], r[3], hi);
@@ -181,6 +204,7 @@ YT_INLINE void transpose(rvec *r) {
     }
 #endif
 }
+#endif
 
 /* ---- packing: a band of a side into P ------------------------------------------------ */
 

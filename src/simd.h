@@ -9,6 +9,10 @@
  * the dynamic loader picks one at startup: binaries run on any x86-64 and
  * use the vector units where they exist. Helpers taking or returning rvec are
  * always_inline, so no vector ever crosses a call between the two ISAs.
+ *
+ * bin/yoto-avx512 (make avx512) is built with -march=x86-64-v4 and
+ * SIMD_BYTES=64: one zmm register per rvec (16 floats), no clones; it runs
+ * only on CPUs with AVX-512 (isa.c refuses others before any of it runs).
  */
 #ifndef YOTO_SIMD_H
 #define YOTO_SIMD_H
@@ -17,12 +21,17 @@
 
 #include "common.h"
 
+#ifndef SIMD_BYTES
 #define SIMD_BYTES 32
+#endif
+#if SIMD_BYTES != 32 && SIMD_BYTES != 64
+#error "SIMD_BYTES is 32 (AVX2 and baseline) or 64 (AVX-512)"
+#endif
 typedef real rvec __attribute__((vector_size(SIMD_BYTES)));
 /* reals per rvec */
 #define VL ((int)(SIMD_BYTES / sizeof(real)))
 
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__AVX512F__)
 #define YT_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define YT_SIMD_CLONES
@@ -54,16 +63,21 @@ YT_INLINE rvec vbcast(real x) {
 }
 /* lane patterns of two-vector shuffles: the even / odd lanes of (a, b), and
  * the low / high halves of a and b interleaved */
-#ifdef YOTO_DOUBLE
-#define RVEC_EVEN ((rvec_idx){0, 2, 4, 6})
-#define RVEC_ODD ((rvec_idx){1, 3, 5, 7})
-#define RVEC_ZIP_LO ((rvec_idx){0, 4, 1, 5})
-#define RVEC_ZIP_HI ((rvec_idx){2, 6, 3, 7})
-#else
+#if SIMD_BYTES == 64 && !defined(YOTO_DOUBLE)
+#define RVEC_EVEN ((rvec_idx){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
+#define RVEC_ODD ((rvec_idx){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
+#define RVEC_ZIP_LO ((rvec_idx){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23})
+#define RVEC_ZIP_HI ((rvec_idx){8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31})
+#elif SIMD_BYTES == 64 || !defined(YOTO_DOUBLE) /* 8 lanes */
 #define RVEC_EVEN ((rvec_idx){0, 2, 4, 6, 8, 10, 12, 14})
 #define RVEC_ODD ((rvec_idx){1, 3, 5, 7, 9, 11, 13, 15})
 #define RVEC_ZIP_LO ((rvec_idx){0, 8, 1, 9, 2, 10, 3, 11})
 #define RVEC_ZIP_HI ((rvec_idx){4, 12, 5, 13, 6, 14, 7, 15})
+#else /* 4 lanes */
+#define RVEC_EVEN ((rvec_idx){0, 2, 4, 6})
+#define RVEC_ODD ((rvec_idx){1, 3, 5, 7})
+#define RVEC_ZIP_LO ((rvec_idx){0, 4, 1, 5})
+#define RVEC_ZIP_HI ((rvec_idx){2, 6, 3, 7})
 #endif
 
 /* lanes of a where m is set (all ones), of b elsewhere; m from a comparison */

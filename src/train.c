@@ -19,6 +19,7 @@
 #include "dist.h"
 #include "eval.h"
 #include "fsutil.h"
+#include "isa.h"
 #include "labels.h"
 #include "model.h"
 #include "run.h"
@@ -304,10 +305,11 @@ static void log_start(train_ctx *c) {
     dist_host_summary(hosts, sizeof hosts);
     runlog_note(c->rl, "---- %s", c->args->cmdline ? c->args->cmdline : "yoto train");
     runlog_note(c->rl,
-                "yoto %s (git %s, %s build); %d rank%s on %s; OpenBLAS %s kernels; %d "
-                "thread%s per rank; CPU %s",
-                yt_version(), yt_git_commit(), REAL_NAME, c->world, c->world > 1 ? "s" : "", hosts,
-                blas_corename(), blas_threads(), blas_threads() > 1 ? "s" : "", blas_cpu_isa());
+                "yoto %s (git %s, %s build, %s kernels); %d rank%s on %s; OpenBLAS %s kernels; "
+                "%d thread%s per rank; CPU %s",
+                yt_version(), yt_git_commit(), REAL_NAME, isa_kernels(), c->world,
+                c->world > 1 ? "s" : "", hosts, blas_corename(), blas_threads(),
+                blas_threads() > 1 ? "s" : "", blas_cpu_isa());
     runlog_line(c->rl,
                 "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %d images, %ld steps per "
                 "epoch; %zu parameters; OpenBLAS %s; %d thread%s per rank",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/run.sh [unit] [isa] [mpi] [e2e] — the test driver behind `make test`.
+# tests/run.sh [unit] [isa] [avx512] [mpi] [e2e] — the test driver behind `make test`.
 #
 # Every suite speaks TAP ("1..N" plan, "ok N - name", "not ok N - name", "# SKIP"):
 #   unit  build/<variant>/tests/test_* from tests/unit/, each build variant
@@ -11,6 +11,8 @@
 #         without AVX2, so the loader picks the baseline copies of every
 #         YT_SIMD_CLONES function (a native run on an AVX2 machine never
 #         executes them). Skipped without qemu-x86_64 or without AVX2 here.
+#   avx512  the unit tests of build/avx512 (bin/yoto-avx512's code: 16-float
+#         vectors, make avx512) on a CPU with AVX-512; skipped elsewhere
 # A suite that exits non-zero without a failing test line, hangs past its
 # timeout, prints no test at all, or prints a plan its results do not match
 # ("1..12" with 11 results) counts as one failure. Before the last line it
@@ -46,11 +48,11 @@ export PYTHON=${PYTHON:-/usr/bin/python3}
 
 LOGS=tests/out/logs
 mkdir -p "$LOGS" "$YOTO_TEST_OUT"
-kinds=${*:-unit isa mpi e2e}
+kinds=${*:-unit isa avx512 mpi e2e}
 variants=${YOTO_VARIANTS:-rel dbl}
 mpi_variants=${YOTO_MPI_VARIANTS:-rel dbl}
 e2e_variants=${YOTO_E2E_VARIANTS:-rel}
-asan_e2e_skip=${YOTO_ASAN_E2E_SKIP-test_jobs test_hang test_fidelity test_disentanglement test_scripts test_docs test_scaling test_mutants}
+asan_e2e_skip=${YOTO_ASAN_E2E_SKIP-test_jobs test_hang test_fidelity test_disentanglement test_scripts test_docs test_scaling test_mutants test_avx512}
 filter=${YOTO_TEST_FILTER:-}
 
 pass=0 fail=0 skip=0
@@ -69,7 +71,7 @@ selected() {
 # -> unit/test_x; mpi/rel/np4/test_x -> mpi/test_x; e2e/asan/test_x -> e2e/test_x
 distinct_id() {
     local kind=${1%%/*} base=${1##*/}
-    [ "$kind" = isa ] && kind=unit
+    [ "$kind" = isa ] || [ "$kind" = avx512 ] && kind=unit
     echo "$kind/$base"
 }
 
@@ -184,6 +186,21 @@ for kind in $kinds; do
                 fi
             done
         done ;;
+    avx512)
+        why=
+        for f in avx512f avx512bw avx512dq avx512vl; do
+            grep -qw $f /proc/cpuinfo 2>/dev/null || { why="this CPU lacks $f: bin/yoto-avx512 cannot run here"; break; }
+        done
+        for src in tests/unit/test_*.c; do
+            t=$(basename "$src" .c)
+            if [ -n "$why" ]; then
+                skip_suite "avx512/$t" "$why"
+            elif [ ! -x "build/avx512/tests/$t" ]; then
+                skip_suite "avx512/$t" "build/avx512/tests/$t not built (make test builds it)"
+            else
+                run_suite "avx512/$t" 600 "${valgrind_cmd[@]}" "build/avx512/tests/$t"
+            fi
+        done ;;
     mpi)
         for src in tests/mpi/test_*.c; do
             [ -e "$src" ] || continue
@@ -217,14 +234,14 @@ for kind in $kinds; do
                 # under ASan, the suites about scripts, Slurm and timing: the yoto code
                 # they run is what the other suites run under ASan too (the time budget)
                 if [ "$v" = asan ] && [[ " $asan_e2e_skip " == *" $base "* ]]; then
-                    skip_suite "$name" "scripts, Slurm or timing: their yoto code runs under ASan in the other suites"
+                    skip_suite "$name" "scripts, Slurm, timing or another build (bin/yoto-avx512): their yoto code runs under ASan in the other suites"
                     continue
                 fi
                 run_suite "$name" $limit "${e2e_env[@]}" bash "$sh"
             done
         done ;;
     *)
-        echo "tests/run.sh: unknown suite kind '$kind' (unit, mpi, e2e, isa)" >&2
+        echo "tests/run.sh: unknown suite kind '$kind' (unit, isa, avx512, mpi, e2e)" >&2
         exit 2 ;;
     esac
 done
@@ -235,6 +252,6 @@ if [ $fail -gt 0 ]; then
     echo "failures:"
     for n in "${failed_names[@]}"; do echo "  $n"; done
 fi
-echo "${#distinct[@]} distinct tests passed (the total below counts a unit test once per build and ISA, an MPI test once per build and rank count, an e2e test once per binary)"
+echo "${#distinct[@]} distinct tests passed (the total below counts a unit test once per build and ISA, AVX-512 included, an MPI test once per build and rank count, an e2e test once per binary)"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -42,5 +42,18 @@ assert all(v <= d["step_s_max"] * 1.001 for v in ph.values()), (ph, d["step_s_ma
 assert d["step_s_min"] <= d["step_s_median"] <= d["step_s_max"], d
 assert d["images_per_s"] > 0 and 0 < d["ratio_to_sgemm"] < 2, d
 EOF
+# which kernels ran: the loader's choice in bin/yoto, AVX-512 in bin/yoto-avx512
+want=baseline
+case $YOTO in
+*-avx512) want=avx512 ;;
+*-asan) want=baseline ;; # sanitizer builds have no clones
+*) grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && [ -z "${YOTO_ISA:-}" ] && want=avx2 ;;
+esac
+check "kernels_isa is $want, cpu_isa what the CPU has" "$PYTHON" - "$T/step.json" "$want" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["kernels_isa"] == sys.argv[2], (d["kernels_isa"], sys.argv[2])
+assert d["cpu_isa"] in ("avx512", "avx2", "avx", "sse"), d["cpu_isa"]
+EOF
 
 done_testing
