@@ -92,4 +92,18 @@ eval: {batch_size: 16, max_batches: 2, splits: [train, valid], betas: [1.0, 8.0]
 EOF
 }
 
+# tiny_train BINARY NP OUT_DIR [args]: 20 steps of $T/tiny.yaml (tiny_setup)
+tiny_train() {
+    local bin=$1 np=$2 dir=$3
+    shift 3
+    $MPI "$np" "$bin" train "$T/tiny.yaml" --set experiment.out_dir="$dir" --set train.steps=20 "$@"
+}
+
+# evtab BINARY RUN NAME: the step-20 eval table of RUN (valid split, beta 1
+# and 8, z = mean, one batch) as $T/NAME.csv
+evtab() {
+    $MPI 1 "$1" eval "$2" --split valid --beta 1,8 --set eval.z=mean --set eval.max_batches=1 &&
+        cp "$2/eval/step-000000020.csv" "$T/$3.csv"
+}
+
 done_testing() { echo "1..$_tap_n"; [ $_tap_failed -eq 0 ]; }
