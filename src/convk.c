@@ -19,9 +19,11 @@
 #include "par.h"
 #include "simd.h"
 
-/* bytes of grids per chunk: about an L2 cache, so that the kernels' passes
- * over a chunk hit L2 and only the packing and unpacking touch memory */
-#define CHUNK_BYTES (384 * 1024)
+/* bytes of grids per chunk of samples. 4 MiB (L3, not L2): fewer chunks,
+ * fewer per-chunk passes (padding, sums, weight set-up); measured against
+ * 384 KiB (an L2): step time -5 % on Shapes3D, -6 % on CIFAR-10, peak RSS
+ * unchanged (the im2col route's 8 MB column buffer is the larger workspace) */
+#define CHUNK_BYTES (4 * 1024 * 1024)
 /* the kernels write up to V*VL (V <= 8) positions past the end of a grid */
 #define MAX_OVERRUN (8 * VL)
 /* positions per pass of the kernel-gradient kernel: its rows stay in L1

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/convk.h" /* internal header: convk_chunk, to test batches of several chunks */
 #include "layers.h"
 #include "testutil.h"
 
@@ -35,7 +36,11 @@ static double worst_wino; /* the largest Winograd error seen */
 static void expect_close(const char *what, const conv_geom *g, bool deconv, const real *got,
                          const real *want, size_t n) {
     double e = tu_max_norm_err_real(got, want, n); /* NaN-safe */
-    double tol = g->route == CONV_WINOGRAD ? TOL_WINO : TOL;
+    /* kernel and bias gradients sum over every position of the batch: float
+     * rounding grows like the square root of their count, so batches beyond
+     * 16384 positions (the chunk tests) get that much more room */
+    double terms = (double)g->n * g->h * g->w;
+    double tol = (g->route == CONV_WINOGRAD ? TOL_WINO : TOL) * sqrt(fmax(1.0, terms / 16384));
     if (!(e <= tol))
         fail_msg("%s %s n=%d cin=%d %dx%d cout=%d stride=%d route %d: error %.3g > %.3g",
                  deconv ? "deconv" : "conv", what, g->n, g->cin, g->h, g->w, g->cout, g->stride,
@@ -285,12 +290,22 @@ static void test_odd_shapes(void **state) {
         }
 }
 
-/* batches larger than one chunk, with a partial last chunk */
+/* batches larger than one chunk, with a partial last chunk: two full chunks
+ * and part of a third, the chunk as convk.c sizes it for the geometry */
+static void check_chunked(int cin, int h, int w, int cout, int stride) {
+    conv_geom probe = conv_geom_make(1 << 16, cin, h, w, cout, stride);
+    int c = convk_chunk(&probe);
+    if (c > 512) fail_msg("chunk %d for %d x %dx%d: the test would be slow; adjust", c, cin, h, w);
+    int n = 2 * c + c / 2 + 1;
+    printf("# chunked: %d x %dx%d -> %d, stride %d: batch %d in chunks of %d\n", cin, h, w, cout,
+           stride, n, c);
+    check_shape(n, cin, h, w, cout, stride);
+}
+
 static void test_chunks(void **state) {
     (void)state;
-    check_shape(37, 4, 16, 16, 6, 2);
-    check_shape(19, 8, 32, 32, 12, 1);
-    check_shape(5, 16, 64, 64, 8, 2);
+    check_chunked(4, 16, 16, 6, 2);
+    check_chunked(3, 16, 16, 5, 1);
 }
 
 int main(void) {
