@@ -804,50 +804,50 @@ static void finish_backward(kcall *c, real *dk, real *db) {
     free(c->sums);
 }
 
-void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                        const film_stage *st, real *f, real *o, real *work) {
+/* the two forward computations (A for a conv, B for a deconv) and the two
+ * backward ones differ only in their op */
+static void forward(const conv_geom *g, int op, const real *x, const real *k, const real *b,
+                    real *y, const film_stage *st, real *f, real *o, real *work) {
     const stage_io sio = {.st = st, .f = f, .o = o};
-    kcall c = make_call(g, OP_CONV_FWD, k, work);
+    kcall c = make_call(g, op, k, work);
     c.in = x;
     c.bias = b;
     c.out = y;
     c.sio = st ? &sio : NULL;
     run_call(&c);
+}
+
+static void backward(const conv_geom *g, int op, const real *x, const real *k, const real *dy,
+                     real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                     const real *f, real *dscale, real *dshift, real *work) {
+    const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
+    kcall c = make_call(g, op, dx ? k : NULL, work);
+    c.in = x;
+    c.grad = dy;
+    c.out = dx;
+    c.sio = st ? &sio : NULL;
+    run_call(&c);
+    finish_backward(&c, dk, db);
+}
+
+void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
+                        const film_stage *st, real *f, real *o, real *work) {
+    forward(g, OP_CONV_FWD, x, k, b, y, st, f, o, work);
 }
 
 void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                          real *dk, real *db, const film_stage *st, const real *z, const real *f,
                          real *dscale, real *dshift, real *work) {
-    const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
-    kcall c = make_call(g, OP_CONV_BWD, dx ? k : NULL, work);
-    c.in = x;
-    c.grad = dy;
-    c.out = dx;
-    c.sio = st ? &sio : NULL;
-    run_call(&c);
-    finish_backward(&c, dk, db);
+    backward(g, OP_CONV_BWD, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
 }
 
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                           const film_stage *st, real *f, real *o, real *work) {
-    const stage_io sio = {.st = st, .f = f, .o = o};
-    kcall c = make_call(g, OP_DECONV_FWD, k, work);
-    c.in = x;
-    c.bias = b;
-    c.out = y;
-    c.sio = st ? &sio : NULL;
-    run_call(&c);
+    forward(g, OP_DECONV_FWD, x, k, b, y, st, f, o, work);
 }
 
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
                            const real *f, real *dscale, real *dshift, real *work) {
-    const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
-    kcall c = make_call(g, OP_DECONV_BWD, dx ? k : NULL, work);
-    c.in = x;
-    c.grad = dy;
-    c.out = dx;
-    c.sio = st ? &sio : NULL;
-    run_call(&c);
-    finish_backward(&c, dk, db);
+    backward(g, OP_DECONV_BWD, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
 }

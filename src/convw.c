@@ -626,11 +626,16 @@ static void set_weights(job *J, const real *k, bool b) {
     pack_weights(&J->G, k, b, J->work);
 }
 
-void convw_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                        const film_stage *st, real *f, real *o, real *work) {
-    job J = make_job(g, OP_A, work);
-    set_weights(&J, k, false);
-    J.xs.t = x;
+/* a conv reads x on the X side with the kernels as they are (A); a deconv
+ * reads it on the Y side with them turned (B) */
+static void forward(const conv_geom *g, bool deconv, const real *x, const real *k, const real *b,
+                    real *y, const film_stage *st, real *f, real *o, real *work) {
+    job J = make_job(g, deconv ? OP_B : OP_A, work);
+    set_weights(&J, k, deconv);
+    if (deconv)
+        J.ys.t = x;
+    else
+        J.xs.t = x;
     J.out = y;
     J.bias = b;
     J.st = st;
@@ -639,17 +644,14 @@ void convw_conv_forward(const conv_geom *g, const real *x, const real *k, const 
     run_job(&J);
 }
 
+void convw_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
+                        const film_stage *st, real *f, real *o, real *work) {
+    forward(g, false, x, k, b, y, st, f, o, work);
+}
+
 void convw_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                           const film_stage *st, real *f, real *o, real *work) {
-    job J = make_job(g, OP_B, work);
-    set_weights(&J, k, true);
-    J.ys.t = x;
-    J.out = y;
-    J.bias = b;
-    J.st = st;
-    J.f = f;
-    J.o = o;
-    run_job(&J);
+    forward(g, true, x, k, b, y, st, f, o, work);
 }
 
 /* a gradient side with the block stage's backward folded into its packing */
@@ -662,32 +664,32 @@ static void stage_side(side *sd, const film_stage *st, const real *z, const real
     sd->dshift = dshift;
 }
 
-void convw_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
-                         real *dscale, real *dshift, real *work) {
-    job J = make_job(g, OP_BWD_CONV, work);
-    if (dx) set_weights(&J, k, true);
-    J.xs.t = x;
-    J.ys.t = dy;
-    stage_side(&J.ys, st, z, f, dscale, dshift);
+/* the input gradient of a conv is B of dy with the turned kernels; a
+ * deconv's, A; the kernel gradient is C either way, with the sides swapped */
+static void backward(const conv_geom *g, bool deconv, const real *x, const real *k, const real *dy,
+                     real *dx, real *dk, real *db, const film_stage *st, const real *z,
+                     const real *f, real *dscale, real *dshift, real *work) {
+    job J = make_job(g, deconv ? OP_BWD_DECONV : OP_BWD_CONV, work);
+    if (dx) set_weights(&J, k, !deconv);
+    side *in = deconv ? &J.ys : &J.xs, *grad = deconv ? &J.xs : &J.ys;
+    in->t = x;
+    grad->t = dy;
+    stage_side(grad, st, z, f, dscale, dshift);
     J.dx = dx;
     J.sums = yt_calloc((size_t)J.G.threads * J.G.cmax, sizeof *J.sums);
     run_job(&J);
-    finish_backward(&J, dk, db, g->cout);
+    finish_backward(&J, dk, db, deconv ? g->cin : g->cout);
     free(J.sums);
+}
+
+void convw_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
+                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
+                         real *dscale, real *dshift, real *work) {
+    backward(g, false, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
 }
 
 void convw_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
                            const real *f, real *dscale, real *dshift, real *work) {
-    job J = make_job(g, OP_BWD_DECONV, work);
-    if (dx) set_weights(&J, k, false);
-    J.ys.t = x;
-    J.xs.t = dy;
-    stage_side(&J.xs, st, z, f, dscale, dshift);
-    J.dx = dx;
-    J.sums = yt_calloc((size_t)J.G.threads * J.G.cmax, sizeof *J.sums);
-    run_job(&J);
-    finish_backward(&J, dk, db, g->cin);
-    free(J.sums);
+    backward(g, true, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
 }
