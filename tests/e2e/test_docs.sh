@@ -1,5 +1,5 @@
 # test_docs.sh — the documentation cites only what users have: every
-# `NAME.md` cited in docs/, configs/, include/, src/, analysis/, jobs/,
+# Markdown page (capitals, then .md) cited in docs/, configs/, include/, src/, analysis/, jobs/,
 # README.md and the Makefile is a file of the repository; every relative
 # link and image in the Markdown pages exists; README's table lists every
 # page of docs/; and the pages written for users (README, docs/ but the
@@ -20,7 +20,7 @@ def exists(cited, by):
     return any(os.path.isfile(os.path.normpath(p))
                for p in (cited, os.path.join(os.path.dirname(by), cited), os.path.join("docs", cited)))
 
-if what == "cited":  # documents named NAME.md (capitals: pages, not output files like scaling.md)
+if what == "cited":  # documents named in capitals + .md (pages, not output files like scaling.md)
     cite = re.compile(r"(?<![A-Za-z0-9_./-])((?:[A-Za-z0-9_.-]+/)*[A-Z][A-Z0-9_]*\.md)\b")
     seen, missing = 0, []
     for f in sources:
@@ -53,21 +53,24 @@ elif what == "functions":  # user pages describe what users do, not internal fun
     assert not found, "internal functions named in user pages: " + "; ".join(found)
 print("ok")
 EOF
-check "every NAME.md cited in docs/, configs/, include/, src/, analysis/, jobs/ is in the repository" \
+check "every Markdown page cited in docs/, configs/, include/, src/, analysis/, jobs/ is in the repository" \
     "$PYTHON" "$T/check_docs.py" cited
 check "every relative link and image of README.md and docs/*.md exists" "$PYTHON" "$T/check_docs.py" links
 check "README's documentation table lists every page of docs/" "$PYTHON" "$T/check_docs.py" readme
 check "user pages name no internal C function of include/" "$PYTHON" "$T/check_docs.py" functions
 
-# the checker itself: a page that cites a missing document fails it
+# the checker itself: a page that cites a missing document fails it (its
+# name is put together here, so that this script cites no missing page)
+missing=docs/MISSING_PAGE
 mkdir -p "$T/repo/docs" "$T/repo/include"
 cp README.md "$T/repo/"
 cp docs/*.md "$T/repo/docs/"
 cp include/*.h "$T/repo/include/"
-echo "See docs/NOPE.md and DESIGN.md." >>"$T/repo/docs/CONFIG.md"
+echo "See $missing.md and DESIGN.md." >>"$T/repo/docs/CONFIG.md"
 for i in $(seq 1 50); do echo "DESIGN.md"; done >>"$T/repo/docs/DATA.md"
-expect_exit 1 "(the check fails on a page citing docs/NOPE.md)" env -C "$T/repo" "$PYTHON" "$T/check_docs.py" cited
-contains "... and names it" "$ERR" "docs/CONFIG.md:"
+expect_exit 1 "(the check fails on a page citing a missing page)" env -C "$T/repo" "$PYTHON" "$T/check_docs.py" cited
+contains "... and names the page" "$ERR" "$missing.md"
+contains "... and where it is cited" "$ERR" "docs/CONFIG.md:"
 echo "Call config_load() first." >>"$T/repo/docs/CLI.md"
 expect_exit 1 "(the function check fails on a page naming config_load)" env -C "$T/repo" "$PYTHON" "$T/check_docs.py" functions
 contains "... and names it" "$ERR" "docs/CLI.md: config_load"
