@@ -304,6 +304,10 @@ static void check_chunked(int cin, int h, int w, int cout, int stride) {
 
 static void test_chunks(void **state) {
     (void)state;
+    /* emulated (tests/run.sh isa, YOTO_ISA=baseline): the chunk loop is the
+     * same C in both copies and runs natively in every build; the baseline
+     * kernels are checked by the tests above. ~15 s of qemu saved in CI */
+    if (getenv("YOTO_ISA")) skip();
     check_chunked(4, 16, 16, 2, 2);
     check_chunked(3, 16, 16, 2, 1);
 }
