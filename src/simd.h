@@ -171,13 +171,20 @@ YT_INLINE rvec vsigmoid(rvec x) {
 }
 #endif
 
-/* dst[0, n) = src[0, n) for short rows, without a call */
+/* dst[0, n) = src[0, n) for short rows, without a call. GCC turns the plain
+ * loop into a call to memmove (its loop-distribution pass), 3.6% of a
+ * Shapes3D step for rows of 8-64 reals; the empty asm hides the index from
+ * that pass. */
 YT_INLINE void copy_row(real *restrict dst, const real *restrict src, int n) {
     int i = 0;
-    for (; i + VL <= n; i += VL)
+    for (; i + VL <= n; i += VL) {
         vstore(dst + i, vload(src + i));
-    for (; i < n; i++)
+        __asm__("" : "+r"(i));
+    }
+    for (; i < n; i++) {
         dst[i] = src[i];
+        __asm__("" : "+r"(i));
+    }
 }
 
 /* n rounded up to a multiple of m */
