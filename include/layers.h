@@ -52,21 +52,22 @@ void deconv_backward(const conv_geom *g, const real *x, const real *k, const rea
  * film_stage (convgeom.h): FiLM and maybe a leaky ReLU, applied to the
  * layer's output while it is still in cache. */
 
-/* z = conv(x) + b (conv_forward), f = FiLM(z), o = lrelu(f) (only with
- * st->lrelu; o may be NULL otherwise) */
+/* z = conv(x) + b (conv_forward), o = lrelu(FiLM(z)) (with st->lrelu;
+ * FiLM(z) without). FiLM's own output is not kept: the backward needs only
+ * its sign, which o has (alpha >= 0). */
 void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
-                       const film_stage *st, real *z, real *f, real *o, real *work);
+                       const film_stage *st, real *z, real *o, real *work);
 void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
-                         const film_stage *st, real *z, real *f, real *o, real *work);
-/* Backward of *_film_forward from dout, the gradient w.r.t. o (w.r.t. f
- * without lrelu), which is CLOBBERED (scratch); z and f from the forward.
- * dscale and dshift [n][c] OVERWRITTEN (as film_backward); dx, dk, db as
- * conv_backward / deconv_backward. */
+                         const film_stage *st, real *z, real *o, real *work);
+/* Backward of *_film_forward from dout, the gradient w.r.t. o, which is
+ * CLOBBERED (scratch); z and o from the forward. dscale and dshift [n][c]
+ * OVERWRITTEN (as film_backward); dx, dk, db as conv_backward /
+ * deconv_backward. */
 void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
-                        const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                        const real *z, const real *o, real *dout, real *dx, real *dk, real *db,
                         real *dscale, real *dshift, real *work);
 void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
-                          const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                          const real *z, const real *o, real *dout, real *dx, real *dk, real *db,
                           real *dscale, real *dshift, real *work);
 
 /* ---- dense: y [n][out] = x [n][in] W^T + b, W [out][in] --------------------- */
@@ -84,13 +85,14 @@ void film_forward(int c, int n, int hw, const real *x, const real *scale, const 
 void film_backward(int c, int n, int hw, const real *x, const real *scale, const real *dy,
                    real *dx, real *dscale, real *dshift);
 
-/* FiLM then leaky ReLU, in one pass (a block's output): f = FiLM(x) as
- * film_forward, y = lrelu(f) with slope alpha. f is what the backward needs. */
+/* FiLM then leaky ReLU, in one pass (a block's output): y = lrelu(FiLM(x))
+ * with slope alpha >= 0 (FiLM as film_forward). */
 void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const real *scale,
-                        const real *shift, real *f, real *y);
-/* The backward of film_lrelu_forward, in one pass: dx (may be NULL, may alias
+                        const real *shift, real *y);
+/* The backward of film_lrelu_forward, in one pass, with x and y from the
+ * forward (y > 0 exactly where FiLM's output was): dx (may be NULL, may alias
  * dy), dscale and dshift [n][c] OVERWRITTEN as in film_backward. */
-void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *f,
+void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *y,
                          const real *scale, const real *dy, real *dx, real *dscale,
                          real *dshift);
 

@@ -78,10 +78,10 @@ typedef struct {
     mlp scale_mlp, shift_mlp;
     bool gated;                   /* gated conditioning: a gate per layer */
     gate gate[MODEL_MAX_LAYERS];
-    real *gf[MODEL_MAX_LAYERS];   /* [C][n][hw] g * z of the layers but the last */
     real *scale, *shift; /* [n][C] post-processed FiLM scales and shifts */
-    real *f;             /* [C][n][hw] FiLM output (= z[last] without FiLM) */
-    real *o;             /* [C][n][hw] block output */
+    real *o; /* [C][n][hw] block output: its FiLM or gate stage's (the stage's
+              * own output before the leaky ReLU is not kept), else z[last]
+              * or its leaky ReLU */
 } conv_block;
 
 typedef struct {

@@ -188,8 +188,8 @@ YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, re
  * besides the incoming gradient (backward); st NULL: no stage. */
 typedef struct {
     const film_stage *st;
-    real *f, *o;           /* forward: FiLM and leaky ReLU outputs, laid out as z */
-    const real *z, *fz;    /* backward: the forward's z and f */
+    real *o;               /* forward: the stage's output, laid out as z */
+    const real *z, *fo;    /* backward: the forward's z and o */
     real *dscale, *dshift; /* backward: [n][c] */
 } stage_io;
 
@@ -235,7 +235,7 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
                 const size_t ro = at + (size_t)ir * g->w;
                 const real *row = x + ro;
                 if (st) {
-                    stage_bwd_row(st, a, row, sio->fz + ro, sio->z + ro, tmp, g->w, &ds, &dt);
+                    stage_bwd_row(st, a, row, sio->fo + ro, sio->z + ro, tmp, g->w, &ds, &dt);
                     row = tmp;
                 }
                 pack_row(g, L, row, d0, d1);
@@ -272,7 +272,7 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
             for (int r = 0; r < ho; r++, d += L->wq) {
                 const size_t ro = at + (size_t)r * wo;
                 if (st)
-                    stage_bwd_row(st, a, y + ro, sio->fz + ro, sio->z + ro, d, wo, &ds, &dt);
+                    stage_bwd_row(st, a, y + ro, sio->fo + ro, sio->z + ro, d, wo, &ds, &dt);
                 else
                     copy_row(d, y + ro, wo);
                 zero(d + wo, (size_t)(L->wq - wo));
@@ -305,8 +305,7 @@ static void unpack_y(const layout *L, int nch, int n, int ho, int wo, const real
                 const size_t ro = at + (size_t)r * wo;
                 copy_row(y + ro, src, wo);
                 if (st)
-                    stage_fwd_row(st, st->scale[si], st->shift[si], y + ro, sio->f + ro,
-                                  st->lrelu ? sio->o + ro : NULL, wo);
+                    stage_fwd_row(st, st->scale[si], st->shift[si], y + ro, sio->o + ro, wo);
             }
         }
     }
@@ -341,8 +340,7 @@ static void unpack_x(const conv_geom *g, const layout *L, const real *out, int n
                     if (w & 1) dst[w - 1] = e[half];
                 }
                 if (st)
-                    stage_fwd_row(st, st->scale[si], st->shift[si], dst, sio->f + ro,
-                                  st->lrelu ? sio->o + ro : NULL, w);
+                    stage_fwd_row(st, st->scale[si], st->shift[si], dst, sio->o + ro, w);
             }
         }
     }
@@ -807,8 +805,8 @@ static void finish_backward(kcall *c, real *dk, real *db) {
 /* the two forward computations (A for a conv, B for a deconv) and the two
  * backward ones differ only in their op */
 static void forward(const conv_geom *g, int op, const real *x, const real *k, const real *b,
-                    real *y, const film_stage *st, real *f, real *o, real *work) {
-    const stage_io sio = {.st = st, .f = f, .o = o};
+                    real *y, const film_stage *st, real *o, real *work) {
+    const stage_io sio = {.st = st, .o = o};
     kcall c = make_call(g, op, k, work);
     c.in = x;
     c.bias = b;
@@ -819,8 +817,8 @@ static void forward(const conv_geom *g, int op, const real *x, const real *k, co
 
 static void backward(const conv_geom *g, int op, const real *x, const real *k, const real *dy,
                      real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                     const real *f, real *dscale, real *dshift, real *work) {
-    const stage_io sio = {.st = st, .z = z, .fz = f, .dscale = dscale, .dshift = dshift};
+                     const real *o, real *dscale, real *dshift, real *work) {
+    const stage_io sio = {.st = st, .z = z, .fo = o, .dscale = dscale, .dshift = dshift};
     kcall c = make_call(g, op, dx ? k : NULL, work);
     c.in = x;
     c.grad = dy;
@@ -831,23 +829,23 @@ static void backward(const conv_geom *g, int op, const real *x, const real *k, c
 }
 
 void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                        const film_stage *st, real *f, real *o, real *work) {
-    forward(g, OP_CONV_FWD, x, k, b, y, st, f, o, work);
+                        const film_stage *st, real *o, real *work) {
+    forward(g, OP_CONV_FWD, x, k, b, y, st, o, work);
 }
 
 void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
+                         real *dk, real *db, const film_stage *st, const real *z, const real *o,
                          real *dscale, real *dshift, real *work) {
-    backward(g, OP_CONV_BWD, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+    backward(g, OP_CONV_BWD, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
 }
 
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                          const film_stage *st, real *f, real *o, real *work) {
-    forward(g, OP_DECONV_FWD, x, k, b, y, st, f, o, work);
+                          const film_stage *st, real *o, real *work) {
+    forward(g, OP_DECONV_FWD, x, k, b, y, st, o, work);
 }
 
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                           const real *f, real *dscale, real *dshift, real *work) {
-    backward(g, OP_DECONV_BWD, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+                           const real *o, real *dscale, real *dshift, real *work) {
+    backward(g, OP_DECONV_BWD, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
 }

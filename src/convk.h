@@ -40,19 +40,19 @@ int convk_chunk(const conv_geom *g);
 size_t convk_work_size(const conv_geom *g);
 
 /* The layer functions of layers.h; with a stage (not NULL) the *_film_*
- * ones: the stage applied while unpacking the output (f, o), or its gradient
- * folded into the packing of dy (z, f, dscale, dshift; dy is the gradient
- * w.r.t. the stage's output, left unchanged). */
+ * ones: the stage applied while unpacking the output (into o), or its
+ * gradient folded into the packing of dy (z and o from the forward, dscale,
+ * dshift; dy is the gradient w.r.t. the stage's output, left unchanged). */
 void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                        const film_stage *st, real *f, real *o, real *work);
+                        const film_stage *st, real *o, real *work);
 void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
+                         real *dk, real *db, const film_stage *st, const real *z, const real *o,
                          real *dscale, real *dshift, real *work);
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                          const film_stage *st, real *f, real *o, real *work);
+                          const film_stage *st, real *o, real *work);
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                           const real *f, real *dscale, real *dshift, real *work);
+                           const real *o, real *dscale, real *dshift, real *work);
 
 /* ---- Winograd F(2x2, 3x3) for stride 1 (convw.c) ---------------------------------
  * Same four operations and semantics as above, for stride-1 geometries:
@@ -63,15 +63,15 @@ void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, con
 bool convw_supports(const conv_geom *g);
 size_t convw_work_size(const conv_geom *g);
 void convw_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                        const film_stage *st, real *f, real *o, real *work);
+                        const film_stage *st, real *o, real *work);
 void convw_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
+                         real *dk, real *db, const film_stage *st, const real *z, const real *o,
                          real *dscale, real *dshift, real *work);
 void convw_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                          const film_stage *st, real *f, real *o, real *work);
+                          const film_stage *st, real *o, real *work);
 void convw_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                           const real *f, real *dscale, real *dshift, real *work);
+                           const real *o, real *dscale, real *dshift, real *work);
 
 /* ---- convk.c's register-blocked kernels as small GEMMs (for convw.c) --------------
  * out[o][q] = sum_i w[i][o] in[i][q], o < nout, i < nin, for q in [0, Q)
@@ -87,33 +87,37 @@ void convk_gemm_grad(int ny, int nx, const real *gy, size_t gy_cs, const real *p
 
 /* ---- a block's output stage on one row (shared by the direct routes) -------------- */
 
-/* forward, one row: f = a z + t, o = lrelu(f) */
-YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *f, real *o,
-                             int n) {
+/* forward, one row: o = lrelu(a z + t) (without lrelu, a z + t) */
+YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *o, int n) {
     const rvec zero = {0};
     int p = 0;
-    for (; p + VL <= n; p += VL) {
-        rvec v = vload(z + p) * a + t;
-        vstore(f + p, v);
-        if (st->lrelu) vstore(o + p, vselect(v > zero, v, v * st->alpha));
+    if (st->lrelu) {
+        for (; p + VL <= n; p += VL) {
+            rvec v = vload(z + p) * a + t;
+            vstore(o + p, vselect(v > zero, v, v * st->alpha));
+        }
+    } else {
+        for (; p + VL <= n; p += VL)
+            vstore(o + p, vload(z + p) * a + t);
     }
     for (; p < n; p++) {
         real v = a * z[p] + t;
-        f[p] = v;
-        if (st->lrelu) o[p] = v > 0 ? v : st->alpha * v;
+        o[p] = !st->lrelu || v > 0 ? v : st->alpha * v;
     }
 }
 
-/* backward, one row: g = d * lrelu'(f) (d without lrelu), out = a g;
- * *ds += sum g z, *dt += sum g (float lanes over the row, then double) */
-YT_INLINE void stage_bwd_row(const film_stage *st, real a, const real *d, const real *f,
+/* backward, one row: g = d * lrelu'(o) (d without lrelu), out = a g;
+ * *ds += sum g z, *dt += sum g (float lanes over the row, then double).
+ * o is the forward's output: with alpha >= 0 it is > 0 exactly where the
+ * FiLM output was, so it gives lrelu' without keeping that output. */
+YT_INLINE void stage_bwd_row(const film_stage *st, real a, const real *d, const real *o,
                              const real *z, real *out, int n, double *ds, double *dt) {
     const rvec zero = {0};
     rvec sv = {0}, tv = {0};
     int p = 0;
     for (; p + VL <= n; p += VL) {
         rvec g = vload(d + p);
-        if (st->lrelu) g = vselect(vload(f + p) > zero, g, g * st->alpha);
+        if (st->lrelu) g = vselect(vload(o + p) > zero, g, g * st->alpha);
         sv += g * vload(z + p);
         tv += g;
         vstore(out + p, g * a);
@@ -121,7 +125,7 @@ YT_INLINE void stage_bwd_row(const film_stage *st, real a, const real *d, const 
     double s = vhsum(sv), t = vhsum(tv);
     for (; p < n; p++) {
         real g = d[p];
-        if (st->lrelu && !(f[p] > 0)) g = st->alpha * g;
+        if (st->lrelu && !(o[p] > 0)) g = st->alpha * g;
         s += (double)g * z[p];
         t += g;
         out[p] = a * g;

@@ -215,7 +215,7 @@ typedef struct {
     /* packing a gradient: the block stage's backward folded in (st NULL:
      * none), as convk's pack_y; dscale, dshift [n][c] */
     const film_stage *st;
-    const real *z, *f;
+    const real *z, *o; /* the forward's z and stage output */
     real *dscale, *dshift;
     double *sums; /* per channel, += the sums of the packed values; or NULL */
 } side;
@@ -249,7 +249,7 @@ YT_INLINE const real *band_rows(const wgeom *G, const side *sd, int c, int s, in
     for (int y = lo; y < hi; y++) {
         const size_t ro = at + (size_t)y * w;
         bool own = y >= own_lo && y < own_hi;
-        stage_bwd_row(st, a, src + (size_t)y * w, sd->f + ro, sd->z + ro,
+        stage_bwd_row(st, a, src + (size_t)y * w, sd->o + ro, sd->z + ro,
                       tmp + (size_t)(y - lo) * w, w, own ? &ds : &junk, own ? &dt : &junk);
     }
     /* several bands add up a sample's sums: the first one sets them */
@@ -427,10 +427,10 @@ static void xform_out(const wgeom *G, int C, int gn, int nr, const real *M, size
 }
 
 /* out [c][n][h][w], the band's rows 2 r0 .. 2 (r0 + nr), from S (+ bias; the
- * block stage's forward into f, o when st is set) */
+ * block stage's forward into o when st is set) */
 YT_SIMD_CLONES
 static void unpack_band(const wgeom *G, int C, const real *S, int grp0, int gn, int r0, int nr,
-                        const real *bias, real *out, const film_stage *st, real *f, real *o) {
+                        const real *bias, real *out, const film_stage *st, real *o) {
     const int h = G->h, w = G->w, y0 = 2 * r0, y1 = YT_MIN(h, 2 * (r0 + nr));
     const size_t npx = (size_t)(y1 - y0) * w, rowv = (size_t)(2 * G->tw) * VL;
     for (int c = 0; c < C; c++)
@@ -462,8 +462,7 @@ static void unpack_band(const wgeom *G, int C, const real *S, int grp0, int gn, 
             if (st)
                 for (int s = 0; s < ns; s++) {
                     const size_t si = (size_t)(s0 + s) * C + c, off = (size_t)(dst[s] - out);
-                    stage_fwd_row(st, st->scale[si], st->shift[si], dst[s], f + off,
-                                  st->lrelu ? o + off : NULL, (int)npx);
+                    stage_fwd_row(st, st->scale[si], st->shift[si], dst[s], o + off, (int)npx);
                 }
         }
 }
@@ -482,7 +481,7 @@ typedef struct {
     real *out;
     const real *bias;
     const film_stage *st;
-    real *f, *o;
+    real *o;
     real *dx; /* backward: the input gradient, or NULL */
     real *work;
     double *sums; /* [threads][channels of the bias gradient] */
@@ -526,7 +525,7 @@ static void band_forward(const job *J, const part *q, int grp0, int gn, int r0, 
     xform_in(G, nin, gn, nr, q->px, q->t1, qs);
     products(J, nout, nin, q->t1, q->t2, (size_t)gn * nr * G->tw * VL, qs);
     xform_out(G, nout, gn, nr, q->t2, qs, q->s);
-    unpack_band(G, nout, q->s, grp0, gn, r0, nr, J->bias, J->out, J->st, J->f, J->o);
+    unpack_band(G, nout, q->s, grp0, gn, r0, nr, J->bias, J->out, J->st, J->o);
 }
 
 /* backward for one band: C into the thread's accumulators, and the input
@@ -552,11 +551,11 @@ static void band_backward(const job *J, const part *q, int grp0, int gn, int r0,
         xform_in(G, G->cy, gn, nr, q->py, q->t2, qs);
         products(J, G->cx, G->cy, q->t2, q->t1, Q, qs);
         xform_out(G, G->cx, gn, nr, q->t1, qs, q->s);
-        unpack_band(G, G->cx, q->s, grp0, gn, r0, nr, NULL, J->dx, NULL, NULL, NULL);
+        unpack_band(G, G->cx, q->s, grp0, gn, r0, nr, NULL, J->dx, NULL, NULL);
     } else { /* dx on the Y side = A(dy), from the transform made for C */
         products(J, G->cy, G->cx, q->t1, q->t2, Q, qs);
         xform_out(G, G->cy, gn, nr, q->t2, qs, q->s);
-        unpack_band(G, G->cy, q->s, grp0, gn, r0, nr, NULL, J->dx, NULL, NULL, NULL);
+        unpack_band(G, G->cy, q->s, grp0, gn, r0, nr, NULL, J->dx, NULL, NULL);
     }
 }
 
@@ -629,7 +628,7 @@ static void set_weights(job *J, const real *k, bool b) {
 /* a conv reads x on the X side with the kernels as they are (A); a deconv
  * reads it on the Y side with them turned (B) */
 static void forward(const conv_geom *g, bool deconv, const real *x, const real *k, const real *b,
-                    real *y, const film_stage *st, real *f, real *o, real *work) {
+                    real *y, const film_stage *st, real *o, real *work) {
     job J = make_job(g, deconv ? OP_B : OP_A, work);
     set_weights(&J, k, deconv);
     if (deconv)
@@ -639,27 +638,26 @@ static void forward(const conv_geom *g, bool deconv, const real *x, const real *
     J.out = y;
     J.bias = b;
     J.st = st;
-    J.f = f;
     J.o = o;
     run_job(&J);
 }
 
 void convw_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                        const film_stage *st, real *f, real *o, real *work) {
-    forward(g, false, x, k, b, y, st, f, o, work);
+                        const film_stage *st, real *o, real *work) {
+    forward(g, false, x, k, b, y, st, o, work);
 }
 
 void convw_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
-                          const film_stage *st, real *f, real *o, real *work) {
-    forward(g, true, x, k, b, y, st, f, o, work);
+                          const film_stage *st, real *o, real *work) {
+    forward(g, true, x, k, b, y, st, o, work);
 }
 
 /* a gradient side with the block stage's backward folded into its packing */
-static void stage_side(side *sd, const film_stage *st, const real *z, const real *f, real *dscale,
+static void stage_side(side *sd, const film_stage *st, const real *z, const real *o, real *dscale,
                        real *dshift) {
     sd->st = st;
     sd->z = z;
-    sd->f = f;
+    sd->o = o;
     sd->dscale = dscale;
     sd->dshift = dshift;
 }
@@ -668,13 +666,13 @@ static void stage_side(side *sd, const film_stage *st, const real *z, const real
  * deconv's, A; the kernel gradient is C either way, with the sides swapped */
 static void backward(const conv_geom *g, bool deconv, const real *x, const real *k, const real *dy,
                      real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                     const real *f, real *dscale, real *dshift, real *work) {
+                     const real *o, real *dscale, real *dshift, real *work) {
     job J = make_job(g, deconv ? OP_BWD_DECONV : OP_BWD_CONV, work);
     if (dx) set_weights(&J, k, !deconv);
     side *in = deconv ? &J.ys : &J.xs, *grad = deconv ? &J.xs : &J.ys;
     in->t = x;
     grad->t = dy;
-    stage_side(grad, st, z, f, dscale, dshift);
+    stage_side(grad, st, z, o, dscale, dshift);
     J.dx = dx;
     J.sums = yt_calloc((size_t)J.G.threads * J.G.cmax, sizeof *J.sums);
     run_job(&J);
@@ -683,13 +681,13 @@ static void backward(const conv_geom *g, bool deconv, const real *x, const real 
 }
 
 void convw_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *f,
+                         real *dk, real *db, const film_stage *st, const real *z, const real *o,
                          real *dscale, real *dshift, real *work) {
-    backward(g, false, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+    backward(g, false, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
 }
 
 void convw_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                           const real *f, real *dscale, real *dshift, real *work) {
-    backward(g, true, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+                           const real *o, real *dscale, real *dshift, real *work) {
+    backward(g, true, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
 }

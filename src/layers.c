@@ -186,37 +186,37 @@ static void sum_bias_all(int c, size_t nhw, const real *dy, real *db) {
 /* ---- the direct routes (convk.h): Winograd or direct kernels ------------------------ */
 
 static void fast_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b,
-                              real *y, const film_stage *st, real *f, real *o, real *work) {
+                              real *y, const film_stage *st, real *o, real *work) {
     if (g->route == CONV_WINOGRAD)
-        convw_conv_forward(g, x, k, b, y, st, f, o, work);
+        convw_conv_forward(g, x, k, b, y, st, o, work);
     else
-        convk_conv_forward(g, x, k, b, y, st, f, o, work);
+        convk_conv_forward(g, x, k, b, y, st, o, work);
 }
 
 static void fast_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b,
-                                real *y, const film_stage *st, real *f, real *o, real *work) {
+                                real *y, const film_stage *st, real *o, real *work) {
     if (g->route == CONV_WINOGRAD)
-        convw_deconv_forward(g, x, k, b, y, st, f, o, work);
+        convw_deconv_forward(g, x, k, b, y, st, o, work);
     else
-        convk_deconv_forward(g, x, k, b, y, st, f, o, work);
+        convk_deconv_forward(g, x, k, b, y, st, o, work);
 }
 
 static void fast_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                                real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                               const real *f, real *dscale, real *dshift, real *work) {
+                               const real *o, real *dscale, real *dshift, real *work) {
     if (g->route == CONV_WINOGRAD)
-        convw_conv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+        convw_conv_backward(g, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
     else
-        convk_conv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+        convk_conv_backward(g, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
 }
 
 static void fast_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                                  real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                                 const real *f, real *dscale, real *dshift, real *work) {
+                                 const real *o, real *dscale, real *dshift, real *work) {
     if (g->route == CONV_WINOGRAD)
-        convw_deconv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+        convw_deconv_backward(g, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
     else
-        convk_deconv_backward(g, x, k, dy, dx, dk, db, st, z, f, dscale, dshift, work);
+        convk_deconv_backward(g, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
 }
 
 /* ---- convolution ---------------------------------------------------------------- */
@@ -317,7 +317,7 @@ static void gemm_run(const gcall *c) {
 void conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                   real *work) {
     if (g->route != CONV_GEMM) {
-        fast_conv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
+        fast_conv_forward(g, x, k, b, y, NULL, NULL, work);
         return;
     }
     gcall c = {.g = g, .op = G_CONV_FWD, .in = x, .k = k, .bias = b, .out = y, .work = work};
@@ -341,7 +341,7 @@ void conv_backward(const conv_geom *g, const real *x, const real *k, const real 
 void deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                     real *work) {
     if (g->route != CONV_GEMM) {
-        fast_deconv_forward(g, x, k, b, y, NULL, NULL, NULL, work);
+        fast_deconv_forward(g, x, k, b, y, NULL, NULL, work);
         return;
     }
     gcall c = {.g = g, .op = G_DECONV_FWD, .in = x, .k = k, .bias = b, .out = y, .work = work};
@@ -364,62 +364,61 @@ void deconv_backward(const conv_geom *g, const real *x, const real *k, const rea
 /* The direct route applies the stage in its unpacking / packing passes; the
  * GEMM route runs the unfused functions one after the other. */
 
-static void stage_forward(int c, int n, int hw, const film_stage *st, const real *z, real *f,
-                          real *o) {
+static void stage_forward(int c, int n, int hw, const film_stage *st, const real *z, real *o) {
     if (st->lrelu)
-        film_lrelu_forward(c, n, hw, st->alpha, z, st->scale, st->shift, f, o);
+        film_lrelu_forward(c, n, hw, st->alpha, z, st->scale, st->shift, o);
     else
-        film_forward(c, n, hw, z, st->scale, st->shift, f);
+        film_forward(c, n, hw, z, st->scale, st->shift, o);
 }
 
-/* dout (w.r.t. the stage output) -> in place, w.r.t. the stage input z */
+/* dout (w.r.t. the stage output o) -> in place, w.r.t. the stage input z */
 static void stage_backward(int c, int n, int hw, const film_stage *st, const real *z,
-                           const real *f, real *dout, real *dscale, real *dshift) {
+                           const real *o, real *dout, real *dscale, real *dshift) {
     if (st->lrelu)
-        film_lrelu_backward(c, n, hw, st->alpha, z, f, st->scale, dout, dout, dscale, dshift);
+        film_lrelu_backward(c, n, hw, st->alpha, z, o, st->scale, dout, dout, dscale, dshift);
     else
         film_backward(c, n, hw, z, st->scale, dout, dout, dscale, dshift);
 }
 
 void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
-                       const film_stage *st, real *z, real *f, real *o, real *work) {
+                       const film_stage *st, real *z, real *o, real *work) {
     if (g->route != CONV_GEMM) {
-        fast_conv_forward(g, x, k, b, z, st, f, o, work);
+        fast_conv_forward(g, x, k, b, z, st, o, work);
         return;
     }
     conv_forward(g, x, k, b, z, work);
-    stage_forward(g->cout, g->n, g->ho * g->wo, st, z, f, o);
+    stage_forward(g->cout, g->n, g->ho * g->wo, st, z, o);
 }
 
 void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
-                         const film_stage *st, real *z, real *f, real *o, real *work) {
+                         const film_stage *st, real *z, real *o, real *work) {
     if (g->route != CONV_GEMM) {
-        fast_deconv_forward(g, x, k, b, z, st, f, o, work);
+        fast_deconv_forward(g, x, k, b, z, st, o, work);
         return;
     }
     deconv_forward(g, x, k, b, z, work);
-    stage_forward(g->cin, g->n, g->h * g->w, st, z, f, o);
+    stage_forward(g->cin, g->n, g->h * g->w, st, z, o);
 }
 
 void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
-                        const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                        const real *z, const real *o, real *dout, real *dx, real *dk, real *db,
                         real *dscale, real *dshift, real *work) {
     if (g->route != CONV_GEMM) {
-        fast_conv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
+        fast_conv_backward(g, x, k, dout, dx, dk, db, st, z, o, dscale, dshift, work);
         return;
     }
-    stage_backward(g->cout, g->n, g->ho * g->wo, st, z, f, dout, dscale, dshift);
+    stage_backward(g->cout, g->n, g->ho * g->wo, st, z, o, dout, dscale, dshift);
     conv_backward(g, x, k, dout, dx, dk, db, work);
 }
 
 void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
-                          const real *z, const real *f, real *dout, real *dx, real *dk, real *db,
+                          const real *z, const real *o, real *dout, real *dx, real *dk, real *db,
                           real *dscale, real *dshift, real *work) {
     if (g->route != CONV_GEMM) {
-        fast_deconv_backward(g, x, k, dout, dx, dk, db, st, z, f, dscale, dshift, work);
+        fast_deconv_backward(g, x, k, dout, dx, dk, db, st, z, o, dscale, dshift, work);
         return;
     }
-    stage_backward(g->cin, g->n, g->h * g->w, st, z, f, dout, dscale, dshift);
+    stage_backward(g->cin, g->n, g->h * g->w, st, z, o, dout, dscale, dshift);
     deconv_backward(g, x, k, dout, dx, dk, db, work);
 }
 
@@ -494,33 +493,31 @@ static void film_forward_part(size_t c0, size_t c1, int c, int n, int hw, const 
 
 YT_SIMD_CLONES
 static void film_lrelu_forward_part(size_t c0, size_t c1, int c, int n, int hw, real alpha,
-                                    const real *x, const real *scale, const real *shift, real *f,
-                                    real *y) {
+                                    const real *x, const real *scale, const real *shift, real *y) {
     const rvec zero = {0};
     for (int ch = (int)c0; ch < (int)c1; ch++)
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             const real a = scale[(size_t)i * c + ch], t = shift[(size_t)i * c + ch];
             const real *xp = x + off;
-            real *fp = f + off, *yp = y + off;
+            real *yp = y + off;
             int p = 0;
             for (; p + VL <= hw; p += VL) {
                 rvec v = vload(xp + p) * a + t;
-                vstore(fp + p, v);
                 vstore(yp + p, vselect(v > zero, v, v * alpha));
             }
             for (; p < hw; p++) {
                 real v = a * xp[p] + t;
-                fp[p] = v;
                 yp[p] = v > 0 ? v : alpha * v;
             }
         }
 }
 
 /* The FiLM backward of one plane, given the gradient g w.r.t. its output
- * (with_lrelu: g = dy * lrelu'(f)): ds = sum g x, dt = sum g, dx = a g. */
+ * (with_lrelu: g = dy * lrelu'(y), y the forward's output: alpha >= 0, so
+ * y > 0 exactly where FiLM's output was): ds = sum g x, dt = sum g, dx = a g. */
 YT_INLINE void film_plane_backward(int hw, bool with_lrelu, real alpha, const real *xp,
-                                   const real *fp, real a, const real *dyp, real *dxp,
+                                   const real *yp, real a, const real *dyp, real *dxp,
                                    double *ds, double *dt) {
     const rvec zero = {0};
     double s = 0, t = 0;
@@ -529,7 +526,7 @@ YT_INLINE void film_plane_backward(int hw, bool with_lrelu, real alpha, const re
         rvec sv = {0}, tv = {0};
         for (int end = YT_MIN(hw, p + STRETCH); p + VL <= end; p += VL) {
             rvec g = vload(dyp + p);
-            if (with_lrelu) g = vselect(vload(fp + p) > zero, g, g * alpha);
+            if (with_lrelu) g = vselect(vload(yp + p) > zero, g, g * alpha);
             sv += g * vload(xp + p);
             tv += g;
             if (dxp) vstore(dxp + p, g * a);
@@ -539,7 +536,7 @@ YT_INLINE void film_plane_backward(int hw, bool with_lrelu, real alpha, const re
     }
     for (; p < hw; p++) {
         real g = dyp[p];
-        if (with_lrelu && !(fp[p] > 0)) g = alpha * g;
+        if (with_lrelu && !(yp[p] > 0)) g = alpha * g;
         s += (double)g * xp[p];
         t += g;
         if (dxp) dxp[p] = a * g;
@@ -565,13 +562,13 @@ static void film_backward_part(size_t c0, size_t c1, int c, int n, int hw, const
 
 YT_SIMD_CLONES
 static void film_lrelu_backward_part(size_t c0, size_t c1, int c, int n, int hw, real alpha,
-                                     const real *x, const real *f, const real *scale,
+                                     const real *x, const real *y, const real *scale,
                                      const real *dy, real *dx, real *dscale, real *dshift) {
     for (int ch = (int)c0; ch < (int)c1; ch++)
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             double ds, dt;
-            film_plane_backward(hw, true, alpha, x + off, f + off, scale[(size_t)i * c + ch],
+            film_plane_backward(hw, true, alpha, x + off, y + off, scale[(size_t)i * c + ch],
                                 dy + off, dx ? dx + off : NULL, &ds, &dt);
             dscale[(size_t)i * c + ch] = (real)ds;
             dshift[(size_t)i * c + ch] = (real)dt;
@@ -583,8 +580,8 @@ enum { FILM_FWD, FILM_LRELU_FWD, FILM_BWD, FILM_LRELU_BWD };
 typedef struct {
     int op, c, n, hw;
     real alpha;
-    const real *x, *f, *scale, *shift, *dy;
-    real *y, *fo, *dx, *dscale, *dshift;
+    const real *x, *fy, *scale, *shift, *dy; /* fy: the forward's y (backward) */
+    real *y, *dx, *dscale, *dshift;
 } film_call;
 
 static void film_part(void *ctx, int t, int T) {
@@ -596,14 +593,14 @@ static void film_part(void *ctx, int t, int T) {
         break;
     case FILM_LRELU_FWD:
         film_lrelu_forward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->scale, a->shift,
-                                a->fo, a->y);
+                                a->y);
         break;
     case FILM_BWD:
         film_backward_part(c0, c1, a->c, a->n, a->hw, a->x, a->scale, a->dy, a->dx, a->dscale,
                            a->dshift);
         break;
     case FILM_LRELU_BWD:
-        film_lrelu_backward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->f, a->scale, a->dy,
+        film_lrelu_backward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->fy, a->scale, a->dy,
                                  a->dx, a->dscale, a->dshift);
         break;
     }
@@ -621,7 +618,7 @@ void film_forward(int c, int n, int hw, const real *x, const real *scale, const 
 }
 
 void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const real *scale,
-                        const real *shift, real *f, real *y) {
+                        const real *shift, real *y) {
     film_call a = {.op = FILM_LRELU_FWD,
                    .c = c,
                    .n = n,
@@ -630,7 +627,6 @@ void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const r
                    .x = x,
                    .scale = scale,
                    .shift = shift,
-                   .fo = f,
                    .y = y};
     film_run(&a);
 }
@@ -650,7 +646,7 @@ void film_backward(int c, int n, int hw, const real *x, const real *scale, const
     film_run(&a);
 }
 
-void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *f,
+void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *y,
                          const real *scale, const real *dy, real *dx, real *dscale, real *dshift) {
     film_call a = {.op = FILM_LRELU_BWD,
                    .c = c,
@@ -658,7 +654,7 @@ void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const 
                    .hw = hw,
                    .alpha = alpha,
                    .x = x,
-                   .f = f,
+                   .fy = y,
                    .scale = scale,
                    .dy = dy,
                    .dx = dx,

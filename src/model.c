@@ -210,23 +210,15 @@ static void block_alloc(vae_model *m, conv_block *b) {
         size_t sz = (size_t)m->max_batch * b->cout[l] * h * w;
         b->z[l] = alloc_buf(m, sz);
         if (l + 1 < b->nlayers) b->a[l] = alloc_buf(m, sz);
-        if (b->gated) {
-            b->gate[l].g = alloc_buf(m, (size_t)m->max_batch * b->cout[l]);
-            if (l + 1 < b->nlayers) b->gf[l] = alloc_buf(m, sz);
-        }
+        if (b->gated) b->gate[l].g = alloc_buf(m, (size_t)m->max_batch * b->cout[l]);
     }
     if (b->film) {
         mlp_alloc(m, &b->scale_mlp);
         mlp_alloc(m, &b->shift_mlp);
         b->scale = alloc_buf(m, (size_t)m->max_batch * b->C);
         b->shift = alloc_buf(m, (size_t)m->max_batch * b->C);
-        b->f = alloc_buf(m, act);
-    } else if (b->gated) {
-        b->f = alloc_buf(m, act);
-    } else {
-        b->f = b->z[b->nlayers - 1];
     }
-    b->o = b->out_lrelu ? alloc_buf(m, act) : b->f;
+    b->o = b->film || b->gated || b->out_lrelu ? alloc_buf(m, act) : b->z[b->nlayers - 1];
 }
 
 /* The convolution geometry of layer l for n samples (layers.h: a deconv is
@@ -520,21 +512,18 @@ static const real *layer_forward(vae_model *m, conv_block *b, int l, int n, cons
     const real *k = P(m, b->kernel[l]), *bias = P(m, b->bias[l]);
     film_stage st;
     const film_stage *fused = l == last && b->film ? film : NULL;
-    real *f = b->f, *o = b->o;
+    real *o = b->o;
     if (b->gated) {
         gate_forward(m, &b->gate[l], n, cond);
         st = gate_stage(m, b, l);
         fused = &st;
-        if (l < last) {
-            f = b->gf[l];
-            o = b->a[l];
-        }
+        if (l < last) o = b->a[l];
     }
     if (fused) {
         if (b->deconv)
-            deconv_film_forward(&g, in, k, bias, fused, b->z[l], f, o, m->work);
+            deconv_film_forward(&g, in, k, bias, fused, b->z[l], o, m->work);
         else
-            conv_film_forward(&g, in, k, bias, fused, b->z[l], f, o, m->work);
+            conv_film_forward(&g, in, k, bias, fused, b->z[l], o, m->work);
         return o;
     }
     if (b->deconv)
@@ -560,7 +549,8 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
     }
     if (!b->film && !b->gated && b->out_lrelu) {
         double t0 = tic(m);
-        lrelu_forward((size_t)n * b->C * b->H * b->W, (real)m->mc.alpha, b->f, b->o);
+        lrelu_forward((size_t)n * b->C * b->H * b->W, (real)m->mc.alpha, b->z[b->nlayers - 1],
+                      b->o);
         toc(m, b->prof_film, t0, false);
     }
 }
@@ -686,16 +676,16 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
     real *dk = G(m, b->kernel[l]), *db = G(m, b->bias[l]);
     film_stage st;
     const film_stage *fused = l == last && b->film ? film : NULL;
-    const real *f = b->f;
+    const real *o = b->o; /* the stage's output: the sign of its leaky ReLU's input */
     if (b->gated) {
         st = gate_stage(m, b, l);
         fused = &st;
-        if (l < last) f = b->gf[l];
+        if (l < last) o = b->a[l];
     }
     if (fused && b->deconv)
-        deconv_film_backward(&g, in, k, fused, b->z[l], f, d, dx, dk, db, m->gs, m->gt, m->work);
+        deconv_film_backward(&g, in, k, fused, b->z[l], o, d, dx, dk, db, m->gs, m->gt, m->work);
     else if (fused)
-        conv_film_backward(&g, in, k, fused, b->z[l], f, d, dx, dk, db, m->gs, m->gt, m->work);
+        conv_film_backward(&g, in, k, fused, b->z[l], o, d, dx, dk, db, m->gs, m->gt, m->work);
     else if (b->deconv)
         deconv_backward(&g, in, k, d, dx, dk, db, m->work);
     else
@@ -715,7 +705,7 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
                              .alpha = alpha};
     if (!b->film && !b->gated && b->out_lrelu) {
         double t0 = tic(m);
-        lrelu_backward((size_t)n * b->C * b->H * b->W, alpha, b->f, d, d);
+        lrelu_backward((size_t)n * b->C * b->H * b->W, alpha, b->z[last], d, d);
         toc(m, b->prof_film, t0, true);
     }
     for (int l = last; l >= 0; l--) {

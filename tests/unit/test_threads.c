@@ -68,7 +68,7 @@ static void expect_bits(const char *what, int T, const real *a, const real *b, s
 
 /* ---- convolutions --------------------------------------------------------------------- */
 
-enum { C_Z, C_F, C_O, C_DX, C_DK, C_DB, C_DS, C_DT, C_N };
+enum { C_Z, C_O, C_DX, C_DK, C_DB, C_DS, C_DT, C_N };
 
 typedef struct {
     real *v[C_N];
@@ -99,19 +99,19 @@ static conv_out run_conv(int n, int cin, int h, int w, int cout, int stride, int
         sc[i] = 1 + (real)0.25 * sh[(i * 7) % (n * c)];
     const film_stage st = {.scale = sc, .shift = sh, .lrelu = true, .alpha = (real)0.3};
     conv_out r;
-    const size_t sizes[C_N] = {nout, nout, nout, nin, nk, (size_t)c, (size_t)n * c, (size_t)n * c};
+    const size_t sizes[C_N] = {nout, nout, nin, nk, (size_t)c, (size_t)n * c, (size_t)n * c};
     for (int j = 0; j < C_N; j++) {
         r.n[j] = sizes[j];
         r.v[j] = calloc(sizes[j], sizeof(real));
     }
     real *work = calloc(conv_work_size(&g), sizeof(real));
     if (deconv) {
-        deconv_film_forward(&g, x, k, b, &st, r.v[C_Z], r.v[C_F], r.v[C_O], work);
-        deconv_film_backward(&g, x, k, &st, r.v[C_Z], r.v[C_F], d, r.v[C_DX], r.v[C_DK], r.v[C_DB],
+        deconv_film_forward(&g, x, k, b, &st, r.v[C_Z], r.v[C_O], work);
+        deconv_film_backward(&g, x, k, &st, r.v[C_Z], r.v[C_O], d, r.v[C_DX], r.v[C_DK], r.v[C_DB],
                              r.v[C_DS], r.v[C_DT], work);
     } else {
-        conv_film_forward(&g, x, k, b, &st, r.v[C_Z], r.v[C_F], r.v[C_O], work);
-        conv_film_backward(&g, x, k, &st, r.v[C_Z], r.v[C_F], d, r.v[C_DX], r.v[C_DK], r.v[C_DB],
+        conv_film_forward(&g, x, k, b, &st, r.v[C_Z], r.v[C_O], work);
+        conv_film_backward(&g, x, k, &st, r.v[C_Z], r.v[C_O], d, r.v[C_DX], r.v[C_DK], r.v[C_DB],
                            r.v[C_DS], r.v[C_DT], work);
     }
     free(work);
@@ -130,7 +130,7 @@ static void free_out(conv_out *r) {
 }
 
 static void check_conv(int n, int cin, int h, int w, int cout, int stride, int route) {
-    static const char *names[C_N] = {"z", "f", "o", "dx", "dk", "db", "dscale", "dshift"};
+    static const char *names[C_N] = {"z", "o", "dx", "dk", "db", "dscale", "dshift"};
     for (int deconv = 0; deconv < 2; deconv++) {
         conv_out one = run_conv(n, cin, h, w, cout, stride, route, deconv, 1);
         for (int T = 2; T <= 3; T++) {
@@ -208,8 +208,9 @@ static misc_out run_misc(int T) {
     fill(t, (size_t)2 * C * N * HW, 11);
     dense_forward(N, IN, OUT, x, w, b, r.v[0]);
     dense_backward(N, IN, OUT, x, w, dy, r.v[1], r.v[2], r.v[3]);
-    film_lrelu_forward(C, N, HW, (real)0.3, x, sc, sh, r.v[4], r.v[5]);
-    film_lrelu_backward(C, N, HW, (real)0.3, x, r.v[4], sc, dy, r.v[6], r.v[7], r.v[8]);
+    film_forward(C, N, HW, x, sc, sh, r.v[4]);
+    film_lrelu_forward(C, N, HW, (real)0.3, x, sc, sh, r.v[5]);
+    film_lrelu_backward(C, N, HW, (real)0.3, x, r.v[5], sc, dy, r.v[6], r.v[7], r.v[8]);
     lrelu_backward((size_t)C * N * HW - 3, (real)0.2, x, dy, r.v[9]);
     loss_bernoulli_backward(C, N, HW, x, t, (const double[N]){0.5, 2}, r.v[10]);
     loss_gaussian_backward(C, N, HW, 1e-6, x, t, (const double[N]){0.25, 3}, r.v[11]);
@@ -230,7 +231,7 @@ static void test_misc_threads(void **state) {
     (void)state;
     static const char *names[12] = {
         "dense y",     "dense dx",     "dense dw",          "dense db",
-        "film f",      "film+lrelu o", "film dx",           "film dscale",
+        "film y",      "film+lrelu o", "film dx",           "film dscale",
         "film dshift", "lrelu dx",     "bernoulli dlogits", "gaussian dout"};
     misc_out one = run_misc(1);
     for (int T = 2; T <= 3; T++) {
