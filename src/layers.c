@@ -107,6 +107,19 @@ static void pad_copy(const conv_geom *g, int ci, int n0, int nc, real *x, real *
         }
 }
 
+/* Stride 2 on whole vectors: the even reals of p[0, 2 VL), and p[2k] += v[k]
+ * for k < VL (the same one add per element as the scalar loop) */
+YT_INLINE rvec even_of(const real *p) {
+    return __builtin_shuffle(vload(p), vload(p + VL), RVEC_EVEN);
+}
+
+YT_INLINE void add_even(real *p, rvec v) {
+    const rvec a = vload(p), b = vload(p + VL);
+    const rvec ev = __builtin_shuffle(a, b, RVEC_EVEN) + v, od = __builtin_shuffle(a, b, RVEC_ODD);
+    vstore(p, __builtin_shuffle(ev, od, RVEC_ZIP_LO));
+    vstore(p + VL, __builtin_shuffle(ev, od, RVEC_ZIP_HI));
+}
+
 /* col [cin*9][nc][ho][wo] from samples n0..n0+nc of x [cin][n][h][w] */
 YT_SIMD_CLONES
 static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col, real *pad) {
@@ -118,9 +131,14 @@ static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col,
         for (int t = 0; t < 9; t++)
             for (int i = 0; i < nc; i++) {
                 const real *p = pad + (size_t)i * ps + (t / 3) * W + t % 3;
-                for (int oh = 0; oh < g->ho; oh++, col += g->wo, p += (size_t)s * W)
-                    for (int ow = 0; ow < g->wo; ow++)
+                for (int oh = 0; oh < g->ho; oh++, col += g->wo, p += (size_t)s * W) {
+                    int ow = 0;
+                    if (s == 2) /* reads up to p[2 wo - 1]: inside the row */
+                        for (; ow + VL <= g->wo; ow += VL)
+                            vstore(col + ow, even_of(p + 2 * ow));
+                    for (; ow < g->wo; ow++)
                         col[ow] = p[ow * s];
+                }
             }
     }
 }
@@ -137,9 +155,14 @@ static void col2im(const conv_geom *g, const real *col, int n0, int nc, real *x,
         for (int t = 0; t < 9; t++)
             for (int i = 0; i < nc; i++) {
                 real *p = pad + (size_t)i * ps + (t / 3) * W + t % 3;
-                for (int oh = 0; oh < g->ho; oh++, col += g->wo, p += (size_t)s * W)
-                    for (int ow = 0; ow < g->wo; ow++)
+                for (int oh = 0; oh < g->ho; oh++, col += g->wo, p += (size_t)s * W) {
+                    int ow = 0;
+                    if (s == 2)
+                        for (; ow + VL <= g->wo; ow += VL)
+                            add_even(p + 2 * ow, vload(col + ow));
+                    for (; ow < g->wo; ow++)
                         p[ow * s] += col[ow];
+                }
             }
         pad_copy(g, ci, n0, nc, x, pad, false);
     }

@@ -278,7 +278,9 @@ static void test_cifar10_layers(void **state) {
 
 static void test_odd_shapes(void **state) {
     (void)state;
-    const int dims[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 3}, {5, 4}, {4, 5}, {7, 7}, {9, 6}, {2, 13}};
+    /* {5, 19}, {3, 37}: at stride 2 whole vectors of 8 and 16 and a rest */
+    const int dims[][2] = {{1, 1}, {1, 2}, {2, 1},  {3, 3},  {5, 4},
+                           {4, 5}, {7, 7}, {9, 6}, {2, 13}, {5, 19}, {3, 37}};
     for (size_t d = 0; d < YT_ARRAY_LEN(dims); d++)
         for (int stride = 1; stride <= 2; stride++) {
             check_shape(2, 3, dims[d][0], dims[d][1], 5, stride);
