@@ -109,7 +109,7 @@ static void results_free(results *r) {
 }
 
 /* The fused block stage (*_film_*) on route g against the unfused calls on
- * the GEMM route: outputs z, f, o, and every gradient. */
+ * the GEMM route: outputs z and o, and every gradient. */
 static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
     conv_geom gg = *g;
     conv_geom_route(&gg, CONV_GEMM);
