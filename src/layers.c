@@ -97,14 +97,14 @@ static size_t pad_size(const conv_geom *g) {
 
 /* the chunk's planes of channel ci of x [cin][n][h][w] into (to_pad) or out
  * of the padded planes at pad (their padding left as it is) */
-static void pad_copy(const conv_geom *g, int ci, int n0, int nc, real *x, real *pad, bool to_pad) {
+YT_INLINE void pad_copy(const conv_geom *g, int ci, int n0, int nc, real *x, real *pad, bool to_pad) {
     const size_t hw = (size_t)g->h * g->w, ps = pad_size(g);
     const int W = pad_cols(g);
     for (int i = 0; i < nc; i++)
         for (int ih = 0; ih < g->h; ih++) {
             real *a = x + ((size_t)ci * g->n + n0 + i) * hw + (size_t)ih * g->w;
             real *p = pad + (size_t)i * ps + (size_t)(ih + g->pad_top) * W + g->pad_left;
-            memcpy(to_pad ? p : a, to_pad ? a : p, (size_t)g->w * sizeof *p);
+            copy_row(to_pad ? p : a, to_pad ? a : p, g->w); /* no memcpy call per row */
         }
 }
 
