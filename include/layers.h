@@ -53,22 +53,23 @@ void deconv_backward(const conv_geom *g, const real *x, const real *k, const rea
  * layer's output while it is still in cache. */
 
 /* z = conv(x) + b (conv_forward), o = lrelu(FiLM(z)) (with st->lrelu;
- * FiLM(z) without). FiLM's own output is not kept: the backward needs only
- * its sign, which o has (alpha >= 0). */
+ * FiLM(z) without). FiLM's own output is not kept: the backward recomputes
+ * it from z for the leaky ReLU's slope (the same expression, so the same
+ * bits). */
 void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                        const film_stage *st, real *z, real *o, real *work);
 void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                          const film_stage *st, real *z, real *o, real *work);
 /* Backward of *_film_forward from dout, the gradient w.r.t. o, which is
- * CLOBBERED (scratch); z and o from the forward. dscale and dshift [n][c]
+ * CLOBBERED (scratch); z from the forward. dscale and dshift [n][c]
  * OVERWRITTEN (as film_backward); dx, dk, db as conv_backward /
  * deconv_backward. */
 void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
-                        const real *z, const real *o, real *dout, real *dx, real *dk, real *db,
-                        real *dscale, real *dshift, real *work);
+                        const real *z, real *dout, real *dx, real *dk, real *db, real *dscale,
+                        real *dshift, real *work);
 void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
-                          const real *z, const real *o, real *dout, real *dx, real *dk, real *db,
-                          real *dscale, real *dshift, real *work);
+                          const real *z, real *dout, real *dx, real *dk, real *db, real *dscale,
+                          real *dshift, real *work);
 
 /* ---- dense: y [n][out] = x [n][in] W^T + b, W [out][in] --------------------- */
 void dense_forward(int n, int in, int out, const real *x, const real *w, const real *b, real *y);
@@ -86,14 +87,14 @@ void film_backward(int c, int n, int hw, const real *x, const real *scale, const
                    real *dx, real *dscale, real *dshift);
 
 /* FiLM then leaky ReLU, in one pass (a block's output): y = lrelu(FiLM(x))
- * with slope alpha >= 0 (FiLM as film_forward). */
+ * with slope alpha (FiLM as film_forward). */
 void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const real *scale,
                         const real *shift, real *y);
-/* The backward of film_lrelu_forward, in one pass, with x and y from the
- * forward (y > 0 exactly where FiLM's output was): dx (may be NULL, may alias
- * dy), dscale and dshift [n][c] OVERWRITTEN as in film_backward. */
-void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *y,
-                         const real *scale, const real *dy, real *dx, real *dscale,
+/* The backward of film_lrelu_forward, in one pass, from its x and FiLM
+ * parameters (FiLM's output recomputed for the slope): dx (may be NULL, may
+ * alias dy), dscale and dshift [n][c] OVERWRITTEN as in film_backward. */
+void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *scale,
+                         const real *shift, const real *dy, real *dx, real *dscale,
                          real *dshift);
 
 /* ---- element-wise ---------------------------------------------------------- */

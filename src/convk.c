@@ -189,7 +189,7 @@ YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, re
 typedef struct {
     const film_stage *st;
     real *o;               /* forward: the stage's output, laid out as z */
-    const real *z, *fo;    /* backward: the forward's z and o */
+    const real *z;         /* backward: the forward's z */
     real *dscale, *dshift; /* backward: [n][c] */
 } stage_io;
 
@@ -215,7 +215,7 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
         for (int i = 0; i < ns; i++) {
             const size_t at = ((size_t)ci * g->n + n0 + i) * hw;
             const size_t si = (size_t)(n0 + i) * C + ci; /* [n][c] */
-            const real a = st ? st->scale[si] : 0;
+            const real a = st ? st->scale[si] : 0, t = st ? st->shift[si] : 0;
             double ds = 0, dt = 0;
             real *base = ch + L->head + (size_t)i * L->qs;
             /* plane rows that hold padding rather than image rows */
@@ -235,7 +235,7 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
                 const size_t ro = at + (size_t)ir * g->w;
                 const real *row = x + ro;
                 if (st) {
-                    stage_bwd_row(st, a, row, sio->fo + ro, sio->z + ro, tmp, g->w, &ds, &dt);
+                    stage_bwd_row(st, a, t, row, sio->z + ro, tmp, g->w, &ds, &dt);
                     row = tmp;
                 }
                 pack_row(g, L, row, d0, d1);
@@ -266,13 +266,13 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
         for (int i = 0; i < ns; i++) {
             const size_t at = ((size_t)c * n + n0 + i) * ohw;
             const size_t si = (size_t)(n0 + i) * nch + c;
-            const real a = st ? st->scale[si] : 0;
+            const real a = st ? st->scale[si] : 0, t = st ? st->shift[si] : 0;
             double ds = 0, dt = 0;
             real *d = d0 + (size_t)i * L->qs;
             for (int r = 0; r < ho; r++, d += L->wq) {
                 const size_t ro = at + (size_t)r * wo;
                 if (st)
-                    stage_bwd_row(st, a, y + ro, sio->fo + ro, sio->z + ro, d, wo, &ds, &dt);
+                    stage_bwd_row(st, a, t, y + ro, sio->z + ro, d, wo, &ds, &dt);
                 else
                     copy_row(d, y + ro, wo);
                 zero(d + wo, (size_t)(L->wq - wo));
@@ -817,8 +817,8 @@ static void forward(const conv_geom *g, int op, const real *x, const real *k, co
 
 static void backward(const conv_geom *g, int op, const real *x, const real *k, const real *dy,
                      real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                     const real *o, real *dscale, real *dshift, real *work) {
-    const stage_io sio = {.st = st, .z = z, .fo = o, .dscale = dscale, .dshift = dshift};
+                     real *dscale, real *dshift, real *work) {
+    const stage_io sio = {.st = st, .z = z, .dscale = dscale, .dshift = dshift};
     kcall c = make_call(g, op, dx ? k : NULL, work);
     c.in = x;
     c.grad = dy;
@@ -834,9 +834,9 @@ void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const 
 }
 
 void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *o,
-                         real *dscale, real *dshift, real *work) {
-    backward(g, OP_CONV_BWD, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
+                         real *dk, real *db, const film_stage *st, const real *z, real *dscale,
+                         real *dshift, real *work) {
+    backward(g, OP_CONV_BWD, x, k, dy, dx, dk, db, st, z, dscale, dshift, work);
 }
 
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
@@ -846,6 +846,6 @@ void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, cons
 
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                           const real *o, real *dscale, real *dshift, real *work) {
-    backward(g, OP_DECONV_BWD, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
+                           real *dscale, real *dshift, real *work) {
+    backward(g, OP_DECONV_BWD, x, k, dy, dx, dk, db, st, z, dscale, dshift, work);
 }

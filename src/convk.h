@@ -41,18 +41,18 @@ size_t convk_work_size(const conv_geom *g);
 
 /* The layer functions of layers.h; with a stage (not NULL) the *_film_*
  * ones: the stage applied while unpacking the output (into o), or its
- * gradient folded into the packing of dy (z and o from the forward, dscale,
+ * gradient folded into the packing of dy (z from the forward, dscale,
  * dshift; dy is the gradient w.r.t. the stage's output, left unchanged). */
 void convk_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                         const film_stage *st, real *o, real *work);
 void convk_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *o,
-                         real *dscale, real *dshift, real *work);
+                         real *dk, real *db, const film_stage *st, const real *z, real *dscale,
+                         real *dshift, real *work);
 void convk_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                           const film_stage *st, real *o, real *work);
 void convk_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                           const real *o, real *dscale, real *dshift, real *work);
+                           real *dscale, real *dshift, real *work);
 
 /* ---- Winograd F(2x2, 3x3) for stride 1 (convw.c) ---------------------------------
  * Same four operations and semantics as above, for stride-1 geometries:
@@ -65,13 +65,13 @@ size_t convw_work_size(const conv_geom *g);
 void convw_conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                         const film_stage *st, real *o, real *work);
 void convw_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *o,
-                         real *dscale, real *dshift, real *work);
+                         real *dk, real *db, const film_stage *st, const real *z, real *dscale,
+                         real *dshift, real *work);
 void convw_deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                           const film_stage *st, real *o, real *work);
 void convw_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                           const real *o, real *dscale, real *dshift, real *work);
+                           real *dscale, real *dshift, real *work);
 
 /* ---- convk.c's register-blocked kernels as small GEMMs (for convw.c) --------------
  * out[o][q] = sum_i w[i][o] in[i][q], o < nout, i < nin, for q in [0, Q)
@@ -106,32 +106,33 @@ YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z
     }
 }
 
-/* backward, one row: g = d * lrelu'(o) (d without lrelu), out = a g;
+/* backward, one row: g = d * lrelu'(a z + t) (d without lrelu), out = a g;
  * *ds += sum g z, *dt += sum g (float lanes over the row, then double).
- * o is the forward's output: with alpha >= 0 it is > 0 exactly where the
- * FiLM output was, so it gives lrelu' without keeping that output. */
-YT_INLINE void stage_bwd_row(const film_stage *st, real a, const real *d, const real *o,
-                             const real *z, real *out, int n, double *ds, double *dt) {
+ * FiLM's output a z + t is recomputed from z with stage_fwd_row's own
+ * expressions (the same bits), so the backward reads neither it nor o. */
+YT_INLINE void stage_bwd_row(const film_stage *st, real a, real t, const real *d, const real *z,
+                             real *out, int n, double *ds, double *dt) {
     const rvec zero = {0};
     rvec sv = {0}, tv = {0};
     int p = 0;
     for (; p + VL <= n; p += VL) {
+        const rvec zv = vload(z + p);
         rvec g = vload(d + p);
-        if (st->lrelu) g = vselect(vload(o + p) > zero, g, g * st->alpha);
-        sv += g * vload(z + p);
+        if (st->lrelu) g = vselect(zv * a + t > zero, g, g * st->alpha);
+        sv += g * zv;
         tv += g;
         vstore(out + p, g * a);
     }
-    double s = vhsum(sv), t = vhsum(tv);
+    double s = vhsum(sv), sg = vhsum(tv);
     for (; p < n; p++) {
         real g = d[p];
-        if (st->lrelu && !(o[p] > 0)) g = st->alpha * g;
+        if (st->lrelu && !(a * z[p] + t > 0)) g = st->alpha * g;
         s += (double)g * z[p];
-        t += g;
+        sg += g;
         out[p] = a * g;
     }
     *ds += s;
-    *dt += t;
+    *dt += sg;
 }
 
 #endif

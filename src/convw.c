@@ -215,7 +215,7 @@ typedef struct {
     /* packing a gradient: the block stage's backward folded in (st NULL:
      * none), as convk's pack_y; dscale, dshift [n][c] */
     const film_stage *st;
-    const real *z, *o; /* the forward's z and stage output */
+    const real *z; /* the forward's z */
     real *dscale, *dshift;
     double *sums; /* per channel, += the sums of the packed values; or NULL */
 } side;
@@ -244,12 +244,12 @@ YT_INLINE const real *band_rows(const wgeom *G, const side *sd, int c, int s, in
     }
     const film_stage *st = sd->st;
     const size_t si = (size_t)s * sd->c + c;
-    const real a = st->scale[si];
+    const real a = st->scale[si], t = st->shift[si];
     double ds = 0, dt = 0, junk = 0;
     for (int y = lo; y < hi; y++) {
         const size_t ro = at + (size_t)y * w;
         bool own = y >= own_lo && y < own_hi;
-        stage_bwd_row(st, a, src + (size_t)y * w, sd->o + ro, sd->z + ro,
+        stage_bwd_row(st, a, t, src + (size_t)y * w, sd->z + ro,
                       tmp + (size_t)(y - lo) * w, w, own ? &ds : &junk, own ? &dt : &junk);
     }
     /* several bands add up a sample's sums: the first one sets them */
@@ -653,11 +653,10 @@ void convw_deconv_forward(const conv_geom *g, const real *x, const real *k, cons
 }
 
 /* a gradient side with the block stage's backward folded into its packing */
-static void stage_side(side *sd, const film_stage *st, const real *z, const real *o, real *dscale,
+static void stage_side(side *sd, const film_stage *st, const real *z, real *dscale,
                        real *dshift) {
     sd->st = st;
     sd->z = z;
-    sd->o = o;
     sd->dscale = dscale;
     sd->dshift = dshift;
 }
@@ -666,13 +665,13 @@ static void stage_side(side *sd, const film_stage *st, const real *z, const real
  * deconv's, A; the kernel gradient is C either way, with the sides swapped */
 static void backward(const conv_geom *g, bool deconv, const real *x, const real *k, const real *dy,
                      real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                     const real *o, real *dscale, real *dshift, real *work) {
+                     real *dscale, real *dshift, real *work) {
     job J = make_job(g, deconv ? OP_BWD_DECONV : OP_BWD_CONV, work);
     if (dx) set_weights(&J, k, !deconv);
     side *in = deconv ? &J.ys : &J.xs, *grad = deconv ? &J.xs : &J.ys;
     in->t = x;
     grad->t = dy;
-    stage_side(grad, st, z, o, dscale, dshift);
+    stage_side(grad, st, z, dscale, dshift);
     J.dx = dx;
     J.sums = yt_calloc((size_t)J.G.threads * J.G.cmax, sizeof *J.sums);
     run_job(&J);
@@ -681,13 +680,13 @@ static void backward(const conv_geom *g, bool deconv, const real *x, const real 
 }
 
 void convw_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
-                         real *dk, real *db, const film_stage *st, const real *z, const real *o,
-                         real *dscale, real *dshift, real *work) {
-    backward(g, false, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
+                         real *dk, real *db, const film_stage *st, const real *z, real *dscale,
+                         real *dshift, real *work) {
+    backward(g, false, x, k, dy, dx, dk, db, st, z, dscale, dshift, work);
 }
 
 void convw_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                            real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                           const real *o, real *dscale, real *dshift, real *work) {
-    backward(g, true, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
+                           real *dscale, real *dshift, real *work) {
+    backward(g, true, x, k, dy, dx, dk, db, st, z, dscale, dshift, work);
 }

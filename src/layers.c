@@ -227,20 +227,20 @@ static void fast_deconv_forward(const conv_geom *g, const real *x, const real *k
 
 static void fast_conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                                real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                               const real *o, real *dscale, real *dshift, real *work) {
+                               real *dscale, real *dshift, real *work) {
     if (g->route == CONV_WINOGRAD)
-        convw_conv_backward(g, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
+        convw_conv_backward(g, x, k, dy, dx, dk, db, st, z, dscale, dshift, work);
     else
-        convk_conv_backward(g, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
+        convk_conv_backward(g, x, k, dy, dx, dk, db, st, z, dscale, dshift, work);
 }
 
 static void fast_deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy,
                                  real *dx, real *dk, real *db, const film_stage *st, const real *z,
-                                 const real *o, real *dscale, real *dshift, real *work) {
+                                 real *dscale, real *dshift, real *work) {
     if (g->route == CONV_WINOGRAD)
-        convw_deconv_backward(g, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
+        convw_deconv_backward(g, x, k, dy, dx, dk, db, st, z, dscale, dshift, work);
     else
-        convk_deconv_backward(g, x, k, dy, dx, dk, db, st, z, o, dscale, dshift, work);
+        convk_deconv_backward(g, x, k, dy, dx, dk, db, st, z, dscale, dshift, work);
 }
 
 /* ---- convolution ---------------------------------------------------------------- */
@@ -351,7 +351,7 @@ void conv_forward(const conv_geom *g, const real *x, const real *k, const real *
 void conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                    real *dk, real *db, real *work) {
     if (g->route != CONV_GEMM) {
-        fast_conv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
+        fast_conv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, work);
         return;
     }
     gcall c = {
@@ -375,7 +375,7 @@ void deconv_forward(const conv_geom *g, const real *x, const real *k, const real
 void deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                      real *dk, real *db, real *work) {
     if (g->route != CONV_GEMM) {
-        fast_deconv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, NULL, work);
+        fast_deconv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, work);
         return;
     }
     gcall c = {
@@ -395,11 +395,12 @@ static void stage_forward(int c, int n, int hw, const film_stage *st, const real
         film_forward(c, n, hw, z, st->scale, st->shift, o);
 }
 
-/* dout (w.r.t. the stage output o) -> in place, w.r.t. the stage input z */
-static void stage_backward(int c, int n, int hw, const film_stage *st, const real *z,
-                           const real *o, real *dout, real *dscale, real *dshift) {
+/* dout (w.r.t. the stage output) -> in place, w.r.t. the stage input z */
+static void stage_backward(int c, int n, int hw, const film_stage *st, const real *z, real *dout,
+                           real *dscale, real *dshift) {
     if (st->lrelu)
-        film_lrelu_backward(c, n, hw, st->alpha, z, o, st->scale, dout, dout, dscale, dshift);
+        film_lrelu_backward(c, n, hw, st->alpha, z, st->scale, st->shift, dout, dout, dscale,
+                            dshift);
     else
         film_backward(c, n, hw, z, st->scale, dout, dout, dscale, dshift);
 }
@@ -425,24 +426,24 @@ void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const
 }
 
 void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
-                        const real *z, const real *o, real *dout, real *dx, real *dk, real *db,
-                        real *dscale, real *dshift, real *work) {
+                        const real *z, real *dout, real *dx, real *dk, real *db, real *dscale,
+                        real *dshift, real *work) {
     if (g->route != CONV_GEMM) {
-        fast_conv_backward(g, x, k, dout, dx, dk, db, st, z, o, dscale, dshift, work);
+        fast_conv_backward(g, x, k, dout, dx, dk, db, st, z, dscale, dshift, work);
         return;
     }
-    stage_backward(g->cout, g->n, g->ho * g->wo, st, z, o, dout, dscale, dshift);
+    stage_backward(g->cout, g->n, g->ho * g->wo, st, z, dout, dscale, dshift);
     conv_backward(g, x, k, dout, dx, dk, db, work);
 }
 
 void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
-                          const real *z, const real *o, real *dout, real *dx, real *dk, real *db,
-                          real *dscale, real *dshift, real *work) {
+                          const real *z, real *dout, real *dx, real *dk, real *db, real *dscale,
+                          real *dshift, real *work) {
     if (g->route != CONV_GEMM) {
-        fast_deconv_backward(g, x, k, dout, dx, dk, db, st, z, o, dscale, dshift, work);
+        fast_deconv_backward(g, x, k, dout, dx, dk, db, st, z, dscale, dshift, work);
         return;
     }
-    stage_backward(g->cin, g->n, g->h * g->w, st, z, o, dout, dscale, dshift);
+    stage_backward(g->cin, g->n, g->h * g->w, st, z, dout, dscale, dshift);
     deconv_backward(g, x, k, dout, dx, dk, db, work);
 }
 
@@ -538,35 +539,36 @@ static void film_lrelu_forward_part(size_t c0, size_t c1, int c, int n, int hw, 
 }
 
 /* The FiLM backward of one plane, given the gradient g w.r.t. its output
- * (with_lrelu: g = dy * lrelu'(y), y the forward's output: alpha >= 0, so
- * y > 0 exactly where FiLM's output was): ds = sum g x, dt = sum g, dx = a g. */
-YT_INLINE void film_plane_backward(int hw, bool with_lrelu, real alpha, const real *xp,
-                                   const real *yp, real a, const real *dyp, real *dxp,
-                                   double *ds, double *dt) {
+ * (with_lrelu: g = dy * lrelu'(a x + t), FiLM's output recomputed with
+ * film_lrelu_forward_part's expressions, so the same bits): ds = sum g x,
+ * dt = sum g, dx = a g. */
+YT_INLINE void film_plane_backward(int hw, bool with_lrelu, real alpha, const real *xp, real a,
+                                   real t, const real *dyp, real *dxp, double *ds, double *dt) {
     const rvec zero = {0};
-    double s = 0, t = 0;
+    double s = 0, sg = 0;
     int p = 0;
     while (p + VL <= hw) {
         rvec sv = {0}, tv = {0};
         for (int end = YT_MIN(hw, p + STRETCH); p + VL <= end; p += VL) {
+            const rvec xv = vload(xp + p);
             rvec g = vload(dyp + p);
-            if (with_lrelu) g = vselect(vload(yp + p) > zero, g, g * alpha);
-            sv += g * vload(xp + p);
+            if (with_lrelu) g = vselect(xv * a + t > zero, g, g * alpha);
+            sv += g * xv;
             tv += g;
             if (dxp) vstore(dxp + p, g * a);
         }
         s += vhsum(sv);
-        t += vhsum(tv);
+        sg += vhsum(tv);
     }
     for (; p < hw; p++) {
         real g = dyp[p];
-        if (with_lrelu && !(yp[p] > 0)) g = alpha * g;
+        if (with_lrelu && !(a * xp[p] + t > 0)) g = alpha * g;
         s += (double)g * xp[p];
-        t += g;
+        sg += g;
         if (dxp) dxp[p] = a * g;
     }
     *ds = s;
-    *dt = t;
+    *dt = sg;
 }
 
 YT_SIMD_CLONES
@@ -577,7 +579,7 @@ static void film_backward_part(size_t c0, size_t c1, int c, int n, int hw, const
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             double ds, dt;
-            film_plane_backward(hw, false, 0, x + off, NULL, scale[(size_t)i * c + ch], dy + off,
+            film_plane_backward(hw, false, 0, x + off, scale[(size_t)i * c + ch], 0, dy + off,
                                 dx ? dx + off : NULL, &ds, &dt);
             dscale[(size_t)i * c + ch] = (real)ds;
             dshift[(size_t)i * c + ch] = (real)dt;
@@ -586,14 +588,15 @@ static void film_backward_part(size_t c0, size_t c1, int c, int n, int hw, const
 
 YT_SIMD_CLONES
 static void film_lrelu_backward_part(size_t c0, size_t c1, int c, int n, int hw, real alpha,
-                                     const real *x, const real *y, const real *scale,
+                                     const real *x, const real *scale, const real *shift,
                                      const real *dy, real *dx, real *dscale, real *dshift) {
     for (int ch = (int)c0; ch < (int)c1; ch++)
         for (int i = 0; i < n; i++) {
             size_t off = ((size_t)ch * n + i) * hw;
             double ds, dt;
-            film_plane_backward(hw, true, alpha, x + off, y + off, scale[(size_t)i * c + ch],
-                                dy + off, dx ? dx + off : NULL, &ds, &dt);
+            film_plane_backward(hw, true, alpha, x + off, scale[(size_t)i * c + ch],
+                                shift[(size_t)i * c + ch], dy + off, dx ? dx + off : NULL, &ds,
+                                &dt);
             dscale[(size_t)i * c + ch] = (real)ds;
             dshift[(size_t)i * c + ch] = (real)dt;
         }
@@ -604,7 +607,7 @@ enum { FILM_FWD, FILM_LRELU_FWD, FILM_BWD, FILM_LRELU_BWD };
 typedef struct {
     int op, c, n, hw;
     real alpha;
-    const real *x, *fy, *scale, *shift, *dy; /* fy: the forward's y (backward) */
+    const real *x, *scale, *shift, *dy;
     real *y, *dx, *dscale, *dshift;
 } film_call;
 
@@ -624,7 +627,7 @@ static void film_part(void *ctx, int t, int T) {
                            a->dshift);
         break;
     case FILM_LRELU_BWD:
-        film_lrelu_backward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->fy, a->scale, a->dy,
+        film_lrelu_backward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->scale, a->shift, a->dy,
                                  a->dx, a->dscale, a->dshift);
         break;
     }
@@ -670,16 +673,17 @@ void film_backward(int c, int n, int hw, const real *x, const real *scale, const
     film_run(&a);
 }
 
-void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *y,
-                         const real *scale, const real *dy, real *dx, real *dscale, real *dshift) {
+void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *scale,
+                         const real *shift, const real *dy, real *dx, real *dscale,
+                         real *dshift) {
     film_call a = {.op = FILM_LRELU_BWD,
                    .c = c,
                    .n = n,
                    .hw = hw,
                    .alpha = alpha,
                    .x = x,
-                   .fy = y,
                    .scale = scale,
+                   .shift = shift,
                    .dy = dy,
                    .dx = dx,
                    .dscale = dscale,

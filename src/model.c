@@ -676,16 +676,14 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
     real *dk = G(m, b->kernel[l]), *db = G(m, b->bias[l]);
     film_stage st;
     const film_stage *fused = l == last && b->film ? film : NULL;
-    const real *o = b->o; /* the stage's output: the sign of its leaky ReLU's input */
     if (b->gated) {
         st = gate_stage(m, b, l);
         fused = &st;
-        if (l < last) o = b->a[l];
     }
     if (fused && b->deconv)
-        deconv_film_backward(&g, in, k, fused, b->z[l], o, d, dx, dk, db, m->gs, m->gt, m->work);
+        deconv_film_backward(&g, in, k, fused, b->z[l], d, dx, dk, db, m->gs, m->gt, m->work);
     else if (fused)
-        conv_film_backward(&g, in, k, fused, b->z[l], o, d, dx, dk, db, m->gs, m->gt, m->work);
+        conv_film_backward(&g, in, k, fused, b->z[l], d, dx, dk, db, m->gs, m->gt, m->work);
     else if (b->deconv)
         deconv_backward(&g, in, k, d, dx, dk, db, m->work);
     else

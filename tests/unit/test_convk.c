@@ -150,7 +150,7 @@ static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
                 conv_forward(gr, x, k, b, z, work);
             if (lrelu) {
                 film_lrelu_forward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, sc, sh, o);
-                film_lrelu_backward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, o, sc, d, d,
+                film_lrelu_backward(c, n, (int)(nout / ((size_t)c * n)), st.alpha, z, sc, sh, d, d,
                                     ds, dt);
             } else {
                 film_forward(c, n, (int)(nout / ((size_t)c * n)), z, sc, sh, o);
@@ -166,9 +166,9 @@ static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
             else
                 conv_film_forward(gr, x, k, b, &st, z, o, work);
             if (deconv)
-                deconv_film_backward(gr, x, k, &st, z, o, d, dx, dk, db, ds, dt, work);
+                deconv_film_backward(gr, x, k, &st, z, d, dx, dk, db, ds, dt, work);
             else
-                conv_film_backward(gr, x, k, &st, z, o, d, dx, dk, db, ds, dt, work);
+                conv_film_backward(gr, x, k, &st, z, d, dx, dk, db, ds, dt, work);
         }
         real *res[] = {z, o, dx, dk, db, ds, dt, d, work};
         for (int j = 0; j < 9; j++)

@@ -99,11 +99,11 @@ static void test_film(void **state) {
                     check_close("film_forward", hw, f[k], want, scale);
                     check_close("film_lrelu_forward", hw, o[k], want > 0 ? want : alpha * want,
                                 scale);
-                    /* the backward takes lrelu' from o: its sign is FiLM's */
+                    /* with alpha >= 0 the leaky ReLU keeps FiLM's sign */
                     assert_true((o[k] > 0) == (f[k] > 0));
                 }
         /* backward: fused vs lrelu_backward then film_backward, and vs double */
-        film_lrelu_backward(c, n, hw, alpha, x, o, sc, dy, dx, ds, dt);
+        film_lrelu_backward(c, n, hw, alpha, x, sc, sh, dy, dx, ds, dt);
         lrelu_backward(sz, alpha, f, dy, dx2);
         film_backward(c, n, hw, x, sc, dx2, dx2, ds2, dt2);
         for (int ch = 0; ch < c; ch++)
@@ -127,7 +127,7 @@ static void test_film(void **state) {
                 check_close("film_backward dshift", hw, dt2[j], t_ref, t_abs);
             }
         /* without dx */
-        film_lrelu_backward(c, n, hw, alpha, x, o, sc, dy, NULL, ds2, dt2);
+        film_lrelu_backward(c, n, hw, alpha, x, sc, sh, dy, NULL, ds2, dt2);
         for (int j = 0; j < c * n; j++)
             assert_true(ds2[j] == ds[j] && dt2[j] == dt[j]);
         free(x);

@@ -107,12 +107,12 @@ static conv_out run_conv(int n, int cin, int h, int w, int cout, int stride, int
     real *work = calloc(conv_work_size(&g), sizeof(real));
     if (deconv) {
         deconv_film_forward(&g, x, k, b, &st, r.v[C_Z], r.v[C_O], work);
-        deconv_film_backward(&g, x, k, &st, r.v[C_Z], r.v[C_O], d, r.v[C_DX], r.v[C_DK], r.v[C_DB],
-                             r.v[C_DS], r.v[C_DT], work);
+        deconv_film_backward(&g, x, k, &st, r.v[C_Z], d, r.v[C_DX], r.v[C_DK], r.v[C_DB], r.v[C_DS],
+                             r.v[C_DT], work);
     } else {
         conv_film_forward(&g, x, k, b, &st, r.v[C_Z], r.v[C_O], work);
-        conv_film_backward(&g, x, k, &st, r.v[C_Z], r.v[C_O], d, r.v[C_DX], r.v[C_DK], r.v[C_DB],
-                           r.v[C_DS], r.v[C_DT], work);
+        conv_film_backward(&g, x, k, &st, r.v[C_Z], d, r.v[C_DX], r.v[C_DK], r.v[C_DB], r.v[C_DS],
+                           r.v[C_DT], work);
     }
     free(work);
     free(x);
@@ -210,7 +210,7 @@ static misc_out run_misc(int T) {
     dense_backward(N, IN, OUT, x, w, dy, r.v[1], r.v[2], r.v[3]);
     film_forward(C, N, HW, x, sc, sh, r.v[4]);
     film_lrelu_forward(C, N, HW, (real)0.3, x, sc, sh, r.v[5]);
-    film_lrelu_backward(C, N, HW, (real)0.3, x, r.v[5], sc, dy, r.v[6], r.v[7], r.v[8]);
+    film_lrelu_backward(C, N, HW, (real)0.3, x, sc, sh, dy, r.v[6], r.v[7], r.v[8]);
     lrelu_backward((size_t)C * N * HW - 3, (real)0.2, x, dy, r.v[9]);
     loss_bernoulli_backward(C, N, HW, x, t, (const double[N]){0.5, 2}, r.v[10]);
     loss_gaussian_backward(C, N, HW, 1e-6, x, t, (const double[N]){0.25, 3}, r.v[11]);
