@@ -95,17 +95,28 @@ static size_t pad_size(const conv_geom *g) {
     return (size_t)pad_rows(g) * (size_t)pad_cols(g);
 }
 
-/* the chunk's planes of channel ci of x [cin][n][h][w] into (to_pad) or out
- * of the padded planes at pad (their padding left as it is) */
-YT_INLINE void pad_copy(const conv_geom *g, int ci, int n0, int nc, real *x, real *pad, bool to_pad) {
-    const size_t hw = (size_t)g->h * g->w, ps = pad_size(g);
-    const int W = pad_cols(g);
+/* where sample n0 + i's row ih of channel ci starts: in x [cin][n][h][w],
+ * and in the chunk's padded planes */
+YT_INLINE size_t image_row(const conv_geom *g, int ci, int n0, int i, int ih) {
+    return ((size_t)ci * g->n + n0 + i) * g->h * g->w + (size_t)ih * g->w;
+}
+
+YT_INLINE size_t plane_row(const conv_geom *g, int i, int ih) {
+    return (size_t)i * pad_size(g) + (size_t)(ih + g->pad_top) * pad_cols(g) + g->pad_left;
+}
+
+/* the chunk's planes of channel ci into the padded planes (their padding
+ * left as it is), and back (copy_row: no memcpy call per row) */
+YT_INLINE void pad_in(const conv_geom *g, int ci, int n0, int nc, const real *x, real *pad) {
     for (int i = 0; i < nc; i++)
-        for (int ih = 0; ih < g->h; ih++) {
-            real *a = x + ((size_t)ci * g->n + n0 + i) * hw + (size_t)ih * g->w;
-            real *p = pad + (size_t)i * ps + (size_t)(ih + g->pad_top) * W + g->pad_left;
-            copy_row(to_pad ? p : a, to_pad ? a : p, g->w); /* no memcpy call per row */
-        }
+        for (int ih = 0; ih < g->h; ih++)
+            copy_row(pad + plane_row(g, i, ih), x + image_row(g, ci, n0, i, ih), g->w);
+}
+
+YT_INLINE void pad_out(const conv_geom *g, int ci, int n0, int nc, const real *pad, real *x) {
+    for (int i = 0; i < nc; i++)
+        for (int ih = 0; ih < g->h; ih++)
+            copy_row(x + image_row(g, ci, n0, i, ih), pad + plane_row(g, i, ih), g->w);
 }
 
 /* Stride 2 on whole vectors: the even reals of p[0, 2 VL), and p[2k] += v[k]
@@ -128,7 +139,7 @@ static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col,
     const int s = g->stride, W = pad_cols(g);
     memset(pad, 0, (size_t)nc * ps * sizeof *pad);
     for (int ci = 0; ci < g->cin; ci++) {
-        pad_copy(g, ci, n0, nc, (real *)x, pad, true);
+        pad_in(g, ci, n0, nc, x, pad);
         for (int t = 0; t < 9; t++)
             for (int i = 0; i < nc; i++) {
                 const real *p = pad + (size_t)i * ps + (t / 3) * W + t % 3;
@@ -165,7 +176,7 @@ static void col2im(const conv_geom *g, const real *col, int n0, int nc, real *x,
                         p[ow * s] += col[ow];
                 }
             }
-        pad_copy(g, ci, n0, nc, x, pad, false);
+        pad_out(g, ci, n0, nc, pad, x);
     }
 }
 
@@ -261,7 +272,8 @@ static size_t gemm_col_size(const conv_geom *g) {
 }
 
 static size_t gemm_part_size(const conv_geom *g) {
-    return gemm_col_size(g) + (size_t)g->chunk * pad_size(g) + (gemm_threads(g) > 1 ? (size_t)g->cout * g->cin * 9 : 0);
+    const size_t dk = gemm_threads(g) > 1 ? (size_t)g->cout * g->cin * 9 : 0;
+    return gemm_col_size(g) + (size_t)g->chunk * pad_size(g) + dk;
 }
 
 enum { G_CONV_FWD, G_CONV_BWD, G_DECONV_FWD, G_DECONV_BWD };
@@ -627,8 +639,8 @@ static void film_part(void *ctx, int t, int T) {
                            a->dshift);
         break;
     case FILM_LRELU_BWD:
-        film_lrelu_backward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->scale, a->shift, a->dy,
-                                 a->dx, a->dscale, a->dshift);
+        film_lrelu_backward_part(c0, c1, a->c, a->n, a->hw, a->alpha, a->x, a->scale, a->shift,
+                                 a->dy, a->dx, a->dscale, a->dshift);
         break;
     }
 }
