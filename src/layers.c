@@ -87,8 +87,10 @@ static int pad_rows(const conv_geom *g) {
     return YT_MAX((g->ho - 1) * g->stride + 3, g->h + g->pad_top);
 }
 
+/* one column more than the taps read: the stride-2 vector path of the
+ * kernel's right column (kw = 2) loads whole vectors up to one real past it */
 static int pad_cols(const conv_geom *g) {
-    return YT_MAX((g->wo - 1) * g->stride + 3, g->w + g->pad_left);
+    return YT_MAX((g->wo - 1) * g->stride + 3, g->w + g->pad_left) + 1;
 }
 
 static size_t pad_size(const conv_geom *g) {
@@ -145,7 +147,7 @@ static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col,
                 const real *p = pad + (size_t)i * ps + (t / 3) * W + t % 3;
                 for (int oh = 0; oh < g->ho; oh++, col += g->wo, p += (size_t)s * W) {
                     int ow = 0;
-                    if (s == 2) /* reads up to p[2 wo - 1]: inside the row */
+                    if (s == 2) /* reads up to p[2 wo - 1]: inside the padded row */
                         for (; ow + VL <= g->wo; ow += VL)
                             vstore(col + ow, even_of(p + 2 * ow));
                     for (; ow < g->wo; ow++)
