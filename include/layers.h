@@ -94,8 +94,7 @@ void film_lrelu_forward(int c, int n, int hw, real alpha, const real *x, const r
  * parameters (FiLM's output recomputed for the slope): dx (may be NULL, may
  * alias dy), dscale and dshift [n][c] OVERWRITTEN as in film_backward. */
 void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *scale,
-                         const real *shift, const real *dy, real *dx, real *dscale,
-                         real *dshift);
+                         const real *shift, const real *dy, real *dx, real *dscale, real *dshift);
 
 /* ---- element-wise ---------------------------------------------------------- */
 /* y = x > 0 ? x : alpha x (any alpha); y may alias x */

@@ -79,9 +79,9 @@ typedef struct {
     bool gated;                   /* gated conditioning: a gate per layer */
     gate gate[MODEL_MAX_LAYERS];
     real *scale, *shift; /* [n][C] post-processed FiLM scales and shifts */
-    real *o; /* [C][n][hw] block output: its FiLM or gate stage's (the stage's
-              * own output before the leaky ReLU is not kept), else z[last]
-              * or its leaky ReLU */
+    real *o;             /* [C][n][hw] block output: its FiLM or gate stage's, else
+                          * z[last] or its leaky ReLU (a stage's own output before
+                          * the leaky ReLU is not kept) */
 } conv_block;
 
 typedef struct {

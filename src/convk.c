@@ -304,8 +304,7 @@ static void unpack_y(const layout *L, int nch, int n, int ho, int wo, const real
             for (int r = 0; r < ho; r++, src += L->wq) {
                 const size_t ro = at + (size_t)r * wo;
                 copy_row(y + ro, src, wo);
-                if (st)
-                    stage_fwd_row(st, st->scale[si], st->shift[si], y + ro, sio->o + ro, wo);
+                if (st) stage_fwd_row(st, st->scale[si], st->shift[si], y + ro, sio->o + ro, wo);
             }
         }
     }
@@ -339,8 +338,7 @@ static void unpack_x(const conv_geom *g, const layout *L, const real *out, int n
                     interleave(e, o, half, dst);
                     if (w & 1) dst[w - 1] = e[half];
                 }
-                if (st)
-                    stage_fwd_row(st, st->scale[si], st->shift[si], dst, sio->o + ro, w);
+                if (st) stage_fwd_row(st, st->scale[si], st->shift[si], dst, sio->o + ro, w);
             }
         }
     }

@@ -249,8 +249,8 @@ YT_INLINE const real *band_rows(const wgeom *G, const side *sd, int c, int s, in
     for (int y = lo; y < hi; y++) {
         const size_t ro = at + (size_t)y * w;
         bool own = y >= own_lo && y < own_hi;
-        stage_bwd_row(st, a, t, src + (size_t)y * w, sd->z + ro,
-                      tmp + (size_t)(y - lo) * w, w, own ? &ds : &junk, own ? &dt : &junk);
+        stage_bwd_row(st, a, t, src + (size_t)y * w, sd->z + ro, tmp + (size_t)(y - lo) * w, w,
+                      own ? &ds : &junk, own ? &dt : &junk);
     }
     /* several bands add up a sample's sums: the first one sets them */
     sd->dscale[si] = (own_lo == 0 ? 0 : sd->dscale[si]) + (real)ds;
@@ -653,8 +653,7 @@ void convw_deconv_forward(const conv_geom *g, const real *x, const real *k, cons
 }
 
 /* a gradient side with the block stage's backward folded into its packing */
-static void stage_side(side *sd, const film_stage *st, const real *z, real *dscale,
-                       real *dshift) {
+static void stage_side(side *sd, const film_stage *st, const real *z, real *dscale, real *dshift) {
     sd->st = st;
     sd->z = z;
     sd->dscale = dscale;

@@ -688,8 +688,7 @@ void film_backward(int c, int n, int hw, const real *x, const real *scale, const
 }
 
 void film_lrelu_backward(int c, int n, int hw, real alpha, const real *x, const real *scale,
-                         const real *shift, const real *dy, real *dx, real *dscale,
-                         real *dshift) {
+                         const real *shift, const real *dy, real *dx, real *dscale, real *dshift) {
     film_call a = {.op = FILM_LRELU_BWD,
                    .c = c,
                    .n = n,

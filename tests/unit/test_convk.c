@@ -174,7 +174,7 @@ static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
         for (int j = 0; j < 9; j++)
             out[r][j] = res[j];
     }
-    const char *names[] = {"stage z",  "stage o",  "stage dx",     "stage dk",
+    const char *names[] = {"stage z",  "stage o",      "stage dx",    "stage dk",
                            "stage db", "stage dscale", "stage dshift"};
     const size_t sizes[] = {nout, nout, nin, nk, (size_t)c, (size_t)n * c, (size_t)n * c};
     for (int j = 0; j < 7; j++)
@@ -279,8 +279,8 @@ static void test_cifar10_layers(void **state) {
 static void test_odd_shapes(void **state) {
     (void)state;
     /* {5, 19}, {3, 37}: at stride 2 whole vectors of 8 and 16 and a rest */
-    const int dims[][2] = {{1, 1}, {1, 2}, {2, 1},  {3, 3},  {5, 4},
-                           {4, 5}, {7, 7}, {9, 6}, {2, 13}, {5, 19}, {3, 37}};
+    const int dims[][2] = {{1, 1}, {1, 2}, {2, 1},  {3, 3},  {5, 4}, {4, 5},
+                           {7, 7}, {9, 6}, {2, 13}, {5, 19}, {3, 37}};
     for (size_t d = 0; d < YT_ARRAY_LEN(dims); d++)
         for (int stride = 1; stride <= 2; stride++) {
             check_shape(2, 3, dims[d][0], dims[d][1], 5, stride);
