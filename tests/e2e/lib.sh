@@ -106,4 +106,32 @@ evtab() {
         cp "$2/eval/step-000000020.csv" "$T/$3.csv"
 }
 
+# need_build BINARY HOW: the whole suite is one skip when another build's
+# BINARY (bin/yoto-double, bin/yoto-avx512) is not there; HOW builds it
+need_build() {
+    [ -x "$1" ] && return 0
+    skip "${1#"$PWD"/} end to end" "${1#"$PWD"/} not built ($2; make test builds it)"
+    done_testing
+    exit
+}
+
+# Another build against the binary under test (test_double.sh,
+# test_avx512.sh): the same seed, data and weights, so the two differ by
+# float rounding only, and a numerics bug moves them apart by far more.
+# same_run_as_yoto WHAT DIR: the binary under test's run of the same 20
+# steps as DIR's ($T/f); the metrics agree to 1e-4 relative at every row
+same_run_as_yoto() {
+    expect_exit 0 "the binary under test, the same run" tiny_train "$YOTO" 2 "$T/f"
+    check "metrics: $1 and the binary under test agree to 1e-4 relative at every row" \
+        "$PYTHON" tests/e2e/runcheck.py metrics "$2/metrics.csv" "$T/f/metrics.csv" 1e-4 4
+}
+# evaluates_like_yoto BINARY WHAT: BINARY and the binary under test evaluate
+# $T/f (same_run_as_yoto); the tables agree to 1e-5 relative
+evaluates_like_yoto() {
+    expect_exit 0 "$2 evaluates the binary under test's run" evtab "$1" "$T/f" other
+    expect_exit 0 "the binary under test evaluates it too" evtab "$YOTO" "$T/f" ff
+    check "the two tables agree to 1e-5 relative" "$PYTHON" tests/e2e/runcheck.py tables \
+        "$T/other.csv" "$T/ff.csv" 1e-5 2
+}
+
 done_testing() { echo "1..$_tap_n"; [ $_tap_failed -eq 0 ]; }
