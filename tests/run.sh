@@ -75,15 +75,76 @@ distinct_id() {
     echo "$kind/$base"
 }
 
-# run_suite NAME TIMEOUT CMD... — runs one TAP-speaking command and counts it.
+# Suites run YOTO_TEST_JOBS at a time (default: the number of cores; most of
+# an end-to-end suite's time is waiting on mpirun, files and processes). The
+# ones in $solo_suites measure time (deadlines, watchdogs, a Slurm daemon):
+# each runs alone. Results are counted and printed in the order the suites
+# were started, whatever order they end in.
+jobs_max=${YOTO_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+solo_suites=" test_watchdog test_hang test_jobs "
+RCDIR=$LOGS/.rc
+rm -rf "$RCDIR"
+mkdir -p "$RCDIR"
+queue=() # started, not yet counted: "NAME LIMIT T0"
+
+# run_suite NAME TIMEOUT CMD... — starts one TAP-speaking command; counted by tally_ended.
 run_suite() {
     local name=$1 limit=$2
     shift 2
     selected "$name" || return 0
-    local log="$LOGS/${name//\//_}.log" t0=$SECONDS rc id
+    local key=${name//\//_} base=${name##*/}
+    if [ "$jobs_max" -le 1 ] || [[ $solo_suites == *" $base "* ]]; then
+        wait_all
+        start_suite "$key" "$limit" "$@"
+        queue+=("$name $limit $SECONDS")
+        wait_all
+        return
+    fi
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
+        wait -n 2>/dev/null
+        tally_ended
+    done
+    start_suite "$key" "$limit" "$@"
+    queue+=("$name $limit $SECONDS")
+    tally_ended
+}
+
+# start_suite KEY TIMEOUT CMD...: in the background; "EXITCODE SECONDS" (when it
+# ended) lands in $RCDIR/KEY
+start_suite() {
+    local key=$1 limit=$2
+    shift 2
+    rm -f "$RCDIR/$key"
+    (
+        timeout --kill-after=10 "$limit" "$@" >"$LOGS/$key.log" 2>&1 </dev/null
+        echo "$? $SECONDS" >"$RCDIR/$key.tmp"
+        mv "$RCDIR/$key.tmp" "$RCDIR/$key"
+    ) &
+}
+
+# wait_all: every started suite has ended and is counted
+wait_all() {
+    wait
+    tally_ended
+}
+
+# tally_ended: counts the suites at the head of the queue that have ended
+tally_ended() {
+    local name limit t0
+    while [ ${#queue[@]} -gt 0 ]; do
+        read -r name limit t0 <<<"${queue[0]}"
+        [ -e "$RCDIR/${name//\//_}" ] || return 0
+        tally "$name" "$limit" "$t0" "$(cat "$RCDIR/${name//\//_}")"
+        queue=("${queue[@]:1}")
+    done
+}
+
+# tally NAME TIMEOUT T0 "RC T1" — counts one ended suite from its log
+tally() {
+    local name=$1 limit=$2 t0=$3 rc t1
+    read -r rc t1 <<<"$4"
+    local log="$LOGS/${name//\//_}.log" id
     id=$(distinct_id "$name")
-    timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
-    rc=$?
     local p=0 f=0 s=0 plan= line
     while IFS= read -r line; do
         case $line in
@@ -125,7 +186,7 @@ run_suite() {
         echo "  ---- $log (last 30 lines) ----"
         tail -n 30 "$log" | sed 's/^/  | /'
     fi
-    printf '%-44s %4d ok %3d failed %3d skipped  %4ds\n' "$name" $p $f $s $((SECONDS - t0))
+    printf '%-44s %4d ok %3d failed %3d skipped  %4ds\n' "$name" $p $f $s $((t1 - t0))
     pass=$((pass + p))
     fail=$((fail + f))
     skip=$((skip + s))
@@ -249,6 +310,8 @@ for kind in $kinds; do
     esac
 done
 
+wait_all
+rm -rf "$RCDIR"
 echo
 if [ $skip -gt 0 ]; then echo "$skip skipped (reasons above)"; fi
 if [ $fail -gt 0 ]; then
