@@ -24,7 +24,7 @@
 # (MPI builds, "rel dbl"), YOTO_E2E_VARIANTS ("rel"), YOTO_VALGRIND=1 (unit
 # tests under valgrind),
 # YOTO_TEST_FILTER="sub1 sub2" (run the suites whose name contains one of the
-# substrings), YOTO_ISA=baseline (every unit suite emulated as in isa),
+# substrings), YOTO_TEST_JOBS (suites at a time; default: the cores), YOTO_ISA=baseline (every unit suite emulated as in isa),
 # YOTO_ASAN_E2E_SKIP (e2e suites not run against bin/yoto-asan; default: the
 # ones about scripts, Slurm and timing, to keep CI's time; "" runs them all).
 set -u
