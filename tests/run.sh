@@ -24,7 +24,8 @@
 # (MPI builds, "rel dbl"), YOTO_E2E_VARIANTS ("rel"), YOTO_VALGRIND=1 (unit
 # tests under valgrind),
 # YOTO_TEST_FILTER="sub1 sub2" (run the suites whose name contains one of the
-# substrings), YOTO_TEST_JOBS (suites at a time; default: the cores), YOTO_ISA=baseline (every unit suite emulated as in isa),
+# substrings), YOTO_TEST_JOBS (suites at a time; default: the cores; 1: one
+# after the other), YOTO_ISA=baseline (every unit suite emulated as in isa),
 # YOTO_ASAN_E2E_SKIP (e2e suites not run against bin/yoto-asan; default: the
 # ones about scripts, Slurm and timing, to keep CI's time; "" runs them all).
 set -u
@@ -82,10 +83,20 @@ distinct_id() {
 # were started, whatever order they end in.
 jobs_max=${YOTO_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
 solo_suites=" test_watchdog test_hang test_jobs "
-RCDIR=$LOGS/.rc
-rm -rf "$RCDIR"
-mkdir -p "$RCDIR"
+RCDIR=$(mktemp -d "$LOGS/.rc.XXXXXX") # this run's exit codes (make test and check-asan may overlap)
 queue=() # started, not yet counted: "NAME LIMIT T0"
+# ^C or a kill: the running suites are stopped too (each runs under timeout,
+# in its own process group, which a terminal's ^C does not reach)
+stop_suites() {
+    local p
+    for p in $(jobs -p); do
+        pkill -TERM -P "$p" 2>/dev/null
+        kill "$p" 2>/dev/null
+    done
+    rm -rf "$RCDIR"
+}
+trap 'stop_suites; exit 130' INT
+trap 'stop_suites; exit 143' TERM
 
 # run_suite NAME TIMEOUT CMD... — starts one TAP-speaking command; counted by tally_ended.
 run_suite() {
