@@ -82,6 +82,7 @@ distinct_id() {
 # each runs alone. Results are counted and printed in the order the suites
 # were started, whatever order they end in.
 jobs_max=${YOTO_TEST_JOBS:-$(nproc 2>/dev/null || echo 1)}
+[[ $jobs_max =~ ^[1-9][0-9]*$ ]] || { echo "tests/run.sh: YOTO_TEST_JOBS=$jobs_max: a number of suites at a time, 1 or more" >&2; exit 2; }
 solo_suites=" test_watchdog test_hang test_jobs "
 RCDIR=$(mktemp -d "$LOGS/.rc.XXXXXX") # this run's exit codes (make test and check-asan may overlap)
 queue=() # started, not yet counted: "NAME LIMIT T0"
