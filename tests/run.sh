@@ -134,9 +134,15 @@ start_suite() {
     ) &
 }
 
-# wait_all: every started suite has ended and is counted
+# wait_all: every started suite has ended and is counted (one whose shell
+# died before it wrote an exit code counts as failed, exit code 125)
 wait_all() {
     wait
+    local e name
+    for e in "${queue[@]}"; do
+        name=${e%% *}
+        [ -e "$RCDIR/${name//\//_}" ] || echo "125 $SECONDS" >"$RCDIR/${name//\//_}"
+    done
     tally_ended
 }
 
@@ -181,6 +187,7 @@ tally() {
         f=1
         local why="exit code $rc"
         [ $rc -eq 124 ] || [ $rc -eq 137 ] && why="timed out after ${limit}s"
+        [ $rc -eq 125 ] && why="exit code 125 (timeout failed, or the suite's shell was killed)"
         failed_names+=("$name: $why")
         echo "  FAIL  $name: $why"
     fi
