@@ -104,21 +104,19 @@ run_suite() {
     local name=$1 limit=$2
     shift 2
     selected "$name" || return 0
-    local key=${name//\//_} base=${name##*/}
-    if [ "$jobs_max" -le 1 ] || [[ $solo_suites == *" $base "* ]]; then
+    local solo=false
+    [ "$jobs_max" -le 1 ] || [[ $solo_suites == *" ${name##*/} "* ]] && solo=true
+    if $solo; then
         wait_all
-        start_suite "$key" "$limit" "$@"
-        queue+=("$name $limit $SECONDS")
-        wait_all
-        return
+    else
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
+            wait -n 2>/dev/null
+            tally_ended
+        done
     fi
-    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do
-        wait -n 2>/dev/null
-        tally_ended
-    done
-    start_suite "$key" "$limit" "$@"
+    start_suite "${name//\//_}" "$limit" "$@"
     queue+=("$name $limit $SECONDS")
-    tally_ended
+    if $solo; then wait_all; else tally_ended; fi
 }
 
 # start_suite KEY TIMEOUT CMD...: in the background; "EXITCODE SECONDS" (when it
