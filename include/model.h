@@ -35,6 +35,7 @@ typedef struct {
     char name[64]; /* "encoder/block0/conv0", "decoder/block2/film", "loss" */
     double fwd, bwd; /* seconds, accumulated */
     double macs;     /* forward multiply-adds per image */
+    bool blocked;    /* a conv layer on channel-blocked activations (conv_block.blocked) */
 } model_prof;
 
 /* A gate of gated conditioning over c channels: g [n][c] = 2 sigmoid(cond
@@ -82,6 +83,13 @@ typedef struct {
     real *o;             /* [C][n][hw] block output: its FiLM or gate stage's, else
                           * z[last] or its leaky ReLU (a stage's own output before
                           * the leaky ReLU is not kept) */
+    /* Layout of the block's activations (z, a, o and their gradients):
+     * [C][n][hw], or channel-blocked (src/convb.h) where its kernels are
+     * faster (YOTO_CONV_LAYOUT, docs/DESIGN.md). in_blocked: the layout of
+     * the tensor the block reads; where the two differ, xin holds the block
+     * input converted to the block's layout (kept for the backward). */
+    bool blocked, in_blocked;
+    real *xin;
 } conv_block;
 
 typedef struct {
@@ -116,8 +124,9 @@ typedef struct {
     real *flat;            /* [n][c*h*w] encoder flatten */
     real *mean, *sigma, *z; /* [n][L] */
     const real *eps;       /* [n][L] noise of the last forward, NULL = z = mean (not owned) */
-    real *reshaped;        /* [c][n][h*w] decoder input of the blocks */
+    real *reshaped;        /* [c][n][h*w] decoder input of the blocks (in dec[last]'s layout) */
     real *out;             /* [out_c][n][H][W] decoder output */
+    real *out_in;          /* [C][n][H][W] the output conv's input when dec[0] is blocked */
     double *recon, *kl;    /* [n] per-sample losses */
 
     /* backward scratch */

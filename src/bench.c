@@ -267,16 +267,16 @@ static void print_json(const bench_result *r) {
     printf(" \"layers\": [");
     for (int i = 0; i < m->nprof; i++)
         printf("%s\n  {\"name\": \"%s\", \"forward_s\": %.6g, \"backward_s\": %.6g, "
-               "\"forward_macs_per_image\": %.0f}",
+               "\"forward_macs_per_image\": %.0f, \"blocked\": %s}",
                i ? "," : "", m->prof[i].name, m->prof[i].fwd / steps, m->prof[i].bwd / steps,
-               m->prof[i].macs);
+               m->prof[i].macs, m->prof[i].blocked ? "true" : "false");
     printf("]}\n");
 }
 
 static void print_layers(const bench_result *r) {
     const vae_model *m = r->m;
-    printf("  layers      %-28s %9s %9s %8s %8s\n", "(ms per step)", "forward", "backward",
-           "GFLOP/s", "share");
+    printf("  layers      %-28s %9s %9s %8s %8s\n", "(ms per step; *: blocked)", "forward",
+           "backward", "GFLOP/s", "share");
     double total = 0;
     for (int i = 0; i < m->nprof; i++)
         total += m->prof[i].fwd + m->prof[i].bwd;
@@ -285,7 +285,9 @@ static void print_layers(const bench_result *r) {
         double t = (p->fwd + p->bwd) / r->steps;
         /* forward + backward FLOPs of this layer: about 3 x forward */
         double gf = t > 0 && p->macs > 0 ? 6.0 * p->macs * r->batch / t / 1e9 : 0;
-        printf("              %-28s %9.3f %9.3f %8.2f %7.1f%%\n", p->name, 1e3 * p->fwd / r->steps,
+        char name[sizeof p->name + 2];
+        snprintf(name, sizeof name, "%s%s", p->name, p->blocked ? " *" : "");
+        printf("              %-28s %9.3f %9.3f %8.2f %7.1f%%\n", name, 1e3 * p->fwd / r->steps,
                1e3 * p->bwd / r->steps, gf, total > 0 ? 100 * (p->fwd + p->bwd) / total : 0);
     }
 }

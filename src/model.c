@@ -15,6 +15,7 @@
 #include <tgmath.h>
 
 #include "blas.h"
+#include "convb.h"
 #include "loss.h"
 #include "rng.h"
 
@@ -219,6 +220,8 @@ static void block_alloc(vae_model *m, conv_block *b) {
         b->shift = alloc_buf(m, (size_t)m->max_batch * b->C);
     }
     b->o = b->film || b->gated || b->out_lrelu ? alloc_buf(m, act) : b->z[b->nlayers - 1];
+    if (b->blocked != b->in_blocked)
+        b->xin = alloc_buf(m, (size_t)m->max_batch * b->cin[0] * b->h[0] * b->w[0]);
 }
 
 /* The convolution geometry of layer l for n samples (layers.h: a deconv is
@@ -237,6 +240,42 @@ static conv_geom out_geom(const vae_model *m, int n) {
     conv_geom g = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
     g.threads = m->threads;
     return g;
+}
+
+/* Each block's layout (conv_block.blocked). YOTO_CONV_LAYOUT: auto (the
+ * default) blocks where convb_pays for every layer; blocked wherever the
+ * kernels fit (convb_fits: every channel count a multiple of their lanes;
+ * for tests and measurements); planar nowhere. */
+static void choose_layouts(vae_model *m) {
+    const char *env = getenv("YOTO_CONV_LAYOUT");
+    int policy = 0; /* auto, planar, blocked */
+    if (env && *env) {
+        if (strcmp(env, "auto") == 0)
+            policy = 0;
+        else if (strcmp(env, "planar") == 0)
+            policy = 1;
+        else if (strcmp(env, "blocked") == 0)
+            policy = 2;
+        else
+            yt_die("YOTO_CONV_LAYOUT=%s: expected auto, planar or blocked", env);
+    }
+    for (int i = 0; i < m->nblocks_enc + m->nblocks_dec; i++) {
+        conv_block *b = i < m->nblocks_enc ? &m->enc[i] : &m->dec[i - m->nblocks_enc];
+        bool ok = policy != 1;
+        for (int l = 0; l < b->nlayers && ok; l++) {
+            conv_geom g = layer_geom(m, b, l, m->max_batch);
+            ok = policy == 2 ? convb_fits(&g) : convb_pays(&g);
+        }
+        b->blocked = ok;
+        for (int l = 0; l < b->nlayers; l++)
+            m->prof[b->prof[l]].blocked = ok;
+    }
+    /* the image is [C][n][H][W]; the reshape writes dec[last]'s layout */
+    for (int i = 0; i < m->nblocks_enc; i++)
+        m->enc[i].in_blocked = i > 0 && m->enc[i - 1].blocked;
+    for (int k = 0; k < m->nblocks_dec; k++)
+        m->dec[k].in_blocked =
+            k == m->nblocks_dec - 1 ? m->dec[k].blocked : m->dec[k + 1].blocked;
 }
 
 /* Encoder blocks (block b has base * 2^b channels), then the fc MLP to the
@@ -294,7 +333,7 @@ static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w,
         block_alloc(m, blk);
         for (int l = 0; l < blk->nlayers; l++) {
             conv_geom g = layer_geom(m, blk, l, m->max_batch);
-            *work = YT_MAX(*work, conv_work_size(&g));
+            *work = YT_MAX(*work, blk->blocked ? convb_work_size(&g) : conv_work_size(&g));
             *act_max = YT_MAX(*act_max, n * g.cin * g.h * g.w);
             *act_max = YT_MAX(*act_max, n * g.cout * g.ho * g.wo);
         }
@@ -324,6 +363,7 @@ static void alloc_activations(vae_model *m) {
     m->z = alloc_buf(m, n * L);
     m->reshaped = alloc_buf(m, n * m->dec_fc.out[m->dec_fc.nlayers - 1]);
     m->out = alloc_buf(m, n * m->out_c * m->in_h * m->in_w);
+    if (m->dec[0].blocked) m->out_in = alloc_buf(m, n * m->dec[0].C * m->in_h * m->in_w);
     m->recon = yt_calloc(n, sizeof *m->recon);
     m->kl = yt_calloc(n, sizeof *m->kl);
     m->coef_rec = yt_calloc(n, sizeof *m->coef_rec);
@@ -387,6 +427,7 @@ vae_model *model_create(const cfg_model *mc, int max_batch) {
     arena_init(&m->params);
     build_encoder(m);
     build_decoder(m);
+    choose_layouts(m);
     m->prof_loss = prof_add(m, "latent+loss");
     arena_alloc(&m->params);
     alloc_activations(m);
@@ -519,21 +560,39 @@ static const real *layer_forward(vae_model *m, conv_block *b, int l, int n, cons
         fused = &st;
         if (l < last) o = b->a[l];
     }
-    if (fused) {
+    if (b->blocked) {
+        if (b->deconv)
+            convb_deconv_forward(&g, in, k, bias, fused, b->z[l], fused ? o : NULL, m->work);
+        else
+            convb_conv_forward(&g, in, k, bias, fused, b->z[l], fused ? o : NULL, m->work);
+        if (fused) return o;
+    } else if (fused) {
         if (b->deconv)
             deconv_film_forward(&g, in, k, bias, fused, b->z[l], o, m->work);
         else
             conv_film_forward(&g, in, k, bias, fused, b->z[l], o, m->work);
         return o;
-    }
-    if (b->deconv)
+    } else if (b->deconv) {
         deconv_forward(&g, in, k, bias, b->z[l], m->work);
-    else
+    } else {
         conv_forward(&g, in, k, bias, b->z[l], m->work);
+    }
     if (l == last) return b->z[l];
     lrelu_forward((size_t)n * b->cout[l] * (b->deconv ? g.h * g.w : g.ho * g.wo),
                   (real)m->mc.alpha, b->z[l], b->a[l]);
     return b->a[l];
+}
+
+/* The block's input x (in_blocked's layout) in the block's layout: x, or
+ * its copy in b->xin */
+static const real *block_input(conv_block *b, int n, const real *x) {
+    if (b->blocked == b->in_blocked) return x;
+    const int c = b->cin[0], hw = b->h[0] * b->w[0];
+    if (b->blocked)
+        convb_from_chan(c, n, hw, x, b->xin);
+    else
+        convb_to_chan(c, n, hw, x, b->xin);
+    return b->xin;
 }
 
 static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const real *cond) {
@@ -544,6 +603,7 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
     const real *in = x;
     for (int l = 0; l < b->nlayers; l++) {
         double t0 = tic(m);
+        if (l == 0) in = block_input(b, n, x);
         in = layer_forward(m, b, l, n, in, cond, &st);
         toc(m, b->prof[l], t0, false);
     }
@@ -559,7 +619,10 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     YT_CHECK(n > 0 && n <= m->max_batch);
     const cfg_net *de = &m->mc.decoder;
     const real *r = mlp_forward(m, &m->dec_fc, n, z, cond);
-    rows_to_chan(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
+    if (m->dec[m->nblocks_dec - 1].blocked)
+        convb_from_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
+    else
+        rows_to_chan(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
     const real *h = m->reshaped;
     for (int k = m->nblocks_dec - 1; k >= 0; k--) {
         block_forward(m, &m->dec[k], n, h, cond);
@@ -567,6 +630,10 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     }
     double t0 = tic(m);
     conv_geom g = out_geom(m, n);
+    if (m->dec[0].blocked) {
+        convb_to_chan(m->dec[0].C, n, m->in_h * m->in_w, h, m->out_in);
+        h = m->out_in;
+    }
     conv_forward(&g, h, P(m, m->out_kernel), P(m, m->out_bias), m->out, m->work);
     toc(m, m->prof_out, t0, false);
 }
@@ -584,7 +651,10 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
         h = m->enc[b].o;
     }
     const conv_block *last = &m->enc[m->nblocks_enc - 1];
-    chan_to_rows(last->C, n, last->H * last->W, h, m->flat);
+    if (last->blocked)
+        convb_to_rows(last->C, n, last->H * last->W, h, m->flat);
+    else
+        chan_to_rows(last->C, n, last->H * last->W, h, m->flat);
     const real *code = mlp_forward(m, &m->enc_fc, n, m->flat, cond); /* [n][2L] */
     /* posterior and reparameterised sample */
     double t0 = tic(m);
@@ -680,7 +750,11 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
         st = gate_stage(m, b, l);
         fused = &st;
     }
-    if (fused && b->deconv)
+    if (b->blocked && b->deconv)
+        convb_deconv_backward(&g, in, k, fused, b->z[l], d, dx, dk, db, m->gs, m->gt, m->work);
+    else if (b->blocked)
+        convb_conv_backward(&g, in, k, fused, b->z[l], d, dx, dk, db, m->gs, m->gt, m->work);
+    else if (fused && b->deconv)
         deconv_film_backward(&g, in, k, fused, b->z[l], d, dx, dk, db, m->gs, m->gt, m->work);
     else if (fused)
         conv_film_backward(&g, in, k, fused, b->z[l], d, dx, dk, db, m->gs, m->gt, m->work);
@@ -692,8 +766,8 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
 }
 
 /* d: gradient w.r.t. the block output (scratch, overwritten); spare: a second
- * buffer. Returns the buffer holding the gradient w.r.t. the block input x,
- * or NULL when want_dx is false. */
+ * buffer. Returns the buffer holding the gradient w.r.t. the block input x
+ * (in x's layout, in_blocked), or NULL when want_dx is false. */
 static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, const real *cond,
                             real *d, real *spare, bool want_dx) {
     const cfg_model *c = &m->mc;
@@ -708,7 +782,7 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
     }
     for (int l = last; l >= 0; l--) {
         double t0 = tic(m);
-        const real *in = l == 0 ? x : b->a[l - 1];
+        const real *in = l > 0 ? b->a[l - 1] : b->blocked != b->in_blocked ? b->xin : x;
         real *dx = (l > 0 || want_dx) ? spare : NULL;
         layer_backward(m, b, l, n, in, cond, &film, d, dx);
         if (l > 0 && !b->gated)
@@ -727,7 +801,16 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
             toc(m, b->prof_film, t0, true);
         }
     }
-    return want_dx ? d : NULL;
+    if (!want_dx) return NULL;
+    if (b->blocked != b->in_blocked) { /* back to the producer's layout */
+        const int c = b->cin[0], hw = b->h[0] * b->w[0];
+        if (b->blocked)
+            convb_to_chan(c, n, hw, d, spare);
+        else
+            convb_from_chan(c, n, hw, d, spare);
+        d = spare;
+    }
+    return d;
 }
 
 /* tell the caller that the gradient of [offset of tensor idx, total) is final */
@@ -751,14 +834,20 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     toc(m, m->prof_loss, t0, true);
     t0 = tic(m);
     conv_geom go = out_geom(m, n);
-    conv_backward(&go, m->dec[0].o, P(m, m->out_kernel), m->g0, m->g1, G(m, m->out_kernel),
-                  G(m, m->out_bias), m->work);
+    const bool ob = m->dec[0].blocked;
+    conv_backward(&go, ob ? m->out_in : m->dec[0].o, P(m, m->out_kernel), m->g0, m->g1,
+                  G(m, m->out_kernel), G(m, m->out_bias), m->work);
+    real *d = m->g1, *spare = m->g0;
+    if (ob) { /* to dec[0]'s layout */
+        convb_from_chan(m->dec[0].C, n, hw, m->g1, m->g0);
+        d = m->g0;
+        spare = m->g1;
+    }
     toc(m, m->prof_out, t0, true);
     /* the arena holds tensors in order of application, so what backward has
      * finished is always a suffix of it */
     grad_ready(m, m->out_kernel);
     /* decoder blocks, in reverse order of application: 0 .. B-1 */
-    real *d = m->g1, *spare = m->g0;
     for (int k = 0; k < m->nblocks_dec; k++) {
         const real *in = k == m->nblocks_dec - 1 ? m->reshaped : m->dec[k + 1].o;
         d = block_backward(m, &m->dec[k], n, in, m->cond, d, spare, true);
@@ -767,7 +856,10 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     }
     /* reshape and decoder fc */
     const cfg_net *de = &m->mc.decoder;
-    chan_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
+    if (m->dec[m->nblocks_dec - 1].blocked)
+        convb_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
+    else
+        chan_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
     mlp_backward(m, &m->dec_fc, n, m->z, m->cond, spare, m->dz);
     grad_ready(m, m->dec_fc.kernel[0]);
     /* z = mean + sigma eps, KL, sigma = eps + softplus(code2) */
@@ -788,7 +880,10 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     mlp_backward(m, &m->enc_fc, n, m->flat, m->cond, m->dcode, m->g0);
     grad_ready(m, m->enc_fc.kernel[0]);
     const conv_block *last = &m->enc[m->nblocks_enc - 1];
-    rows_to_chan(last->C, n, last->H * last->W, m->g0, m->g1);
+    if (last->blocked)
+        convb_from_rows(last->C, n, last->H * last->W, m->g0, m->g1);
+    else
+        rows_to_chan(last->C, n, last->H * last->W, m->g0, m->g1);
     d = m->g1;
     spare = m->g0;
     for (int b = m->nblocks_enc - 1; b >= 0; b--) {

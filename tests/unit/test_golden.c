@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/convb.h" /* internal header: a blocked block's activations */
 #include "ckpt.h"
 #include "golden.h"
 #include "loss.h"
@@ -119,14 +120,36 @@ static void cmp_doubles(fixture *t, const char *path, const double *got, size_t 
 
 /* ---- activations: map a golden name to the model's buffer ------------------------ */
 
+/* x [c][B][hw] of a block: a copy in that layout when the block keeps its
+ * activations channel-blocked (YOTO_CONV_LAYOUT, src/convb.h), else NULL */
+static real *planar(const fixture *t, bool blocked, int c, int hw, const real *x) {
+    if (!blocked) return NULL;
+    real *p = malloc((size_t)c * t->B * hw * sizeof *p);
+    convb_to_chan(c, t->B, hw, x, p);
+    return p;
+}
+
+/* layer l's output z[l] (or a[l]) of block b, compared in [c][B][hw] */
+static void cmp_layer(fixture *t, const char *path, const conv_block *b, int l, const real *x) {
+    const int s = b->stride[l];
+    const int hw = b->deconv ? b->h[l] * s * b->w[l] * s
+                             : ((b->h[l] + s - 1) / s) * ((b->w[l] + s - 1) / s);
+    real *p = planar(t, b->blocked, b->cout[l], hw, x);
+    cmp_chan(t, path, p ? p : x);
+    free(p);
+}
+
 /* The model keeps a block's output (o), not FiLM's output before the leaky
  * ReLU: that one is recomputed from the kept z and the FiLM parameters. */
 static void cmp_film_out(fixture *t, const char *path, const conv_block *b) {
     const size_t sz = (size_t)t->B * b->C * b->H * b->W;
     real *f = malloc(sz * sizeof *f);
-    film_forward(b->C, t->B, b->H * b->W, b->z[b->nlayers - 1], b->scale, b->shift, f);
+    const real *z = b->z[b->nlayers - 1];
+    real *p = planar(t, b->blocked, b->C, b->H * b->W, z);
+    film_forward(b->C, t->B, b->H * b->W, p ? p : z, b->scale, b->shift, f);
     cmp_chan(t, path, f);
     free(f);
+    free(p);
 }
 
 typedef struct {
@@ -150,11 +173,11 @@ static void cmp_activation(fixture *t, const char *name) {
         const conv_block *b = enc ? &m->enc[blk] : &m->dec[blk];
         const char *layer = enc ? "conv%d%n" : "deconv%d%n";
         int used = 0;
-        if (sscanf(rest, layer, &l, &used) == 1 && rest[used] == '\0') { cmp_chan(t, path, b->z[l]); return; }
+        if (sscanf(rest, layer, &l, &used) == 1 && rest[used] == '\0') { cmp_layer(t, path, b, l, b->z[l]); return; }
         if (sscanf(rest, layer, &l, &used) == 1 && strcmp(rest + used, "_lrelu") == 0)
-            { cmp_chan(t, path, b->a[l]); return; }
+            { cmp_layer(t, path, b, l, b->a[l]); return; }
         if (strcmp(rest, "film_out") == 0) { cmp_film_out(t, path, b); return; }
-        if (strcmp(rest, "lrelu") == 0) { cmp_chan(t, path, b->o); return; }
+        if (strcmp(rest, "lrelu") == 0) { cmp_layer(t, path, b, b->nlayers - 1, b->o); return; }
         if (strcmp(rest, "film_scales") == 0) { cmp_rows(t, path, b->scale); return; }
         if (strcmp(rest, "film_shifts") == 0) { cmp_rows(t, path, b->shift); return; }
         if (strcmp(rest, "film_scales_mlp") == 0 || strcmp(rest, "film_shifts_mlp") == 0) {
@@ -165,7 +188,13 @@ static void cmp_activation(fixture *t, const char *name) {
     if (sscanf(name, "encoder/fc/dense%d", &i) == 1) { cmp_rows(t, path, m->enc_fc.pre[i]); return; }
     if (sscanf(name, "decoder/fc/dense%d", &i) == 1) { cmp_rows(t, path, m->dec_fc.pre[i]); return; }
     if (strcmp(name, "encoder/flatten") == 0) { cmp_rows(t, path, m->flat); return; }
-    if (strcmp(name, "decoder/reshape") == 0) { cmp_chan(t, path, m->reshaped); return; }
+    if (strcmp(name, "decoder/reshape") == 0) {
+        const int *r = m->mc.decoder.reshape;
+        real *p = planar(t, m->dec[m->nblocks_dec - 1].blocked, r[2], r[0] * r[1], m->reshaped);
+        cmp_chan(t, path, p ? p : m->reshaped);
+        free(p);
+        return;
+    }
     fail_msg("%s: activation %s has no counterpart in the model", t->file, name);
 }
 
@@ -392,11 +421,24 @@ static void test_shapes3d_forward(void **state) {
     fixture_close(&t);
 }
 
+/* The same checks with every block the channel-blocked kernels fit
+ * (src/convb.h) kept in their layout (YOTO_CONV_LAYOUT=blocked; the default
+ * blocks only in the AVX-512 build): every activation and gradient against
+ * the same golden tensors. Last: a failure leaves the variable set. */
+static void test_blocked_layout(void **state) {
+    setenv("YOTO_CONV_LAYOUT", "blocked", 1);
+    test_tiny_bernoulli(state);
+    test_tiny_gaussian(state);
+    test_shapes3d_forward(state);
+    unsetenv("YOTO_CONV_LAYOUT");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny_bernoulli),
         cmocka_unit_test(test_tiny_gaussian),
         cmocka_unit_test(test_shapes3d_forward),
+        cmocka_unit_test(test_blocked_layout),
     };
     return TU_RUN("golden", tests);
 }
