@@ -40,31 +40,41 @@ size_t convb_len(int c, int n, int h, int w) {
     return (size_t)convb_blocks(c) * n * h * w * VL;
 }
 
+/* Both conversions walk the blocked tensor in order (one contiguous stream)
+ * and the VL channel planes side by side (VL streams): a channel plane at a
+ * time would go through every line of the blocked tensor VL times. */
 void convb_from_chan(int c, int n, int hw, const real *x, real *xb) {
     const int nb = convb_blocks(c);
-    for (int b = 0; b < nb; b++)
-        for (int l = 0; l < VL; l++) {
-            const int ch = b * VL + l;
-            real *d = xb + (size_t)b * n * hw * VL + l;
-            const size_t m = (size_t)n * hw;
-            if (ch >= c) {
-                for (size_t p = 0; p < m; p++)
-                    d[p * VL] = 0;
-                continue;
-            }
-            const real *s = x + (size_t)ch * n * hw;
-            for (size_t p = 0; p < m; p++)
-                d[p * VL] = s[p];
+    const size_t m = (size_t)n * hw;
+    for (int b = 0; b < nb; b++) {
+        const int lanes = YT_MIN(VL, c - b * VL);
+        const real *s = x + (size_t)b * VL * m;
+        real *d = xb + (size_t)b * m * VL;
+        for (size_t p = 0; p < m; p++, d += VL) {
+            int l = 0;
+            for (; l < lanes; l++)
+                d[l] = s[(size_t)l * m + p];
+            for (; l < VL; l++)
+                d[l] = 0;
         }
+    }
 }
 
+/* (here in tiles of 64 pixels, so that each channel plane gets whole cache
+ * lines: 4-byte stores to VL places at once ran 7x slower) */
 void convb_to_chan(int c, int n, int hw, const real *xb, real *x) {
-    for (int ch = 0; ch < c; ch++) {
-        const real *s = xb + (size_t)(ch / VL) * n * hw * VL + ch % VL;
-        real *d = x + (size_t)ch * n * hw;
-        const size_t m = (size_t)n * hw;
-        for (size_t p = 0; p < m; p++)
-            d[p] = s[p * VL];
+    const int nb = convb_blocks(c);
+    const size_t m = (size_t)n * hw;
+    for (int b = 0; b < nb; b++) {
+        const int lanes = YT_MIN(VL, c - b * VL);
+        const real *s = xb + (size_t)b * m * VL;
+        real *d = x + (size_t)b * VL * m;
+        for (size_t p0 = 0; p0 < m; p0 += 64) {
+            const size_t np = YT_MIN((size_t)64, m - p0);
+            for (int l = 0; l < lanes; l++)
+                for (size_t p = 0; p < np; p++)
+                    d[(size_t)l * m + p0 + p] = s[(p0 + p) * VL + l];
+        }
     }
 }
 
