@@ -150,6 +150,11 @@ typedef struct {
 vae_model *model_create(const cfg_model *mc, int max_batch);
 void model_free(vae_model *m);
 
+/* YOTO_CONV_LAYOUT (docs/CLI.md): false, with a message on stderr, when it
+ * is set to something other than auto, planar or blocked (model_create
+ * would end the process on it; main checks it before anything starts). */
+bool model_check_layout_env(void);
+
 /* Reference initialisation (docs/REFERENCE.md): truncated-normal VarianceScaling
  * kernels keyed (seed, RNG_INIT, tensor index), zero biases. */
 void model_init_params(vae_model *m, uint64_t seed);

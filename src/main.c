@@ -15,6 +15,7 @@
 #include "eval.h"
 #include "gallery.h"
 #include "h5io.h"
+#include "model.h"
 #include "prepare.h"
 #include "runlog.h"
 #include "train.h"
@@ -837,6 +838,7 @@ int main(int argc, char **argv) {
     const command *c = find_command(argv[1]);
     if (!c) return usage_error(NULL, "unknown command '%s'", argv[1]);
     h5io_quiet(); /* our messages name the file and dataset; YOTO_HDF5_DEBUG=1 shows HDF5's */
+    if (!model_check_layout_env()) return YT_ERR_USAGE;
     if (!c->needs_mpi) return c->run(argc - 1, argv + 1);
     dist_init(&argc, &argv);
     int rc = c->run(argc - 1, argv + 1);

@@ -246,19 +246,28 @@ static conv_geom out_geom(const vae_model *m, int n) {
  * default) blocks where convb_pays for every layer; blocked wherever the
  * kernels fit (convb_fits: every channel count a multiple of their lanes;
  * for tests and measurements); planar nowhere. */
-static void choose_layouts(vae_model *m) {
+/* YOTO_CONV_LAYOUT as 0 (auto, or unset), 1 (planar), 2 (blocked); -1: not
+ * one of them */
+static int layout_policy(void) {
+    static const char *const names[] = {"auto", "planar", "blocked"};
     const char *env = getenv("YOTO_CONV_LAYOUT");
-    int policy = 0; /* auto, planar, blocked */
-    if (env && *env) {
-        if (strcmp(env, "auto") == 0)
-            policy = 0;
-        else if (strcmp(env, "planar") == 0)
-            policy = 1;
-        else if (strcmp(env, "blocked") == 0)
-            policy = 2;
-        else
-            yt_die("YOTO_CONV_LAYOUT=%s: expected auto, planar or blocked", env);
-    }
+    if (!env || !*env) return 0;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(env, names[i]) == 0) return i;
+    return -1;
+}
+
+bool model_check_layout_env(void) {
+    if (layout_policy() >= 0) return true;
+    fprintf(stderr, "yoto: YOTO_CONV_LAYOUT=%s: expected auto, planar or blocked\n",
+            getenv("YOTO_CONV_LAYOUT"));
+    return false;
+}
+
+static void choose_layouts(vae_model *m) {
+    const int policy = layout_policy();
+    if (policy < 0)
+        yt_die("YOTO_CONV_LAYOUT=%s: expected auto, planar or blocked", getenv("YOTO_CONV_LAYOUT"));
     for (int i = 0; i < m->nblocks_enc + m->nblocks_dec; i++) {
         conv_block *b = i < m->nblocks_enc ? &m->enc[i] : &m->dec[i - m->nblocks_enc];
         bool ok = policy != 1;
@@ -274,8 +283,7 @@ static void choose_layouts(vae_model *m) {
     for (int i = 0; i < m->nblocks_enc; i++)
         m->enc[i].in_blocked = i > 0 && m->enc[i - 1].blocked;
     for (int k = 0; k < m->nblocks_dec; k++)
-        m->dec[k].in_blocked =
-            k == m->nblocks_dec - 1 ? m->dec[k].blocked : m->dec[k + 1].blocked;
+        m->dec[k].in_blocked = k == m->nblocks_dec - 1 ? m->dec[k].blocked : m->dec[k + 1].blocked;
 }
 
 /* Encoder blocks (block b has base * 2^b channels), then the fc MLP to the

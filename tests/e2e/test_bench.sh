@@ -56,4 +56,32 @@ assert d["kernels_isa"] == sys.argv[2], (d["kernels_isa"], sys.argv[2])
 assert d["cpu_isa"] in ("avx512", "avx2", "avx", "sse"), d["cpu_isa"]
 EOF
 
+# YOTO_CONV_LAYOUT: which conv blocks run on channel-blocked activations
+# (docs/DESIGN.md, "Channel-blocked blocks"); bench marks them
+for layout in planar blocked; do
+    expect_exit 0 "bench --json with YOTO_CONV_LAYOUT=$layout" env YOTO_CONV_LAYOUT=$layout \
+        "$YOTO" bench "$CFG" --json --steps 2 --warmup 1 --set train.batch_size=8
+    cp "$OUT" "$T/layout_$layout.json"
+done
+check "planar: no layer blocked; blocked: conv layers with channels a multiple of the lanes" "$PYTHON" - \
+    "$T/layout_planar.json" "$T/layout_blocked.json" <<'EOF'
+import json, sys
+p, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert not any(l["blocked"] for l in p["layers"]), p["layers"]
+blocked = sorted(l["name"] for l in b["layers"] if l["blocked"])
+# 1-channel images: encoder block0 stays planar; 16 and 32 channels fit 4, 8 or 16 lanes
+assert "encoder/block0/conv0" not in blocked, blocked
+assert "encoder/block2/conv0" in blocked and "decoder/block2/deconv0" in blocked, blocked
+assert all("conv" in n for n in blocked), blocked
+EOF
+expect_exit 0 "bench's table marks the blocked layers" env YOTO_CONV_LAYOUT=blocked \
+    "$YOTO" bench "$CFG" --steps 2 --warmup 1 --set train.batch_size=8
+contains "with a star" "$OUT" "encoder/block2/conv0 *"
+t0=$(date +%s)
+expect_exit 2 "YOTO_CONV_LAYOUT=sideways at np=2: a usage error on every rank" \
+    env YOTO_CONV_LAYOUT=sideways $MPI 2 -x YOTO_CONV_LAYOUT "$YOTO" bench "$CFG" --steps 1
+contains "naming the variable and what it takes" "$ERR" \
+    "YOTO_CONV_LAYOUT=sideways: expected auto, planar or blocked"
+check "no hang (under 20 s)" test $(($(date +%s) - t0)) -lt 20
+
 done_testing

@@ -132,8 +132,8 @@ static real *planar(const fixture *t, bool blocked, int c, int hw, const real *x
 /* layer l's output z[l] (or a[l]) of block b, compared in [c][B][hw] */
 static void cmp_layer(fixture *t, const char *path, const conv_block *b, int l, const real *x) {
     const int s = b->stride[l];
-    const int hw = b->deconv ? b->h[l] * s * b->w[l] * s
-                             : ((b->h[l] + s - 1) / s) * ((b->w[l] + s - 1) / s);
+    const int hw =
+        b->deconv ? b->h[l] * s * b->w[l] * s : ((b->h[l] + s - 1) / s) * ((b->w[l] + s - 1) / s);
     real *p = planar(t, b->blocked, b->cout[l], hw, x);
     cmp_chan(t, path, p ? p : x);
     free(p);
