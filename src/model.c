@@ -242,10 +242,6 @@ static conv_geom out_geom(const vae_model *m, int n) {
     return g;
 }
 
-/* Each block's layout (conv_block.blocked). YOTO_CONV_LAYOUT: auto (the
- * default) blocks where convb_pays for every layer; blocked wherever the
- * kernels fit (convb_fits: every channel count a multiple of their lanes;
- * for tests and measurements); planar nowhere. */
 /* YOTO_CONV_LAYOUT as 0 (auto, or unset), 1 (planar), 2 (blocked); -1: not
  * one of them */
 static int layout_policy(void) {
@@ -264,6 +260,10 @@ bool model_check_layout_env(void) {
     return false;
 }
 
+/* Each block's layout (conv_block.blocked). YOTO_CONV_LAYOUT: auto (the
+ * default) blocks where convb_pays for every layer; blocked wherever the
+ * kernels fit (convb_fits: every channel count a multiple of their lanes;
+ * for tests and measurements); planar nowhere. */
 static void choose_layouts(vae_model *m) {
     const int policy = layout_policy();
     if (policy < 0)
