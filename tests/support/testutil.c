@@ -91,6 +91,17 @@ const char *tu_data_path(const char *file) {
     return path;
 }
 
+void tu_odd_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout, int stride)) {
+    static const int dims[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 3}, {5, 4},
+                                  {4, 5}, {7, 7}, {9, 6}, {2, 13}};
+    for (size_t d = 0; d < YT_ARRAY_LEN(dims); d++)
+        for (int stride = 1; stride <= 2; stride++) {
+            check(2, 3, dims[d][0], dims[d][1], 5, stride);
+            check(3, 1, dims[d][0], dims[d][1], 1, stride);
+            check(1, 6, dims[d][0], dims[d][1], 7, stride);
+        }
+}
+
 bool tu_quick(void) {
     const char *q = getenv("YOTO_QUICK");
     return q && *q && *q != '0';

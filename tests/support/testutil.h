@@ -49,6 +49,11 @@ const char *tu_data_path(const char *file);
 /* true under `make check-valgrind` (YOTO_QUICK): the heaviest numerical
  * checks, which find no memory errors the small ones miss, are skipped. */
 bool tu_quick(void);
+
+/* check(n, cin, h, w, cout, stride) on the conv kernels' edge cases: image
+ * sizes 1x1, one row or column, odd and even, non-square, wider than a
+ * register tile; strides 1 and 2; three batch and channel mixes */
+void tu_odd_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout, int stride));
 /* Runs the tests with TAP output when YOTO_TAP is set (tests/run.sh). */
 int tu_run(const char *group, const struct CMUnitTest *tests, size_t n);
 #define TU_RUN(group, tests) tu_run(group, tests, sizeof(tests) / sizeof((tests)[0]))

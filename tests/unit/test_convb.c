@@ -275,13 +275,7 @@ static void test_cifar10_fmnist_layers(void **state) {
 
 static void test_odd_shapes(void **state) {
     (void)state;
-    const int dims[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 3}, {5, 4}, {4, 5}, {7, 7}, {9, 6}, {2, 13}};
-    for (size_t d = 0; d < YT_ARRAY_LEN(dims); d++)
-        for (int stride = 1; stride <= 2; stride++) {
-            check_shape(2, 3, dims[d][0], dims[d][1], 5, stride);
-            check_shape(3, 1, dims[d][0], dims[d][1], 1, stride);
-            check_shape(1, 6, dims[d][0], dims[d][1], 7, stride);
-        }
+    tu_odd_conv_shapes(check_shape);
     /* three blocks (a pair and a single) on each side, 19 wide (tiles of 6
      * and a rest); more threads than samples */
     check_shape(2, 2 * VL + 1, 5, 19, 2 * VL + 3, 2);

@@ -278,13 +278,7 @@ static void test_cifar10_layers(void **state) {
 
 static void test_odd_shapes(void **state) {
     (void)state;
-    const int dims[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 3}, {5, 4}, {4, 5}, {7, 7}, {9, 6}, {2, 13}};
-    for (size_t d = 0; d < YT_ARRAY_LEN(dims); d++)
-        for (int stride = 1; stride <= 2; stride++) {
-            check_shape(2, 3, dims[d][0], dims[d][1], 5, stride);
-            check_shape(3, 1, dims[d][0], dims[d][1], 1, stride);
-            check_shape(1, 6, dims[d][0], dims[d][1], 7, stride);
-        }
+    tu_odd_conv_shapes(check_shape);
     /* the GEMM route's stride-2 im2col and col2im on whole vectors of 8 and
      * 16 outputs and a rest (10 and 19 wide); the kernels' rows as above */
     check_shape(2, 3, 5, 19, 5, 2);
