@@ -273,7 +273,7 @@ typedef struct {
     int lo, hi;
 } span;
 
-/* the c with 0 <= c*s + d (for every d of ds) and c*s + d < n (c < cmax) */
+/* the c in [0, cmax) with 0 <= c*s + d < n for every d in [dmin, dmax] */
 static span interior(int s, int dmin, int dmax, int n, int cmax) {
     span r = {0, 0};
     r.lo = dmin >= 0 ? 0 : (-dmin + s - 1) / s;
@@ -283,8 +283,8 @@ static span interior(int s, int dmin, int dmax, int n, int cmax) {
     return r;
 }
 
-/* Runs the gathered tiles of pixel list q[0, nq) (flat indices; `where`
- * fills a tile from them), tile_width(nb) at a time */
+/* fills a tile from pixels q[0, nq) (flat indices of a pass; a, b: the
+ * class of B's pixels) */
 typedef void (*where_fn)(const conv_geom *g, int a, int b, const size_t *q, int nq, tile *T);
 
 /* ---- A: Y = conv(X) ------------------------------------------------------------------ */
@@ -320,6 +320,7 @@ static void where_a(const conv_geom *g, int a, int b, const size_t *qs, int nq, 
     }
 }
 
+/* the gathered tiles of pixels q[0, nq), tile_width(nb) at a time */
 static void flush(const pass *P, where_fn where, int a, int b, const size_t *q, int nq,
                   size_t splane, int SB, int nb) {
     tile T;
