@@ -1,7 +1,8 @@
 # test_threads.sh — threads inside a rank (train.threads) end to end: for a
 # fixed (ranks, threads) pair a run repeats bit for bit, and so does a resume;
-# 1 and 2 threads train to the same losses up to float rounding; bench reports
-# the threads and the inference figures.
+# 1 and 2 threads train to the same losses up to float rounding, and so do
+# the channel-blocked layout and [C][N][H][W]; bench reports the threads and
+# the inference figures.
 . tests/e2e/lib.sh
 
 tiny_setup || { echo "Bail out! cannot prepare data"; exit 1; }
@@ -11,7 +12,8 @@ tiny_setup || { echo "Bail out! cannot prepare data"; exit 1; }
 train() { # train NP THREADS OUT_DIR [more args]
     local np=$1 th=$2 dir=$3
     shift 3
-    $MPI "$np" --bind-to none "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$dir" \
+    $MPI "$np" --bind-to none ${YOTO_CONV_LAYOUT:+-x YOTO_CONV_LAYOUT} "$YOTO" train "$T/tiny.yaml" \
+        --set experiment.out_dir="$dir" \
         --set train.threads="$th" --set train.batch_size=32 --set train.steps=20 \
         --set train.checkpoint_every=10 "$@"
 }
@@ -54,6 +56,34 @@ differ = sum(int(np.sum(pa[k] != pb[k])) for k in pa)
 print("# params: %d values differ, by up to %.3g" % (differ, worst))
 assert differ > 0, "1 and 2 threads gave the same bits: were threads used?"
 assert worst < 1e-2, worst
+EOF
+
+# YOTO_CONV_LAYOUT=blocked: the blocks whose channel counts fit the lanes
+# (here decoder block 1, 8 -> 8 channels, in the float build) train on the
+# channel-blocked kernels (src/convb.h), with the layout converted at the
+# reshape and before the next block: bit for bit again for a (ranks,
+# threads) pair, and the same losses as on [C][N][H][W] to float rounding
+for run in k1 k2; do
+    YOTO_CONV_LAYOUT=blocked expect_exit 0 "np=2, 2 threads, blocked layout: run $run" \
+        train 2 2 "$T/$run"
+done
+check "np=2, 2 threads, blocked layout: bit-identical checkpoints" same_tensors "$T/k1/$CK" "$T/k2/$CK"
+check "blocked and [C][N][H][W]: the same losses to float rounding, different bits" "$PYTHON" - \
+    "$T/a2/metrics.csv" "$T/k1/metrics.csv" "$T/a2/$CK" "$T/k1/$CK" <<'EOF'
+import csv, sys
+import h5py, numpy as np
+a, b = ([r for r in csv.DictReader(l for l in open(f) if not l.startswith("#"))] for f in sys.argv[1:3])
+assert len(a) == len(b) == 4, (len(a), len(b))
+for ra, rb in zip(a, b):
+    for k in ("loss", "recon", "kl"):
+        x, y = float(ra[k]), float(rb[k])
+        assert abs(x - y) <= 1e-3 * abs(x), (ra["step"], k, x, y)
+with h5py.File(sys.argv[3]) as fa, h5py.File(sys.argv[4]) as fb:
+    k = "params/decoder/block1/deconv0/kernel"
+    d = np.abs(fa[k][()] - fb[k][()])
+print("# decoder/block1/deconv0/kernel: %d values differ, by up to %.3g" % (np.sum(d > 0), d.max()))
+assert d.max() > 0, "the same bits: did the blocked kernels run?"
+assert d.max() < 1e-2, d.max()
 EOF
 
 expect_exit 0 "bench --threads 2 --json" "$YOTO" bench "$T/tiny.yaml" --threads 2 --json --steps 2 --warmup 1
