@@ -289,6 +289,20 @@ typedef void (*where_fn)(const conv_geom *g, int a, int b, const size_t *q, int 
 
 /* ---- A: Y = conv(X) ------------------------------------------------------------------ */
 
+/* where A's Y pixel (n, oh, ow) reads: off[t * ostride] for its 9 taps, in
+ * an X block (-1: padding) */
+static void taps_a(const conv_geom *g, int n, int oh, int ow, ptrdiff_t *off, size_t ostride) {
+    for (int kh = 0; kh < 3; kh++) {
+        const int ih = oh * g->stride + kh - g->pad_top;
+        for (int kw = 0; kw < 3; kw++) {
+            const int iw = ow * g->stride + kw - g->pad_left;
+            const bool in = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w;
+            off[(kh * 3 + kw) * ostride] =
+                in ? (ptrdiff_t)((((size_t)n * g->h + ih) * g->w + iw) * VL) : -1;
+        }
+    }
+}
+
 /* tile of Y pixels q[0, nq) (flat over samples, rows, columns) */
 static void where_a(const conv_geom *g, int a, int b, const size_t *qs, int nq, tile *T) {
     (void)a, (void)b;
@@ -308,15 +322,7 @@ static void where_a(const conv_geom *g, int a, int b, const size_t *qs, int nq, 
         const int n = (int)(q / per), r = (int)(q % per), oh = r / g->wo, ow = r % g->wo;
         T->dst[p] = (ptrdiff_t)(q * VL);
         T->smp[p] = n;
-        for (int kh = 0; kh < 3; kh++) {
-            const int ih = oh * g->stride + kh - g->pad_top;
-            for (int kw = 0; kw < 3; kw++) {
-                const int iw = ow * g->stride + kw - g->pad_left;
-                const bool in = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w;
-                T->off[kh * 3 + kw][p] =
-                    in ? (ptrdiff_t)((((size_t)n * g->h + ih) * g->w + iw) * VL) : -1;
-            }
-        }
+        taps_a(g, n, oh, ow, &T->off[0][p], TWM);
     }
 }
 
@@ -570,15 +576,7 @@ static void part_c(void *ctx, int t, int T) {
     for (size_t q = q0; q < q1; q += QC) {
         const size_t nq = YT_MIN((size_t)QC, q1 - q);
         for (size_t i = 0; i < nq; i++) {
-            const int ih0 = oh * g->stride - g->pad_top, iw0 = ow * g->stride - g->pad_left;
-            const ptrdiff_t o0 = (ptrdiff_t)((((size_t)n * g->h + ih0) * g->w + iw0) * VL);
-            for (int kh = 0; kh < 3; kh++) {
-                const bool rin = ih0 + kh >= 0 && ih0 + kh < g->h;
-                for (int kw = 0; kw < 3; kw++) {
-                    const bool in = rin && iw0 + kw >= 0 && iw0 + kw < g->w;
-                    off[kh * 3 + kw][i] = in ? o0 + (ptrdiff_t)((kh * g->w + kw) * VL) : -1;
-                }
-            }
+            taps_a(g, n, oh, ow, &off[0][i], QC);
             if (++ow == g->wo) {
                 ow = 0;
                 if (++oh == g->ho) oh = 0, n++;

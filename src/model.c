@@ -591,15 +591,21 @@ static const real *layer_forward(vae_model *m, conv_block *b, int l, int n, cons
     return b->a[l];
 }
 
+/* A tensor of the block's input shape from in_blocked's layout into the
+ * block's (into_block), or back */
+static void convert_input(const conv_block *b, int n, bool into_block, const real *src, real *dst) {
+    const int c = b->cin[0], hw = b->h[0] * b->w[0];
+    if (into_block == b->blocked)
+        convb_from_chan(c, n, hw, src, dst);
+    else
+        convb_to_chan(c, n, hw, src, dst);
+}
+
 /* The block's input x (in_blocked's layout) in the block's layout: x, or
  * its copy in b->xin */
 static const real *block_input(conv_block *b, int n, const real *x) {
     if (b->blocked == b->in_blocked) return x;
-    const int c = b->cin[0], hw = b->h[0] * b->w[0];
-    if (b->blocked)
-        convb_from_chan(c, n, hw, x, b->xin);
-    else
-        convb_to_chan(c, n, hw, x, b->xin);
+    convert_input(b, n, true, x, b->xin);
     return b->xin;
 }
 
@@ -811,11 +817,7 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
     }
     if (!want_dx) return NULL;
     if (b->blocked != b->in_blocked) { /* back to the producer's layout */
-        const int c = b->cin[0], hw = b->h[0] * b->w[0];
-        if (b->blocked)
-            convb_to_chan(c, n, hw, d, spare);
-        else
-            convb_from_chan(c, n, hw, d, spare);
+        convert_input(b, n, false, d, spare);
         d = spare;
     }
     return d;

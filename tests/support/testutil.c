@@ -91,6 +91,14 @@ const char *tu_data_path(const char *file) {
     return path;
 }
 
+void tu_fill(real *p, size_t n, unsigned seed) {
+    unsigned s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (real)((double)(s >> 8) / (double)(1u << 24) * 2 - 1);
+    }
+}
+
 void tu_odd_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout, int stride)) {
     static const int dims[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 3}, {5, 4},
                                   {4, 5}, {7, 7}, {9, 6}, {2, 13}};

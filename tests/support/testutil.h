@@ -50,6 +50,9 @@ const char *tu_data_path(const char *file);
  * checks, which find no memory errors the small ones miss, are skipped. */
 bool tu_quick(void);
 
+/* p[0, n) = pseudo-random values in [-1, 1) from seed (the same every run) */
+void tu_fill(real *p, size_t n, unsigned seed);
+
 /* check(n, cin, h, w, cout, stride) on the conv kernels' edge cases: image
  * sizes 1x1, one row or column, odd and even, non-square, wider than a
  * register tile; strides 1 and 2; three batch and channel mixes */

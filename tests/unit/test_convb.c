@@ -19,14 +19,6 @@
 
 #define TOL (TEST_DOUBLE ? 1e-12 : 2e-6)
 
-static void fill(real *p, size_t n, unsigned seed) {
-    unsigned s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        p[i] = (real)((double)(s >> 8) / (double)(1u << 24) * 2 - 1);
-    }
-}
-
 static real *nans(size_t n) {
     real *p = malloc((n ? n : 1) * sizeof(real));
     for (size_t i = 0; i < n; i++)
@@ -144,8 +136,8 @@ static void alloc_results(const problem *P, real *r[NOUT], size_t sizes[NOUT]) {
     for (int j = 0; j < NOUT; j++)
         r[j] = nans(sizes[j]);
     /* parameter gradients accumulate: start from the same non-zero values */
-    fill(r[DK], P->nk, 7);
-    fill(r[DB], (size_t)c, 8);
+    tu_fill(r[DK], P->nk, 7);
+    tu_fill(r[DB], (size_t)c, 8);
 }
 
 static void check(const conv_geom *g, bool deconv, int stage, bool with_dx) {
@@ -163,11 +155,11 @@ static void check(const conv_geom *g, bool deconv, int stage, bool with_dx) {
     real *x = malloc(P.nin * sizeof(real)), *k = malloc(P.nk * sizeof(real));
     real *b = malloc((size_t)c * sizeof(real)), *dout = malloc(P.nout * sizeof(real));
     real *sc = malloc((size_t)n * c * sizeof(real)), *sh = malloc((size_t)n * c * sizeof(real));
-    fill(x, P.nin, 11);
-    fill(k, P.nk, 12);
-    fill(b, (size_t)c, 13);
-    fill(sh, (size_t)n * c, 14);
-    fill(dout, P.nout, 15);
+    tu_fill(x, P.nin, 11);
+    tu_fill(k, P.nk, 12);
+    tu_fill(b, (size_t)c, 13);
+    tu_fill(sh, (size_t)n * c, 14);
+    tu_fill(dout, P.nout, 15);
     for (int i = 0; i < n * c; i++)
         sc[i] = 1 + (real)0.25 * sh[(i * 7) % (n * c)];
     P.x = x, P.k = k, P.b = b, P.sc = sc, P.sh = sh, P.dout = dout;
@@ -222,7 +214,7 @@ static void test_layout(void **state) {
     (void)state;
     const int c = VL + 3, n = 2, hw = 5;
     real x[(VL + 3) * 2 * 5], y[(VL + 3) * 2 * 5];
-    fill(x, YT_ARRAY_LEN(x), 1);
+    tu_fill(x, YT_ARRAY_LEN(x), 1);
     assert_int_equal(convb_blocks(c), 2);
     assert_int_equal(convb_len(c, n, hw, 1), (size_t)2 * n * hw * VL);
     real *xb = nans(convb_len(c, n, hw, 1));

@@ -23,14 +23,6 @@
  * summed over 12288 positions) */
 #define TOL_WINO (TEST_DOUBLE ? 1e-12 : 1e-5)
 
-static void fill(real *p, size_t n, unsigned seed) {
-    unsigned s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        p[i] = (real)((double)(s >> 8) / (double)(1u << 24) * 2 - 1);
-    }
-}
-
 static double worst_wino; /* the largest Winograd error seen */
 
 static void expect_close(const char *what, const conv_geom *g, bool deconv, const real *got,
@@ -86,12 +78,12 @@ static results run_route(const conv_geom *g, const inputs *in) {
     for (size_t i = 0; i < ny; i++)
         r.y[i] = r.dyd[i] = (real)NAN;
     /* parameter gradients accumulate: start from non-zero values */
-    fill(r.dk, nk, 7);
-    fill(r.db, (size_t)cout, 8);
-    fill(r.dk_nodx, nk, 7);
-    fill(r.db_nodx, (size_t)cout, 8);
-    fill(r.dkd, nk, 9);
-    fill(r.dbd, (size_t)cin, 10);
+    tu_fill(r.dk, nk, 7);
+    tu_fill(r.db, (size_t)cout, 8);
+    tu_fill(r.dk_nodx, nk, 7);
+    tu_fill(r.db_nodx, (size_t)cout, 8);
+    tu_fill(r.dkd, nk, 9);
+    tu_fill(r.dbd, (size_t)cin, 10);
     conv_forward(g, in->x, in->k, in->bo, r.y, work);
     conv_backward(g, in->x, in->k, in->dy, r.dx, r.dk, r.db, work);
     conv_backward(g, in->x, in->k, in->dy, NULL, r.dk_nodx, r.db_nodx, work);
@@ -123,11 +115,11 @@ static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
          *b = malloc((size_t)c * sizeof(real));
     real *sc = malloc((size_t)n * c * sizeof(real)), *sh = malloc((size_t)n * c * sizeof(real));
     real *dout = malloc(nout * sizeof(real));
-    fill(x, nin, 11);
-    fill(k, nk, 12);
-    fill(b, (size_t)c, 13);
-    fill(sh, (size_t)n * c, 14);
-    fill(dout, nout, 15);
+    tu_fill(x, nin, 11);
+    tu_fill(k, nk, 12);
+    tu_fill(b, (size_t)c, 13);
+    tu_fill(sh, (size_t)n * c, 14);
+    tu_fill(dout, nout, 15);
     for (int i = 0; i < n * c; i++)
         sc[i] = 1 + (real)0.25 * sh[(i * 7) % (n * c)];
     const film_stage st = {.scale = sc, .shift = sh, .lrelu = lrelu, .alpha = (real)0.3};
@@ -206,12 +198,12 @@ static void check_route(int n, int cin, int h, int w, int cout, int stride, int 
     in.k = malloc(in.nk * sizeof(real));
     in.bo = malloc((size_t)cout * sizeof(real));
     in.bi = malloc((size_t)cin * sizeof(real));
-    fill(in.x, in.nx, 1);
-    fill(in.k, in.nk, 2);
-    fill(in.bo, (size_t)cout, 3);
-    fill(in.bi, (size_t)cin, 4);
-    fill(in.dy, in.ny, 5);
-    fill(in.dxs, in.nx, 6);
+    tu_fill(in.x, in.nx, 1);
+    tu_fill(in.k, in.nk, 2);
+    tu_fill(in.bo, (size_t)cout, 3);
+    tu_fill(in.bi, (size_t)cin, 4);
+    tu_fill(in.dy, in.ny, 5);
+    tu_fill(in.dxs, in.nx, 6);
     for (int deconv = 0; deconv < 2; deconv++)
         for (int lrelu = 0; lrelu < 2; lrelu++) {
             check_stage(&gd, deconv, lrelu);

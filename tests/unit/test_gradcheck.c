@@ -775,7 +775,7 @@ static void test_gc_model_gated(void **state) {
  * block of 4, 8, 16 ... channels, so the layout changes at the image, the
  * flatten, the reshape and the output conv are in the gradient too. (The
  * default, auto, blocks only in the AVX-512 build.) The reference models in
- * the double build only, where the differences resolve best (25 s more
+ * the double build only, where the differences resolve best (18 s more
  * under ASan otherwise). Last: a failure leaves the variable set. */
 static void test_gc_models_blocked(void **state) {
     setenv("YOTO_CONV_LAYOUT", "blocked", 1);

@@ -30,14 +30,6 @@
 /* relative to the largest value: sums taken in another order */
 #define TOL (TEST_DOUBLE ? 1e-12 : 2e-5)
 
-static void fill(real *p, size_t n, unsigned seed) {
-    unsigned s = seed * 2654435761u + 1;
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        p[i] = (real)((double)(s >> 8) / (double)(1u << 24) * 2 - 1);
-    }
-}
-
 static double rel_err(const real *a, const real *b, size_t n) {
     double m = 0, r = 0;
     for (size_t i = 0; i < n; i++) {
@@ -90,11 +82,11 @@ static conv_out run_conv(int n, int cin, int h, int w, int cout, int stride, int
     real *x = malloc(nin * sizeof(real)), *k = malloc(nk * sizeof(real));
     real *b = malloc((size_t)c * sizeof(real)), *sc = malloc((size_t)n * c * sizeof(real));
     real *sh = malloc((size_t)n * c * sizeof(real)), *d = malloc(nout * sizeof(real));
-    fill(x, nin, 1);
-    fill(k, nk, 2);
-    fill(b, (size_t)c, 3);
-    fill(sh, (size_t)n * c, 4);
-    fill(d, nout, 5);
+    tu_fill(x, nin, 1);
+    tu_fill(k, nk, 2);
+    tu_fill(b, (size_t)c, 3);
+    tu_fill(sh, (size_t)n * c, 4);
+    tu_fill(d, nout, 5);
     for (int i = 0; i < n * c; i++)
         sc[i] = 1 + (real)0.25 * sh[(i * 7) % (n * c)];
     const film_stage st = {.scale = sc, .shift = sh, .lrelu = true, .alpha = (real)0.3};
@@ -199,13 +191,13 @@ static misc_out run_misc(int T) {
     real *b = malloc(OUT * sizeof(real)), *dy = malloc((size_t)2 * C * N * HW * sizeof(real));
     real *sc = malloc(N * C * sizeof(real)), *sh = malloc(N * C * sizeof(real));
     real *t = malloc((size_t)2 * C * N * HW * sizeof(real));
-    fill(x, (size_t)2 * C * N * HW, 6);
-    fill(w, OUT * IN, 7);
-    fill(b, OUT, 8);
-    fill(dy, (size_t)2 * C * N * HW, 9);
-    fill(sc, N * C, 10);
-    fill(sh, N * C, 12);
-    fill(t, (size_t)2 * C * N * HW, 11);
+    tu_fill(x, (size_t)2 * C * N * HW, 6);
+    tu_fill(w, OUT * IN, 7);
+    tu_fill(b, OUT, 8);
+    tu_fill(dy, (size_t)2 * C * N * HW, 9);
+    tu_fill(sc, N * C, 10);
+    tu_fill(sh, N * C, 12);
+    tu_fill(t, (size_t)2 * C * N * HW, 11);
     dense_forward(N, IN, OUT, x, w, b, r.v[0]);
     dense_backward(N, IN, OUT, x, w, dy, r.v[1], r.v[2], r.v[3]);
     film_forward(C, N, HW, x, sc, sh, r.v[4]);
