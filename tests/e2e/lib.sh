@@ -19,6 +19,13 @@ export YOTO # the job scripts (jobs/*.sh, *.sbatch) run the same binary
 PYTHON=${PYTHON:-/usr/bin/python3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
+# When a rank exits non-zero, Open MPI 4.1's mpirun stops the job: SIGCONT to
+# the ranks, SIGTERM odls_base_sigkill_timeout seconds later, SIGKILL as long
+# after that, even to ranks that have exited. At the default (1 s) every
+# refused input costs 2 s of waiting, a hundred times over the suites. The
+# checks of what ranks do in that second (SIGTERM to mpirun, test_train) set
+# the default back.
+export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-0}
 _tap_n=0
 _tap_failed=0
 T=$(mktemp -d "${YOTO_TEST_OUT:-/tmp}/e2e.XXXXXX")
@@ -26,10 +33,20 @@ OUT=$T/stdout
 ERR=$T/stderr
 trap 'rm -rf "$T"' EXIT
 
-_ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1"; }
+# YOTO_E2E_TIMES=1: each result line is followed by "# N.NN s", the time since
+# the one before (where a suite spends CI's 15-minute budget)
+_tap_t=${EPOCHREALTIME/[.,]/}
+_took() {
+    [ -n "${YOTO_E2E_TIMES:-}" ] || return 0
+    local now=${EPOCHREALTIME/[.,]/}
+    printf '# %d.%02d s\n' $(((now - _tap_t) / 1000000)) $(((now - _tap_t) % 1000000 / 10000))
+    _tap_t=$now
+}
+_ok() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n - $1"; _took; }
 _not_ok() {
     _tap_n=$((_tap_n + 1)); _tap_failed=$((_tap_failed + 1))
     echo "not ok $_tap_n - $1"
+    _took
     shift
     for m in "$@"; do echo "# $m"; done
 }

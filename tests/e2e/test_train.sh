@@ -166,7 +166,7 @@ check "preempted + resumed = uninterrupted, bit for bit" same_tensors "$T/u/ckpt
 # ranks SIGTERM odls_base_sigkill_timeout (1 s) later and SIGKILL after that,
 # and exits 1 itself. The ranks checkpoint and exit 75 (jobs/mpirun.sh and
 # srun make that the job's exit code: see tests/e2e/test_jobs.sh).
-stop TERM "$T/q"
+OMPI_MCA_odls_base_sigkill_timeout=1 stop TERM "$T/q" # the default: the ranks' second
 contains "SIGTERM to mpirun: the ranks checkpoint (log.txt)" "$T/q/log.txt" "stopped by SIGTERM"
 check "SIGTERM to mpirun: ckpt/latest is there" test -s "$T/q/ckpt/latest"
 expect_exit 0 "and that run resumes" $MPI 2 "$YOTO" train --resume "$T/q" --set train.steps=40
