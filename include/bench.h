@@ -29,6 +29,7 @@ typedef struct {
     bool json;   /* one JSON object on stdout instead of the table */
     bool data;   /* also time the data pipeline on the config's real train split */
     bool comm;   /* instead: allreduce time vs message size, both modes */
+    int comm_max_mb;         /* --comm: the largest message, MiB (0: 64) */
     const char *config_path; /* for the report */
 } bench_opts;
 

@@ -35,6 +35,8 @@
 #   --sweeps LIST          any of "weak strong comm contention" (default: all four;
 #                          contention only with --nodes)
 #   --steps N, --warmup N  timed and untimed steps per point (default 20, 3)
+#   --comm-max-mb M        comm: messages up to M MiB (default 64; yoto bench
+#                          --comm-max-mb)
 #   --threads T            OpenBLAS threads per rank (Slurm: --cpus-per-task; default 1)
 #   --out DIR              results directory (default results/scaling-DATE-TIME)
 #   --sbatch-args "ARGS"   more sbatch options (partition, account, time, --exclusive)
@@ -54,13 +56,13 @@ isint() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 YOTO=${YOTO:-$root/bin/yoto}
-ranks_list="1 2 4" nodes_list="" tpn="" bpr=32 gbatch="" sweeps="weak strong comm contention" steps=20 warmup=3 threads=1
+ranks_list="1 2 4" nodes_list="" tpn="" bpr=32 gbatch="" sweeps="weak strong comm contention" steps=20 warmup=3 threads=1 comm_max=64
 out="" sbatch_args="" parallel=0 wait=0 local=0
 while [ $# -gt 0 ]; do
     case $1 in
     -h | --help) usage; exit 0 ;;
     --ranks | --nodes | --tasks-per-node | --batch-per-rank | --global-batch | --sweeps | --steps | \
-        --warmup | --threads | --out | --sbatch-args)
+        --warmup | --threads | --out | --sbatch-args | --comm-max-mb)
         [ $# -ge 2 ] || die "$1 needs a value"
         case $1 in
         --ranks) ranks_list=${2//,/ } ;;
@@ -72,6 +74,7 @@ while [ $# -gt 0 ]; do
         --steps) steps=$2 ;;
         --warmup) warmup=$2 ;;
         --threads) threads=$2 ;;
+        --comm-max-mb) comm_max=$2 ;;
         --out) out=$2 ;;
         --sbatch-args) sbatch_args=$2 ;;
         esac
@@ -88,7 +91,7 @@ config=$1
 shift
 [ -f "$config" ] || die "no config file '$config'"
 config=$(cd "$(dirname "$config")" && pwd)/$(basename "$config")
-for v in "$bpr" "$steps" "$threads"; do isint "$v" || die "expected a positive integer, found '$v'"; done
+for v in "$bpr" "$steps" "$threads" "$comm_max"; do isint "$v" || die "expected a positive integer, found '$v'"; done
 [[ $warmup =~ ^[0-9]+$ ]] || die "--warmup: expected an integer >= 0, found '$warmup'"
 for s in $sweeps; do
     case $s in weak | strong | comm | contention) ;; *) die "--sweeps: weak, strong, comm, contention; found '$s'" ;; esac
@@ -133,7 +136,7 @@ batch_args() { # batch_args SWEEP: the options of the sweep
     case $1 in
     weak | contention) echo "--set train.batch_size=0 --set train.batch_per_rank=$bpr" ;;
     strong) echo "--set train.batch_per_rank=0 --set train.batch_size=$gbatch" ;;
-    comm) echo "--comm --set train.batch_size=0 --set train.batch_per_rank=$bpr" ;;
+    comm) echo "--comm --comm-max-mb $comm_max --set train.batch_size=0 --set train.batch_per_rank=$bpr" ;;
     esac
 }
 sweep_points() { # sweep_points SWEEP: its points, ranks:nodes

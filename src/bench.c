@@ -341,7 +341,16 @@ static void print_text(const bench_result *r) {
 
 /* ---- communication curve (--comm) ------------------------------------------------------ */
 
-enum { COMM_SIZES = 8 }; /* 4 KiB, 16 KiB, ..., 64 MiB */
+/* 4 KiB, 16 KiB, ..., up to --comm-max-mb (default 64 MiB: 8 sizes) */
+enum { COMM_SIZES_MAX = 12 }; /* 4 KiB .. 16 GiB */
+
+/* how many of 4 KiB, 16 KiB, ... are at most max_mb MiB */
+static int comm_sizes(int max_mb) {
+    int n = 0;
+    while (n < COMM_SIZES_MAX && ((size_t)4096 << (2 * n)) <= (size_t)max_mb << 20)
+        n++;
+    return n;
+}
 
 typedef struct {
     size_t bytes;
@@ -378,12 +387,12 @@ static void time_allreduce(real *buf, size_t n, bool bucketed, size_t bucket, in
     free(t);
 }
 
-static void comm_curve(const yoto_config *cfg, comm_point *pts) {
+static void comm_curve(const yoto_config *cfg, comm_point *pts, int sizes) {
     const size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
-    const size_t max_n = ((size_t)4096 << (2 * (COMM_SIZES - 1))) / sizeof(real);
+    const size_t max_n = ((size_t)4096 << (2 * (sizes - 1))) / sizeof(real);
     real *buf = yt_malloc(max_n * sizeof *buf);
     for (size_t i = 0; i < max_n; i++) buf[i] = (real)1e-3;
-    for (int k = 0; k < COMM_SIZES; k++) {
+    for (int k = 0; k < sizes; k++) {
         comm_point *p = &pts[k];
         p->bytes = (size_t)4096 << (2 * k);
         size_t n = p->bytes / sizeof(real);
@@ -397,7 +406,7 @@ static void comm_curve(const yoto_config *cfg, comm_point *pts) {
 }
 
 static void print_comm(const bench_opts *o, const yoto_config *cfg, const comm_point *pts,
-                       size_t grad_bytes, const char *hosts) {
+                       int sizes, size_t grad_bytes, const char *hosts) {
     const char *cfgname = o->config_path ? o->config_path : cfg->source;
     if (o->json) {
         char cfgjson[2 * CFG_PATH_MAX], hostjson[2048];
@@ -406,7 +415,7 @@ static void print_comm(const bench_opts *o, const yoto_config *cfg, const comm_p
         printf("{\"config\": \"%s\", \"ranks\": %d, \"hosts\": \"%s\", \"bucket_mb\": %.6g, "
                "\"gradient_bytes\": %zu,\n \"comm\": [",
                cfgjson, dist_size(), hostjson, cfg->train.bucket_mb, grad_bytes);
-        for (int k = 0; k < COMM_SIZES; k++)
+        for (int k = 0; k < sizes; k++)
             printf("%s\n  {\"bytes\": %zu, \"reps\": %d, \"blocking_s\": %.6g, \"blocking_min_s\": "
                    "%.6g, \"bucketed_s\": %.6g, \"bucketed_min_s\": %.6g, \"buckets\": %ld}",
                    k ? "," : "", pts[k].bytes, pts[k].reps, pts[k].blocking, pts[k].blocking_min,
@@ -420,7 +429,7 @@ static void print_comm(const bench_opts *o, const yoto_config *cfg, const comm_p
            cfg->train.bucket_mb);
     printf("  %10s %6s %14s %14s %14s %8s\n", "bytes", "reps", "blocking ms", "bucketed ms",
            "blocking GB/s", "buckets");
-    for (int k = 0; k < COMM_SIZES; k++)
+    for (int k = 0; k < sizes; k++)
         printf("  %10zu %6d %14.4f %14.4f %14.3f %8ld\n", pts[k].bytes, pts[k].reps,
                1e3 * pts[k].blocking, 1e3 * pts[k].bucketed, pts[k].bytes / pts[k].blocking / 1e9,
                pts[k].buckets);
@@ -428,15 +437,16 @@ static void print_comm(const bench_opts *o, const yoto_config *cfg, const comm_p
 
 /* `yoto bench --comm`. Collective. */
 static int bench_comm(const yoto_config *cfg, const bench_opts *o) {
-    comm_point pts[COMM_SIZES];
+    comm_point pts[COMM_SIZES_MAX];
+    const int sizes = comm_sizes(o->comm_max_mb > 0 ? o->comm_max_mb : 64);
     char hosts[1024];
     dist_host_summary(hosts, sizeof hosts);
     vae_model *m = model_create(&cfg->model, 1); /* only for the gradient's size */
     size_t grad_bytes = m->params.total * sizeof(real);
     model_free(m);
-    comm_curve(cfg, pts);
+    comm_curve(cfg, pts, sizes);
     if (dist_rank() == 0) {
-        print_comm(o, cfg, pts, grad_bytes, hosts);
+        print_comm(o, cfg, pts, sizes, grad_bytes, hosts);
         fflush(stdout);
     }
     return YT_OK;

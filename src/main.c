@@ -331,7 +331,8 @@ enum {
     OPT_BENCH_THREADS,
     OPT_BENCH_JSON,
     OPT_BENCH_DATA,
-    OPT_BENCH_COMM
+    OPT_BENCH_COMM,
+    OPT_BENCH_COMM_MAX
 };
 
 typedef struct {
@@ -360,6 +361,8 @@ static int handle_bench(int id, const char *arg, void *ctx) {
     case OPT_BENCH_JSON: b->o.json = true; return YT_OK;
     case OPT_BENCH_DATA: b->o.data = true; return YT_OK;
     case OPT_BENCH_COMM: b->o.comm = true; return YT_OK;
+    case OPT_BENCH_COMM_MAX:
+        return parse_count("--comm-max-mb", arg, 1, &b->o.comm_max_mb);
     }
     return YT_ERR_USAGE;
 }
@@ -374,6 +377,7 @@ static int run_bench(int argc, char **argv) {
         {"json", no_argument, NULL, OPT_BENCH_JSON},
         {"data", no_argument, NULL, OPT_BENCH_DATA},
         {"comm", no_argument, NULL, OPT_BENCH_COMM},
+        {"comm-max-mb", required_argument, NULL, OPT_BENCH_COMM_MAX},
         {0},
     };
     bench_cli b = {.o = {.steps = 20, .warmup = 3}};
@@ -381,6 +385,10 @@ static int run_bench(int argc, char **argv) {
     int first = parse_options(c, argc, argv, opts, handle_bench, &b, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
     if (argc - first != 1) return usage_error(c->name, "expects one CONFIG file%s", "");
+    if (b.o.comm_max_mb && !b.o.comm)
+        return usage_error(c->name, "--comm-max-mb%s is an option of --comm", "");
+    if (b.o.comm_max_mb > 16384)
+        return usage_error(c->name, "--comm-max-mb%s: at most 16384 (16 GiB)", "");
     b.o.config_path = argv[first];
     yoto_config *cfg = yt_calloc(1, sizeof *cfg);
     int rc = dist_agree(config_load(cfg, argv[first], b.sets.sets, b.sets.nsets));
@@ -777,7 +785,9 @@ static const command commands[] = {
      "                    (default: the whole split)\n"
      "  -h, --help        this text\n",
      run_encode, true},
-    {"bench", "CONFIG [--steps N] [--warmup N] [--threads T] [--json] [--data | --comm] [--set KEY=VALUE]...",
+    {"bench",
+     "CONFIG [--steps N] [--warmup N] [--threads T] [--json] [--data | --comm [--comm-max-mb M]] "
+     "[--set KEY=VALUE]...",
      "Times the full training step (forward, backward, allreduce, Adam) on synthetic\n"
      "data of the config's shape and prints median images/s, the analytic FLOPs per\n"
      "image, achieved GFLOP/s, this machine's single-thread 1024^3 sgemm GFLOP/s\n"
@@ -794,6 +804,8 @@ static const command commands[] = {
      "  --comm            instead: the gradient allreduce's time against message size\n"
      "                    (4 KiB .. 64 MiB), blocking and bucketed, at this rank count\n"
      "                    (what analysis/scaling.py fits its communication model to)\n"
+     "  --comm-max-mb M   --comm up to M MiB instead of 64 (4 KiB x 4^k; 1: five sizes\n"
+     "                    in a second, 256: nine, the largest alone about 1 GB of traffic)\n"
      "  --set KEY=VALUE   override a config value, e.g. --set train.batch_per_rank=32\n"
      "  -h, --help        this text\n",
      run_bench, true},

@@ -125,7 +125,7 @@ check "jobs/mpirun.sh: stopped + continued = uninterrupted, bit for bit" same_te
 
 # jobs/scaling.sh --local and analysis/scaling.py
 expect_exit 0 "jobs/scaling.sh --local on 1 and 2 ranks" jobs/scaling.sh --local --ranks 1,2 --batch-per-rank 4 \
-    --steps 3 --warmup 1 --out "$T/scl" "$T/tiny.yaml"
+    --steps 3 --warmup 1 --comm-max-mb 1 --out "$T/scl" "$T/tiny.yaml"
 for f in weak-p00001 weak-p00002 strong-p00001 strong-p00002; do
     check "scaling --local: $f.json is JSON with the bench inside" "$PYTHON" -c \
         "import json,sys; d=json.load(open(sys.argv[1])); assert d['bench']['ranks'] == int(sys.argv[2]) and d['bench']['images_per_s'] > 0" \
@@ -143,6 +143,9 @@ contains "scaling.md: the model's prediction at 64 ranks" "$T/scl/scaling.md" "|
 contains "scaling.md: where scaling breaks (or not)" "$T/scl/scaling.md" "- strong scaling: predicted efficiency"
 check "scaling.png is a PNG" "$PYTHON" -c "import sys; assert open(sys.argv[1], 'rb').read(8) == b'\x89PNG\r\n\x1a\n'" "$T/scl/scaling.png"
 check "scaling --local: comm curves at 1 and 2 ranks" test -s "$T/scl/comm-p00001.json" -a -s "$T/scl/comm-p00002.json"
+check "scaling --local --comm-max-mb 1: 4 KiB .. 1 MiB" "$PYTHON" -c \
+    "import json,sys; s=[p['bytes'] for p in json.load(open(sys.argv[1]))['bench']['comm']]; assert s == [4096 * 4 ** k for k in range(5)], s" \
+    "$T/scl/comm-p00002.json"
 contains "scaling.md: the comm table and fit" "$T/scl/scaling.md" "fit, one node (blocking)"
 contains "scaling.md: measured vs predicted, leave-one-out" "$T/scl/scaling.md" "## Leave-one-out"
 check "analysis/scaling.py: the model by hand (Rabenseifner at 4 ranks: alpha 1 ms, 1 GB/s, 1 MB)" "$PYTHON" -c "
@@ -186,7 +189,7 @@ assert c['model']['conditioning']['type'] == 'none'" "$T/base_fixed_beta$b/confi
 done
 
 expect_exit 0 "jobs/scaling.sh under Slurm: 1 and 2 ranks, weak and strong (--wait)" jobs/scaling.sh \
-    --ranks 1,2 --batch-per-rank 4 --steps 3 --warmup 1 --out "$T/scs" --wait "$T/tiny.yaml"
+    --ranks 1,2 --batch-per-rank 4 --steps 3 --warmup 1 --comm-max-mb 1 --out "$T/scs" --wait "$T/tiny.yaml"
 check "scaling under Slurm: 6 JSON results (weak, strong, comm at 1 and 2 ranks)" test "$(ls "$T"/scs/*.json 2>/dev/null | wc -l)" = 6
 check "scaling under Slurm: the 2-rank point ran 2 ranks" "$PYTHON" -c \
     "import json,sys; d=json.load(open(sys.argv[1])); assert d['bench']['ranks'] == 2 and d['slurm_job'], d" "$T/scs/weak-p00002.json"
