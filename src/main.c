@@ -804,8 +804,8 @@ static const command commands[] = {
      "  --comm            instead: the gradient allreduce's time against message size\n"
      "                    (4 KiB .. 64 MiB), blocking and bucketed, at this rank count\n"
      "                    (what analysis/scaling.py fits its communication model to)\n"
-     "  --comm-max-mb M   --comm up to M MiB instead of 64 (4 KiB x 4^k; 1: five sizes\n"
-     "                    in a second, 256: nine, the largest alone about 1 GB of traffic)\n"
+     "  --comm-max-mb M   --comm up to M MiB instead of 64: the sizes 4 KiB x 4^k that\n"
+     "                    fit (1: five sizes, a quick check; at most 16384)\n"
      "  --set KEY=VALUE   override a config value, e.g. --set train.batch_per_rank=32\n"
      "  -h, --help        this text\n",
      run_bench, true},
