@@ -1,0 +1,159 @@
+/* inplace_conv_bench.c — a prototype, not part of the build: the forward of a
+ * stride-1 3x3 conv with few outputs (Shapes3D's output conv, 8 -> 3 at
+ * 64x64) read straight from the [C][N][H][W] planes, with no padded copy:
+ * rows outside the image are skipped, and the two columns that fall outside
+ * a row come from a lane shift with a zero, in the first and last vector of
+ * each row. A register tile is COUT x 4 vectors of one output row. Checked
+ * here against layers.h's conv_forward (the route yoto picks) and timed
+ * against it, interleaved (docs/DESIGN.md, lever 19, has its numbers).
+ *
+ *   make bin/yoto && mpicc -O3 -march=x86-64-v3 -std=c11 -D_DEFAULT_SOURCE -Iinclude -Isrc \
+ *       $(pkg-config --cflags openblas) tests/tools/inplace_conv_bench.c \
+ *       $(ls build/rel/src/*.o | grep -v main.o) $(make -s print-ldlibs) -o /tmp/inplace_bench
+ *   OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=1 /tmp/inplace_bench N CIN H COUT REPS
+ * (for 16-float vectors: build/avx512's objects, -march=x86-64-v4 -DSIMD_BYTES=64).
+ * The row width must be a multiple of 4 vectors (32 floats; 64 with 16-float vectors). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "layers.h"
+#include "simd.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void fill(real *p, size_t n, unsigned s) {
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (real)((double)(s >> 8) / (1u << 24) * 2 - 1);
+    }
+}
+
+static int cmp(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* x shifted one lane up (lane 0 = 0: the column left of the row) and one
+ * lane down (last lane = 0: the column right of it) */
+#if SIMD_BYTES == 32
+#define UP_IDX {8, 0, 1, 2, 3, 4, 5, 6}
+#define DOWN_IDX {1, 2, 3, 4, 5, 6, 7, 8}
+#else
+#define UP_IDX {16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
+#define DOWN_IDX {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+#endif
+static inline rvec shift_up(rvec x) { return __builtin_shuffle(x, (rvec){0}, (rvec_idx)UP_IDX); }
+static inline rvec shift_down(rvec x) {
+    return __builtin_shuffle(x, (rvec){0}, (rvec_idx)DOWN_IDX);
+}
+
+enum { V = 4, CMAX = 4 };
+
+/* one output row r of sample n: y[c][n][r][0..w) for c < COUT */
+static inline void row_tile(const int COUT, int cin, int n, int N, int h, int w, int r,
+                            const real *x, const real *k, const real *b, real *y) {
+    for (int q = 0; q < w; q += V * VL) {
+        rvec acc[CMAX][V];
+        for (int c = 0; c < COUT; c++)
+            for (int v = 0; v < V; v++)
+                acc[c][v] = (rvec){0} + b[c];
+        const int first = q == 0, last = q + V * VL == w;
+        for (int ci = 0; ci < cin; ci++)
+            for (int kh = 0; kh < 3; kh++) {
+                const int ir = r + kh - 1;
+                if (ir < 0 || ir >= h) continue;
+                const real *p = x + (((size_t)ci * N + n) * h + ir) * w + q;
+                rvec xv[V + 2]; /* the vectors at p, and the 2 neighbours' loads below */
+                for (int v = 0; v < V; v++)
+                    xv[v] = vload(p + v * VL);
+                for (int kw = 0; kw < 3; kw++) {
+                    const real *kk = k + ((size_t)ci * 3 + kh) * 3 + kw; /* + c*cin*9 */
+                    for (int v = 0; v < V; v++) {
+                        rvec t;
+                        if (kw == 1)
+                            t = xv[v];
+                        else if (kw == 0)
+                            t = first && v == 0 ? shift_up(xv[0]) : vload(p + v * VL - 1);
+                        else
+                            t = last && v == V - 1 ? shift_down(xv[V - 1]) : vload(p + v * VL + 1);
+                        for (int c = 0; c < COUT; c++)
+                            acc[c][v] += t * kk[(size_t)c * cin * 9];
+                    }
+                }
+            }
+        for (int c = 0; c < COUT; c++)
+            for (int v = 0; v < V; v++)
+                vstore(y + (((size_t)c * N + n) * h + r) * w + q + v * VL, acc[c][v]);
+    }
+}
+
+#define ROWS(CO)                                                                                   \
+    static void rows_##CO(int cin, int N, int h, int w, const real *x, const real *k,             \
+                          const real *b, real *y) {                                                \
+        for (int n = 0; n < N; n++)                                                                \
+            for (int r = 0; r < h; r++)                                                            \
+                row_tile(CO, cin, n, N, h, w, r, x, k, b, y);                                      \
+    }
+ROWS(1)
+ROWS(2)
+ROWS(3)
+ROWS(4)
+
+static void inplace_forward(int cout, int cin, int N, int h, int w, const real *x, const real *k,
+                            const real *b, real *y) {
+    void (*f[5])(int, int, int, int, const real *, const real *, const real *, real *) = {
+        NULL, rows_1, rows_2, rows_3, rows_4};
+    f[cout](cin, N, h, w, x, k, b, y);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 6) {
+        fprintf(stderr, "usage: inplace_bench N CIN H COUT REPS\n");
+        return 2;
+    }
+    const int n = atoi(argv[1]), cin = atoi(argv[2]), h = atoi(argv[3]), cout = atoi(argv[4]);
+    const int reps = atoi(argv[5]);
+    if (n < 1 || cin < 1 || cout < 1 || cout > CMAX || h < V * VL || h % (V * VL) || reps < 1 ||
+        reps > 1000) {
+        fprintf(stderr, "inplace_bench: COUT 1-%d, H a multiple of %d, 1-1000 reps\n", CMAX,
+                V * VL);
+        return 2;
+    }
+    conv_geom g = conv_geom_make(n, cin, h, h, cout, 1);
+    const size_t nx = (size_t)cin * n * h * h, ny = (size_t)cout * n * h * h;
+    real *x = calloc(nx, sizeof *x), *k = calloc((size_t)cin * cout * 9, sizeof *k),
+         *b = calloc((size_t)cout, sizeof *b), *y1 = calloc(ny, sizeof *y1),
+         *y2 = calloc(ny, sizeof *y2), *work = calloc(conv_work_size(&g) + 1, sizeof *work);
+    double *t1 = calloc((size_t)reps, sizeof *t1), *t2 = calloc((size_t)reps, sizeof *t2);
+    if (!x || !k || !b || !y1 || !y2 || !work || !t1 || !t2) return 1;
+    fill(x, nx, 1);
+    fill(k, (size_t)cin * cout * 9, 2);
+    fill(b, (size_t)cout, 3);
+    for (int r = 0; r < reps; r++) {
+        double a = now();
+        conv_forward(&g, x, k, b, y1, work);
+        double m = now();
+        inplace_forward(cout, cin, n, h, h, x, k, b, y2);
+        t1[r] = m - a;
+        t2[r] = now() - m;
+    }
+    double err = 0, big = 0;
+    for (size_t i = 0; i < ny; i++) {
+        err = fmax(err, fabs((double)y1[i] - (double)y2[i]));
+        big = fmax(big, fabs((double)y1[i]));
+    }
+    qsort(t1, (size_t)reps, sizeof *t1, cmp);
+    qsort(t2, (size_t)reps, sizeof *t2, cmp);
+    const double flop = 2.0 * conv_macs(&g);
+    printf("conv n=%d %d->%d %dx%d stride 1 (route %d): layers.h forward %.3f ms (%.1f GFLOP/s), "
+           "in place %.3f ms (%.1f GFLOP/s), %.2fx; max |diff| %.2g of max |y| %.2g\n",
+           n, cin, cout, h, h, g.route, 1e3 * t1[reps / 2], flop / t1[reps / 2] / 1e9,
+           1e3 * t2[reps / 2], flop / t2[reps / 2] / 1e9, t1[reps / 2] / t2[reps / 2], err, big);
+    return err <= 1e-4 * big ? 0 : 1;
+}
