@@ -42,13 +42,19 @@ static int cmp(const void *a, const void *b) {
 /* x shifted one lane up (lane 0 = 0: the column left of the row) and one
  * lane down (last lane = 0: the column right of it) */
 #if SIMD_BYTES == 32
-#define UP_IDX {8, 0, 1, 2, 3, 4, 5, 6}
-#define DOWN_IDX {1, 2, 3, 4, 5, 6, 7, 8}
+#define UP_IDX                                                                                     \
+    { 8, 0, 1, 2, 3, 4, 5, 6 }
+#define DOWN_IDX                                                                                   \
+    { 1, 2, 3, 4, 5, 6, 7, 8 }
 #else
-#define UP_IDX {16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
-#define DOWN_IDX {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+#define UP_IDX                                                                                     \
+    { 16, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 }
+#define DOWN_IDX                                                                                   \
+    { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 }
 #endif
-static inline rvec shift_up(rvec x) { return __builtin_shuffle(x, (rvec){0}, (rvec_idx)UP_IDX); }
+static inline rvec shift_up(rvec x) {
+    return __builtin_shuffle(x, (rvec){0}, (rvec_idx)UP_IDX);
+}
 static inline rvec shift_down(rvec x) {
     return __builtin_shuffle(x, (rvec){0}, (rvec_idx)DOWN_IDX);
 }
@@ -69,7 +75,7 @@ static inline void row_tile(const int COUT, int cin, int n, int N, int h, int w,
                 const int ir = r + kh - 1;
                 if (ir < 0 || ir >= h) continue;
                 const real *p = x + (((size_t)ci * N + n) * h + ir) * w + q;
-                rvec xv[V + 2]; /* the vectors at p, and the 2 neighbours' loads below */
+                rvec xv[V]; /* the vectors at p: tap kw = 1, and the shifts at the row ends */
                 for (int v = 0; v < V; v++)
                     xv[v] = vload(p + v * VL);
                 for (int kw = 0; kw < 3; kw++) {
@@ -94,7 +100,7 @@ static inline void row_tile(const int COUT, int cin, int n, int N, int h, int w,
 }
 
 #define ROWS(CO)                                                                                   \
-    static void rows_##CO(int cin, int N, int h, int w, const real *x, const real *k,             \
+    static void rows_##CO(int cin, int N, int h, int w, const real *x, const real *k,              \
                           const real *b, real *y) {                                                \
         for (int n = 0; n < N; n++)                                                                \
             for (int r = 0; r < h; r++)                                                            \
@@ -107,8 +113,8 @@ ROWS(4)
 
 static void inplace_forward(int cout, int cin, int N, int h, int w, const real *x, const real *k,
                             const real *b, real *y) {
-    void (*f[5])(int, int, int, int, const real *, const real *, const real *, real *) = {
-        NULL, rows_1, rows_2, rows_3, rows_4};
+    void (*f[5])(int, int, int, int, const real *, const real *, const real *,
+                 real *) = {NULL, rows_1, rows_2, rows_3, rows_4};
     f[cout](cin, N, h, w, x, k, b, y);
 }
 
