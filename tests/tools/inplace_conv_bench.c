@@ -5,7 +5,8 @@
  * a row come from a lane shift with a zero, in the first and last vector of
  * each row. A register tile is COUT x 4 vectors of one output row. Checked
  * here against layers.h's conv_forward (the route yoto picks) and timed
- * against it, interleaved (docs/DESIGN.md, lever 19, has its numbers).
+ * against it, interleaved, and the same for the kernel gradient (dk) against
+ * conv_backward (docs/DESIGN.md, lever 19, has the numbers).
  *
  *   make bin/yoto && mpicc -O3 -march=x86-64-v3 -std=c11 -D_DEFAULT_SOURCE -Iinclude -Isrc \
  *       $(pkg-config --cflags openblas) tests/tools/inplace_conv_bench.c \
@@ -111,6 +112,63 @@ ROWS(2)
 ROWS(3)
 ROWS(4)
 
+/* dk[c][ci][kh][kw] += sum over samples, rows and columns of
+ * dy[c][n][r][col] x[ci][n][r+kh-1][col+kw-1]: samples in chunks of CHUNK
+ * (their rows of x and dy stay in L2), and per chunk and (ci, kh) one pass
+ * with COUT x 3 vector sums in registers */
+enum { CHUNK = 4 };
+static inline void dk_pass(const int COUT, int cin, int ci, int kh, int n0, int n1, int N, int h,
+                           int w, const real *x, const real *dy, real *dk) {
+    rvec acc[CMAX][3];
+    for (int c = 0; c < COUT; c++)
+        for (int kw = 0; kw < 3; kw++)
+            acc[c][kw] = (rvec){0};
+    for (int n = n0; n < n1; n++)
+        for (int r = 0; r < h; r++) {
+            const int ir = r + kh - 1;
+            if (ir < 0 || ir >= h) continue;
+            const real *p = x + (((size_t)ci * N + n) * h + ir) * w;
+            for (int q = 0; q < w; q += VL) {
+                const rvec mid = vload(p + q);
+                const rvec left = q == 0 ? shift_up(mid) : vload(p + q - 1);
+                const rvec right = q + VL == w ? shift_down(mid) : vload(p + q + 1);
+                for (int c = 0; c < COUT; c++) {
+                    const rvec g = vload(dy + (((size_t)c * N + n) * h + r) * w + q);
+                    acc[c][0] += g * left;
+                    acc[c][1] += g * mid;
+                    acc[c][2] += g * right;
+                }
+            }
+        }
+    for (int c = 0; c < COUT; c++)
+        for (int kw = 0; kw < 3; kw++) {
+            double t = 0;
+            for (int l = 0; l < VL; l++)
+                t += (double)acc[c][kw][l];
+            dk[(((size_t)c * cin + ci) * 3 + kh) * 3 + kw] += (real)t;
+        }
+}
+
+#define DK(CO)                                                                                     \
+    static void dk_##CO(int cin, int N, int h, int w, const real *x, const real *dy, real *dk) {   \
+        for (int n0 = 0; n0 < N; n0 += CHUNK)                                                      \
+            for (int ci = 0; ci < cin; ci++)                                                       \
+                for (int kh = 0; kh < 3; kh++)                                                     \
+                    dk_pass(CO, cin, ci, kh, n0, n0 + CHUNK < N ? n0 + CHUNK : N, N, h, w, x, dy,  \
+                            dk);                                                                   \
+    }
+DK(1)
+DK(2)
+DK(3)
+DK(4)
+
+static void inplace_dk(int cout, int cin, int N, int h, int w, const real *x, const real *dy,
+                       real *dk) {
+    void (*f[5])(int, int, int, int, const real *, const real *, real *) = {NULL, dk_1, dk_2, dk_3,
+                                                                            dk_4};
+    f[cout](cin, N, h, w, x, dy, dk);
+}
+
 static void inplace_forward(int cout, int cin, int N, int h, int w, const real *x, const real *k,
                             const real *b, real *y) {
     void (*f[5])(int, int, int, int, const real *, const real *, const real *,
@@ -141,6 +199,12 @@ int main(int argc, char **argv) {
     fill(x, nx, 1);
     fill(k, (size_t)cin * cout * 9, 2);
     fill(b, (size_t)cout, 3);
+    const size_t nk = (size_t)cin * cout * 9;
+    real *dy = calloc(ny, sizeof *dy), *dk1 = calloc(nk, sizeof *dk1),
+         *dk2 = calloc(nk, sizeof *dk2), *db = calloc((size_t)cout, sizeof *db);
+    double *t3 = calloc((size_t)reps, sizeof *t3), *t4 = calloc((size_t)reps, sizeof *t4);
+    if (!dy || !dk1 || !dk2 || !db || !t3 || !t4) return 1;
+    fill(dy, ny, 4);
     for (int r = 0; r < reps; r++) {
         double a = now();
         conv_forward(&g, x, k, b, y1, work);
@@ -148,6 +212,19 @@ int main(int argc, char **argv) {
         inplace_forward(cout, cin, n, h, h, x, k, b, y2);
         t1[r] = m - a;
         t2[r] = now() - m;
+        for (size_t i = 0; i < nk; i++)
+            dk1[i] = dk2[i] = 0;
+        a = now();
+        conv_backward(&g, x, k, dy, NULL, dk1, db, work); /* dk and db, no dx */
+        m = now();
+        inplace_dk(cout, cin, n, h, h, x, dy, dk2);
+        t3[r] = m - a;
+        t4[r] = now() - m;
+    }
+    double kerr = 0, kbig = 0;
+    for (size_t i = 0; i < nk; i++) {
+        kerr = fmax(kerr, fabs((double)dk1[i] - (double)dk2[i]));
+        kbig = fmax(kbig, fabs((double)dk1[i]));
     }
     double err = 0, big = 0;
     for (size_t i = 0; i < ny; i++) {
@@ -156,10 +233,16 @@ int main(int argc, char **argv) {
     }
     qsort(t1, (size_t)reps, sizeof *t1, cmp);
     qsort(t2, (size_t)reps, sizeof *t2, cmp);
+    qsort(t3, (size_t)reps, sizeof *t3, cmp);
+    qsort(t4, (size_t)reps, sizeof *t4, cmp);
     const double flop = 2.0 * conv_macs(&g);
     printf("conv n=%d %d->%d %dx%d stride 1 (route %d): layers.h forward %.3f ms (%.1f GFLOP/s), "
            "in place %.3f ms (%.1f GFLOP/s), %.2fx; max |diff| %.2g of max |y| %.2g\n",
            n, cin, cout, h, h, g.route, 1e3 * t1[reps / 2], flop / t1[reps / 2] / 1e9,
            1e3 * t2[reps / 2], flop / t2[reps / 2] / 1e9, t1[reps / 2] / t2[reps / 2], err, big);
-    return err <= 1e-4 * big ? 0 : 1;
+    printf(
+        "  kernel gradient: layers.h (dk + db) %.3f ms, in place (dk) %.3f ms, %.2fx; max |diff| "
+        "%.2g of max |dk| %.2g\n",
+        1e3 * t3[reps / 2], 1e3 * t4[reps / 2], t3[reps / 2] / t4[reps / 2], kerr, kbig);
+    return err <= 1e-4 * big && kerr <= 1e-4 * kbig ? 0 : 1;
 }
