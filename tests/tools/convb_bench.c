@@ -18,29 +18,7 @@
 
 #include "convb.h"
 #include "layers.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void fill(real *p, size_t n, unsigned s) {
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        p[i] = (real)((double)(s >> 8) / (1u << 24) * 2 - 1);
-    }
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    return t[n / 2];
-}
+#include "toolutil.h"
 
 static real *buf(size_t n) {
     real *p = calloc(n ? n : 1, sizeof(real));
@@ -72,10 +50,10 @@ int main(int argc, char **argv) {
          *dk = buf(nk), *db = buf((size_t)c), *ds = buf((size_t)n * c), *dt = buf((size_t)n * c);
     real *xb = buf(bin), *zb = buf(bout), *ob = buf(bout), *dbk = buf(bout), *dxb = buf(bin);
     real *w1 = buf(conv_work_size(&g)), *w2 = buf(convb_work_size(&g));
-    fill(x, nin, 1);
-    fill(k, nk, 2);
-    fill(b, (size_t)c, 3);
-    fill(sh, (size_t)n * c, 4);
+    tool_fill(x, nin, 1);
+    tool_fill(k, nk, 2);
+    tool_fill(b, (size_t)c, 3);
+    tool_fill(sh, (size_t)n * c, 4);
     for (int i = 0; i < n * c; i++)
         sc[i] = 1 + (real)0.1 * sh[i];
     convb_from_chan(dec ? cout : cin, n, (int)(nin / ((size_t)(dec ? cout : cin) * n)), x, xb);
@@ -84,38 +62,38 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 4; i++)
         t[i] = calloc((size_t)reps, sizeof(double));
     for (int r = 0; r < reps; r++) {
-        fill(d, nout, 5);
-        double t0 = now();
+        tool_fill(d, nout, 5);
+        double t0 = tool_now();
         if (dec)
             deconv_film_forward(&g, x, k, b, &st, z, o, w1);
         else
             conv_film_forward(&g, x, k, b, &st, z, o, w1);
-        double t1 = now();
+        double t1 = tool_now();
         if (dec)
             deconv_film_backward(&g, x, k, &st, z, d, with_dx ? dx : NULL, dk, db, ds, dt, w1);
         else
             conv_film_backward(&g, x, k, &st, z, d, with_dx ? dx : NULL, dk, db, ds, dt, w1);
-        double t2 = now();
+        double t2 = tool_now();
         t[0][r] = t1 - t0;
         t[1][r] = t2 - t0;
-        fill(dbk, bout, 5);
-        t0 = now();
+        tool_fill(dbk, bout, 5);
+        t0 = tool_now();
         if (dec)
             convb_deconv_forward(&g, xb, k, b, &st, zb, ob, w2);
         else
             convb_conv_forward(&g, xb, k, b, &st, zb, ob, w2);
-        t1 = now();
+        t1 = tool_now();
         if (dec)
             convb_deconv_backward(&g, xb, k, &st, zb, dbk, with_dx ? dxb : NULL, dk, db, ds, dt,
                                   w2);
         else
             convb_conv_backward(&g, xb, k, &st, zb, dbk, with_dx ? dxb : NULL, dk, db, ds, dt, w2);
-        t2 = now();
+        t2 = tool_now();
         t[2][r] = t1 - t0;
         t[3][r] = t2 - t0;
     }
-    const double yf = median(t[0], reps), ya = median(t[1], reps);
-    const double bf = median(t[2], reps), ba = median(t[3], reps);
+    const double yf = tool_median(t[0], reps), ya = tool_median(t[1], reps);
+    const double bf = tool_median(t[2], reps), ba = tool_median(t[3], reps);
     printf("%s n=%d %d->%d %dx%d stride %d (route %d): layers.h forward %.3f, with backward %.3f "
            "ms; convb %.3f, %.3f ms; convb faster %.2fx (forward %.2fx)\n",
            dec ? "deconv" : "conv", n, cin, cout, h, h, s, g.route, yf * 1e3, ya * 1e3, bf * 1e3,

@@ -21,24 +21,7 @@
 
 #include "layers.h"
 #include "simd.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void fill(real *p, size_t n, unsigned s) {
-    for (size_t i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        p[i] = (real)((double)(s >> 8) / (1u << 24) * 2 - 1);
-    }
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "toolutil.h"
 
 /* x shifted one lane up (lane 0 = 0: the column left of the row) and one
  * lane down (last lane = 0: the column right of it) */
@@ -196,30 +179,30 @@ int main(int argc, char **argv) {
          *y2 = calloc(ny, sizeof *y2), *work = calloc(conv_work_size(&g) + 1, sizeof *work);
     double *t1 = calloc((size_t)reps, sizeof *t1), *t2 = calloc((size_t)reps, sizeof *t2);
     if (!x || !k || !b || !y1 || !y2 || !work || !t1 || !t2) return 1;
-    fill(x, nx, 1);
-    fill(k, (size_t)cin * cout * 9, 2);
-    fill(b, (size_t)cout, 3);
+    tool_fill(x, nx, 1);
+    tool_fill(k, (size_t)cin * cout * 9, 2);
+    tool_fill(b, (size_t)cout, 3);
     const size_t nk = (size_t)cin * cout * 9;
     real *dy = calloc(ny, sizeof *dy), *dk1 = calloc(nk, sizeof *dk1),
          *dk2 = calloc(nk, sizeof *dk2), *db = calloc((size_t)cout, sizeof *db);
     double *t3 = calloc((size_t)reps, sizeof *t3), *t4 = calloc((size_t)reps, sizeof *t4);
     if (!dy || !dk1 || !dk2 || !db || !t3 || !t4) return 1;
-    fill(dy, ny, 4);
+    tool_fill(dy, ny, 4);
     for (int r = 0; r < reps; r++) {
-        double a = now();
+        double a = tool_now();
         conv_forward(&g, x, k, b, y1, work);
-        double m = now();
+        double m = tool_now();
         inplace_forward(cout, cin, n, h, h, x, k, b, y2);
         t1[r] = m - a;
-        t2[r] = now() - m;
+        t2[r] = tool_now() - m;
         for (size_t i = 0; i < nk; i++)
             dk1[i] = dk2[i] = 0;
-        a = now();
+        a = tool_now();
         conv_backward(&g, x, k, dy, NULL, dk1, db, work); /* dk and db, no dx */
-        m = now();
+        m = tool_now();
         inplace_dk(cout, cin, n, h, h, x, dy, dk2);
         t3[r] = m - a;
-        t4[r] = now() - m;
+        t4[r] = tool_now() - m;
     }
     double kerr = 0, kbig = 0;
     for (size_t i = 0; i < nk; i++) {
@@ -231,18 +214,16 @@ int main(int argc, char **argv) {
         err = fmax(err, fabs((double)y1[i] - (double)y2[i]));
         big = fmax(big, fabs((double)y1[i]));
     }
-    qsort(t1, (size_t)reps, sizeof *t1, cmp);
-    qsort(t2, (size_t)reps, sizeof *t2, cmp);
-    qsort(t3, (size_t)reps, sizeof *t3, cmp);
-    qsort(t4, (size_t)reps, sizeof *t4, cmp);
+    const double f1 = tool_median(t1, reps), f2 = tool_median(t2, reps);
+    const double g1 = tool_median(t3, reps), g2 = tool_median(t4, reps);
     const double flop = 2.0 * conv_macs(&g);
     printf("conv n=%d %d->%d %dx%d stride 1 (route %d): layers.h forward %.3f ms (%.1f GFLOP/s), "
            "in place %.3f ms (%.1f GFLOP/s), %.2fx; max |diff| %.2g of max |y| %.2g\n",
-           n, cin, cout, h, h, g.route, 1e3 * t1[reps / 2], flop / t1[reps / 2] / 1e9,
-           1e3 * t2[reps / 2], flop / t2[reps / 2] / 1e9, t1[reps / 2] / t2[reps / 2], err, big);
+           n, cin, cout, h, h, g.route, 1e3 * f1, flop / f1 / 1e9, 1e3 * f2, flop / f2 / 1e9,
+           f1 / f2, err, big);
     printf(
         "  kernel gradient: layers.h (dk + db) %.3f ms, in place (dk) %.3f ms, %.2fx; max |diff| "
         "%.2g of max |dk| %.2g\n",
-        1e3 * t3[reps / 2], 1e3 * t4[reps / 2], t3[reps / 2] / t4[reps / 2], kerr, kbig);
+        1e3 * g1, 1e3 * g2, g1 / g2, kerr, kbig);
     return err <= 1e-4 * big && kerr <= 1e-4 * kbig ? 0 : 1;
 }

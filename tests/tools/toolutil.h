@@ -1,0 +1,36 @@
+/* toolutil.h — what the micro-benchmarks in tests/tools/ share: a monotonic
+ * clock, a seeded fill in [-1, 1) and the median of a set of times (sorted
+ * in place). Header-only: each tool is one file compiled by hand (the
+ * compile line is in its header comment). */
+#ifndef YOTO_TOOLUTIL_H
+#define YOTO_TOOLUTIL_H
+
+#include <stdlib.h>
+#include <time.h>
+
+#include "common.h"
+
+static inline double tool_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static inline void tool_fill(real *p, size_t n, unsigned s) {
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (real)((double)(s >> 8) / (1u << 24) * 2 - 1);
+    }
+}
+
+static inline int tool_cmp(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static inline double tool_median(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, tool_cmp);
+    return t[n / 2];
+}
+
+#endif
