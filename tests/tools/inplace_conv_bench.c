@@ -5,8 +5,9 @@
  * a row come from a lane shift with a zero, in the first and last vector of
  * each row. A register tile is COUT x 4 vectors of one output row. Checked
  * here against layers.h's conv_forward (the route yoto picks) and timed
- * against it, interleaved, and the same for the kernel gradient (dk) against
- * conv_backward (docs/DESIGN.md, lever 19, has the numbers).
+ * against it, interleaved, and the same for the kernel gradient (dk) and the
+ * input gradient (dx) against conv_backward (docs/DESIGN.md, lever 19, has
+ * the numbers).
  *
  *   make bin/yoto && mpicc -O3 -march=x86-64-v3 -std=c11 -D_DEFAULT_SOURCE -Iinclude -Isrc \
  *       $(pkg-config --cflags openblas) tests/tools/inplace_conv_bench.c \
@@ -159,6 +160,17 @@ static void inplace_forward(int cout, int cin, int N, int h, int w, const real *
     f[cout](cin, N, h, w, x, k, b, y);
 }
 
+/* dx [cin][n][h][w] = the conv of dy [cout][n][h][w] with k flipped and
+ * transposed (kt [cin][cout][3][3]), as the forward, 4 outputs at a time */
+static void inplace_dx(int cout, int cin, int N, int h, int w, const real *dy, const real *kt,
+                       real *dx, const real *zero) {
+    for (int c0 = 0; c0 < cin; c0 += CMAX) {
+        const int nc = cin - c0 < CMAX ? cin - c0 : CMAX;
+        inplace_forward(nc, cout, N, h, w, dy, kt + (size_t)c0 * cout * 9, zero,
+                        dx + (size_t)c0 * N * h * w);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr, "usage: inplace_bench N CIN H COUT REPS\n");
@@ -188,6 +200,15 @@ int main(int argc, char **argv) {
     double *t3 = calloc((size_t)reps, sizeof *t3), *t4 = calloc((size_t)reps, sizeof *t4);
     if (!dy || !dk1 || !dk2 || !db || !t3 || !t4) return 1;
     tool_fill(dy, ny, 4);
+    real *dx1 = calloc(nx, sizeof *dx1), *dx2 = calloc(nx, sizeof *dx2),
+         *kt = calloc(nk, sizeof *kt), *zero = calloc((size_t)cin, sizeof *zero),
+         *dk3 = calloc(nk, sizeof *dk3); /* dk of the call with dx (not compared) */
+    double *t5 = calloc((size_t)reps, sizeof *t5), *t6 = calloc((size_t)reps, sizeof *t6);
+    if (!dx1 || !dx2 || !kt || !zero || !dk3 || !t5 || !t6) return 1;
+    for (int c = 0; c < cout; c++) /* kt[ci][c][2 - kh][2 - kw] = k[c][ci][kh][kw] */
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < 9; t++)
+                kt[((size_t)ci * cout + c) * 9 + 8 - t] = k[((size_t)c * cin + ci) * 9 + t];
     for (int r = 0; r < reps; r++) {
         double a = tool_now();
         conv_forward(&g, x, k, b, y1, work);
@@ -203,6 +224,17 @@ int main(int argc, char **argv) {
         inplace_dk(cout, cin, n, h, h, x, dy, dk2);
         t3[r] = m - a;
         t4[r] = tool_now() - m;
+        a = tool_now();
+        conv_backward(&g, x, k, dy, dx1, dk3, db, work); /* dx as well */
+        m = tool_now();
+        inplace_dx(cout, cin, n, h, h, dy, kt, dx2, zero);
+        t5[r] = m - a;
+        t6[r] = tool_now() - m;
+    }
+    double xerr = 0, xbig = 0;
+    for (size_t i = 0; i < nx; i++) {
+        xerr = fmax(xerr, fabs((double)dx1[i] - (double)dx2[i]));
+        xbig = fmax(xbig, fabs((double)dx1[i]));
     }
     double kerr = 0, kbig = 0;
     for (size_t i = 0; i < nk; i++) {
@@ -216,6 +248,7 @@ int main(int argc, char **argv) {
     }
     const double f1 = tool_median(t1, reps), f2 = tool_median(t2, reps);
     const double g1 = tool_median(t3, reps), g2 = tool_median(t4, reps);
+    const double d1 = tool_median(t5, reps), d2 = tool_median(t6, reps);
     const double flop = 2.0 * conv_macs(&g);
     printf("conv n=%d %d->%d %dx%d stride 1 (route %d): layers.h forward %.3f ms (%.1f GFLOP/s), "
            "in place %.3f ms (%.1f GFLOP/s), %.2fx; max |diff| %.2g of max |y| %.2g\n",
@@ -225,5 +258,8 @@ int main(int argc, char **argv) {
         "  kernel gradient: layers.h (dk + db) %.3f ms, in place (dk) %.3f ms, %.2fx; max |diff| "
         "%.2g of max |dk| %.2g\n",
         1e3 * g1, 1e3 * g2, g1 / g2, kerr, kbig);
-    return err <= 1e-4 * big && kerr <= 1e-4 * kbig ? 0 : 1;
+    printf("  input gradient: layers.h (dx + dk + db) %.3f ms, so dx about %.3f; in place (dx) "
+           "%.3f ms; max |diff| %.2g of max |dx| %.2g\n",
+           1e3 * d1, 1e3 * (d1 - g1), 1e3 * d2, xerr, xbig);
+    return err <= 1e-4 * big && kerr <= 1e-4 * kbig && xerr <= 1e-4 * xbig ? 0 : 1;
 }
