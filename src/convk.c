@@ -95,20 +95,10 @@ size_t convk_work_size(const conv_geom *g) {
 
 /* ---- packing ------------------------------------------------------------------- */
 
-/* sum of a packed region (its padding is zero), accumulated in double */
+/* sum of a packed region (its padding is zero) */
 YT_SIMD_CLONES
 static double region_sum(const real *p, size_t n) {
-    double s = 0;
-    for (size_t i0 = 0; i0 < n; i0 += 1024) { /* float lanes over short stretches */
-        size_t i = i0, end = YT_MIN(n, i0 + 1024);
-        rvec acc = {0};
-        for (; i + VL <= end; i += VL)
-            acc += vload(p + i);
-        s += vhsum(acc);
-        for (; i < end; i++)
-            s += p[i];
-    }
-    return s;
+    return vsum_double(p, n);
 }
 
 /* ev[c] = src[2c], od[c] = src[2c + 1] for c < n */

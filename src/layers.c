@@ -192,13 +192,10 @@ static void add_bias(int c, int n, size_t hw, int n0, int nc, const real *b, rea
 }
 
 /* db[c] += sum over the n*hw entries of channel c of dy, channels c0..c1 */
+YT_SIMD_CLONES
 static void sum_bias(int c0, int c1, size_t nhw, const real *dy, real *db) {
-    for (int ch = c0; ch < c1; ch++) {
-        const real *p = dy + (size_t)ch * nhw;
-        double acc = 0;
-        for (size_t j = 0; j < nhw; j++) acc += p[j];
-        db[ch] += (real)acc;
-    }
+    for (int ch = c0; ch < c1; ch++)
+        db[ch] += (real)vsum_double(dy + (size_t)ch * nhw, nhw);
 }
 
 typedef struct {

@@ -93,6 +93,27 @@ YT_INLINE real vhsum(rvec v) {
     return s;
 }
 
+/* sum of p[0..n), accumulated in double: vector lanes of reals over
+ * stretches of 1024 values (two accumulators), each stretch's total added
+ * in double; the same bits for the same n and values */
+YT_INLINE double vsum_double(const real *p, size_t n) {
+    double s = 0;
+    for (size_t i0 = 0; i0 < n; i0 += 1024) {
+        size_t i = i0, end = n - i0 < 1024 ? n : i0 + 1024;
+        rvec a = {0}, b = {0};
+        for (; i + 2 * VL <= end; i += 2 * VL) {
+            a += vload(p + i);
+            b += vload(p + i + VL);
+        }
+        for (; i + VL <= end; i += VL)
+            a += vload(p + i);
+        s += vhsum(a + b);
+        for (; i < end; i++)
+            s += p[i];
+    }
+    return s;
+}
+
 #ifndef YOTO_DOUBLE
 /* ---- float math on vectors (the float build's hot loss loops; the double
  * build calls libm) ---- */
