@@ -56,6 +56,7 @@ typedef struct {
     double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     bool overlap;
+    long buckets;     /* bucketed mode: buckets of the gradient */
     double med[PH_N]; /* median seconds per phase */
     double step_med, step_min, step_max;
     double exposed, imbalance; /* seconds per step */
@@ -203,6 +204,8 @@ static int measure(bench_result *r) {
     r->m = model_create(&cfg->model, r->batch);
     model_init_params(r->m, cfg->experiment.seed);
     r->overlap = cfg->train.allreduce == ALLREDUCE_BUCKETED;
+    const size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
+    r->buckets = r->overlap ? (long)((r->m->params.total + bucket - 1) / YT_MAX(bucket, 1)) : 0;
     real *x = synthetic_batch(cfg, r->m, r->batch);
     trainer *t = trainer_create(r->m, cfg, dist_rank(), r->world);
     phase_times *ph = yt_calloc((size_t)r->steps, sizeof *ph);
@@ -232,27 +235,27 @@ static void print_json(const bench_result *r) {
     const char *cfgname = r->o->config_path ? r->o->config_path : r->cfg->source;
     char cfgjson[2 * CFG_PATH_MAX];
     json_text(cfgname, cfgjson, sizeof cfgjson);
-    printf("{\"config\": \"%s\", \"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d,\n"
-           " \"params\": %zu, \"conditioning_params\": %zu,\n"
-           " \"forward_macs_per_image\": %.0f, \"train_flops_per_image\": %.0f,\n"
-           " \"step_s_median\": %.6g, \"step_s_min\": %.6g, \"step_s_max\": %.6g,\n"
-           " \"images_per_s\": %.6g, \"gflops_per_rank\": %.6g,\n"
-           " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
-           " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
-           "\"optimizer\": %.6g},\n"
-           " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
-           "\"cpu_isa\": \"%s\", \"kernels_isa\": \"%s\",\n"
-           " \"allreduce\": {\"mode\": \"%s\", \"bytes\": %zu, \"alone_s\": %.6g, "
-           "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
-           " \"peak_rss_mb\": %.1f,\n",
-           cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs,
-           flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm,
-           gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD],
-           r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads, blas_corename(),
-           blas_openblas_threads(), blas_cpu_isa(), isa_kernels(),
-           r->overlap ? "bucketed" : "blocking",
-           m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
-           r->rss_max_kb / 1024.0);
+    printf(
+        "{\"config\": \"%s\", \"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d,\n"
+        " \"params\": %zu, \"conditioning_params\": %zu,\n"
+        " \"forward_macs_per_image\": %.0f, \"train_flops_per_image\": %.0f,\n"
+        " \"step_s_median\": %.6g, \"step_s_min\": %.6g, \"step_s_max\": %.6g,\n"
+        " \"images_per_s\": %.6g, \"gflops_per_rank\": %.6g,\n"
+        " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
+        " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
+        "\"optimizer\": %.6g},\n"
+        " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
+        "\"cpu_isa\": \"%s\", \"kernels_isa\": \"%s\",\n"
+        " \"allreduce\": {\"mode\": \"%s\", \"buckets\": %ld, \"bytes\": %zu, \"alone_s\": %.6g, "
+        "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
+        " \"peak_rss_mb\": %.1f,\n",
+        cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs, flops,
+        r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm, gflops_rank / r->sgemm,
+        r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD], r->med[PH_ALLREDUCE],
+        r->med[PH_OPTIMIZER], r->threads, blas_corename(), blas_openblas_threads(), blas_cpu_isa(),
+        isa_kernels(), r->overlap ? "bucketed" : "blocking", r->buckets,
+        m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
+        r->rss_max_kb / 1024.0);
     double ef = 2 * model_encode_macs(m), rf = 2 * macs; /* FLOPs per image */
     printf(" \"inference\": {\"encode_images_per_s\": %.6g, \"encode_flops_per_image\": %.0f, "
            "\"encode_ratio_to_sgemm\": %.6g,\n  \"reconstruct_images_per_s\": %.6g, "
@@ -322,7 +325,9 @@ static void print_text(const bench_result *r) {
     if (world > 1)
         printf("  allreduce   %s, %.2f MB: %.2f ms alone, %.2f ms exposed per step "
                "(%.0f%% hidden); %.2f ms waiting for the slowest rank\n",
-               r->overlap ? "bucketed, overlapped" : "blocking",
+               !r->overlap       ? "blocking"
+               : r->buckets == 1 ? "bucketed, 1 bucket (nothing to overlap: one MPI_Allreduce)"
+                                 : "bucketed, overlapped",
                m->params.total * sizeof(real) / 1048576.0, 1e3 * r->comm_alone, 1e3 * r->exposed,
                100 * r->hidden, 1e3 * r->imbalance);
     double ef = 2 * model_encode_macs(m), rf = 2 * macs;

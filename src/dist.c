@@ -385,8 +385,9 @@ dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, bool overl
     s->n = n;
     s->bucket = bucket_elems > 0 ? bucket_elems : n;
     if (s->bucket > (size_t)INT_MAX) s->bucket = (size_t)INT_MAX;
-    s->overlap = overlap && dist_active() && g_size > 1;
     s->nbuckets = n ? (int)((n + s->bucket - 1) / s->bucket) : 0;
+    /* one bucket: nothing to overlap (dist.h) */
+    s->overlap = overlap && dist_active() && g_size > 1 && s->nbuckets > 1;
     s->req = yt_calloc((size_t)(s->nbuckets ? s->nbuckets : 1), sizeof *s->req);
     for (int i = 0; i < s->nbuckets; i++) s->req[i] = MPI_REQUEST_NULL;
     /* Open MPI's libnbc runs an in-place MPI_Iallreduce as a binomial reduce +
@@ -447,6 +448,10 @@ void dist_sync_finish(dist_sync *s) {
     double t0 = yt_now();
     if (!s->overlap) {
         if (dist_active() && g_size > 1) {
+            /* every rank here (watched), then the one call cannot wait long */
+            MPI_Request req;
+            MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
+            watched_wait(1, &req, WD_GRADIENT);
             dist_allreduce_sum_real(s->buf, s->n);
             s->stats.buckets++;
         }

@@ -52,6 +52,11 @@ assert all(v <= d["step_s_max"] * 1.001 for v in ph.values()), (ph, d["step_s_ma
 assert d["step_s_min"] <= d["step_s_median"] <= d["step_s_max"], d
 assert d["images_per_s"] > 0 and 0 < d["ratio_to_sgemm"] < 2, d
 EOF
+check "the 1.2 MB gradient is one bucket of 25 MB (so it goes as in the blocking mode)" "$PYTHON" - "$T/step.json" <<'EOF'
+import json, sys
+a = json.load(open(sys.argv[1]))["allreduce"]
+assert a["mode"] == "bucketed" and a["buckets"] == 1 and 0 < a["bytes"] < 25 * 1048576, a
+EOF
 # which kernels ran: the loader's choice in bin/yoto, AVX-512 in bin/yoto-avx512
 want=baseline
 case $YOTO in
