@@ -205,7 +205,8 @@ static int measure(bench_result *r) {
     model_init_params(r->m, cfg->experiment.seed);
     r->overlap = cfg->train.allreduce == ALLREDUCE_BUCKETED;
     const size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
-    r->buckets = r->overlap ? (long)((r->m->params.total + bucket - 1) / YT_MAX(bucket, 1)) : 0;
+    /* as dist_sync_create cuts it (a bucket under one value: one bucket) */
+    r->buckets = !r->overlap ? 0 : bucket ? (long)((r->m->params.total + bucket - 1) / bucket) : 1;
     real *x = synthetic_batch(cfg, r->m, r->batch);
     trainer *t = trainer_create(r->m, cfg, dist_rank(), r->world);
     phase_times *ph = yt_calloc((size_t)r->steps, sizeof *ph);
