@@ -93,24 +93,21 @@ YT_INLINE real vhsum(rvec v) {
     return s;
 }
 
-/* sum of p[0..n), accumulated in double: vector lanes of reals over
- * stretches of 1024 values (two accumulators), each stretch's total added
- * in double; the same bits for the same n and values */
+/* sum of p[0..n) in double: 8 double accumulators (lane j takes every 8th
+ * value: the vectoriser's two or one double vectors, converted from floats),
+ * added in order at the end; the same bits for the same n and values */
 YT_INLINE double vsum_double(const real *p, size_t n) {
+    double acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            acc[j] += p[i + j];
+    for (int j = 0; i < n; i++, j++)
+        acc[j] += p[i];
     double s = 0;
-    for (size_t i0 = 0; i0 < n; i0 += 1024) {
-        size_t i = i0, end = n - i0 < 1024 ? n : i0 + 1024;
-        rvec a = {0}, b = {0};
-        for (; i + 2 * VL <= end; i += 2 * VL) {
-            a += vload(p + i);
-            b += vload(p + i + VL);
-        }
-        for (; i + VL <= end; i += VL)
-            a += vload(p + i);
-        s += vhsum(a + b);
-        for (; i < end; i++)
-            s += p[i];
-    }
+    for (int j = 0; j < 8; j++)
+        s += acc[j];
     return s;
 }
 
