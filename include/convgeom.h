@@ -11,6 +11,19 @@
 
 #include "common.h"
 
+/* ---- a block's output stage, fused into its last conv ---------------------
+ * A conv block ends with FiLM and (but for the encoder's last block) a leaky
+ * ReLU. The *_film_* functions of layers.h apply that stage to the layer's
+ * output while it is still in cache, and in the backward fold the stage's
+ * gradient into the first read of the incoming gradient: two passes less
+ * over the activation than the layer plus film_lrelu_forward /
+ * film_lrelu_backward, with the same results (up to float rounding). */
+typedef struct {
+    const real *scale, *shift; /* [n][c], c = the layer's output channels */
+    bool lrelu;                /* leaky ReLU after FiLM */
+    real alpha;                /* its slope */
+} film_stage;
+
 /* ---- 3x3 convolution, TensorFlow 'SAME' padding ----------------------------
  * A conv_geom describes one convolution from an image [cin][n][h][w] to
  * features [cout][n][ho][wo], ho = ceil(h / stride). SAME padding: total
@@ -38,19 +51,13 @@ typedef struct {
     int chunk;   /* samples per im2col chunk (bounds the workspace) */
     int route;   /* a conv_route */
     int threads; /* threads that split the samples (the workspace holds one part each) */
+    /* NULL, or the stage of the block before (the direct route only): the x
+     * a call is given (the image side of a conv, the feature side of a
+     * deconv: the layer's input) is that block's z, and the layer reads the
+     * stage's output, computed from it as the kernels pack their input (the
+     * same bits as the stage writing o), so the block before need not write
+     * o at all (model.c, "lazy") */
+    const film_stage *xstage;
 } conv_geom;
-
-/* ---- a block's output stage, fused into its last conv ---------------------
- * A conv block ends with FiLM and (but for the encoder's last block) a leaky
- * ReLU. The *_film_* functions of layers.h apply that stage to the layer's
- * output while it is still in cache, and in the backward fold the stage's
- * gradient into the first read of the incoming gradient: two passes less
- * over the activation than the layer plus film_lrelu_forward /
- * film_lrelu_backward, with the same results (up to float rounding). */
-typedef struct {
-    const real *scale, *shift; /* [n][c], c = the layer's output channels */
-    bool lrelu;                /* leaky ReLU after FiLM */
-    real alpha;                /* its slope */
-} film_stage;
 
 #endif

@@ -53,9 +53,10 @@ void deconv_backward(const conv_geom *g, const real *x, const real *k, const rea
  * layer's output while it is still in cache. */
 
 /* z = conv(x) + b (conv_forward), o = lrelu(FiLM(z)) (with st->lrelu;
- * FiLM(z) without). FiLM's own output is not kept: the backward recomputes
- * it from z for the leaky ReLU's slope (the same expression, so the same
- * bits). */
+ * FiLM(z) without; o NULL: not written, for a consumer that applies the
+ * stage itself, conv_geom.xstage). FiLM's own output is not kept: the
+ * backward recomputes it from z for the leaky ReLU's slope (the same
+ * expression, so the same bits). */
 void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                        const film_stage *st, real *z, real *o, real *work);
 void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,

@@ -82,7 +82,13 @@ typedef struct {
     real *scale, *shift; /* [n][C] post-processed FiLM scales and shifts */
     real *o;             /* [C][n][hw] block output: its FiLM or gate stage's, else
                           * z[last] or its leaky ReLU (a stage's own output before
-                          * the leaky ReLU is not kept) */
+                          * the leaky ReLU is not kept); NULL when lazy */
+    /* lazy: the FiLM stage's output o is never written; the one layer that
+     * reads it, on the direct kernels, applies `stage` to z[last] as it
+     * packs its input (conv_geom.xstage): one activation-sized write less
+     * per forward, and o's memory (docs/DESIGN.md, lever 20) */
+    bool lazy;
+    film_stage stage; /* FiLM's: scale, shift, the block's leaky ReLU */
     /* Layout of the block's activations (z, a, o and their gradients):
      * [C][n][hw], or channel-blocked (src/convb.h) where its kernels are
      * faster (YOTO_CONV_LAYOUT, docs/DESIGN.md). in_blocked: the layout of

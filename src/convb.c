@@ -705,6 +705,7 @@ static void part_grad(void *ctx, int t, int T) {
 
 static void forward(const conv_geom *g, bool deconv, const real *x, const real *k, const real *b,
                     const film_stage *st, real *z, real *o, real *work) {
+    YT_CHECK(!g->xstage);                    /* the direct route's (convgeom.h) */
     const int c = deconv ? g->cin : g->cout; /* the output side's channels */
     const side out = deconv ? side_x(g) : side_y(g);
     real *w = aligned(work);
@@ -730,6 +731,7 @@ static void forward(const conv_geom *g, bool deconv, const real *x, const real *
 static void backward(const conv_geom *g, bool deconv, const real *x, const real *k,
                      const film_stage *st, const real *z, real *dy, real *dx, real *dk, real *db,
                      real *dscale, real *dshift, real *work) {
+    YT_CHECK(!g->xstage);
     const int T = threads_of(g);
     const int c = deconv ? g->cin : g->cout; /* dy's channels */
     const side gs = deconv ? side_x(g) : side_y(g);

@@ -189,13 +189,15 @@ typedef struct {
  * ci, row r, column c holds x[ci][r*s + a - pad_top][c*s + b - pad_left], zero
  * outside the image. sums[ci] += the sum of channel ci (NULL: not wanted).
  * With a stage, x is the gradient w.r.t. its output and the planes get the
- * gradient w.r.t. its input (tmp: a row of scratch). */
+ * gradient w.r.t. its input (tmp: a row of scratch). With xst (conv_geom's
+ * xstage), x is z of the block before and the planes get xst's output. */
 YT_SIMD_CLONES
 static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, int ns, real *px,
-                   double *sums, const stage_io *sio, real *tmp) {
+                   double *sums, const stage_io *sio, const film_stage *xst, real *tmp) {
     const int s = L->s, wq = L->wq, C = g->cin;
     const size_t hw = (size_t)g->h * g->w, used = (size_t)ns * L->qs;
     const film_stage *st = sio ? sio->st : NULL;
+    YT_CHECK(!(st && xst));
     for (int ci = 0; ci < C; ci++) {
         real *ch = px + (size_t)ci * L->np * L->pitch;
         for (int p = 0; p < L->np; p++) {
@@ -205,7 +207,8 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
         for (int i = 0; i < ns; i++) {
             const size_t at = ((size_t)ci * g->n + n0 + i) * hw;
             const size_t si = (size_t)(n0 + i) * C + ci; /* [n][c] */
-            const real a = st ? st->scale[si] : 0, t = st ? st->shift[si] : 0;
+            const film_stage *rs = st ? st : xst;        /* the rows' stage */
+            const real a = rs ? rs->scale[si] : 0, t = rs ? rs->shift[si] : 0;
             double ds = 0, dt = 0;
             real *base = ch + L->head + (size_t)i * L->qs;
             /* plane rows that hold padding rather than image rows */
@@ -227,6 +230,9 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
                 if (st) {
                     stage_bwd_row(st, a, t, row, sio->z + ro, tmp, g->w, &ds, &dt);
                     row = tmp;
+                } else if (xst) {
+                    stage_fwd_row(xst, a, t, row, tmp, g->w);
+                    row = tmp;
                 }
                 pack_row(g, L, row, d0, d1);
             }
@@ -242,13 +248,14 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
 }
 
 /* Y grid of samples n0..n0+ns of y [c][n][ho][wo]: row r < ho, column c < wo
- * of sample i at i*qs + r*wq + c, everything else zero. sums and the stage
- * as pack_x. */
+ * of sample i at i*qs + r*wq + c, everything else zero. sums, the stage and
+ * xst as pack_x. */
 YT_SIMD_CLONES
 static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *y, int n0, int ns,
-                   real *gy, double *sums, const stage_io *sio) {
+                   real *gy, double *sums, const stage_io *sio, const film_stage *xst) {
     const size_t ohw = (size_t)ho * wo, used = (size_t)ns * L->qs;
     const film_stage *st = sio ? sio->st : NULL;
+    YT_CHECK(!(st && xst));
     for (int c = 0; c < nch; c++) {
         real *plane = gy + (size_t)c * L->pitch;
         zero(plane, L->head);
@@ -256,13 +263,16 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
         for (int i = 0; i < ns; i++) {
             const size_t at = ((size_t)c * n + n0 + i) * ohw;
             const size_t si = (size_t)(n0 + i) * nch + c;
-            const real a = st ? st->scale[si] : 0, t = st ? st->shift[si] : 0;
+            const film_stage *rs = st ? st : xst; /* the rows' stage */
+            const real a = rs ? rs->scale[si] : 0, t = rs ? rs->shift[si] : 0;
             double ds = 0, dt = 0;
             real *d = d0 + (size_t)i * L->qs;
             for (int r = 0; r < ho; r++, d += L->wq) {
                 const size_t ro = at + (size_t)r * wo;
                 if (st)
                     stage_bwd_row(st, a, t, y + ro, sio->z + ro, d, wo, &ds, &dt);
+                else if (xst)
+                    stage_fwd_row(xst, a, t, y + ro, d, wo);
                 else
                     copy_row(d, y + ro, wo);
                 zero(d + wo, (size_t)(L->wq - wo));
@@ -279,7 +289,7 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
 }
 
 /* y [c][n][ho][wo] samples n0..n0+ns from a grid laid out as pack_y's; with
- * a stage, also its outputs from y */
+ * a stage, also its outputs from y (where sio->o is not NULL) */
 YT_SIMD_CLONES
 static void unpack_y(const layout *L, int nch, int n, int ho, int wo, const real *gy, int n0,
                      int ns, real *y, const stage_io *sio) {
@@ -294,7 +304,8 @@ static void unpack_y(const layout *L, int nch, int n, int ho, int wo, const real
             for (int r = 0; r < ho; r++, src += L->wq) {
                 const size_t ro = at + (size_t)r * wo;
                 copy_row(y + ro, src, wo);
-                if (st) stage_fwd_row(st, st->scale[si], st->shift[si], y + ro, sio->o + ro, wo);
+                if (st && sio->o)
+                    stage_fwd_row(st, st->scale[si], st->shift[si], y + ro, sio->o + ro, wo);
             }
         }
     }
@@ -303,7 +314,7 @@ static void unpack_y(const layout *L, int nch, int n, int ho, int wo, const real
 /* x [cin][n][h][w] samples n0..n0+ns from the outputs of B: stride 1, one
  * grid per channel (row ih at ih*wq); stride 2, the 4 output parities of a
  * channel as its planes ((a, b) holds x[2r + a][2c + b] at r*wq + c). With a
- * stage, also its outputs. */
+ * stage, also its outputs (where sio->o is not NULL). */
 YT_SIMD_CLONES
 static void unpack_x(const conv_geom *g, const layout *L, const real *out, int n0, int ns, real *x,
                      const stage_io *sio) {
@@ -328,7 +339,8 @@ static void unpack_x(const conv_geom *g, const layout *L, const real *out, int n
                     interleave(e, o, half, dst);
                     if (w & 1) dst[w - 1] = e[half];
                 }
-                if (st) stage_fwd_row(st, st->scale[si], st->shift[si], dst, sio->o + ro, w);
+                if (st && sio->o)
+                    stage_fwd_row(st, st->scale[si], st->shift[si], dst, sio->o + ro, w);
             }
         }
     }
@@ -697,19 +709,19 @@ static void run_chunk(const kcall *c, const workspace *ws, int n0, int ns, doubl
     const size_t xcs = (size_t)L->np * L->pitch, Q = (size_t)ns * L->qs;
     switch (c->op) {
     case OP_CONV_FWD:
-        pack_x(g, L, c->in, n0, ns, ws->px, NULL, NULL, ws->row);
+        pack_x(g, L, c->in, n0, ns, ws->px, NULL, NULL, g->xstage, ws->row);
         run_fwd(g->cout, g->cin, &c->ta, ws->w, c->bias, ws->px + L->head, xcs, ws->out + L->head,
                 L->pitch, Q);
         unpack_y(L, g->cout, g->n, g->ho, g->wo, ws->out, n0, ns, c->out, c->sio);
         break;
     case OP_DECONV_FWD:
-        pack_y(L, g->cout, g->n, g->ho, g->wo, c->in, n0, ns, ws->gy, NULL, NULL);
+        pack_y(L, g->cout, g->n, g->ho, g->wo, c->in, n0, ns, ws->gy, NULL, NULL, g->xstage);
         adjoint_chunk(g, ws, c->nph, c->tb, c->bias, ns);
         unpack_x(g, L, ws->out, n0, ns, c->out, c->sio);
         break;
     case OP_CONV_BWD:
-        pack_x(g, L, c->in, n0, ns, ws->px, NULL, NULL, ws->row);
-        pack_y(L, g->cout, g->n, g->ho, g->wo, c->grad, n0, ns, ws->gy, sums, c->sio);
+        pack_x(g, L, c->in, n0, ns, ws->px, NULL, NULL, g->xstage, ws->row);
+        pack_y(L, g->cout, g->n, g->ho, g->wo, c->grad, n0, ns, ws->gy, sums, c->sio, NULL);
         run_grad(g->cout, g->cin, &c->ta, ws->gy + L->head, L->pitch, ws->px + L->head, xcs,
                  round_up(Q, VL), ws->acc, 9);
         if (c->out) {
@@ -718,8 +730,8 @@ static void run_chunk(const kcall *c, const workspace *ws, int n0, int ns, doubl
         }
         break;
     case OP_DECONV_BWD:
-        pack_x(g, L, c->grad, n0, ns, ws->px, sums, c->sio, ws->row);
-        pack_y(L, g->cout, g->n, g->ho, g->wo, c->in, n0, ns, ws->gy, NULL, NULL);
+        pack_x(g, L, c->grad, n0, ns, ws->px, sums, c->sio, NULL, ws->row);
+        pack_y(L, g->cout, g->n, g->ho, g->wo, c->in, n0, ns, ws->gy, NULL, NULL, g->xstage);
         run_grad(g->cout, g->cin, &c->ta, ws->gy + L->head, L->pitch, ws->px + L->head, xcs,
                  round_up(Q, VL), ws->acc, 9);
         if (c->out) {

@@ -459,7 +459,7 @@ static void unpack_band(const wgeom *G, int C, const real *S, int grp0, int gn, 
                     dst[s][p] = sv[s] + b;
                 if (++x == w) x = 0, y++;
             }
-            if (st)
+            if (st && o) /* o NULL: not wanted (layers.h) */
                 for (int s = 0; s < ns; s++) {
                     const size_t si = (size_t)(s0 + s) * C + c, off = (size_t)(dst[s] - out);
                     stage_fwd_row(st, st->scale[si], st->shift[si], dst[s], o + off, (int)npx);

@@ -349,8 +349,14 @@ static void gemm_run(const gcall *c) {
 
 /* ---- convolution ---------------------------------------------------------------- */
 
+/* conv_geom.xstage: only the direct kernels apply a stage to their input */
+static void check_xstage(const conv_geom *g) {
+    YT_CHECK(!g->xstage || g->route == CONV_DIRECT);
+}
+
 void conv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                   real *work) {
+    check_xstage(g);
     if (g->route != CONV_GEMM) {
         fast_conv_forward(g, x, k, b, y, NULL, NULL, work);
         return;
@@ -361,6 +367,7 @@ void conv_forward(const conv_geom *g, const real *x, const real *k, const real *
 
 void conv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                    real *dk, real *db, real *work) {
+    check_xstage(g);
     if (g->route != CONV_GEMM) {
         fast_conv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, work);
         return;
@@ -375,6 +382,7 @@ void conv_backward(const conv_geom *g, const real *x, const real *k, const real 
 
 void deconv_forward(const conv_geom *g, const real *x, const real *k, const real *b, real *y,
                     real *work) {
+    check_xstage(g);
     if (g->route != CONV_GEMM) {
         fast_deconv_forward(g, x, k, b, y, NULL, NULL, work);
         return;
@@ -385,6 +393,7 @@ void deconv_forward(const conv_geom *g, const real *x, const real *k, const real
 
 void deconv_backward(const conv_geom *g, const real *x, const real *k, const real *dy, real *dx,
                      real *dk, real *db, real *work) {
+    check_xstage(g);
     if (g->route != CONV_GEMM) {
         fast_deconv_backward(g, x, k, dy, dx, dk, db, NULL, NULL, NULL, NULL, work);
         return;
@@ -418,27 +427,30 @@ static void stage_backward(int c, int n, int hw, const film_stage *st, const rea
 
 void conv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                        const film_stage *st, real *z, real *o, real *work) {
+    check_xstage(g);
     if (g->route != CONV_GEMM) {
         fast_conv_forward(g, x, k, b, z, st, o, work);
         return;
     }
     conv_forward(g, x, k, b, z, work);
-    stage_forward(g->cout, g->n, g->ho * g->wo, st, z, o);
+    if (o) stage_forward(g->cout, g->n, g->ho * g->wo, st, z, o);
 }
 
 void deconv_film_forward(const conv_geom *g, const real *x, const real *k, const real *b,
                          const film_stage *st, real *z, real *o, real *work) {
+    check_xstage(g);
     if (g->route != CONV_GEMM) {
         fast_deconv_forward(g, x, k, b, z, st, o, work);
         return;
     }
     deconv_forward(g, x, k, b, z, work);
-    stage_forward(g->cin, g->n, g->h * g->w, st, z, o);
+    if (o) stage_forward(g->cin, g->n, g->h * g->w, st, z, o);
 }
 
 void conv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
                         const real *z, real *dout, real *dx, real *dk, real *db, real *dscale,
                         real *dshift, real *work) {
+    check_xstage(g);
     if (g->route != CONV_GEMM) {
         fast_conv_backward(g, x, k, dout, dx, dk, db, st, z, dscale, dshift, work);
         return;
@@ -450,6 +462,7 @@ void conv_film_backward(const conv_geom *g, const real *x, const real *k, const 
 void deconv_film_backward(const conv_geom *g, const real *x, const real *k, const film_stage *st,
                           const real *z, real *dout, real *dx, real *dk, real *db, real *dscale,
                           real *dshift, real *work) {
+    check_xstage(g);
     if (g->route != CONV_GEMM) {
         fast_deconv_backward(g, x, k, dout, dx, dk, db, st, z, dscale, dshift, work);
         return;

@@ -218,8 +218,15 @@ static void block_alloc(vae_model *m, conv_block *b) {
         mlp_alloc(m, &b->shift_mlp);
         b->scale = alloc_buf(m, (size_t)m->max_batch * b->C);
         b->shift = alloc_buf(m, (size_t)m->max_batch * b->C);
+        b->stage = (film_stage){.scale = b->scale,
+                                .shift = b->shift,
+                                .lrelu = b->out_lrelu,
+                                .alpha = (real)m->mc.alpha};
     }
-    b->o = b->film || b->gated || b->out_lrelu ? alloc_buf(m, act) : b->z[b->nlayers - 1];
+    if (b->lazy)
+        b->o = NULL;
+    else
+        b->o = b->film || b->gated || b->out_lrelu ? alloc_buf(m, act) : b->z[b->nlayers - 1];
     if (b->blocked != b->in_blocked)
         b->xin = alloc_buf(m, (size_t)m->max_batch * b->cin[0] * b->h[0] * b->w[0]);
 }
@@ -284,6 +291,40 @@ static void choose_layouts(vae_model *m) {
         m->enc[i].in_blocked = i > 0 && m->enc[i - 1].blocked;
     for (int k = 0; k < m->nblocks_dec; k++)
         m->dec[k].in_blocked = k == m->nblocks_dec - 1 ? m->dec[k].blocked : m->dec[k + 1].blocked;
+}
+
+/* Which blocks leave o unwritten (conv_block.lazy): a FiLM block on the
+ * planar layout whose one consumer, the next block's first conv (or the
+ * decoder's output conv), is planar and on the direct kernels, which apply
+ * the stage while packing (conv_geom.xstage). */
+static bool takes_stage(const conv_geom *g, bool blocked) {
+    return !blocked && g->route == CONV_DIRECT;
+}
+
+static bool can_be_lazy(const conv_block *b) {
+    return b->film && !b->gated && !b->blocked;
+}
+
+static void choose_lazy(vae_model *m) {
+    for (int i = 0; i + 1 < m->nblocks_enc; i++) {
+        const conv_block *next = &m->enc[i + 1];
+        conv_geom g = layer_geom(m, next, 0, m->max_batch);
+        m->enc[i].lazy = can_be_lazy(&m->enc[i]) && takes_stage(&g, next->blocked);
+    }
+    for (int k = m->nblocks_dec - 1; k >= 1; k--) {
+        const conv_block *next = &m->dec[k - 1];
+        conv_geom g = layer_geom(m, next, 0, m->max_batch);
+        m->dec[k].lazy = can_be_lazy(&m->dec[k]) && takes_stage(&g, next->blocked);
+    }
+    conv_geom go = out_geom(m, m->max_batch);
+    m->dec[0].lazy = can_be_lazy(&m->dec[0]) && takes_stage(&go, false);
+}
+
+/* What the layer after block b reads: o, or z[last] with the stage to apply
+ * (*st; NULL: none) */
+static const real *block_out(const conv_block *b, const film_stage **st) {
+    *st = b->lazy ? &b->stage : NULL;
+    return b->lazy ? b->z[b->nlayers - 1] : b->o;
 }
 
 /* Encoder blocks (block b has base * 2^b channels), then the fc MLP to the
@@ -436,6 +477,7 @@ vae_model *model_create(const cfg_model *mc, int max_batch) {
     build_encoder(m);
     build_decoder(m);
     choose_layouts(m);
+    choose_lazy(m);
     m->prof_loss = prof_add(m, "latent+loss");
     arena_alloc(&m->params);
     alloc_activations(m);
@@ -539,8 +581,7 @@ static film_stage film_prepare(vae_model *m, conv_block *b, int n, const real *c
     affine((size_t)n * b->C, c->conditioning.shifts_mult, c->conditioning.shifts_add,
            t, b->shift);
     toc(m, b->prof_film, t0, false);
-    return (film_stage){.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
-                        .alpha = (real)c->alpha};
+    return b->stage;
 }
 
 /* Layer l's gate as a FiLM stage without shift, with the leaky ReLU that
@@ -553,11 +594,13 @@ static film_stage gate_stage(const vae_model *m, const conv_block *b, int l) {
 /* Layer l of block b: its conv, then what follows it (fused where the
  * kernels can): the gate and leaky ReLU (gated), FiLM and the block's leaky
  * ReLU (a FiLM block's last layer), or the leaky ReLU between layers.
- * Returns the layer's output (the last layer's before an unfused leaky ReLU). */
+ * Returns the layer's output (the last layer's before an unfused leaky ReLU;
+ * z when the block is lazy). xst: the stage to apply to `in` (block_out). */
 static const real *layer_forward(vae_model *m, conv_block *b, int l, int n, const real *in,
-                                 const real *cond, const film_stage *film) {
+                                 const film_stage *xst, const real *cond, const film_stage *film) {
     const int last = b->nlayers - 1;
     conv_geom g = layer_geom(m, b, l, n);
+    g.xstage = xst;
     const real *k = P(m, b->kernel[l]), *bias = P(m, b->bias[l]);
     film_stage st;
     const film_stage *fused = l == last && b->film ? film : NULL;
@@ -575,11 +618,12 @@ static const real *layer_forward(vae_model *m, conv_block *b, int l, int n, cons
             convb_conv_forward(&g, in, k, bias, fused, b->z[l], fused ? o : NULL, m->work);
         if (fused) return o;
     } else if (fused) {
+        if (b->lazy) o = NULL; /* the next layer applies the stage */
         if (b->deconv)
             deconv_film_forward(&g, in, k, bias, fused, b->z[l], o, m->work);
         else
             conv_film_forward(&g, in, k, bias, fused, b->z[l], o, m->work);
-        return o;
+        return o ? o : b->z[l];
     } else if (b->deconv) {
         deconv_forward(&g, in, k, bias, b->z[l], m->work);
     } else {
@@ -609,7 +653,9 @@ static const real *block_input(conv_block *b, int n, const real *x) {
     return b->xin;
 }
 
-static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const real *cond) {
+/* xst: the stage of the block before, to apply to x (block_out) */
+static void block_forward(vae_model *m, conv_block *b, int n, const real *x, const film_stage *xst,
+                          const real *cond) {
     /* FiLM first: the block's last layer applies it, and the leaky ReLU after
      * it, while its output is still in cache (layers.h, film_stage) */
     film_stage st = {0};
@@ -618,7 +664,7 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
     for (int l = 0; l < b->nlayers; l++) {
         double t0 = tic(m);
         if (l == 0) in = block_input(b, n, x);
-        in = layer_forward(m, b, l, n, in, cond, &st);
+        in = layer_forward(m, b, l, n, in, l == 0 ? xst : NULL, cond, &st);
         toc(m, b->prof[l], t0, false);
     }
     if (!b->film && !b->gated && b->out_lrelu) {
@@ -638,12 +684,14 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     else
         rows_to_chan(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
     const real *h = m->reshaped;
+    const film_stage *xst = NULL;
     for (int k = m->nblocks_dec - 1; k >= 0; k--) {
-        block_forward(m, &m->dec[k], n, h, cond);
-        h = m->dec[k].o;
+        block_forward(m, &m->dec[k], n, h, xst, cond);
+        h = block_out(&m->dec[k], &xst);
     }
     double t0 = tic(m);
     conv_geom g = out_geom(m, n);
+    g.xstage = xst;
     if (m->dec[0].blocked) {
         convb_to_chan(m->dec[0].C, n, m->in_h * m->in_w, h, m->out_in);
         h = m->out_in;
@@ -660,10 +708,12 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
     m->eps = eps;
     /* encoder */
     const real *h = x;
+    const film_stage *xst = NULL;
     for (int b = 0; b < m->nblocks_enc; b++) {
-        block_forward(m, &m->enc[b], n, h, cond);
-        h = m->enc[b].o;
+        block_forward(m, &m->enc[b], n, h, xst, cond);
+        h = block_out(&m->enc[b], &xst);
     }
+    YT_CHECK(!xst); /* the flatten reads o */
     const conv_block *last = &m->enc[m->nblocks_enc - 1];
     if (last->blocked)
         convb_to_rows(last->C, n, last->H * last->W, h, m->flat);
@@ -753,9 +803,11 @@ static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real 
  * gradients accumulated; a FiLM block's last layer leaves its FiLM
  * gradients in m->gs, m->gt. */
 static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real *in,
-                           const real *cond, const film_stage *film, real *d, real *dx) {
+                           const film_stage *xst, const real *cond, const film_stage *film, real *d,
+                           real *dx) {
     const int last = b->nlayers - 1;
     conv_geom g = layer_geom(m, b, l, n);
+    g.xstage = xst;
     const real *k = P(m, b->kernel[l]);
     real *dk = G(m, b->kernel[l]), *db = G(m, b->bias[l]);
     film_stage st;
@@ -782,13 +834,12 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
 /* d: gradient w.r.t. the block output (scratch, overwritten); spare: a second
  * buffer. Returns the buffer holding the gradient w.r.t. the block input x
  * (in x's layout, in_blocked), or NULL when want_dx is false. */
-static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, const real *cond,
-                            real *d, real *spare, bool want_dx) {
+static real *block_backward(vae_model *m, conv_block *b, int n, const real *x,
+                            const film_stage *xst, const real *cond, real *d, real *spare,
+                            bool want_dx) {
     const cfg_model *c = &m->mc;
     const real alpha = (real)c->alpha;
     const int last = b->nlayers - 1;
-    const film_stage film = {.scale = b->scale, .shift = b->shift, .lrelu = b->out_lrelu,
-                             .alpha = alpha};
     if (!b->film && !b->gated && b->out_lrelu) {
         double t0 = tic(m);
         lrelu_backward((size_t)n * b->C * b->H * b->W, alpha, b->z[last], d, d);
@@ -798,7 +849,7 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x, c
         double t0 = tic(m);
         const real *in = l > 0 ? b->a[l - 1] : b->blocked != b->in_blocked ? b->xin : x;
         real *dx = (l > 0 || want_dx) ? spare : NULL;
-        layer_backward(m, b, l, n, in, cond, &film, d, dx);
+        layer_backward(m, b, l, n, in, l == 0 ? xst : NULL, cond, &b->stage, d, dx);
         if (l > 0 && !b->gated)
             lrelu_backward((size_t)n * b->cin[l] * b->h[l] * b->w[l], alpha, b->z[l - 1], dx, dx);
         if (dx) {
@@ -845,7 +896,8 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     t0 = tic(m);
     conv_geom go = out_geom(m, n);
     const bool ob = m->dec[0].blocked;
-    conv_backward(&go, ob ? m->out_in : m->dec[0].o, P(m, m->out_kernel), m->g0, m->g1,
+    const real *out_x = block_out(&m->dec[0], &go.xstage);
+    conv_backward(&go, ob ? m->out_in : out_x, P(m, m->out_kernel), m->g0, m->g1,
                   G(m, m->out_kernel), G(m, m->out_bias), m->work);
     real *d = m->g1, *spare = m->g0;
     if (ob) { /* to dec[0]'s layout */
@@ -859,8 +911,9 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     grad_ready(m, m->out_kernel);
     /* decoder blocks, in reverse order of application: 0 .. B-1 */
     for (int k = 0; k < m->nblocks_dec; k++) {
-        const real *in = k == m->nblocks_dec - 1 ? m->reshaped : m->dec[k + 1].o;
-        d = block_backward(m, &m->dec[k], n, in, m->cond, d, spare, true);
+        const film_stage *xst = NULL;
+        const real *in = k == m->nblocks_dec - 1 ? m->reshaped : block_out(&m->dec[k + 1], &xst);
+        d = block_backward(m, &m->dec[k], n, in, xst, m->cond, d, spare, true);
         spare = d == m->g0 ? m->g1 : m->g0;
         grad_ready(m, m->dec[k].kernel[0]);
     }
@@ -897,9 +950,10 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     d = m->g1;
     spare = m->g0;
     for (int b = m->nblocks_enc - 1; b >= 0; b--) {
-        const real *in = b == 0 ? m->x : m->enc[b - 1].o;
+        const film_stage *xst = NULL;
+        const real *in = b == 0 ? m->x : block_out(&m->enc[b - 1], &xst);
         bool want = b > 0 || input_grad;
-        d = block_backward(m, &m->enc[b], n, in, m->cond, d, spare, want);
+        d = block_backward(m, &m->enc[b], n, in, xst, m->cond, d, spare, want);
         if (d) spare = d == m->g0 ? m->g1 : m->g0;
         grad_ready(m, m->enc[b].kernel[0]);
     }

@@ -2,7 +2,8 @@
  * F(2x2, 3x3) (convk.h) against the im2col + GEMM route, all through the
  * public layers.h functions: forward, input gradient, kernel and bias
  * gradients of conv and transposed conv, the fused FiLM + leaky ReLU stage
- * against the unfused calls, on every layer shape of both reference models
+ * against the unfused calls, the direct route's staged input (conv_geom.xstage)
+ * against the stage's output, on every layer shape of both reference models
  * and on odd, tiny and non-square ones (both paddings of stride 2, chunks
  * and sample groups that do not divide the batch, channel counts that leave
  * partial register blocks). */
@@ -182,6 +183,82 @@ static void check_stage(const conv_geom *g, bool deconv, bool lrelu) {
     free(dout);
 }
 
+/* conv_geom.xstage on the direct route: a layer given z and the stage of the
+ * block before computes, bit for bit, what it computes given that stage's
+ * output o (film_lrelu_forward / film_forward): z and o of its own fused
+ * stage, and every gradient, conv and deconv (each packing pass then applies
+ * one stage to the values and the other's gradient to the incoming one). */
+static void check_xstage(const conv_geom *g, const inputs *in) {
+    const int n = g->n;
+    const size_t nk = in->nk;
+    for (int deconv = 0; deconv < 2; deconv++)
+        for (int lrelu = 0; lrelu < 2; lrelu++) {
+            const int ci = deconv ? g->cout : g->cin, co = deconv ? g->cin : g->cout;
+            const size_t nin = deconv ? in->ny : in->nx, nout = deconv ? in->nx : in->ny;
+            const int hw = (int)(nin / ((size_t)ci * n));
+            const real *z = deconv ? in->dy : in->x;
+            real *sc = malloc((size_t)n * ci * sizeof(real)),
+                 *sh = malloc((size_t)n * ci * sizeof(real));
+            real *osc = malloc((size_t)n * co * sizeof(real)),
+                 *osh = malloc((size_t)n * co * sizeof(real));
+            tu_fill(sh, (size_t)n * ci, 21);
+            tu_fill(osh, (size_t)n * co, 22);
+            for (int i = 0; i < n * ci; i++)
+                sc[i] = 1 + (real)0.5 * sh[(i * 5) % (n * ci)];
+            for (int i = 0; i < n * co; i++)
+                osc[i] = 1 + (real)0.25 * osh[(i * 3) % (n * co)];
+            const film_stage xs = {.scale = sc, .shift = sh, .lrelu = lrelu, .alpha = (real)0.3};
+            const film_stage os = {.scale = osc, .shift = osh, .lrelu = true, .alpha = (real)0.3};
+            real *o = malloc(nin * sizeof(real));
+            if (lrelu)
+                film_lrelu_forward(ci, n, hw, xs.alpha, z, sc, sh, o);
+            else
+                film_forward(ci, n, hw, z, sc, sh, o);
+            real *out[2][7];
+            size_t sizes[7] = {nout, nout, nin, nk, (size_t)co, (size_t)n * co, (size_t)n * co};
+            for (int r = 0; r < 2; r++) {
+                conv_geom gr = *g;
+                gr.xstage = r ? &xs : NULL;
+                const real *x = r ? z : o;
+                size_t work_n = conv_work_size(&gr);
+                real *work = malloc(work_n * sizeof *work);
+                for (size_t i = 0; i < work_n; i++)
+                    work[i] = (real)NAN;
+                for (int j = 0; j < 7; j++)
+                    out[r][j] = calloc(sizes[j], sizeof(real));
+                real *zz = out[r][0], *oo = out[r][1], *dx = out[r][2], *dk = out[r][3],
+                     *db = out[r][4], *ds = out[r][5], *dt = out[r][6];
+                real *d = malloc(nout * sizeof(real));
+                tu_fill(d, nout, 23);
+                if (deconv) {
+                    deconv_film_forward(&gr, x, in->k, in->bi, &os, zz, oo, work);
+                    deconv_film_backward(&gr, x, in->k, &os, zz, d, dx, dk, db, ds, dt, work);
+                } else {
+                    conv_film_forward(&gr, x, in->k, in->bo, &os, zz, oo, work);
+                    conv_film_backward(&gr, x, in->k, &os, zz, d, dx, dk, db, ds, dt, work);
+                }
+                free(d);
+                free(work);
+            }
+            const char *names[] = {"z", "o", "dx", "dk", "db", "dscale", "dshift"};
+            for (int j = 0; j < 7; j++) {
+                if (memcmp(out[0][j], out[1][j], sizes[j] * sizeof(real)) != 0)
+                    fail_msg("xstage %s %s (lrelu %d) n=%d cin=%d %dx%d cout=%d stride=%d: "
+                             "not the same bits as on o (error %.3g)",
+                             deconv ? "deconv" : "conv", names[j], lrelu, n, g->cin, g->h, g->w,
+                             g->cout, g->stride,
+                             tu_max_norm_err_real(out[1][j], out[0][j], sizes[j]));
+                free(out[0][j]);
+                free(out[1][j]);
+            }
+            free(o);
+            free(sc);
+            free(sh);
+            free(osc);
+            free(osh);
+        }
+}
+
 /* Runs all four functions on the GEMM route and on `route` and compares them. */
 static void check_route(int n, int cin, int h, int w, int cout, int stride, int route) {
     conv_geom gg = conv_geom_make(n, cin, h, w, cout, stride), gd = gg;
@@ -209,6 +286,7 @@ static void check_route(int n, int cin, int h, int w, int cout, int stride, int 
             check_stage(&gd, deconv, lrelu);
             check_stage(&gg, deconv, lrelu);
         }
+    if (route == CONV_DIRECT) check_xstage(&gd, &in);
     results a = run_route(&gg, &in), b = run_route(&gd, &in);
     expect_close("forward", &gd, false, b.y, a.y, in.ny);
     expect_close("dx", &gd, false, b.dx, a.dx, in.nx);
