@@ -93,20 +93,21 @@ YT_INLINE real vhsum(rvec v) {
     return s;
 }
 
-/* sum of p[0..n) in double: 8 double accumulators (lane j takes every 8th
- * value: the vectoriser's two or one double vectors, converted from floats),
- * added in order at the end; the same bits for the same n and values */
+/* sum of p[0..n) in double: 16 double accumulators (lane j takes every 16th
+ * value: the vectoriser's four vectors of doubles converted from floats,
+ * four add chains in flight), added in order at the end; the same bits for
+ * the same n and values */
 YT_INLINE double vsum_double(const real *p, size_t n) {
-    double acc[8] = {0};
+    double acc[16] = {0};
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++)
+    for (; i + 16 <= n; i += 16)
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
             acc[j] += p[i + j];
     for (int j = 0; i < n; i++, j++)
         acc[j] += p[i];
     double s = 0;
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < 16; j++)
         s += acc[j];
     return s;
 }
