@@ -317,6 +317,12 @@ for kind in $kinds; do
                         skip_suite "mpi/$v/np$np/$t" "checkpoints are float32 on disk; test_ckpt compares the double build's state bit for bit"
                         continue
                     fi
+                    # ASan on 4 ranks of 2 cores: 81 s in CI for test_ckpt, whose
+                    # code at 4 ranks is that of 2 (the rel build runs np = 4)
+                    if [ "$v" = asan ] && [ "$t" = test_ckpt ] && [ $np = 4 ]; then
+                        skip_suite "mpi/$v/np$np/$t" "np = 4 runs in the rel build; under ASan np = 2 takes the same code (81 s saved)"
+                        continue
+                    fi
                     run_suite "mpi/$v/np$np/$t" 300 mpirun --oversubscribe -np $np "build/$v/tests/$t"
                 done
             done
