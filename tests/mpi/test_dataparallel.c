@@ -153,8 +153,9 @@ static void test_blocking(void **state) {
 }
 
 /* The bucketed allreduce on buffers large enough for Open MPI's ring (4+
- * ranks, buckets of 64 KiB or more: dist.c sends from a copy) and small ones
- * (binomial), against the exact sum: small integers, so any order adds them
+ * ranks, buckets of 64 KiB or more: dist.c sends from a copy), small ones
+ * (binomial) and one bucket (the blocking path after a polled barrier,
+ * dist.h), against the exact sum: small integers, so any order adds them
  * exactly. */
 static void test_sync_exact(void **state) {
     (void)state;
