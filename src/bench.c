@@ -56,7 +56,7 @@ typedef struct {
     double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     bool overlap;
-    long buckets;     /* bucketed mode: buckets of the gradient */
+    long buckets;     /* gradient allreduce calls per step (0 on one rank) */
     double med[PH_N]; /* median seconds per phase */
     double step_med, step_min, step_max;
     double exposed, imbalance; /* seconds per step */
@@ -204,13 +204,13 @@ static int measure(bench_result *r) {
     r->m = model_create(&cfg->model, r->batch);
     model_init_params(r->m, cfg->experiment.seed);
     r->overlap = cfg->train.allreduce == ALLREDUCE_BUCKETED;
-    const size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
-    /* as dist_sync_create cuts it (a bucket under one value: one bucket) */
-    r->buckets = !r->overlap ? 0 : bucket ? (long)((r->m->params.total + bucket - 1) / bucket) : 1;
     real *x = synthetic_batch(cfg, r->m, r->batch);
     trainer *t = trainer_create(r->m, cfg, dist_rank(), r->world);
     phase_times *ph = yt_calloc((size_t)r->steps, sizeof *ph);
     time_steps(r, t, x, ph);
+    long issued; /* since the warm-up */
+    trainer_comm_stats(t, NULL, &issued);
+    r->buckets = issued / r->steps;
     time_inference(r, x);
     exposed_comm(r, ph);
     r->comm_alone = allreduce_alone(&r->m->params);

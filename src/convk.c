@@ -95,12 +95,6 @@ size_t convk_work_size(const conv_geom *g) {
 
 /* ---- packing ------------------------------------------------------------------- */
 
-/* sum of a packed region (its padding is zero) */
-YT_SIMD_CLONES
-static double region_sum(const real *p, size_t n) {
-    return vsum_double(p, n);
-}
-
 /* ev[c] = src[2c], od[c] = src[2c + 1] for c < n */
 YT_INLINE void deinterleave(const real *restrict src, int n, real *restrict ev, real *restrict od) {
     int c = 0;
@@ -243,7 +237,7 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
         }
         if (sums)
             for (int p = 0; p < L->np; p++)
-                sums[ci] += region_sum(ch + (size_t)p * L->pitch + L->head, used);
+                sums[ci] += vsum_double(ch + (size_t)p * L->pitch + L->head, used);
     }
 }
 
@@ -284,7 +278,7 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
             }
         }
         zero(d0 + used, L->pitch - L->head - used);
-        if (sums) sums[c] += region_sum(d0, used);
+        if (sums) sums[c] += vsum_double(d0, used);
     }
 }
 

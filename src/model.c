@@ -295,29 +295,23 @@ static void choose_layouts(vae_model *m) {
 
 /* Which blocks leave o unwritten (conv_block.lazy): a FiLM block on the
  * planar layout whose one consumer, the next block's first conv (or the
- * decoder's output conv), is planar and on the direct kernels, which apply
+ * decoder's output conv, g), is planar and on the direct kernels, which apply
  * the stage while packing (conv_geom.xstage). */
-static bool takes_stage(const conv_geom *g, bool blocked) {
-    return !blocked && g->route == CONV_DIRECT;
-}
-
-static bool can_be_lazy(const conv_block *b) {
-    return b->film && !b->gated && !b->blocked;
+static void set_lazy(conv_block *b, const conv_geom *g, bool next_blocked) {
+    b->lazy = b->film && !b->gated && !b->blocked && !next_blocked && g->route == CONV_DIRECT;
 }
 
 static void choose_lazy(vae_model *m) {
     for (int i = 0; i + 1 < m->nblocks_enc; i++) {
-        const conv_block *next = &m->enc[i + 1];
-        conv_geom g = layer_geom(m, next, 0, m->max_batch);
-        m->enc[i].lazy = can_be_lazy(&m->enc[i]) && takes_stage(&g, next->blocked);
+        conv_geom g = layer_geom(m, &m->enc[i + 1], 0, m->max_batch);
+        set_lazy(&m->enc[i], &g, m->enc[i + 1].blocked);
     }
-    for (int k = m->nblocks_dec - 1; k >= 1; k--) {
-        const conv_block *next = &m->dec[k - 1];
-        conv_geom g = layer_geom(m, next, 0, m->max_batch);
-        m->dec[k].lazy = can_be_lazy(&m->dec[k]) && takes_stage(&g, next->blocked);
+    for (int k = 1; k < m->nblocks_dec; k++) {
+        conv_geom g = layer_geom(m, &m->dec[k - 1], 0, m->max_batch);
+        set_lazy(&m->dec[k], &g, m->dec[k - 1].blocked);
     }
     conv_geom go = out_geom(m, m->max_batch);
-    m->dec[0].lazy = can_be_lazy(&m->dec[0]) && takes_stage(&go, false);
+    set_lazy(&m->dec[0], &go, false);
 }
 
 /* What the layer after block b reads: o, or z[last] with the stage to apply
