@@ -141,6 +141,19 @@ YT_INLINE void zero(real *p, size_t n) {
     }
 }
 
+/* the zeros around an image row in its two stride-2 plane rows (pack_row) */
+YT_INLINE void pad_row2(const conv_geom *g, const layout *L, real *d0, real *d1) {
+    const int w = g->w, wq = L->wq, half = w / 2, nev = (w + 1) / 2;
+    if (g->pad_left) {
+        d0[0] = 0;
+        zero(d0 + 1 + half, (size_t)(wq - 1 - half));
+        zero(d1 + nev, (size_t)(wq - nev));
+    } else {
+        zero(d0 + nev, (size_t)(wq - nev));
+        zero(d1 + half, (size_t)(wq - half));
+    }
+}
+
 /* One image row into its plane rows (stride 1: one, stride 2: the two column
  * parities): plane column c holds row[c*s + b - pad_left], zero outside. */
 YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, real *d0, real *d1) {
@@ -152,18 +165,11 @@ YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, re
         return;
     }
     /* columns 2c (even) and 2c + 1 (odd) of the image */
-    const int half = w / 2, nev = (w + 1) / 2;
+    const int half = w / 2;
     real *ev = g->pad_left ? d1 : d0, *od = g->pad_left ? d0 + 1 : d1;
     deinterleave(row, half, ev, od);
     if (w & 1) ev[half] = row[w - 1];
-    if (g->pad_left) {
-        d0[0] = 0;
-        zero(d0 + 1 + half, (size_t)(wq - 1 - half));
-        zero(d1 + nev, (size_t)(wq - nev));
-    } else {
-        zero(d0 + nev, (size_t)(wq - nev));
-        zero(d1 + half, (size_t)(wq - half));
-    }
+    pad_row2(g, L, d0, d1);
 }
 
 /* ---- the block output stage (layers.h film_stage) ----------------------------- */
@@ -179,16 +185,76 @@ typedef struct {
 
 /* ---- packing and unpacking ---------------------------------------------------------- */
 
+/* pack_row at stride 2 through a stage, for rows of a multiple of 2 VL
+ * values: its forward (z NULL), or its backward on the incoming gradient's
+ * row with z's (sums into *ds, *dt), a pair of vectors at a time, split into
+ * the column parities straight from registers. The same bits as
+ * stage_fwd_row or stage_bwd_row into a scratch row, then pack_row (the
+ * vectors in the same order, no scalar tail). */
+YT_INLINE void pack_row2_staged(const conv_geom *g, const layout *L, const film_stage *st, real a,
+                                real t, const real *row, const real *z, real *d0, real *d1,
+                                double *ds, double *dt) {
+    const int half = g->w / 2;
+    real *ev = g->pad_left ? d1 : d0, *od = g->pad_left ? d0 + 1 : d1;
+    rvec sv = {0}, tv = {0};
+    for (int c = 0; c < half; c += VL) {
+        rvec v0 = vload(row + 2 * c), v1 = vload(row + 2 * c + VL);
+        if (z) {
+            v0 = stage_bwd_vec(st, a, t, v0, vload(z + 2 * c), &sv, &tv);
+            v1 = stage_bwd_vec(st, a, t, v1, vload(z + 2 * c + VL), &sv, &tv);
+        } else {
+            v0 = stage_fwd_vec(st, a, t, v0);
+            v1 = stage_fwd_vec(st, a, t, v1);
+        }
+        vstore(ev + c, __builtin_shuffle(v0, v1, RVEC_EVEN));
+        vstore(od + c, __builtin_shuffle(v0, v1, RVEC_ODD));
+    }
+    if (z) {
+        *ds += vhsum(sv);
+        *dt += vhsum(tv);
+    }
+    pad_row2(g, L, d0, d1);
+}
+
+/* One image row into its plane rows through the rows' stage (pack_x): at
+ * stride 1 the stage writes the plane row itself; at stride 2
+ * pack_row2_staged where the width allows, else the stage into tmp and
+ * pack_row. Without a stage, pack_row. */
+YT_INLINE void pack_row_staged(const int s, const conv_geom *g, const layout *L,
+                               const film_stage *st, const film_stage *xst, real a, real t,
+                               const real *row, const real *z, real *d0, real *d1, real *tmp,
+                               double *ds, double *dt) {
+    const int w = g->w;
+    if (!st && !xst) {
+        pack_row(g, L, row, d0, d1);
+    } else if (s == 1) { /* pad_left is 1 */
+        if (st)
+            stage_bwd_row(st, a, t, row, z, d0 + 1, w, ds, dt);
+        else
+            stage_fwd_row(xst, a, t, row, d0 + 1, w);
+        d0[0] = 0;
+        zero(d0 + w + 1, (size_t)(L->wq - w - 1));
+    } else if (w % (2 * VL) == 0) {
+        pack_row2_staged(g, L, st ? st : xst, a, t, row, st ? z : NULL, d0, d1, ds, dt);
+    } else {
+        if (st)
+            stage_bwd_row(st, a, t, row, z, tmp, w, ds, dt);
+        else
+            stage_fwd_row(xst, a, t, row, tmp, w);
+        pack_row(g, L, tmp, d0, d1);
+    }
+}
+
 /* X planes of samples n0..n0+ns of x [cin][n][h][w]: plane (a, b) of channel
  * ci, row r, column c holds x[ci][r*s + a - pad_top][c*s + b - pad_left], zero
  * outside the image. sums[ci] += the sum of channel ci (NULL: not wanted).
  * With a stage, x is the gradient w.r.t. its output and the planes get the
  * gradient w.r.t. its input (tmp: a row of scratch). With xst (conv_geom's
  * xstage), x is z of the block before and the planes get xst's output. */
-YT_SIMD_CLONES
-static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, int ns, real *px,
-                   double *sums, const stage_io *sio, const film_stage *xst, real *tmp) {
-    const int s = L->s, wq = L->wq, C = g->cin;
+YT_INLINE void pack_x_s(const int s, const conv_geom *g, const layout *L, const real *x, int n0,
+                        int ns, real *px, double *sums, const stage_io *sio, const film_stage *xst,
+                        real *tmp) {
+    const int wq = L->wq, C = g->cin;
     const size_t hw = (size_t)g->h * g->w, used = (size_t)ns * L->qs;
     const film_stage *st = sio ? sio->st : NULL;
     YT_CHECK(!(st && xst));
@@ -220,15 +286,8 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
                 real *d0 = base + (size_t)(pa * s) * L->pitch + (size_t)r * wq;
                 real *d1 = s == 2 ? d0 + L->pitch : NULL;
                 const size_t ro = at + (size_t)ir * g->w;
-                const real *row = x + ro;
-                if (st) {
-                    stage_bwd_row(st, a, t, row, sio->z + ro, tmp, g->w, &ds, &dt);
-                    row = tmp;
-                } else if (xst) {
-                    stage_fwd_row(xst, a, t, row, tmp, g->w);
-                    row = tmp;
-                }
-                pack_row(g, L, row, d0, d1);
+                pack_row_staged(s, g, L, st, xst, a, t, x + ro, st ? sio->z + ro : NULL, d0, d1,
+                                tmp, &ds, &dt);
             }
             if (st) {
                 sio->dscale[si] = (real)ds;
@@ -239,6 +298,16 @@ static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, i
             for (int p = 0; p < L->np; p++)
                 sums[ci] += vsum_double(ch + (size_t)p * L->pitch + L->head, used);
     }
+}
+
+/* pack_x_s with the stride a constant (no division per row) */
+YT_SIMD_CLONES
+static void pack_x(const conv_geom *g, const layout *L, const real *x, int n0, int ns, real *px,
+                   double *sums, const stage_io *sio, const film_stage *xst, real *tmp) {
+    if (L->s == 1)
+        pack_x_s(1, g, L, x, n0, ns, px, sums, sio, xst, tmp);
+    else
+        pack_x_s(2, g, L, x, n0, ns, px, sums, sio, xst, tmp);
 }
 
 /* Y grid of samples n0..n0+ns of y [c][n][ho][wo]: row r < ho, column c < wo

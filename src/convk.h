@@ -87,42 +87,44 @@ void convk_gemm_grad(int ny, int nx, const real *gy, size_t gy_cs, const real *p
 
 /* ---- a block's output stage on one row (shared by the direct routes) -------------- */
 
-/* forward, one row: o = lrelu(a z + t) (without lrelu, a z + t) */
-YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *o, int n) {
+/* forward, one vector: lrelu(a z + t) (without lrelu, a z + t) */
+YT_INLINE rvec stage_fwd_vec(const film_stage *st, real a, real t, rvec z) {
+    const rvec zero = {0}, v = z * a + t;
+    return st->lrelu ? vselect(v > zero, v, v * st->alpha) : v;
+}
+
+/* backward, one vector of the incoming gradient d at z: g = d * lrelu'(a z + t)
+ * (d without lrelu); *sv += g z, *tv += g (float lanes); returns a g. FiLM's
+ * output a z + t is recomputed from z with stage_fwd_vec's own expression
+ * (the same bits), so the backward reads neither it nor o. */
+YT_INLINE rvec stage_bwd_vec(const film_stage *st, real a, real t, rvec d, rvec z, rvec *sv,
+                             rvec *tv) {
     const rvec zero = {0};
+    if (st->lrelu) d = vselect(z * a + t > zero, d, d * st->alpha);
+    *sv += d * z;
+    *tv += d;
+    return d * a;
+}
+
+/* forward, one row: o = stage_fwd_vec(z), the tail alike in scalars */
+YT_INLINE void stage_fwd_row(const film_stage *st, real a, real t, const real *z, real *o, int n) {
     int p = 0;
-    if (st->lrelu) {
-        for (; p + VL <= n; p += VL) {
-            rvec v = vload(z + p) * a + t;
-            vstore(o + p, vselect(v > zero, v, v * st->alpha));
-        }
-    } else {
-        for (; p + VL <= n; p += VL)
-            vstore(o + p, vload(z + p) * a + t);
-    }
+    for (; p + VL <= n; p += VL)
+        vstore(o + p, stage_fwd_vec(st, a, t, vload(z + p)));
     for (; p < n; p++) {
         real v = a * z[p] + t;
         o[p] = !st->lrelu || v > 0 ? v : st->alpha * v;
     }
 }
 
-/* backward, one row: g = d * lrelu'(a z + t) (d without lrelu), out = a g;
- * *ds += sum g z, *dt += sum g (float lanes over the row, then double).
- * FiLM's output a z + t is recomputed from z with stage_fwd_row's own
- * expressions (the same bits), so the backward reads neither it nor o. */
+/* backward, one row: out = stage_bwd_vec(d, z); *ds += sum g z, *dt += sum g
+ * (float lanes over the row's vectors, then double, the tail in double) */
 YT_INLINE void stage_bwd_row(const film_stage *st, real a, real t, const real *d, const real *z,
                              real *out, int n, double *ds, double *dt) {
-    const rvec zero = {0};
     rvec sv = {0}, tv = {0};
     int p = 0;
-    for (; p + VL <= n; p += VL) {
-        const rvec zv = vload(z + p);
-        rvec g = vload(d + p);
-        if (st->lrelu) g = vselect(zv * a + t > zero, g, g * st->alpha);
-        sv += g * zv;
-        tv += g;
-        vstore(out + p, g * a);
-    }
+    for (; p + VL <= n; p += VL)
+        vstore(out + p, stage_bwd_vec(st, a, t, vload(d + p), vload(z + p), &sv, &tv));
     double s = vhsum(sv), sg = vhsum(tv);
     for (; p < n; p++) {
         real g = d[p];
