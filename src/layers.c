@@ -134,6 +134,50 @@ YT_INLINE void add_even(real *p, rvec v) {
     vstore(p + VL, __builtin_shuffle(ev, od, RVEC_ZIP_HI));
 }
 
+/* The same for rows of half a vector (VL/2 reals: the 4 x 4 maps of
+ * Shapes3D's widest layers in bin/yoto's 8-float vectors, which the loops
+ * below otherwise ran in scalars, one real at a time) */
+#define HL (VL / 2)
+typedef real hvec __attribute__((vector_size(SIMD_BYTES / 2)));
+typedef real hvec_u __attribute__((vector_size(SIMD_BYTES / 2), aligned(sizeof(real)), may_alias));
+#ifdef YOTO_DOUBLE
+typedef long long hvec_idx __attribute__((vector_size(SIMD_BYTES / 2)));
+#else
+typedef int hvec_idx __attribute__((vector_size(SIMD_BYTES / 2)));
+#endif
+#if SIMD_BYTES == 64 && !defined(YOTO_DOUBLE) /* 8 lanes */
+#define HVEC_EVEN ((hvec_idx){0, 2, 4, 6, 8, 10, 12, 14})
+#define HVEC_ODD ((hvec_idx){1, 3, 5, 7, 9, 11, 13, 15})
+#define HVEC_ZIP_LO ((hvec_idx){0, 8, 1, 9, 2, 10, 3, 11})
+#define HVEC_ZIP_HI ((hvec_idx){4, 12, 5, 13, 6, 14, 7, 15})
+#elif SIMD_BYTES == 64 || !defined(YOTO_DOUBLE) /* 4 lanes */
+#define HVEC_EVEN ((hvec_idx){0, 2, 4, 6})
+#define HVEC_ODD ((hvec_idx){1, 3, 5, 7})
+#define HVEC_ZIP_LO ((hvec_idx){0, 4, 1, 5})
+#define HVEC_ZIP_HI ((hvec_idx){2, 6, 3, 7})
+#else /* 2 lanes */
+#define HVEC_EVEN ((hvec_idx){0, 2})
+#define HVEC_ODD ((hvec_idx){1, 3})
+#define HVEC_ZIP_LO ((hvec_idx){0, 2})
+#define HVEC_ZIP_HI ((hvec_idx){1, 3})
+#endif
+
+YT_INLINE hvec hload(const real *p) {
+    return *(const hvec_u *)p;
+}
+YT_INLINE void hstore(real *p, hvec v) {
+    *(hvec_u *)p = v;
+}
+YT_INLINE hvec heven_of(const real *p) {
+    return __builtin_shuffle(hload(p), hload(p + HL), HVEC_EVEN);
+}
+YT_INLINE void hadd_even(real *p, hvec v) {
+    const hvec a = hload(p), b = hload(p + HL);
+    const hvec ev = __builtin_shuffle(a, b, HVEC_EVEN) + v, od = __builtin_shuffle(a, b, HVEC_ODD);
+    hstore(p, __builtin_shuffle(ev, od, HVEC_ZIP_LO));
+    hstore(p + HL, __builtin_shuffle(ev, od, HVEC_ZIP_HI));
+}
+
 /* col [cin*9][nc][ho][wo] from samples n0..n0+nc of x [cin][n][h][w] */
 YT_SIMD_CLONES
 static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col, real *pad) {
@@ -147,9 +191,14 @@ static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col,
                 const real *p = pad + (size_t)i * ps + (t / 3) * W + t % 3;
                 for (int oh = 0; oh < g->ho; oh++, col += g->wo, p += (size_t)s * W) {
                     int ow = 0;
-                    if (s == 2) /* reads up to p[2 wo - 1]: inside the padded row */
+                    if (s == 2) { /* reads up to p[2 wo - 1]: inside the padded row */
                         for (; ow + VL <= g->wo; ow += VL)
                             vstore(col + ow, even_of(p + 2 * ow));
+                        if (ow + HL <= g->wo) {
+                            hstore(col + ow, heven_of(p + 2 * ow));
+                            ow += HL;
+                        }
+                    }
                     for (; ow < g->wo; ow++)
                         col[ow] = p[ow * s];
                 }
@@ -171,9 +220,14 @@ static void col2im(const conv_geom *g, const real *col, int n0, int nc, real *x,
                 real *p = pad + (size_t)i * ps + (t / 3) * W + t % 3;
                 for (int oh = 0; oh < g->ho; oh++, col += g->wo, p += (size_t)s * W) {
                     int ow = 0;
-                    if (s == 2)
+                    if (s == 2) {
                         for (; ow + VL <= g->wo; ow += VL)
                             add_even(p + 2 * ow, vload(col + ow));
+                        if (ow + HL <= g->wo) {
+                            hadd_even(p + 2 * ow, hload(col + ow));
+                            ow += HL;
+                        }
+                    }
                     for (; ow < g->wo; ow++)
                         p[ow * s] += col[ow];
                 }

@@ -11,8 +11,11 @@
  *       -ffp-contract=fast -fno-math-errno -Iinclude -Isrc tests/tools/pack_bench.c \
  *       build/rel/src/par.o build/rel/src/common.o build/rel/src/isa.o -lm -pthread \
  *       -o /tmp/pack_bench
- *   taskset -c 0 /tmp/pack_bench [REPS]
- */
+ *   taskset -c 0 /tmp/pack_bench [REPS [COLD]]
+ *
+ * COLD 1: each repetition starts with the caches full of other data, as
+ * the activations of a training step are (the times are then about twice
+ * those from cache). */
 #include "../../src/convk.c"
 
 #include <stdio.h>
@@ -21,6 +24,8 @@
 #include "toolutil.h"
 
 #define N 64
+/* reals written between repetitions with COLD: 128 MiB, four times L3 */
+#define FLUSH_REALS ((size_t)32 << 20)
 
 /* one pass of a layer: which function, the layer (as layers.h's conv
  * geometry), and the stage it applies */
@@ -83,6 +88,8 @@ static unsigned long long hash(const void *p, size_t bytes, unsigned long long h
 
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
+    const bool cold = argc > 2 && atoi(argv[2]);
+    real *flush = calloc(FLUSH_REALS, sizeof *flush);
     double total = 0;
     unsigned long long h = 1469598103934665603ull;
     for (size_t k = 0; k < sizeof passes / sizeof *passes; k++) {
@@ -111,6 +118,9 @@ int main(int argc, char **argv) {
         }
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
+            if (cold) /* the tensors out of the caches, as in a training step */
+                for (size_t i = 0; i < FLUSH_REALS; i += 16)
+                    flush[i] += 1;
             double t0 = tool_now();
             for (int n0 = 0; n0 < N; n0 += ws.chunk) {
                 const int ns = YT_MIN(ws.chunk, N - n0);
@@ -148,5 +158,6 @@ int main(int argc, char **argv) {
         free(x), free(z), free(o), free(sc), free(sh), free(ds), free(dt), free(sums), free(work);
     }
     printf("%-22s %7.3f ms   hash %016llx\n", "all passes", 1e3 * total, h);
+    free(flush);
     return 0;
 }
