@@ -121,22 +121,9 @@ YT_INLINE void pad_out(const conv_geom *g, int ci, int n0, int nc, const real *p
             copy_row(x + image_row(g, ci, n0, i, ih), pad + plane_row(g, i, ih), g->w);
 }
 
-/* Stride 2 on whole vectors: the even reals of p[0, 2 VL), and p[2k] += v[k]
- * for k < VL (the same one add per element as the scalar loop) */
-YT_INLINE rvec even_of(const real *p) {
-    return __builtin_shuffle(vload(p), vload(p + VL), RVEC_EVEN);
-}
-
-YT_INLINE void add_even(real *p, rvec v) {
-    const rvec a = vload(p), b = vload(p + VL);
-    const rvec ev = __builtin_shuffle(a, b, RVEC_EVEN) + v, od = __builtin_shuffle(a, b, RVEC_ODD);
-    vstore(p, __builtin_shuffle(ev, od, RVEC_ZIP_LO));
-    vstore(p + VL, __builtin_shuffle(ev, od, RVEC_ZIP_HI));
-}
-
-/* The same for rows of half a vector (VL/2 reals: the 4 x 4 maps of
- * Shapes3D's widest layers in bin/yoto's 8-float vectors, which the loops
- * below otherwise ran in scalars, one real at a time) */
+/* Half vectors (VL/2 reals), for rows of VL/2 outputs at stride 2: the 4 x 4
+ * maps of Shapes3D's widest layers in bin/yoto's 8-float vectors, which the
+ * loops below otherwise ran in scalars, one real at a time */
 #define HL (VL / 2)
 typedef real hvec __attribute__((vector_size(SIMD_BYTES / 2)));
 typedef real hvec_u __attribute__((vector_size(SIMD_BYTES / 2), aligned(sizeof(real)), may_alias));
@@ -161,22 +148,29 @@ typedef int hvec_idx __attribute__((vector_size(SIMD_BYTES / 2)));
 #define HVEC_ZIP_LO ((hvec_idx){0, 2})
 #define HVEC_ZIP_HI ((hvec_idx){1, 3})
 #endif
-
 YT_INLINE hvec hload(const real *p) {
     return *(const hvec_u *)p;
 }
 YT_INLINE void hstore(real *p, hvec v) {
     *(hvec_u *)p = v;
 }
-YT_INLINE hvec heven_of(const real *p) {
-    return __builtin_shuffle(hload(p), hload(p + HL), HVEC_EVEN);
-}
-YT_INLINE void hadd_even(real *p, hvec v) {
-    const hvec a = hload(p), b = hload(p + HL);
-    const hvec ev = __builtin_shuffle(a, b, HVEC_EVEN) + v, od = __builtin_shuffle(a, b, HVEC_ODD);
-    hstore(p, __builtin_shuffle(ev, od, HVEC_ZIP_LO));
-    hstore(p + HL, __builtin_shuffle(ev, od, HVEC_ZIP_HI));
-}
+
+/* Stride 2 on vectors T of L reals with their loads, stores and lane
+ * patterns (P##_EVEN ...): EVEN_OF(p), the even reals of p[0, 2 L), and
+ * ADD_EVEN(p, v), p[2k] += v[k] for k < L (the same one add per element as
+ * the scalar loop) */
+#define STRIDE2_OPS(T, L, LOAD, STORE, P, EVEN_OF, ADD_EVEN)                                       \
+    YT_INLINE T EVEN_OF(const real *p) {                                                           \
+        return __builtin_shuffle(LOAD(p), LOAD(p + (L)), P##_EVEN);                                \
+    }                                                                                              \
+    YT_INLINE void ADD_EVEN(real *p, T v) {                                                        \
+        const T a = LOAD(p), b = LOAD(p + (L));                                                    \
+        const T ev = __builtin_shuffle(a, b, P##_EVEN) + v, od = __builtin_shuffle(a, b, P##_ODD); \
+        STORE(p, __builtin_shuffle(ev, od, P##_ZIP_LO));                                           \
+        STORE(p + (L), __builtin_shuffle(ev, od, P##_ZIP_HI));                                     \
+    }
+STRIDE2_OPS(rvec, VL, vload, vstore, RVEC, even_of, add_even)
+STRIDE2_OPS(hvec, HL, hload, hstore, HVEC, heven_of, hadd_even)
 
 /* col [cin*9][nc][ho][wo] from samples n0..n0+nc of x [cin][n][h][w] */
 YT_SIMD_CLONES
