@@ -7,15 +7,15 @@
  * includes src/convk.c itself to reach its static functions. Not part of the
  * build (docs/DESIGN.md, lever 25, has its numbers):
  *
- *   make bin/yoto && gcc -std=c11 -D_DEFAULT_SOURCE -O3 -march=x86-64-v3 \
- *       -ffp-contract=fast -fno-math-errno -Iinclude -Isrc tests/tools/pack_bench.c \
- *       build/rel/src/par.o build/rel/src/common.o build/rel/src/isa.o -lm -pthread \
- *       -o /tmp/pack_bench
+ *   make bin/yoto && mpicc -std=c11 -D_DEFAULT_SOURCE -O3 -march=x86-64-v3 \
+ *       -ffp-contract=fast -fno-math-errno -Iinclude -Isrc $(pkg-config --cflags openblas) \
+ *       tests/tools/pack_bench.c $(ls build/rel/src/*.o | grep -v 'main.o\|convk.o') \
+ *       $(make -s print-ldlibs) -o /tmp/pack_bench
  *   taskset -c 0 /tmp/pack_bench [REPS [COLD]]
  *
  * COLD 1: each repetition starts with the caches full of other data, as
- * the activations of a training step are (the times are then about twice
- * those from cache). */
+ * the activations of a training step are (all passes about 1.5 times their
+ * time from cache). */
 #include "../../src/convk.c"
 
 #include <stdio.h>
