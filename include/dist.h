@@ -67,7 +67,7 @@ double dist_allreduce_min_double(double x);
 double dist_allreduce_max_double(double x);
 
 /* ---- the step's agreement, watched ------------------------------------------
- * The waits of a training step that need every rank, dist_agree_sum and
+ * The waits of a training step that need every rank, dist_agree_finish and
  * dist_sync_finish (either mode), poll their requests with MPI_Test (yielding
  * for 100 ms, then with 1 ms naps) and meanwhile answer other ranks' "where
  * are you?" (point-to-point messages with tags of their own). Under a limit
@@ -89,9 +89,13 @@ double dist_allreduce_max_double(double x);
 void dist_watch(long step, double limit_s);
 /* Called with the hang message before the job is ended (NULL: none). */
 void dist_set_hang_hook(void (*hook)(const char *msg));
-/* Collective: buf[0..n) summed over the ranks, polled under the watch
- * (world of one: unchanged). */
-void dist_agree_sum(double *buf, size_t n);
+/* Collective, in two halves: dist_agree_start posts the sum of buf[0..n)
+ * over the ranks (MPI_Iallreduce in place: buf must not be read or written
+ * until it is done), dist_agree_finish waits for it, polled under the watch.
+ * The step does its backward pass in between, so that the ranks meet once a
+ * step (trainer.c). One agreement at a time; world of one: buf unchanged. */
+void dist_agree_start(double *buf, size_t n);
+void dist_agree_finish(void);
 
 /* ---- gradient allreduce, overlapped with the backward pass ------------------
  * The gradient arena is cut into buckets from its end (the backward pass

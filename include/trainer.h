@@ -6,11 +6,14 @@
  *   draw the loss weights (w_kl, w_rec), the conditioning and the noise eps
  *     from the streams (seed, purpose, step, rank, sample)
  *   -> forward on this rank's images
- *   -> one small allreduce that agrees on the step's status (an input
- *      error, a non-finite loss, a stop request, on any rank) and sums the
- *      logged losses over the global batch
- *   -> backward, the gradient allreduced as it becomes final (dist_sync)
- *      and divided by the global batch
+ *   -> one small allreduce posted that agrees on the step's status (an
+ *      input error, a non-finite loss, a stop request, on any rank) and
+ *      sums the logged losses over the global batch
+ *   -> backward (skipped by a rank whose own forward failed), the gradient
+ *      allreduced as it becomes final (dist_sync) and divided by the
+ *      global batch
+ *   -> the agreement waited for: the step fails on every rank if it failed
+ *      on one, its gradient thrown away; so the ranks meet once a step
  *   -> a finite-gradient check -> the identical Adam step on every rank.
  * With one process (tests) the collectives are copies: the same code runs.
  * The agreement and the gradient allreduce wait under dist_watch's limit
@@ -51,7 +54,7 @@ typedef struct {
  * made inside it (they count as allreduce). */
 typedef struct {
     double forward;   /* draws and forward pass */
-    double agree;     /* the status allreduce */
+    double agree;     /* the wait for the status allreduce, after backward */
     double backward;  /* backward pass, without MPI */
     double allreduce; /* gradient allreduce time not hidden behind backward */
     double optimizer; /* finite check and Adam */

@@ -81,7 +81,7 @@ static void time_steps(bench_result *r, trainer *t, const real *x, phase_times *
         if (!timed) continue;
         step_times tm = trainer_times(t);
         ph[it - r->warmup] = (phase_times){
-            {tm.forward + tm.agree, tm.backward, tm.allreduce, tm.optimizer, tm.total}};
+            {tm.forward, tm.backward, tm.agree + tm.allreduce, tm.optimizer, tm.total}};
     }
 }
 

@@ -358,12 +358,20 @@ static void watched_wait(int n, MPI_Request *req, int phase) {
     }
 }
 
-void dist_agree_sum(double *buf, size_t n) {
+/* the agreement in flight (dist_agree_start .. dist_agree_finish) */
+static MPI_Request g_agree = MPI_REQUEST_NULL;
+
+void dist_agree_start(double *buf, size_t n) {
+    YT_CHECK(g_agree == MPI_REQUEST_NULL);
     if (!dist_active() || g_size == 1 || n == 0) return;
     YT_CHECK(n <= (size_t)INT_MAX);
-    MPI_Request req;
-    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req));
-    watched_wait(1, &req, WD_AGREE);
+    MPI_CHECK(
+        MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &g_agree));
+}
+
+void dist_agree_finish(void) {
+    if (g_agree == MPI_REQUEST_NULL) return;
+    watched_wait(1, &g_agree, WD_AGREE);
 }
 
 /* ---- bucketed gradient allreduce ----------------------------------------------------- */

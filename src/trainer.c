@@ -174,30 +174,43 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
         st[ST_ERROR] = 1;
     st[ST_STOP] = stop;
     const double local_loss = st[ST_LOSS];
+    const bool local_ok = st[ST_ERROR] == 0 && st[ST_NONFINITE] == 0;
+    /* The status agreement is posted now and waited for after the backward,
+     * so that the ranks meet once a step (there and at the gradient), not
+     * also between forward and backward: a rank that was slower in its
+     * forward and one slower in its backward no longer both cost. Every
+     * rank runs its backward before it learns whether another failed; a
+     * rank that failed itself skips it, and a failed step is thrown away. */
+    dist_agree_start(st, ST_N);
     double t1 = yt_now();
-    watchdog_beat(WD_AGREE);
-    dist_agree_sum(st, ST_N);
-    double t2 = yt_now();
     tm->forward = t1 - t0;
-    tm->agree = t2 - t1;
-    if (st[ST_ERROR] > 0 || st[ST_NONFINITE] > 0)
-        return forward_failure(st, input_status, local_loss, step);
-
-    /* tests: a rank stopped between the agreement and its gradient */
-    if (dist_fault("sigstop_grad") && step >= 5) raise(SIGSTOP);
 
     /* backward with the allreduce overlapped, then the identical update */
     double exposed0 = dist_sync_get_stats(t->sync).exposed_s;
     dist_sync_begin(t->sync);
     watchdog_beat(WD_BACKWARD);
-    model_backward(m, t->w_kl, t->w_rec, t->scale, false);
+    if (local_ok) model_backward(m, t->w_kl, t->w_rec, t->scale, false);
     double in_backward = dist_sync_get_stats(t->sync).exposed_s - exposed0;
+    double t2 = yt_now();
+    watchdog_beat(WD_AGREE);
+    dist_agree_finish();
     double t3 = yt_now();
+    tm->backward = t2 - t1 - in_backward;
+    tm->agree = t3 - t2;
+    if (st[ST_ERROR] > 0 || st[ST_NONFINITE] > 0) {
+        /* the buckets some ranks started in their backward, finished on
+         * every rank before the next collective */
+        dist_sync_finish(t->sync);
+        return forward_failure(st, input_status, local_loss, step);
+    }
+
+    /* tests: a rank stopped between the agreement and its gradient */
+    if (dist_fault("sigstop_grad") && step >= 5) raise(SIGSTOP);
+
     watchdog_beat(WD_GRADIENT);
     dist_sync_finish(t->sync);
     double t4 = yt_now();
     watchdog_beat(WD_UPDATE);
-    tm->backward = t3 - t2 - in_backward;
     tm->allreduce = t4 - t3 + in_backward;
     /* the gradient is the same on every rank: all stop here together */
     if (!arena_finite(m->params.grad, m->params.total))
