@@ -141,6 +141,12 @@ YT_INLINE void zero(real *p, size_t n) {
     }
 }
 
+/* the zeros around an image row in its stride-1 plane row (pack_row) */
+YT_INLINE void pad_row1(const conv_geom *g, const layout *L, real *d0) {
+    d0[0] = 0; /* pad_left is 1 */
+    zero(d0 + g->w + 1, (size_t)(L->wq - g->w - 1));
+}
+
 /* the zeros around an image row in its two stride-2 plane rows (pack_row) */
 YT_INLINE void pad_row2(const conv_geom *g, const layout *L, real *d0, real *d1) {
     const int w = g->w, wq = L->wq, half = w / 2, nev = (w + 1) / 2;
@@ -157,11 +163,10 @@ YT_INLINE void pad_row2(const conv_geom *g, const layout *L, real *d0, real *d1)
 /* One image row into its plane rows (stride 1: one, stride 2: the two column
  * parities): plane column c holds row[c*s + b - pad_left], zero outside. */
 YT_INLINE void pack_row(const conv_geom *g, const layout *L, const real *row, real *d0, real *d1) {
-    const int w = g->w, wq = L->wq;
-    if (L->s == 1) { /* pad_left is 1 */
-        d0[0] = 0;
+    const int w = g->w;
+    if (L->s == 1) {
         copy_row(d0 + 1, row, w);
-        zero(d0 + w + 1, (size_t)(wq - w - 1));
+        pad_row1(g, L, d0);
         return;
     }
     /* columns 2c (even) and 2c + 1 (odd) of the image */
@@ -227,13 +232,12 @@ YT_INLINE void pack_row_staged(const int s, const conv_geom *g, const layout *L,
     const int w = g->w;
     if (!st && !xst) {
         pack_row(g, L, row, d0, d1);
-    } else if (s == 1) { /* pad_left is 1 */
+    } else if (s == 1) {
         if (st)
             stage_bwd_row(st, a, t, row, z, d0 + 1, w, ds, dt);
         else
             stage_fwd_row(xst, a, t, row, d0 + 1, w);
-        d0[0] = 0;
-        zero(d0 + w + 1, (size_t)(L->wq - w - 1));
+        pad_row1(g, L, d0);
     } else if (w % (2 * VL) == 0) {
         pack_row2_staged(g, L, st ? st : xst, a, t, row, st ? z : NULL, d0, d1, ds, dt);
     } else {

@@ -121,44 +121,12 @@ YT_INLINE void pad_out(const conv_geom *g, int ci, int n0, int nc, const real *p
             copy_row(x + image_row(g, ci, n0, i, ih), pad + plane_row(g, i, ih), g->w);
 }
 
-/* Half vectors (VL/2 reals), for rows of VL/2 outputs at stride 2: the 4 x 4
- * maps of Shapes3D's widest layers in bin/yoto's 8-float vectors, which the
- * loops below otherwise ran in scalars, one real at a time */
-#define HL (VL / 2)
-typedef real hvec __attribute__((vector_size(SIMD_BYTES / 2)));
-typedef real hvec_u __attribute__((vector_size(SIMD_BYTES / 2), aligned(sizeof(real)), may_alias));
-#ifdef YOTO_DOUBLE
-typedef long long hvec_idx __attribute__((vector_size(SIMD_BYTES / 2)));
-#else
-typedef int hvec_idx __attribute__((vector_size(SIMD_BYTES / 2)));
-#endif
-#if SIMD_BYTES == 64 && !defined(YOTO_DOUBLE) /* 8 lanes */
-#define HVEC_EVEN ((hvec_idx){0, 2, 4, 6, 8, 10, 12, 14})
-#define HVEC_ODD ((hvec_idx){1, 3, 5, 7, 9, 11, 13, 15})
-#define HVEC_ZIP_LO ((hvec_idx){0, 8, 1, 9, 2, 10, 3, 11})
-#define HVEC_ZIP_HI ((hvec_idx){4, 12, 5, 13, 6, 14, 7, 15})
-#elif SIMD_BYTES == 64 || !defined(YOTO_DOUBLE) /* 4 lanes */
-#define HVEC_EVEN ((hvec_idx){0, 2, 4, 6})
-#define HVEC_ODD ((hvec_idx){1, 3, 5, 7})
-#define HVEC_ZIP_LO ((hvec_idx){0, 4, 1, 5})
-#define HVEC_ZIP_HI ((hvec_idx){2, 6, 3, 7})
-#else /* 2 lanes */
-#define HVEC_EVEN ((hvec_idx){0, 2})
-#define HVEC_ODD ((hvec_idx){1, 3})
-#define HVEC_ZIP_LO ((hvec_idx){0, 2})
-#define HVEC_ZIP_HI ((hvec_idx){1, 3})
-#endif
-YT_INLINE hvec hload(const real *p) {
-    return *(const hvec_u *)p;
-}
-YT_INLINE void hstore(real *p, hvec v) {
-    *(hvec_u *)p = v;
-}
-
 /* Stride 2 on vectors T of L reals with their loads, stores and lane
  * patterns (P##_EVEN ...): EVEN_OF(p), the even reals of p[0, 2 L), and
  * ADD_EVEN(p, v), p[2k] += v[k] for k < L (the same one add per element as
- * the scalar loop) */
+ * the scalar loop). Whole vectors, and half vectors (simd.h) for rows of
+ * VL/2 outputs: the 4 x 4 maps of Shapes3D's widest layers in bin/yoto's
+ * 8-float vectors, which the loops below otherwise ran in scalars. */
 #define STRIDE2_OPS(T, L, LOAD, STORE, P, EVEN_OF, ADD_EVEN)                                       \
     YT_INLINE T EVEN_OF(const real *p) {                                                           \
         return __builtin_shuffle(LOAD(p), LOAD(p + (L)), P##_EVEN);                                \

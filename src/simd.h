@@ -61,24 +61,79 @@ YT_INLINE rvec vbcast(real x) {
     rvec v = {x};
     return __builtin_shuffle(v, (rvec_idx){0});
 }
-/* lane patterns of two-vector shuffles: the even / odd lanes of (a, b), and
- * the low / high halves of a and b interleaved */
+/* Lane patterns of two-vector shuffles of n-lane vectors: the even / odd
+ * lanes of (a, b), and the low / high halves of a and b interleaved.
+ * LANE_PATTERN(EVEN, n) for a literal n (16, 8, 4, 2) or a macro of one. */
+#define LANE_PATTERN(kind, n) LANE_PATTERN_(kind, n)
+#define LANE_PATTERN_(kind, n) LANES_##kind##_##n
+#define LANES_EVEN_16                                                                              \
+    { 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30 }
+#define LANES_ODD_16                                                                               \
+    { 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31 }
+#define LANES_ZIP_LO_16                                                                            \
+    { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 }
+#define LANES_ZIP_HI_16                                                                            \
+    { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 }
+#define LANES_EVEN_8                                                                               \
+    { 0, 2, 4, 6, 8, 10, 12, 14 }
+#define LANES_ODD_8                                                                                \
+    { 1, 3, 5, 7, 9, 11, 13, 15 }
+#define LANES_ZIP_LO_8                                                                             \
+    { 0, 8, 1, 9, 2, 10, 3, 11 }
+#define LANES_ZIP_HI_8                                                                             \
+    { 4, 12, 5, 13, 6, 14, 7, 15 }
+#define LANES_EVEN_4                                                                               \
+    { 0, 2, 4, 6 }
+#define LANES_ODD_4                                                                                \
+    { 1, 3, 5, 7 }
+#define LANES_ZIP_LO_4                                                                             \
+    { 0, 4, 1, 5 }
+#define LANES_ZIP_HI_4                                                                             \
+    { 2, 6, 3, 7 }
+#define LANES_EVEN_2                                                                               \
+    { 0, 2 }
+#define LANES_ODD_2                                                                                \
+    { 1, 3 }
+#define LANES_ZIP_LO_2                                                                             \
+    { 0, 2 }
+#define LANES_ZIP_HI_2                                                                             \
+    { 1, 3 }
+/* VL as a literal for the patterns, and half of it (hvec below) */
 #if SIMD_BYTES == 64 && !defined(YOTO_DOUBLE)
-#define RVEC_EVEN ((rvec_idx){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30})
-#define RVEC_ODD ((rvec_idx){1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31})
-#define RVEC_ZIP_LO ((rvec_idx){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23})
-#define RVEC_ZIP_HI ((rvec_idx){8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31})
-#elif SIMD_BYTES == 64 || !defined(YOTO_DOUBLE) /* 8 lanes */
-#define RVEC_EVEN ((rvec_idx){0, 2, 4, 6, 8, 10, 12, 14})
-#define RVEC_ODD ((rvec_idx){1, 3, 5, 7, 9, 11, 13, 15})
-#define RVEC_ZIP_LO ((rvec_idx){0, 8, 1, 9, 2, 10, 3, 11})
-#define RVEC_ZIP_HI ((rvec_idx){4, 12, 5, 13, 6, 14, 7, 15})
-#else /* 4 lanes */
-#define RVEC_EVEN ((rvec_idx){0, 2, 4, 6})
-#define RVEC_ODD ((rvec_idx){1, 3, 5, 7})
-#define RVEC_ZIP_LO ((rvec_idx){0, 4, 1, 5})
-#define RVEC_ZIP_HI ((rvec_idx){2, 6, 3, 7})
+#define VL_LANES 16
+#define HL_LANES 8
+#elif SIMD_BYTES == 64 || !defined(YOTO_DOUBLE)
+#define VL_LANES 8
+#define HL_LANES 4
+#else
+#define VL_LANES 4
+#define HL_LANES 2
 #endif
+#define RVEC_EVEN ((rvec_idx)LANE_PATTERN(EVEN, VL_LANES))
+#define RVEC_ODD ((rvec_idx)LANE_PATTERN(ODD, VL_LANES))
+#define RVEC_ZIP_LO ((rvec_idx)LANE_PATTERN(ZIP_LO, VL_LANES))
+#define RVEC_ZIP_HI ((rvec_idx)LANE_PATTERN(ZIP_HI, VL_LANES))
+
+/* Half vectors (HL = VL/2 reals): for rows of VL/2 values where a whole
+ * vector does not fit (layers.c's stride-2 im2col and col2im) */
+#define HL (VL / 2)
+typedef real hvec __attribute__((vector_size(SIMD_BYTES / 2)));
+typedef real hvec_u __attribute__((vector_size(SIMD_BYTES / 2), aligned(sizeof(real)), may_alias));
+#ifdef YOTO_DOUBLE
+typedef long long hvec_idx __attribute__((vector_size(SIMD_BYTES / 2)));
+#else
+typedef int hvec_idx __attribute__((vector_size(SIMD_BYTES / 2)));
+#endif
+#define HVEC_EVEN ((hvec_idx)LANE_PATTERN(EVEN, HL_LANES))
+#define HVEC_ODD ((hvec_idx)LANE_PATTERN(ODD, HL_LANES))
+#define HVEC_ZIP_LO ((hvec_idx)LANE_PATTERN(ZIP_LO, HL_LANES))
+#define HVEC_ZIP_HI ((hvec_idx)LANE_PATTERN(ZIP_HI, HL_LANES))
+YT_INLINE hvec hload(const real *p) {
+    return *(const hvec_u *)p;
+}
+YT_INLINE void hstore(real *p, hvec v) {
+    *(hvec_u *)p = v;
+}
 
 /* lanes of a where m is set (all ones), of b elsewhere; m from a comparison */
 YT_INLINE rvec vselect(rvec_idx m, rvec a, rvec b) {

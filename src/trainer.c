@@ -149,6 +149,12 @@ static void forward(trainer *t, long step, const real *x, double *st) {
     if (!isfinite(st[ST_LOSS])) st[ST_NONFINITE] = 1;
 }
 
+/* an input error or a non-finite loss: this rank's before the agreement,
+ * any rank's after it */
+static bool step_failed(const double *st) {
+    return st[ST_ERROR] > 0 || st[ST_NONFINITE] > 0;
+}
+
 /* The agreed error of a step whose forward failed somewhere. */
 static int forward_failure(const double *st, int input_status, double local_loss, long step) {
     if (st[ST_ERROR] > 0) return dist_agree(input_status);
@@ -174,7 +180,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
         st[ST_ERROR] = 1;
     st[ST_STOP] = stop;
     const double local_loss = st[ST_LOSS];
-    const bool local_ok = st[ST_ERROR] == 0 && st[ST_NONFINITE] == 0;
+    const bool local_ok = !step_failed(st);
     /* The status agreement is posted now and waited for after the backward,
      * so that the ranks meet once a step (there and at the gradient), not
      * also between forward and backward: a rank that was slower in its
@@ -197,7 +203,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     double t3 = yt_now();
     tm->backward = t2 - t1 - in_backward;
     tm->agree = t3 - t2;
-    if (st[ST_ERROR] > 0 || st[ST_NONFINITE] > 0) {
+    if (step_failed(st)) {
         /* the buckets some ranks started in their backward, finished on
          * every rank before the next collective */
         dist_sync_finish(t->sync);

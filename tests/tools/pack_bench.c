@@ -78,7 +78,7 @@ static real *buf(size_t n, unsigned seed) {
     return p;
 }
 
-/* a hash of n reals, order-sensitive */
+/* FNV-1a over `bytes` bytes, continuing from h */
 static unsigned long long hash(const void *p, size_t bytes, unsigned long long h) {
     const unsigned char *c = p;
     for (size_t i = 0; i < bytes; i++)
