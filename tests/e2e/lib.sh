@@ -70,7 +70,11 @@ expect_exit() {
 contains() {
     local name=$1 file=$2 text=$3
     if grep -qF -- "$text" "$file"; then _ok "$name"; else
-        _not_ok "$name" "$(basename "$file") does not contain: $text" "it holds: $(head -c 600 "$file")"; fi
+        _not_ok "$name" "$(basename "$file") does not contain: $text" "it holds: $(_ends "$file")"; return 1; fi
+}
+_ends() { # _ends FILE: a long file's first 300 and last 600 bytes (where a run stopped shows)
+    if [ "$(wc -c <"$1")" -le 900 ]; then cat "$1"; else
+        head -c 300 "$1"; printf '\n[...]\n'; tail -c 600 "$1"; fi
 }
 
 MPI="mpirun --oversubscribe -np"
