@@ -125,8 +125,8 @@ YT_INLINE void pad_out(const conv_geom *g, int ci, int n0, int nc, const real *p
  * patterns (P##_EVEN ...): EVEN_OF(p), the even reals of p[0, 2 L), and
  * ADD_EVEN(p, v), p[2k] += v[k] for k < L (the same one add per element as
  * the scalar loop). Whole vectors, and half vectors (simd.h) for rows of
- * VL/2 outputs: the 4 x 4 maps of Shapes3D's widest layers in bin/yoto's
- * 8-float vectors, which the loops below otherwise ran in scalars. */
+ * VL/2 outputs, which the loops below otherwise ran in scalars. (Even sizes
+ * at stride 2, Shapes3D's layers among them, skip the planes: s2_even.) */
 #define STRIDE2_OPS(T, L, LOAD, STORE, P, EVEN_OF, ADD_EVEN)                                       \
     YT_INLINE T EVEN_OF(const real *p) {                                                           \
         return __builtin_shuffle(LOAD(p), LOAD(p + (L)), P##_EVEN);                                \
@@ -140,9 +140,143 @@ YT_INLINE void pad_out(const conv_geom *g, int ci, int n0, int nc, const real *p
 STRIDE2_OPS(rvec, VL, vload, vstore, RVEC, even_of, add_even)
 STRIDE2_OPS(hvec, HL, hload, hstore, HVEC, heven_of, hadd_even)
 
+/* Stride 2 on even sizes (SAME pads nothing before: Shapes3D's GEMM-route
+ * layers), h = 2 ho and w = 2 wo: im2col and col2im go straight between x's
+ * rows and the column rows, no padded planes. Tap (kh, kw) of output
+ * (oh, ow) is x[2 oh + kh][2 ow + kw]: kw = 0 and 1 the even and odd reals
+ * of a row, kw = 2 the even ones a column on (zero past the row's end); kh
+ * = 0 and 2 the even rows, kh = 1 the odd ones (kh = 2 of the last output
+ * row is past the image: zero). */
+static bool s2_even(const conv_geom *g) {
+    return g->stride == 2 && g->pad_top == 0 && g->pad_left == 0 && g->h == 2 * g->ho &&
+           g->w == 2 * g->wo;
+}
+
+/* im2col for s2_even: x's row (row) into the column rows of its three taps
+ * kw = 0, 1, 2 (c, c + ts, c + 2 ts; also c2 where not NULL), columns [c0,
+ * c0 + L) on vectors T of L reals (P: their lane patterns): the even and
+ * odd reals of the row, and the even ones a column on (the last chunk of
+ * the row shifts a zero in, reading nothing past the row). */
+#define S2_TAPS(T, L, LOAD, STORE, P, NAME)                                                        \
+    YT_INLINE void NAME(const real *row, int c0, bool last, real *c, real *c2, size_t ts) {        \
+        const T a = LOAD(row + 2 * c0), b = LOAD(row + 2 * c0 + L);                                \
+        const T ev = __builtin_shuffle(a, b, P##_EVEN), od = __builtin_shuffle(a, b, P##_ODD);     \
+        const T e2 = last ? __builtin_shuffle(ev, (T){0}, P##_NEXT)                                \
+                          : __builtin_shuffle(LOAD(row + 2 * c0 + 2), LOAD(row + 2 * c0 + 2 + L),  \
+                                              P##_EVEN);                                           \
+        STORE(c + c0, ev), STORE(c + ts + c0, od), STORE(c + 2 * ts + c0, e2);                     \
+        if (c2) STORE(c2 + c0, ev), STORE(c2 + ts + c0, od), STORE(c2 + 2 * ts + c0, e2);          \
+    }
+S2_TAPS(rvec, VL, vload, vstore, RVEC, s2_taps)
+S2_TAPS(hvec, HL, hload, hstore, HVEC, s2_htaps)
+
+YT_INLINE void im2col_s2(const conv_geom *g, const real *x, int n0, int nc, real *col) {
+    const int wo = g->wo;
+    const size_t plane = (size_t)g->ho * wo, ts = (size_t)nc * plane;
+    for (int ci = 0; ci < g->cin; ci++)
+        for (int i = 0; i < nc; i++) {
+            real *c0 = col + (size_t)ci * 9 * ts + (size_t)i * plane; /* tap 0, row 0 */
+            for (int ih = 0; ih < g->h; ih++) {
+                const real *row = x + image_row(g, ci, n0, i, ih);
+                const int oh = ih >> 1;
+                /* odd rows are tap row kh = 1; even rows kh = 0, and kh = 2 of the row before */
+                real *c = c0 + (size_t)(ih & 1 ? 3 : 0) * ts + (size_t)oh * wo;
+                real *c2 = !(ih & 1) && oh > 0 ? c0 + 6 * ts + (size_t)(oh - 1) * wo : NULL;
+                int k = 0;
+                for (; k + VL <= wo; k += VL)
+                    s2_taps(row, k, k + VL == wo, c, c2, ts);
+                if (k + HL <= wo) {
+                    s2_htaps(row, k, k + HL == wo, c, c2, ts);
+                    k += HL;
+                }
+                for (; k < wo; k++) {
+                    const real ev = row[2 * k], od = row[2 * k + 1];
+                    const real e2 = k + 1 < wo ? row[2 * k + 2] : 0;
+                    c[k] = ev, c[ts + k] = od, c[2 * ts + k] = e2;
+                    if (c2) c2[k] = ev, c2[ts + k] = od, c2[2 * ts + k] = e2;
+                }
+            }
+            for (int kw = 0; kw < 3; kw++) { /* kh = 2 of the last output row: zeros */
+                real *z = c0 + (size_t)(6 + kw) * ts + plane - wo;
+                for (int j = 0; j < wo; j++) {
+                    z[j] = 0;
+                    __asm__("" : "+r"(j)); /* no memset call per row (simd.h, copy_row) */
+                }
+            }
+        }
+}
+
+/* col2im for s2_even: output rows 2r and 2r + 1 from the taps' rows r
+ * (t, tap k at t + k ts) and r - 1 (u, where up), columns [c0, c0 + L) on
+ * vectors T of L reals (I: their lane masks): the even and odd columns of
+ * each row summed in registers, in tap order from zero as col2im's planes
+ * are (the same bits: a missing term adds nothing, and such a sum is never
+ * -0), then interleaved into x's rows x0 and x1. The kw = 2 taps read a
+ * column earlier (lane 0 of the first chunk zero: P##_EVEN is 0 only
+ * there; the real before a tap's row is the tap before's, in the buffer). */
+#define S2_COLS(T, I, L, LOAD, STORE, P, NAME)                                                     \
+    YT_INLINE void NAME(const real *t, const real *u, size_t ts, int c0, bool up, real *x0,        \
+                        real *x1) {                                                                \
+        const T z = {0};                                                                           \
+        const I keep = (P##_EVEN != 0) | (c0 > 0 ? -1 : 0);                                        \
+        t += c0, u += c0;                                                                          \
+        T e0 = z + LOAD(t), o0 = z + LOAD(t + ts);                                                 \
+        e0 += (T)((I)LOAD(t + 2 * ts - 1) & keep);                                                 \
+        if (up) {                                                                                  \
+            e0 += LOAD(u + 6 * ts);                                                                \
+            o0 += LOAD(u + 7 * ts);                                                                \
+            e0 += (T)((I)LOAD(u + 8 * ts - 1) & keep);                                             \
+        }                                                                                          \
+        T e1 = z + LOAD(t + 3 * ts), o1 = z + LOAD(t + 4 * ts);                                    \
+        e1 += (T)((I)LOAD(t + 5 * ts - 1) & keep);                                                 \
+        STORE(x0 + 2 * c0, __builtin_shuffle(e0, o0, P##_ZIP_LO));                                 \
+        STORE(x0 + 2 * c0 + L, __builtin_shuffle(e0, o0, P##_ZIP_HI));                             \
+        STORE(x1 + 2 * c0, __builtin_shuffle(e1, o1, P##_ZIP_LO));                                 \
+        STORE(x1 + 2 * c0 + L, __builtin_shuffle(e1, o1, P##_ZIP_HI));                             \
+    }
+S2_COLS(rvec, rvec_idx, VL, vload, vstore, RVEC, s2_cols)
+S2_COLS(hvec, hvec_idx, HL, hload, hstore, HVEC, s2_hcols)
+
+YT_INLINE void col2im_s2(const conv_geom *g, const real *col, int n0, int nc, real *x) {
+    const int wo = g->wo;
+    const size_t plane = (size_t)g->ho * wo, ts = (size_t)nc * plane;
+    for (int ci = 0; ci < g->cin; ci++)
+        for (int i = 0; i < nc; i++) {
+            const real *c0 = col + (size_t)ci * 9 * ts + (size_t)i * plane;
+            for (int r = 0; r < g->ho; r++) {
+                const bool up = r > 0;
+                const real *t = c0 + (size_t)r * wo, *u = up ? t - wo : t; /* rows r, r - 1 */
+                real *x0 = x + image_row(g, ci, n0, i, 2 * r), *x1 = x0 + g->w;
+                int c = 0;
+                for (; c + VL <= wo; c += VL)
+                    s2_cols(t, u, ts, c, up, x0, x1);
+                if (c + HL <= wo) {
+                    s2_hcols(t, u, ts, c, up, x0, x1);
+                    c += HL;
+                }
+                for (; c < wo; c++) {
+                    real e0 = (real)0 + t[c], o0 = (real)0 + t[ts + c];
+                    if (c > 0) e0 += t[2 * ts + c - 1];
+                    if (up) {
+                        e0 += u[6 * ts + c];
+                        o0 += u[7 * ts + c];
+                        if (c > 0) e0 += u[8 * ts + c - 1];
+                    }
+                    real e1 = (real)0 + t[3 * ts + c], o1 = (real)0 + t[4 * ts + c];
+                    if (c > 0) e1 += t[5 * ts + c - 1];
+                    x0[2 * c] = e0, x0[2 * c + 1] = o0, x1[2 * c] = e1, x1[2 * c + 1] = o1;
+                }
+            }
+        }
+}
+
 /* col [cin*9][nc][ho][wo] from samples n0..n0+nc of x [cin][n][h][w] */
 YT_SIMD_CLONES
 static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col, real *pad) {
+    if (s2_even(g)) {
+        im2col_s2(g, x, n0, nc, col);
+        return;
+    }
     const size_t ps = pad_size(g);
     const int s = g->stride, W = pad_cols(g);
     memset(pad, 0, (size_t)nc * ps * sizeof *pad);
@@ -173,6 +307,10 @@ static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col,
  * then their insides copied out */
 YT_SIMD_CLONES
 static void col2im(const conv_geom *g, const real *col, int n0, int nc, real *x, real *pad) {
+    if (s2_even(g)) {
+        col2im_s2(g, col, n0, nc, x);
+        return;
+    }
     const size_t ps = pad_size(g);
     const int s = g->stride, W = pad_cols(g);
     for (int ci = 0; ci < g->cin; ci++) {

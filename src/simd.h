@@ -62,7 +62,8 @@ YT_INLINE rvec vbcast(real x) {
     return __builtin_shuffle(v, (rvec_idx){0});
 }
 /* Lane patterns of two-vector shuffles of n-lane vectors: the even / odd
- * lanes of (a, b), and the low / high halves of a and b interleaved.
+ * lanes of (a, b), the low / high halves of a and b interleaved, and the
+ * lanes one on (a[1..n), then b[0]).
  * LANE_PATTERN(EVEN, n) for a literal n (16, 8, 4, 2) or a macro of one. */
 #define LANE_PATTERN(kind, n) LANE_PATTERN_(kind, n)
 #define LANE_PATTERN_(kind, n) LANES_##kind##_##n
@@ -90,6 +91,14 @@ YT_INLINE rvec vbcast(real x) {
     { 0, 4, 1, 5 }
 #define LANES_ZIP_HI_4                                                                             \
     { 2, 6, 3, 7 }
+#define LANES_NEXT_16                                                                              \
+    { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 }
+#define LANES_NEXT_8                                                                               \
+    { 1, 2, 3, 4, 5, 6, 7, 8 }
+#define LANES_NEXT_4                                                                               \
+    { 1, 2, 3, 4 }
+#define LANES_NEXT_2                                                                               \
+    { 1, 2 }
 #define LANES_EVEN_2                                                                               \
     { 0, 2 }
 #define LANES_ODD_2                                                                                \
@@ -113,6 +122,7 @@ YT_INLINE rvec vbcast(real x) {
 #define RVEC_ODD ((rvec_idx)LANE_PATTERN(ODD, VL_LANES))
 #define RVEC_ZIP_LO ((rvec_idx)LANE_PATTERN(ZIP_LO, VL_LANES))
 #define RVEC_ZIP_HI ((rvec_idx)LANE_PATTERN(ZIP_HI, VL_LANES))
+#define RVEC_NEXT ((rvec_idx)LANE_PATTERN(NEXT, VL_LANES))
 
 /* Half vectors (HL = VL/2 reals): for rows of VL/2 values where a whole
  * vector does not fit (layers.c's stride-2 im2col and col2im) */
@@ -128,6 +138,7 @@ typedef int hvec_idx __attribute__((vector_size(SIMD_BYTES / 2)));
 #define HVEC_ODD ((hvec_idx)LANE_PATTERN(ODD, HL_LANES))
 #define HVEC_ZIP_LO ((hvec_idx)LANE_PATTERN(ZIP_LO, HL_LANES))
 #define HVEC_ZIP_HI ((hvec_idx)LANE_PATTERN(ZIP_HI, HL_LANES))
+#define HVEC_NEXT ((hvec_idx)LANE_PATTERN(NEXT, HL_LANES))
 YT_INLINE hvec hload(const real *p) {
     return *(const hvec_u *)p;
 }

@@ -364,6 +364,13 @@ static void test_odd_shapes(void **state) {
      * 16 outputs and a rest (10 and 19 wide); the kernels' rows as above */
     check_shape(2, 3, 5, 19, 5, 2);
     check_shape(1, 2, 3, 37, 3, 2);
+    /* even sizes at stride 2 (SAME pads nothing before), where im2col and
+     * col2im skip the padded planes: 1, 5, 12 and 17 outputs a row (scalars
+     * only; whole and half vectors with and without a rest, in every build) */
+    check_shape(2, 3, 2, 2, 5, 2);
+    check_shape(2, 3, 6, 10, 5, 2);
+    check_shape(2, 2, 8, 24, 3, 2);
+    check_shape(1, 2, 4, 34, 3, 2);
 }
 
 /* batches larger than one chunk, with a partial last chunk: two full chunks
