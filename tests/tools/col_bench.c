@@ -20,7 +20,6 @@
 #include "toolutil.h"
 
 #define N 64
-#define FLUSH_REALS ((size_t)32 << 20)
 
 enum { IM2COL, COL2IM };
 typedef struct {
@@ -38,19 +37,12 @@ static const call calls[] = {
     {"dec2 bwd im2col", IM2COL, 32, 16, 64},
 };
 
-static unsigned long long hash(const void *p, size_t bytes, unsigned long long h) {
-    const unsigned char *c = p;
-    for (size_t i = 0; i < bytes; i++)
-        h = (h ^ c[i]) * 1099511628211ull;
-    return h;
-}
-
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
     const bool cold = argc > 2 && atoi(argv[2]);
-    real *flush = calloc(FLUSH_REALS, sizeof *flush);
+    real *flush = calloc(TOOL_FLUSH_REALS, sizeof *flush);
     double total = 0;
-    unsigned long long h = 1469598103934665603ull;
+    unsigned long long h = TOOL_HASH0;
     for (size_t k = 0; k < sizeof calls / sizeof *calls; k++) {
         const call *p = &calls[k];
         conv_geom g = conv_geom_make(N, p->cin, p->h, p->h, p->cout, 2);
@@ -61,9 +53,7 @@ int main(int argc, char **argv) {
         tool_fill(col, clen, 2);
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
-            if (cold)
-                for (size_t i = 0; i < FLUSH_REALS; i += 16)
-                    flush[i] += 1;
+            if (cold) tool_flush(flush);
             double t0 = tool_now();
             for (int n0 = 0; n0 < N; n0 += g.chunk) {
                 const int nc = YT_MIN(g.chunk, N - n0);
@@ -74,7 +64,7 @@ int main(int argc, char **argv) {
             }
             best = YT_MIN(best, tool_now() - t0);
         }
-        h = hash(p->fn == IM2COL ? col : x, (p->fn == IM2COL ? clen : xlen) * sizeof(real), h);
+        h = tool_hash(p->fn == IM2COL ? col : x, (p->fn == IM2COL ? clen : xlen) * sizeof(real), h);
         printf("%-18s %7.3f ms  (col %4.1f MB, chunk %d)\n", p->name, 1e3 * best,
                clen * sizeof(real) / 1e6, g.chunk);
         total += best;

@@ -24,8 +24,6 @@
 #include "toolutil.h"
 
 #define N 64
-/* reals written between repetitions with COLD: 128 MiB, four times L3 */
-#define FLUSH_REALS ((size_t)32 << 20)
 
 /* one pass of a layer: which function, the layer (as layers.h's conv
  * geometry), and the stage it applies */
@@ -78,20 +76,12 @@ static real *buf(size_t n, unsigned seed) {
     return p;
 }
 
-/* FNV-1a over `bytes` bytes, continuing from h */
-static unsigned long long hash(const void *p, size_t bytes, unsigned long long h) {
-    const unsigned char *c = p;
-    for (size_t i = 0; i < bytes; i++)
-        h = (h ^ c[i]) * 1099511628211ull;
-    return h;
-}
-
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
     const bool cold = argc > 2 && atoi(argv[2]);
-    real *flush = calloc(FLUSH_REALS, sizeof *flush);
+    real *flush = calloc(TOOL_FLUSH_REALS, sizeof *flush);
     double total = 0;
-    unsigned long long h = 1469598103934665603ull;
+    unsigned long long h = TOOL_HASH0;
     for (size_t k = 0; k < sizeof passes / sizeof *passes; k++) {
         const pass *p = &passes[k];
         conv_geom g = conv_geom_make(N, p->cin, p->h, p->h, p->cout, p->s);
@@ -119,8 +109,7 @@ int main(int argc, char **argv) {
         double best = 1e30;
         for (int r = 0; r < reps; r++) {
             if (cold) /* the tensors out of the caches, as in a training step */
-                for (size_t i = 0; i < FLUSH_REALS; i += 16)
-                    flush[i] += 1;
+                tool_flush(flush);
             double t0 = tool_now();
             for (int n0 = 0; n0 < N; n0 += ws.chunk) {
                 const int ns = YT_MIN(ws.chunk, N - n0);
@@ -141,18 +130,18 @@ int main(int argc, char **argv) {
                     break;
                 }
                 if (r == 0 && (p->fn == PACK_X || p->fn == PACK_Y)) /* the last chunk's grid */
-                    h = hash(grid,
-                             (p->fn == PACK_X ? (size_t)g.cin * ws.L.np : (size_t)g.cout) *
-                                 ws.L.pitch * sizeof(real),
-                             h);
+                    h = tool_hash(grid,
+                                  (p->fn == PACK_X ? (size_t)g.cin * ws.L.np : (size_t)g.cout) *
+                                      ws.L.pitch * sizeof(real),
+                                  h);
             }
             best = YT_MIN(best, tool_now() - t0);
         }
-        h = hash(x, len * sizeof(real), h);
-        h = hash(o, len * sizeof(real), h);
-        h = hash(ds, (size_t)N * c * sizeof(real), h);
-        h = hash(dt, (size_t)N * c * sizeof(real), h);
-        h = hash(sums, (size_t)c * sizeof *sums, h);
+        h = tool_hash(x, len * sizeof(real), h);
+        h = tool_hash(o, len * sizeof(real), h);
+        h = tool_hash(ds, (size_t)N * c * sizeof(real), h);
+        h = tool_hash(dt, (size_t)N * c * sizeof(real), h);
+        h = tool_hash(sums, (size_t)c * sizeof *sums, h);
         printf("%-22s %7.3f ms  (%5.1f MB)\n", p->name, 1e3 * best, len * sizeof(real) / 1e6);
         total += best;
         free(x), free(z), free(o), free(sc), free(sh), free(ds), free(dt), free(sums), free(work);

@@ -1,7 +1,8 @@
 /* toolutil.h — what the micro-benchmarks in tests/tools/ share: a monotonic
  * clock, a seeded fill in [-1, 1) and the median of a set of times (sorted
  * in place). Header-only: each tool is one file compiled by hand (the
- * compile line is in its header comment). */
+ * compile line is in its header comment). Also a hash of what a tool
+ * wrote, and a flush of the caches. */
 #ifndef YOTO_TOOLUTIL_H
 #define YOTO_TOOLUTIL_H
 
@@ -31,6 +32,25 @@ static inline int tool_cmp(const void *a, const void *b) {
 static inline double tool_median(double *t, int n) {
     qsort(t, (size_t)n, sizeof *t, tool_cmp);
     return t[n / 2];
+}
+
+/* FNV-1a over `bytes` bytes, continuing from h (start: TOOL_HASH0): what a
+ * tool's passes wrote, the same before and after a change that keeps the
+ * bits */
+#define TOOL_HASH0 1469598103934665603ull
+static inline unsigned long long tool_hash(const void *p, size_t bytes, unsigned long long h) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < bytes; i++)
+        h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+
+/* caches full of other data, as a training step leaves them for the next
+ * layer: one write per line of 128 MiB, four times L3 (calloc'd once) */
+#define TOOL_FLUSH_REALS ((size_t)32 << 20)
+static inline void tool_flush(real *flush) {
+    for (size_t i = 0; i < TOOL_FLUSH_REALS; i += 16)
+        flush[i] += 1;
 }
 
 #endif
