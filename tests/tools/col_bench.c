@@ -38,11 +38,7 @@ static const call calls[] = {
 };
 
 int main(int argc, char **argv) {
-    const int reps = argc > 1 ? atoi(argv[1]) : 15;
-    const bool cold = argc > 2 && atoi(argv[2]);
-    real *flush = calloc(TOOL_FLUSH_REALS, sizeof *flush);
-    double total = 0;
-    unsigned long long h = TOOL_HASH0;
+    tool_run run = tool_run_start(argc, argv);
     for (size_t k = 0; k < sizeof calls / sizeof *calls; k++) {
         const call *p = &calls[k];
         conv_geom g = conv_geom_make(N, p->cin, p->h, p->h, p->cout, 2);
@@ -52,9 +48,8 @@ int main(int argc, char **argv) {
         tool_fill(x, xlen, 1);
         tool_fill(col, clen, 2);
         double best = 1e30;
-        for (int r = 0; r < reps; r++) {
-            if (cold) tool_flush(flush);
-            double t0 = tool_now();
+        for (int r = 0; r < run.reps; r++) {
+            const double t0 = tool_run_rep(&run);
             for (int n0 = 0; n0 < N; n0 += g.chunk) {
                 const int nc = YT_MIN(g.chunk, N - n0);
                 if (p->fn == IM2COL)
@@ -64,13 +59,13 @@ int main(int argc, char **argv) {
             }
             best = YT_MIN(best, tool_now() - t0);
         }
-        h = tool_hash(p->fn == IM2COL ? col : x, (p->fn == IM2COL ? clen : xlen) * sizeof(real), h);
+        run.h = tool_hash(p->fn == IM2COL ? col : x, (p->fn == IM2COL ? clen : xlen) * sizeof(real),
+                          run.h);
         printf("%-18s %7.3f ms  (col %4.1f MB, chunk %d)\n", p->name, 1e3 * best,
                clen * sizeof(real) / 1e6, g.chunk);
-        total += best;
+        run.total += best;
         free(x), free(col), free(pad);
     }
-    printf("%-18s %7.3f ms   hash %016llx\n", "all calls", 1e3 * total, h);
-    free(flush);
+    tool_run_end(&run, "all calls");
     return 0;
 }

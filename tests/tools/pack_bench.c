@@ -77,11 +77,7 @@ static real *buf(size_t n, unsigned seed) {
 }
 
 int main(int argc, char **argv) {
-    const int reps = argc > 1 ? atoi(argv[1]) : 15;
-    const bool cold = argc > 2 && atoi(argv[2]);
-    real *flush = calloc(TOOL_FLUSH_REALS, sizeof *flush);
-    double total = 0;
-    unsigned long long h = TOOL_HASH0;
+    tool_run run = tool_run_start(argc, argv);
     for (size_t k = 0; k < sizeof passes / sizeof *passes; k++) {
         const pass *p = &passes[k];
         conv_geom g = conv_geom_make(N, p->cin, p->h, p->h, p->cout, p->s);
@@ -107,10 +103,8 @@ int main(int argc, char **argv) {
             tool_fill(grid, YT_MAX((size_t)g.cin * ws.L.np, (size_t)g.cout) * ws.L.pitch, 9);
         }
         double best = 1e30;
-        for (int r = 0; r < reps; r++) {
-            if (cold) /* the tensors out of the caches, as in a training step */
-                tool_flush(flush);
-            double t0 = tool_now();
+        for (int r = 0; r < run.reps; r++) {
+            const double t0 = tool_run_rep(&run); /* COLD: the tensors out of the caches */
             for (int n0 = 0; n0 < N; n0 += ws.chunk) {
                 const int ns = YT_MIN(ws.chunk, N - n0);
                 switch (p->fn) {
@@ -130,23 +124,22 @@ int main(int argc, char **argv) {
                     break;
                 }
                 if (r == 0 && (p->fn == PACK_X || p->fn == PACK_Y)) /* the last chunk's grid */
-                    h = tool_hash(grid,
-                                  (p->fn == PACK_X ? (size_t)g.cin * ws.L.np : (size_t)g.cout) *
-                                      ws.L.pitch * sizeof(real),
-                                  h);
+                    run.h = tool_hash(grid,
+                                      (p->fn == PACK_X ? (size_t)g.cin * ws.L.np : (size_t)g.cout) *
+                                          ws.L.pitch * sizeof(real),
+                                      run.h);
             }
             best = YT_MIN(best, tool_now() - t0);
         }
-        h = tool_hash(x, len * sizeof(real), h);
-        h = tool_hash(o, len * sizeof(real), h);
-        h = tool_hash(ds, (size_t)N * c * sizeof(real), h);
-        h = tool_hash(dt, (size_t)N * c * sizeof(real), h);
-        h = tool_hash(sums, (size_t)c * sizeof *sums, h);
+        run.h = tool_hash(x, len * sizeof(real), run.h);
+        run.h = tool_hash(o, len * sizeof(real), run.h);
+        run.h = tool_hash(ds, (size_t)N * c * sizeof(real), run.h);
+        run.h = tool_hash(dt, (size_t)N * c * sizeof(real), run.h);
+        run.h = tool_hash(sums, (size_t)c * sizeof *sums, run.h);
         printf("%-22s %7.3f ms  (%5.1f MB)\n", p->name, 1e3 * best, len * sizeof(real) / 1e6);
-        total += best;
+        run.total += best;
         free(x), free(z), free(o), free(sc), free(sh), free(ds), free(dt), free(sums), free(work);
     }
-    printf("%-22s %7.3f ms   hash %016llx\n", "all passes", 1e3 * total, h);
-    free(flush);
+    tool_run_end(&run, "all passes");
     return 0;
 }

@@ -6,6 +6,8 @@
 #ifndef YOTO_TOOLUTIL_H
 #define YOTO_TOOLUTIL_H
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -51,6 +53,35 @@ static inline unsigned long long tool_hash(const void *p, size_t bytes, unsigned
 static inline void tool_flush(real *flush) {
     for (size_t i = 0; i < TOOL_FLUSH_REALS; i += 16)
         flush[i] += 1;
+}
+
+/* What the pass-by-pass tools (pack_bench, col_bench) share: REPS and COLD
+ * from the command line ([REPS [COLD]]), the flush buffer, the sum of the
+ * passes' best times and the hash of what they wrote. */
+typedef struct {
+    int reps;
+    bool cold;
+    real *flush;
+    double total;
+    unsigned long long h;
+} tool_run;
+
+static inline tool_run tool_run_start(int argc, char **argv) {
+    tool_run r = {
+        .reps = argc > 1 ? atoi(argv[1]) : 15, .cold = argc > 2 && atoi(argv[2]), .h = TOOL_HASH0};
+    r.flush = calloc(TOOL_FLUSH_REALS, sizeof *r.flush);
+    return r;
+}
+
+/* the start of a repetition: the caches flushed where COLD, then the clock */
+static inline double tool_run_rep(const tool_run *r) {
+    if (r->cold) tool_flush(r->flush);
+    return tool_now();
+}
+
+static inline void tool_run_end(tool_run *r, const char *what) {
+    printf("%-22s %7.3f ms   hash %016llx\n", what, 1e3 * r->total, r->h);
+    free(r->flush);
 }
 
 #endif
