@@ -253,7 +253,9 @@ YT_INLINE void pack_row_staged(const int s, const conv_geom *g, const layout *L,
  * ci, row r, column c holds x[ci][r*s + a - pad_top][c*s + b - pad_left], zero
  * outside the image. sums[ci] += the sum of channel ci (NULL: not wanted).
  * With a stage, x is the gradient w.r.t. its output and the planes get the
- * gradient w.r.t. its input (tmp: a row of scratch). With xst (conv_geom's
+ * gradient w.r.t. its input (tmp: a row of scratch); a sample's planes then
+ * hold a g for the stage's scale a, and their sum is a times the shift's
+ * gradient sum g, no pass of its own. With xst (conv_geom's
  * xstage), x is z of the block before and the planes get xst's output. */
 YT_INLINE void pack_x_s(const int s, const conv_geom *g, const layout *L, const real *x, int n0,
                         int ns, real *px, double *sums, const stage_io *sio, const film_stage *xst,
@@ -268,6 +270,7 @@ YT_INLINE void pack_x_s(const int s, const conv_geom *g, const layout *L, const 
             zero(ch + (size_t)p * L->pitch, L->head);
             zero(ch + (size_t)p * L->pitch + L->head + used, L->pitch - L->head - used);
         }
+        double bsum = 0; /* with a stage: the channel's sum, from the shift's */
         for (int i = 0; i < ns; i++) {
             const size_t at = ((size_t)ci * g->n + n0 + i) * hw;
             const size_t si = (size_t)(n0 + i) * C + ci; /* [n][c] */
@@ -296,9 +299,12 @@ YT_INLINE void pack_x_s(const int s, const conv_geom *g, const layout *L, const 
             if (st) {
                 sio->dscale[si] = (real)ds;
                 sio->dshift[si] = (real)dt;
+                bsum += (double)a * dt; /* the planes hold a * g: their sum is a * sum(g) */
             }
         }
-        if (sums)
+        if (sums && st)
+            sums[ci] += bsum;
+        else if (sums)
             for (int p = 0; p < L->np; p++)
                 sums[ci] += vsum_double(ch + (size_t)p * L->pitch + L->head, used);
     }
@@ -327,6 +333,7 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
         real *plane = gy + (size_t)c * L->pitch;
         zero(plane, L->head);
         real *d0 = plane + L->head;
+        double bsum = 0; /* with a stage: the channel's sum, from the shift's (pack_x) */
         for (int i = 0; i < ns; i++) {
             const size_t at = ((size_t)c * n + n0 + i) * ohw;
             const size_t si = (size_t)(n0 + i) * nch + c;
@@ -348,10 +355,11 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
             if (st) {
                 sio->dscale[si] = (real)ds;
                 sio->dshift[si] = (real)dt;
+                bsum += (double)a * dt;
             }
         }
         zero(d0 + used, L->pitch - L->head - used);
-        if (sums) sums[c] += vsum_double(d0, used);
+        if (sums) sums[c] += st ? bsum : vsum_double(d0, used);
     }
 }
 
