@@ -124,27 +124,10 @@ YT_INLINE void interleave(const real *restrict ev, const real *restrict od, int 
     }
 }
 
-/* p[0, n) = 0: the padding of grid rows is a few reals (a memset call per
- * row: 72k calls in one pass of Shapes3D's largest layer at batch 64, now
- * 6k); stores of whole vectors (overlapping, never outside [p, p + n)) up to
- * 2 VL, memset beyond */
-YT_INLINE void zero(real *p, size_t n) {
-    const rvec z = {0};
-    if (n >= VL && n <= 2 * (size_t)VL) {
-        vstore(p, z);
-        vstore(p + n - VL, z);
-    } else if (n < VL) {
-        for (size_t i = 0; i < n; i++)
-            p[i] = 0;
-    } else {
-        memset(p, 0, n * sizeof *p);
-    }
-}
-
 /* the zeros around an image row in its stride-1 plane row (pack_row) */
 YT_INLINE void pad_row1(const conv_geom *g, const layout *L, real *d0) {
     d0[0] = 0; /* pad_left is 1 */
-    zero(d0 + g->w + 1, (size_t)(L->wq - g->w - 1));
+    zero_row(d0 + g->w + 1, (size_t)(L->wq - g->w - 1));
 }
 
 /* the zeros around an image row in its two stride-2 plane rows (pack_row) */
@@ -152,11 +135,11 @@ YT_INLINE void pad_row2(const conv_geom *g, const layout *L, real *d0, real *d1)
     const int w = g->w, wq = L->wq, half = w / 2, nev = (w + 1) / 2;
     if (g->pad_left) {
         d0[0] = 0;
-        zero(d0 + 1 + half, (size_t)(wq - 1 - half));
-        zero(d1 + nev, (size_t)(wq - nev));
+        zero_row(d0 + 1 + half, (size_t)(wq - 1 - half));
+        zero_row(d1 + nev, (size_t)(wq - nev));
     } else {
-        zero(d0 + nev, (size_t)(wq - nev));
-        zero(d1 + half, (size_t)(wq - half));
+        zero_row(d0 + nev, (size_t)(wq - nev));
+        zero_row(d1 + half, (size_t)(wq - half));
     }
 }
 
@@ -267,8 +250,8 @@ YT_INLINE void pack_x_s(const int s, const conv_geom *g, const layout *L, const 
     for (int ci = 0; ci < C; ci++) {
         real *ch = px + (size_t)ci * L->np * L->pitch;
         for (int p = 0; p < L->np; p++) {
-            zero(ch + (size_t)p * L->pitch, L->head);
-            zero(ch + (size_t)p * L->pitch + L->head + used, L->pitch - L->head - used);
+            zero_row(ch + (size_t)p * L->pitch, L->head);
+            zero_row(ch + (size_t)p * L->pitch + L->head + used, L->pitch - L->head - used);
         }
         double bsum = 0; /* with a stage: the channel's sum, from the shift's */
         for (int i = 0; i < ns; i++) {
@@ -284,7 +267,8 @@ YT_INLINE void pack_x_s(const int s, const conv_geom *g, const layout *L, const 
                     const int ir = r * s + pa - g->pad_top;
                     if (ir >= 0 && ir < g->h) continue;
                     for (int b = 0; b < s; b++)
-                        zero(base + (size_t)(pa * s + b) * L->pitch + (size_t)r * wq, (size_t)wq);
+                        zero_row(base + (size_t)(pa * s + b) * L->pitch + (size_t)r * wq,
+                                 (size_t)wq);
                 }
             /* image rows in order (sequential reads): row ir is row r of
              * parity pa, plane (pa, b) at (pa*s + b) * pitch */
@@ -331,7 +315,7 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
     YT_CHECK(!(st && xst));
     for (int c = 0; c < nch; c++) {
         real *plane = gy + (size_t)c * L->pitch;
-        zero(plane, L->head);
+        zero_row(plane, L->head);
         real *d0 = plane + L->head;
         double bsum = 0; /* with a stage: the channel's sum, from the shift's (pack_x) */
         for (int i = 0; i < ns; i++) {
@@ -349,16 +333,16 @@ static void pack_y(const layout *L, int nch, int n, int ho, int wo, const real *
                     stage_fwd_row(xst, a, t, y + ro, d, wo);
                 else
                     copy_row(d, y + ro, wo);
-                zero(d + wo, (size_t)(L->wq - wo));
+                zero_row(d + wo, (size_t)(L->wq - wo));
             }
-            zero(d, L->qs - (size_t)ho * L->wq);
+            zero_row(d, L->qs - (size_t)ho * L->wq);
             if (st) {
                 sio->dscale[si] = (real)ds;
                 sio->dshift[si] = (real)dt;
                 bsum += (double)a * dt;
             }
         }
-        zero(d0 + used, L->pitch - L->head - used);
+        zero_row(d0 + used, L->pitch - L->head - used);
         if (sums) sums[c] += st ? bsum : vsum_double(d0, used);
     }
 }

@@ -196,13 +196,8 @@ YT_INLINE void im2col_s2(const conv_geom *g, const real *x, int n0, int nc, real
                     if (c2) c2[k] = ev, c2[ts + k] = od, c2[2 * ts + k] = e2;
                 }
             }
-            for (int kw = 0; kw < 3; kw++) { /* kh = 2 of the last output row: zeros */
-                real *z = c0 + (size_t)(6 + kw) * ts + plane - wo;
-                for (int j = 0; j < wo; j++) {
-                    z[j] = 0;
-                    __asm__("" : "+r"(j)); /* no memset call per row (simd.h, copy_row) */
-                }
-            }
+            for (int kw = 0; kw < 3; kw++) /* kh = 2 of the last output row: zeros */
+                zero_row(c0 + (size_t)(6 + kw) * ts + plane - wo, (size_t)wo);
         }
 }
 

@@ -3,7 +3,8 @@
  * the FiLM stage's forward or backward where the model runs them) one at a
  * time, for every pass a Shapes3D training step runs at batch 64, and prints
  * each pass's best time, their sum, and a hash of what the passes wrote (the
- * same hash before and after a change of the passes: the same bits). It
+ * same hash before and after a change of the passes, at the same REPS: the
+ * same bits; the bias sums add up over the repetitions). It
  * includes src/convk.c itself to reach its static functions. Not part of the
  * build (docs/DESIGN.md, lever 25, has its numbers):
  *
