@@ -9,6 +9,7 @@
 #ifndef YOTO_COMMON_H
 #define YOTO_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,6 +58,12 @@ char *yt_strdup_at(const char *s, const char *file, int line);
 #define yt_calloc(c, s) yt_calloc_at((c), (s), __FILE__, __LINE__)
 #define yt_realloc(p, n) yt_realloc_at((p), (n), __FILE__, __LINE__)
 #define yt_strdup(s) yt_strdup_at((s), __FILE__, __LINE__)
+
+/* stderr's line "<prefix><fmt ...>\n" in one write, stdout flushed first:
+ * under mpirun a rank's stderr and stdout go through separate pipes, and a
+ * line written in pieces can be cut by a stdout line. Lines past 8 KiB are
+ * cut short. (yt_die, dist_warn) */
+void yt_stderr_line(const char *prefix, const char *fmt, va_list ap);
 
 /* ---- fatal stop and the always-on check -----------------------------------
  * yt_die prints "yoto: file:line: message" and ends the process (all ranks

@@ -32,15 +32,25 @@ void yt_clear_error(void) {
 
 void yt_set_die_hook(yt_die_hook hook) { g_die_hook = hook; }
 
-_Noreturn void yt_die_at(const char *file, int line, const char *fmt, ...) {
-    va_list ap;
+void yt_stderr_line(const char *prefix, const char *fmt, va_list ap) {
+    char line[8192];
+    size_t len = YT_MIN(strlen(prefix), sizeof line / 2);
+    memcpy(line, prefix, len);
+    const int n = vsnprintf(line + len, sizeof line - len - 1, fmt, ap);
+    len = YT_MIN(len + (size_t)YT_MAX(n, 0), sizeof line - 2);
+    line[len++] = '\n';
     fflush(stdout);
-    fprintf(stderr, "yoto: %s:%d: ", file, line);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
+    fwrite(line, 1, len, stderr);
     fflush(stderr);
+}
+
+_Noreturn void yt_die_at(const char *file, int line, const char *fmt, ...) {
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "yoto: %s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    yt_stderr_line(prefix, fmt, ap);
+    va_end(ap);
     if (g_die_hook) g_die_hook(YT_ERR_RUNTIME);
     exit(YT_ERR_RUNTIME);
 }

@@ -123,13 +123,9 @@ void dist_log(const char *fmt, ...) {
 void dist_warn(const char *fmt, ...) {
     if (dist_rank() != 0) return;
     va_list ap;
-    fflush(stdout);
-    fputs("yoto: warning: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    yt_stderr_line("yoto: warning: ", fmt, ap); /* one write (common.h) */
     va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
 }
 
 bool dist_same_everywhere(const void *buf, size_t n) {
