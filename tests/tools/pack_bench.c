@@ -12,14 +12,16 @@
  *       -ffp-contract=fast -fno-math-errno -Iinclude -Isrc $(pkg-config --cflags openblas) \
  *       tests/tools/pack_bench.c $(ls build/rel/src/*.o | grep -v 'main.o\|convk.o') \
  *       $(make -s print-ldlibs) -o /tmp/pack_bench
- *   taskset -c 0 /tmp/pack_bench [REPS [COLD]]
+ *   taskset -c 0 /tmp/pack_bench [REPS [COLD [NAME]]]
  *
  * COLD 1: each repetition starts with the caches full of other data, as
  * the activations of a training step are (all passes about 1.5 times their
- * time from cache). */
+ * time from cache). NAME: only the passes whose name contains it (the sum
+ * and the hash then cover those). */
 #include "../../src/convk.c"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "layers.h"
 #include "toolutil.h"
@@ -79,8 +81,10 @@ static real *buf(size_t n, unsigned seed) {
 
 int main(int argc, char **argv) {
     tool_run run = tool_run_start(argc, argv);
+    const char *only = argc > 3 ? argv[3] : NULL;
     for (size_t k = 0; k < sizeof passes / sizeof *passes; k++) {
         const pass *p = &passes[k];
+        if (only && !strstr(p->name, only)) continue;
         conv_geom g = conv_geom_make(N, p->cin, p->h, p->h, p->cout, p->s);
         g.threads = 1;
         const bool xside = p->fn == PACK_X || p->fn == UNPACK_X;
