@@ -1,0 +1,222 @@
+/* smajor_bench.c — a prototype of the direct kernels in a sample-minor
+ * layout, timed against convk.c on one layer: Shapes3D's dec/block0 deconv
+ * forward (16 -> 8 channels, 32 x 32 -> 64 x 64, stride 2) at batch 64, no
+ * FiLM stage. Activations are [C][N/8][H][W][8]: a vector holds one
+ * position of 8 samples, so every tap of every valid output position is
+ * one whole vector and only valid positions are computed (convk.c's flat
+ * grids compute through their padding rows and columns, lever 31); the
+ * output parities write straight into their positions. Prints the medians
+ * of convk_deconv_forward (its packing, kernels and unpacking) and of the
+ * prototype's transpose in, kernel and transpose out, and the largest
+ * difference of their outputs (0: the same sums in the same order). Not
+ * part of the build (docs/DESIGN.md, lever 42, has its numbers):
+ *
+ *   make bin/yoto && mpicc -std=c11 -D_DEFAULT_SOURCE -O3 -march=x86-64-v3 \
+ *       -ffp-contract=fast -fno-math-errno -Iinclude -Isrc $(pkg-config --cflags openblas) \
+ *       tests/tools/smajor_bench.c $(ls build/rel/src/*.o | grep -v 'main.o') \
+ *       $(make -s print-ldlibs) -o /tmp/smajor_bench
+ *   taskset -c 0 /tmp/smajor_bench [REPS [COLD]]
+ *
+ * COLD 1: the caches full of other data before convk's call and before the
+ * prototype's kernel (the transposes are then timed with y in cache).
+ *
+ * AVX2 intrinsics: a tool for an x86-64-v3 machine. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "convk.h"
+#include "layers.h"
+#include "toolutil.h"
+
+#define N 64
+#define CO 16 /* the deconv's input channels (adjoint conv's cout) */
+#define CI 8  /* its output channels */
+#define H 32  /* input side */
+#define HP (H + 1)
+#define HO 64
+
+static real *buf(size_t n, unsigned seed) {
+    real *p = aligned_alloc(64, round_up(n, 16) * sizeof(real));
+    tool_fill(p, n, seed);
+    return p;
+}
+
+/* 8x8 transpose of rows r[0..7] (each 8 floats) */
+static inline void tr8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* y [CO][N][H][H] -> ys [CO][N/8][HP][HP][8], row 0 and column 0 zero */
+static void to_smaj(const real *y, real *ys) {
+    for (int c = 0; c < CO; c++)
+        for (int nb = 0; nb < N / 8; nb++) {
+            real *d = ys + ((size_t)(c * (N / 8) + nb) * HP * HP) * 8;
+            memset(d, 0, (size_t)HP * 8 * sizeof(real));
+            const real *s = y + ((size_t)c * N + nb * 8) * H * H;
+            for (int r = 0; r < H; r++) {
+                real *dr = d + ((size_t)(r + 1) * HP) * 8;
+                memset(dr, 0, 8 * sizeof(real));
+                for (int w0 = 0; w0 < H; w0 += 8) {
+                    __m256 v[8];
+                    for (int i = 0; i < 8; i++)
+                        v[i] = _mm256_loadu_ps(s + (size_t)i * H * H + r * H + w0);
+                    tr8(v);
+                    for (int j = 0; j < 8; j++)
+                        _mm256_storeu_ps(dr + (size_t)(w0 + j + 1) * 8, v[j]);
+                }
+            }
+        }
+}
+
+/* xs [CI][N/8][HO][HO][8] -> x [CI][N][HO][HO] */
+static void from_smaj(const real *xs, real *x) {
+    for (int c = 0; c < CI; c++)
+        for (int nb = 0; nb < N / 8; nb++) {
+            const real *s = xs + ((size_t)(c * (N / 8) + nb) * HO * HO) * 8;
+            real *d = x + ((size_t)c * N + nb * 8) * HO * HO;
+            for (int p0 = 0; p0 < HO * HO; p0 += 8) {
+                __m256 v[8];
+                for (int j = 0; j < 8; j++)
+                    v[j] = _mm256_loadu_ps(s + (size_t)(p0 + j) * 8);
+                tr8(v);
+                for (int i = 0; i < 8; i++)
+                    _mm256_storeu_ps(d + (size_t)i * HO * HO + p0, v[i]);
+            }
+        }
+}
+
+/* One output row 2r + a, column parity b, of output channels ci0..ci0+CB of
+ * sample block nb: X[ci][2r + a][2c + b] = bias + sum over co and the NT taps
+ * (kh, kw) of that parity of k[co][ci][kh][kw] Y[co][r - (kh - a)/2][c - (kw
+ * - b)/2] (pad 0: ih = 2 oh + kh), Y from ys with its zero row and column
+ * at index 0 (toff: each tap's offset there). CB x V vector accumulators, as
+ * convk.c's fwd_tile; a tile past the row's end reads the next row's
+ * padding and stores only its nv columns. */
+#define V 3
+#define CB 4
+static inline __attribute__((always_inline)) void out_row(const int NT, const int *toff,
+                                                          const real *w, const real *ys,
+                                                          const real *bias, real *xs, int nb,
+                                                          int ci0, int a, int b, int r) {
+    for (int c0 = 0; c0 < H; c0 += V) {
+        const int nv = c0 + V <= H ? V : H - c0;
+        __m256 acc[CB][V];
+        for (int c = 0; c < CB; c++)
+            for (int v = 0; v < V; v++)
+                acc[c][v] = _mm256_set1_ps(bias[ci0 + c]);
+        for (int co = 0; co < CO; co++) {
+            const real *yp = ys + ((size_t)(co * (N / 8) + nb) * HP * HP + (size_t)r * HP + c0) * 8;
+            const real *wp = w + co * NT * CB;
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++, wp += CB) {
+                __m256 xv[V];
+                for (int v = 0; v < V; v++)
+                    xv[v] = _mm256_loadu_ps(yp + toff[t] + v * 8);
+                for (int c = 0; c < CB; c++) {
+                    const __m256 wc = _mm256_broadcast_ss(wp + c);
+                    for (int v = 0; v < V; v++)
+                        acc[c][v] = _mm256_fmadd_ps(xv[v], wc, acc[c][v]);
+                }
+            }
+        }
+        for (int c = 0; c < CB; c++) {
+            real *xp =
+                xs + ((size_t)((ci0 + c) * (N / 8) + nb) * HO * HO + (size_t)(2 * r + a) * HO) * 8;
+            for (int v = 0; v < nv; v++)
+                _mm256_storeu_ps(xp + (size_t)(2 * (c0 + v) + b) * 8, acc[c][v]);
+        }
+    }
+}
+
+/* the deconv forward, ys -> xs. Both column parities of an output row one
+ * after the other, so that each output line is written whole while in L1
+ * (parity by parity over the whole map: 10% slower). */
+static void deconv_smaj(const real *ys, const real *k, const real *bias, real *xs) {
+    for (int nb = 0; nb < N / 8; nb++)
+        for (int ci0 = 0; ci0 < CI; ci0 += CB)
+            for (int a = 0; a < 2; a++) {
+                int nt[2] = {0, 0}, toff[2][4], tk[2][4];
+                real w[2][CO * 4 * CB]; /* [co][tap][CB] per parity b */
+                for (int b = 0; b < 2; b++) {
+                    for (int kh = a; kh < 3; kh += 2)
+                        for (int kw = b; kw < 3; kw += 2) {
+                            toff[b][nt[b]] = ((1 - (kh - a) / 2) * HP + (1 - (kw - b) / 2)) * 8;
+                            tk[b][nt[b]++] = kh * 3 + kw;
+                        }
+                    for (int co = 0; co < CO; co++)
+                        for (int t = 0; t < nt[b]; t++)
+                            for (int c = 0; c < CB; c++)
+                                w[b][(co * nt[b] + t) * CB + c] =
+                                    k[((size_t)co * CI + ci0 + c) * 9 + tk[b][t]];
+                }
+                for (int r = 0; r < H; r++)
+                    for (int b = 0; b < 2; b++) {
+                        if (nt[b] == 4)
+                            out_row(4, toff[b], w[b], ys, bias, xs, nb, ci0, a, b, r);
+                        else if (nt[b] == 2)
+                            out_row(2, toff[b], w[b], ys, bias, xs, nb, ci0, a, b, r);
+                        else
+                            out_row(1, toff[b], w[b], ys, bias, xs, nb, ci0, a, b, r);
+                    }
+            }
+}
+
+#define MAX_REPS 1000
+int main(int argc, char **argv) {
+    tool_run run = tool_run_start(argc, argv);
+    const int reps = run.reps;
+    if (reps < 1 || reps > MAX_REPS) {
+        fprintf(stderr, "smajor_bench: REPS from 1 to %d\n", MAX_REPS);
+        return 2;
+    }
+    conv_geom g = conv_geom_make(N, CI, HO, HO, CO, 2);
+    g.threads = 1;
+    const size_t ny = (size_t)CO * N * H * H, nx = (size_t)CI * N * HO * HO;
+    real *y = buf(ny, 1), *k = buf((size_t)CO * CI * 9, 2), *bias = buf(CI, 3), *x0 = buf(nx, 4),
+         *x1 = buf(nx, 5);
+    real *work = buf(convk_work_size(&g), 6), *ys = buf((size_t)CO * N * HP * HP, 7),
+         *xs = buf(nx, 8);
+    static double t0s[MAX_REPS], t1s[MAX_REPS], tk[MAX_REPS], ti[MAX_REPS], to[MAX_REPS];
+    for (int r = 0; r < reps; r++) {
+        double t = tool_run_rep(&run);
+        convk_deconv_forward(&g, y, k, bias, x0, NULL, NULL, work);
+        t0s[r] = tool_now() - t;
+        t = tool_now();
+        to_smaj(y, ys);
+        const double t_in = tool_now() - t;
+        const double ta = tool_run_rep(&run);
+        deconv_smaj(ys, k, bias, xs);
+        double tb = tool_now();
+        from_smaj(xs, x1);
+        double tc = tool_now();
+        ti[r] = t_in, tk[r] = tb - ta, to[r] = tc - tb;
+        t1s[r] = ti[r] + tk[r] + to[r];
+    }
+    double md = 0;
+    for (size_t i = 0; i < nx; i++)
+        md = fmax(md, fabs((double)x0[i] - x1[i]));
+    printf(
+        "convk %.3f ms | sample-minor %.3f ms (in %.3f, kernel %.3f, out %.3f) | max diff %.3g\n",
+        1e3 * tool_median(t0s, reps), 1e3 * tool_median(t1s, reps), 1e3 * tool_median(ti, reps),
+        1e3 * tool_median(tk, reps), 1e3 * tool_median(to, reps), md);
+    free(y), free(k), free(bias), free(x0), free(x1), free(work), free(ys), free(xs);
+    free(run.flush);
+    return 0;
+}
