@@ -41,13 +41,6 @@ static const layer layers[] = {
 };
 #define NL (sizeof layers / sizeof *layers)
 
-static real *buf(size_t n, unsigned seed) {
-    real *p = aligned_alloc(64, round_up(n, 16) * sizeof(real));
-    if (!p) exit(1);
-    tool_fill(p, n, seed);
-    return p;
-}
-
 int main(int argc, char **argv) {
     tool_run run = tool_run_start(argc, argv);
     if (run.reps < 1 || run.reps > MAX_REPS) {
@@ -63,9 +56,11 @@ int main(int argc, char **argv) {
         const size_t nx = (size_t)N * L->cin * L->h * L->h, ny = (size_t)N * L->cout * g.ho * g.wo;
         const size_t nin = L->deconv ? ny : nx, nout = L->deconv ? nx : ny;
         const size_t nk = (size_t)L->cin * L->cout * 9, nb = (size_t)(L->deconv ? L->cin : L->cout);
-        real *x = buf(nin, 1), *k = buf(nk, 2), *b = buf(nb, 3), *y = buf(nout, 4);
-        real *dy = buf(nout, 5), *dx = buf(nin, 6), *dk = buf(nk, 7), *db = buf(nb, 8);
-        real *work = buf(convk_work_size(&g), 9);
+        real *x = tool_buf(nin, 1), *k = tool_buf(nk, 2), *b = tool_buf(nb, 3),
+             *y = tool_buf(nout, 4);
+        real *dy = tool_buf(nout, 5), *dx = tool_buf(nin, 6), *dk = tool_buf(nk, 7),
+             *db = tool_buf(nb, 8);
+        real *work = tool_buf(convk_work_size(&g), 9);
         for (int r = 0; r < run.reps; r++) {
             memset(dk, 0, nk * sizeof *dk); /* the backward adds to them */
             memset(db, 0, nb * sizeof *db);

@@ -72,13 +72,6 @@ static const pass passes[] = {
     {"enc0 bwd pack_y sb", PACK_Y, 3, 64, 8, 2, STAGE_BWD},
 };
 
-static real *buf(size_t n, unsigned seed) {
-    real *p = aligned_alloc(64, round_up(n, 16) * sizeof(real));
-    if (!p) exit(1);
-    tool_fill(p, n, seed);
-    return p;
-}
-
 int main(int argc, char **argv) {
     tool_run run = tool_run_start(argc, argv);
     const char *only = argc > 3 ? argv[3] : NULL;
@@ -90,9 +83,9 @@ int main(int argc, char **argv) {
         const bool xside = p->fn == PACK_X || p->fn == UNPACK_X;
         const int c = xside ? p->cin : p->cout;
         const size_t len = (size_t)c * N * (xside ? (size_t)p->h * p->h : (size_t)g.ho * g.wo);
-        real *x = buf(len, 1), *z = buf(len, 2), *o = buf(len, 3);
-        real *sc = buf((size_t)N * c, 4), *sh = buf((size_t)N * c, 5);
-        real *ds = buf((size_t)N * c, 6), *dt = buf((size_t)N * c, 7);
+        real *x = tool_buf(len, 1), *z = tool_buf(len, 2), *o = tool_buf(len, 3);
+        real *sc = tool_buf((size_t)N * c, 4), *sh = tool_buf((size_t)N * c, 5);
+        real *ds = tool_buf((size_t)N * c, 6), *dt = tool_buf((size_t)N * c, 7);
         double *sums = calloc((size_t)c, sizeof *sums);
         for (size_t i = 0; i < (size_t)N * c; i++)
             sc[i] = 1 + sc[i] * 0.1f;

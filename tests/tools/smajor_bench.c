@@ -37,12 +37,6 @@
 #define HP (H + 1)
 #define HO 64
 
-static real *buf(size_t n, unsigned seed) {
-    real *p = aligned_alloc(64, round_up(n, 16) * sizeof(real));
-    tool_fill(p, n, seed);
-    return p;
-}
-
 /* 8x8 transpose of rows r[0..7] (each 8 floats) */
 static inline void tr8(__m256 r[8]) {
     __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -189,10 +183,10 @@ int main(int argc, char **argv) {
     conv_geom g = conv_geom_make(N, CI, HO, HO, CO, 2);
     g.threads = 1;
     const size_t ny = (size_t)CO * N * H * H, nx = (size_t)CI * N * HO * HO;
-    real *y = buf(ny, 1), *k = buf((size_t)CO * CI * 9, 2), *bias = buf(CI, 3), *x0 = buf(nx, 4),
-         *x1 = buf(nx, 5);
-    real *work = buf(convk_work_size(&g), 6), *ys = buf((size_t)CO * N * HP * HP, 7),
-         *xs = buf(nx, 8);
+    real *y = tool_buf(ny, 1), *k = tool_buf((size_t)CO * CI * 9, 2), *bias = tool_buf(CI, 3),
+         *x0 = tool_buf(nx, 4), *x1 = tool_buf(nx, 5);
+    real *work = tool_buf(convk_work_size(&g), 6), *ys = tool_buf((size_t)CO * N * HP * HP, 7),
+         *xs = tool_buf(nx, 8);
     static double t0s[MAX_REPS], t1s[MAX_REPS], tk[MAX_REPS], ti[MAX_REPS], to[MAX_REPS];
     for (int r = 0; r < reps; r++) {
         double t = tool_run_rep(&run);

@@ -1,8 +1,7 @@
 /* toolutil.h — what the micro-benchmarks in tests/tools/ share: a monotonic
- * clock, a seeded fill in [-1, 1) and the median of a set of times (sorted
- * in place). Header-only: each tool is one file compiled by hand (the
- * compile line is in its header comment). Also a hash of what a tool
- * wrote, and a flush of the caches. */
+ * clock, a seeded fill in [-1, 1) (and an aligned array so filled) and the median of a set of times
+ * (sorted in place). Header-only: each tool is one file compiled by hand (the compile line is in
+ * its header comment). Also a hash of what a tool wrote, and a flush of the caches. */
 #ifndef YOTO_TOOLUTIL_H
 #define YOTO_TOOLUTIL_H
 
@@ -24,6 +23,15 @@ static inline void tool_fill(real *p, size_t n, unsigned s) {
         s = s * 1664525u + 1013904223u;
         p[i] = (real)((double)(s >> 8) / (1u << 24) * 2 - 1);
     }
+}
+
+/* an aligned array of n reals filled from seed (64-byte aligned, rounded up
+ * to 16 reals; exits when out of memory) */
+static inline real *tool_buf(size_t n, unsigned seed) {
+    real *p = aligned_alloc(64, (n + 15) / 16 * 16 * sizeof(real));
+    if (!p) exit(1);
+    tool_fill(p, n, seed);
+    return p;
 }
 
 static inline int tool_cmp(const void *a, const void *b) {
