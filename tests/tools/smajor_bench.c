@@ -1,15 +1,18 @@
 /* smajor_bench.c — a prototype of the direct kernels in a sample-minor
- * layout, timed against convk.c on one layer: Shapes3D's dec/block0 deconv
- * forward (16 -> 8 channels, 32 x 32 -> 64 x 64, stride 2) at batch 64, no
- * FiLM stage. Activations are [C][N/8][H][W][8]: a vector holds one
+ * layout, timed against convk.c on two calls of Shapes3D's dec/block0
+ * shapes at batch 64, no FiLM stage: the deconv forward (16 -> 8 channels,
+ * 32 x 32 -> 64 x 64, stride 2) and the conv it is the adjoint of (8 -> 16,
+ * 64 x 64 -> 32 x 32: the deconv's input gradient, and the encoder's kind
+ * of layer). Activations are [C][N/8][H][W][8]: a vector holds one
  * position of 8 samples, so every tap of every valid output position is
  * one whole vector and only valid positions are computed (convk.c's flat
  * grids compute through their padding rows and columns, lever 31); the
- * output parities write straight into their positions. Prints the medians
- * of convk_deconv_forward (its packing, kernels and unpacking) and of the
- * prototype's transpose in, kernel and transpose out, and the largest
- * difference of their outputs (0: the same sums in the same order). Not
- * part of the build (docs/DESIGN.md, lever 42, has its numbers):
+ * deconv's output parities are stored straight into their positions.
+ * Prints, per call, the medians of convk's call (its packing, kernels and
+ * unpacking) and of the prototype's transpose in, kernel and transpose
+ * out, and the largest difference of their outputs (0: the same sums in
+ * the same order). Not part of the build (docs/DESIGN.md, lever 42, has
+ * its numbers):
  *
  *   make bin/yoto && mpicc -std=c11 -D_DEFAULT_SOURCE -O3 -march=x86-64-v3 \
  *       -ffp-contract=fast -fno-math-errno -Iinclude -Isrc $(pkg-config --cflags openblas) \
@@ -17,8 +20,9 @@
  *       $(make -s print-ldlibs) -o /tmp/smajor_bench
  *   taskset -c 0 /tmp/smajor_bench [REPS [COLD]]
  *
- * COLD 1: the caches full of other data before convk's call and before the
- * prototype's kernel (the transposes are then timed with y in cache).
+ * COLD 1: the caches full of other data before convk's calls and before the
+ * prototype's kernels (the transposes are then timed with their input in
+ * cache).
  *
  * AVX2 intrinsics: a tool for an x86-64-v3 machine. */
 #include <immintrin.h>
@@ -57,41 +61,43 @@ static inline void tr8(__m256 r[8]) {
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* y [CO][N][H][H] -> ys [CO][N/8][HP][HP][8], row 0 and column 0 zero */
-static void to_smaj(const real *y, real *ys) {
-    for (int c = 0; c < CO; c++)
+/* src [C][N][S][S] -> dst [C][N/8][S + 1][S + 1][8]: the image at row and
+ * column `at` (1: the zero row and column first, 0: last) */
+static void to_smaj(const real *src, int C, int S, int at, real *dst) {
+    const int SP = S + 1, zr = at ? 0 : S; /* the zero row and column */
+    for (int c = 0; c < C; c++)
         for (int nb = 0; nb < N / 8; nb++) {
-            real *d = ys + ((size_t)(c * (N / 8) + nb) * HP * HP) * 8;
-            memset(d, 0, (size_t)HP * 8 * sizeof(real));
-            const real *s = y + ((size_t)c * N + nb * 8) * H * H;
-            for (int r = 0; r < H; r++) {
-                real *dr = d + ((size_t)(r + 1) * HP) * 8;
-                memset(dr, 0, 8 * sizeof(real));
-                for (int w0 = 0; w0 < H; w0 += 8) {
+            real *d = dst + ((size_t)(c * (N / 8) + nb) * SP * SP) * 8;
+            memset(d + (size_t)zr * SP * 8, 0, (size_t)SP * 8 * sizeof(real));
+            const real *s = src + ((size_t)c * N + nb * 8) * S * S;
+            for (int r = 0; r < S; r++) {
+                real *dr = d + ((size_t)(r + at) * SP) * 8;
+                memset(dr + (size_t)zr * 8, 0, 8 * sizeof(real));
+                for (int w0 = 0; w0 < S; w0 += 8) {
                     __m256 v[8];
                     for (int i = 0; i < 8; i++)
-                        v[i] = _mm256_loadu_ps(s + (size_t)i * H * H + r * H + w0);
+                        v[i] = _mm256_loadu_ps(s + (size_t)i * S * S + r * S + w0);
                     tr8(v);
                     for (int j = 0; j < 8; j++)
-                        _mm256_storeu_ps(dr + (size_t)(w0 + j + 1) * 8, v[j]);
+                        _mm256_storeu_ps(dr + (size_t)(w0 + j + at) * 8, v[j]);
                 }
             }
         }
 }
 
-/* xs [CI][N/8][HO][HO][8] -> x [CI][N][HO][HO] */
-static void from_smaj(const real *xs, real *x) {
-    for (int c = 0; c < CI; c++)
+/* src [C][N/8][S][S][8] -> dst [C][N][S][S] */
+static void from_smaj(const real *src, int C, int S, real *dst) {
+    for (int c = 0; c < C; c++)
         for (int nb = 0; nb < N / 8; nb++) {
-            const real *s = xs + ((size_t)(c * (N / 8) + nb) * HO * HO) * 8;
-            real *d = x + ((size_t)c * N + nb * 8) * HO * HO;
-            for (int p0 = 0; p0 < HO * HO; p0 += 8) {
+            const real *s = src + ((size_t)(c * (N / 8) + nb) * S * S) * 8;
+            real *d = dst + ((size_t)c * N + nb * 8) * S * S;
+            for (int p0 = 0; p0 < S * S; p0 += 8) {
                 __m256 v[8];
                 for (int j = 0; j < 8; j++)
                     v[j] = _mm256_loadu_ps(s + (size_t)(p0 + j) * 8);
                 tr8(v);
                 for (int i = 0; i < 8; i++)
-                    _mm256_storeu_ps(d + (size_t)i * HO * HO + p0, v[i]);
+                    _mm256_storeu_ps(d + (size_t)i * S * S + p0, v[i]);
             }
         }
 }
@@ -172,7 +178,81 @@ static void deconv_smaj(const real *ys, const real *k, const real *bias, real *x
             }
 }
 
+/* The conv the deconv is the adjoint of (8 -> 16 channels, 64 x 64 -> 32 x
+ * 32, stride 2, pad 0; what the deconv's input gradient and the encoder's
+ * convs compute): Y[co][oh][ow] = bias + sum over ci and the 9 taps of
+ * k[co][ci][kh][kw] X[ci][2 oh + kh][2 ow + kw], X from xs with its zero
+ * row and column last. Every tap is one whole vector at a stride of two
+ * positions; convk.c runs this on four parity planes. One tile: CB output
+ * channels at V positions from xp (channel ci at xp + ci * cs). GCC 12
+ * spills this tile's accumulators (not out_row's), and it runs 4-15%
+ * slower than convk's whole call: untuned. */
+static inline __attribute__((always_inline)) void conv_tile(const real *xp, size_t cs,
+                                                            const int *toff, const real *wp,
+                                                            const real *bias, real *yp, size_t ycs,
+                                                            int nv) {
+    __m256 acc[CB][V];
+    for (int c = 0; c < CB; c++)
+        for (int v = 0; v < V; v++)
+            acc[c][v] = _mm256_set1_ps(bias[c]);
+    for (int ci = 0; ci < CI; ci++, xp += cs) {
+#pragma GCC unroll 9
+        for (int t = 0; t < 9; t++, wp += CB) {
+            __m256 xv[V];
+            for (int v = 0; v < V; v++)
+                xv[v] = _mm256_loadu_ps(xp + toff[t] + 2 * v * 8);
+            for (int c = 0; c < CB; c++) {
+                const __m256 wc = _mm256_broadcast_ss(wp + c);
+                for (int v = 0; v < V; v++)
+                    acc[c][v] = _mm256_fmadd_ps(xv[v], wc, acc[c][v]);
+            }
+        }
+    }
+    for (int c = 0; c < CB; c++)
+        for (int v = 0; v < nv; v++)
+            _mm256_storeu_ps(yp + c * ycs + (size_t)v * 8, acc[c][v]);
+}
+
+static void conv_smaj(const real *xs, const real *k, const real *bias, real *ys) {
+    const int SP = HO + 1;
+    const size_t cs = (size_t)(N / 8) * SP * SP * 8, ycs = (size_t)(N / 8) * H * H * 8;
+    int toff[9]; /* tap (kh, kw) at row kh, column kw of xs */
+    for (int t = 0; t < 9; t++)
+        toff[t] = ((t / 3) * SP + t % 3) * 8;
+    real w[CO / CB][CI * 9 * CB]; /* per output block, [ci][tap][CB] */
+    for (int co0 = 0; co0 < CO; co0 += CB)
+        for (int ci = 0; ci < CI; ci++)
+            for (int t = 0; t < 9; t++)
+                for (int c = 0; c < CB; c++)
+                    w[co0 / CB][(ci * 9 + t) * CB + c] = k[((size_t)(co0 + c) * CI + ci) * 9 + t];
+    /* the output blocks inside the row loop: a row's three input rows of
+     * every channel (50 KB) stay in cache across them */
+    for (int nb = 0; nb < N / 8; nb++)
+        for (int oh = 0; oh < H; oh++)
+            for (int co0 = 0; co0 < CO; co0 += CB)
+                for (int c0 = 0; c0 < H; c0 += V)
+                    conv_tile(xs + ((size_t)nb * SP * SP + (size_t)2 * oh * SP + 2 * c0) * 8, cs,
+                              toff, w[co0 / CB], bias + co0,
+                              ys + ((size_t)(co0 * (N / 8) + nb) * H * H + (size_t)oh * H + c0) * 8,
+                              ycs, c0 + V <= H ? V : H - c0);
+}
+
 #define MAX_REPS 1000
+/* one comparison's medians (ms) */
+static void report(const char *what, double *tc, double *ti, double *tk, double *to, int reps,
+                   const real *ref, const real *got, size_t n) {
+    double md = 0, tot[MAX_REPS];
+    for (size_t i = 0; i < n; i++)
+        md = fmax(md, fabs((double)ref[i] - got[i]));
+    for (int r = 0; r < reps; r++)
+        tot[r] = ti[r] + tk[r] + to[r];
+    printf("%-7s convk %.3f ms | sample-minor %.3f ms (in %.3f, kernel %.3f, out %.3f) | max "
+           "diff %.3g\n",
+           what, 1e3 * tool_median(tc, reps), 1e3 * tool_median(tot, reps),
+           1e3 * tool_median(ti, reps), 1e3 * tool_median(tk, reps), 1e3 * tool_median(to, reps),
+           md);
+}
+
 int main(int argc, char **argv) {
     tool_run run = tool_run_start(argc, argv);
     const int reps = run.reps;
@@ -183,34 +263,45 @@ int main(int argc, char **argv) {
     conv_geom g = conv_geom_make(N, CI, HO, HO, CO, 2);
     g.threads = 1;
     const size_t ny = (size_t)CO * N * H * H, nx = (size_t)CI * N * HO * HO;
-    real *y = tool_buf(ny, 1), *k = tool_buf((size_t)CO * CI * 9, 2), *bias = tool_buf(CI, 3),
-         *x0 = tool_buf(nx, 4), *x1 = tool_buf(nx, 5);
-    real *work = tool_buf(convk_work_size(&g), 6), *ys = tool_buf((size_t)CO * N * HP * HP, 7),
-         *xs = tool_buf(nx, 8);
-    static double t0s[MAX_REPS], t1s[MAX_REPS], tk[MAX_REPS], ti[MAX_REPS], to[MAX_REPS];
+    real *y = tool_buf(ny, 1), *k = tool_buf((size_t)CO * CI * 9, 2), *bx = tool_buf(CI, 3),
+         *by = tool_buf(CO, 4), *x = tool_buf(nx, 5);
+    real *x0 = tool_buf(nx, 6), *x1 = tool_buf(nx, 7), *y0 = tool_buf(ny, 8), *y1 = tool_buf(ny, 9);
+    real *work = tool_buf(convk_work_size(&g), 10);
+    real *ys = tool_buf((size_t)CO * N * (H + 1) * (H + 1), 11), *xs = tool_buf(nx, 12);
+    real *xs2 = tool_buf((size_t)CI * N * (HO + 1) * (HO + 1), 13), *ys2 = tool_buf(ny, 14);
+    static double tc[2][MAX_REPS], ti[2][MAX_REPS], tk[2][MAX_REPS], to[2][MAX_REPS];
     for (int r = 0; r < reps; r++) {
+        /* the deconv: y -> x0 (convk), y -> ys -> xs -> x1 */
         double t = tool_run_rep(&run);
-        convk_deconv_forward(&g, y, k, bias, x0, NULL, NULL, work);
-        t0s[r] = tool_now() - t;
+        convk_deconv_forward(&g, y, k, bx, x0, NULL, NULL, work);
+        tc[0][r] = tool_now() - t;
         t = tool_now();
-        to_smaj(y, ys);
-        const double t_in = tool_now() - t;
-        const double ta = tool_run_rep(&run);
-        deconv_smaj(ys, k, bias, xs);
-        double tb = tool_now();
-        from_smaj(xs, x1);
-        double tc = tool_now();
-        ti[r] = t_in, tk[r] = tb - ta, to[r] = tc - tb;
-        t1s[r] = ti[r] + tk[r] + to[r];
+        to_smaj(y, CO, H, 1, ys);
+        ti[0][r] = tool_now() - t;
+        t = tool_run_rep(&run);
+        deconv_smaj(ys, k, bx, xs);
+        tk[0][r] = tool_now() - t;
+        t = tool_now();
+        from_smaj(xs, CI, HO, x1);
+        to[0][r] = tool_now() - t;
+        /* the conv: x -> y0 (convk), x -> xs2 -> ys2 -> y1 */
+        t = tool_run_rep(&run);
+        convk_conv_forward(&g, x, k, by, y0, NULL, NULL, work);
+        tc[1][r] = tool_now() - t;
+        t = tool_now();
+        to_smaj(x, CI, HO, 0, xs2);
+        ti[1][r] = tool_now() - t;
+        t = tool_run_rep(&run);
+        conv_smaj(xs2, k, by, ys2);
+        tk[1][r] = tool_now() - t;
+        t = tool_now();
+        from_smaj(ys2, CO, H, y1);
+        to[1][r] = tool_now() - t;
     }
-    double md = 0;
-    for (size_t i = 0; i < nx; i++)
-        md = fmax(md, fabs((double)x0[i] - x1[i]));
-    printf(
-        "convk %.3f ms | sample-minor %.3f ms (in %.3f, kernel %.3f, out %.3f) | max diff %.3g\n",
-        1e3 * tool_median(t0s, reps), 1e3 * tool_median(t1s, reps), 1e3 * tool_median(ti, reps),
-        1e3 * tool_median(tk, reps), 1e3 * tool_median(to, reps), md);
-    free(y), free(k), free(bias), free(x0), free(x1), free(work), free(ys), free(xs);
+    report("deconv", tc[0], ti[0], tk[0], to[0], reps, x0, x1, nx);
+    report("conv", tc[1], ti[1], tk[1], to[1], reps, y0, y1, ny);
+    free(y), free(k), free(bx), free(by), free(x), free(x0), free(x1), free(y0), free(y1);
+    free(work), free(ys), free(xs), free(xs2), free(ys2);
     free(run.flush);
     return 0;
 }
