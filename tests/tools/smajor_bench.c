@@ -139,8 +139,9 @@ static inline __attribute__((always_inline)) void out_row(const int NT, const in
         for (int c = 0; c < CB; c++) {
             real *xp =
                 xs + ((size_t)((ci0 + c) * (N / 8) + nb) * HO * HO + (size_t)(2 * r + a) * HO) * 8;
-            for (int v = 0; v < nv; v++)
-                _mm256_storeu_ps(xp + (size_t)(2 * (c0 + v) + b) * 8, acc[c][v]);
+#pragma GCC unroll 3
+            for (int v = 0; v < V; v++) /* constant indices: acc stays in registers */
+                if (v < nv) _mm256_storeu_ps(xp + (size_t)(2 * (c0 + v) + b) * 8, acc[c][v]);
         }
     }
 }
@@ -185,8 +186,7 @@ static void deconv_smaj(const real *ys, const real *k, const real *bias, real *x
  * row and column last. Every tap is one whole vector at a stride of two
  * positions; convk.c runs this on four parity planes. One tile: CB output
  * channels at V positions from xp (channel ci at xp + ci * cs). GCC 12
- * spills this tile's accumulators (not out_row's), and it runs 4-15%
- * slower than convk's whole call: untuned. */
+ * still spills a few registers in the 9-tap loop: not tuned further. */
 static inline __attribute__((always_inline)) void conv_tile(const real *xp, size_t cs,
                                                             const int *toff, const real *wp,
                                                             const real *bias, real *yp, size_t ycs,
@@ -209,8 +209,9 @@ static inline __attribute__((always_inline)) void conv_tile(const real *xp, size
         }
     }
     for (int c = 0; c < CB; c++)
-        for (int v = 0; v < nv; v++)
-            _mm256_storeu_ps(yp + c * ycs + (size_t)v * 8, acc[c][v]);
+#pragma GCC unroll 3
+        for (int v = 0; v < V; v++) /* constant indices: acc stays in registers */
+            if (v < nv) _mm256_storeu_ps(yp + c * ycs + (size_t)v * 8, acc[c][v]);
 }
 
 static void conv_smaj(const real *xs, const real *k, const real *bias, real *ys) {
