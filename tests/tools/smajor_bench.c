@@ -239,6 +239,9 @@ static void conv_smaj(const real *xs, const real *k, const real *bias, real *ys)
 }
 
 #define MAX_REPS 1000
+/* a row's last tile reads up to V positions past it: past the last plane,
+ * into this */
+#define SLACK (V * 8 * 2)
 /* one comparison's medians (ms) */
 static void report(const char *what, double *tc, double *ti, double *tk, double *to, int reps,
                    const real *ref, const real *got, size_t n) {
@@ -268,8 +271,8 @@ int main(int argc, char **argv) {
          *by = tool_buf(CO, 4), *x = tool_buf(nx, 5);
     real *x0 = tool_buf(nx, 6), *x1 = tool_buf(nx, 7), *y0 = tool_buf(ny, 8), *y1 = tool_buf(ny, 9);
     real *work = tool_buf(convk_work_size(&g), 10);
-    real *ys = tool_buf((size_t)CO * N * (H + 1) * (H + 1), 11), *xs = tool_buf(nx, 12);
-    real *xs2 = tool_buf((size_t)CI * N * (HO + 1) * (HO + 1), 13), *ys2 = tool_buf(ny, 14);
+    real *ys = tool_buf((size_t)CO * N * (H + 1) * (H + 1) + SLACK, 11), *xs = tool_buf(nx, 12);
+    real *xs2 = tool_buf((size_t)CI * N * (HO + 1) * (HO + 1) + SLACK, 13), *ys2 = tool_buf(ny, 14);
     static double tc[2][MAX_REPS], ti[2][MAX_REPS], tk[2][MAX_REPS], to[2][MAX_REPS];
     for (int r = 0; r < reps; r++) {
         /* the deconv: y -> x0 (convk), y -> ys -> xs -> x1 */
