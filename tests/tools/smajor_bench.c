@@ -242,7 +242,43 @@ static void conv_smaj(const real *xs, const real *k, const real *bias, real *ys)
 /* a row's last tile reads up to V positions past it: past the last plane,
  * into this */
 #define SLACK (V * 8 * 2)
-/* one comparison's medians (ms) */
+/* The two calls compared: convk's function and the prototype's (the same
+ * signatures each), their input's channels and side and where the
+ * prototype's zero row and column go (to_smaj's at), their output's */
+typedef struct {
+    const char *name;
+    void (*convk)(const conv_geom *, const real *, const real *, const real *, real *,
+                  const film_stage *, real *, real *);
+    void (*smaj)(const real *, const real *, const real *, real *);
+    int cin, sin, at, cout, sout;
+} call;
+
+static const call calls[] = {
+    {"deconv", convk_deconv_forward, deconv_smaj, CO, H, 1, CI, HO},
+    {"conv", convk_conv_forward, conv_smaj, CI, HO, 0, CO, H},
+};
+#define NC (sizeof calls / sizeof *calls)
+
+/* a call's tensors: input, bias, convk's output, the prototype's input
+ * and output in its layout, and the latter back in [C][N][H][W] */
+typedef struct {
+    real *in, *bias, *ref, *sin, *sout, *got;
+    size_t nout;
+} tensors;
+
+static tensors make_tensors(const call *c, unsigned seed) {
+    const size_t nin = (size_t)c->cin * N * c->sin * c->sin;
+    tensors T = {.nout = (size_t)c->cout * N * c->sout * c->sout};
+    T.in = tool_buf(nin, seed);
+    T.bias = tool_buf((size_t)c->cout, seed + 1);
+    T.ref = tool_buf(T.nout, seed + 2);
+    T.sin = tool_buf((size_t)c->cin * N * (c->sin + 1) * (c->sin + 1) + SLACK, seed + 3);
+    T.sout = tool_buf(T.nout, seed + 4);
+    T.got = tool_buf(T.nout, seed + 5);
+    return T;
+}
+
+/* one call's medians (ms) and the largest difference of the two outputs */
 static void report(const char *what, double *tc, double *ti, double *tk, double *to, int reps,
                    const real *ref, const real *got, size_t n) {
     double md = 0, tot[MAX_REPS];
@@ -266,46 +302,32 @@ int main(int argc, char **argv) {
     }
     conv_geom g = conv_geom_make(N, CI, HO, HO, CO, 2);
     g.threads = 1;
-    const size_t ny = (size_t)CO * N * H * H, nx = (size_t)CI * N * HO * HO;
-    real *y = tool_buf(ny, 1), *k = tool_buf((size_t)CO * CI * 9, 2), *bx = tool_buf(CI, 3),
-         *by = tool_buf(CO, 4), *x = tool_buf(nx, 5);
-    real *x0 = tool_buf(nx, 6), *x1 = tool_buf(nx, 7), *y0 = tool_buf(ny, 8), *y1 = tool_buf(ny, 9);
-    real *work = tool_buf(convk_work_size(&g), 10);
-    real *ys = tool_buf((size_t)CO * N * (H + 1) * (H + 1) + SLACK, 11), *xs = tool_buf(nx, 12);
-    real *xs2 = tool_buf((size_t)CI * N * (HO + 1) * (HO + 1) + SLACK, 13), *ys2 = tool_buf(ny, 14);
-    static double tc[2][MAX_REPS], ti[2][MAX_REPS], tk[2][MAX_REPS], to[2][MAX_REPS];
-    for (int r = 0; r < reps; r++) {
-        /* the deconv: y -> x0 (convk), y -> ys -> xs -> x1 */
-        double t = tool_run_rep(&run);
-        convk_deconv_forward(&g, y, k, bx, x0, NULL, NULL, work);
-        tc[0][r] = tool_now() - t;
-        t = tool_now();
-        to_smaj(y, CO, H, 1, ys);
-        ti[0][r] = tool_now() - t;
-        t = tool_run_rep(&run);
-        deconv_smaj(ys, k, bx, xs);
-        tk[0][r] = tool_now() - t;
-        t = tool_now();
-        from_smaj(xs, CI, HO, x1);
-        to[0][r] = tool_now() - t;
-        /* the conv: x -> y0 (convk), x -> xs2 -> ys2 -> y1 */
-        t = tool_run_rep(&run);
-        convk_conv_forward(&g, x, k, by, y0, NULL, NULL, work);
-        tc[1][r] = tool_now() - t;
-        t = tool_now();
-        to_smaj(x, CI, HO, 0, xs2);
-        ti[1][r] = tool_now() - t;
-        t = tool_run_rep(&run);
-        conv_smaj(xs2, k, by, ys2);
-        tk[1][r] = tool_now() - t;
-        t = tool_now();
-        from_smaj(ys2, CO, H, y1);
-        to[1][r] = tool_now() - t;
+    real *k = tool_buf((size_t)CO * CI * 9, 1), *work = tool_buf(convk_work_size(&g), 2);
+    tensors T[NC];
+    for (size_t c = 0; c < NC; c++)
+        T[c] = make_tensors(&calls[c], 10 * (unsigned)(c + 1));
+    static double tc[NC][MAX_REPS], ti[NC][MAX_REPS], tk[NC][MAX_REPS], to[NC][MAX_REPS];
+    for (int r = 0; r < reps; r++)
+        for (size_t c = 0; c < NC; c++) { /* in -> ref (convk); in -> sin -> sout -> got */
+            const call *C = &calls[c];
+            double t = tool_run_rep(&run);
+            C->convk(&g, T[c].in, k, T[c].bias, T[c].ref, NULL, NULL, work);
+            tc[c][r] = tool_now() - t;
+            t = tool_now();
+            to_smaj(T[c].in, C->cin, C->sin, C->at, T[c].sin);
+            ti[c][r] = tool_now() - t;
+            t = tool_run_rep(&run);
+            C->smaj(T[c].sin, k, T[c].bias, T[c].sout);
+            tk[c][r] = tool_now() - t;
+            t = tool_now();
+            from_smaj(T[c].sout, C->cout, C->sout, T[c].got);
+            to[c][r] = tool_now() - t;
+        }
+    for (size_t c = 0; c < NC; c++) {
+        report(calls[c].name, tc[c], ti[c], tk[c], to[c], reps, T[c].ref, T[c].got, T[c].nout);
+        free(T[c].in), free(T[c].bias), free(T[c].ref), free(T[c].sin), free(T[c].sout);
+        free(T[c].got);
     }
-    report("deconv", tc[0], ti[0], tk[0], to[0], reps, x0, x1, nx);
-    report("conv", tc[1], ti[1], tk[1], to[1], reps, y0, y1, ny);
-    free(y), free(k), free(bx), free(by), free(x), free(x0), free(x1), free(y0), free(y1);
-    free(work), free(ys), free(xs), free(xs2), free(ys2);
-    free(run.flush);
+    free(k), free(work), free(run.flush);
     return 0;
 }
