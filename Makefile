@@ -33,7 +33,7 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-om
 
 # The numerics' hot loops get -O3 (the loop vectoriser: Adam's update, the
 # element-wise layers' scalar tails); the rest of the program stays at $(OPT).
-HOT_SRCS := convb convk convw layers loss optim
+HOT_SRCS := convb convk convs convw layers loss optim
 HOT_OPT ?= -O3
 
 # per-build flags

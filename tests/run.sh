@@ -6,7 +6,7 @@
 #   mpi   build/<variant>/tests/test_* from tests/mpi/ under mpirun -np 1, 2, 4
 #   e2e   tests/e2e/test_*.sh end to end, for each e2e variant: rel (bin/yoto),
 #         asan (bin/yoto-asan), dbl (bin/yoto-double): tests/e2e/lib.sh
-#   isa   the unit tests of the SIMD kernels (convk, elementwise, layers,
+#   isa   the unit tests of the SIMD kernels (convk, convs, elementwise, layers,
 #         golden) with YOTO_ISA=baseline: under qemu-x86_64 emulating a CPU
 #         without AVX2, so the loader picks the baseline copies of every
 #         YT_SIMD_CLONES function (a native run on an AVX2 machine never
@@ -275,8 +275,8 @@ for kind in $kinds; do
     isa)
         why=$(baseline_skip)
         for v in $variants; do
-            for t in test_convk test_elementwise test_layers test_golden; do
-                if [ -z "$why" ] && [ "$v" = dbl ] && [ "$t" = test_convk ]; then
+            for t in test_convk test_convs test_elementwise test_layers test_golden; do
+                if [ -z "$why" ] && [ "$v" = dbl ] && { [ "$t" = test_convk ] || [ "$t" = test_convs ]; }; then
                     # emulated, the double build's conv kernels take 50 s: the float
                     # build's (the ones training runs) are checked above
                     skip_suite "isa/$v/$t" "the float build's baseline conv kernels are checked in isa/rel; the double build's take 50 s emulated"

@@ -1,0 +1,474 @@
+/* convs.c — 3x3 convolutions on the sample-minor layout (convs.h).
+ *
+ * A and B run register tiles of CB output channels x V positions along one
+ * output row (4 x 3, 3 x 4, 2 x 6 or 1 x 12: 12 accumulators, and the
+ * smaller operand set held in registers), one call per row and block of
+ * output channels; the output blocks are the innermost loop over a row, so
+ * the input rows a row reads stay in L1 across them. A's positions are
+ * consecutive outputs (inputs at the stride); B computes the output's
+ * positions class by class modulo the stride (row and column parity at
+ * stride 2: 4, 2, 2 and 1 taps), each class a plain tile over consecutive
+ * inputs. Every instance has its tap count, store mode and input step as
+ * constants (addresses base + constant offset; a run-time step took a
+ * register per tap and position, and the tile spilled). C runs tiles of CB
+ * output channels x the 3 taps of one kernel row along a row of Y, its
+ * accumulators kept as vectors between rows.
+ */
+#include "convs.h"
+
+#include <string.h>
+
+/* ---- the layout -------------------------------------------------------------------- */
+
+convs_shape convs_shape_make(int c, int n, int cap, int h, int w) {
+    YT_CHECK(c > 0 && n > 0 && cap >= n && h > 0 && w > 0);
+    convs_shape s = {.c = c, .n = n, .groups = (n + VL - 1) / VL, .h = h, .w = w};
+    s.rp = (size_t)(w + 2) * VL;
+    s.gp = (size_t)(h + 2) * s.rp;
+    /* the channel pitch an odd number of cache lines modulo 4 KiB: the rows
+     * of channels a multiple of 4 KiB apart share their L1 sets (the kernel
+     * gradient 10% slower) */
+    const size_t line = 64 / sizeof(real);
+    size_t cp = ((size_t)((cap + VL - 1) / VL) * s.gp + line - 1) / line * line;
+    if ((cp / line) % 2 == 0) cp += line;
+    s.cp = cp;
+    return s;
+}
+
+size_t convs_len(const convs_shape *s) {
+    /* a row's last tile computes up to 11 positions past the row's end, at
+     * stride 2, from up to 2 rows down: room past the last plane */
+    return (size_t)s->c * s->cp + 3 * s->rp + 32 * VL;
+}
+
+void convs_from_chan(const convs_shape *s, const real *x, real *xs, int ga, int gb) {
+    const size_t hw = (size_t)s->h * s->w;
+    for (int c = 0; c < s->c; c++)
+        for (int g = ga; g < gb; g++) {
+            const int nl = YT_MIN(VL, s->n - g * VL);
+            for (int y = 0; y < s->h; y++) {
+                real *d = convs_at(s, xs, c, g, y, 0);
+                for (int l = 0; l < nl; l++) {
+                    const real *r = x + ((size_t)c * s->n + g * VL + l) * hw + (size_t)y * s->w;
+                    for (int i = 0; i < s->w; i++)
+                        d[(size_t)i * VL + l] = r[i];
+                }
+                for (int l = nl; l < VL; l++) /* a buffer may have held a larger batch */
+                    for (int i = 0; i < s->w; i++)
+                        d[(size_t)i * VL + l] = 0;
+            }
+        }
+}
+
+void convs_to_chan(const convs_shape *s, const real *xs, real *x, int ga, int gb) {
+    const size_t hw = (size_t)s->h * s->w;
+    for (int c = 0; c < s->c; c++)
+        for (int g = ga; g < gb; g++) {
+            const int nl = YT_MIN(VL, s->n - g * VL);
+            for (int y = 0; y < s->h; y++) {
+                const real *r = convs_at(s, (real *)xs, c, g, y, 0);
+                for (int l = 0; l < nl; l++) {
+                    real *d = x + ((size_t)c * s->n + g * VL + l) * hw + (size_t)y * s->w;
+                    for (int i = 0; i < s->w; i++)
+                        d[i] = r[(size_t)i * VL + l];
+                }
+            }
+        }
+}
+
+/* ---- stages ------------------------------------------------------------------------ */
+
+size_t convs_stage_len(int c, int n) {
+    return 2 * (size_t)c * ((n + VL - 1) / VL);
+}
+
+void convs_stage_set(convs_stage *s, const film_stage *st, int c, int n, rvec *buf) {
+    const int G = (n + VL - 1) / VL;
+    s->a = buf;
+    s->t = buf + (size_t)c * G;
+    s->lrelu = st->lrelu;
+    s->alpha = st->alpha;
+    for (int ch = 0; ch < c; ch++)
+        for (int g = 0; g < G; g++)
+            for (int l = 0; l < VL; l++) {
+                const int i = g * VL + l;
+                s->a[ch * G + g][l] = i < n ? st->scale[(size_t)i * c + ch] : 0;
+                s->t[ch * G + g][l] = i < n ? st->shift[(size_t)i * c + ch] : 0;
+            }
+}
+
+void convs_stage_end(const convs_stage *st, const double *sv, const double *tv, int c, int n,
+                     real *dscale, real *dshift, real *db) {
+    const int G = (n + VL - 1) / VL;
+    for (int ch = 0; ch < c; ch++) {
+        double b = 0;
+        for (int i = 0; i < n; i++) {
+            const int g = i / VL, l = i % VL;
+            const size_t at = ((size_t)ch * G + g) * VL + l;
+            dscale[(size_t)i * c + ch] = (real)sv[at];
+            dshift[(size_t)i * c + ch] = (real)tv[at];
+            b += (double)st->a[ch * G + g][l] * (real)tv[at];
+        }
+        db[ch] += (real)b;
+    }
+}
+
+size_t convs_sums_len(int c, int n) {
+    return (size_t)c * ((n + VL - 1) / VL) * VL;
+}
+
+/* d[l] += v[l]: a row's float sums into the double sums */
+YT_INLINE void add_lanes(double *d, rvec v) {
+    for (int l = 0; l < VL; l++)
+        d[l] += v[l];
+}
+
+/* the stage's backward on one vector: d (w.r.t. o) at z -> the gradient
+ * w.r.t. z, the sums += (stage_bwd_vec of convk.h, on sample lanes) */
+YT_INLINE rvec stage_bwd(bool lrelu, real alpha, rvec a, rvec t, rvec d, rvec z, rvec *sv,
+                         rvec *tv) {
+    const rvec zero = {0};
+    if (lrelu) d = vselect(z * a + t > zero, d, d * alpha);
+    *sv += d * z;
+    *tv += d;
+    return d * a;
+}
+
+void convs_stage_bwd_from_chan(const convs_shape *s, const convs_stage *st, const real *dy,
+                               const real *zs, real *dzs, double *sv, double *tv, int ga, int gb) {
+    const size_t hw = (size_t)s->h * s->w;
+    const int G = s->groups;
+    for (int c = 0; c < s->c; c++)
+        for (int g = ga; g < gb; g++) {
+            const int nl = YT_MIN(VL, s->n - g * VL);
+            const rvec a = st->a[c * G + g], t = st->t[c * G + g];
+            double *sd = sv + ((size_t)c * G + g) * VL, *td = tv + ((size_t)c * G + g) * VL;
+            for (int y = 0; y < s->h; y++) { /* a row in float lanes, rows in double */
+                const real *zr = convs_at(s, (real *)zs, c, g, y, 0);
+                real *dr = convs_at(s, dzs, c, g, y, 0);
+                rvec sa = {0}, ta = {0};
+                for (int i = 0; i < s->w; i++) {
+                    rvec d = {0};
+                    for (int l = 0; l < nl; l++)
+                        d[l] = dy[((size_t)c * s->n + g * VL + l) * hw + (size_t)y * s->w + i];
+                    vstore(dr + (size_t)i * VL, stage_bwd(st->lrelu, st->alpha, a, t, d,
+                                                          vload(zr + (size_t)i * VL), &sa, &ta));
+                }
+                add_lanes(sd, sa);
+                add_lanes(td, ta);
+            }
+        }
+}
+
+void convs_sum(const convs_shape *s, const real *xs, double *acc, int ga, int gb) {
+    for (int c = 0; c < s->c; c++)
+        for (int g = ga; g < gb; g++)
+            for (int y = 0; y < s->h; y++) { /* a row in float lanes, rows in double */
+                const real *r = convs_at(s, (real *)xs, c, g, y, 0);
+                rvec v = {0};
+                for (int i = 0; i < s->w; i++)
+                    v += vload(r + (size_t)i * VL);
+                for (int l = 0; l < VL; l++)
+                    acc[c] += v[l];
+            }
+}
+
+void convs_lanes_end(const rvec *acc, size_t n, real *out) {
+    for (size_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int l = 0; l < VL; l++)
+            s += acc[i][l];
+        out[i] += (real)s;
+    }
+}
+
+/* ---- A and B: rows of register tiles ------------------------------------------------- */
+
+/* a row's stores: where, and the stage of its block's channels at its group */
+typedef struct {
+    real *out;         /* the row's first output (channel 0 of the block, position 0) */
+    real *aux;         /* CONVS_ZO: o there; CONVS_DZ: z there (read) */
+    size_t cs;         /* channel pitch of out and aux */
+    const rvec *a, *t; /* the stage's vectors of channel 0 (channel c: + c * ss) */
+    double *sv, *tv;   /* CONVS_DZ: its sums (VL doubles per channel and group), alike */
+    size_t ss;
+    bool lrelu;
+    real alpha;
+    rvec mask; /* 1 in the lanes of the group's samples, 0 past n: the bias there */
+} row_out;
+
+/* For each run of V positions from j (j = 0, V, 2V, ... below npos):
+ * acc[c][v] = bias[c] + sum over nin input channels i and NT taps t of
+ * w[(i NT + t) CB + c] in[i in_cs + toff[t] + (j + v) S VL], stored by mode
+ * at out + c cs + (j + v) OS VL (the last run's positions past npos computed
+ * and dropped). */
+YT_INLINE void tile_row(const int CB, const int V, const int NT, const int mode, const int S,
+                        const int OS, const real *in0, size_t in_cs, int nin, const int *toff,
+                        const real *w0, const real *bias, const row_out *o, int npos) {
+    const rvec zero = {0};
+    /* o's fields in locals: a float store may alias them, and GCC would
+     * reload each after every store */
+    real *const out = o->out, *const aux = o->aux;
+    const size_t cs = o->cs, ss = o->ss;
+    const bool lrelu = o->lrelu;
+    const real alpha = o->alpha;
+    int to[9];
+    for (int t = 0; t < NT; t++)
+        to[t] = toff[t];
+    rvec rs[4], rt[4]; /* CONVS_DZ: the row's sums, in float lanes */
+    for (int c = 0; c < CB; c++)
+        rs[c] = rt[c] = zero;
+    for (int j = 0; j < npos; j += V) {
+        const int nv = npos - j;
+        rvec acc[4][12];
+        for (int c = 0; c < CB; c++)
+            for (int v = 0; v < V; v++)
+                acc[c][v] = bias ? bias[c] * o->mask : zero;
+        const real *in = in0 + (size_t)j * S * VL, *w = w0;
+        for (int i = 0; i < nin; i++, in += in_cs) {
+#pragma GCC unroll 9
+            for (int t = 0; t < NT; t++, w += CB) {
+                const real *ip = in + to[t];
+                if (CB <= V) { /* the CB weights held, the inputs streamed */
+                    for (int v = 0; v < V; v++) {
+                        const rvec xv = vload(ip + v * S * VL);
+                        for (int c = 0; c < CB; c++)
+                            acc[c][v] += xv * w[c];
+                    }
+                } else { /* the V inputs held, the weights streamed */
+                    rvec xv[12];
+                    for (int v = 0; v < V; v++)
+                        xv[v] = vload(ip + v * S * VL);
+                    for (int c = 0; c < CB; c++) {
+                        const real wc = w[c];
+                        for (int v = 0; v < V; v++)
+                            acc[c][v] += xv[v] * wc;
+                    }
+                }
+            }
+        }
+        /* constant indices, the loops unrolled: acc stays in registers */
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) {
+            real *op = out + c * cs + (size_t)j * OS * VL;
+            real *xp = aux ? aux + c * cs + (size_t)j * OS * VL : NULL;
+            rvec a = zero, t = zero;
+            if (mode != CONVS_Z) a = o->a[c * ss], t = o->t[c * ss];
+#pragma GCC unroll 12
+            for (int v = 0; v < V; v++) {
+                if (v < nv) {
+                    const int off = v * OS * VL;
+                    if (mode == CONVS_Z) {
+                        vstore(op + off, acc[c][v]);
+                    } else if (mode == CONVS_ZO) {
+                        vstore(op + off, acc[c][v]);
+                        const rvec f = acc[c][v] * a + t;
+                        vstore(xp + off, lrelu ? vselect(f > zero, f, f * alpha) : f);
+                    } else {
+                        vstore(op + off, stage_bwd(lrelu, alpha, a, t, acc[c][v], vload(xp + off),
+                                                   &rs[c], &rt[c]));
+                    }
+                }
+            }
+        }
+    }
+    if (mode == CONVS_DZ)
+        for (int c = 0; c < CB; c++)
+            add_lanes(o->sv + c * ss * VL, rs[c]), add_lanes(o->tv + c * ss * VL, rt[c]);
+}
+
+typedef void (*row_fn)(const real *in, size_t in_cs, int nin, const int *toff, const real *w,
+                       const real *bias, const row_out *o, int npos);
+/* one instance per tile shape, tap count, mode and step: A reads at stride
+ * S = 1 or 2 and stores consecutively, B reads consecutively and stores at
+ * OS = 1 or 2 */
+#define ROW_KERNEL(CB, V, NT, MODE, S, OS)                                                         \
+    YT_SIMD_CLONES static void row_##CB##_##NT##_##MODE##_##S##OS(                                 \
+        const real *in, size_t in_cs, int nin, const int *toff, const real *w, const real *bias,   \
+        const row_out *o, int npos) {                                                              \
+        tile_row(CB, V, NT, MODE, S, OS, in, in_cs, nin, toff, w, bias, o, npos);                  \
+    }
+#define ROW_STEPS(CB, V, NT, MODE)                                                                 \
+    ROW_KERNEL(CB, V, NT, MODE, 1, 1)                                                              \
+    ROW_KERNEL(CB, V, NT, MODE, 2, 1) ROW_KERNEL(CB, V, NT, MODE, 1, 2)
+#define ROW_MODES(CB, V, NT)                                                                       \
+    ROW_STEPS(CB, V, NT, CONVS_Z) ROW_STEPS(CB, V, NT, CONVS_ZO) ROW_STEPS(CB, V, NT, CONVS_DZ)
+#define ROW_TAPS(CB, V)                                                                            \
+    ROW_MODES(CB, V, 1) ROW_MODES(CB, V, 2) ROW_MODES(CB, V, 4) ROW_MODES(CB, V, 9)
+ROW_TAPS(1, 12)
+ROW_TAPS(2, 6)
+ROW_TAPS(3, 4)
+ROW_TAPS(4, 3)
+#define ROW_S(CB, NT, MODE)                                                                        \
+    { row_##CB##_##NT##_##MODE##_11, row_##CB##_##NT##_##MODE##_21, row_##CB##_##NT##_##MODE##_12 }
+#define ROW_M(CB, NT)                                                                              \
+    { ROW_S(CB, NT, CONVS_Z), ROW_S(CB, NT, CONVS_ZO), ROW_S(CB, NT, CONVS_DZ) }
+#define ROW_T(CB)                                                                                  \
+    { ROW_M(CB, 1), ROW_M(CB, 2), ROW_M(CB, 4), ROW_M(CB, 9) }
+/* [channels - 1][taps 1, 2, 4, 9][mode][steps 1/1, 2/1, 1/2] */
+static const row_fn row_kernels[4][4][3][3] = {ROW_T(1), ROW_T(2), ROW_T(3), ROW_T(4)};
+
+static void run_row(int nc, int nt, int steps, const convs_stores *S, const real *in, size_t in_cs,
+                    int nin, const int *toff, const real *w, const real *bias, const row_out *o,
+                    int npos) {
+    const int ti = nt == 1 ? 0 : nt == 2 ? 1 : nt == 4 ? 2 : 3;
+    row_kernels[nc - 1][ti][S->mode][steps](in, in_cs, nin, toff, w, bias, o, npos);
+}
+
+/* the stores of the block of channels from c0 of group g from (y, x) */
+static row_out row_out_at(const convs_stores *S, const convs_shape *sh, real *out, int c0, int g,
+                          int y, int x) {
+    row_out o = {.out = convs_at(sh, out, c0, g, y, x), .cs = sh->cp, .ss = (size_t)sh->groups};
+    for (int l = 0; l < VL; l++)
+        o.mask[l] = g * VL + l < sh->n;
+    if (S->aux) o.aux = convs_at(sh, S->aux, c0, g, y, x);
+    if (S->st) {
+        const size_t at = (size_t)c0 * sh->groups + g;
+        o.a = S->st->a + at, o.t = S->st->t + at;
+        o.lrelu = S->st->lrelu, o.alpha = S->st->alpha;
+        if (S->sv) o.sv = S->sv + at * VL, o.tv = S->tv + at * VL;
+    }
+    return o;
+}
+
+size_t convs_wbuf_len(const conv_geom *g) {
+    return (size_t)g->cin * g->cout * 9;
+}
+
+void convs_a(const conv_geom *g, const convs_shape *xsh, const real *xs, const real *k,
+             const real *b, const convs_shape *ysh, real *ys, const convs_stores *S, real *wbuf,
+             int ga, int gb) {
+    YT_CHECK(g->stride == 1 || g->stride == 2);
+    int toff[9];
+    for (int t = 0; t < 9; t++)
+        toff[t] = (int)((t / 3) * xsh->rp + (t % 3) * VL);
+    for (int c0 = 0; c0 < g->cout; c0 += 4) { /* block c0: [ci][tap][nc] at c0 cin 9 */
+        const int nc = YT_MIN(4, g->cout - c0);
+        real *w = wbuf + (size_t)c0 * g->cin * 9;
+        for (int i = 0; i < g->cin; i++)
+            for (int t = 0; t < 9; t++)
+                for (int c = 0; c < nc; c++)
+                    w[(i * 9 + t) * nc + c] = k[((size_t)(c0 + c) * g->cin + i) * 9 + t];
+    }
+    for (int gr = ga; gr < gb; gr++)
+        for (int oh = 0; oh < g->ho; oh++) {
+            const real *in =
+                convs_at(xsh, (real *)xs, 0, gr, g->stride * oh - g->pad_top, -g->pad_left);
+            for (int c0 = 0; c0 < g->cout; c0 += 4) {
+                const row_out o = row_out_at(S, ysh, ys, c0, gr, oh, 0);
+                run_row(YT_MIN(4, g->cout - c0), 9, g->stride == 2 ? 1 : 0, S, in, xsh->cp, g->cin,
+                        toff, wbuf + (size_t)c0 * g->cin * 9, b ? b + c0 : NULL, &o, g->wo);
+            }
+        }
+}
+
+void convs_b(const conv_geom *g, const convs_shape *ysh, const real *ys, const real *k,
+             const real *b, const convs_shape *xsh, real *xs, const convs_stores *S, real *wbuf,
+             int ga, int gb) {
+    const int s = g->stride;
+    YT_CHECK(s == 1 || s == 2);
+    /* the taps of output class (a, b): rows ih with ih + pad_top = a and
+     * columns iw with iw + pad_left = b modulo s; Y's column for the class's
+     * first position iw = b, and each tap's row kh (its Y row is added per row) */
+    int nt[2][2] = {{0}}, toff[2][2][9], khs[2][2][9];
+    real *wcls[2][2];
+    real *wp = wbuf;
+    for (int a = 0; a < s; a++)
+        for (int bc = 0; bc < s; bc++) {
+            int kt[9];
+            for (int kh = 0; kh < 3; kh++)
+                for (int kw = 0; kw < 3; kw++) {
+                    if ((a - kh) % s || (bc + g->pad_left - kw) % s) continue;
+                    const int i = nt[a][bc]++;
+                    khs[a][bc][i] = kh;
+                    toff[a][bc][i] = ((bc + g->pad_left - kw) / s) * VL;
+                    kt[i] = kh * 3 + kw;
+                }
+            wcls[a][bc] = wp; /* its blocks, block c0 at + c0 cout nt: [co][tap][nc] */
+            for (int c0 = 0; c0 < g->cin; c0 += 4) {
+                const int nc = YT_MIN(4, g->cin - c0);
+                for (int co = 0; co < g->cout; co++)
+                    for (int t = 0; t < nt[a][bc]; t++)
+                        for (int c = 0; c < nc; c++)
+                            *wp++ = k[((size_t)co * g->cin + c0 + c) * 9 + kt[t]];
+            }
+        }
+    for (int gr = ga; gr < gb; gr++)
+        for (int ih = 0; ih < g->h; ih++) {
+            const int a = (ih + g->pad_top) % s;
+            for (int bc = 0; bc < s; bc++) {
+                const int n = nt[a][bc];
+                int to[9];
+                for (int t = 0; t < n; t++) /* ih + pad_top - kh is a multiple of s */
+                    to[t] = toff[a][bc][t] +
+                            (int)(((ih + g->pad_top - khs[a][bc][t]) / s + 1) * ysh->rp);
+                const real *y0 = convs_at(ysh, (real *)ys, 0, gr, -1, 0);
+                const int npos = (g->w - bc + s - 1) / s;
+                for (int c0 = 0; c0 < g->cin; c0 += 4) {
+                    const row_out o = row_out_at(S, xsh, xs, c0, gr, ih, bc);
+                    run_row(YT_MIN(4, g->cin - c0), n, s == 2 ? 2 : 0, S, y0, ysh->cp, g->cout, to,
+                            wcls[a][bc] + (size_t)c0 * g->cout * n, b ? b + c0 : NULL, &o, npos);
+                }
+            }
+        }
+}
+
+/* ---- C: the kernel gradient ------------------------------------------------------------ */
+
+/* CB output channels x the 3 taps of one kernel row along a row of wo
+ * positions, the stride S a constant */
+YT_INLINE void kgrad_row(const int CB, const int S, const real *xr, const real *dr, size_t dcs,
+                         int wo, rvec *ap, size_t as) {
+    rvec a[4][3];
+    for (int c = 0; c < CB; c++)
+        for (int t = 0; t < 3; t++)
+            a[c][t] = ap[c * as + t];
+    for (int ow = 0; ow < wo; ow++, xr += S * VL, dr += VL) {
+        rvec xv[3];
+        for (int t = 0; t < 3; t++)
+            xv[t] = vload(xr + t * VL);
+        for (int c = 0; c < CB; c++) {
+            const rvec dv = vload(dr + c * dcs);
+            for (int t = 0; t < 3; t++)
+                a[c][t] += dv * xv[t];
+        }
+    }
+    for (int c = 0; c < CB; c++)
+        for (int t = 0; t < 3; t++)
+            ap[c * as + t] = a[c][t];
+}
+
+typedef void (*kgrad_fn)(const real *xr, const real *dr, size_t dcs, int wo, rvec *ap, size_t as);
+#define KGRAD_KERNEL(CB, S)                                                                        \
+    YT_SIMD_CLONES static void kgrad_##CB##_##S(const real *xr, const real *dr, size_t dcs,        \
+                                                int wo, rvec *ap, size_t as) {                     \
+        kgrad_row(CB, S, xr, dr, dcs, wo, ap, as);                                                 \
+    }
+KGRAD_KERNEL(1, 1)
+KGRAD_KERNEL(2, 1)
+KGRAD_KERNEL(3, 1)
+KGRAD_KERNEL(4, 1)
+KGRAD_KERNEL(1, 2)
+KGRAD_KERNEL(2, 2)
+KGRAD_KERNEL(3, 2)
+KGRAD_KERNEL(4, 2)
+static const kgrad_fn kgrad_kernels[2][4] = {{kgrad_1_1, kgrad_2_1, kgrad_3_1, kgrad_4_1},
+                                             {kgrad_1_2, kgrad_2_2, kgrad_3_2, kgrad_4_2}};
+
+void convs_c(const conv_geom *g, const convs_shape *ysh, const real *ys, const convs_shape *xsh,
+             const real *xs, rvec *acc, int ga, int gb) {
+    const int s = g->stride;
+    YT_CHECK(s == 1 || s == 2);
+    const size_t as = (size_t)g->cin * 9;
+    for (int gr = ga; gr < gb; gr++)
+        for (int oh = 0; oh < g->ho; oh++)
+            for (int ci = 0; ci < g->cin; ci++)
+                for (int kh = 0; kh < 3; kh++) {
+                    const real *xr =
+                        convs_at(xsh, (real *)xs, ci, gr, s * oh + kh - g->pad_top, -g->pad_left);
+                    for (int c0 = 0; c0 < g->cout; c0 += 4)
+                        kgrad_kernels[s - 1][YT_MIN(4, g->cout - c0) - 1](
+                            xr, convs_at(ysh, (real *)ys, c0, gr, oh, 0), ysh->cp, g->wo,
+                            acc + ((size_t)c0 * g->cin + ci) * 9 + kh * 3, as);
+                }
+}

@@ -1,0 +1,380 @@
+/* test_convs.c — the sample-minor conv kernels (src/convs.h) against the
+ * im2col + GEMM route of layers.h, for conv and transposed conv: the forward
+ * (z, and o of a FiLM + leaky ReLU stage, FiLM alone, or none), the input
+ * gradient, the kernel and bias gradients, the stage's gradients (from a
+ * planar incoming gradient), and the input gradient taken through the
+ * producer's stage in the stores (CONVS_DZ) against layers.h's input
+ * gradient followed by film_lrelu_backward (stored apart from the
+ * producer's z, and over it: the same bits); on every layer shape of the
+ * three models and on odd, tiny and non-square ones, with batches that fill
+ * part of a group. Also: the layout's conversions; the borders and the
+ * lanes past the batch stay zero; groups run in two ranges give the same
+ * bits as in one. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/convs.h" /* internal header */
+#include "layers.h"
+#include "testutil.h"
+
+#define TOL (TEST_DOUBLE ? 1e-12 : 2e-6)
+
+static real *nans(size_t n) {
+    real *p = malloc((n ? n : 1) * sizeof(real));
+    for (size_t i = 0; i < n; i++)
+        p[i] = (real)NAN;
+    return p;
+}
+
+/* a zeroed tensor of the layout, 64-byte aligned */
+static real *sm_alloc(const convs_shape *s) {
+    const size_t bytes = (convs_len(s) * sizeof(real) + 63) / 64 * 64;
+    real *p = aligned_alloc(64, bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+static rvec *rvecs(size_t n) {
+    const size_t bytes = ((n ? n : 1) * sizeof(rvec) + 63) / 64 * 64;
+    rvec *p = aligned_alloc(64, bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+/* the largest difference relative to the largest reference value, or to 1
+ * where that is smaller (a single bias gradient near 0 after its
+ * accumulation: its rounding is that of the sums' terms, of size 1) */
+static void expect_close(const char *what, const conv_geom *g, bool deconv, int stage,
+                         const real *got, const real *want, size_t n) {
+    double e = tu_max_norm_err_real(got, want, n), ref = 0; /* NaN-safe */
+    for (size_t i = 0; i < n; i++)
+        ref = fmax(ref, fabs((double)want[i]));
+    if (ref < 1) e *= ref;
+    double terms = (double)g->n * g->h * g->w;
+    double tol = TOL * sqrt(fmax(1.0, terms / 16384));
+    if (!(e <= tol))
+        fail_msg("%s %s (stage %d) n=%d cin=%d %dx%d cout=%d stride=%d: error %.3g > %.3g",
+                 deconv ? "deconv" : "conv", what, stage, g->n, g->cin, g->h, g->w, g->cout,
+                 g->stride, e, tol);
+}
+
+/* every real of the layout outside the positions of the first n samples is
+ * zero: the border and the lanes past n */
+static void expect_clean(const char *what, const convs_shape *s, const real *xs) {
+    for (int c = 0; c < s->c; c++)
+        for (int g = 0; g < s->groups; g++)
+            for (int y = -1; y <= s->h; y++)
+                for (int x = -1; x <= s->w; x++) {
+                    const real *v = convs_at(s, (real *)xs, c, g, y, x);
+                    const bool inside = y >= 0 && y < s->h && x >= 0 && x < s->w;
+                    for (int l = 0; l < VL; l++)
+                        if ((!inside || g * VL + l >= s->n) && v[l] != 0)
+                            fail_msg("%s: channel %d group %d (%d, %d) lane %d is %g, not 0", what,
+                                     c, g, y, x, l, (double)v[l]);
+                }
+}
+
+/* What is compared: z, o, dx, dk, db, dscale, dshift, and the gradient
+ * through the producer's stage and its two sums */
+enum { Z, O, DX, DK, DB, DS, DT, PZ, PS, PT, NOUT };
+
+typedef struct {
+    conv_geom g;
+    bool deconv;
+    int stage; /* 0 none, 1 FiLM, 2 FiLM + leaky ReLU */
+    size_t nin, nout, nk;
+    int cin_side, cout_side; /* the layer's input and output channels */
+    int hin, win, hout, wout;
+    const real *x, *k, *b, *sc, *sh, *dout;
+    const real *pz, *psc, *psh; /* the producer of x: its z and stage (FiLM + leaky ReLU) */
+} problem;
+
+static void reference(const problem *P, real *r[NOUT]) {
+    conv_geom g = P->g;
+    conv_geom_route(&g, CONV_GEMM);
+    real *work = nans(conv_work_size(&g));
+    const film_stage st = {.scale = P->sc, .shift = P->sh, .lrelu = P->stage == 2, .alpha = 0.3f};
+    real *d = malloc(P->nout * sizeof(real));
+    memcpy(d, P->dout, P->nout * sizeof(real));
+    if (P->stage) {
+        if (P->deconv) {
+            deconv_film_forward(&g, P->x, P->k, P->b, &st, r[Z], r[O], work);
+            deconv_film_backward(&g, P->x, P->k, &st, r[Z], d, r[DX], r[DK], r[DB], r[DS], r[DT],
+                                 work);
+        } else {
+            conv_film_forward(&g, P->x, P->k, P->b, &st, r[Z], r[O], work);
+            conv_film_backward(&g, P->x, P->k, &st, r[Z], d, r[DX], r[DK], r[DB], r[DS], r[DT],
+                               work);
+        }
+    } else if (P->deconv) {
+        deconv_forward(&g, P->x, P->k, P->b, r[Z], work);
+        deconv_backward(&g, P->x, P->k, d, r[DX], r[DK], r[DB], work);
+    } else {
+        conv_forward(&g, P->x, P->k, P->b, r[Z], work);
+        conv_backward(&g, P->x, P->k, d, r[DX], r[DK], r[DB], work);
+    }
+    /* the producer's stage backward on dx */
+    film_lrelu_backward(P->cin_side, g.n, P->hin * P->win, 0.3f, P->pz, P->psc, P->psh, r[DX],
+                        r[PZ], r[PS], r[PT]);
+    free(d);
+    free(work);
+}
+
+/* the same through convs, groups [0, split) then [split, G) */
+static void sample_minor(const problem *P, int split, real *r[NOUT]) {
+    const conv_geom *g = &P->g;
+    const int n = g->n, ci = P->cin_side, co = P->cout_side;
+    const convs_shape is = convs_shape_make(ci, n, n, P->hin, P->win),
+                      os = convs_shape_make(co, n, n, P->hout, P->wout);
+    const int G = is.groups;
+    real *xs = sm_alloc(&is), *zs = sm_alloc(&os), *ozs = sm_alloc(&os), *dzs = sm_alloc(&os);
+    real *dxs = sm_alloc(&is), *pzs = sm_alloc(&is), *pdz = sm_alloc(&is), *inplace = sm_alloc(&is);
+    real *wbuf = nans(convs_wbuf_len(g));
+    convs_from_chan(&is, P->x, xs, 0, G);
+    convs_from_chan(&is, P->pz, pzs, 0, G);
+    convs_from_chan(&is, P->pz, inplace, 0, G);
+    const film_stage st = {.scale = P->sc, .shift = P->sh, .lrelu = P->stage == 2, .alpha = 0.3f};
+    const film_stage pst = {.scale = P->psc, .shift = P->psh, .lrelu = true, .alpha = 0.3f};
+    convs_stage s, ps;
+    convs_stage_set(&s, &st, co, n, rvecs(convs_stage_len(co, n)));
+    convs_stage_set(&ps, &pst, ci, n, rvecs(convs_stage_len(ci, n)));
+    double *sv = calloc(convs_sums_len(co, n), sizeof(double));
+    double *tv = calloc(convs_sums_len(co, n), sizeof(double));
+    double *psv = calloc(convs_sums_len(ci, n), sizeof(double));
+    double *ptv = calloc(convs_sums_len(ci, n), sizeof(double));
+    double *isv = calloc(convs_sums_len(ci, n), sizeof(double));
+    double *itv = calloc(convs_sums_len(ci, n), sizeof(double));
+    rvec *acc = rvecs(P->nk);
+    double *accb = calloc((size_t)co, sizeof(double));
+    const convs_stores fwd = {P->stage ? CONVS_ZO : CONVS_Z, &s, P->stage ? ozs : NULL, NULL, NULL},
+                       plain = {CONVS_Z, NULL, NULL, NULL, NULL},
+                       through = {CONVS_DZ, &ps, pzs, psv, ptv},
+                       over = {CONVS_DZ, &ps, inplace, isv, itv}; /* z's place */
+    const int ranges[3] = {0, split, G};
+    for (int q = 0; q < 2; q++) {
+        const int ga = ranges[q], gb = ranges[q + 1];
+        if (ga == gb) continue;
+        /* forward */
+        if (P->deconv)
+            convs_b(g, &is, xs, P->k, P->b, &os, zs, &fwd, wbuf, ga, gb);
+        else
+            convs_a(g, &is, xs, P->k, P->b, &os, zs, &fwd, wbuf, ga, gb);
+        /* the incoming gradient: through the stage, or as it is */
+        if (P->stage) {
+            convs_stage_bwd_from_chan(&os, &s, P->dout, zs, dzs, sv, tv, ga, gb);
+        } else {
+            convs_from_chan(&os, P->dout, dzs, ga, gb);
+            convs_sum(&os, dzs, accb, ga, gb);
+        }
+        /* kernel gradient, input gradient, and the input gradient through
+         * the producer's stage */
+        if (P->deconv) {
+            convs_c(g, &is, xs, &os, dzs, acc, ga, gb);
+            convs_a(g, &os, dzs, P->k, NULL, &is, dxs, &plain, wbuf, ga, gb);
+            convs_a(g, &os, dzs, P->k, NULL, &is, pdz, &through, wbuf, ga, gb);
+            convs_a(g, &os, dzs, P->k, NULL, &is, inplace, &over, wbuf, ga, gb);
+        } else {
+            convs_c(g, &os, dzs, &is, xs, acc, ga, gb);
+            convs_b(g, &os, dzs, P->k, NULL, &is, dxs, &plain, wbuf, ga, gb);
+            convs_b(g, &os, dzs, P->k, NULL, &is, pdz, &through, wbuf, ga, gb);
+            convs_b(g, &os, dzs, P->k, NULL, &is, inplace, &over, wbuf, ga, gb);
+        }
+    }
+    convs_lanes_end(acc, P->nk, r[DK]);
+    if (P->stage)
+        convs_stage_end(&s, sv, tv, co, n, r[DS], r[DT], r[DB]);
+    else
+        for (int c = 0; c < co; c++)
+            r[DB][c] += (real)accb[c];
+    real *pdb = calloc((size_t)ci, sizeof(real)); /* no producer's bias here */
+    convs_stage_end(&ps, psv, ptv, ci, n, r[PS], r[PT], pdb);
+    free(pdb);
+    expect_clean("z", &os, zs);
+    convs_to_chan(&os, zs, r[Z], 0, G);
+    if (P->stage) {
+        expect_clean("o", &os, ozs);
+        convs_to_chan(&os, ozs, r[O], 0, G);
+    }
+    expect_clean("dx", &is, dxs);
+    convs_to_chan(&is, dxs, r[DX], 0, G);
+    expect_clean("dz through the producer's stage", &is, pdz);
+    if (memcmp(pdz, inplace, convs_len(&is) * sizeof(real)) != 0 ||
+        memcmp(psv, isv, convs_sums_len(ci, n) * sizeof(double)) != 0)
+        fail_msg("the gradient through the stage stored over z differs from the one stored apart");
+    convs_to_chan(&is, pdz, r[PZ], 0, G);
+    void *p[] = {xs,   zs, ozs, dzs, dxs, pzs, pdz, inplace, wbuf, s.a,
+                 ps.a, sv, tv,  psv, ptv, isv, itv, acc,     accb};
+    for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
+        free(p[i]);
+}
+
+static void alloc_results(const problem *P, real *r[NOUT], size_t sizes[NOUT]) {
+    const int c = P->cout_side, n = P->g.n;
+    sizes[Z] = sizes[O] = P->nout;
+    sizes[DX] = sizes[PZ] = P->nin;
+    sizes[DK] = P->nk;
+    sizes[DB] = (size_t)c;
+    sizes[DS] = sizes[DT] = (size_t)n * c;
+    sizes[PS] = sizes[PT] = (size_t)n * P->cin_side;
+    for (int j = 0; j < NOUT; j++)
+        r[j] = nans(sizes[j]);
+    /* parameter gradients accumulate: start from the same non-zero values */
+    tu_fill(r[DK], P->nk, 7);
+    tu_fill(r[DB], (size_t)c, 8);
+}
+
+static real *filled(size_t n, unsigned seed) {
+    real *p = malloc((n ? n : 1) * sizeof(real));
+    tu_fill(p, n, seed);
+    return p;
+}
+
+/* FiLM scales near 1 from the fill */
+static real *scales(size_t n, unsigned seed) {
+    real *p = filled(n, seed);
+    for (size_t i = 0; i < n; i++)
+        p[i] = 1 + (real)0.25 * p[i];
+    return p;
+}
+
+static void check(const conv_geom *g, bool deconv, int stage) {
+    problem P = {.g = *g, .deconv = deconv, .stage = stage};
+    P.g.threads = 1;
+    const size_t nx = (size_t)g->cin * g->n * g->h * g->w;
+    const size_t ny = (size_t)g->cout * g->n * g->ho * g->wo;
+    P.nk = (size_t)g->cout * g->cin * 9;
+    P.nin = deconv ? ny : nx;
+    P.nout = deconv ? nx : ny;
+    P.cin_side = deconv ? g->cout : g->cin;
+    P.cout_side = deconv ? g->cin : g->cout;
+    P.hin = deconv ? g->ho : g->h, P.win = deconv ? g->wo : g->w;
+    P.hout = deconv ? g->h : g->ho, P.wout = deconv ? g->w : g->wo;
+    const int c = P.cout_side, n = g->n, pc = P.cin_side;
+    real *x = filled(P.nin, 11), *k = filled(P.nk, 12), *b = filled((size_t)c, 13);
+    real *sh = filled((size_t)n * c, 14), *dout = filled(P.nout, 15),
+         *sc = scales((size_t)n * c, 16);
+    real *pz = filled(P.nin, 17), *psh = filled((size_t)n * pc, 18);
+    real *psc = scales((size_t)n * pc, 19);
+    P.x = x, P.k = k, P.b = b, P.sc = sc, P.sh = sh, P.dout = dout;
+    P.pz = pz, P.psc = psc, P.psh = psh;
+
+    real *want[NOUT], *got[NOUT], *again[NOUT];
+    size_t sizes[NOUT];
+    alloc_results(&P, want, sizes);
+    reference(&P, want);
+    static const char *names[NOUT] = {"z",
+                                      "o",
+                                      "dx",
+                                      "dk",
+                                      "db",
+                                      "dscale",
+                                      "dshift",
+                                      "dz (producer)",
+                                      "dscale (producer)",
+                                      "dshift (producer)"};
+    const int G = (n + VL - 1) / VL;
+    alloc_results(&P, got, sizes);
+    sample_minor(&P, G, got);
+    for (int j = 0; j < NOUT; j++) {
+        if ((j == O || j == DS || j == DT) && !stage) continue;
+        expect_close(names[j], g, deconv, stage, got[j], want[j], sizes[j]);
+    }
+    if (G > 1) { /* two ranges of groups: the same bits as one */
+        alloc_results(&P, again, sizes);
+        sample_minor(&P, 1, again);
+        for (int j = 0; j < NOUT; j++)
+            if (!((j == O || j == DS || j == DT) && !stage) &&
+                memcmp(got[j], again[j], sizes[j] * sizeof(real)) != 0)
+                fail_msg("%s: groups in two ranges differ from one", names[j]);
+        for (int j = 0; j < NOUT; j++)
+            free(again[j]);
+    }
+    for (int j = 0; j < NOUT; j++)
+        free(want[j]), free(got[j]);
+    real *p[] = {x, k, b, dout, sc, sh, pz, psc, psh};
+    for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
+        free(p[i]);
+}
+
+/* conv and deconv of g's geometry, each with no stage, FiLM, FiLM + leaky ReLU */
+static void check_shape(int n, int cin, int h, int w, int cout, int stride) {
+    conv_geom g = conv_geom_make(n, cin, h, w, cout, stride);
+    for (int deconv = 0; deconv < 2; deconv++)
+        for (int stage = 0; stage < 3; stage++)
+            check(&g, deconv, stage);
+}
+
+static void test_layout(void **state) {
+    (void)state;
+    const int c = 3, n = VL + 2, h = 4, w = 5; /* two groups, the second part-filled */
+    const size_t len = (size_t)c * n * h * w;
+    real *x = filled(len, 1), *y = nans(len);
+    const convs_shape s = convs_shape_make(c, n, n, h, w);
+    assert_int_equal(s.groups, 2);
+    assert_true(s.rp == (size_t)(w + 2) * VL && s.gp == (size_t)(h + 2) * s.rp);
+    assert_true(s.cp >= (size_t)s.groups * s.gp);
+    assert_true((s.cp * sizeof(real)) % 64 == 0 && (s.cp * sizeof(real) / 64) % 2 == 1);
+    real *xs = sm_alloc(&s);
+    convs_from_chan(&s, x, xs, 0, s.groups);
+    /* sample i = g VL + l, channel ch, pixel (yy, xx) is lane l at (ch, g, yy, xx) */
+    const int i = VL + 1, ch = 2, yy = 3, xx = 4;
+    assert_true(convs_at(&s, xs, ch, 1, yy, xx)[1] == x[(((size_t)ch * n + i) * h + yy) * w + xx]);
+    expect_clean("layout", &s, xs);
+    convs_to_chan(&s, xs, y, 0, s.groups);
+    assert_memory_equal(x, y, len * sizeof(real));
+    free(x), free(y), free(xs);
+}
+
+/* every conv and deconv of the Shapes3D model, at a batch of one group and
+ * a half */
+static void test_shapes3d_layers(void **state) {
+    (void)state;
+    /* emulated (tests/run.sh isa, YOTO_ISA=baseline) its 64 x 64 maps take a
+     * minute; the other shapes reach every kernel instance, and isa's
+     * test_golden runs Shapes3D's model through the tail */
+    if (getenv("YOTO_ISA")) skip();
+    const int n = VL + VL / 2;
+    check_shape(n, 3, 64, 64, 8, 2);
+    check_shape(n, 8, 32, 32, 16, 2);
+    check_shape(n, 16, 16, 16, 32, 2);
+    check_shape(n, 32, 8, 8, 64, 2);
+    check_shape(n, 64, 8, 8, 64, 2);
+    check_shape(n, 32, 16, 16, 64, 2);
+    check_shape(n, 16, 32, 32, 32, 2);
+    check_shape(n, 8, 64, 64, 16, 2);
+    check_shape(n, 8, 64, 64, 3, 1);
+}
+
+/* CIFAR-10's and Fashion-MNIST's (28 -> 14 -> 7 -> 4: odd sizes, padding 1
+ * before at 7 -> 4) */
+static void test_cifar10_fmnist_layers(void **state) {
+    (void)state;
+    check_shape(2, 3, 32, 32, 16, 2);
+    check_shape(2, 16, 16, 16, 16, 1);
+    check_shape(2, 32, 8, 8, 32, 1);
+    check_shape(2, 64, 4, 4, 64, 1);
+    check_shape(2, 16, 32, 32, 6, 1);
+    check_shape(3, 1, 28, 28, 8, 2);
+    check_shape(3, 16, 14, 14, 32, 2);
+    check_shape(3, 32, 7, 7, 64, 2);
+}
+
+static void test_odd_shapes(void **state) {
+    (void)state;
+    tu_odd_conv_shapes(check_shape);
+    /* channel counts past a tile of 4, rows past a tile of 12, 3 groups */
+    check_shape(2 * VL + 1, 5, 5, 19, 7, 2);
+    check_shape(1, 9, 3, 13, 6, 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_shapes3d_layers),
+        cmocka_unit_test(test_cifar10_fmnist_layers),
+        cmocka_unit_test(test_odd_shapes),
+    };
+    return TU_RUN("convs", tests);
+}
