@@ -96,6 +96,9 @@ typedef struct {
      * input converted to the block's layout (kept for the backward). */
     bool blocked, in_blocked;
     real *xin;
+    /* on the decoder's sample-minor tail (vae_model.tail): its activations
+     * live there (z, a and o are NULL; model_tail_activation reads them) */
+    bool sm;
 } conv_block;
 
 typedef struct {
@@ -145,6 +148,10 @@ typedef struct {
     real *dinput;        /* [C][n][H][W] gradient w.r.t. the encoder input, if asked */
     double *coef_rec, *coef_kl; /* [n] per-sample loss coefficients */
     real *work;          /* im2col workspace */
+    /* The decoder's last blocks and its output conv on the sample-minor
+     * layout (src/convs.h), run a group of samples at a time through all of
+     * them (docs/DESIGN.md, lever 43); NULL: none. Internal to model.c. */
+    struct model_tail *tail;
     size_t work_size;
     void **owned; /* every buffer above, freed by model_free */
     int nowned, cap_owned;
@@ -155,6 +162,11 @@ typedef struct {
  * parameters are zero until model_init_params() or a checkpoint load. */
 vae_model *model_create(const cfg_model *mc, int max_batch);
 void model_free(vae_model *m);
+/* The output z (o: false) or the stage's output (o: true) of decoder block k,
+ * a block on the sample-minor tail (conv_block.sm), from the last forward
+ * (a backward overwrites z), in [C][n][H][W] (dst, n C H W reals): for the
+ * tests, which compare every activation. */
+void model_tail_activation(const vae_model *m, int k, bool o, real *dst);
 
 /* YOTO_CONV_LAYOUT (docs/CLI.md): false, with a message on stderr, when it
  * is set to something other than auto, planar or blocked (model_create

@@ -16,7 +16,9 @@
 
 #include "blas.h"
 #include "convb.h"
+#include "convs.h"
 #include "loss.h"
+#include "par.h"
 #include "rng.h"
 
 /* std of a unit normal truncated at +-2 (TF's VarianceScaling divides by it) */
@@ -37,7 +39,13 @@ static size_t round_up_bytes(size_t n, size_t m) {
 static real *huge_calloc(size_t n) {
     const size_t bytes = n * sizeof(real), huge = (size_t)2 << 20;
     void *p = NULL;
-    if (bytes < 2 * huge || posix_memalign(&p, huge, round_up_bytes(bytes, huge)) != 0)
+    if (bytes < 2 * huge) { /* whole cache lines (the tail's vectors: model_tail) */
+        if (posix_memalign(&p, 64, round_up_bytes(bytes, 64)) != 0)
+            return yt_calloc(n, sizeof(real));
+        memset(p, 0, bytes);
+        return p;
+    }
+    if (posix_memalign(&p, huge, round_up_bytes(bytes, huge)) != 0)
         return yt_calloc(n, sizeof(real));
     madvise(p, round_up_bytes(bytes, huge), MADV_HUGEPAGE); /* a hint: failure is harmless */
     memset(p, 0, bytes);
@@ -204,15 +212,6 @@ static void block_build(vae_model *m, conv_block *b, bool deconv, int index, int
 }
 
 static void block_alloc(vae_model *m, conv_block *b) {
-    size_t act = (size_t)m->max_batch * b->C * b->H * b->W;
-    for (int l = 0; l < b->nlayers; l++) {
-        int h = b->deconv ? b->h[l] * b->stride[l] : (b->h[l] + b->stride[l] - 1) / b->stride[l];
-        int w = b->deconv ? b->w[l] * b->stride[l] : (b->w[l] + b->stride[l] - 1) / b->stride[l];
-        size_t sz = (size_t)m->max_batch * b->cout[l] * h * w;
-        b->z[l] = alloc_buf(m, sz);
-        if (l + 1 < b->nlayers) b->a[l] = alloc_buf(m, sz);
-        if (b->gated) b->gate[l].g = alloc_buf(m, (size_t)m->max_batch * b->cout[l]);
-    }
     if (b->film) {
         mlp_alloc(m, &b->scale_mlp);
         mlp_alloc(m, &b->shift_mlp);
@@ -222,6 +221,16 @@ static void block_alloc(vae_model *m, conv_block *b) {
                                 .shift = b->shift,
                                 .lrelu = b->out_lrelu,
                                 .alpha = (real)m->mc.alpha};
+    }
+    if (b->sm) return; /* its activations live on the tail */
+    size_t act = (size_t)m->max_batch * b->C * b->H * b->W;
+    for (int l = 0; l < b->nlayers; l++) {
+        int h = b->deconv ? b->h[l] * b->stride[l] : (b->h[l] + b->stride[l] - 1) / b->stride[l];
+        int w = b->deconv ? b->w[l] * b->stride[l] : (b->w[l] + b->stride[l] - 1) / b->stride[l];
+        size_t sz = (size_t)m->max_batch * b->cout[l] * h * w;
+        b->z[l] = alloc_buf(m, sz);
+        if (l + 1 < b->nlayers) b->a[l] = alloc_buf(m, sz);
+        if (b->gated) b->gate[l].g = alloc_buf(m, (size_t)m->max_batch * b->cout[l]);
     }
     if (b->lazy)
         b->o = NULL;
@@ -247,6 +256,52 @@ static conv_geom out_geom(const vae_model *m, int n) {
     conv_geom g = conv_geom_make(n, m->dec[0].C, m->in_h, m->in_w, m->out_c, 1);
     g.threads = m->threads;
     return g;
+}
+
+/* ---- the decoder's sample-minor tail ------------------------------------------------ */
+
+/* Decoder blocks dec[nb-1] .. dec[0] and the output conv on the
+ * sample-minor layout (src/convs.h): the tail's input (dec[nb]'s output, or
+ * the reshape) is copied in, then each group of samples runs through every
+ * layer of the tail, forward and backward, while what it wrote is in cache
+ * (docs/DESIGN.md, lever 43); threads split the groups. A block's stage
+ * runs in its forward's stores, its backward in the stores of the input
+ * gradient of the layer after it. */
+#define TAIL_MAX_THREADS 64
+typedef struct model_tail {
+    int nb;    /* blocks on the tail */
+    int parts; /* threads it was sized for */
+    /* the input and the output conv's output, their gradients (the same
+     * memory: tail_alloc); dec[k]'s z, o and the gradient w.r.t. z */
+    real *in, *out, *dout, *din;
+    real *z[MODEL_MAX_BLOCKS], *o[MODEL_MAX_BLOCKS], *dz[MODEL_MAX_BLOCKS];
+    rvec *stbuf[MODEL_MAX_BLOCKS];
+    convs_stage st[MODEL_MAX_BLOCKS];
+    double *sv[MODEL_MAX_BLOCKS], *tv[MODEL_MAX_BLOCKS]; /* the stages' sums */
+    /* per thread: the packed weights, the kernel gradients (the output
+     * conv's at [nb]) and the output conv's bias gradient */
+    real *wbuf[TAIL_MAX_THREADS];
+    rvec *acc[TAIL_MAX_THREADS][MODEL_MAX_BLOCKS + 1];
+    double *dbo[TAIL_MAX_THREADS];
+} model_tail;
+
+/* How many of the decoder's last blocks go on the tail: from dec[0] up, the
+ * FiLM blocks of one layer on the direct kernels (the stride-2 deconvs at 16
+ * x 16 and up; Winograd's stride-1 layers and the GEMM route stay), none
+ * blocked, and only with YOTO_CONV_LAYOUT auto; the block before the tail
+ * not blocked (its output is copied in from [C][N][H][W]). */
+static int tail_blocks(const vae_model *m, int policy) {
+    if (policy != 0) return 0;
+    int nb = 0;
+    while (nb < m->nblocks_dec) {
+        const conv_block *b = &m->dec[nb];
+        if (!b->film || b->gated || b->nlayers != 1 || b->blocked) break;
+        conv_geom g = layer_geom(m, b, 0, m->max_batch);
+        if (g.route != CONV_DIRECT) break;
+        nb++;
+    }
+    if (nb < m->nblocks_dec && m->dec[nb].blocked) return 0;
+    return nb;
 }
 
 /* YOTO_CONV_LAYOUT as 0 (auto, or unset), 1 (planar), 2 (blocked); -1: not
@@ -291,6 +346,13 @@ static void choose_layouts(vae_model *m) {
         m->enc[i].in_blocked = i > 0 && m->enc[i - 1].blocked;
     for (int k = 0; k < m->nblocks_dec; k++)
         m->dec[k].in_blocked = k == m->nblocks_dec - 1 ? m->dec[k].blocked : m->dec[k + 1].blocked;
+    const int nb = tail_blocks(m, policy);
+    for (int k = 0; k < nb; k++)
+        m->dec[k].sm = true;
+    if (nb > 0) {
+        m->tail = yt_calloc(1, sizeof *m->tail);
+        m->tail->nb = nb;
+    }
 }
 
 /* Which blocks leave o unwritten (conv_block.lazy): a FiLM block on the
@@ -312,6 +374,9 @@ static void choose_lazy(vae_model *m) {
     }
     conv_geom go = out_geom(m, m->max_batch);
     set_lazy(&m->dec[0], &go, false);
+    /* the tail writes its blocks' o itself, and copies its input from o */
+    for (int k = 0; m->tail && k <= m->tail->nb && k < m->nblocks_dec; k++)
+        m->dec[k].lazy = false;
 }
 
 /* What the layer after block b reads: o, or z[last] with the stage to apply
@@ -367,6 +432,59 @@ static void build_decoder(vae_model *m) {
     m->prof_out = prof_add(m, "decoder/out/conv");
 }
 
+/* zeroed memory of the model for `bytes` (64-byte aligned: huge_calloc) */
+static void *tail_mem(vae_model *m, size_t bytes) {
+    return alloc_buf(m, (bytes + sizeof(real) - 1) / sizeof(real));
+}
+
+/* the tail's tensors for n samples: its input, dec[k]'s outputs, the
+ * output conv's output */
+typedef struct {
+    convs_shape in, out, blk[MODEL_MAX_BLOCKS];
+} tail_shapes;
+
+static tail_shapes tail_shapes_for(const vae_model *m, int n) {
+    const model_tail *T = m->tail;
+    const conv_block *first = &m->dec[T->nb - 1];
+    const int cap = m->max_batch; /* the positions stay put whatever n */
+    tail_shapes s = {.in = convs_shape_make(first->cin[0], n, cap, first->h[0], first->w[0]),
+                     .out = convs_shape_make(m->out_c, n, cap, m->in_h, m->in_w)};
+    for (int k = 0; k < T->nb; k++)
+        s.blk[k] = convs_shape_make(m->dec[k].C, n, cap, m->dec[k].H, m->dec[k].W);
+    return s;
+}
+
+static void tail_alloc(vae_model *m) {
+    model_tail *T = m->tail;
+    if (!T) return;
+    const int n = m->max_batch;
+    const tail_shapes s = tail_shapes_for(m, n);
+    T->parts = YT_MIN(m->threads, TAIL_MAX_THREADS);
+    /* a gradient takes the place of what the backward has done with: the
+     * output (copied out by the forward), the input (once the first
+     * block's kernel gradient has read a group of it), a block's z (read
+     * where the stage's gradient is stored) */
+    T->in = T->din = tail_mem(m, convs_len(&s.in) * sizeof(real));
+    T->out = T->dout = tail_mem(m, convs_len(&s.out) * sizeof(real));
+    size_t wlen = convs_wbuf_len(&(conv_geom){.cin = m->dec[0].C, .cout = m->out_c});
+    for (int k = 0; k < T->nb; k++) {
+        const conv_block *b = &m->dec[k];
+        T->z[k] = T->dz[k] = tail_mem(m, convs_len(&s.blk[k]) * sizeof(real));
+        T->o[k] = tail_mem(m, convs_len(&s.blk[k]) * sizeof(real));
+        T->stbuf[k] = tail_mem(m, convs_stage_len(b->C, n) * sizeof(rvec));
+        T->sv[k] = tail_mem(m, convs_sums_len(b->C, n) * sizeof(double));
+        T->tv[k] = tail_mem(m, convs_sums_len(b->C, n) * sizeof(double));
+        wlen = YT_MAX(wlen, (size_t)b->cin[0] * b->C * 9);
+    }
+    for (int t = 0; t < T->parts; t++) {
+        T->wbuf[t] = tail_mem(m, wlen * sizeof(real));
+        for (int k = 0; k < T->nb; k++)
+            T->acc[t][k] = tail_mem(m, (size_t)m->dec[k].cin[0] * m->dec[k].C * 9 * sizeof(rvec));
+        T->acc[t][T->nb] = tail_mem(m, (size_t)m->out_c * m->dec[0].C * 9 * sizeof(rvec));
+        T->dbo[t] = tail_mem(m, (size_t)m->out_c * sizeof(double));
+    }
+}
+
 /* Every block's activations; the sizes of the shared scratch: the largest
  * activation, FiLM width, MLP width and im2col workspace. */
 static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w, size_t *work) {
@@ -397,6 +515,7 @@ static void alloc_activations(vae_model *m) {
     size_t act_max = n * YT_MAX(m->in_c, m->out_c) * m->in_h * m->in_w, work = 0;
     int film_c = 1, mlp_w = 1;
     alloc_blocks(m, &act_max, &film_c, &mlp_w, &work);
+    tail_alloc(m);
     mlp_alloc(m, &m->enc_fc);
     mlp_alloc(m, &m->dec_fc);
     const int L = m->latent;
@@ -488,6 +607,7 @@ void model_free(vae_model *m) {
     free(m->kl);
     free(m->coef_rec);
     free(m->coef_kl);
+    free(m->tail);
     arena_free(&m->params);
     free(m);
 }
@@ -669,6 +789,74 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
     }
 }
 
+/* ---- the tail: forward --------------------------------------------------------------- */
+
+typedef struct {
+    vae_model *m;
+    int n;
+    tail_shapes s;
+    const real *x;  /* the tail's input [C][n][h][w] (forward) */
+    const real *dy; /* the gradient w.r.t. the output conv's output (backward) */
+    real *dx;       /* the gradient w.r.t. the tail's input (backward) */
+} tail_call;
+
+/* time of one layer on thread 0 of the tail (bench's per-layer table: the
+ * other threads run their groups meanwhile) */
+static void tail_toc(vae_model *m, int t, int entry, double t0, bool backward) {
+    if (t == 0) toc(m, entry, t0, backward);
+}
+
+static void tail_forward_part(void *ctx, int t, int parts) {
+    const tail_call *c = ctx;
+    vae_model *m = c->m;
+    model_tail *T = m->tail;
+    const tail_shapes *s = &c->s;
+    const int G = s->in.groups, ga = (int)par_split((size_t)G, t, parts),
+              gb = (int)par_split((size_t)G, t + 1, parts);
+    const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
+    for (int g = ga; g < gb; g++) {
+        double t0 = tic(m);
+        convs_from_chan(&s->in, c->x, T->in, g, g + 1);
+        const convs_shape *ish = &s->in;
+        const real *in = T->in;
+        for (int k = T->nb - 1; k >= 0; k--) {
+            const conv_block *b = &m->dec[k];
+            const conv_geom geo = layer_geom(m, b, 0, c->n);
+            const convs_stores st = {CONVS_ZO, &T->st[k], T->o[k], NULL, NULL};
+            convs_b(&geo, ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], T->z[k], &st,
+                    T->wbuf[t], g, g + 1);
+            tail_toc(m, t, b->prof[0], t0, false);
+            t0 = tic(m);
+            ish = &s->blk[k];
+            in = T->o[k];
+        }
+        const conv_geom go = out_geom(m, c->n);
+        convs_a(&go, ish, in, P(m, m->out_kernel), P(m, m->out_bias), &s->out, T->out, &plain,
+                T->wbuf[t], g, g + 1);
+        convs_to_chan(&s->out, T->out, m->out, g, g + 1);
+        tail_toc(m, t, m->prof_out, t0, false);
+    }
+}
+
+/* the tail's blocks' FiLM stages, then every group through the tail: from x
+ * (dec[nb]'s output or the reshape, [C][n][h][w]) to m->out */
+static void tail_forward(vae_model *m, int n, const real *x, const real *cond) {
+    model_tail *T = m->tail;
+    for (int k = T->nb - 1; k >= 0; k--) {
+        conv_block *b = &m->dec[k];
+        film_stage st = film_prepare(m, b, n, cond);
+        convs_stage_set(&T->st[k], &st, b->C, n, T->stbuf[k]);
+    }
+    tail_call c = {.m = m, .n = n, .s = tail_shapes_for(m, n), .x = x};
+    par_run(YT_MIN(T->parts, c.s.in.groups), tail_forward_part, &c);
+}
+
+void model_tail_activation(const vae_model *m, int k, bool o, real *dst) {
+    YT_CHECK(m->tail && k >= 0 && k < m->tail->nb);
+    const tail_shapes s = tail_shapes_for(m, m->n);
+    convs_to_chan(&s.blk[k], o ? m->tail->o[k] : m->tail->z[k], dst, 0, s.blk[k].groups);
+}
+
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     YT_CHECK(n > 0 && n <= m->max_batch);
     const cfg_net *de = &m->mc.decoder;
@@ -679,9 +867,15 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
         rows_to_chan(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
     const real *h = m->reshaped;
     const film_stage *xst = NULL;
-    for (int k = m->nblocks_dec - 1; k >= 0; k--) {
+    const int nb = m->tail ? m->tail->nb : 0;
+    for (int k = m->nblocks_dec - 1; k >= nb; k--) {
         block_forward(m, &m->dec[k], n, h, xst, cond);
         h = block_out(&m->dec[k], &xst);
+    }
+    if (nb) {
+        YT_CHECK(!xst); /* the tail copies its input from o (choose_lazy) */
+        tail_forward(m, n, h, cond);
+        return;
     }
     double t0 = tic(m);
     conv_geom g = out_geom(m, n);
@@ -873,6 +1067,100 @@ static void grad_ready(vae_model *m, int idx) {
     if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, idx < 0 ? 0 : m->params.t[idx].offset);
 }
 
+/* ---- the tail: backward -------------------------------------------------------------- */
+
+static void tail_backward_part(void *ctx, int t, int parts) {
+    const tail_call *c = ctx;
+    vae_model *m = c->m;
+    model_tail *T = m->tail;
+    const tail_shapes *s = &c->s;
+    const int G = s->in.groups, ga = (int)par_split((size_t)G, t, parts),
+              gb = (int)par_split((size_t)G, t + 1, parts);
+    for (int k = 0; k <= T->nb; k++) {
+        const size_t nk = k < T->nb ? (size_t)m->dec[k].cin[0] * m->dec[k].C * 9
+                                    : (size_t)m->out_c * m->dec[0].C * 9;
+        memset(T->acc[t][k], 0, nk * sizeof(rvec));
+    }
+    memset(T->dbo[t], 0, (size_t)m->out_c * sizeof(double));
+    const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
+    const conv_geom go = out_geom(m, c->n);
+    for (int g = ga; g < gb; g++) {
+        /* the output conv: its kernel and bias gradients, and the gradient
+         * w.r.t. dec[0]'s z through dec[0]'s stage */
+        double t0 = tic(m);
+        convs_from_chan(&s->out, c->dy, T->dout, g, g + 1);
+        convs_c(&go, &s->out, T->dout, &s->blk[0], T->o[0], T->acc[t][T->nb], g, g + 1);
+        convs_sum(&s->out, T->dout, T->dbo[t], g, g + 1);
+        const convs_stores st0 = {CONVS_DZ, &T->st[0], T->z[0], T->sv[0], T->tv[0]};
+        convs_b(&go, &s->out, T->dout, P(m, m->out_kernel), NULL, &s->blk[0], T->dz[0], &st0,
+                T->wbuf[t], g, g + 1);
+        tail_toc(m, t, m->prof_out, t0, true);
+        /* dec[k], from the gradient w.r.t. its z: its kernel gradient, and
+         * the gradient w.r.t. its input (through dec[k + 1]'s stage) */
+        for (int k = 0; k < T->nb; k++) {
+            t0 = tic(m);
+            const conv_block *b = &m->dec[k];
+            const conv_geom geo = layer_geom(m, b, 0, c->n);
+            const bool first = k + 1 == T->nb; /* the tail's first block: its input is T->in */
+            const convs_shape *ish = first ? &s->in : &s->blk[k + 1];
+            convs_c(&geo, ish, first ? T->in : T->o[k + 1], &s->blk[k], T->dz[k], T->acc[t][k], g,
+                    g + 1);
+            if (first) {
+                convs_a(&geo, &s->blk[k], T->dz[k], P(m, b->kernel[0]), NULL, ish, T->din, &plain,
+                        T->wbuf[t], g, g + 1);
+                convs_to_chan(ish, T->din, c->dx, g, g + 1);
+            } else {
+                const convs_stores st = {CONVS_DZ, &T->st[k + 1], T->z[k + 1], T->sv[k + 1],
+                                         T->tv[k + 1]};
+                convs_a(&geo, &s->blk[k], T->dz[k], P(m, b->kernel[0]), NULL, ish, T->dz[k + 1],
+                        &st, T->wbuf[t], g, g + 1);
+            }
+            tail_toc(m, t, b->prof[0], t0, true);
+        }
+    }
+}
+
+/* The tail's backward from dy (the gradient w.r.t. the output conv's
+ * output, [C][n][H][W]) to dx (w.r.t. the tail's input): every group
+ * through the tail, then the kernel and bias gradients summed over the
+ * threads in thread order, each block's FiLM gradients and conditioning
+ * MLPs, and grad_ready in the order of the planar path. */
+static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
+    model_tail *T = m->tail;
+    const cfg_model *cm = &m->mc;
+    tail_call c = {.m = m, .n = n, .s = tail_shapes_for(m, n), .dy = dy, .dx = dx};
+    for (int k = 0; k < T->nb; k++) {
+        memset(T->sv[k], 0, convs_sums_len(m->dec[k].C, n) * sizeof(double));
+        memset(T->tv[k], 0, convs_sums_len(m->dec[k].C, n) * sizeof(double));
+    }
+    const int parts = YT_MIN(T->parts, c.s.in.groups);
+    par_run(parts, tail_backward_part, &c);
+    double t0 = tic(m);
+    real *dbo = G(m, m->out_bias);
+    for (int t = 0; t < parts; t++) {
+        convs_lanes_end(T->acc[t][T->nb], (size_t)m->out_c * m->dec[0].C * 9, G(m, m->out_kernel));
+        for (int i = 0; i < m->out_c; i++)
+            dbo[i] += (real)T->dbo[t][i];
+    }
+    toc(m, m->prof_out, t0, true);
+    grad_ready(m, m->out_kernel);
+    for (int k = 0; k < T->nb; k++) {
+        conv_block *b = &m->dec[k];
+        t0 = tic(m);
+        for (int t = 0; t < parts; t++)
+            convs_lanes_end(T->acc[t][k], (size_t)b->cin[0] * b->C * 9, G(m, b->kernel[0]));
+        convs_stage_end(&T->st[k], T->sv[k], T->tv[k], b->C, n, m->gs, m->gt, G(m, b->bias[0]));
+        toc(m, b->prof[0], t0, true);
+        t0 = tic(m);
+        affine((size_t)n * b->C, cm->conditioning.scales_mult, 0, m->gs, m->gs);
+        affine((size_t)n * b->C, cm->conditioning.shifts_mult, 0, m->gt, m->gt);
+        mlp_backward(m, &b->scale_mlp, n, m->cond, NULL, m->gs, NULL);
+        mlp_backward(m, &b->shift_mlp, n, m->cond, NULL, m->gt, NULL);
+        toc(m, b->prof_film, t0, true);
+        grad_ready(m, b->kernel[0]);
+    }
+}
+
 void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double scale,
                     bool input_grad) {
     const int n = m->n, L = m->latent, hw = m->in_h * m->in_w;
@@ -887,24 +1175,30 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     else
         loss_gaussian_backward(m->in_c, n, hw, m->mc.eps, m->out, m->x, m->coef_rec, m->g0);
     toc(m, m->prof_loss, t0, true);
-    t0 = tic(m);
-    conv_geom go = out_geom(m, n);
-    const bool ob = m->dec[0].blocked;
-    const real *out_x = block_out(&m->dec[0], &go.xstage);
-    conv_backward(&go, ob ? m->out_in : out_x, P(m, m->out_kernel), m->g0, m->g1,
-                  G(m, m->out_kernel), G(m, m->out_bias), m->work);
     real *d = m->g1, *spare = m->g0;
-    if (ob) { /* to dec[0]'s layout */
-        convb_from_chan(m->dec[0].C, n, hw, m->g1, m->g0);
-        d = m->g0;
-        spare = m->g1;
+    const int nb = m->tail ? m->tail->nb : 0;
+    if (nb) {
+        tail_backward(m, n, m->g0, m->g1);
+    } else {
+        t0 = tic(m);
+        conv_geom go = out_geom(m, n);
+        const bool ob = m->dec[0].blocked;
+        const real *out_x = block_out(&m->dec[0], &go.xstage);
+        conv_backward(&go, ob ? m->out_in : out_x, P(m, m->out_kernel), m->g0, m->g1,
+                      G(m, m->out_kernel), G(m, m->out_bias), m->work);
+        if (ob) { /* to dec[0]'s layout */
+            convb_from_chan(m->dec[0].C, n, hw, m->g1, m->g0);
+            d = m->g0;
+            spare = m->g1;
+        }
+        toc(m, m->prof_out, t0, true);
+        /* the arena holds tensors in order of application, so what backward
+         * has finished is always a suffix of it */
+        grad_ready(m, m->out_kernel);
     }
-    toc(m, m->prof_out, t0, true);
-    /* the arena holds tensors in order of application, so what backward has
-     * finished is always a suffix of it */
-    grad_ready(m, m->out_kernel);
-    /* decoder blocks, in reverse order of application: 0 .. B-1 */
-    for (int k = 0; k < m->nblocks_dec; k++) {
+    /* decoder blocks, in reverse order of application: 0 .. B-1 (the
+     * tail's are done) */
+    for (int k = nb; k < m->nblocks_dec; k++) {
         const film_stage *xst = NULL;
         const real *in = k == m->nblocks_dec - 1 ? m->reshaped : block_out(&m->dec[k + 1], &xst);
         d = block_backward(m, &m->dec[k], n, in, xst, m->cond, d, spare, true);
