@@ -39,28 +39,26 @@ static size_t round_up_bytes(size_t n, size_t m) {
 static real *huge_calloc(size_t n) {
     const size_t bytes = n * sizeof(real), huge = (size_t)2 << 20;
     void *p = NULL;
-    if (bytes < 2 * huge) { /* whole cache lines (the tail's vectors: model_tail) */
-        if (posix_memalign(&p, 64, round_up_bytes(bytes, 64)) != 0)
-            return yt_calloc(n, sizeof(real));
-        memset(p, 0, bytes);
-        return p;
-    }
-    if (posix_memalign(&p, huge, round_up_bytes(bytes, huge)) != 0)
+    if (bytes < 2 * huge || posix_memalign(&p, huge, round_up_bytes(bytes, huge)) != 0)
         return yt_calloc(n, sizeof(real));
     madvise(p, round_up_bytes(bytes, huge), MADV_HUGEPAGE); /* a hint: failure is harmless */
     memset(p, 0, bytes);
     return p;
 }
 
-/* An activation buffer of the model (zeroed), freed by model_free. */
-static real *alloc_buf(vae_model *m, size_t elems) {
+/* p, freed by model_free */
+static void *own(vae_model *m, void *p) {
     if (m->nowned == m->cap_owned) {
         m->cap_owned = m->cap_owned ? 2 * m->cap_owned : 64;
         m->owned = yt_realloc(m->owned, (size_t)m->cap_owned * sizeof *m->owned);
     }
-    real *p = huge_calloc(elems ? elems : 1);
     m->owned[m->nowned++] = p;
     return p;
+}
+
+/* An activation buffer of the model (zeroed), freed by model_free. */
+static real *alloc_buf(vae_model *m, size_t elems) {
+    return own(m, huge_calloc(elems ? elems : 1));
 }
 
 static int add_tensor(vae_model *m, bool cond, int ndim, const int *shape, int fan_in, int fan_out,
@@ -289,9 +287,11 @@ typedef struct model_tail {
  * FiLM blocks of one layer on the direct kernels (the stride-2 deconvs at 16
  * x 16 and up; Winograd's stride-1 layers and the GEMM route stay), none
  * blocked, and only with YOTO_CONV_LAYOUT auto; the block before the tail
- * not blocked (its output is copied in from [C][N][H][W]). */
+ * not blocked (its output is copied in from [C][N][H][W]). Not in
+ * bin/yoto-avx512, where it was measured 1-4% slower (docs/DESIGN.md,
+ * lever 43: its tiles use 16 of the 32 registers). */
 static int tail_blocks(const vae_model *m, int policy) {
-    if (policy != 0) return 0;
+    if (policy != 0 || SIMD_BYTES == 64) return 0;
     int nb = 0;
     while (nb < m->nblocks_dec) {
         const conv_block *b = &m->dec[nb];
@@ -432,9 +432,15 @@ static void build_decoder(vae_model *m) {
     m->prof_out = prof_add(m, "decoder/out/conv");
 }
 
-/* zeroed memory of the model for `bytes` (64-byte aligned: huge_calloc) */
+/* zeroed memory of the model for `bytes`, on whole cache lines (the
+ * tail's vectors), freed by model_free */
 static void *tail_mem(vae_model *m, size_t bytes) {
-    return alloc_buf(m, (bytes + sizeof(real) - 1) / sizeof(real));
+    if (bytes >= (size_t)4 << 20) return alloc_buf(m, (bytes + sizeof(real) - 1) / sizeof(real));
+    void *p = NULL;
+    if (posix_memalign(&p, 64, round_up_bytes(bytes ? bytes : 1, 64)) != 0)
+        yt_die("out of memory: %zu bytes for the decoder's tail", bytes);
+    memset(p, 0, bytes);
+    return own(m, p);
 }
 
 /* the tail's tensors for n samples: its input, dec[k]'s outputs, the
@@ -806,13 +812,20 @@ static void tail_toc(vae_model *m, int t, int entry, double t0, bool backward) {
     if (t == 0) toc(m, entry, t0, backward);
 }
 
+/* thread t's groups of samples, [*ga, *gb) */
+static void tail_groups(const tail_call *c, int t, int parts, int *ga, int *gb) {
+    const size_t G = (size_t)c->s.in.groups;
+    *ga = (int)par_split(G, t, parts);
+    *gb = (int)par_split(G, t + 1, parts);
+}
+
 static void tail_forward_part(void *ctx, int t, int parts) {
     const tail_call *c = ctx;
     vae_model *m = c->m;
     model_tail *T = m->tail;
     const tail_shapes *s = &c->s;
-    const int G = s->in.groups, ga = (int)par_split((size_t)G, t, parts),
-              gb = (int)par_split((size_t)G, t + 1, parts);
+    int ga, gb;
+    tail_groups(c, t, parts, &ga, &gb);
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
     for (int g = ga; g < gb; g++) {
         double t0 = tic(m);
@@ -1074,8 +1087,8 @@ static void tail_backward_part(void *ctx, int t, int parts) {
     vae_model *m = c->m;
     model_tail *T = m->tail;
     const tail_shapes *s = &c->s;
-    const int G = s->in.groups, ga = (int)par_split((size_t)G, t, parts),
-              gb = (int)par_split((size_t)G, t + 1, parts);
+    int ga, gb;
+    tail_groups(c, t, parts, &ga, &gb);
     for (int k = 0; k <= T->nb; k++) {
         const size_t nk = k < T->nb ? (size_t)m->dec[k].cin[0] * m->dec[k].C * 9
                                     : (size_t)m->out_c * m->dec[0].C * 9;

@@ -110,6 +110,30 @@ void tu_odd_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout, in
         }
 }
 
+void tu_shapes3d_conv_shapes(int n, void (*check)(int n, int cin, int h, int w, int cout, int stride)) {
+    check(n, 3, 64, 64, 8, 2);
+    check(n, 8, 32, 32, 16, 2);
+    check(n, 16, 16, 16, 32, 2);
+    check(n, 32, 8, 8, 64, 2);
+    check(n, 64, 8, 8, 64, 2);
+    check(n, 32, 16, 16, 64, 2);
+    check(n, 16, 32, 32, 32, 2);
+    check(n, 8, 64, 64, 16, 2);
+    check(n, 8, 64, 64, 3, 1);
+}
+
+void tu_cifar10_fmnist_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout,
+                                                 int stride)) {
+    check(2, 3, 32, 32, 16, 2);
+    check(2, 16, 16, 16, 16, 1);
+    check(2, 32, 8, 8, 32, 1);
+    check(2, 64, 4, 4, 64, 1);
+    check(2, 16, 32, 32, 6, 1);
+    check(3, 1, 28, 28, 8, 2);
+    check(3, 16, 14, 14, 32, 2);
+    check(3, 32, 7, 7, 64, 2);
+}
+
 bool tu_quick(void) {
     const char *q = getenv("YOTO_QUICK");
     return q && *q && *q != '0';

@@ -57,6 +57,12 @@ void tu_fill(real *p, size_t n, unsigned seed);
  * sizes 1x1, one row or column, odd and even, non-square, wider than a
  * register tile; strides 1 and 2; three batch and channel mixes */
 void tu_odd_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout, int stride));
+/* every conv and deconv geometry of the Shapes3D model, at batch n; of
+ * CIFAR-10's and Fashion-MNIST's (28 -> 14 -> 7 -> 4: odd sizes, padding 1
+ * before at 7 -> 4), at batches 2 and 3 */
+void tu_shapes3d_conv_shapes(int n, void (*check)(int n, int cin, int h, int w, int cout, int stride));
+void tu_cifar10_fmnist_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout,
+                                                 int stride));
 /* Runs the tests with TAP output when YOTO_TAP is set (tests/run.sh). */
 int tu_run(const char *group, const struct CMUnitTest *tests, size_t n);
 #define TU_RUN(group, tests) tu_run(group, tests, sizeof(tests) / sizeof((tests)[0]))

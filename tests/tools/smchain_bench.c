@@ -99,6 +99,14 @@ static film_stage stage_buf(int n, int c, unsigned seed) {
     return (film_stage){.scale = sc, .shift = sh, .lrelu = true, .alpha = (real)0.3};
 }
 
+/* a square conv on convk's direct kernels, one thread */
+static conv_geom direct(int n, int cin, int h, int cout, int stride) {
+    conv_geom g = conv_geom_make(n, cin, h, h, cout, stride);
+    g.threads = 1;
+    if (!conv_geom_route(&g, CONV_DIRECT)) exit(1);
+    return g;
+}
+
 /* a chain's kernel calls on groups [ga, gb), wbuf: A's and B's scratch */
 #define WBUF_LEN (64 * 64 * 9)
 
@@ -108,11 +116,8 @@ static void dec_chain(tool_run *rp, int N, int GB) {
     const int G = (N + VL - 1) / VL;
     /* dec/block1 (32 -> 16 at 16 -> 32), dec/block0 (16 -> 8 at 32 -> 64) as
      * the convs they are the adjoints of, and the output conv (8 -> 3) */
-    conv_geom g1 = conv_geom_make(N, 16, 32, 32, 32, 2), g0 = conv_geom_make(N, 8, 64, 64, 16, 2),
-              go = conv_geom_make(N, 8, 64, 64, 3, 1);
-    g1.threads = g0.threads = go.threads = 1;
-    conv_geom_route(&g1, CONV_DIRECT), conv_geom_route(&g0, CONV_DIRECT);
-    conv_geom_route(&go, CONV_DIRECT);
+    const conv_geom g1 = direct(N, 16, 32, 32, 2), g0 = direct(N, 8, 64, 16, 2),
+                    go = direct(N, 8, 64, 3, 1);
     const size_t n2 = (size_t)32 * N * 16 * 16, n1 = (size_t)16 * N * 32 * 32,
                  n0 = (size_t)8 * N * 64 * 64, no = (size_t)3 * N * 64 * 64;
     const size_t nk1 = 32 * 16 * 9, nk0 = 16 * 8 * 9, nko = 3 * 8 * 9;
@@ -249,11 +254,8 @@ static void dec_chain(tool_run *rp, int N, int GB) {
 static void enc_chain(tool_run *rp, int N, int GB) {
     tool_run run = *rp;
     const int G = (N + VL - 1) / VL;
-    conv_geom g0 = conv_geom_make(N, 3, 64, 64, 8, 2), g1 = conv_geom_make(N, 8, 32, 32, 16, 2),
-              g2 = conv_geom_make(N, 16, 16, 16, 32, 2);
-    g0.threads = g1.threads = g2.threads = 1;
-    conv_geom_route(&g0, CONV_DIRECT), conv_geom_route(&g1, CONV_DIRECT);
-    conv_geom_route(&g2, CONV_DIRECT);
+    const conv_geom g0 = direct(N, 3, 64, 8, 2), g1 = direct(N, 8, 32, 16, 2),
+                    g2 = direct(N, 16, 16, 32, 2);
     const size_t ni = (size_t)3 * N * 64 * 64, n0 = (size_t)8 * N * 32 * 32,
                  n1 = (size_t)16 * N * 16 * 16, n2 = (size_t)32 * N * 8 * 8;
     const size_t nk0 = 8 * 3 * 9, nk1 = 16 * 8 * 9, nk2 = 32 * 16 * 9;

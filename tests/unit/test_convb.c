@@ -240,29 +240,14 @@ static void test_layout(void **state) {
 /* every conv and deconv of the Shapes3D model, at a small batch */
 static void test_shapes3d_layers(void **state) {
     (void)state;
-    check_shape(3, 3, 64, 64, 8, 2);
-    check_shape(3, 8, 32, 32, 16, 2);
-    check_shape(3, 16, 16, 16, 32, 2);
-    check_shape(3, 32, 8, 8, 64, 2);
-    check_shape(3, 64, 8, 8, 64, 2);
-    check_shape(3, 32, 16, 16, 64, 2);
-    check_shape(3, 16, 32, 32, 32, 2);
-    check_shape(3, 8, 64, 64, 16, 2);
-    check_shape(3, 8, 64, 64, 3, 1);
+    tu_shapes3d_conv_shapes(3, check_shape);
 }
 
 /* CIFAR-10's and Fashion-MNIST's (28 -> 14 -> 7 -> 4: odd sizes, padding 1
  * before at 7 -> 4) */
 static void test_cifar10_fmnist_layers(void **state) {
     (void)state;
-    check_shape(2, 3, 32, 32, 16, 2);
-    check_shape(2, 16, 16, 16, 16, 1);
-    check_shape(2, 32, 8, 8, 32, 1);
-    check_shape(2, 64, 4, 4, 64, 1);
-    check_shape(2, 16, 32, 32, 6, 1);
-    check_shape(3, 1, 28, 28, 8, 2);
-    check_shape(3, 16, 14, 14, 32, 2);
-    check_shape(3, 32, 7, 7, 64, 2);
+    tu_cifar10_fmnist_conv_shapes(check_shape);
 }
 
 static void test_odd_shapes(void **state) {
