@@ -110,6 +110,14 @@ void tu_odd_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout, in
         }
 }
 
+real *tu_nans(size_t n) {
+    real *p = malloc((n ? n : 1) * sizeof(real));
+    if (!p) abort();
+    for (size_t i = 0; i < n; i++)
+        p[i] = (real)NAN;
+    return p;
+}
+
 void tu_shapes3d_conv_shapes(int n, void (*check)(int n, int cin, int h, int w, int cout, int stride)) {
     check(n, 3, 64, 64, 8, 2);
     check(n, 8, 32, 32, 16, 2);

@@ -56,6 +56,8 @@ void tu_fill(real *p, size_t n, unsigned seed);
 /* check(n, cin, h, w, cout, stride) on the conv kernels' edge cases: image
  * sizes 1x1, one row or column, odd and even, non-square, wider than a
  * register tile; strides 1 and 2; three batch and channel mixes */
+/* n reals (at least one), all NaN: outputs a test expects to be written */
+real *tu_nans(size_t n);
 void tu_odd_conv_shapes(void (*check)(int n, int cin, int h, int w, int cout, int stride));
 /* every conv and deconv geometry of the Shapes3D model, at batch n; of
  * CIFAR-10's and Fashion-MNIST's (28 -> 14 -> 7 -> 4: odd sizes, padding 1

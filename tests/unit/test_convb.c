@@ -19,13 +19,6 @@
 
 #define TOL (TEST_DOUBLE ? 1e-12 : 2e-6)
 
-static real *nans(size_t n) {
-    real *p = malloc((n ? n : 1) * sizeof(real));
-    for (size_t i = 0; i < n; i++)
-        p[i] = (real)NAN;
-    return p;
-}
-
 static void expect_close(const char *what, const conv_geom *g, bool deconv, int stage,
                          const real *got, const real *want, size_t n) {
     double e = tu_max_norm_err_real(got, want, n); /* NaN-safe */
@@ -65,7 +58,7 @@ typedef struct {
 static void reference(const problem *P, real *r[NOUT]) {
     conv_geom g = *P->g;
     conv_geom_route(&g, CONV_GEMM);
-    real *work = nans(conv_work_size(&g));
+    real *work = tu_nans(conv_work_size(&g));
     const film_stage st = {.scale = P->sc, .shift = P->sh, .lrelu = P->stage == 2, .alpha = 0.3f};
     real *d = malloc(P->nout * sizeof(real));
     memcpy(d, P->dout, P->nout * sizeof(real));
@@ -96,8 +89,8 @@ static void blocked(const problem *P, int T, real *r[NOUT]) {
     g.threads = T;
     const int ci = P->cin_side, co = P->cout_side, n = g.n;
     const size_t lin = convb_len(ci, n, P->hw_in, 1), lout = convb_len(co, n, P->hw_out, 1);
-    real *xb = nans(lin), *zb = nans(lout), *ob = nans(lout), *db = nans(lout), *dxb = nans(lin);
-    real *work = nans(convb_work_size(&g));
+    real *xb = tu_nans(lin), *zb = tu_nans(lout), *ob = tu_nans(lout), *db = tu_nans(lout), *dxb = tu_nans(lin);
+    real *work = tu_nans(convb_work_size(&g));
     convb_from_chan(ci, n, P->hw_in, P->x, xb);
     convb_from_chan(co, n, P->hw_out, P->dout, db);
     const film_stage st = {.scale = P->sc, .shift = P->sh, .lrelu = P->stage == 2, .alpha = 0.3f};
@@ -134,7 +127,7 @@ static void alloc_results(const problem *P, real *r[NOUT], size_t sizes[NOUT]) {
     sizes[DB] = (size_t)c;
     sizes[DS] = sizes[DT] = (size_t)n * c;
     for (int j = 0; j < NOUT; j++)
-        r[j] = nans(sizes[j]);
+        r[j] = tu_nans(sizes[j]);
     /* parameter gradients accumulate: start from the same non-zero values */
     tu_fill(r[DK], P->nk, 7);
     tu_fill(r[DB], (size_t)c, 8);
@@ -217,7 +210,7 @@ static void test_layout(void **state) {
     tu_fill(x, YT_ARRAY_LEN(x), 1);
     assert_int_equal(convb_blocks(c), 2);
     assert_int_equal(convb_len(c, n, hw, 1), (size_t)2 * n * hw * VL);
-    real *xb = nans(convb_len(c, n, hw, 1));
+    real *xb = tu_nans(convb_len(c, n, hw, 1));
     convb_from_chan(c, n, hw, x, xb);
     /* channel ch of sample i, pixel p is lane ch % VL of block ch / VL */
     assert_true(xb[((size_t)(1 * n + 1) * hw + 4) * VL + 2] ==
@@ -230,7 +223,7 @@ static void test_layout(void **state) {
     chan_to_rows(c, n, hw, x, want);
     convb_to_rows(c, n, hw, xb, rows);
     assert_memory_equal(rows, want, sizeof rows);
-    real *xb2 = nans(convb_len(c, n, hw, 1));
+    real *xb2 = tu_nans(convb_len(c, n, hw, 1));
     convb_from_rows(c, n, hw, rows, xb2);
     assert_memory_equal(xb, xb2, convb_len(c, n, hw, 1) * sizeof(real));
     free(xb);

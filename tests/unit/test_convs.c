@@ -21,13 +21,6 @@
 
 #define TOL (TEST_DOUBLE ? 1e-12 : 2e-6)
 
-static real *nans(size_t n) {
-    real *p = malloc((n ? n : 1) * sizeof(real));
-    for (size_t i = 0; i < n; i++)
-        p[i] = (real)NAN;
-    return p;
-}
-
 /* a zeroed tensor of the layout, 64-byte aligned */
 static real *sm_alloc(const convs_shape *s) {
     const size_t bytes = (convs_len(s) * sizeof(real) + 63) / 64 * 64;
@@ -94,7 +87,7 @@ typedef struct {
 static void reference(const problem *P, real *r[NOUT]) {
     conv_geom g = P->g;
     conv_geom_route(&g, CONV_GEMM);
-    real *work = nans(conv_work_size(&g));
+    real *work = tu_nans(conv_work_size(&g));
     const film_stage st = {.scale = P->sc, .shift = P->sh, .lrelu = P->stage == 2, .alpha = 0.3f};
     real *d = malloc(P->nout * sizeof(real));
     memcpy(d, P->dout, P->nout * sizeof(real));
@@ -131,7 +124,7 @@ static void sample_minor(const problem *P, int split, real *r[NOUT]) {
     const int G = is.groups;
     real *xs = sm_alloc(&is), *zs = sm_alloc(&os), *ozs = sm_alloc(&os), *dzs = sm_alloc(&os);
     real *dxs = sm_alloc(&is), *pzs = sm_alloc(&is), *pdz = sm_alloc(&is), *inplace = sm_alloc(&is);
-    real *wbuf = nans(convs_wbuf_len(g));
+    real *wbuf = tu_nans(convs_wbuf_len(g));
     convs_from_chan(&is, P->x, xs, 0, G);
     convs_from_chan(&is, P->pz, pzs, 0, G);
     convs_from_chan(&is, P->pz, inplace, 0, G);
@@ -219,7 +212,7 @@ static void alloc_results(const problem *P, real *r[NOUT], size_t sizes[NOUT]) {
     sizes[DS] = sizes[DT] = (size_t)n * c;
     sizes[PS] = sizes[PT] = (size_t)n * P->cin_side;
     for (int j = 0; j < NOUT; j++)
-        r[j] = nans(sizes[j]);
+        r[j] = tu_nans(sizes[j]);
     /* parameter gradients accumulate: start from the same non-zero values */
     tu_fill(r[DK], P->nk, 7);
     tu_fill(r[DB], (size_t)c, 8);
@@ -310,7 +303,7 @@ static void test_layout(void **state) {
     (void)state;
     const int c = 3, n = VL + 2, h = 4, w = 5; /* two groups, the second part-filled */
     const size_t len = (size_t)c * n * h * w;
-    real *x = filled(len, 1), *y = nans(len);
+    real *x = filled(len, 1), *y = tu_nans(len);
     const convs_shape s = convs_shape_make(c, n, n, h, w);
     assert_int_equal(s.groups, 2);
     assert_true(s.rp == (size_t)(w + 2) * VL && s.gp == (size_t)(h + 2) * s.rp);
