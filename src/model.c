@@ -269,10 +269,13 @@ static conv_geom out_geom(const vae_model *m, int n) {
 typedef struct model_tail {
     int nb;    /* blocks on the tail */
     int parts; /* threads it was sized for */
-    /* the input and the output conv's output, their gradients (the same
-     * memory: tail_alloc); dec[k]'s z, o and the gradient w.r.t. z */
-    real *in, *out, *dout, *din;
-    real *z[MODEL_MAX_BLOCKS], *o[MODEL_MAX_BLOCKS], *dz[MODEL_MAX_BLOCKS];
+    /* the input, the output conv's output, dec[k]'s z and o; the backward
+     * stores each gradient in the place of what it has done with: the
+     * input's in `in` (once the first block's kernel gradient has read a
+     * group of it), the output's in `out` (copied out by the forward), the
+     * gradient w.r.t. z in z (read where the stage's gradient is stored) */
+    real *in, *out;
+    real *z[MODEL_MAX_BLOCKS], *o[MODEL_MAX_BLOCKS];
     rvec *stbuf[MODEL_MAX_BLOCKS];
     convs_stage st[MODEL_MAX_BLOCKS];
     double *sv[MODEL_MAX_BLOCKS], *tv[MODEL_MAX_BLOCKS]; /* the stages' sums */
@@ -288,7 +291,7 @@ typedef struct model_tail {
  * x 16 and up; Winograd's stride-1 layers and the GEMM route stay), none
  * blocked, and only with YOTO_CONV_LAYOUT auto; the block before the tail
  * not blocked (its output is copied in from [C][N][H][W]). Not in
- * bin/yoto-avx512, where it was measured 1-4% slower (docs/DESIGN.md,
+ * bin/yoto-avx512, where it was measured 0.5-4% slower (docs/DESIGN.md,
  * lever 43: its tiles use 16 of the 32 registers). */
 static int tail_blocks(const vae_model *m, int policy) {
     if (policy != 0 || SIMD_BYTES == 64) return 0;
@@ -443,10 +446,11 @@ static void *tail_mem(vae_model *m, size_t bytes) {
     return own(m, p);
 }
 
-/* the tail's tensors for n samples: its input, dec[k]'s outputs, the
- * output conv's output */
+/* the tail's tensors for n samples (its input, dec[k]'s outputs, the
+ * output conv's output) and its convs */
 typedef struct {
     convs_shape in, out, blk[MODEL_MAX_BLOCKS];
+    conv_geom geo[MODEL_MAX_BLOCKS], out_geo;
 } tail_shapes;
 
 static tail_shapes tail_shapes_for(const vae_model *m, int n) {
@@ -455,9 +459,18 @@ static tail_shapes tail_shapes_for(const vae_model *m, int n) {
     const int cap = m->max_batch; /* the positions stay put whatever n */
     tail_shapes s = {.in = convs_shape_make(first->cin[0], n, cap, first->h[0], first->w[0]),
                      .out = convs_shape_make(m->out_c, n, cap, m->in_h, m->in_w)};
-    for (int k = 0; k < T->nb; k++)
+    for (int k = 0; k < T->nb; k++) {
         s.blk[k] = convs_shape_make(m->dec[k].C, n, cap, m->dec[k].H, m->dec[k].W);
+        s.geo[k] = layer_geom(m, &m->dec[k], 0, n);
+    }
+    s.out_geo = out_geom(m, n);
     return s;
+}
+
+/* reals of dec[k]'s kernel (k = nb: the output conv's) */
+static size_t tail_kernel_len(const vae_model *m, int k) {
+    return k < m->tail->nb ? (size_t)m->dec[k].cin[0] * m->dec[k].C * 9
+                           : (size_t)m->out_c * m->dec[0].C * 9;
 }
 
 static void tail_alloc(vae_model *m) {
@@ -466,27 +479,23 @@ static void tail_alloc(vae_model *m) {
     const int n = m->max_batch;
     const tail_shapes s = tail_shapes_for(m, n);
     T->parts = YT_MIN(m->threads, TAIL_MAX_THREADS);
-    /* a gradient takes the place of what the backward has done with: the
-     * output (copied out by the forward), the input (once the first
-     * block's kernel gradient has read a group of it), a block's z (read
-     * where the stage's gradient is stored) */
-    T->in = T->din = tail_mem(m, convs_len(&s.in) * sizeof(real));
-    T->out = T->dout = tail_mem(m, convs_len(&s.out) * sizeof(real));
-    size_t wlen = convs_wbuf_len(&(conv_geom){.cin = m->dec[0].C, .cout = m->out_c});
+    T->in = tail_mem(m, convs_len(&s.in) * sizeof(real));
+    T->out = tail_mem(m, convs_len(&s.out) * sizeof(real));
+    size_t wlen = 0; /* A's and B's packed weights: a kernel */
+    for (int k = 0; k <= T->nb; k++)
+        wlen = YT_MAX(wlen, tail_kernel_len(m, k));
     for (int k = 0; k < T->nb; k++) {
         const conv_block *b = &m->dec[k];
-        T->z[k] = T->dz[k] = tail_mem(m, convs_len(&s.blk[k]) * sizeof(real));
+        T->z[k] = tail_mem(m, convs_len(&s.blk[k]) * sizeof(real));
         T->o[k] = tail_mem(m, convs_len(&s.blk[k]) * sizeof(real));
         T->stbuf[k] = tail_mem(m, convs_stage_len(b->C, n) * sizeof(rvec));
         T->sv[k] = tail_mem(m, convs_sums_len(b->C, n) * sizeof(double));
         T->tv[k] = tail_mem(m, convs_sums_len(b->C, n) * sizeof(double));
-        wlen = YT_MAX(wlen, (size_t)b->cin[0] * b->C * 9);
     }
     for (int t = 0; t < T->parts; t++) {
         T->wbuf[t] = tail_mem(m, wlen * sizeof(real));
-        for (int k = 0; k < T->nb; k++)
-            T->acc[t][k] = tail_mem(m, (size_t)m->dec[k].cin[0] * m->dec[k].C * 9 * sizeof(rvec));
-        T->acc[t][T->nb] = tail_mem(m, (size_t)m->out_c * m->dec[0].C * 9 * sizeof(rvec));
+        for (int k = 0; k <= T->nb; k++)
+            T->acc[t][k] = tail_mem(m, tail_kernel_len(m, k) * sizeof(rvec));
         T->dbo[t] = tail_mem(m, (size_t)m->out_c * sizeof(double));
     }
 }
@@ -812,42 +821,50 @@ static void tail_toc(vae_model *m, int t, int entry, double t0, bool backward) {
     if (t == 0) toc(m, entry, t0, backward);
 }
 
-/* thread t's groups of samples, [*ga, *gb) */
-static void tail_groups(const tail_call *c, int t, int parts, int *ga, int *gb) {
-    const size_t G = (size_t)c->s.in.groups;
-    *ga = (int)par_split(G, t, parts);
-    *gb = (int)par_split(G, t + 1, parts);
-}
-
-static void tail_forward_part(void *ctx, int t, int parts) {
-    const tail_call *c = ctx;
+/* group g through the tail, forward, on thread t */
+static void tail_forward_group(const tail_call *c, int t, int g) {
     vae_model *m = c->m;
     model_tail *T = m->tail;
     const tail_shapes *s = &c->s;
-    int ga, gb;
-    tail_groups(c, t, parts, &ga, &gb);
+    double t0 = tic(m);
+    convs_from_chan(&s->in, c->x, T->in, g, g + 1);
+    const convs_shape *ish = &s->in;
+    const real *in = T->in;
+    for (int k = T->nb - 1; k >= 0; k--) {
+        const conv_block *b = &m->dec[k];
+        const convs_stores st = {CONVS_ZO, &T->st[k], T->o[k], NULL, NULL};
+        convs_b(&s->geo[k], ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], T->z[k],
+                &st, T->wbuf[t], g, g + 1);
+        tail_toc(m, t, b->prof[0], t0, false);
+        t0 = tic(m);
+        ish = &s->blk[k];
+        in = T->o[k];
+    }
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
-    for (int g = ga; g < gb; g++) {
-        double t0 = tic(m);
-        convs_from_chan(&s->in, c->x, T->in, g, g + 1);
-        const convs_shape *ish = &s->in;
-        const real *in = T->in;
-        for (int k = T->nb - 1; k >= 0; k--) {
-            const conv_block *b = &m->dec[k];
-            const conv_geom geo = layer_geom(m, b, 0, c->n);
-            const convs_stores st = {CONVS_ZO, &T->st[k], T->o[k], NULL, NULL};
-            convs_b(&geo, ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], T->z[k], &st,
-                    T->wbuf[t], g, g + 1);
-            tail_toc(m, t, b->prof[0], t0, false);
-            t0 = tic(m);
-            ish = &s->blk[k];
-            in = T->o[k];
-        }
-        const conv_geom go = out_geom(m, c->n);
-        convs_a(&go, ish, in, P(m, m->out_kernel), P(m, m->out_bias), &s->out, T->out, &plain,
-                T->wbuf[t], g, g + 1);
-        convs_to_chan(&s->out, T->out, m->out, g, g + 1);
-        tail_toc(m, t, m->prof_out, t0, false);
+    convs_a(&s->out_geo, ish, in, P(m, m->out_kernel), P(m, m->out_bias), &s->out, T->out, &plain,
+            T->wbuf[t], g, g + 1);
+    convs_to_chan(&s->out, T->out, m->out, g, g + 1);
+    tail_toc(m, t, m->prof_out, t0, false);
+}
+
+static void tail_backward_group(const tail_call *c, int t, int g);
+
+/* thread t's share of the groups, forward (c->dy NULL) or backward (its
+ * kernel and bias gradient accumulators zeroed first) */
+static void tail_part(void *ctx, int t, int parts) {
+    const tail_call *c = ctx;
+    model_tail *T = c->m->tail;
+    if (c->dy) {
+        for (int k = 0; k <= T->nb; k++)
+            memset(T->acc[t][k], 0, tail_kernel_len(c->m, k) * sizeof(rvec));
+        memset(T->dbo[t], 0, (size_t)c->m->out_c * sizeof(double));
+    }
+    const size_t G = (size_t)c->s.in.groups;
+    for (int g = (int)par_split(G, t, parts); g < (int)par_split(G, t + 1, parts); g++) {
+        if (c->dy)
+            tail_backward_group(c, t, g);
+        else
+            tail_forward_group(c, t, g);
     }
 }
 
@@ -861,7 +878,7 @@ static void tail_forward(vae_model *m, int n, const real *x, const real *cond) {
         convs_stage_set(&T->st[k], &st, b->C, n, T->stbuf[k]);
     }
     tail_call c = {.m = m, .n = n, .s = tail_shapes_for(m, n), .x = x};
-    par_run(YT_MIN(T->parts, c.s.in.groups), tail_forward_part, &c);
+    par_run(YT_MIN(T->parts, c.s.in.groups), tail_part, &c);
 }
 
 void model_tail_activation(const vae_model *m, int k, bool o, real *dst) {
@@ -1032,6 +1049,18 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
     if (b->gated) gate_backward(m, &b->gate[l], n, cond, m->gs);
 }
 
+/* A FiLM block's conditioning MLPs, from its FiLM gradients in m->gs, m->gt
+ * (clobbered) */
+static void film_mlps_backward(vae_model *m, conv_block *b, int n, const real *cond) {
+    const cfg_model *c = &m->mc;
+    double t0 = tic(m);
+    affine((size_t)n * b->C, c->conditioning.scales_mult, 0, m->gs, m->gs);
+    affine((size_t)n * b->C, c->conditioning.shifts_mult, 0, m->gt, m->gt);
+    mlp_backward(m, &b->scale_mlp, n, cond, NULL, m->gs, NULL);
+    mlp_backward(m, &b->shift_mlp, n, cond, NULL, m->gt, NULL);
+    toc(m, b->prof_film, t0, true);
+}
+
 /* d: gradient w.r.t. the block output (scratch, overwritten); spare: a second
  * buffer. Returns the buffer holding the gradient w.r.t. the block input x
  * (in x's layout, in_blocked), or NULL when want_dx is false. */
@@ -1058,14 +1087,7 @@ static real *block_backward(vae_model *m, conv_block *b, int n, const real *x,
             d = dx;
         }
         toc(m, b->prof[l], t0, true);
-        if (l == last && b->film) { /* the conditioning MLPs */
-            t0 = tic(m);
-            affine((size_t)n * b->C, c->conditioning.scales_mult, 0, m->gs, m->gs);
-            affine((size_t)n * b->C, c->conditioning.shifts_mult, 0, m->gt, m->gt);
-            mlp_backward(m, &b->scale_mlp, n, cond, NULL, m->gs, NULL);
-            mlp_backward(m, &b->shift_mlp, n, cond, NULL, m->gt, NULL);
-            toc(m, b->prof_film, t0, true);
-        }
+        if (l == last && b->film) film_mlps_backward(m, b, n, cond);
     }
     if (!want_dx) return NULL;
     if (b->blocked != b->in_blocked) { /* back to the producer's layout */
@@ -1082,54 +1104,43 @@ static void grad_ready(vae_model *m, int idx) {
 
 /* ---- the tail: backward -------------------------------------------------------------- */
 
-static void tail_backward_part(void *ctx, int t, int parts) {
-    const tail_call *c = ctx;
+/* group g through the tail, backward, on thread t */
+static void tail_backward_group(const tail_call *c, int t, int g) {
     vae_model *m = c->m;
     model_tail *T = m->tail;
     const tail_shapes *s = &c->s;
-    int ga, gb;
-    tail_groups(c, t, parts, &ga, &gb);
-    for (int k = 0; k <= T->nb; k++) {
-        const size_t nk = k < T->nb ? (size_t)m->dec[k].cin[0] * m->dec[k].C * 9
-                                    : (size_t)m->out_c * m->dec[0].C * 9;
-        memset(T->acc[t][k], 0, nk * sizeof(rvec));
-    }
-    memset(T->dbo[t], 0, (size_t)m->out_c * sizeof(double));
+    /* the output conv: its kernel and bias gradients, and the gradient
+     * w.r.t. dec[0]'s z through dec[0]'s stage (each gradient in the place
+     * of what the backward has done with: model_tail) */
+    double t0 = tic(m);
+    convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
+    convs_c(&s->out_geo, &s->out, T->out, &s->blk[0], T->o[0], T->acc[t][T->nb], g, g + 1);
+    convs_sum(&s->out, T->out, T->dbo[t], g, g + 1);
+    const convs_stores st0 = {CONVS_DZ, &T->st[0], T->z[0], T->sv[0], T->tv[0]};
+    convs_b(&s->out_geo, &s->out, T->out, P(m, m->out_kernel), NULL, &s->blk[0], T->z[0], &st0,
+            T->wbuf[t], g, g + 1);
+    tail_toc(m, t, m->prof_out, t0, true);
+    /* dec[k], from the gradient w.r.t. its z: its kernel gradient, and the
+     * gradient w.r.t. its input (through dec[k + 1]'s stage) */
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
-    const conv_geom go = out_geom(m, c->n);
-    for (int g = ga; g < gb; g++) {
-        /* the output conv: its kernel and bias gradients, and the gradient
-         * w.r.t. dec[0]'s z through dec[0]'s stage */
-        double t0 = tic(m);
-        convs_from_chan(&s->out, c->dy, T->dout, g, g + 1);
-        convs_c(&go, &s->out, T->dout, &s->blk[0], T->o[0], T->acc[t][T->nb], g, g + 1);
-        convs_sum(&s->out, T->dout, T->dbo[t], g, g + 1);
-        const convs_stores st0 = {CONVS_DZ, &T->st[0], T->z[0], T->sv[0], T->tv[0]};
-        convs_b(&go, &s->out, T->dout, P(m, m->out_kernel), NULL, &s->blk[0], T->dz[0], &st0,
-                T->wbuf[t], g, g + 1);
-        tail_toc(m, t, m->prof_out, t0, true);
-        /* dec[k], from the gradient w.r.t. its z: its kernel gradient, and
-         * the gradient w.r.t. its input (through dec[k + 1]'s stage) */
-        for (int k = 0; k < T->nb; k++) {
-            t0 = tic(m);
-            const conv_block *b = &m->dec[k];
-            const conv_geom geo = layer_geom(m, b, 0, c->n);
-            const bool first = k + 1 == T->nb; /* the tail's first block: its input is T->in */
-            const convs_shape *ish = first ? &s->in : &s->blk[k + 1];
-            convs_c(&geo, ish, first ? T->in : T->o[k + 1], &s->blk[k], T->dz[k], T->acc[t][k], g,
-                    g + 1);
-            if (first) {
-                convs_a(&geo, &s->blk[k], T->dz[k], P(m, b->kernel[0]), NULL, ish, T->din, &plain,
-                        T->wbuf[t], g, g + 1);
-                convs_to_chan(ish, T->din, c->dx, g, g + 1);
-            } else {
-                const convs_stores st = {CONVS_DZ, &T->st[k + 1], T->z[k + 1], T->sv[k + 1],
-                                         T->tv[k + 1]};
-                convs_a(&geo, &s->blk[k], T->dz[k], P(m, b->kernel[0]), NULL, ish, T->dz[k + 1],
-                        &st, T->wbuf[t], g, g + 1);
-            }
-            tail_toc(m, t, b->prof[0], t0, true);
+    for (int k = 0; k < T->nb; k++) {
+        t0 = tic(m);
+        const conv_block *b = &m->dec[k];
+        const bool first = k + 1 == T->nb; /* the tail's first block: its input is T->in */
+        const convs_shape *ish = first ? &s->in : &s->blk[k + 1];
+        real *in = first ? T->in : T->o[k + 1];
+        convs_c(&s->geo[k], ish, in, &s->blk[k], T->z[k], T->acc[t][k], g, g + 1);
+        if (first) {
+            convs_a(&s->geo[k], &s->blk[k], T->z[k], P(m, b->kernel[0]), NULL, ish, T->in, &plain,
+                    T->wbuf[t], g, g + 1);
+            convs_to_chan(ish, T->in, c->dx, g, g + 1);
+        } else {
+            const convs_stores st = {CONVS_DZ, &T->st[k + 1], T->z[k + 1], T->sv[k + 1],
+                                     T->tv[k + 1]};
+            convs_a(&s->geo[k], &s->blk[k], T->z[k], P(m, b->kernel[0]), NULL, ish, T->z[k + 1],
+                    &st, T->wbuf[t], g, g + 1);
         }
+        tail_toc(m, t, b->prof[0], t0, true);
     }
 }
 
@@ -1140,18 +1151,17 @@ static void tail_backward_part(void *ctx, int t, int parts) {
  * MLPs, and grad_ready in the order of the planar path. */
 static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
     model_tail *T = m->tail;
-    const cfg_model *cm = &m->mc;
     tail_call c = {.m = m, .n = n, .s = tail_shapes_for(m, n), .dy = dy, .dx = dx};
     for (int k = 0; k < T->nb; k++) {
         memset(T->sv[k], 0, convs_sums_len(m->dec[k].C, n) * sizeof(double));
         memset(T->tv[k], 0, convs_sums_len(m->dec[k].C, n) * sizeof(double));
     }
     const int parts = YT_MIN(T->parts, c.s.in.groups);
-    par_run(parts, tail_backward_part, &c);
+    par_run(parts, tail_part, &c);
     double t0 = tic(m);
     real *dbo = G(m, m->out_bias);
     for (int t = 0; t < parts; t++) {
-        convs_lanes_end(T->acc[t][T->nb], (size_t)m->out_c * m->dec[0].C * 9, G(m, m->out_kernel));
+        convs_lanes_end(T->acc[t][T->nb], tail_kernel_len(m, T->nb), G(m, m->out_kernel));
         for (int i = 0; i < m->out_c; i++)
             dbo[i] += (real)T->dbo[t][i];
     }
@@ -1161,15 +1171,10 @@ static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
         conv_block *b = &m->dec[k];
         t0 = tic(m);
         for (int t = 0; t < parts; t++)
-            convs_lanes_end(T->acc[t][k], (size_t)b->cin[0] * b->C * 9, G(m, b->kernel[0]));
+            convs_lanes_end(T->acc[t][k], tail_kernel_len(m, k), G(m, b->kernel[0]));
         convs_stage_end(&T->st[k], T->sv[k], T->tv[k], b->C, n, m->gs, m->gt, G(m, b->bias[0]));
         toc(m, b->prof[0], t0, true);
-        t0 = tic(m);
-        affine((size_t)n * b->C, cm->conditioning.scales_mult, 0, m->gs, m->gs);
-        affine((size_t)n * b->C, cm->conditioning.shifts_mult, 0, m->gt, m->gt);
-        mlp_backward(m, &b->scale_mlp, n, m->cond, NULL, m->gs, NULL);
-        mlp_backward(m, &b->shift_mlp, n, m->cond, NULL, m->gt, NULL);
-        toc(m, b->prof_film, t0, true);
+        film_mlps_backward(m, b, n, m->cond);
         grad_ready(m, b->kernel[0]);
     }
 }
