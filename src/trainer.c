@@ -195,6 +195,11 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     double exposed0 = dist_sync_get_stats(t->sync).exposed_s;
     dist_sync_begin(t->sync);
     watchdog_beat(WD_BACKWARD);
+    /* tests: a rank stopped between the agreement and its gradient, with
+     * none of its buckets started in the backward (so that the other ranks
+     * wait in this step's gradient allreduce, not in the next agreement) */
+    const bool stop_before_grad = dist_fault("sigstop_grad") && step >= 5;
+    if (stop_before_grad) m->grad_ready = NULL;
     if (local_ok) model_backward(m, t->w_kl, t->w_rec, t->scale, false);
     double in_backward = dist_sync_get_stats(t->sync).exposed_s - exposed0;
     double t2 = yt_now();
@@ -210,8 +215,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
         return forward_failure(st, input_status, local_loss, step);
     }
 
-    /* tests: a rank stopped between the agreement and its gradient */
-    if (dist_fault("sigstop_grad") && step >= 5) raise(SIGSTOP);
+    if (stop_before_grad) raise(SIGSTOP);
 
     watchdog_beat(WD_GRADIENT);
     dist_sync_finish(t->sync);
