@@ -299,9 +299,10 @@ static void check_shape(int n, int cin, int h, int w, int cout, int stride) {
             check(&g, deconv, stage);
 }
 
-static void test_layout(void **state) {
-    (void)state;
-    const int c = 3, n = VL + 2, h = 4, w = 5; /* two groups, the second part-filled */
+/* the copies in and out at width w: whole blocks of VL positions (the
+ * transposes) and what is left (2 VL + 3), or only the rest (5) */
+static void check_layout(int w) {
+    const int c = 3, n = VL + 2, h = 4; /* two groups, the second part-filled */
     const size_t len = (size_t)c * n * h * w;
     real *x = filled(len, 1), *y = tu_nans(len);
     const convs_shape s = convs_shape_make(c, n, n, h, w);
@@ -312,12 +313,28 @@ static void test_layout(void **state) {
     real *xs = sm_alloc(&s);
     convs_from_chan(&s, x, xs, 0, s.groups);
     /* sample i = g VL + l, channel ch, pixel (yy, xx) is lane l at (ch, g, yy, xx) */
-    const int i = VL + 1, ch = 2, yy = 3, xx = 4;
-    assert_true(convs_at(&s, xs, ch, 1, yy, xx)[1] == x[(((size_t)ch * n + i) * h + yy) * w + xx]);
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int yy = 0; yy < h; yy++)
+                for (int xx = 0; xx < w; xx++)
+                    assert_true(convs_at(&s, xs, ch, i / VL, yy, xx)[i % VL] ==
+                                x[(((size_t)ch * n + i) * h + yy) * w + xx]);
     expect_clean("layout", &s, xs);
     convs_to_chan(&s, xs, y, 0, s.groups);
     assert_memory_equal(x, y, len * sizeof(real));
+    /* a smaller batch into the same buffer (positions kept: cap n): the
+     * lanes of the samples it lacks are zero again */
+    const convs_shape s3 = convs_shape_make(c, 3, n, h, w);
+    assert_true(s3.cp == s.cp && s3.gp == s.gp);
+    convs_from_chan(&s3, x, xs, 0, s3.groups);
+    expect_clean("a smaller batch", &s3, xs);
     free(x), free(y), free(xs);
+}
+
+static void test_layout(void **state) {
+    (void)state;
+    check_layout(2 * VL + 3);
+    check_layout(5);
 }
 
 /* every conv and deconv of the Shapes3D model, at a batch of one group and
