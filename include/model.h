@@ -96,8 +96,9 @@ typedef struct {
      * input converted to the block's layout (kept for the backward). */
     bool blocked, in_blocked;
     real *xin;
-    /* on the decoder's sample-minor tail (vae_model.tail): its activations
-     * live there (z, a and o are NULL; model_tail_activation reads them) */
+    /* on a sample-minor chain (vae_model.tail or .head): its activations
+     * live there (z and a are NULL, and o but for the head's last block's,
+     * which the chain copies out; model_sm_activation reads them) */
     bool sm;
 } conv_block;
 
@@ -148,10 +149,11 @@ typedef struct {
     real *dinput;        /* [C][n][H][W] gradient w.r.t. the encoder input, if asked */
     double *coef_rec, *coef_kl; /* [n] per-sample loss coefficients */
     real *work;          /* im2col workspace */
-    /* The decoder's last blocks and its output conv on the sample-minor
-     * layout (src/convs.h), run a group of samples at a time through all of
-     * them (docs/DESIGN.md, lever 43); NULL: none. Internal to model.c. */
-    struct model_tail *tail;
+    /* The decoder's last blocks and its output conv (tail), the encoder's
+     * first blocks (head), on the sample-minor layout (src/convs.h), each
+     * run a group of samples at a time through all of its layers
+     * (docs/DESIGN.md, levers 43 and 44); NULL: none. Internal to model.c. */
+    struct model_chain *tail, *head;
     size_t work_size;
     void **owned; /* every buffer above, freed by model_free */
     int nowned, cap_owned;
@@ -162,11 +164,11 @@ typedef struct {
  * parameters are zero until model_init_params() or a checkpoint load. */
 vae_model *model_create(const cfg_model *mc, int max_batch);
 void model_free(vae_model *m);
-/* The output z (o: false) or the stage's output (o: true) of decoder block k,
- * a block on the sample-minor tail (conv_block.sm), from the last forward
- * (a backward overwrites z), in [C][n][H][W] (dst, n C H W reals): for the
+/* The output z (o: false) or the stage's output (o: true) of block b, a
+ * block on a sample-minor chain (conv_block.sm), from the last forward (a
+ * backward overwrites z), in [C][n][H][W] (dst, n C H W reals): for the
  * tests, which compare every activation. */
-void model_tail_activation(const vae_model *m, int k, bool o, real *dst);
+void model_sm_activation(const vae_model *m, const conv_block *b, bool o, real *dst);
 
 /* YOTO_CONV_LAYOUT (docs/CLI.md): false, with a message on stderr, when it
  * is set to something other than auto, planar or blocked (model_create

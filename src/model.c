@@ -256,22 +256,26 @@ static conv_geom out_geom(const vae_model *m, int n) {
     return g;
 }
 
-/* ---- the decoder's sample-minor tail ------------------------------------------------ */
+/* ---- chains of layers on the sample-minor layout ---------------------------------- */
 
-/* Decoder blocks dec[nb-1] .. dec[0] and the output conv on the
- * sample-minor layout (src/convs.h): the tail's input (dec[nb]'s output, or
- * the reshape) is copied in, then each group of samples runs through every
- * layer of the tail, forward and backward, while what it wrote is in cache
- * (docs/DESIGN.md, lever 43); threads split the groups. A block's stage
- * runs in its forward's stores, its backward in the stores of the input
- * gradient of the layer after it. */
-#define TAIL_MAX_THREADS 64
-typedef struct model_tail {
-    int nb;    /* blocks on the tail */
+/* A chain: blocks of one FiLM'd layer each on the sample-minor layout
+ * (src/convs.h), run a group of samples at a time through all of them,
+ * forward and then backward, while what a group wrote is in cache
+ * (docs/DESIGN.md, levers 43 and 44); threads split the groups. A model has
+ * two at most: the decoder's tail (dec[nb-1] .. dec[0] and the output conv,
+ * from dec[nb]'s output or the reshape) and the encoder's head (enc[0] ..
+ * enc[nb-1], from the image; enc[nb-1]'s o is copied out for enc[nb]). A
+ * block's stage runs in its forward's stores, its backward in the stores of
+ * the input gradient of the layer after it. */
+#define CHAIN_MAX_THREADS 64
+typedef struct model_chain {
+    int nb;    /* blocks on the chain */
+    int nacc;  /* kernel gradients: the blocks', and the tail's output conv's at [nb] */
     int parts; /* threads it was sized for */
-    /* the input, the output conv's output, dec[k]'s z and o; the backward
-     * stores each gradient in the place of what it has done with: the
-     * input's in `in` (once the first block's kernel gradient has read a
+    size_t klen[MODEL_MAX_BLOCKS + 1]; /* reals of each of those kernels */
+    /* the input, the tail's output conv's output, block k's z and o; the
+     * backward stores each gradient in the place of what it has done with:
+     * the input's in `in` (once the first block's kernel gradient has read a
      * group of it), the output's in `out` (copied out by the forward), the
      * gradient w.r.t. z in z (read where the stage's gradient is stored) */
     real *in, *out;
@@ -279,32 +283,41 @@ typedef struct model_tail {
     rvec *stbuf[MODEL_MAX_BLOCKS];
     convs_stage st[MODEL_MAX_BLOCKS];
     double *sv[MODEL_MAX_BLOCKS], *tv[MODEL_MAX_BLOCKS]; /* the stages' sums */
-    /* per thread: the packed weights, the kernel gradients (the output
-     * conv's at [nb]) and the output conv's bias gradient */
-    real *wbuf[TAIL_MAX_THREADS];
-    rvec *acc[TAIL_MAX_THREADS][MODEL_MAX_BLOCKS + 1];
-    double *dbo[TAIL_MAX_THREADS];
-} model_tail;
+    /* per thread: the packed weights, the kernel gradients, and the tail's
+     * output conv's bias gradient (the head: NULL) */
+    real *wbuf[CHAIN_MAX_THREADS];
+    rvec *acc[CHAIN_MAX_THREADS][MODEL_MAX_BLOCKS + 1];
+    double *dbo[CHAIN_MAX_THREADS];
+} model_chain;
 
-/* How many of the decoder's last blocks go on the tail: from dec[0] up, the
- * FiLM blocks of one layer on the direct kernels (the stride-2 deconvs at 16
- * x 16 and up; Winograd's stride-1 layers and the GEMM route stay), none
- * blocked, and only with YOTO_CONV_LAYOUT auto; the block before the tail
- * not blocked (its output is copied in from [C][N][H][W]). Not in
- * bin/yoto-avx512, where it was measured 0.5-4% slower (docs/DESIGN.md,
- * lever 43: its tiles use 16 of the 32 registers). */
-static int tail_blocks(const vae_model *m, int policy) {
+/* a block a chain can take: FiLM'd, one layer, on the direct kernels (the
+ * stride-2 convs and deconvs at 16 x 16 and up; Winograd's stride-1 layers
+ * and the GEMM route stay), not blocked */
+static bool chain_block_ok(const vae_model *m, const conv_block *b) {
+    if (!b->film || b->gated || b->nlayers != 1 || b->blocked) return false;
+    return layer_geom(m, b, 0, m->max_batch).route == CONV_DIRECT;
+}
+
+/* How many of the first blocks of blk[0 .. nblocks) a chain takes (the
+ * tail: dec[0] up; the head: enc[0] up): those chain_block_ok, with the
+ * block after them not blocked (it reads or writes the chain's end on
+ * [C][N][H][W]); only with YOTO_CONV_LAYOUT auto. Not in bin/yoto-avx512,
+ * where the tail was measured 0.5-4% slower (docs/DESIGN.md, lever 43: its
+ * tiles use 16 of the 32 registers). */
+static int chain_blocks(const vae_model *m, const conv_block *blk, int nblocks, int policy) {
     if (policy != 0 || SIMD_BYTES == 64) return 0;
     int nb = 0;
-    while (nb < m->nblocks_dec) {
-        const conv_block *b = &m->dec[nb];
-        if (!b->film || b->gated || b->nlayers != 1 || b->blocked) break;
-        conv_geom g = layer_geom(m, b, 0, m->max_batch);
-        if (g.route != CONV_DIRECT) break;
-        nb++;
-    }
-    if (nb < m->nblocks_dec && m->dec[nb].blocked) return 0;
+    while (nb < nblocks && chain_block_ok(m, &blk[nb])) nb++;
+    if (nb < nblocks && blk[nb].blocked) return 0;
     return nb;
+}
+
+static model_chain *chain_new(conv_block *blk, int nb) {
+    for (int k = 0; k < nb; k++)
+        blk[k].sm = true;
+    model_chain *C = yt_calloc(1, sizeof *C);
+    C->nb = nb;
+    return C;
 }
 
 /* YOTO_CONV_LAYOUT as 0 (auto, or unset), 1 (planar), 2 (blocked); -1: not
@@ -349,13 +362,10 @@ static void choose_layouts(vae_model *m) {
         m->enc[i].in_blocked = i > 0 && m->enc[i - 1].blocked;
     for (int k = 0; k < m->nblocks_dec; k++)
         m->dec[k].in_blocked = k == m->nblocks_dec - 1 ? m->dec[k].blocked : m->dec[k + 1].blocked;
-    const int nb = tail_blocks(m, policy);
-    for (int k = 0; k < nb; k++)
-        m->dec[k].sm = true;
-    if (nb > 0) {
-        m->tail = yt_calloc(1, sizeof *m->tail);
-        m->tail->nb = nb;
-    }
+    const int nt = chain_blocks(m, m->dec, m->nblocks_dec, policy);
+    if (nt > 0) m->tail = chain_new(m->dec, nt);
+    const int nh = chain_blocks(m, m->enc, m->nblocks_enc, policy);
+    if (nh > 0) m->head = chain_new(m->enc, nh);
 }
 
 /* Which blocks leave o unwritten (conv_block.lazy): a FiLM block on the
@@ -377,9 +387,12 @@ static void choose_lazy(vae_model *m) {
     }
     conv_geom go = out_geom(m, m->max_batch);
     set_lazy(&m->dec[0], &go, false);
-    /* the tail writes its blocks' o itself, and copies its input from o */
+    /* the tail writes its blocks' o itself, and copies its input from o;
+     * the head writes its blocks' o itself, the last one's on [C][N][H][W] */
     for (int k = 0; m->tail && k <= m->tail->nb && k < m->nblocks_dec; k++)
         m->dec[k].lazy = false;
+    for (int k = 0; m->head && k < m->head->nb; k++)
+        m->enc[k].lazy = false;
 }
 
 /* What the layer after block b reads: o, or z[last] with the stage to apply
@@ -435,30 +448,30 @@ static void build_decoder(vae_model *m) {
     m->prof_out = prof_add(m, "decoder/out/conv");
 }
 
-/* zeroed memory of the model for `bytes`, on whole cache lines (the
- * tail's vectors), freed by model_free */
-static void *tail_mem(vae_model *m, size_t bytes) {
+/* zeroed memory of the model for `bytes`, on whole cache lines (a
+ * chain's vectors), freed by model_free */
+static void *chain_mem(vae_model *m, size_t bytes) {
     if (bytes >= (size_t)4 << 20) return alloc_buf(m, (bytes + sizeof(real) - 1) / sizeof(real));
     void *p = NULL;
     if (posix_memalign(&p, 64, round_up_bytes(bytes ? bytes : 1, 64)) != 0)
-        yt_die("out of memory: %zu bytes for the decoder's tail", bytes);
+        yt_die("out of memory: %zu bytes for a sample-minor chain", bytes);
     memset(p, 0, bytes);
     return own(m, p);
 }
 
-/* the tail's tensors for n samples (its input, dec[k]'s outputs, the
+/* a chain's tensors for n samples (its input, block k's outputs, the tail's
  * output conv's output) and its convs */
 typedef struct {
     convs_shape in, out, blk[MODEL_MAX_BLOCKS];
     conv_geom geo[MODEL_MAX_BLOCKS], out_geo;
-} tail_shapes;
+} chain_shapes;
 
-static tail_shapes tail_shapes_for(const vae_model *m, int n) {
-    const model_tail *T = m->tail;
+static chain_shapes tail_shapes_for(const vae_model *m, int n) {
+    const model_chain *T = m->tail;
     const conv_block *first = &m->dec[T->nb - 1];
     const int cap = m->max_batch; /* the positions stay put whatever n */
-    tail_shapes s = {.in = convs_shape_make(first->cin[0], n, cap, first->h[0], first->w[0]),
-                     .out = convs_shape_make(m->out_c, n, cap, m->in_h, m->in_w)};
+    chain_shapes s = {.in = convs_shape_make(first->cin[0], n, cap, first->h[0], first->w[0]),
+                      .out = convs_shape_make(m->out_c, n, cap, m->in_h, m->in_w)};
     for (int k = 0; k < T->nb; k++) {
         s.blk[k] = convs_shape_make(m->dec[k].C, n, cap, m->dec[k].H, m->dec[k].W);
         s.geo[k] = layer_geom(m, &m->dec[k], 0, n);
@@ -467,37 +480,64 @@ static tail_shapes tail_shapes_for(const vae_model *m, int n) {
     return s;
 }
 
-/* reals of dec[k]'s kernel (k = nb: the output conv's) */
-static size_t tail_kernel_len(const vae_model *m, int k) {
-    return k < m->tail->nb ? (size_t)m->dec[k].cin[0] * m->dec[k].C * 9
-                           : (size_t)m->out_c * m->dec[0].C * 9;
+static chain_shapes head_shapes_for(const vae_model *m, int n) {
+    const int cap = m->max_batch;
+    chain_shapes s = {.in = convs_shape_make(m->in_c, n, cap, m->in_h, m->in_w)};
+    for (int k = 0; k < m->head->nb; k++) {
+        s.blk[k] = convs_shape_make(m->enc[k].C, n, cap, m->enc[k].H, m->enc[k].W);
+        s.geo[k] = layer_geom(m, &m->enc[k], 0, n);
+    }
+    return s;
+}
+
+/* a chain's buffers (blk: its blocks; s: for max_batch samples; C->klen
+ * set), but the tail's own */
+static void chain_alloc(vae_model *m, model_chain *C, const conv_block *blk, const chain_shapes *s) {
+    const int n = m->max_batch;
+    C->parts = YT_MIN(m->threads, CHAIN_MAX_THREADS);
+    C->in = chain_mem(m, convs_len(&s->in) * sizeof(real));
+    size_t wlen = 0; /* A's and B's packed weights: a kernel */
+    for (int k = 0; k < C->nacc; k++)
+        wlen = YT_MAX(wlen, C->klen[k]);
+    for (int k = 0; k < C->nb; k++) {
+        C->z[k] = chain_mem(m, convs_len(&s->blk[k]) * sizeof(real));
+        C->o[k] = chain_mem(m, convs_len(&s->blk[k]) * sizeof(real));
+        C->stbuf[k] = chain_mem(m, convs_stage_len(blk[k].C, n) * sizeof(rvec));
+        C->sv[k] = chain_mem(m, convs_sums_len(blk[k].C, n) * sizeof(double));
+        C->tv[k] = chain_mem(m, convs_sums_len(blk[k].C, n) * sizeof(double));
+    }
+    for (int t = 0; t < C->parts; t++) {
+        C->wbuf[t] = chain_mem(m, wlen * sizeof(real));
+        for (int k = 0; k < C->nacc; k++)
+            C->acc[t][k] = chain_mem(m, C->klen[k] * sizeof(rvec));
+    }
 }
 
 static void tail_alloc(vae_model *m) {
-    model_tail *T = m->tail;
+    model_chain *T = m->tail;
     if (!T) return;
-    const int n = m->max_batch;
-    const tail_shapes s = tail_shapes_for(m, n);
-    T->parts = YT_MIN(m->threads, TAIL_MAX_THREADS);
-    T->in = tail_mem(m, convs_len(&s.in) * sizeof(real));
-    T->out = tail_mem(m, convs_len(&s.out) * sizeof(real));
-    size_t wlen = 0; /* A's and B's packed weights: a kernel */
-    for (int k = 0; k <= T->nb; k++)
-        wlen = YT_MAX(wlen, tail_kernel_len(m, k));
-    for (int k = 0; k < T->nb; k++) {
-        const conv_block *b = &m->dec[k];
-        T->z[k] = tail_mem(m, convs_len(&s.blk[k]) * sizeof(real));
-        T->o[k] = tail_mem(m, convs_len(&s.blk[k]) * sizeof(real));
-        T->stbuf[k] = tail_mem(m, convs_stage_len(b->C, n) * sizeof(rvec));
-        T->sv[k] = tail_mem(m, convs_sums_len(b->C, n) * sizeof(double));
-        T->tv[k] = tail_mem(m, convs_sums_len(b->C, n) * sizeof(double));
-    }
-    for (int t = 0; t < T->parts; t++) {
-        T->wbuf[t] = tail_mem(m, wlen * sizeof(real));
-        for (int k = 0; k <= T->nb; k++)
-            T->acc[t][k] = tail_mem(m, tail_kernel_len(m, k) * sizeof(rvec));
-        T->dbo[t] = tail_mem(m, (size_t)m->out_c * sizeof(double));
-    }
+    const chain_shapes s = tail_shapes_for(m, m->max_batch);
+    T->nacc = T->nb + 1;
+    for (int k = 0; k < T->nb; k++)
+        T->klen[k] = (size_t)m->dec[k].cin[0] * m->dec[k].C * 9;
+    T->klen[T->nb] = (size_t)m->out_c * m->dec[0].C * 9;
+    chain_alloc(m, T, m->dec, &s);
+    T->out = chain_mem(m, convs_len(&s.out) * sizeof(real));
+    for (int t = 0; t < T->parts; t++)
+        T->dbo[t] = chain_mem(m, (size_t)m->out_c * sizeof(double));
+}
+
+/* the head, and its last block's o on [C][N][H][W] (enc[nb] reads it) */
+static void head_alloc(vae_model *m) {
+    model_chain *H = m->head;
+    if (!H) return;
+    const chain_shapes s = head_shapes_for(m, m->max_batch);
+    H->nacc = H->nb;
+    for (int k = 0; k < H->nb; k++)
+        H->klen[k] = (size_t)m->enc[k].cin[0] * m->enc[k].C * 9;
+    chain_alloc(m, H, m->enc, &s);
+    conv_block *last = &m->enc[H->nb - 1];
+    last->o = alloc_buf(m, (size_t)m->max_batch * last->C * last->H * last->W);
 }
 
 /* Every block's activations; the sizes of the shared scratch: the largest
@@ -531,6 +571,7 @@ static void alloc_activations(vae_model *m) {
     int film_c = 1, mlp_w = 1;
     alloc_blocks(m, &act_max, &film_c, &mlp_w, &work);
     tail_alloc(m);
+    head_alloc(m);
     mlp_alloc(m, &m->enc_fc);
     mlp_alloc(m, &m->dec_fc);
     const int L = m->latent;
@@ -623,6 +664,7 @@ void model_free(vae_model *m) {
     free(m->coef_rec);
     free(m->coef_kl);
     free(m->tail);
+    free(m->head);
     arena_free(&m->params);
     free(m);
 }
@@ -804,28 +846,62 @@ static void block_forward(vae_model *m, conv_block *b, int n, const real *x, con
     }
 }
 
-/* ---- the tail: forward --------------------------------------------------------------- */
+/* ---- the chains: forward ------------------------------------------------------------ */
 
-typedef struct {
+typedef struct chain_call chain_call;
+struct chain_call {
     vae_model *m;
+    model_chain *ch;
     int n;
-    tail_shapes s;
-    const real *x;  /* the tail's input [C][n][h][w] (forward) */
-    const real *dy; /* the gradient w.r.t. the output conv's output (backward) */
-    real *dx;       /* the gradient w.r.t. the tail's input (backward) */
-} tail_call;
+    chain_shapes s;
+    const real *x;  /* the chain's input [C][n][h][w] (forward) */
+    const real *dy; /* the gradient w.r.t. the chain's output (backward) */
+    real *dx;       /* the gradient w.r.t. the chain's input (backward; the head: NULL, none) */
+    bool backward;
+    void (*group)(const chain_call *c, int t, int g); /* group g, on thread t */
+};
 
-/* time of one layer on thread 0 of the tail (bench's per-layer table: the
+/* time of one layer on thread 0 of a chain (bench's per-layer table: the
  * other threads run their groups meanwhile) */
-static void tail_toc(vae_model *m, int t, int entry, double t0, bool backward) {
+static void chain_toc(vae_model *m, int t, int entry, double t0, bool backward) {
     if (t == 0) toc(m, entry, t0, backward);
 }
 
+/* thread t's share of the groups (backward: its kernel and bias gradient
+ * accumulators zeroed first) */
+static void chain_part(void *ctx, int t, int parts) {
+    const chain_call *c = ctx;
+    model_chain *C = c->ch;
+    if (c->backward) {
+        for (int k = 0; k < C->nacc; k++)
+            memset(C->acc[t][k], 0, C->klen[k] * sizeof(rvec));
+        if (C->dbo[t]) memset(C->dbo[t], 0, (size_t)c->m->out_c * sizeof(double));
+    }
+    const size_t G = (size_t)c->s.in.groups;
+    for (int g = (int)par_split(G, t, parts); g < (int)par_split(G, t + 1, parts); g++)
+        c->group(c, t, g);
+}
+
+/* every group through the chain; returns the threads it took */
+static int chain_run(chain_call *c) {
+    const int parts = YT_MIN(c->ch->parts, c->s.in.groups);
+    par_run(parts, chain_part, c);
+    return parts;
+}
+
+/* the FiLM stages of a chain's blocks blk[0 .. nb) */
+static void chain_stages(vae_model *m, model_chain *C, conv_block *blk, int n, const real *cond) {
+    for (int k = 0; k < C->nb; k++) {
+        film_stage st = film_prepare(m, &blk[k], n, cond);
+        convs_stage_set(&C->st[k], &st, blk[k].C, n, C->stbuf[k]);
+    }
+}
+
 /* group g through the tail, forward, on thread t */
-static void tail_forward_group(const tail_call *c, int t, int g) {
+static void tail_forward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
-    model_tail *T = m->tail;
-    const tail_shapes *s = &c->s;
+    model_chain *T = c->ch;
+    const chain_shapes *s = &c->s;
     double t0 = tic(m);
     convs_from_chan(&s->in, c->x, T->in, g, g + 1);
     const convs_shape *ish = &s->in;
@@ -835,7 +911,7 @@ static void tail_forward_group(const tail_call *c, int t, int g) {
         const convs_stores st = {CONVS_ZO, &T->st[k], T->o[k], NULL, NULL};
         convs_b(&s->geo[k], ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], T->z[k],
                 &st, T->wbuf[t], g, g + 1);
-        tail_toc(m, t, b->prof[0], t0, false);
+        chain_toc(m, t, b->prof[0], t0, false);
         t0 = tic(m);
         ish = &s->blk[k];
         in = T->o[k];
@@ -844,47 +920,53 @@ static void tail_forward_group(const tail_call *c, int t, int g) {
     convs_a(&s->out_geo, ish, in, P(m, m->out_kernel), P(m, m->out_bias), &s->out, T->out, &plain,
             T->wbuf[t], g, g + 1);
     convs_to_chan(&s->out, T->out, m->out, g, g + 1);
-    tail_toc(m, t, m->prof_out, t0, false);
+    chain_toc(m, t, m->prof_out, t0, false);
 }
 
-static void tail_backward_group(const tail_call *c, int t, int g);
-
-/* thread t's share of the groups, forward (c->dy NULL) or backward (its
- * kernel and bias gradient accumulators zeroed first) */
-static void tail_part(void *ctx, int t, int parts) {
-    const tail_call *c = ctx;
-    model_tail *T = c->m->tail;
-    if (c->dy) {
-        for (int k = 0; k <= T->nb; k++)
-            memset(T->acc[t][k], 0, tail_kernel_len(c->m, k) * sizeof(rvec));
-        memset(T->dbo[t], 0, (size_t)c->m->out_c * sizeof(double));
-    }
-    const size_t G = (size_t)c->s.in.groups;
-    for (int g = (int)par_split(G, t, parts); g < (int)par_split(G, t + 1, parts); g++) {
-        if (c->dy)
-            tail_backward_group(c, t, g);
-        else
-            tail_forward_group(c, t, g);
-    }
-}
-
-/* the tail's blocks' FiLM stages, then every group through the tail: from x
- * (dec[nb]'s output or the reshape, [C][n][h][w]) to m->out */
+/* the tail: from x (dec[nb]'s output or the reshape, [C][n][h][w]) to m->out */
 static void tail_forward(vae_model *m, int n, const real *x, const real *cond) {
-    model_tail *T = m->tail;
-    for (int k = T->nb - 1; k >= 0; k--) {
-        conv_block *b = &m->dec[k];
-        film_stage st = film_prepare(m, b, n, cond);
-        convs_stage_set(&T->st[k], &st, b->C, n, T->stbuf[k]);
-    }
-    tail_call c = {.m = m, .n = n, .s = tail_shapes_for(m, n), .x = x};
-    par_run(YT_MIN(T->parts, c.s.in.groups), tail_part, &c);
+    chain_stages(m, m->tail, m->dec, n, cond);
+    chain_call c = {.m = m, .ch = m->tail, .n = n, .s = tail_shapes_for(m, n), .x = x,
+                    .group = tail_forward_group};
+    chain_run(&c);
 }
 
-void model_tail_activation(const vae_model *m, int k, bool o, real *dst) {
-    YT_CHECK(m->tail && k >= 0 && k < m->tail->nb);
-    const tail_shapes s = tail_shapes_for(m, m->n);
-    convs_to_chan(&s.blk[k], o ? m->tail->o[k] : m->tail->z[k], dst, 0, s.blk[k].groups);
+/* group g through the head, forward, on thread t */
+static void head_forward_group(const chain_call *c, int t, int g) {
+    vae_model *m = c->m;
+    model_chain *H = c->ch;
+    const chain_shapes *s = &c->s;
+    double t0 = tic(m);
+    convs_from_chan(&s->in, c->x, H->in, g, g + 1);
+    const convs_shape *ish = &s->in;
+    const real *in = H->in;
+    for (int k = 0; k < H->nb; k++) {
+        const conv_block *b = &m->enc[k];
+        const convs_stores st = {CONVS_ZO, &H->st[k], H->o[k], NULL, NULL};
+        convs_a(&s->geo[k], ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], H->z[k],
+                &st, H->wbuf[t], g, g + 1);
+        if (k + 1 == H->nb) convs_to_chan(&s->blk[k], H->o[k], b->o, g, g + 1);
+        chain_toc(m, t, b->prof[0], t0, false);
+        t0 = tic(m);
+        ish = &s->blk[k];
+        in = H->o[k];
+    }
+}
+
+/* the head: from the image x to enc[nb-1]'s o */
+static void head_forward(vae_model *m, int n, const real *x, const real *cond) {
+    chain_stages(m, m->head, m->enc, n, cond);
+    chain_call c = {.m = m, .ch = m->head, .n = n, .s = head_shapes_for(m, n), .x = x,
+                    .group = head_forward_group};
+    chain_run(&c);
+}
+
+void model_sm_activation(const vae_model *m, const conv_block *b, bool o, real *dst) {
+    const model_chain *C = b->deconv ? m->tail : m->head;
+    const int k = (int)(b - (b->deconv ? m->dec : m->enc));
+    YT_CHECK(b->sm && C && k >= 0 && k < C->nb);
+    const chain_shapes s = b->deconv ? tail_shapes_for(m, m->n) : head_shapes_for(m, m->n);
+    convs_to_chan(&s.blk[k], o ? C->o[k] : C->z[k], dst, 0, s.blk[k].groups);
 }
 
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
@@ -927,7 +1009,12 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
     /* encoder */
     const real *h = x;
     const film_stage *xst = NULL;
-    for (int b = 0; b < m->nblocks_enc; b++) {
+    const int nh = m->head ? m->head->nb : 0;
+    if (nh) {
+        head_forward(m, n, x, cond);
+        h = m->enc[nh - 1].o;
+    }
+    for (int b = nh; b < m->nblocks_enc; b++) {
         block_forward(m, &m->enc[b], n, h, xst, cond);
         h = block_out(&m->enc[b], &xst);
     }
@@ -1102,16 +1189,37 @@ static void grad_ready(vae_model *m, int idx) {
     if (m->grad_ready) m->grad_ready(m->grad_ready_ctx, idx < 0 ? 0 : m->params.t[idx].offset);
 }
 
-/* ---- the tail: backward -------------------------------------------------------------- */
+/* ---- the chains: backward ----------------------------------------------------------- */
+
+/* the stages' sums of a chain's blocks blk[0 .. nb) zeroed */
+static void chain_zero_sums(model_chain *C, const conv_block *blk, int n) {
+    for (int k = 0; k < C->nb; k++) {
+        memset(C->sv[k], 0, convs_sums_len(blk[k].C, n) * sizeof(double));
+        memset(C->tv[k], 0, convs_sums_len(blk[k].C, n) * sizeof(double));
+    }
+}
+
+/* block b (the chain's k) once every group's backward is done: its kernel
+ * gradient summed over the threads in thread order, its FiLM and bias
+ * gradients from the stage's sums, its conditioning MLPs; grad_ready */
+static void chain_block_end(vae_model *m, model_chain *C, conv_block *b, int k, int n, int parts) {
+    double t0 = tic(m);
+    for (int t = 0; t < parts; t++)
+        convs_lanes_end(C->acc[t][k], C->klen[k], G(m, b->kernel[0]));
+    convs_stage_end(&C->st[k], C->sv[k], C->tv[k], b->C, n, m->gs, m->gt, G(m, b->bias[0]));
+    toc(m, b->prof[0], t0, true);
+    film_mlps_backward(m, b, n, m->cond);
+    grad_ready(m, b->kernel[0]);
+}
 
 /* group g through the tail, backward, on thread t */
-static void tail_backward_group(const tail_call *c, int t, int g) {
+static void tail_backward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
-    model_tail *T = m->tail;
-    const tail_shapes *s = &c->s;
+    model_chain *T = c->ch;
+    const chain_shapes *s = &c->s;
     /* the output conv: its kernel and bias gradients, and the gradient
      * w.r.t. dec[0]'s z through dec[0]'s stage (each gradient in the place
-     * of what the backward has done with: model_tail) */
+     * of what the backward has done with: model_chain) */
     double t0 = tic(m);
     convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
     convs_c(&s->out_geo, &s->out, T->out, &s->blk[0], T->o[0], T->acc[t][T->nb], g, g + 1);
@@ -1119,7 +1227,7 @@ static void tail_backward_group(const tail_call *c, int t, int g) {
     const convs_stores st0 = {CONVS_DZ, &T->st[0], T->z[0], T->sv[0], T->tv[0]};
     convs_b(&s->out_geo, &s->out, T->out, P(m, m->out_kernel), NULL, &s->blk[0], T->z[0], &st0,
             T->wbuf[t], g, g + 1);
-    tail_toc(m, t, m->prof_out, t0, true);
+    chain_toc(m, t, m->prof_out, t0, true);
     /* dec[k], from the gradient w.r.t. its z: its kernel gradient, and the
      * gradient w.r.t. its input (through dec[k + 1]'s stage) */
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
@@ -1140,43 +1248,80 @@ static void tail_backward_group(const tail_call *c, int t, int g) {
             convs_a(&s->geo[k], &s->blk[k], T->z[k], P(m, b->kernel[0]), NULL, ish, T->z[k + 1],
                     &st, T->wbuf[t], g, g + 1);
         }
-        tail_toc(m, t, b->prof[0], t0, true);
+        chain_toc(m, t, b->prof[0], t0, true);
     }
 }
 
 /* The tail's backward from dy (the gradient w.r.t. the output conv's
  * output, [C][n][H][W]) to dx (w.r.t. the tail's input): every group
- * through the tail, then the kernel and bias gradients summed over the
- * threads in thread order, each block's FiLM gradients and conditioning
- * MLPs, and grad_ready in the order of the planar path. */
+ * through the tail, then the output conv's kernel and bias gradients and
+ * each block's (chain_block_end), in the order of the planar path. */
 static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
-    model_tail *T = m->tail;
-    tail_call c = {.m = m, .n = n, .s = tail_shapes_for(m, n), .dy = dy, .dx = dx};
-    for (int k = 0; k < T->nb; k++) {
-        memset(T->sv[k], 0, convs_sums_len(m->dec[k].C, n) * sizeof(double));
-        memset(T->tv[k], 0, convs_sums_len(m->dec[k].C, n) * sizeof(double));
-    }
-    const int parts = YT_MIN(T->parts, c.s.in.groups);
-    par_run(parts, tail_part, &c);
+    model_chain *T = m->tail;
+    chain_zero_sums(T, m->dec, n);
+    chain_call c = {.m = m, .ch = T, .n = n, .s = tail_shapes_for(m, n), .dy = dy, .dx = dx,
+                    .backward = true, .group = tail_backward_group};
+    const int parts = chain_run(&c);
     double t0 = tic(m);
     real *dbo = G(m, m->out_bias);
     for (int t = 0; t < parts; t++) {
-        convs_lanes_end(T->acc[t][T->nb], tail_kernel_len(m, T->nb), G(m, m->out_kernel));
+        convs_lanes_end(T->acc[t][T->nb], T->klen[T->nb], G(m, m->out_kernel));
         for (int i = 0; i < m->out_c; i++)
             dbo[i] += (real)T->dbo[t][i];
     }
     toc(m, m->prof_out, t0, true);
     grad_ready(m, m->out_kernel);
-    for (int k = 0; k < T->nb; k++) {
-        conv_block *b = &m->dec[k];
+    for (int k = 0; k < T->nb; k++)
+        chain_block_end(m, T, &m->dec[k], k, n, parts);
+}
+
+/* group g through the head, backward, on thread t */
+static void head_backward_group(const chain_call *c, int t, int g) {
+    vae_model *m = c->m;
+    model_chain *H = c->ch;
+    const chain_shapes *s = &c->s;
+    const int last = H->nb - 1;
+    double t0 = tic(m);
+    /* the gradient w.r.t. the last block's o, through its stage, in the
+     * place of its z */
+    convs_stage_bwd_from_chan(&s->blk[last], &H->st[last], c->dy, H->z[last], H->z[last],
+                              H->sv[last], H->tv[last], g, g + 1);
+    /* enc[k], from the gradient w.r.t. its z: its kernel gradient, and the
+     * gradient w.r.t. its input (through enc[k - 1]'s stage; the image's,
+     * where asked, in the place of its copy) */
+    const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
+    for (int k = last; k >= 0; k--) {
+        const conv_block *b = &m->enc[k];
+        const convs_shape *ish = k ? &s->blk[k - 1] : &s->in;
+        real *in = k ? H->o[k - 1] : H->in;
+        convs_c(&s->geo[k], &s->blk[k], H->z[k], ish, in, H->acc[t][k], g, g + 1);
+        if (k > 0) {
+            const convs_stores st = {CONVS_DZ, &H->st[k - 1], H->z[k - 1], H->sv[k - 1],
+                                     H->tv[k - 1]};
+            convs_b(&s->geo[k], &s->blk[k], H->z[k], P(m, b->kernel[0]), NULL, ish, H->z[k - 1],
+                    &st, H->wbuf[t], g, g + 1);
+        } else if (c->dx) {
+            convs_b(&s->geo[0], &s->blk[0], H->z[0], P(m, b->kernel[0]), NULL, ish, H->in, &plain,
+                    H->wbuf[t], g, g + 1);
+            convs_to_chan(ish, H->in, c->dx, g, g + 1);
+        }
+        chain_toc(m, t, b->prof[0], t0, true);
         t0 = tic(m);
-        for (int t = 0; t < parts; t++)
-            convs_lanes_end(T->acc[t][k], tail_kernel_len(m, k), G(m, b->kernel[0]));
-        convs_stage_end(&T->st[k], T->sv[k], T->tv[k], b->C, n, m->gs, m->gt, G(m, b->bias[0]));
-        toc(m, b->prof[0], t0, true);
-        film_mlps_backward(m, b, n, m->cond);
-        grad_ready(m, b->kernel[0]);
     }
+}
+
+/* The head's backward from dy (the gradient w.r.t. enc[nb-1]'s o,
+ * [C][n][H][W]) to dx (w.r.t. the image; NULL: not asked): every group
+ * through the head, then each block's gradients (chain_block_end), last
+ * block first as in the planar path. */
+static void head_backward(vae_model *m, int n, const real *dy, real *dx) {
+    model_chain *H = m->head;
+    chain_zero_sums(H, m->enc, n);
+    chain_call c = {.m = m, .ch = H, .n = n, .s = head_shapes_for(m, n), .dy = dy, .dx = dx,
+                    .backward = true, .group = head_backward_group};
+    const int parts = chain_run(&c);
+    for (int k = H->nb - 1; k >= 0; k--)
+        chain_block_end(m, H, &m->enc[k], k, n, parts);
 }
 
 void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double scale,
@@ -1255,7 +1400,8 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         rows_to_chan(last->C, n, last->H * last->W, m->g0, m->g1);
     d = m->g1;
     spare = m->g0;
-    for (int b = m->nblocks_enc - 1; b >= 0; b--) {
+    const int nh = m->head ? m->head->nb : 0;
+    for (int b = m->nblocks_enc - 1; b >= nh; b--) {
         const film_stage *xst = NULL;
         const real *in = b == 0 ? m->x : block_out(&m->enc[b - 1], &xst);
         bool want = b > 0 || input_grad;
@@ -1263,7 +1409,10 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         if (d) spare = d == m->g0 ? m->g1 : m->g0;
         grad_ready(m, m->enc[b].kernel[0]);
     }
-    if (input_grad) memcpy(m->dinput, d, (size_t)n * m->in_c * hw * sizeof *d);
+    if (nh)
+        head_backward(m, n, d, input_grad ? m->dinput : NULL);
+    else if (input_grad)
+        memcpy(m->dinput, d, (size_t)n * m->in_c * hw * sizeof *d);
 }
 
 /* ---- cost ---------------------------------------------------------------------------- */

@@ -129,12 +129,12 @@ static real *planar(const fixture *t, bool blocked, int c, int hw, const real *x
     return p;
 }
 
-/* a block on the decoder's sample-minor tail (conv_block.sm; its one layer):
- * its z (or o) in [C][B][hw], a copy (model_tail_activation); else NULL */
-static real *tail_copy(const fixture *t, const conv_block *b, bool o) {
+/* a block on a sample-minor chain (conv_block.sm; its one layer): its z
+ * (or o) in [C][B][hw], a copy (model_sm_activation); else NULL */
+static real *sm_copy(const fixture *t, const conv_block *b, bool o) {
     if (!b->sm) return NULL;
     real *p = malloc((size_t)b->C * t->B * b->H * b->W * sizeof *p);
-    model_tail_activation(t->m, (int)(b - t->m->dec), o, p);
+    model_sm_activation(t->m, b, o, p);
     return p;
 }
 
@@ -143,7 +143,7 @@ static void cmp_layer(fixture *t, const char *path, const conv_block *b, int l, 
     const int s = b->stride[l];
     const int hw =
         b->deconv ? b->h[l] * s * b->w[l] * s : ((b->h[l] + s - 1) / s) * ((b->w[l] + s - 1) / s);
-    real *p = b->sm ? tail_copy(t, b, false) : planar(t, b->blocked, b->cout[l], hw, x);
+    real *p = b->sm ? sm_copy(t, b, false) : planar(t, b->blocked, b->cout[l], hw, x);
     cmp_chan(t, path, p ? p : x);
     free(p);
 }
@@ -154,7 +154,7 @@ static void cmp_film_out(fixture *t, const char *path, const conv_block *b) {
     const size_t sz = (size_t)t->B * b->C * b->H * b->W;
     real *f = malloc(sz * sizeof *f);
     const real *z = b->z[b->nlayers - 1];
-    real *p = b->sm ? tail_copy(t, b, false) : planar(t, b->blocked, b->C, b->H * b->W, z);
+    real *p = b->sm ? sm_copy(t, b, false) : planar(t, b->blocked, b->C, b->H * b->W, z);
     film_forward(b->C, t->B, b->H * b->W, p ? p : z, b->scale, b->shift, f);
     cmp_chan(t, path, f);
     free(f);
@@ -166,7 +166,7 @@ static void cmp_film_out(fixture *t, const char *path, const conv_block *b) {
  * o's bits), so it is recomputed here from z with the block's stage. */
 static void cmp_block_out(fixture *t, const char *path, const conv_block *b) {
     if (b->sm) {
-        real *o = tail_copy(t, b, true);
+        real *o = sm_copy(t, b, true);
         cmp_chan(t, path, o);
         free(o);
         return;

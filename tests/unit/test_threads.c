@@ -252,16 +252,17 @@ static void test_misc_threads(void **state) {
 enum { MB = 10 }; /* batch: groups of 8 and 2 */
 
 /* forward + backward of a model (arch: CIFAR-10's, or Shapes3D's, whose
- * decoder ends on the sample-minor tail, model.c) with T threads: losses,
- * gradients */
+ * encoder starts and decoder ends on sample-minor chains, model.c) with T
+ * threads: losses, gradients */
 static real *model_grads(void (*arch)(yoto_config *), int T, double *losses, size_t *total) {
     yoto_config cfg;
     arch(&cfg);
     arch_train_defaults(&cfg, 1e-3, 0.5, 64);
     blas_set_threads(T);
     vae_model *m = model_create(&cfg.model, MB);
-#if !defined(SIMD_BYTES) || SIMD_BYTES == 32 /* bin/yoto-avx512 has no tail */
+#if !defined(SIMD_BYTES) || SIMD_BYTES == 32 /* bin/yoto-avx512 has no chains */
     if (arch == arch_shapes3d && !m->dec[0].sm) fail_msg("Shapes3D's decoder has no tail");
+    if (arch == arch_shapes3d && !m->enc[0].sm) fail_msg("Shapes3D's encoder has no head");
 #endif
     model_init_params(m, 5);
     const size_t nx = (size_t)m->in_c * MB * m->in_h * m->in_w;
@@ -312,7 +313,7 @@ static void test_model_threads(void **state) {
     (void)state;
     if (tu_quick()) skip(); /* minutes under valgrind; the kernels' checks cover the code */
     check_model_threads(arch_cifar10);
-    check_model_threads(arch_shapes3d); /* the tail: threads split its groups */
+    check_model_threads(arch_shapes3d); /* the chains: threads split their groups */
 }
 
 /* three trainer_step calls with T threads; the final parameters */
