@@ -290,9 +290,9 @@ typedef struct model_chain {
     double *dbo[CHAIN_MAX_THREADS];
 } model_chain;
 
-/* a block a chain can take: FiLM'd, one layer, on the direct kernels (the
- * stride-2 convs and deconvs at 16 x 16 and up; Winograd's stride-1 layers
- * and the GEMM route stay), not blocked */
+/* a block a chain can take: FiLM'd, one layer, on the direct kernels
+ * (layers.c's choice: Winograd's stride-1 layers and the GEMM route stay),
+ * not blocked */
 static bool chain_block_ok(const vae_model *m, const conv_block *b) {
     if (!b->film || b->gated || b->nlayers != 1 || b->blocked) return false;
     return layer_geom(m, b, 0, m->max_batch).route == CONV_DIRECT;

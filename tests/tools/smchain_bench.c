@@ -1,9 +1,10 @@
-/* smchain_bench.c — lever 43's prototype: Shapes3D's decoder tail (dec/block1,
+/* smchain_bench.c — levers 43 and 44's prototype: Shapes3D's decoder tail (dec/block1,
  * dec/block0 and the output conv, with their FiLM + leaky ReLU stages),
  * forward and backward, with the activations kept in a sample-minor layout
  * from layer to layer, timed against the same three layers through
  * convk.c's calls as model.c makes them (lazy stages, the stage's backward
- * folded into the packing of the incoming gradient).
+ * folded into the packing of the incoming gradient); and the encoder's head
+ * (enc/block0-2) the same way (`enc`).
  *
  * Layout: a tensor is [C][G][H + 2][W + 2][VL]: G groups of VL samples, a
  * vector holds one position of VL samples, and every channel plane of a

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# tests/tools/round.sh [BIN] — one round of issue 14's speed figures: for
+# each reference config, `bench --json` on one core (taskset -c 0), under
+# `mpirun -np 2`, and with `--threads 2`; one line each: step ms, images/s,
+# % of the same run's sgemm (per rank), sgemm GFLOP/s, peak RSS MB, and on
+# one core the inference figures. AVX2 kernels, Haswell OpenBLAS, one
+# OpenBLAS thread (docs/DESIGN.md, "Where it stands"). Run it three times
+# and take the medians; not part of the test suite (speed is no assertion).
+set -eu
+B=${1:-bin/yoto}
+export OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for cfg in shapes3d_conv_vae_yoto cifar10_conv_vae_yoto; do
+    for mode in c1 np2 t2; do
+        case $mode in
+        c1) taskset -c 0 "$B" bench "configs/$cfg.yaml" --json >"$out" 2>/dev/null ;;
+        np2) mpirun -np 2 "$B" bench "configs/$cfg.yaml" --json >"$out" 2>/dev/null ;;
+        t2) "$B" bench "configs/$cfg.yaml" --json --threads 2 >"$out" 2>/dev/null ;;
+        esac
+        /usr/bin/python3 - "$out" "$cfg" "$mode" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+cfg, mode = sys.argv[2], sys.argv[3]
+line = (f"{cfg} {mode} step {d['step_s_median'] * 1e3:.2f} ms, {d['images_per_s']:.0f} images/s, "
+        f"{100 * d['ratio_to_sgemm']:.1f}% of sgemm {d['sgemm_gflops']:.0f}, rss {d['peak_rss_mb']} MB")
+inf = d.get('inference', {})
+if mode == 'c1' and inf:
+    line += (f", encode {100 * inf['encode_ratio_to_sgemm']:.0f}%, "
+             f"reconstruct {100 * inf['reconstruct_ratio_to_sgemm']:.0f}%")
+print(line)
+PY
+    done
+done
