@@ -269,7 +269,8 @@ static conv_geom out_geom(const vae_model *m, int n) {
  * the input gradient of the layer after it. */
 #define CHAIN_MAX_THREADS 64
 typedef struct model_chain {
-    int nb;    /* blocks on the chain */
+    conv_block *blk; /* its blocks: blk[0 .. nb) (m->dec or m->enc) */
+    int nb;          /* blocks on the chain */
     int nacc;  /* kernel gradients: the blocks', and the tail's output conv's at [nb] */
     int parts; /* threads it was sized for */
     size_t klen[MODEL_MAX_BLOCKS + 1]; /* reals of each of those kernels */
@@ -316,6 +317,7 @@ static model_chain *chain_new(conv_block *blk, int nb) {
     for (int k = 0; k < nb; k++)
         blk[k].sm = true;
     model_chain *C = yt_calloc(1, sizeof *C);
+    C->blk = blk;
     C->nb = nb;
     return C;
 }
@@ -490,9 +492,10 @@ static chain_shapes head_shapes_for(const vae_model *m, int n) {
     return s;
 }
 
-/* a chain's buffers (blk: its blocks; s: for max_batch samples; C->klen
- * set), but the tail's own */
-static void chain_alloc(vae_model *m, model_chain *C, const conv_block *blk, const chain_shapes *s) {
+/* a chain's buffers (s: for max_batch samples; C->klen set), but the
+ * tail's own */
+static void chain_alloc(vae_model *m, model_chain *C, const chain_shapes *s) {
+    const conv_block *blk = C->blk;
     const int n = m->max_batch;
     C->parts = YT_MIN(m->threads, CHAIN_MAX_THREADS);
     C->in = chain_mem(m, convs_len(&s->in) * sizeof(real));
@@ -521,7 +524,7 @@ static void tail_alloc(vae_model *m) {
     for (int k = 0; k < T->nb; k++)
         T->klen[k] = (size_t)m->dec[k].cin[0] * m->dec[k].C * 9;
     T->klen[T->nb] = (size_t)m->out_c * m->dec[0].C * 9;
-    chain_alloc(m, T, m->dec, &s);
+    chain_alloc(m, T, &s);
     T->out = chain_mem(m, convs_len(&s.out) * sizeof(real));
     for (int t = 0; t < T->parts; t++)
         T->dbo[t] = chain_mem(m, (size_t)m->out_c * sizeof(double));
@@ -535,7 +538,7 @@ static void head_alloc(vae_model *m) {
     H->nacc = H->nb;
     for (int k = 0; k < H->nb; k++)
         H->klen[k] = (size_t)m->enc[k].cin[0] * m->enc[k].C * 9;
-    chain_alloc(m, H, m->enc, &s);
+    chain_alloc(m, H, &s);
     conv_block *last = &m->enc[H->nb - 1];
     last->o = alloc_buf(m, (size_t)m->max_batch * last->C * last->H * last->W);
 }
@@ -882,19 +885,57 @@ static void chain_part(void *ctx, int t, int parts) {
         c->group(c, t, g);
 }
 
-/* every group through the chain; returns the threads it took */
+/* every group through the chain (backward: the stages' sums zeroed first);
+ * returns the threads it took */
 static int chain_run(chain_call *c) {
-    const int parts = YT_MIN(c->ch->parts, c->s.in.groups);
+    model_chain *C = c->ch;
+    for (int k = 0; c->backward && k < C->nb; k++) {
+        memset(C->sv[k], 0, convs_sums_len(C->blk[k].C, c->n) * sizeof(double));
+        memset(C->tv[k], 0, convs_sums_len(C->blk[k].C, c->n) * sizeof(double));
+    }
+    const int parts = YT_MIN(C->parts, c->s.in.groups);
     par_run(parts, chain_part, c);
     return parts;
 }
 
-/* the FiLM stages of a chain's blocks blk[0 .. nb) */
-static void chain_stages(vae_model *m, model_chain *C, conv_block *blk, int n, const real *cond) {
+/* the FiLM stages of a chain's blocks */
+static void chain_stages(vae_model *m, model_chain *C, int n, const real *cond) {
     for (int k = 0; k < C->nb; k++) {
-        film_stage st = film_prepare(m, &blk[k], n, cond);
-        convs_stage_set(&C->st[k], &st, blk[k].C, n, C->stbuf[k]);
+        film_stage st = film_prepare(m, &C->blk[k], n, cond);
+        convs_stage_set(&C->st[k], &st, C->blk[k].C, n, C->stbuf[k]);
     }
+}
+
+/* A or B (src/convs.h), the same arguments */
+typedef void (*convs_pass)(const conv_geom *, const convs_shape *, const real *, const real *,
+                           const real *, const convs_shape *, real *, const convs_stores *, real *,
+                           int, int);
+
+/* group g on thread t, forward, through a chain's blocks: its input copied
+ * in, then block k for k from k0 in steps of dk (conv: A for convs, B for
+ * deconvs), each storing z and its stage's o. Returns the last block's o,
+ * its shape in *sh. */
+static const real *chain_forward_blocks(const chain_call *c, int t, int g, int k0, int dk,
+                                        convs_pass conv, const convs_shape **sh) {
+    vae_model *m = c->m;
+    model_chain *C = c->ch;
+    const chain_shapes *s = &c->s;
+    double t0 = tic(m);
+    convs_from_chan(&s->in, c->x, C->in, g, g + 1);
+    const convs_shape *ish = &s->in;
+    const real *in = C->in;
+    for (int i = 0, k = k0; i < C->nb; i++, k += dk) {
+        const conv_block *b = &C->blk[k];
+        const convs_stores st = {CONVS_ZO, &C->st[k], C->o[k], NULL, NULL};
+        conv(&s->geo[k], ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], C->z[k], &st,
+             C->wbuf[t], g, g + 1);
+        chain_toc(m, t, b->prof[0], t0, false);
+        t0 = tic(m);
+        ish = &s->blk[k];
+        in = C->o[k];
+    }
+    *sh = ish;
+    return in;
 }
 
 /* group g through the tail, forward, on thread t */
@@ -902,20 +943,9 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
     model_chain *T = c->ch;
     const chain_shapes *s = &c->s;
+    const convs_shape *ish;
+    const real *in = chain_forward_blocks(c, t, g, T->nb - 1, -1, convs_b, &ish);
     double t0 = tic(m);
-    convs_from_chan(&s->in, c->x, T->in, g, g + 1);
-    const convs_shape *ish = &s->in;
-    const real *in = T->in;
-    for (int k = T->nb - 1; k >= 0; k--) {
-        const conv_block *b = &m->dec[k];
-        const convs_stores st = {CONVS_ZO, &T->st[k], T->o[k], NULL, NULL};
-        convs_b(&s->geo[k], ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], T->z[k],
-                &st, T->wbuf[t], g, g + 1);
-        chain_toc(m, t, b->prof[0], t0, false);
-        t0 = tic(m);
-        ish = &s->blk[k];
-        in = T->o[k];
-    }
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
     convs_a(&s->out_geo, ish, in, P(m, m->out_kernel), P(m, m->out_bias), &s->out, T->out, &plain,
             T->wbuf[t], g, g + 1);
@@ -925,37 +955,27 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
 
 /* the tail: from x (dec[nb]'s output or the reshape, [C][n][h][w]) to m->out */
 static void tail_forward(vae_model *m, int n, const real *x, const real *cond) {
-    chain_stages(m, m->tail, m->dec, n, cond);
+    chain_stages(m, m->tail, n, cond);
     chain_call c = {.m = m, .ch = m->tail, .n = n, .s = tail_shapes_for(m, n), .x = x,
                     .group = tail_forward_group};
     chain_run(&c);
 }
 
-/* group g through the head, forward, on thread t */
+/* group g through the head, forward, on thread t; the last block's o out
+ * to [C][N][H][W] */
 static void head_forward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
-    model_chain *H = c->ch;
-    const chain_shapes *s = &c->s;
+    const model_chain *H = c->ch;
+    const convs_shape *sh;
+    const real *o = chain_forward_blocks(c, t, g, 0, 1, convs_a, &sh);
     double t0 = tic(m);
-    convs_from_chan(&s->in, c->x, H->in, g, g + 1);
-    const convs_shape *ish = &s->in;
-    const real *in = H->in;
-    for (int k = 0; k < H->nb; k++) {
-        const conv_block *b = &m->enc[k];
-        const convs_stores st = {CONVS_ZO, &H->st[k], H->o[k], NULL, NULL};
-        convs_a(&s->geo[k], ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], H->z[k],
-                &st, H->wbuf[t], g, g + 1);
-        if (k + 1 == H->nb) convs_to_chan(&s->blk[k], H->o[k], b->o, g, g + 1);
-        chain_toc(m, t, b->prof[0], t0, false);
-        t0 = tic(m);
-        ish = &s->blk[k];
-        in = H->o[k];
-    }
+    convs_to_chan(sh, o, m->enc[H->nb - 1].o, g, g + 1);
+    chain_toc(m, t, m->enc[H->nb - 1].prof[0], t0, false);
 }
 
 /* the head: from the image x to enc[nb-1]'s o */
 static void head_forward(vae_model *m, int n, const real *x, const real *cond) {
-    chain_stages(m, m->head, m->enc, n, cond);
+    chain_stages(m, m->head, n, cond);
     chain_call c = {.m = m, .ch = m->head, .n = n, .s = head_shapes_for(m, n), .x = x,
                     .group = head_forward_group};
     chain_run(&c);
@@ -1191,18 +1211,11 @@ static void grad_ready(vae_model *m, int idx) {
 
 /* ---- the chains: backward ----------------------------------------------------------- */
 
-/* the stages' sums of a chain's blocks blk[0 .. nb) zeroed */
-static void chain_zero_sums(model_chain *C, const conv_block *blk, int n) {
-    for (int k = 0; k < C->nb; k++) {
-        memset(C->sv[k], 0, convs_sums_len(blk[k].C, n) * sizeof(double));
-        memset(C->tv[k], 0, convs_sums_len(blk[k].C, n) * sizeof(double));
-    }
-}
-
-/* block b (the chain's k) once every group's backward is done: its kernel
+/* a chain's block k once every group's backward is done: its kernel
  * gradient summed over the threads in thread order, its FiLM and bias
  * gradients from the stage's sums, its conditioning MLPs; grad_ready */
-static void chain_block_end(vae_model *m, model_chain *C, conv_block *b, int k, int n, int parts) {
+static void chain_block_end(vae_model *m, model_chain *C, int k, int n, int parts) {
+    conv_block *b = &C->blk[k];
     double t0 = tic(m);
     for (int t = 0; t < parts; t++)
         convs_lanes_end(C->acc[t][k], C->klen[k], G(m, b->kernel[0]));
@@ -1258,7 +1271,6 @@ static void tail_backward_group(const chain_call *c, int t, int g) {
  * each block's (chain_block_end), in the order of the planar path. */
 static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
     model_chain *T = m->tail;
-    chain_zero_sums(T, m->dec, n);
     chain_call c = {.m = m, .ch = T, .n = n, .s = tail_shapes_for(m, n), .dy = dy, .dx = dx,
                     .backward = true, .group = tail_backward_group};
     const int parts = chain_run(&c);
@@ -1272,7 +1284,7 @@ static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
     toc(m, m->prof_out, t0, true);
     grad_ready(m, m->out_kernel);
     for (int k = 0; k < T->nb; k++)
-        chain_block_end(m, T, &m->dec[k], k, n, parts);
+        chain_block_end(m, T, k, n, parts);
 }
 
 /* group g through the head, backward, on thread t */
@@ -1316,12 +1328,11 @@ static void head_backward_group(const chain_call *c, int t, int g) {
  * block first as in the planar path. */
 static void head_backward(vae_model *m, int n, const real *dy, real *dx) {
     model_chain *H = m->head;
-    chain_zero_sums(H, m->enc, n);
     chain_call c = {.m = m, .ch = H, .n = n, .s = head_shapes_for(m, n), .dy = dy, .dx = dx,
                     .backward = true, .group = head_backward_group};
     const int parts = chain_run(&c);
     for (int k = H->nb - 1; k >= 0; k--)
-        chain_block_end(m, H, &m->enc[k], k, n, parts);
+        chain_block_end(m, H, k, n, parts);
 }
 
 void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double scale,
