@@ -292,24 +292,19 @@ typedef struct model_chain {
 } model_chain;
 
 /* a block a chain can take: FiLM'd, one layer, on the direct kernels
- * (layers.c's choice: Winograd's stride-1 layers and the GEMM route stay),
- * not blocked */
+ * (layers.c's choice: Winograd's stride-1 layers and the GEMM route stay) */
 static bool chain_block_ok(const vae_model *m, const conv_block *b) {
-    if (!b->film || b->gated || b->nlayers != 1 || b->blocked) return false;
+    if (!b->film || b->gated || b->nlayers != 1) return false;
     return layer_geom(m, b, 0, m->max_batch).route == CONV_DIRECT;
 }
 
 /* How many of the first blocks of blk[0 .. nblocks) a chain takes (the
- * tail: dec[0] up; the head: enc[0] up): those chain_block_ok, with the
- * block after them not blocked (it reads or writes the chain's end on
- * [C][N][H][W]); only with YOTO_CONV_LAYOUT auto. Not in bin/yoto-avx512,
- * where the tail was measured 0.5-4% slower (docs/DESIGN.md, lever 43: its
- * tiles use 16 of the 32 registers). */
+ * tail: dec[0] up; the head: enc[0] up): those chain_block_ok; only with
+ * YOTO_CONV_LAYOUT auto. */
 static int chain_blocks(const vae_model *m, const conv_block *blk, int nblocks, int policy) {
-    if (policy != 0 || SIMD_BYTES == 64) return 0;
+    if (policy != 0) return 0;
     int nb = 0;
     while (nb < nblocks && chain_block_ok(m, &blk[nb])) nb++;
-    if (nb < nblocks && blk[nb].blocked) return 0;
     return nb;
 }
 
@@ -340,17 +335,26 @@ bool model_check_layout_env(void) {
     return false;
 }
 
-/* Each block's layout (conv_block.blocked). YOTO_CONV_LAYOUT: auto (the
- * default) blocks where convb_pays for every layer; blocked wherever the
- * kernels fit (convb_fits: every channel count a multiple of their lanes;
- * for tests and measurements); planar nowhere. */
+/* Each block's layout (conv_block.blocked, conv_block.sm). YOTO_CONV_LAYOUT:
+ * auto (the default) puts the chains first (the tail and the head, on the
+ * sample-minor layout), then blocks where convb_pays for every layer but on
+ * the chains and next to them (the block after a chain reads or writes its
+ * end on [C][N][H][W]); blocked blocks wherever the kernels fit (convb_fits:
+ * every channel count a multiple of their lanes; for tests and
+ * measurements); planar: neither. */
 static void choose_layouts(vae_model *m) {
     const int policy = layout_policy();
     if (policy < 0)
         yt_die("YOTO_CONV_LAYOUT=%s: expected auto, planar or blocked", getenv("YOTO_CONV_LAYOUT"));
+    const int nt = chain_blocks(m, m->dec, m->nblocks_dec, policy);
+    if (nt > 0) m->tail = chain_new(m->dec, nt);
+    const int nh = chain_blocks(m, m->enc, m->nblocks_enc, policy);
+    if (nh > 0) m->head = chain_new(m->enc, nh);
     for (int i = 0; i < m->nblocks_enc + m->nblocks_dec; i++) {
         conv_block *b = i < m->nblocks_enc ? &m->enc[i] : &m->dec[i - m->nblocks_enc];
-        bool ok = policy != 1;
+        const bool next_to_chain =
+            i < m->nblocks_enc ? nh > 0 && i == nh : nt > 0 && i - m->nblocks_enc == nt;
+        bool ok = policy != 1 && !b->sm && !next_to_chain;
         for (int l = 0; l < b->nlayers && ok; l++) {
             conv_geom g = layer_geom(m, b, l, m->max_batch);
             ok = policy == 2 ? convb_fits(&g) : convb_pays(&g);
@@ -364,10 +368,6 @@ static void choose_layouts(vae_model *m) {
         m->enc[i].in_blocked = i > 0 && m->enc[i - 1].blocked;
     for (int k = 0; k < m->nblocks_dec; k++)
         m->dec[k].in_blocked = k == m->nblocks_dec - 1 ? m->dec[k].blocked : m->dec[k + 1].blocked;
-    const int nt = chain_blocks(m, m->dec, m->nblocks_dec, policy);
-    if (nt > 0) m->tail = chain_new(m->dec, nt);
-    const int nh = chain_blocks(m, m->enc, m->nblocks_enc, policy);
-    if (nh > 0) m->head = chain_new(m->enc, nh);
 }
 
 /* Which blocks leave o unwritten (conv_block.lazy): a FiLM block on the
