@@ -54,13 +54,30 @@ YT_INLINE void transpose(rvec v[VL]) {
     }
 }
 
+/* v[j] = positions i + j of the nl samples at r, r + hw, ... (lanes past nl
+ * zero: a buffer may have held a larger batch) */
+YT_INLINE void load_positions(rvec v[VL], const real *r, size_t hw, int i, int nl) {
+    const rvec zero = {0};
+    for (int l = 0; l < VL; l++)
+        v[l] = l < nl ? vload(r + (size_t)l * hw + i) : zero;
+    transpose(v);
+}
+
+/* position i of the nl samples at r, r + hw, ... as one vector (the rest of
+ * a row after the whole blocks) */
+YT_INLINE rvec load_position(const real *r, size_t hw, int i, int nl) {
+    rvec d = {0};
+    for (int l = 0; l < nl; l++)
+        d[l] = r[(size_t)l * hw + i];
+    return d;
+}
+
 /* The copies run VL positions of VL samples at a time through a transpose
  * in registers (a strided store per real took 3.5% of the Shapes3D step);
- * what is left of a row, real by real. */
+ * what is left of a row, position by position. */
 YT_SIMD_CLONES
 void convs_from_chan(const convs_shape *s, const real *x, real *xs, int ga, int gb) {
     const size_t hw = (size_t)s->h * s->w;
-    const rvec zero = {0};
     for (int c = 0; c < s->c; c++)
         for (int g = ga; g < gb; g++) {
             const int nl = YT_MIN(VL, s->n - g * VL);
@@ -71,15 +88,12 @@ void convs_from_chan(const convs_shape *s, const real *x, real *xs, int ga, int 
                 int i = 0;
                 for (; i + VL <= s->w; i += VL) {
                     rvec v[VL];
-                    for (int l = 0; l < VL; l++) /* a buffer may have held a larger batch */
-                        v[l] = l < nl ? vload(r + (size_t)l * hw + i) : zero;
-                    transpose(v);
+                    load_positions(v, r, hw, i, nl);
                     for (int j = 0; j < VL; j++)
                         *(rvec *)(d + (size_t)(i + j) * VL) = v[j];
                 }
                 for (; i < s->w; i++)
-                    for (int l = 0; l < VL; l++)
-                        d[(size_t)i * VL + l] = l < nl ? r[(size_t)l * hw + i] : 0;
+                    *(rvec *)(d + (size_t)i * VL) = load_position(r, hw, i, nl);
             }
         }
 }
@@ -173,7 +187,6 @@ void convs_stage_bwd_from_chan(const convs_shape *s, const convs_stage *st, cons
                                const real *zs, real *dzs, double *sv, double *tv, int ga, int gb) {
     const size_t hw = (size_t)s->h * s->w;
     const int G = s->groups;
-    const rvec zero = {0};
     for (int c = 0; c < s->c; c++)
         for (int g = ga; g < gb; g++) {
             const int nl = YT_MIN(VL, s->n - g * VL);
@@ -187,22 +200,17 @@ void convs_stage_bwd_from_chan(const convs_shape *s, const convs_stage *st, cons
                 int i = 0;
                 for (; i + VL <= s->w; i += VL) { /* as convs_from_chan */
                     rvec v[VL];
-                    for (int l = 0; l < VL; l++)
-                        v[l] = l < nl ? vload(r + (size_t)l * hw + i) : zero;
-                    transpose(v);
+                    load_positions(v, r, hw, i, nl);
                     for (int j = 0; j < VL; j++) {
                         const size_t at = (size_t)(i + j) * VL;
                         vstore(dr + at, stage_bwd(st->lrelu, st->alpha, a, t, v[j],
                                                   vload(zr + at), &sa, &ta));
                     }
                 }
-                for (; i < s->w; i++) {
-                    rvec d = {0};
-                    for (int l = 0; l < nl; l++)
-                        d[l] = r[(size_t)l * hw + i];
-                    vstore(dr + (size_t)i * VL, stage_bwd(st->lrelu, st->alpha, a, t, d,
-                                                          vload(zr + (size_t)i * VL), &sa, &ta));
-                }
+                for (; i < s->w; i++)
+                    vstore(dr + (size_t)i * VL,
+                           stage_bwd(st->lrelu, st->alpha, a, t, load_position(r, hw, i, nl),
+                                     vload(zr + (size_t)i * VL), &sa, &ta));
                 add_lanes(sd, sa);
                 add_lanes(td, ta);
             }

@@ -468,35 +468,39 @@ typedef struct {
     conv_geom geo[MODEL_MAX_BLOCKS], out_geo;
 } chain_shapes;
 
-static chain_shapes tail_shapes_for(const vae_model *m, int n) {
-    const model_chain *T = m->tail;
-    const conv_block *first = &m->dec[T->nb - 1];
-    const int cap = m->max_batch; /* the positions stay put whatever n */
-    chain_shapes s = {.in = convs_shape_make(first->cin[0], n, cap, first->h[0], first->w[0]),
-                      .out = convs_shape_make(m->out_c, n, cap, m->in_h, m->in_w)};
-    for (int k = 0; k < T->nb; k++) {
-        s.blk[k] = convs_shape_make(m->dec[k].C, n, cap, m->dec[k].H, m->dec[k].W);
-        s.geo[k] = layer_geom(m, &m->dec[k], 0, n);
+/* a chain's input shape (c channels of h x w) and its blocks', for n
+ * samples; the positions stay put whatever n (pitched for max_batch) */
+static chain_shapes chain_shapes_for(const vae_model *m, const model_chain *C, int n, int c, int h,
+                                     int w) {
+    const int cap = m->max_batch;
+    chain_shapes s = {.in = convs_shape_make(c, n, cap, h, w)};
+    for (int k = 0; k < C->nb; k++) {
+        const conv_block *b = &C->blk[k];
+        s.blk[k] = convs_shape_make(b->C, n, cap, b->H, b->W);
+        s.geo[k] = layer_geom(m, b, 0, n);
     }
+    return s;
+}
+
+static chain_shapes tail_shapes_for(const vae_model *m, int n) {
+    const conv_block *first = &m->dec[m->tail->nb - 1];
+    chain_shapes s = chain_shapes_for(m, m->tail, n, first->cin[0], first->h[0], first->w[0]);
+    s.out = convs_shape_make(m->out_c, n, m->max_batch, m->in_h, m->in_w);
     s.out_geo = out_geom(m, n);
     return s;
 }
 
 static chain_shapes head_shapes_for(const vae_model *m, int n) {
-    const int cap = m->max_batch;
-    chain_shapes s = {.in = convs_shape_make(m->in_c, n, cap, m->in_h, m->in_w)};
-    for (int k = 0; k < m->head->nb; k++) {
-        s.blk[k] = convs_shape_make(m->enc[k].C, n, cap, m->enc[k].H, m->enc[k].W);
-        s.geo[k] = layer_geom(m, &m->enc[k], 0, n);
-    }
-    return s;
+    return chain_shapes_for(m, m->head, n, m->in_c, m->in_h, m->in_w);
 }
 
-/* a chain's buffers (s: for max_batch samples; C->klen set), but the
- * tail's own */
+/* a chain's buffers (s: for max_batch samples), but the tail's own; its
+ * blocks' kernel sizes (C->nacc and any kernel past the blocks set) */
 static void chain_alloc(vae_model *m, model_chain *C, const chain_shapes *s) {
     const conv_block *blk = C->blk;
     const int n = m->max_batch;
+    for (int k = 0; k < C->nb; k++)
+        C->klen[k] = (size_t)blk[k].cin[0] * blk[k].C * 9;
     C->parts = YT_MIN(m->threads, CHAIN_MAX_THREADS);
     C->in = chain_mem(m, convs_len(&s->in) * sizeof(real));
     size_t wlen = 0; /* A's and B's packed weights: a kernel */
@@ -520,9 +524,7 @@ static void tail_alloc(vae_model *m) {
     model_chain *T = m->tail;
     if (!T) return;
     const chain_shapes s = tail_shapes_for(m, m->max_batch);
-    T->nacc = T->nb + 1;
-    for (int k = 0; k < T->nb; k++)
-        T->klen[k] = (size_t)m->dec[k].cin[0] * m->dec[k].C * 9;
+    T->nacc = T->nb + 1; /* the output conv's kernel at [nb] */
     T->klen[T->nb] = (size_t)m->out_c * m->dec[0].C * 9;
     chain_alloc(m, T, &s);
     T->out = chain_mem(m, convs_len(&s.out) * sizeof(real));
@@ -536,8 +538,6 @@ static void head_alloc(vae_model *m) {
     if (!H) return;
     const chain_shapes s = head_shapes_for(m, m->max_batch);
     H->nacc = H->nb;
-    for (int k = 0; k < H->nb; k++)
-        H->klen[k] = (size_t)m->enc[k].cin[0] * m->enc[k].C * 9;
     chain_alloc(m, H, &s);
     conv_block *last = &m->enc[H->nb - 1];
     last->o = alloc_buf(m, (size_t)m->max_batch * last->C * last->H * last->W);
@@ -860,7 +860,6 @@ struct chain_call {
     const real *x;  /* the chain's input [C][n][h][w] (forward) */
     const real *dy; /* the gradient w.r.t. the chain's output (backward) */
     real *dx;       /* the gradient w.r.t. the chain's input (backward; the head: NULL, none) */
-    bool backward;
     void (*group)(const chain_call *c, int t, int g); /* group g, on thread t */
 };
 
@@ -870,12 +869,12 @@ static void chain_toc(vae_model *m, int t, int entry, double t0, bool backward) 
     if (t == 0) toc(m, entry, t0, backward);
 }
 
-/* thread t's share of the groups (backward: its kernel and bias gradient
- * accumulators zeroed first) */
+/* thread t's share of the groups (backward, c->dy set: its kernel and bias
+ * gradient accumulators zeroed first) */
 static void chain_part(void *ctx, int t, int parts) {
     const chain_call *c = ctx;
     model_chain *C = c->ch;
-    if (c->backward) {
+    if (c->dy) {
         for (int k = 0; k < C->nacc; k++)
             memset(C->acc[t][k], 0, C->klen[k] * sizeof(rvec));
         if (C->dbo[t]) memset(C->dbo[t], 0, (size_t)c->m->out_c * sizeof(double));
@@ -889,7 +888,7 @@ static void chain_part(void *ctx, int t, int parts) {
  * returns the threads it took */
 static int chain_run(chain_call *c) {
     model_chain *C = c->ch;
-    for (int k = 0; c->backward && k < C->nb; k++) {
+    for (int k = 0; c->dy && k < C->nb; k++) {
         memset(C->sv[k], 0, convs_sums_len(C->blk[k].C, c->n) * sizeof(double));
         memset(C->tv[k], 0, convs_sums_len(C->blk[k].C, c->n) * sizeof(double));
     }
@@ -1272,7 +1271,7 @@ static void tail_backward_group(const chain_call *c, int t, int g) {
 static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
     model_chain *T = m->tail;
     chain_call c = {.m = m, .ch = T, .n = n, .s = tail_shapes_for(m, n), .dy = dy, .dx = dx,
-                    .backward = true, .group = tail_backward_group};
+                    .group = tail_backward_group};
     const int parts = chain_run(&c);
     double t0 = tic(m);
     real *dbo = G(m, m->out_bias);
@@ -1329,7 +1328,7 @@ static void head_backward_group(const chain_call *c, int t, int g) {
 static void head_backward(vae_model *m, int n, const real *dy, real *dx) {
     model_chain *H = m->head;
     chain_call c = {.m = m, .ch = H, .n = n, .s = head_shapes_for(m, n), .dy = dy, .dx = dx,
-                    .backward = true, .group = head_backward_group};
+                    .group = head_backward_group};
     const int parts = chain_run(&c);
     for (int k = H->nb - 1; k >= 0; k--)
         chain_block_end(m, H, k, n, parts);

@@ -201,6 +201,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     const bool stop_before_grad = dist_fault("sigstop_grad") && step >= 5;
     if (stop_before_grad) m->grad_ready = NULL;
     if (local_ok) model_backward(m, t->w_kl, t->w_rec, t->scale, false);
+    m->grad_ready = grad_ready;
     double in_backward = dist_sync_get_stats(t->sync).exposed_s - exposed0;
     double t2 = yt_now();
     watchdog_beat(WD_AGREE);
