@@ -237,7 +237,9 @@ _Noreturn static void fire(long step, int phase, double waited, double limit) {
     int n = snprintf(line, sizeof line, "yoto: %s\n", msg);
     ssize_t w = write(STDERR_FILENO, line, (size_t)YT_MIN(n, (int)sizeof line - 1));
     (void)w;
-    if (g.rank == 0) watchdog_note(msg);
+    /* rank 1 too: where every rank hangs, it may fire first, and mpirun
+     * then ends rank 0 before rank 0's note is written */
+    watchdog_note(msg);
     _exit(YT_EXIT_HUNG);
 }
 
