@@ -108,6 +108,26 @@ static conv_geom direct(int n, int cin, int h, int cout, int stride) {
     return g;
 }
 
+/* each op's time per repetition, summed over the group blocks */
+#define T_(i, call)                                                                                \
+    do {                                                                                           \
+        const double t_ = tool_now();                                                              \
+        call;                                                                                      \
+        top[i][r] += tool_now() - t_;                                                              \
+    } while (0)
+
+/* each op's median time and GFLOP/s (its conv's multiply-adds over the batch) */
+static void print_ops(int nop, double top[][MAX_REPS], const char *const *opn,
+                      const conv_geom *const *opg, int reps) {
+    printf("sample-minor ops (ms, GFLOP/s):");
+    for (int i = 0; i < nop; i++) {
+        const conv_geom *g = opg[i];
+        const double t = tool_median(top[i], reps),
+                     flops = 2.0 * g->n * g->cin * g->cout * 9 * g->ho * g->wo;
+        printf(" %s %.3f %.0f%s", opn[i], 1e3 * t, flops / t * 1e-9, i < nop - 1 ? "," : "\n");
+    }
+}
+
 /* a chain's kernel calls on groups [ga, gb), wbuf: A's and B's scratch */
 #define WBUF_LEN (64 * 64 * 9)
 
@@ -152,15 +172,8 @@ static void dec_chain(tool_run *rp, int N, int GB) {
     real *ss0 = tool_buf((size_t)N * 8, 0), *st0s = tool_buf((size_t)N * 8, 0);
     static double tkf[MAX_REPS], tkb[MAX_REPS], tsf[MAX_REPS], tsb[MAX_REPS], tsi[MAX_REPS],
         tso[MAX_REPS];
-    /* each op's time per repetition (summed over the group blocks) */
     static double top[9][MAX_REPS];
     memset(top, 0, sizeof top);
-#define T_(i, call)                                                                                \
-    do {                                                                                           \
-        const double t_ = tool_now();                                                              \
-        call;                                                                                      \
-        top[i][r] += tool_now() - t_;                                                              \
-    } while (0)
     for (int r = 0; r < run.reps; r++) {
         /* convk, as model.c calls it: lazy stages (the consumer applies them
          * while packing), the stage's backward in the packing of dy */
@@ -227,13 +240,11 @@ static void dec_chain(tool_run *rp, int N, int GB) {
         convs_to_chan(&D2.s, D2.p, sd2, 0, G);
         tso[r] = tool_now() - t;
     }
-#undef T_
     convs_to_chan(&SO.s, SO.p, sout, 0, G);
     static const char *opn[9] = {"dec1 fwd", "dec0 fwd", "out fwd", "out dk+db", "out dx",
                                  "dec0 dk",  "dec0 dx",  "dec1 dk", "dec1 dx"};
-    printf("sample-minor ops (ms):");
-    for (int i = 0; i < 9; i++)
-        printf(" %s %.3f%s", opn[i], 1e3 * tool_median(top[i], run.reps), i < 8 ? "," : "\n");
+    const conv_geom *opg[9] = {&g1, &g0, &go, &go, &go, &g0, &g0, &g1, &g1};
+    print_ops(9, top, opn, opg, run.reps);
     printf("decoder tail, batch %d: convk forward %.3f ms, backward %.3f ms | sample-minor forward "
            "%.3f ms, backward %.3f ms, copies in %.3f and out %.3f ms\n",
            N, 1e3 * tool_median(tkf, run.reps), 1e3 * tool_median(tkb, run.reps),
@@ -288,6 +299,8 @@ static void enc_chain(tool_run *rp, int N, int GB) {
     real *so2 = tool_buf(n2, 0);
     static double tkf[MAX_REPS], tkb[MAX_REPS], tsf[MAX_REPS], tsb[MAX_REPS], tsi[MAX_REPS],
         tso[MAX_REPS], tbi[MAX_REPS];
+    static double top[8][MAX_REPS];
+    memset(top, 0, sizeof top);
     for (int r = 0; r < run.reps; r++) {
         for (int i = 0; i < 3; i++) {
             memset(dk[i], 0, nk[i] * sizeof(real)), memset(db[i], 0, sc[i] * sizeof(real));
@@ -319,9 +332,9 @@ static void enc_chain(tool_run *rp, int N, int GB) {
         t = tool_now();
         for (int ga = 0; ga < G; ga += GB) {
             const int gb = YT_MIN(G, ga + GB);
-            convs_a(&g0, &SX.s, SX.p, k0, b0, &Z0.s, Z0.p, &zo0, wbuf, ga, gb);
-            convs_a(&g1, &O0.s, O0.p, k1, b1, &Z1.s, Z1.p, &zo1, wbuf, ga, gb);
-            convs_a(&g2, &O1.s, O1.p, k2, b2, &Z2.s, Z2.p, &zo2, wbuf, ga, gb);
+            T_(0, convs_a(&g0, &SX.s, SX.p, k0, b0, &Z0.s, Z0.p, &zo0, wbuf, ga, gb));
+            T_(1, convs_a(&g1, &O0.s, O0.p, k1, b1, &Z1.s, Z1.p, &zo1, wbuf, ga, gb));
+            T_(2, convs_a(&g2, &O1.s, O1.p, k2, b2, &Z2.s, Z2.p, &zo2, wbuf, ga, gb));
         }
         tsf[r] = tool_now() - t;
         t = tool_now();
@@ -334,11 +347,11 @@ static void enc_chain(tool_run *rp, int N, int GB) {
         memset(acc, 0, (nk0 + nk1 + nk2) * sizeof *acc);
         for (int ga = 0; ga < G; ga += GB) {
             const int gb = YT_MIN(G, ga + GB);
-            convs_c(&g2, &DZ2.s, DZ2.p, &O1.s, O1.p, acc + nk0 + nk1, ga, gb);
-            convs_b(&g2, &DZ2.s, DZ2.p, k2, NULL, &DZ1.s, DZ1.p, &dz1, wbuf, ga, gb);
-            convs_c(&g1, &DZ1.s, DZ1.p, &O0.s, O0.p, acc + nk0, ga, gb);
-            convs_b(&g1, &DZ1.s, DZ1.p, k1, NULL, &DZ0.s, DZ0.p, &dz0, wbuf, ga, gb);
-            convs_c(&g0, &DZ0.s, DZ0.p, &SX.s, SX.p, acc, ga, gb);
+            T_(3, convs_c(&g2, &DZ2.s, DZ2.p, &O1.s, O1.p, acc + nk0 + nk1, ga, gb));
+            T_(4, convs_b(&g2, &DZ2.s, DZ2.p, k2, NULL, &DZ1.s, DZ1.p, &dz1, wbuf, ga, gb));
+            T_(5, convs_c(&g1, &DZ1.s, DZ1.p, &O0.s, O0.p, acc + nk0, ga, gb));
+            T_(6, convs_b(&g1, &DZ1.s, DZ1.p, k1, NULL, &DZ0.s, DZ0.p, &dz0, wbuf, ga, gb));
+            T_(7, convs_c(&g0, &DZ0.s, DZ0.p, &SX.s, SX.p, acc, ga, gb));
         }
         for (size_t i = 0, off = 0; i < 3; off += nk[i], i++) {
             convs_lanes_end(acc + off, nk[i], sdk[i]);
@@ -346,6 +359,10 @@ static void enc_chain(tool_run *rp, int N, int GB) {
         }
         tsb[r] = tool_now() - t;
     }
+    static const char *opn[8] = {"enc0 fwd", "enc1 fwd", "enc2 fwd", "enc2 dk",
+                                 "enc2 dx",  "enc1 dk",  "enc1 dx",  "enc0 dk"};
+    const conv_geom *opg[8] = {&g0, &g1, &g2, &g2, &g2, &g1, &g1, &g0};
+    print_ops(8, top, opn, opg, run.reps);
     printf("encoder head, batch %d: convk forward %.3f ms, backward %.3f ms | sample-minor forward "
            "%.3f ms, backward %.3f ms, copies: image in %.3f, block 2 out %.3f, its gradient in "
            "(with the stage) %.3f ms\n",
