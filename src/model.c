@@ -291,11 +291,15 @@ typedef struct model_chain {
     double *dbo[CHAIN_MAX_THREADS];
 } model_chain;
 
-/* a block a chain can take: FiLM'd, one layer, on the direct kernels
- * (layers.c's choice: Winograd's stride-1 layers and the GEMM route stay) */
+/* a block a chain can take: FiLM'd, one layer, a stride-2 conv the direct
+ * kernels take (whichever route the planar layout would run it on:
+ * Shapes3D's dec/block2 goes from the GEMM route at 115 GFLOP/s to 135
+ * here), with rows of 8 positions and up (the tiles are 3 positions wide:
+ * enc/block3's 4 lost) */
 static bool chain_block_ok(const vae_model *m, const conv_block *b) {
     if (!b->film || b->gated || b->nlayers != 1) return false;
-    return layer_geom(m, b, 0, m->max_batch).route == CONV_DIRECT;
+    conv_geom g = layer_geom(m, b, 0, m->max_batch);
+    return g.stride == 2 && conv_geom_route(&g, CONV_DIRECT) && g.wo >= 8;
 }
 
 /* How many of the first blocks of blk[0 .. nblocks) a chain takes (the
