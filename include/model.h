@@ -164,11 +164,12 @@ typedef struct {
  * parameters are zero until model_init_params() or a checkpoint load. */
 vae_model *model_create(const cfg_model *mc, int max_batch);
 void model_free(vae_model *m);
-/* The output z (o: false) or the stage's output (o: true) of block b, a
- * block on a sample-minor chain (conv_block.sm), from the last forward (a
- * backward overwrites z), in [C][n][H][W] (dst, n C H W reals): for the
- * tests, which compare every activation. */
-void model_sm_activation(const vae_model *m, const conv_block *b, bool o, real *dst);
+/* The output z (o: false) or its stage's output (o: true: a[l] between
+ * layers, the block's o after the last) of layer l of block b, a block on a
+ * sample-minor chain (conv_block.sm), from the last forward (a backward
+ * overwrites z), in [C][n][H][W] (dst: n times the layer's outputs): for
+ * the tests, which compare every activation. */
+void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o, real *dst);
 
 /* YOTO_CONV_LAYOUT (docs/CLI.md): false, with a message on stderr, when it
  * is set to something other than auto, planar or blocked (model_create

@@ -258,48 +258,59 @@ static conv_geom out_geom(const vae_model *m, int n) {
 
 /* ---- chains of layers on the sample-minor layout ---------------------------------- */
 
-/* A chain: blocks of one FiLM'd layer each on the sample-minor layout
- * (src/convs.h), run a group of samples at a time through all of them,
- * forward and then backward, while what a group wrote is in cache
- * (docs/DESIGN.md, levers 43 and 44); threads split the groups. A model has
- * two at most: the decoder's tail (dec[nb-1] .. dec[0] and the output conv,
- * from dec[nb]'s output or the reshape) and the encoder's head (enc[0] ..
- * enc[nb-1], from the image; enc[nb-1]'s o is copied out for enc[nb]). A
- * block's stage runs in its forward's stores, its backward in the stores of
- * the input gradient of the layer after it. */
+/* A chain: FiLM blocks on the sample-minor layout (src/convs.h), run a
+ * group of samples at a time through all their layers, forward and then
+ * backward, while what a group wrote is in cache (docs/DESIGN.md, levers
+ * 43, 44 and 47); threads split the groups. A model has two at most: the
+ * decoder's tail (dec[nb-1] .. dec[0] and the output conv, from dec[nb]'s
+ * output or the reshape) and the encoder's head (enc[0] .. enc[nb-1], from
+ * the image; enc[nb-1]'s o is copied out for enc[nb]). Every layer has a
+ * stage: a block's last layer its FiLM (+ leaky ReLU), the layers before it
+ * the leaky ReLU between layers (a stage of scale 1 and shift 0). A stage
+ * runs in its layer's forward stores, its backward in the stores of the
+ * input gradient of the layer after it. */
 #define CHAIN_MAX_THREADS 64
+#define CHAIN_MAX_LAYERS (MODEL_MAX_BLOCKS * MODEL_MAX_LAYERS)
 typedef struct model_chain {
     conv_block *blk; /* its blocks: blk[0 .. nb) (m->dec or m->enc) */
     int nb;          /* blocks on the chain */
-    int nacc;  /* kernel gradients: the blocks', and the tail's output conv's at [nb] */
+    int nl;          /* their layers, in order of application: */
+    conv_block *lb[CHAIN_MAX_LAYERS]; /* layer j's block */
+    int ll[CHAIN_MAX_LAYERS];         /* and its index there */
+    int nacc;  /* kernel gradients: the layers', and the tail's output conv's at [nl] */
     int parts; /* threads it was sized for */
-    size_t klen[MODEL_MAX_BLOCKS + 1]; /* reals of each of those kernels */
-    /* the input, the tail's output conv's output, block k's z and o; the
-     * backward stores each gradient in the place of what it has done with:
-     * the input's in `in` (once the first block's kernel gradient has read a
-     * group of it), the output's in `out` (copied out by the forward), the
-     * gradient w.r.t. z in z (read where the stage's gradient is stored) */
+    size_t klen[CHAIN_MAX_LAYERS + 1]; /* reals of each of those kernels */
+    /* the input, the tail's output conv's output, layer j's z and o (its
+     * stage's output); the backward stores each gradient in the place of
+     * what it has done with: the input's in `in` (once the first layer's
+     * kernel gradient has read a group of it), the output's in `out`
+     * (copied out by the forward), the gradient w.r.t. z in z (read where
+     * the stage's gradient is stored) */
     real *in, *out;
-    real *z[MODEL_MAX_BLOCKS], *o[MODEL_MAX_BLOCKS];
-    rvec *stbuf[MODEL_MAX_BLOCKS];
-    convs_stage st[MODEL_MAX_BLOCKS];
-    double *sv[MODEL_MAX_BLOCKS], *tv[MODEL_MAX_BLOCKS]; /* the stages' sums */
+    real *z[CHAIN_MAX_LAYERS], *o[CHAIN_MAX_LAYERS];
+    rvec *stbuf[CHAIN_MAX_LAYERS];
+    convs_stage st[CHAIN_MAX_LAYERS];
+    double *sv[CHAIN_MAX_LAYERS], *tv[CHAIN_MAX_LAYERS]; /* the stages' sums */
+    real *ones; /* the scale of the stages between layers (max_batch x channels) */
     /* per thread: the packed weights, the kernel gradients, and the tail's
      * output conv's bias gradient (the head: NULL) */
     real *wbuf[CHAIN_MAX_THREADS];
-    rvec *acc[CHAIN_MAX_THREADS][MODEL_MAX_BLOCKS + 1];
+    rvec *acc[CHAIN_MAX_THREADS][CHAIN_MAX_LAYERS + 1];
     double *dbo[CHAIN_MAX_THREADS];
 } model_chain;
 
-/* a block a chain can take: FiLM'd, one layer, a stride-2 conv the direct
- * kernels take (whichever route the planar layout would run it on:
- * Shapes3D's dec/block2 goes from the GEMM route at 115 GFLOP/s to 135
- * here), with rows of 8 positions and up (the tiles are 3 positions wide:
- * enc/block3's 4 lost) */
+/* a block a chain can take: FiLM'd, every layer a conv the direct kernels
+ * take (whichever route the planar layout would run it on: Shapes3D's
+ * dec/block2 goes from the GEMM route at 115 GFLOP/s to 135 here), with
+ * rows of 8 positions and up (the tiles are 3 positions wide: enc/block3's
+ * 4 lost) */
 static bool chain_block_ok(const vae_model *m, const conv_block *b) {
-    if (!b->film || b->gated || b->nlayers != 1) return false;
-    conv_geom g = layer_geom(m, b, 0, m->max_batch);
-    return g.stride == 2 && conv_geom_route(&g, CONV_DIRECT) && g.wo >= 8;
+    if (!b->film || b->gated) return false;
+    for (int l = 0; l < b->nlayers; l++) {
+        conv_geom g = layer_geom(m, b, l, m->max_batch);
+        if (!conv_geom_route(&g, CONV_DIRECT) || g.wo < 8) return false;
+    }
+    return true;
 }
 
 /* How many of the first blocks of blk[0 .. nblocks) a chain takes (the
@@ -312,12 +323,20 @@ static int chain_blocks(const vae_model *m, const conv_block *blk, int nblocks, 
     return nb;
 }
 
-static model_chain *chain_new(conv_block *blk, int nb) {
-    for (int k = 0; k < nb; k++)
-        blk[k].sm = true;
+/* the chain of blk[0 .. nb): the tail's blocks applied from the last
+ * (reverse: true), the head's from the first */
+static model_chain *chain_new(conv_block *blk, int nb, bool reverse) {
     model_chain *C = yt_calloc(1, sizeof *C);
     C->blk = blk;
     C->nb = nb;
+    for (int i = 0; i < nb; i++) {
+        conv_block *b = &blk[reverse ? nb - 1 - i : i];
+        b->sm = true;
+        for (int l = 0; l < b->nlayers; l++, C->nl++) {
+            C->lb[C->nl] = b;
+            C->ll[C->nl] = l;
+        }
+    }
     return C;
 }
 
@@ -351,9 +370,9 @@ static void choose_layouts(vae_model *m) {
     if (policy < 0)
         yt_die("YOTO_CONV_LAYOUT=%s: expected auto, planar or blocked", getenv("YOTO_CONV_LAYOUT"));
     const int nt = chain_blocks(m, m->dec, m->nblocks_dec, policy);
-    if (nt > 0) m->tail = chain_new(m->dec, nt);
+    if (nt > 0) m->tail = chain_new(m->dec, nt, true);
     const int nh = chain_blocks(m, m->enc, m->nblocks_enc, policy);
-    if (nh > 0) m->head = chain_new(m->enc, nh);
+    if (nh > 0) m->head = chain_new(m->enc, nh, false);
     for (int i = 0; i < m->nblocks_enc + m->nblocks_dec; i++) {
         conv_block *b = i < m->nblocks_enc ? &m->enc[i] : &m->dec[i - m->nblocks_enc];
         const bool next_to_chain =
@@ -465,58 +484,66 @@ static void *chain_mem(vae_model *m, size_t bytes) {
     return own(m, p);
 }
 
-/* a chain's tensors for n samples (its input, block k's outputs, the tail's
- * output conv's output) and its convs */
+/* a chain's tensors for n samples (its input, layer j's outputs, the
+ * tail's output conv's output) and its convs */
 typedef struct {
-    convs_shape in, out, blk[MODEL_MAX_BLOCKS];
-    conv_geom geo[MODEL_MAX_BLOCKS], out_geo;
+    convs_shape in, out, ly[CHAIN_MAX_LAYERS];
+    conv_geom geo[CHAIN_MAX_LAYERS], out_geo;
 } chain_shapes;
 
-/* a chain's input shape (c channels of h x w) and its blocks', for n
+/* a chain's input shape (its first layer's input) and its layers', for n
  * samples; the positions stay put whatever n (pitched for max_batch) */
-static chain_shapes chain_shapes_for(const vae_model *m, const model_chain *C, int n, int c, int h,
-                                     int w) {
+static chain_shapes chain_shapes_for(const vae_model *m, const model_chain *C, int n) {
     const int cap = m->max_batch;
-    chain_shapes s = {.in = convs_shape_make(c, n, cap, h, w)};
-    for (int k = 0; k < C->nb; k++) {
-        const conv_block *b = &C->blk[k];
-        s.blk[k] = convs_shape_make(b->C, n, cap, b->H, b->W);
-        s.geo[k] = layer_geom(m, b, 0, n);
+    const conv_block *first = C->lb[0];
+    chain_shapes s = {.in = convs_shape_make(first->cin[0], n, cap, first->h[0], first->w[0])};
+    for (int j = 0; j < C->nl; j++) {
+        const conv_block *b = C->lb[j];
+        const int l = C->ll[j];
+        s.geo[j] = layer_geom(m, b, l, n);
+        const conv_geom *g = &s.geo[j]; /* a deconv's output is its conv's X side */
+        s.ly[j] = b->deconv ? convs_shape_make(g->cin, n, cap, g->h, g->w)
+                            : convs_shape_make(g->cout, n, cap, g->ho, g->wo);
     }
     return s;
 }
 
 static chain_shapes tail_shapes_for(const vae_model *m, int n) {
-    const conv_block *first = &m->dec[m->tail->nb - 1];
-    chain_shapes s = chain_shapes_for(m, m->tail, n, first->cin[0], first->h[0], first->w[0]);
+    chain_shapes s = chain_shapes_for(m, m->tail, n);
     s.out = convs_shape_make(m->out_c, n, m->max_batch, m->in_h, m->in_w);
     s.out_geo = out_geom(m, n);
     return s;
 }
 
 static chain_shapes head_shapes_for(const vae_model *m, int n) {
-    return chain_shapes_for(m, m->head, n, m->in_c, m->in_h, m->in_w);
+    return chain_shapes_for(m, m->head, n);
 }
 
 /* a chain's buffers (s: for max_batch samples), but the tail's own; its
- * blocks' kernel sizes (C->nacc and any kernel past the blocks set) */
+ * layers' kernel sizes (C->nacc and any kernel past the layers set) */
 static void chain_alloc(vae_model *m, model_chain *C, const chain_shapes *s) {
-    const conv_block *blk = C->blk;
     const int n = m->max_batch;
-    for (int k = 0; k < C->nb; k++)
-        C->klen[k] = (size_t)blk[k].cin[0] * blk[k].C * 9;
+    int cmax = 1;
+    for (int j = 0; j < C->nl; j++) {
+        C->klen[j] = (size_t)C->lb[j]->cin[C->ll[j]] * C->lb[j]->cout[C->ll[j]] * 9;
+        cmax = YT_MAX(cmax, s->ly[j].c);
+    }
     C->parts = YT_MIN(m->threads, CHAIN_MAX_THREADS);
     C->in = chain_mem(m, convs_len(&s->in) * sizeof(real));
     size_t wlen = 0; /* A's and B's packed weights: a kernel */
     for (int k = 0; k < C->nacc; k++)
         wlen = YT_MAX(wlen, C->klen[k]);
-    for (int k = 0; k < C->nb; k++) {
-        C->z[k] = chain_mem(m, convs_len(&s->blk[k]) * sizeof(real));
-        C->o[k] = chain_mem(m, convs_len(&s->blk[k]) * sizeof(real));
-        C->stbuf[k] = chain_mem(m, convs_stage_len(blk[k].C, n) * sizeof(rvec));
-        C->sv[k] = chain_mem(m, convs_sums_len(blk[k].C, n) * sizeof(double));
-        C->tv[k] = chain_mem(m, convs_sums_len(blk[k].C, n) * sizeof(double));
+    for (int j = 0; j < C->nl; j++) {
+        const int c = s->ly[j].c;
+        C->z[j] = chain_mem(m, convs_len(&s->ly[j]) * sizeof(real));
+        C->o[j] = chain_mem(m, convs_len(&s->ly[j]) * sizeof(real));
+        C->stbuf[j] = chain_mem(m, convs_stage_len(c, n) * sizeof(rvec));
+        C->sv[j] = chain_mem(m, convs_sums_len(c, n) * sizeof(double));
+        C->tv[j] = chain_mem(m, convs_sums_len(c, n) * sizeof(double));
     }
+    C->ones = chain_mem(m, (size_t)n * cmax * sizeof(real));
+    for (size_t i = 0; i < (size_t)n * cmax; i++)
+        C->ones[i] = 1;
     for (int t = 0; t < C->parts; t++) {
         C->wbuf[t] = chain_mem(m, wlen * sizeof(real));
         for (int k = 0; k < C->nacc; k++)
@@ -528,8 +555,8 @@ static void tail_alloc(vae_model *m) {
     model_chain *T = m->tail;
     if (!T) return;
     const chain_shapes s = tail_shapes_for(m, m->max_batch);
-    T->nacc = T->nb + 1; /* the output conv's kernel at [nb] */
-    T->klen[T->nb] = (size_t)m->out_c * m->dec[0].C * 9;
+    T->nacc = T->nl + 1; /* the output conv's kernel at [nl] */
+    T->klen[T->nl] = (size_t)m->out_c * m->dec[0].C * 9;
     chain_alloc(m, T, &s);
     T->out = chain_mem(m, convs_len(&s.out) * sizeof(real));
     for (int t = 0; t < T->parts; t++)
@@ -541,7 +568,7 @@ static void head_alloc(vae_model *m) {
     model_chain *H = m->head;
     if (!H) return;
     const chain_shapes s = head_shapes_for(m, m->max_batch);
-    H->nacc = H->nb;
+    H->nacc = H->nl;
     chain_alloc(m, H, &s);
     conv_block *last = &m->enc[H->nb - 1];
     last->o = alloc_buf(m, (size_t)m->max_batch * last->C * last->H * last->W);
@@ -892,20 +919,25 @@ static void chain_part(void *ctx, int t, int parts) {
  * returns the threads it took */
 static int chain_run(chain_call *c) {
     model_chain *C = c->ch;
-    for (int k = 0; c->dy && k < C->nb; k++) {
-        memset(C->sv[k], 0, convs_sums_len(C->blk[k].C, c->n) * sizeof(double));
-        memset(C->tv[k], 0, convs_sums_len(C->blk[k].C, c->n) * sizeof(double));
+    for (int j = 0; c->dy && j < C->nl; j++) {
+        memset(C->sv[j], 0, convs_sums_len(c->s.ly[j].c, c->n) * sizeof(double));
+        memset(C->tv[j], 0, convs_sums_len(c->s.ly[j].c, c->n) * sizeof(double));
     }
     const int parts = YT_MIN(C->parts, c->s.in.groups);
     par_run(parts, chain_part, c);
     return parts;
 }
 
-/* the FiLM stages of a chain's blocks */
+/* the stages of a chain's layers: its blocks' FiLM, the leaky ReLU
+ * between layers */
 static void chain_stages(vae_model *m, model_chain *C, int n, const real *cond) {
-    for (int k = 0; k < C->nb; k++) {
-        film_stage st = film_prepare(m, &C->blk[k], n, cond);
-        convs_stage_set(&C->st[k], &st, C->blk[k].C, n, C->stbuf[k]);
+    for (int j = 0; j < C->nl; j++) {
+        conv_block *b = C->lb[j];
+        const int l = C->ll[j];
+        film_stage st = {.scale = C->ones, .shift = m->zeros, .lrelu = true,
+                         .alpha = (real)m->mc.alpha};
+        if (l == b->nlayers - 1) st = film_prepare(m, b, n, cond);
+        convs_stage_set(&C->st[j], &st, b->cout[l], n, C->stbuf[j]);
     }
 }
 
@@ -914,12 +946,10 @@ typedef void (*convs_pass)(const conv_geom *, const convs_shape *, const real *,
                            const real *, const convs_shape *, real *, const convs_stores *, real *,
                            int, int);
 
-/* group g on thread t, forward, through a chain's blocks: its input copied
- * in, then block k for k from k0 in steps of dk (conv: A for convs, B for
- * deconvs), each storing z and its stage's o. Returns the last block's o,
- * its shape in *sh. */
-static const real *chain_forward_blocks(const chain_call *c, int t, int g, int k0, int dk,
-                                        convs_pass conv, const convs_shape **sh) {
+/* group g on thread t, forward, through a chain's layers: its input
+ * copied in, then each layer (conv: A for convs, B for deconvs) storing z
+ * and its stage's o. Returns the last layer's o. */
+static const real *chain_forward_layers(const chain_call *c, int t, int g, convs_pass conv) {
     vae_model *m = c->m;
     model_chain *C = c->ch;
     const chain_shapes *s = &c->s;
@@ -927,17 +957,17 @@ static const real *chain_forward_blocks(const chain_call *c, int t, int g, int k
     convs_from_chan(&s->in, c->x, C->in, g, g + 1);
     const convs_shape *ish = &s->in;
     const real *in = C->in;
-    for (int i = 0, k = k0; i < C->nb; i++, k += dk) {
-        const conv_block *b = &C->blk[k];
-        const convs_stores st = {CONVS_ZO, &C->st[k], C->o[k], NULL, NULL};
-        conv(&s->geo[k], ish, in, P(m, b->kernel[0]), P(m, b->bias[0]), &s->blk[k], C->z[k], &st,
+    for (int j = 0; j < C->nl; j++) {
+        const conv_block *b = C->lb[j];
+        const int l = C->ll[j];
+        const convs_stores st = {CONVS_ZO, &C->st[j], C->o[j], NULL, NULL};
+        conv(&s->geo[j], ish, in, P(m, b->kernel[l]), P(m, b->bias[l]), &s->ly[j], C->z[j], &st,
              C->wbuf[t], g, g + 1);
-        chain_toc(m, t, b->prof[0], t0, false);
+        chain_toc(m, t, b->prof[l], t0, false);
         t0 = tic(m);
-        ish = &s->blk[k];
-        in = C->o[k];
+        ish = &s->ly[j];
+        in = C->o[j];
     }
-    *sh = ish;
     return in;
 }
 
@@ -946,11 +976,10 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
     model_chain *T = c->ch;
     const chain_shapes *s = &c->s;
-    const convs_shape *ish;
-    const real *in = chain_forward_blocks(c, t, g, T->nb - 1, -1, convs_b, &ish);
+    const real *in = chain_forward_layers(c, t, g, convs_b);
     double t0 = tic(m);
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
-    convs_a(&s->out_geo, ish, in, P(m, m->out_kernel), P(m, m->out_bias), &s->out, T->out, &plain,
+    convs_a(&s->out_geo, &s->ly[T->nl - 1], in, P(m, m->out_kernel), P(m, m->out_bias), &s->out, T->out, &plain,
             T->wbuf[t], g, g + 1);
     convs_to_chan(&s->out, T->out, m->out, g, g + 1);
     chain_toc(m, t, m->prof_out, t0, false);
@@ -969,11 +998,11 @@ static void tail_forward(vae_model *m, int n, const real *x, const real *cond) {
 static void head_forward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
     const model_chain *H = c->ch;
-    const convs_shape *sh;
-    const real *o = chain_forward_blocks(c, t, g, 0, 1, convs_a, &sh);
+    const real *o = chain_forward_layers(c, t, g, convs_a);
     double t0 = tic(m);
-    convs_to_chan(sh, o, m->enc[H->nb - 1].o, g, g + 1);
-    chain_toc(m, t, m->enc[H->nb - 1].prof[0], t0, false);
+    const conv_block *last = &m->enc[H->nb - 1];
+    convs_to_chan(&c->s.ly[H->nl - 1], o, last->o, g, g + 1);
+    chain_toc(m, t, last->prof[last->nlayers - 1], t0, false);
 }
 
 /* the head: from the image x to enc[nb-1]'s o */
@@ -984,12 +1013,14 @@ static void head_forward(vae_model *m, int n, const real *x, const real *cond) {
     chain_run(&c);
 }
 
-void model_sm_activation(const vae_model *m, const conv_block *b, bool o, real *dst) {
+void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o, real *dst) {
     const model_chain *C = b->deconv ? m->tail : m->head;
-    const int k = (int)(b - (b->deconv ? m->dec : m->enc));
-    YT_CHECK(b->sm && C && k >= 0 && k < C->nb);
+    YT_CHECK(b->sm && C && l >= 0 && l < b->nlayers);
+    int j = 0;
+    while (j < C->nl && !(C->lb[j] == b && C->ll[j] == l)) j++;
+    YT_CHECK(j < C->nl);
     const chain_shapes s = b->deconv ? tail_shapes_for(m, m->n) : head_shapes_for(m, m->n);
-    convs_to_chan(&s.blk[k], o ? C->o[k] : C->z[k], dst, 0, s.blk[k].groups);
+    convs_to_chan(&s.ly[j], o ? C->o[j] : C->z[j], dst, 0, s.ly[j].groups);
 }
 
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
@@ -1214,16 +1245,22 @@ static void grad_ready(vae_model *m, int idx) {
 
 /* ---- the chains: backward ----------------------------------------------------------- */
 
-/* a chain's block k once every group's backward is done: its kernel
- * gradient summed over the threads in thread order, its FiLM and bias
- * gradients from the stage's sums, its conditioning MLPs; grad_ready */
+/* a chain's block k once every group's backward is done: each layer's
+ * kernel gradient summed over the threads in thread order and its bias
+ * gradient from its stage's sums, the FiLM gradients from the last one's,
+ * its conditioning MLPs; grad_ready */
 static void chain_block_end(vae_model *m, model_chain *C, int k, int n, int parts) {
     conv_block *b = &C->blk[k];
-    double t0 = tic(m);
-    for (int t = 0; t < parts; t++)
-        convs_lanes_end(C->acc[t][k], C->klen[k], G(m, b->kernel[0]));
-    convs_stage_end(&C->st[k], C->sv[k], C->tv[k], b->C, n, m->gs, m->gt, G(m, b->bias[0]));
-    toc(m, b->prof[0], t0, true);
+    for (int j = 0; j < C->nl; j++) { /* the layers before the last first: m->gs, m->gt */
+        if (C->lb[j] != b) continue;
+        const int l = C->ll[j];
+        double t0 = tic(m);
+        for (int t = 0; t < parts; t++)
+            convs_lanes_end(C->acc[t][j], C->klen[j], G(m, b->kernel[l]));
+        convs_stage_end(&C->st[j], C->sv[j], C->tv[j], b->cout[l], n, m->gs, m->gt,
+                        G(m, b->bias[l]));
+        toc(m, b->prof[l], t0, true);
+    }
     film_mlps_backward(m, b, n, m->cond);
     grad_ready(m, b->kernel[0]);
 }
@@ -1237,34 +1274,35 @@ static void tail_backward_group(const chain_call *c, int t, int g) {
      * w.r.t. dec[0]'s z through dec[0]'s stage (each gradient in the place
      * of what the backward has done with: model_chain) */
     double t0 = tic(m);
+    const int last = T->nl - 1;
     convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
-    convs_c(&s->out_geo, &s->out, T->out, &s->blk[0], T->o[0], T->acc[t][T->nb], g, g + 1);
+    convs_c(&s->out_geo, &s->out, T->out, &s->ly[last], T->o[last], T->acc[t][T->nl], g, g + 1);
     convs_sum(&s->out, T->out, T->dbo[t], g, g + 1);
-    const convs_stores st0 = {CONVS_DZ, &T->st[0], T->z[0], T->sv[0], T->tv[0]};
-    convs_b(&s->out_geo, &s->out, T->out, P(m, m->out_kernel), NULL, &s->blk[0], T->z[0], &st0,
-            T->wbuf[t], g, g + 1);
+    const convs_stores stl = {CONVS_DZ, &T->st[last], T->z[last], T->sv[last], T->tv[last]};
+    convs_b(&s->out_geo, &s->out, T->out, P(m, m->out_kernel), NULL, &s->ly[last], T->z[last],
+            &stl, T->wbuf[t], g, g + 1);
     chain_toc(m, t, m->prof_out, t0, true);
-    /* dec[k], from the gradient w.r.t. its z: its kernel gradient, and the
-     * gradient w.r.t. its input (through dec[k + 1]'s stage) */
+    /* layer j, from the gradient w.r.t. its z: its kernel gradient, and the
+     * gradient w.r.t. its input (through layer j - 1's stage) */
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
-    for (int k = 0; k < T->nb; k++) {
+    for (int j = last; j >= 0; j--) {
         t0 = tic(m);
-        const conv_block *b = &m->dec[k];
-        const bool first = k + 1 == T->nb; /* the tail's first block: its input is T->in */
-        const convs_shape *ish = first ? &s->in : &s->blk[k + 1];
-        real *in = first ? T->in : T->o[k + 1];
-        convs_c(&s->geo[k], ish, in, &s->blk[k], T->z[k], T->acc[t][k], g, g + 1);
-        if (first) {
-            convs_a(&s->geo[k], &s->blk[k], T->z[k], P(m, b->kernel[0]), NULL, ish, T->in, &plain,
+        const conv_block *b = T->lb[j];
+        const int l = T->ll[j];
+        const convs_shape *ish = j ? &s->ly[j - 1] : &s->in;
+        real *in = j ? T->o[j - 1] : T->in;
+        convs_c(&s->geo[j], ish, in, &s->ly[j], T->z[j], T->acc[t][j], g, g + 1);
+        if (j == 0) { /* the tail's input: its gradient in T->in, copied out */
+            convs_a(&s->geo[j], &s->ly[j], T->z[j], P(m, b->kernel[l]), NULL, ish, T->in, &plain,
                     T->wbuf[t], g, g + 1);
             convs_to_chan(ish, T->in, c->dx, g, g + 1);
         } else {
-            const convs_stores st = {CONVS_DZ, &T->st[k + 1], T->z[k + 1], T->sv[k + 1],
-                                     T->tv[k + 1]};
-            convs_a(&s->geo[k], &s->blk[k], T->z[k], P(m, b->kernel[0]), NULL, ish, T->z[k + 1],
+            const convs_stores st = {CONVS_DZ, &T->st[j - 1], T->z[j - 1], T->sv[j - 1],
+                                     T->tv[j - 1]};
+            convs_a(&s->geo[j], &s->ly[j], T->z[j], P(m, b->kernel[l]), NULL, ish, T->z[j - 1],
                     &st, T->wbuf[t], g, g + 1);
         }
-        chain_toc(m, t, b->prof[0], t0, true);
+        chain_toc(m, t, b->prof[l], t0, true);
     }
 }
 
@@ -1280,7 +1318,7 @@ static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
     double t0 = tic(m);
     real *dbo = G(m, m->out_bias);
     for (int t = 0; t < parts; t++) {
-        convs_lanes_end(T->acc[t][T->nb], T->klen[T->nb], G(m, m->out_kernel));
+        convs_lanes_end(T->acc[t][T->nl], T->klen[T->nl], G(m, m->out_kernel));
         for (int i = 0; i < m->out_c; i++)
             dbo[i] += (real)T->dbo[t][i];
     }
@@ -1295,32 +1333,33 @@ static void head_backward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
     model_chain *H = c->ch;
     const chain_shapes *s = &c->s;
-    const int last = H->nb - 1;
+    const int last = H->nl - 1;
     double t0 = tic(m);
-    /* the gradient w.r.t. the last block's o, through its stage, in the
+    /* the gradient w.r.t. the last layer's o, through its stage, in the
      * place of its z */
-    convs_stage_bwd_from_chan(&s->blk[last], &H->st[last], c->dy, H->z[last], H->z[last],
+    convs_stage_bwd_from_chan(&s->ly[last], &H->st[last], c->dy, H->z[last], H->z[last],
                               H->sv[last], H->tv[last], g, g + 1);
-    /* enc[k], from the gradient w.r.t. its z: its kernel gradient, and the
-     * gradient w.r.t. its input (through enc[k - 1]'s stage; the image's,
+    /* layer j, from the gradient w.r.t. its z: its kernel gradient, and the
+     * gradient w.r.t. its input (through layer j - 1's stage; the image's,
      * where asked, in the place of its copy) */
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
-    for (int k = last; k >= 0; k--) {
-        const conv_block *b = &m->enc[k];
-        const convs_shape *ish = k ? &s->blk[k - 1] : &s->in;
-        real *in = k ? H->o[k - 1] : H->in;
-        convs_c(&s->geo[k], &s->blk[k], H->z[k], ish, in, H->acc[t][k], g, g + 1);
-        if (k > 0) {
-            const convs_stores st = {CONVS_DZ, &H->st[k - 1], H->z[k - 1], H->sv[k - 1],
-                                     H->tv[k - 1]};
-            convs_b(&s->geo[k], &s->blk[k], H->z[k], P(m, b->kernel[0]), NULL, ish, H->z[k - 1],
+    for (int j = last; j >= 0; j--) {
+        const conv_block *b = H->lb[j];
+        const int l = H->ll[j];
+        const convs_shape *ish = j ? &s->ly[j - 1] : &s->in;
+        real *in = j ? H->o[j - 1] : H->in;
+        convs_c(&s->geo[j], &s->ly[j], H->z[j], ish, in, H->acc[t][j], g, g + 1);
+        if (j > 0) {
+            const convs_stores st = {CONVS_DZ, &H->st[j - 1], H->z[j - 1], H->sv[j - 1],
+                                     H->tv[j - 1]};
+            convs_b(&s->geo[j], &s->ly[j], H->z[j], P(m, b->kernel[l]), NULL, ish, H->z[j - 1],
                     &st, H->wbuf[t], g, g + 1);
         } else if (c->dx) {
-            convs_b(&s->geo[0], &s->blk[0], H->z[0], P(m, b->kernel[0]), NULL, ish, H->in, &plain,
+            convs_b(&s->geo[0], &s->ly[0], H->z[0], P(m, b->kernel[l]), NULL, ish, H->in, &plain,
                     H->wbuf[t], g, g + 1);
             convs_to_chan(ish, H->in, c->dx, g, g + 1);
         }
-        chain_toc(m, t, b->prof[0], t0, true);
+        chain_toc(m, t, b->prof[l], t0, true);
         t0 = tic(m);
     }
 }

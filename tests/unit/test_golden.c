@@ -129,21 +129,29 @@ static real *planar(const fixture *t, bool blocked, int c, int hw, const real *x
     return p;
 }
 
-/* a block on a sample-minor chain (conv_block.sm; its one layer): its z
- * (or o) in [C][B][hw], a copy (model_sm_activation); else NULL */
-static real *sm_copy(const fixture *t, const conv_block *b, bool o) {
+/* positions of layer l's output */
+static int layer_hw(const conv_block *b, int l) {
+    const int s = b->stride[l];
+    return b->deconv ? b->h[l] * s * b->w[l] * s
+                     : ((b->h[l] + s - 1) / s) * ((b->w[l] + s - 1) / s);
+}
+
+/* layer l of a block on a sample-minor chain (conv_block.sm): its z (or its
+ * stage's output: a[l], or the block's o after the last layer) in
+ * [C][B][hw], a copy (model_sm_activation); else NULL */
+static real *sm_copy(const fixture *t, const conv_block *b, int l, bool o) {
     if (!b->sm) return NULL;
-    real *p = malloc((size_t)b->C * t->B * b->H * b->W * sizeof *p);
-    model_sm_activation(t->m, b, o, p);
+    real *p = malloc((size_t)b->cout[l] * t->B * layer_hw(b, l) * sizeof *p);
+    model_sm_activation(t->m, b, l, o, p);
     return p;
 }
 
-/* layer l's output z[l] (or a[l]) of block b, compared in [c][B][hw] */
-static void cmp_layer(fixture *t, const char *path, const conv_block *b, int l, const real *x) {
-    const int s = b->stride[l];
-    const int hw =
-        b->deconv ? b->h[l] * s * b->w[l] * s : ((b->h[l] + s - 1) / s) * ((b->w[l] + s - 1) / s);
-    real *p = b->sm ? sm_copy(t, b, false) : planar(t, b->blocked, b->cout[l], hw, x);
+/* layer l's output x of block b (z[l], or its stage's output: act),
+ * compared in [c][B][hw] (a block on a chain: its copy) */
+static void cmp_layer(fixture *t, const char *path, const conv_block *b, int l, bool act,
+                      const real *x) {
+    real *p = b->sm ? sm_copy(t, b, l, act)
+                    : planar(t, b->blocked, b->cout[l], layer_hw(b, l), x);
     cmp_chan(t, path, p ? p : x);
     free(p);
 }
@@ -154,7 +162,8 @@ static void cmp_film_out(fixture *t, const char *path, const conv_block *b) {
     const size_t sz = (size_t)t->B * b->C * b->H * b->W;
     real *f = malloc(sz * sizeof *f);
     const real *z = b->z[b->nlayers - 1];
-    real *p = b->sm ? sm_copy(t, b, false) : planar(t, b->blocked, b->C, b->H * b->W, z);
+    real *p = b->sm ? sm_copy(t, b, b->nlayers - 1, false)
+                    : planar(t, b->blocked, b->C, b->H * b->W, z);
     film_forward(b->C, t->B, b->H * b->W, p ? p : z, b->scale, b->shift, f);
     cmp_chan(t, path, f);
     free(f);
@@ -166,13 +175,13 @@ static void cmp_film_out(fixture *t, const char *path, const conv_block *b) {
  * o's bits), so it is recomputed here from z with the block's stage. */
 static void cmp_block_out(fixture *t, const char *path, const conv_block *b) {
     if (b->sm) {
-        real *o = sm_copy(t, b, true);
+        real *o = sm_copy(t, b, b->nlayers - 1, true);
         cmp_chan(t, path, o);
         free(o);
         return;
     }
     if (!b->lazy) {
-        cmp_layer(t, path, b, b->nlayers - 1, b->o);
+        cmp_layer(t, path, b, b->nlayers - 1, true, b->o);
         return;
     }
     const size_t sz = (size_t)t->B * b->C * b->H * b->W;
@@ -208,9 +217,9 @@ static void cmp_activation(fixture *t, const char *name) {
         const conv_block *b = enc ? &m->enc[blk] : &m->dec[blk];
         const char *layer = enc ? "conv%d%n" : "deconv%d%n";
         int used = 0;
-        if (sscanf(rest, layer, &l, &used) == 1 && rest[used] == '\0') { cmp_layer(t, path, b, l, b->z[l]); return; }
+        if (sscanf(rest, layer, &l, &used) == 1 && rest[used] == '\0') { cmp_layer(t, path, b, l, false, b->z[l]); return; }
         if (sscanf(rest, layer, &l, &used) == 1 && strcmp(rest + used, "_lrelu") == 0)
-            { cmp_layer(t, path, b, l, b->a[l]); return; }
+            { cmp_layer(t, path, b, l, true, b->a[l]); return; }
         if (strcmp(rest, "film_out") == 0) { cmp_film_out(t, path, b); return; }
         if (strcmp(rest, "lrelu") == 0) {
             cmp_block_out(t, path, b);
