@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# tests/tools/round.sh [BIN] — one round of issue 14's speed figures: for
-# each reference config, `bench --json` on one core (taskset -c 0), under
-# `mpirun -np 2`, and with `--threads 2`; one line each: step ms, images/s,
-# % of the same run's sgemm (per rank), sgemm GFLOP/s, peak RSS MB, and on
-# one core the inference figures. AVX2 kernels, Haswell OpenBLAS, one
-# OpenBLAS thread (docs/DESIGN.md, "Where it stands"). Run it three times
-# and take the medians; not part of the test suite (speed is no assertion).
+# tests/tools/round.sh [BIN [CORE]] — one round of issue 14's speed
+# figures: for each reference config, `bench --json` on one core (taskset
+# -c 0), under `mpirun -np 2`, and with `--threads 2`; one line each: step
+# ms, images/s, % of the same run's sgemm (per rank), sgemm GFLOP/s, peak
+# RSS MB, and on one core the inference figures. BIN defaults to bin/yoto
+# (AVX2 kernels), CORE (OpenBLAS's OPENBLAS_CORETYPE) to Haswell; the
+# AVX-512 yardstick is `round.sh bin/yoto-avx512 SkylakeX`. One OpenBLAS
+# thread (docs/DESIGN.md, "Where it stands"). Run it three times and take
+# the medians; not part of the test suite (speed is no assertion).
 set -eu
 B=${1:-bin/yoto}
-export OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=1
+export OPENBLAS_CORETYPE=${2:-Haswell} OPENBLAS_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
