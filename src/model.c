@@ -979,8 +979,8 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     const real *in = chain_forward_layers(c, t, g, convs_b);
     double t0 = tic(m);
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
-    convs_a(&s->out_geo, &s->ly[T->nl - 1], in, P(m, m->out_kernel), P(m, m->out_bias), &s->out, T->out, &plain,
-            T->wbuf[t], g, g + 1);
+    convs_a(&s->out_geo, &s->ly[T->nl - 1], in, P(m, m->out_kernel), P(m, m->out_bias), &s->out,
+            T->out, &plain, T->wbuf[t], g, g + 1);
     convs_to_chan(&s->out, T->out, m->out, g, g + 1);
     chain_toc(m, t, m->prof_out, t0, false);
 }
@@ -1251,7 +1251,9 @@ static void grad_ready(vae_model *m, int idx) {
  * its conditioning MLPs; grad_ready */
 static void chain_block_end(vae_model *m, model_chain *C, int k, int n, int parts) {
     conv_block *b = &C->blk[k];
-    for (int j = 0; j < C->nl; j++) { /* the layers before the last first: m->gs, m->gt */
+    /* its layers in order, so that the last one's stage (the FiLM) leaves
+     * its gradients in m->gs, m->gt for film_mlps_backward */
+    for (int j = 0; j < C->nl; j++) {
         if (C->lb[j] != b) continue;
         const int l = C->ll[j];
         double t0 = tic(m);
