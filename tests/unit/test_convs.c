@@ -366,6 +366,10 @@ static void test_odd_shapes(void **state) {
     /* channel counts past a tile of 4, rows past a tile of 12, 3 groups */
     check_shape(2 * VL + 1, 5, 5, 19, 7, 2);
     check_shape(1, 9, 3, 13, 6, 1);
+    /* the kernel gradient's bands (about 128 positions: 42 rows of 3): two
+     * at stride 1, three at stride 2, the last of each part-filled */
+    check_shape(3, 2, 70, 3, 5, 1);
+    check_shape(3, 2, 180, 5, 3, 2);
 }
 
 int main(void) {
