@@ -748,6 +748,10 @@ static void test_gc_model_tiny(void **state) {
     check_model("tiny bernoulli", &cfg, 3, 16, 5);
     arch_tiny(&cfg, 16, 3, 2, 2, 4, 4, 0.1, OUT_GAUSSIAN);
     check_model("tiny gaussian", &cfg, 3, 16, 6);
+    /* three layers a block: two stages between layers in a row on the
+     * chains (a head and a tail of one block each) */
+    arch_tiny(&cfg, 16, 3, 2, 3, 4, 3, 0.1, OUT_BERNOULLI);
+    check_model("tiny bernoulli, 3 layers a block", &cfg, 3, 16, 7);
 }
 
 /* MR-VAE's gated conditioning: gates on every conv layer (two per block, so
