@@ -152,7 +152,8 @@ typedef struct {
     /* The decoder's last blocks and its output conv (tail), the encoder's
      * first blocks (head), on the sample-minor layout (src/convs.h), each
      * run a group of samples at a time through all of its layers
-     * (docs/DESIGN.md, levers 43 and 44); NULL: none. Internal to model.c. */
+     * (docs/DESIGN.md, levers 43, 44 and 47); NULL: none. Internal to
+     * model.c. */
     struct model_chain *tail, *head;
     size_t work_size;
     void **owned; /* every buffer above, freed by model_free */
