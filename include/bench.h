@@ -11,7 +11,8 @@
  * With comm: no training; the gradient allreduce's time against message size
  * (4 KiB .. 64 MiB, x4 apart) at this run's rank count, blocking (one
  * MPI_Allreduce) and bucketed (train.bucket_mb buckets of MPI_Iallreduce, as
- * training issues them, here all at once), medians over repetitions: the
+ * training issues them, here all at once; a message of one bucket goes
+ * sharded, a ring reduce-scatter and allgather), medians over repetitions: the
  * measurement analysis/scaling.py fits its communication model to. Numbers are ratios from one run,
  * never asserted against wall-clock limits in tests.
  */

@@ -78,7 +78,7 @@ typedef enum { COND_FILM, COND_NONE, COND_GATED } cfg_cond_type;
 typedef enum { LW_YOTO, LW_FIXED } cfg_lw_mode;
 typedef enum { DIST_LOG_UNIFORM, DIST_UNIFORM, DIST_FIXED } cfg_dist;
 typedef enum { TRANSFORM_LOG, TRANSFORM_IDENTITY } cfg_transform;
-typedef enum { ALLREDUCE_BUCKETED, ALLREDUCE_BLOCKING } cfg_allreduce;
+typedef enum { ALLREDUCE_BUCKETED, ALLREDUCE_BLOCKING, ALLREDUCE_SHARDED } cfg_allreduce;
 typedef enum { EVAL_Z_SAMPLE, EVAL_Z_MEAN } cfg_eval_z;
 typedef enum { EVAL_METRICS_AUTO, EVAL_METRICS_ON, EVAL_METRICS_OFF } cfg_eval_metrics;
 

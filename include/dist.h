@@ -80,9 +80,10 @@ double dist_allreduce_max_double(double x);
  *    verdict; still alive, it ends the job itself, naming rank 0 as not
  *    answering (rank 0 may be the stopped one).
  * The message goes to stderr ("yoto: ...") and to the hang hook (log.txt).
- * The one MPI_Allreduce of the blocking mode is not polled, but it starts
- * only once every rank has arrived (a polled MPI_Ibarrier, 4 us at 2 ranks);
- * a rank lost after that is the watchdog thread's (watchdog.h). */
+ * The one MPI_Allreduce of the blocking mode (and the sharded mode's rings
+ * and its one-word verdict) is not polled, but it starts only once every
+ * rank has arrived (a polled MPI_Ibarrier, 4 us at 2 ranks); a rank lost
+ * after that is the watchdog thread's (watchdog.h). */
 
 /* The step the next waits belong to, and their limit in seconds (0: none,
  * the default: they wait as long as it takes). */
@@ -105,23 +106,46 @@ void dist_agree_finish(void);
  * otherwise). dist_sync_finish waits for the rest. Blocking mode: one
  * MPI_Allreduce over the whole arena in dist_sync_finish, once every rank
  * has arrived. Both wait under the watch (above).
- * A bucketed arena of one bucket runs as the blocking mode: it has nothing
- * to overlap (its bucket is final only when the backward ends), and one
+ * A bucketed arena of one bucket runs sharded (below): it has nothing to
+ * overlap (its bucket is final only when the backward ends), and one
  * MPI_Iallreduce of it costs more than MPI_Allreduce (below 4 ranks libnbc
  * runs a binomial reduce + broadcast, progressed only when polled: Shapes3D
  * at 2 ranks, 2.2-2.7 ms exposed per step against 1.3-1.6). */
 typedef struct dist_sync dist_sync;
+
+/* Sharded mode: dist_sync_finish reduce-scatters the arena instead, once
+ * every rank has arrived (a ring: P - 1 MPI_Sendrecv exchanges of a part
+ * with the neighbours, each summed in place with MPI_Reduce_local): rank r
+ * ends with the sum of its own part [lo_r, hi_r) of buf, n split evenly at
+ * 16-element boundaries; buf's other parts hold partial sums. The caller
+ * updates that part (Adam on 1/P of the parameters and moments) and
+ * dist_sync_gather sends every rank's part of a buffer to every rank (a
+ * ring allgather in place): the bytes on the wire of a ring allreduce, and
+ * each rank's optimizer reads and writes 1/P of the arena. Its own ring,
+ * not MPI_Reduce_scatter: at 2 ranks Open MPI 4.1's moves and sums all of
+ * the arena (7.5 MB: 1.1-1.4 ms, the ring 0.4). In a world of one, or an
+ * arena over INT_MAX elements, it is the blocking mode (one part, [0, n)). */
+typedef enum { DIST_SYNC_BLOCKING, DIST_SYNC_BUCKETED, DIST_SYNC_SHARDED } dist_sync_mode;
 
 typedef struct {
     double exposed_s; /* time the caller spent inside this module's MPI calls */
     long buckets;     /* allreduces issued */
 } dist_sync_stats;
 
-dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, bool overlap);
+dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, dist_sync_mode mode);
 void dist_sync_free(dist_sync *s);
 void dist_sync_begin(dist_sync *s);           /* a new step: nothing in flight */
 void dist_sync_ready(dist_sync *s, size_t lo); /* buf[lo, n) is final */
-void dist_sync_finish(dist_sync *s);          /* everything summed on every rank */
+void dist_sync_finish(dist_sync *s); /* summed on every rank (sharded: each rank's part) */
+/* The summed values this rank holds after dist_sync_finish, elements
+ * [*lo, *hi) of the arena (the returned pointer is element *lo): sharded,
+ * its own part from a buffer of the module's; other modes, buf and [0, n). */
+const real *dist_sync_part(const dist_sync *s, size_t *lo, size_t *hi);
+bool dist_sync_sharded(const dist_sync *s);
+/* Sharded: every rank's part of v (n elements, any buffer laid out as the
+ * arena: parameters, moments) to every rank, in place. Collective. Other
+ * modes: nothing (every rank already has all of it). */
+void dist_sync_gather(dist_sync *s, real *v);
 /* accumulated since the last reset */
 dist_sync_stats dist_sync_get_stats(const dist_sync *s);
 void dist_sync_reset_stats(dist_sync *s);

@@ -25,5 +25,11 @@ adam_params optim_adam_params(const cfg_optimizer *o);
 double optim_lr(const cfg_optimizer *o, long step);
 /* Update number t (1-based) with learning rate lr, from a->grad. */
 void optim_adam_step(arena *a, const adam_params *p, long t, double lr);
+/* The same update of elements [lo, hi) of the arena only (parameters and
+ * moments), from grad (grad[0] is element lo's gradient): the part a rank
+ * owns when the optimizer is sharded (dist.h). Element for element the same
+ * arithmetic as optim_adam_step. */
+void optim_adam_part(arena *a, const real *grad, size_t lo, size_t hi, const adam_params *p, long t,
+                     double lr);
 
 #endif

@@ -92,5 +92,15 @@ double trainer_lr(const trainer *t);
 step_times trainer_times(const trainer *t);
 void trainer_comm_stats(const trainer *t, double *exposed_s, long *buckets);
 void trainer_reset_comm_stats(trainer *t);
+/* Makes the Adam moments whole on every rank again: with the optimizer
+ * sharded (train.allreduce: sharded) each rank updates only its part of
+ * them, so a checkpoint gathers them first. Collective; otherwise nothing. */
+void trainer_gather_optimizer(trainer *t);
+/* The summed gradient of the last step this rank holds: elements [*lo, *hi)
+ * of the arena (all of it, or this rank's part when sharded). */
+const real *trainer_gradient(const trainer *t, size_t *lo, size_t *hi);
+/* Whether the optimizer is sharded (dist.h): train.allreduce sharded, or
+ * bucketed with one bucket, on more than one rank. */
+bool trainer_sharded(const trainer *t);
 
 #endif

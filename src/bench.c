@@ -55,17 +55,23 @@ typedef struct {
     double sgemm;    /* GFLOP/s, 1024^3, this rank */
     double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
-    bool overlap;
+    cfg_allreduce mode;
+    bool sharded;
     long buckets;     /* gradient allreduce calls per step (0 on one rank) */
     double med[PH_N]; /* median seconds per phase */
     double step_med, step_min, step_max;
     double exposed, imbalance; /* seconds per step */
-    double comm_alone, hidden; /* one blocking allreduce of the gradient */
+    double comm_alone, hidden; /* the gradient's sum alone (sharded: and the gather) */
     data_bench_result db;
     long rss_max_kb;
     int threads;              /* per rank */
     double encode_s, recon_s; /* inference: median seconds per batch */
 } bench_result;
+
+/* the config's mode (JSON; "sharded" below tells what ran) */
+static const char *mode_name(cfg_allreduce m) {
+    return m == ALLREDUCE_SHARDED ? "sharded" : m == ALLREDUCE_BLOCKING ? "blocking" : "bucketed";
+}
 
 /* The timed steps: the shipped training step on synthetic data of the
  * config's shape; per-step phase times into ph[0..steps). */
@@ -103,18 +109,25 @@ static void exposed_comm(bench_result *r, const phase_times *ph) {
     free(imbalance);
 }
 
-/* What the allreduce costs on its own: blocking, the whole arena, best of 5. */
-static double allreduce_alone(const arena *a) {
+/* What the gradient's communication costs on its own, best of 5, the whole
+ * arena: one blocking allreduce; sharded, the reduce-scatter and the
+ * parameters' allgather. */
+static double allreduce_alone(const arena *a, bool sharded) {
     if (dist_size() == 1) return 0;
     real *copy = yt_malloc(a->total * sizeof *copy);
+    dist_sync *s =
+        dist_sync_create(copy, a->total, 0, sharded ? DIST_SYNC_SHARDED : DIST_SYNC_BLOCKING);
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
         memcpy(copy, a->grad, a->total * sizeof *copy);
         dist_barrier();
         double t0 = yt_now();
-        dist_allreduce_sum_real(copy, a->total);
+        dist_sync_begin(s);
+        dist_sync_finish(s);
+        dist_sync_gather(s, copy);
         best = YT_MIN(best, yt_now() - t0);
     }
+    dist_sync_free(s);
     free(copy);
     return best;
 }
@@ -203,7 +216,7 @@ static int measure(bench_result *r) {
     const yoto_config *cfg = r->cfg;
     r->m = model_create(&cfg->model, r->batch);
     model_init_params(r->m, cfg->experiment.seed);
-    r->overlap = cfg->train.allreduce == ALLREDUCE_BUCKETED;
+    r->mode = cfg->train.allreduce;
     real *x = synthetic_batch(cfg, r->m, r->batch);
     trainer *t = trainer_create(r->m, cfg, dist_rank(), r->world);
     phase_times *ph = yt_calloc((size_t)r->steps, sizeof *ph);
@@ -213,7 +226,8 @@ static int measure(bench_result *r) {
     r->buckets = issued / r->steps;
     time_inference(r, x);
     exposed_comm(r, ph);
-    r->comm_alone = allreduce_alone(&r->m->params);
+    r->sharded = trainer_sharded(t);
+    r->comm_alone = allreduce_alone(&r->m->params, r->sharded);
     r->hidden = r->comm_alone > 0 ? YT_MAX(0.0, 1.0 - r->exposed / r->comm_alone) : 0;
     phase_medians(r, ph);
     free(ph);
@@ -236,27 +250,27 @@ static void print_json(const bench_result *r) {
     const char *cfgname = r->o->config_path ? r->o->config_path : r->cfg->source;
     char cfgjson[2 * CFG_PATH_MAX];
     json_text(cfgname, cfgjson, sizeof cfgjson);
-    printf(
-        "{\"config\": \"%s\", \"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d,\n"
-        " \"params\": %zu, \"conditioning_params\": %zu,\n"
-        " \"forward_macs_per_image\": %.0f, \"train_flops_per_image\": %.0f,\n"
-        " \"step_s_median\": %.6g, \"step_s_min\": %.6g, \"step_s_max\": %.6g,\n"
-        " \"images_per_s\": %.6g, \"gflops_per_rank\": %.6g,\n"
-        " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
-        " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
-        "\"optimizer\": %.6g},\n"
-        " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
-        "\"cpu_isa\": \"%s\", \"kernels_isa\": \"%s\",\n"
-        " \"allreduce\": {\"mode\": \"%s\", \"buckets\": %ld, \"bytes\": %zu, \"alone_s\": %.6g, "
-        "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
-        " \"peak_rss_mb\": %.1f,\n",
-        cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs, flops,
-        r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm, gflops_rank / r->sgemm,
-        r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD], r->med[PH_ALLREDUCE],
-        r->med[PH_OPTIMIZER], r->threads, blas_corename(), blas_openblas_threads(), blas_cpu_isa(),
-        isa_kernels(), r->overlap ? "bucketed" : "blocking", r->buckets,
-        m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
-        r->rss_max_kb / 1024.0);
+    printf("{\"config\": \"%s\", \"ranks\": %d, \"batch_per_rank\": %d, \"steps\": %d,\n"
+           " \"params\": %zu, \"conditioning_params\": %zu,\n"
+           " \"forward_macs_per_image\": %.0f, \"train_flops_per_image\": %.0f,\n"
+           " \"step_s_median\": %.6g, \"step_s_min\": %.6g, \"step_s_max\": %.6g,\n"
+           " \"images_per_s\": %.6g, \"gflops_per_rank\": %.6g,\n"
+           " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
+           " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
+           "\"optimizer\": %.6g},\n"
+           " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
+           "\"cpu_isa\": \"%s\", \"kernels_isa\": \"%s\",\n"
+           " \"allreduce\": {\"mode\": \"%s\", \"sharded\": %s, \"buckets\": %ld, \"bytes\": %zu, "
+           "\"alone_s\": %.6g, "
+           "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
+           " \"peak_rss_mb\": %.1f,\n",
+           cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs,
+           flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm,
+           gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD],
+           r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads, blas_corename(),
+           blas_openblas_threads(), blas_cpu_isa(), isa_kernels(), mode_name(r->mode),
+           r->sharded ? "true" : "false", r->buckets, m->params.total * sizeof(real), r->comm_alone,
+           r->exposed, r->hidden, r->imbalance, r->rss_max_kb / 1024.0);
     double ef = 2 * model_encode_macs(m), rf = 2 * macs; /* FLOPs per image */
     printf(" \"inference\": {\"encode_images_per_s\": %.6g, \"encode_flops_per_image\": %.0f, "
            "\"encode_ratio_to_sgemm\": %.6g,\n  \"reconstruct_images_per_s\": %.6g, "
@@ -326,9 +340,12 @@ static void print_text(const bench_result *r) {
     if (world > 1)
         printf("  allreduce   %s, %.2f MB: %.2f ms alone, %.2f ms exposed per step "
                "(%.0f%% hidden); %.2f ms waiting for the slowest rank\n",
-               !r->overlap       ? "blocking"
-               : r->buckets == 1 ? "bucketed, 1 bucket (nothing to overlap: one MPI_Allreduce)"
-                                 : "bucketed, overlapped",
+               r->mode == ALLREDUCE_SHARDED    ? "sharded (ring reduce-scatter, Adam on this "
+                                                 "rank's part, ring allgather)"
+               : r->mode == ALLREDUCE_BLOCKING ? "blocking"
+               : r->sharded ? "bucketed, 1 bucket: sharded (nothing to overlap; ring "
+                              "reduce-scatter, Adam on this rank's part, ring allgather)"
+                            : "bucketed, overlapped",
                m->params.total * sizeof(real) / 1048576.0, 1e3 * r->comm_alone, 1e3 * r->exposed,
                100 * r->hidden, 1e3 * r->imbalance);
     double ef = 2 * model_encode_macs(m), rf = 2 * macs;
@@ -371,7 +388,8 @@ typedef struct {
 static void time_allreduce(real *buf, size_t n, bool bucketed, size_t bucket, int reps, double *med,
                            double *best, long *buckets) {
     double *t = yt_calloc((size_t)reps, sizeof *t);
-    dist_sync *s = dist_sync_create(buf, n, bucket, bucketed);
+    dist_sync *s =
+        dist_sync_create(buf, n, bucket, bucketed ? DIST_SYNC_BUCKETED : DIST_SYNC_BLOCKING);
     for (int r = -2; r < reps; r++) {
         dist_barrier();
         double t0 = yt_now();
@@ -379,6 +397,7 @@ static void time_allreduce(real *buf, size_t n, bool bucketed, size_t bucket, in
             dist_sync_begin(s);
             dist_sync_ready(s, 0);
             dist_sync_finish(s);
+            dist_sync_gather(s, buf); /* one bucket: sharded, the sum goes back round */
         } else {
             dist_allreduce_sum_real(buf, n);
         }

@@ -141,7 +141,7 @@ static const char *const cond_names[] = {"film", "none", "gated", NULL};
 static const char *const lw_mode_names[] = {"yoto", "fixed", NULL};
 static const char *const dist_names[] = {"log_uniform", "uniform", "fixed", NULL};
 static const char *const transform_names[] = {"log", "identity", NULL};
-static const char *const allreduce_names[] = {"bucketed", "blocking", NULL};
+static const char *const allreduce_names[] = {"bucketed", "blocking", "sharded", NULL};
 static const char *const eval_z_names[] = {"sample", "mean", NULL};
 static const char *const eval_metrics_names[] = {"auto", "on", "off", NULL};
 

@@ -208,7 +208,7 @@ double dist_allreduce_max_double(double x) {
 /* ---- the step's agreement, watched ------------------------------------------------------ */
 
 /* "where are you?" (an int, ignored) and its answer {step, phase} */
-enum { TAG_WHERE = 7301, TAG_HERE = 7302 };
+enum { TAG_WHERE = 7301, TAG_HERE = 7302, TAG_RING = 7303 };
 
 static struct {
     long step;
@@ -375,7 +375,9 @@ void dist_agree_finish(void) {
 struct dist_sync {
     real *buf;
     size_t n, bucket;
-    bool overlap;
+    bool overlap, shard;
+    int *count, *displ; /* sharded: each rank's part of the arena */
+    real *recv;         /* sharded: a part from the ring's previous rank */
     int nbuckets;
     int started;   /* buckets 0..started-1 are in flight or done (from the end) */
     MPI_Request *req;
@@ -383,15 +385,71 @@ struct dist_sync {
     dist_sync_stats stats;
 };
 
-dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, bool overlap) {
+/* rank r's part of an arena of n elements: [part_lo(n, r, P), part_lo(n, r + 1, P)) */
+static size_t part_lo(size_t n, int r, int P) {
+    enum { ALIGN = 16 }; /* elements: 64 bytes */
+    if (r >= P) return n;
+    size_t lo = (size_t)((double)n * r / P) / ALIGN * ALIGN;
+    return YT_MIN(lo, n);
+}
+
+static void shard_create(dist_sync *s) {
+    s->count = yt_malloc((size_t)g_size * sizeof *s->count);
+    s->displ = yt_malloc((size_t)g_size * sizeof *s->displ);
+    for (int r = 0; r < g_size; r++) {
+        s->displ[r] = (int)part_lo(s->n, r, g_size);
+        s->count[r] = (int)(part_lo(s->n, r + 1, g_size) - (size_t)s->displ[r]);
+    }
+    int most = 1;
+    for (int r = 0; r < g_size; r++)
+        most = YT_MAX(most, s->count[r]);
+    s->recv = yt_malloc((size_t)most * sizeof *s->recv);
+}
+
+/* Ring reduce-scatter of buf in place: in P - 1 steps each rank passes a
+ * running sum of one part on to the next rank and adds the one it gets
+ * from the previous; at the end rank r's part r holds the sum over every
+ * rank, (((x_{r+1} + x_{r+2}) + ...) + x_{r-1}) + x_r, the other parts
+ * partial sums. For P = 2 it is one exchange of half the arena and one sum
+ * of half (MPI_Reduce_local: Open MPI's vectorised op), where Open MPI
+ * 4.1's MPI_Allreduce and MPI_Reduce_scatter move and sum all of it
+ * (measured, 7.5 MB at 2 ranks: 0.4 ms against 0.9-1.1 and 1.1-1.4 ms). */
+static void ring_reduce_scatter(dist_sync *s) {
+    const int P = g_size, next = (g_rank + 1) % P, prev = (g_rank + P - 1) % P;
+    for (int k = 0; k < P - 1; k++) {
+        const int out = (g_rank - k - 1 + 2 * P) % P, in = (g_rank - k - 2 + 2 * P) % P;
+        MPI_CHECK(MPI_Sendrecv(s->buf + s->displ[out], s->count[out], REAL_MPI, next, TAG_RING,
+                               s->recv, s->count[in], REAL_MPI, prev, TAG_RING, MPI_COMM_WORLD,
+                               MPI_STATUS_IGNORE));
+        MPI_CHECK(
+            MPI_Reduce_local(s->recv, s->buf + s->displ[in], s->count[in], REAL_MPI, MPI_SUM));
+    }
+}
+
+/* Ring allgather of v in place: rank r's part r goes round the ring. */
+static void ring_allgather(const dist_sync *s, real *v) {
+    const int P = g_size, next = (g_rank + 1) % P, prev = (g_rank + P - 1) % P;
+    for (int k = 0; k < P - 1; k++) {
+        const int out = (g_rank - k + P) % P, in = (g_rank - k - 1 + 2 * P) % P;
+        MPI_CHECK(MPI_Sendrecv(v + s->displ[out], s->count[out], REAL_MPI, next, TAG_RING,
+                               v + s->displ[in], s->count[in], REAL_MPI, prev, TAG_RING,
+                               MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    }
+}
+
+dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, dist_sync_mode mode) {
     dist_sync *s = yt_calloc(1, sizeof *s);
     s->buf = buf;
     s->n = n;
     s->bucket = bucket_elems > 0 ? bucket_elems : n;
     if (s->bucket > (size_t)INT_MAX) s->bucket = (size_t)INT_MAX;
     s->nbuckets = n ? (int)((n + s->bucket - 1) / s->bucket) : 0;
-    /* one bucket: nothing to overlap (dist.h) */
-    s->overlap = overlap && dist_active() && g_size > 1 && s->nbuckets > 1;
+    const bool many = dist_active() && g_size > 1;
+    /* one bucket: nothing to overlap, so sharded (dist.h) */
+    if (mode == DIST_SYNC_BUCKETED && s->nbuckets <= 1) mode = DIST_SYNC_SHARDED;
+    s->shard = mode == DIST_SYNC_SHARDED && many && n <= (size_t)INT_MAX;
+    if (s->shard) shard_create(s);
+    s->overlap = mode == DIST_SYNC_BUCKETED && many;
     s->req = yt_calloc((size_t)(s->nbuckets ? s->nbuckets : 1), sizeof *s->req);
     for (int i = 0; i < s->nbuckets; i++) s->req[i] = MPI_REQUEST_NULL;
     /* Open MPI's libnbc runs an in-place MPI_Iallreduce as a binomial reduce +
@@ -406,6 +464,9 @@ void dist_sync_free(dist_sync *s) {
     if (!s) return;
     free(s->req);
     free(s->send);
+    free(s->count);
+    free(s->displ);
+    free(s->recv);
     free(s);
 }
 
@@ -456,13 +517,38 @@ void dist_sync_finish(dist_sync *s) {
             MPI_Request req;
             MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
             watched_wait(1, &req, WD_GRADIENT);
-            dist_allreduce_sum_real(s->buf, s->n);
+            if (s->shard)
+                ring_reduce_scatter(s);
+            else
+                dist_allreduce_sum_real(s->buf, s->n);
             s->stats.buckets++;
         }
     } else {
         while (s->started < s->nbuckets) start_bucket(s, s->started++);
         watched_wait(s->nbuckets, s->req, WD_GRADIENT);
     }
+    s->stats.exposed_s += yt_now() - t0;
+}
+
+const real *dist_sync_part(const dist_sync *s, size_t *lo, size_t *hi) {
+    if (!s->shard) {
+        *lo = 0;
+        *hi = s->n;
+        return s->buf;
+    }
+    *lo = (size_t)s->displ[g_rank];
+    *hi = *lo + (size_t)s->count[g_rank];
+    return s->buf + *lo;
+}
+
+bool dist_sync_sharded(const dist_sync *s) {
+    return s->shard;
+}
+
+void dist_sync_gather(dist_sync *s, real *v) {
+    if (!s->shard) return;
+    double t0 = yt_now();
+    ring_allgather(s, v);
     s->stats.exposed_s += yt_now() - t0;
 }
 

@@ -22,11 +22,12 @@ double optim_lr(const cfg_optimizer *o, long step) {
     return lr;
 }
 
-/* one pass over every tensor; the AVX2 clone vectorises it (sqrt included:
- * -fno-math-errno) */
+/* one pass over the tensors that meet [lo, hi); the AVX2 clone vectorises
+ * it (sqrt included: -fno-math-errno) */
 YT_SIMD_CLONES
-void optim_adam_step(arena *a, const adam_params *p, long t, double lr) {
-    YT_CHECK(t >= 1);
+void optim_adam_part(arena *a, const real *grad, size_t lo, size_t hi, const adam_params *p, long t,
+                     double lr) {
+    YT_CHECK(t >= 1 && lo <= hi && hi <= a->total);
     /* 1 - b in double: in float, 1 - 0.999f is off by 1.3e-5 relative */
     const real b1 = (real)p->beta1, b2 = (real)p->beta2, eps = (real)p->epsilon;
     const real c1 = (real)(1.0 - p->beta1), c2 = (real)(1.0 - p->beta2);
@@ -36,13 +37,19 @@ void optim_adam_step(arena *a, const adam_params *p, long t, double lr) {
     const real decay = (real)(1.0 - lr * p->weight_decay);
     for (int i = 0; i < a->n; i++) {
         const arena_tensor *tn = &a->t[i];
-        real *w = a->param + tn->offset, *g = a->grad + tn->offset;
-        real *m = a->adam_m + tn->offset, *v = a->adam_v + tn->offset;
+        const size_t from = YT_MAX(lo, tn->offset), to = YT_MIN(hi, tn->offset + tn->size);
+        if (from >= to) continue;
+        real *w = a->param + from, *m = a->adam_m + from, *v = a->adam_v + from;
+        const real *g = grad + (from - lo);
         const real keep = tn->conditioning ? 1 : decay;
-        for (size_t j = 0; j < tn->size; j++) {
+        for (size_t j = 0; j < to - from; j++) {
             m[j] = b1 * m[j] + c1 * g[j];
             v[j] = b2 * v[j] + c2 * g[j] * g[j];
             w[j] = (w[j] - lr_t * m[j] / (sqrt(v[j]) + eps)) * keep;
         }
     }
+}
+
+void optim_adam_step(arena *a, const adam_params *p, long t, double lr) {
+    optim_adam_part(a, a->grad, 0, a->total, p, t, lr);
 }

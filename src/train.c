@@ -519,6 +519,7 @@ static int periodic(train_ctx *c, bool last, bool stopped, bool *busy) {
         while (c->ckpts > 0 && dist_fault("hang_ckpt"))
             pause();
         ckpt_state cs = {step, c->epoch, c->sie, c->world, cfg->experiment.seed};
+        trainer_gather_optimizer(c->tr);
         rc = ckpt_save(cfg->experiment.out_dir, &c->m->params, &cs, c->s.yaml,
                        cfg->train.keep_checkpoints);
         c->ckpts++;

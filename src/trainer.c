@@ -63,8 +63,10 @@ trainer *trainer_create(vae_model *m, const yoto_config *cfg, int rank, int worl
     t->latent = m->latent;
     t->scale = 1.0 / ((double)t->batch * world);
     size_t bucket = (size_t)(cfg->train.bucket_mb * 1048576.0 / sizeof(real));
-    t->sync = dist_sync_create(m->params.grad, m->params.total, bucket,
-                               cfg->train.allreduce == ALLREDUCE_BUCKETED);
+    const dist_sync_mode mode = cfg->train.allreduce == ALLREDUCE_SHARDED    ? DIST_SYNC_SHARDED
+                                : cfg->train.allreduce == ALLREDUCE_BUCKETED ? DIST_SYNC_BUCKETED
+                                                                             : DIST_SYNC_BLOCKING;
+    t->sync = dist_sync_create(m->params.grad, m->params.total, bucket, mode);
     m->grad_ready = grad_ready;
     m->grad_ready_ctx = t->sync;
     const size_t B = (size_t)t->batch;
@@ -100,7 +102,7 @@ void trainer_draw(trainer *t, long step) {
 
 /* threads split the arena (train.threads; the verdict is the same for any split) */
 typedef struct {
-    real *v;
+    const real *v;
     size_t n;
     int bad[PAR_MAX_FLAGS];
 } arena_pass;
@@ -111,7 +113,7 @@ static void check_part(void *ctx, int t, int T) {
     a->bad[t] = !all_finite(hi - lo, a->v + lo);
 }
 
-static bool arena_finite(real *v, size_t n) {
+static bool arena_finite(const real *v, size_t n) {
     arena_pass a = {.v = v, .n = n};
     const int T = YT_MIN(par_threads(n, n), PAR_MAX_FLAGS);
     par_run(T, check_part, &a);
@@ -120,14 +122,19 @@ static bool arena_finite(real *v, size_t n) {
     return true;
 }
 
+typedef struct {
+    real *v;
+    size_t n;
+} arena_zero;
+
 static void zero_part(void *ctx, int t, int T) {
-    arena_pass *a = ctx;
+    arena_zero *a = ctx;
     size_t lo = par_split(a->n, t, T), hi = par_split(a->n, t + 1, T);
     memset(a->v + lo, 0, (hi - lo) * sizeof *a->v);
 }
 
 static void zero_grad(real *g, size_t n) {
-    arena_pass a = {.v = g, .n = n};
+    arena_zero a = {.v = g, .n = n};
     par_run(par_threads(n, n), zero_part, &a);
 }
 
@@ -222,16 +229,31 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     dist_sync_finish(t->sync);
     double t4 = yt_now();
     watchdog_beat(WD_UPDATE);
-    tm->allreduce = t4 - t3 + in_backward;
-    /* the gradient is the same on every rank: all stop here together */
-    if (!arena_finite(m->params.grad, m->params.total))
+    /* the summed gradient this rank updates from: all of it, or its part
+     * when the optimizer is sharded (dist.h) */
+    size_t lo, hi;
+    const real *g = dist_sync_part(t->sync, &lo, &hi);
+    /* tests: a NaN in the summed gradient this rank holds (sharded, in its
+     * part alone: the other ranks' parts are finite) */
+    if (dist_fault("nan_grad") && step >= 2 && hi > lo) ((real *)g)[0] = NAN;
+    /* every rank sees the same verdict: the gradient is the same on every
+     * rank, or the ranks agree on their parts' */
+    bool finite = arena_finite(g, hi - lo);
+    double t4a = yt_now();
+    if (dist_sync_sharded(t->sync)) finite = dist_allreduce_min_long(finite) != 0;
+    double t4b = yt_now();
+    tm->allreduce = t4 - t3 + in_backward + (t4b - t4a);
+    if (!finite)
         return yt_fail(YT_ERR_RUNTIME,
                        "non-finite gradient at step %ld; the last checkpoint is kept", step);
     t->lr = optim_lr(&t->opt, step);
-    optim_adam_step(&m->params, &t->adam, step + 1, t->lr);
+    optim_adam_part(&m->params, g, lo, hi, &t->adam, step + 1, t->lr);
     double t5 = yt_now();
-    tm->optimizer = t5 - t4;
-    tm->total = t5 - t0;
+    dist_sync_gather(t->sync, m->params.param);
+    double t6 = yt_now();
+    tm->allreduce += t6 - t5;
+    tm->optimizer = (t4a - t4) + (t5 - t4b);
+    tm->total = t6 - t0;
     *out = (step_sums){st[ST_LOSS], st[ST_RECON], st[ST_KL], (long)t->batch * t->world,
                        st[ST_STOP] > 0};
     return YT_OK;
@@ -260,6 +282,19 @@ void trainer_comm_stats(const trainer *t, double *exposed_s, long *buckets) {
     dist_sync_stats s = dist_sync_get_stats(t->sync);
     if (exposed_s) *exposed_s = s.exposed_s;
     if (buckets) *buckets = s.buckets;
+}
+
+void trainer_gather_optimizer(trainer *t) {
+    dist_sync_gather(t->sync, t->m->params.adam_m);
+    dist_sync_gather(t->sync, t->m->params.adam_v);
+}
+
+const real *trainer_gradient(const trainer *t, size_t *lo, size_t *hi) {
+    return dist_sync_part(t->sync, lo, hi);
+}
+
+bool trainer_sharded(const trainer *t) {
+    return dist_sync_sharded(t->sync);
 }
 
 void trainer_reset_comm_stats(trainer *t) {

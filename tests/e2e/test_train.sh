@@ -63,6 +63,11 @@ expect_exit 0 "--resume for 20 more (--set train.steps=40)" $MPI 2 "$YOTO" train
 contains "resume says so" "$OUT" "resuming"
 check "40 steps = 20 + 20 resumed, bit for bit (params and Adam moments)" same_tensors "$T/a/ckpt/step-000000040.h5" "$T/b/ckpt/step-000000040.h5"
 check "metrics.csv of the resumed run has each step once" test "$(grep -c '^[0-9]' "$T/b/metrics.csv")" = 8
+# the sharded optimizer: each rank updates its part of the Adam moments, the
+# checkpoint gathers them; at 2 ranks its sums are the allreduce's bit for bit
+expect_exit 0 "20 steps, train.allreduce: sharded" train 2 "$T/s" --set train.steps=20 --set train.allreduce=sharded
+expect_exit 0 "--resume for 20 more" $MPI 2 "$YOTO" train --resume "$T/s" --set train.steps=40
+check "sharded, 20 + 20 resumed = the bucketed run's 40 steps, bit for bit (np=2)" same_tensors "$T/a/ckpt/step-000000040.h5" "$T/s/ckpt/step-000000040.h5"
 expect_exit 0 "re-running the config continues the run in out_dir (a requeued job)" train 2 "$T/b" --set train.steps=45
 contains "an existing checkpoint is picked up" "$OUT" "resuming"
 
@@ -105,6 +110,12 @@ for fault in io_error nan_loss; do
         check "$fault, $mb MB: within 10 s" test $(($(date +%s) - t0)) -le 10
     done
 done
+# a non-finite summed gradient, sharded (one bucket): each rank checks its
+# part and they agree, so a NaN in rank 1's part alone stops every rank
+t0=$(date +%s)
+YOTO_FAULT=nan_grad@1 expect_exit 1 "nan_grad in rank 1's part (sharded): every rank stops non-zero" timeout 30 $MPI 2 -x YOTO_FAULT "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/f-nan_grad" --set train.bucket_mb=25
+contains "nan_grad: the message says so" "$ERR" "non-finite gradient at step 2; the last checkpoint is kept"
+check "nan_grad: within 10 s" test $(($(date +%s) - t0)) -le 10
 # a run directory only rank 0 sees (node-local out_dir on a requeue): each rank
 # runs in its own working directory with a relative out_dir
 mkdir -p "$T/node0" "$T/node1"

@@ -1,8 +1,10 @@
 /* test_dataparallel.c — the shipped training step (trainer_step) on P ranks
  * x B/P samples each equals one process computing the whole batch of B with
  * the same samples, loss weights and noise: the allreduced gradient, and the
- * parameters after the Adam update, with the bucketed overlapped allreduce
- * and with the blocking one.
+ * parameters and Adam moments after the update, with the bucketed overlapped
+ * allreduce, the blocking one, and the sharded optimizer (each rank sums and
+ * updates its part; a bucketed arena of one bucket runs so too). At 2 ranks
+ * the sharded step and the blocking one give the same bits.
  *
  * The reference runs the model directly (model_forward / model_backward /
  * optim_adam_step on one process, no dist). Its loss weights and noise are
@@ -65,31 +67,42 @@ static real *slice_x(const vae_model *m, const batch_data *b, int lo, int n) {
     return x;
 }
 
-/* worst max-normalised difference over the arena's tensors (NaN-safe: a NaN
- * makes it NaN, which fails `<= tol`) */
-static double worst_tensor_err(const arena *a, const real *got, const real *want) {
+/* worst max-normalised difference over the arena's tensors, within elements
+ * [lo, hi) (got[0] is element lo; want is the whole arena). NaN-safe: a NaN
+ * makes it NaN, which fails `<= tol`. */
+static double worst_part_err(const arena *a, const real *got, size_t lo, size_t hi,
+                             const real *want) {
     double worst = 0;
     for (int i = 0; i < a->n; i++) {
         const arena_tensor *t = &a->t[i];
-        double *ref = malloc(t->size * sizeof *ref);
-        for (size_t j = 0; j < t->size; j++)
-            ref[j] = want[t->offset + j];
-        double e = tu_max_norm_err(got + t->offset, ref, t->size);
+        size_t from = t->offset > lo ? t->offset : lo;
+        size_t to = t->offset + t->size < hi ? t->offset + t->size : hi;
+        if (from >= to) continue;
+        double *ref = malloc((to - from) * sizeof *ref);
+        for (size_t j = from; j < to; j++)
+            ref[j - from] = want[j];
+        double e = tu_max_norm_err(got + (from - lo), ref, to - from);
         worst = isnan(e) || e > worst ? e : worst;
         free(ref);
     }
     return worst;
 }
 
-static void check(bool overlap) {
+static double worst_tensor_err(const arena *a, const real *got, const real *want) {
+    return worst_part_err(a, got, 0, a->total, want);
+}
+
+/* mode, and buckets of bucket_elems elements */
+static void check(cfg_allreduce mode, double bucket_elems) {
     const int P = dist_size(), r = dist_rank(), n = BATCH / P;
     if (P == 1) skip(); /* one process: both sides are the same computation */
+    const bool overlap = mode == ALLREDUCE_BUCKETED && bucket_elems < 1e6;
     yoto_config cfg;
     arch_tiny(&cfg, 16, 3, 2, 2, 4, 3, 0.1, OUT_BERNOULLI);
     arch_train_defaults(&cfg, 1e-3, 0.5, 512);
     cfg.experiment.seed = SEED;
-    cfg.train.allreduce = overlap ? ALLREDUCE_BUCKETED : ALLREDUCE_BLOCKING;
-    cfg.train.bucket_mb = 64.0 * sizeof(real) / 1048576.0; /* 64-element buckets: many */
+    cfg.train.allreduce = mode;
+    cfg.train.bucket_mb = bucket_elems * sizeof(real) / 1048576.0;
 
     /* the reference: one process, the whole batch, the model called directly */
     vae_model *ref = model_create(&cfg.model, BATCH);
@@ -121,14 +134,27 @@ static void check(bool overlap) {
     double loss_ref = 0;
     for (int i = 0; i < BATCH; i++)
         loss_ref += all.wrec[i] * ref->recon[i] + all.wkl[i] * ref->kl[i];
-    double gerr = worst_tensor_err(&m->params, m->params.grad, ref_grad);
+    size_t lo, hi;
+    const real *g = trainer_gradient(t, &lo, &hi);
+    const bool sharded = mode == ALLREDUCE_SHARDED || (mode == ALLREDUCE_BUCKETED && !overlap);
+    /* sharded: each rank holds about 1/P of the summed gradient, together all of it */
+    double held = (double)(hi - lo), held_all = held;
+    dist_allreduce_sum_double(&held_all, 1);
+    double gerr = worst_part_err(&m->params, g, lo, hi, ref_grad);
+    trainer_gather_optimizer(t);
     double perr = worst_tensor_err(&m->params, m->params.param, ref->params.param);
+    double merr = worst_tensor_err(&m->params, m->params.adam_m, ref->params.adam_m);
+    double verr = worst_tensor_err(&m->params, m->params.adam_v, ref->params.adam_v);
     double lerr = fabs(sums.loss - loss_ref) / fabs(loss_ref);
-    print_message("# np=%d overlap=%d: gradient %.2e, parameters after Adam %.2e, summed loss "
-                  "%.2e (max-normalised differences)\n",
-                  P, overlap, gerr, perr, lerr);
+    print_message("# np=%d mode=%d buckets=%ld: gradient %.2e (elements [%zu, %zu) of %zu), "
+                  "parameters after Adam %.2e, moments %.2e %.2e, summed loss %.2e "
+                  "(max-normalised differences)\n",
+                  P, (int)mode, buckets, gerr, lo, hi, m->params.total, perr, merr, verr, lerr);
+    TU_ASSERT_ALL(sharded ? held < (double)m->params.total && held_all == (double)m->params.total
+                          : held == (double)m->params.total);
     TU_ASSERT_ALL(gerr <= 1e-5);
     TU_ASSERT_ALL(perr <= 1e-5);
+    TU_ASSERT_ALL(merr <= 1e-5 && verr <= 1e-5);
     TU_ASSERT_ALL(lerr <= 1e-5);
     trainer_free(t);
     free(x);
@@ -144,51 +170,134 @@ static void check(bool overlap) {
 
 static void test_bucketed_overlap(void **state) {
     (void)state;
-    check(true);
+    check(ALLREDUCE_BUCKETED, 64); /* 64-element buckets: many */
 }
 
 static void test_blocking(void **state) {
     (void)state;
-    check(false);
+    check(ALLREDUCE_BLOCKING, 64);
+}
+
+static void test_sharded(void **state) {
+    (void)state;
+    check(ALLREDUCE_SHARDED, 64);
+}
+
+static void test_bucketed_one_bucket(void **state) {
+    (void)state;
+    check(ALLREDUCE_BUCKETED, 1e7); /* one bucket: sharded */
+}
+
+/* Three steps of the blocking and the sharded step from the same start: at
+ * 2 ranks every sum is a + b either way, so parameters and moments agree bit
+ * for bit; at more ranks the orders differ (within float rounding). */
+static void test_sharded_bits(void **state) {
+    (void)state;
+    const int P = dist_size(), r = dist_rank(), n = BATCH / P;
+    if (P == 1) skip();
+    vae_model *m[2];
+    for (int k = 0; k < 2; k++) {
+        yoto_config cfg;
+        arch_tiny(&cfg, 16, 3, 2, 2, 4, 3, 0.1, OUT_GAUSSIAN);
+        arch_train_defaults(&cfg, 1e-3, 0.5, 512);
+        cfg.experiment.seed = SEED;
+        cfg.train.allreduce = k ? ALLREDUCE_SHARDED : ALLREDUCE_BLOCKING;
+        m[k] = model_create(&cfg.model, n);
+        model_init_params(m[k], SEED);
+        batch_data all;
+        make_batch(m[k], &cfg, P, &all);
+        real *x = slice_x(m[k], &all, r * n, n);
+        trainer *t = trainer_create(m[k], &cfg, r, P);
+        step_sums sums;
+        for (long step = 0; step < 3; step++)
+            TU_ASSERT_ALL_OK(trainer_step(t, step, x, YT_OK, false, &sums));
+        trainer_gather_optimizer(t);
+        trainer_free(t);
+        free(x);
+        free(all.x);
+        free(all.cond);
+        free(all.eps);
+        free(all.wkl);
+        free(all.wrec);
+    }
+    const arena *a = &m[0]->params, *b = &m[1]->params;
+    const size_t bytes = a->total * sizeof(real);
+    if (P == 2) {
+        TU_ASSERT_ALL(memcmp(a->param, b->param, bytes) == 0);
+        TU_ASSERT_ALL(memcmp(a->adam_m, b->adam_m, bytes) == 0);
+        TU_ASSERT_ALL(memcmp(a->adam_v, b->adam_v, bytes) == 0);
+    }
+    double perr = worst_tensor_err(a, b->param, a->param);
+    double verr = worst_tensor_err(a, b->adam_v, a->adam_v);
+    print_message("# np=%d: blocking vs sharded after 3 steps: parameters %.2e, second moments "
+                  "%.2e\n",
+                  P, perr, verr);
+    TU_ASSERT_ALL(perr <= 1e-5 && verr <= 1e-5);
+    /* every rank holds the same parameters */
+    TU_ASSERT_ALL(dist_same_everywhere(b->param, bytes));
+    model_free(m[0]);
+    model_free(m[1]);
 }
 
 /* The bucketed allreduce on buffers large enough for Open MPI's ring (4+
  * ranks, buckets of 64 KiB or more: dist.c sends from a copy), small ones
- * (binomial) and one bucket (the blocking path after a polled barrier,
- * dist.h), against the exact sum: small integers, so any order adds them
- * exactly. */
+ * (binomial), one bucket (sharded, dist.h) and the blocking path after a
+ * polled barrier, against the exact sum: small integers, so any order adds
+ * them exactly. Sharded, each rank checks its part, then gathers a buffer
+ * whose part r rank r alone filled. */
 static void test_sync_exact(void **state) {
     (void)state;
     const int P = dist_size(), r = dist_rank();
     const size_t n = 300001; /* 1.2 MB, not a multiple of the bucket */
-    const size_t buckets[3] = {100000, 1000, n};
-    real *buf = malloc(n * sizeof *buf);
-    for (int b = 0; b < 3; b++) {
+    const size_t buckets[5] = {100000, 1000, n, n, 1000};
+    const dist_sync_mode modes[5] = {DIST_SYNC_BUCKETED, DIST_SYNC_BUCKETED, DIST_SYNC_BUCKETED,
+                                     DIST_SYNC_BLOCKING, DIST_SYNC_SHARDED};
+    real *buf = malloc(n * sizeof *buf), *v = malloc(n * sizeof *v);
+    for (int b = 0; b < 5; b++) {
         for (size_t i = 0; i < n; i++) buf[i] = (real)((i * 7 + (size_t)r * 3) % 101);
-        dist_sync *s = dist_sync_create(buf, n, buckets[b], true);
+        dist_sync *s = dist_sync_create(buf, n, buckets[b], modes[b]);
+        TU_ASSERT_ALL(dist_sync_sharded(s) == (P > 1 && (b == 2 || b == 4)));
         dist_sync_begin(s);
         dist_sync_ready(s, n / 2); /* the upper half first, as backward does */
         dist_sync_ready(s, 0);
         dist_sync_finish(s);
-        size_t bad = 0;
-        for (size_t i = 0; i < n; i++) {
+        size_t lo, hi, bad = 0;
+        const real *sum = dist_sync_part(s, &lo, &hi);
+        for (size_t i = lo; i < hi; i++) {
             double want = 0;
             for (int q = 0; q < P; q++) want += (double)((i * 7 + (size_t)q * 3) % 101);
-            bad += !((double)buf[i] == want);
+            bad += !((double)sum[i - lo] == want);
         }
-        print_message("# np=%d bucket %zu: %zu of %zu sums wrong\n", P, buckets[b], bad, n);
-        TU_ASSERT_ALL(bad == 0);
+        /* the parts tile [0, n) in rank order */
+        long first = (long)lo, last = (long)hi;
+        TU_ASSERT_ALL(dist_allreduce_min_long(first) == 0 &&
+                      dist_allreduce_max_long(last) == (long)n);
+        double part = (double)(hi - lo);
+        dist_allreduce_sum_double(&part, 1);
+        TU_ASSERT_ALL(part == (double)(dist_sync_sharded(s) ? n : (size_t)P * n));
+        for (size_t i = 0; i < n; i++)
+            v[i] = i >= lo && i < hi ? (real)(i % 1000 + 1) : 0;
+        dist_sync_gather(s, v);
+        size_t gap = 0;
+        if (dist_sync_sharded(s))
+            for (size_t i = 0; i < n; i++)
+                gap += v[i] != (real)(i % 1000 + 1);
+        print_message("# np=%d bucket %zu mode %d: %zu of [%zu, %zu) sums wrong, %zu gathered "
+                      "wrong\n",
+                      P, buckets[b], (int)modes[b], bad, lo, hi, gap);
+        TU_ASSERT_ALL(bad == 0 && gap == 0);
         dist_sync_free(s);
     }
     free(buf);
+    free(v);
 }
 
 int main(int argc, char **argv) {
     tu_mpi_init(&argc, &argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bucketed_overlap),
-        cmocka_unit_test(test_blocking),
-        cmocka_unit_test(test_sync_exact),
+        cmocka_unit_test(test_bucketed_overlap), cmocka_unit_test(test_blocking),
+        cmocka_unit_test(test_sharded),          cmocka_unit_test(test_bucketed_one_bucket),
+        cmocka_unit_test(test_sharded_bits),     cmocka_unit_test(test_sync_exact),
     };
     return TU_MPI_RUN("dataparallel", tests);
 }
