@@ -14,18 +14,25 @@ file is taken too, its sweep read from its name (weak-*, strong-*, comm-*).
 
 The model of one training step on P ranks, R of them per node, b images each:
 
-  t(P, b) = t_compute(b) * s(R) + (1 - hidden) * t_allreduce(P, bytes)
+  t(P, b) = (t_compute(b) + t_adam / P') * s(R) + (1 - hidden) * t_allreduce(P, bytes)
 
-t_compute(b) = c0 + c1 * b: forward + backward + Adam of one rank alone,
-  fitted to the measured per-rank compute time (bench's phases) divided by
-  the contention slowdown of its point.
+t_compute(b) = c0 + c1 * b: forward + backward of one rank alone, fitted to
+  the measured per-rank forward + backward (bench's phases) divided by the
+  contention slowdown of its point.
+t_adam: Adam over the whole gradient on one rank (bench's optimizer phase,
+  times P for a point whose optimizer ran sharded: bench's allreduce.sharded);
+  P' = P when the runs are sharded (train.allreduce: sharded, or bucketed
+  with one bucket: each rank updates 1/P), else 1.
 s(R): the slowdown of the per-rank compute when R ranks share a node
   (memory bandwidth, caches, turbo), measured: the compute time per rank at
   R ranks on one node over that of one rank (weak or contention points with
   nodes = 1). Between measured R it is interpolated in log R; beyond the
   largest measured R it stays at its last value, which is optimistic: on a
   cluster, measure up to the node's core count (jobs/scaling.sh --nodes does).
-t_allreduce(P, n): the algorithm Open MPI 4.1's `tuned` component picks for
+t_allreduce(P, n): sharded, yoto's ring reduce-scatter and ring allgather
+  (the ring's cost below, alpha and bw fitted to bench --comm's bucketed
+  times of one bucket, which run it). Otherwise the algorithm Open MPI
+  4.1's `tuned` component picks for
   an MPI_Allreduce of n bytes of floats on P ranks (its fixed decision table,
   reproduced in `tuned_algorithm` below), with that algorithm's cost:
       recursive doubling   ceil(log2 P) * alpha + ceil(log2 P) * n / bw
@@ -44,8 +51,10 @@ t_allreduce(P, n): the algorithm Open MPI 4.1's `tuned` component picks for
 The bucketed mode (train.allreduce: bucketed) issues MPI_Iallreduce, which
   Open MPI's libnbc runs as a binomial reduce + bcast for P < 4 or messages
   under 64 KiB, else as a ring (yoto passes a separate send buffer; in place,
-  libnbc would always take the binomial tree); its own alpha and bandwidth
-  are fitted to bench --comm's bucketed times.
+  libnbc would always take the binomial tree). A message of one bucket goes
+  sharded instead: yoto's own ring reduce-scatter and ring allgather (the
+  ring's terms); bench --comm's bucketed times of one bucket are those, and
+  their own alpha and bandwidth are fitted to them.
 hidden: the fraction of the allreduce overlapped with the backward pass
   (--hidden, default 0: blocking; bench reports the measured fraction).
 
@@ -112,6 +121,14 @@ def libnbc_algorithm(P, nbytes):
     return "reduce_bcast" if P < 4 or nbytes < 65536 else "ring"
 
 
+def bucketed_algorithm(P, nbytes, buckets):
+    """What the bucketed mode runs for a message: sharded (yoto's ring
+    reduce-scatter + allgather) in one bucket, else libnbc's MPI_Iallreduce."""
+    if P < 2:
+        return "-"
+    return "ring (sharded)" if buckets <= 1 else libnbc_algorithm(P, nbytes)
+
+
 def terms(alg, P):
     """(latency factor, bandwidth factor) of one allreduce: t = alpha * L + n / bw * B."""
     lg = math.ceil(math.log2(P)) if P > 1 else 0
@@ -152,7 +169,8 @@ def fit_alpha_bw(obs):
 def fit_comm(curves, mode):
     """{algorithm or 'all': (alpha, bw, rms, npoints)} from comm curves of
     the given mode ('blocking' or 'bucketed') at P >= 2."""
-    pick = tuned_algorithm if mode == "blocking" else libnbc_algorithm
+    # bucketed: only messages of one bucket are fitted, and those go sharded
+    pick = tuned_algorithm if mode == "blocking" else (lambda P, n: "ring")
     by_alg, allobs = {}, []
     for c in curves:
         P = c["ranks"]
@@ -212,7 +230,12 @@ def load(paths):
                 continue
             ar, ph = b.get("allreduce", {}), b.get("phases_s", {})
             compute = sum(float(ph.get(k, 0)) for k in ("forward", "backward", "optimizer"))
+            fb = sum(float(ph.get(k, 0)) for k in ("forward", "backward"))
+            sharded = bool(ar.get("sharded", False))
+            # Adam over the whole gradient on one rank
+            adam1 = float(ph.get("optimizer", 0)) * (int(b["ranks"]) if sharded else 1)
             pts.append(dict(
+                fb=fb, adam1=adam1, sharded=sharded, mode=str(ar.get("mode", "")),
                 file=f, sweep=sweep, ranks=int(b["ranks"]), nodes=nodes,
                 bpr=int(b["batch_per_rank"]), step_s=float(b["step_s_median"]),
                 ips=float(b["images_per_s"]), bytes=float(ar.get("bytes", 0)), config=str(b.get("config", "")),
@@ -237,7 +260,7 @@ def fit_slowdown(pts):
     by_b = {}
     for p in pts:
         if p["nodes"] == 1 and p["sweep"] in ("weak", "contention"):
-            by_b.setdefault(p["bpr"], {}).setdefault(p["ranks"], []).append(p["compute"])
+            by_b.setdefault(p["bpr"], {}).setdefault(p["ranks"], []).append(p["fb"] if p["fb"] > 0 else p["compute"])
     ratios = {}
     for d in by_b.values():
         if 1 not in d:
@@ -262,7 +285,7 @@ def slowdown(sl, R):
 def fit_compute(pts, sl):
     """t_compute(b) = c0 + c1 b of one rank alone, from compute / s(R)."""
     b = np.array([p["bpr"] for p in pts], float)
-    t = np.array([p["compute"] / slowdown(sl, per_node(p)) for p in pts])
+    t = np.array([(p["fb"] if p["fb"] > 0 else p["compute"]) / slowdown(sl, per_node(p)) for p in pts])
     if len(set(b)) >= 2:
         (c1, c0), *_ = np.linalg.lstsq(np.stack([b, np.ones_like(b)], 1), t, rcond=None)
         if c0 >= 0 and c1 > 0:
@@ -270,10 +293,23 @@ def fit_compute(pts, sl):
     return 0.0, float(np.median(t / b))
 
 
+def is_sharded(pts):
+    """Whether the runs' optimizer is sharded on 2+ ranks: what a measured
+    multi-rank point says; with none, what the config's mode would do
+    (bucketed with one bucket, as both reference configs, or sharded)."""
+    multi = [p for p in pts if p["ranks"] > 1]
+    if multi:
+        return any(p["sharded"] for p in multi)
+    return any(p["mode"] in ("bucketed", "sharded") for p in pts)
+
+
 class Model:
     def __init__(self, pts, curves, a):
         self.sl = fit_slowdown(pts)
         self.c0, self.c1 = fit_compute(pts, self.sl)
+        # one rank alone: a point's Adam over the whole gradient over its contention
+        self.adam = float(np.median([p["adam1"] / slowdown(self.sl, per_node(p)) for p in pts])) if pts else 0.0
+        self.sharded = is_sharded(pts)
         self.nbytes = max((p["bytes"] for p in pts), default=0)
         self.hidden = a.hidden
         self.fits = fit_comm([c for c in curves if c["nodes"] == 1], "blocking")
@@ -297,14 +333,19 @@ class Model:
     def allreduce(self, P, R=None):
         if P < 2 or self.nbytes <= 0:
             return 0.0
-        alg = tuned_algorithm(P, self.nbytes)
         multinode = self.rpn > 0 and P > self.rpn
+        if self.sharded:  # yoto's rings: on one node, the fit to the one-bucket times
+            fit = self.bucket_fits.get("ring") or self.bucket_fits.get("all")
+            alpha, bw = fit[:2] if fit and not multinode else self.constants("ring", multinode)
+            return allreduce_s(P, self.nbytes, alpha, bw, "ring")
+        alg = tuned_algorithm(P, self.nbytes)
         alpha, bw = self.constants(alg, multinode)
         return allreduce_s(P, self.nbytes, alpha, bw, alg)
 
     def step(self, P, b, R=None):
         R = R or (min(P, self.rpn) if self.rpn > 0 else P)
-        return (self.c0 + self.c1 * b) * slowdown(self.sl, R) + (1 - self.hidden) * self.allreduce(P, R)
+        adam = self.adam / (P if self.sharded and P > 1 else 1)
+        return (self.c0 + self.c1 * b + adam) * slowdown(self.sl, R) + (1 - self.hidden) * self.allreduce(P, R)
 
 
 def leave_one_out(pts, curves, a):
@@ -336,7 +377,7 @@ def comm_lines(curves, m):
     if not curves:
         return lines + ["No comm points: run jobs/scaling.sh (it measures them) or `yoto bench CONFIG --comm "
                         "--json`. The allreduce uses --alpha/--bandwidth.", ""]
-    lines += ["| ranks | nodes | bytes | blocking ms | Open MPI algorithm | model ms | bucketed ms | libnbc algorithm |",
+    lines += ["| ranks | nodes | bytes | blocking ms | Open MPI algorithm | model ms | bucketed ms | bucketed algorithm |",
               "|---:|---:|---:|---:|---|---:|---:|---|"]
     for c in sorted(curves, key=lambda c: (c["nodes"], c["ranks"])):
         for p in c["comm"]:
@@ -346,10 +387,10 @@ def comm_lines(curves, m):
             model = allreduce_s(P, n, alpha, bw, alg) if P > 1 else 0.0
             lines.append(f"| {P} | {c['nodes']} | {n} | {p['blocking_s'] * 1e3:.4g} | {alg or '-'} | "
                          f"{model * 1e3:.4g} | {p['bucketed_s'] * 1e3:.4g} | "
-                         f"{libnbc_algorithm(P, n) if P > 1 else '-'} |")
+                         f"{bucketed_algorithm(P, n, p.get('buckets', 1))} |")
     lines.append("")
     for label, fits in (("one node (blocking)", m.fits), ("across nodes (blocking)", m.net_fits),
-                        ("bucketed (MPI_Iallreduce)", m.bucket_fits)):
+                        ("bucketed, one bucket (sharded ring)", m.bucket_fits)):
         for alg, (al, bw, rms, n) in sorted(fits.items()):
             lines.append(f"- fit, {label}, {alg}: alpha = {al * 1e6:.3g} us, bandwidth = {bw / 1e9:.3g} GB/s "
                          f"({n} sizes, rms error {rms:.0%})")
@@ -421,14 +462,19 @@ def main():
     lines += comm_lines(curves, m)
 
     lines += ["## Model", "",
-              "- t(P, b) = t_compute(b) * s(ranks per node) + (1 - hidden) * t_allreduce(P) "
-              "(the algorithm Open MPI 4.1 picks for the gradient's size; see `scaling.py --help`)",
-              f"- t_compute(b) = {m.c0 * 1e3:.4g} ms + {m.c1 * 1e3:.4g} ms * b (one rank alone)",
+              "- t(P, b) = (t_compute(b) + t_adam / P') * s(ranks per node) + (1 - hidden) * t_allreduce(P) "
+              + ("(sharded: P' = P, yoto's ring reduce-scatter and allgather" if m.sharded else
+                 "(not sharded: P' = 1, the algorithm Open MPI 4.1 picks for the gradient's size")
+              + "; see `scaling.py --help`)",
+              f"- t_compute(b) = {m.c0 * 1e3:.4g} ms + {m.c1 * 1e3:.4g} ms * b (one rank alone); "
+              f"t_adam = {m.adam * 1e3:.4g} ms (the whole gradient on one rank)",
               "- contention s(R), measured on one node: " + ", ".join(f"s({R}) = {v:.3f}" for R, v in sorted(m.sl.items()))
               + ("; beyond, held at the last value (optimistic)" if len(m.sl) > 1 else
                  "; nothing measured beyond 1 rank per node (no contention assumed)"),
-              f"- gradient {m.nbytes / 1e6:.3g} MB: Open MPI's choice at 2 ranks "
-              f"{tuned_algorithm(2, m.nbytes)}, at 64 ranks {tuned_algorithm(64, m.nbytes)}; hidden = {m.hidden:.0%}",
+              (f"- gradient {m.nbytes / 1e6:.3g} MB, sharded: a ring reduce-scatter and a ring allgather "
+               f"at every rank count; hidden = {m.hidden:.0%}" if m.sharded else
+               f"- gradient {m.nbytes / 1e6:.3g} MB: Open MPI's choice at 2 ranks "
+               f"{tuned_algorithm(2, m.nbytes)}, at 64 ranks {tuned_algorithm(64, m.nbytes)}; hidden = {m.hidden:.0%}"),
               ""]
     loo = leave_one_out(pts, curves, a)
     lines += ["## Leave-one-out: each point predicted from the others", "",
@@ -483,7 +529,8 @@ def main():
         else:
             lines.append(f"- {s} scaling: predicted efficiency stays at or above {a.threshold:.0%} "
                          f"up to {pred[s][-1][0]} ranks.")
-    lines += ["", "Assumptions: the allreduce algorithm is Open MPI 4.1's fixed choice; the network constants "
+    lines += ["", "Assumptions: the gradient's sum is " + ("yoto's rings (sharded)" if m.sharded else
+                                                      "Open MPI 4.1's fixed choice of allreduce") + "; the network constants "
               "hold for every node count; no stragglers, no I/O in the step; contention beyond the measured "
               "ranks per node as at the largest measured.", "", f"Plot: {os.path.basename(png_path)}"]
     text = "\n".join(lines) + "\n"
@@ -528,7 +575,8 @@ def plot(png_path, pts, measured, pred, sweeps, predict, B, G, t1w, m, threshold
     ax2.legend(fontsize=8)
     configs = sorted({os.path.basename(p["config"]) for p in pts if p["config"]})
     fig.suptitle(f"yoto scaling of {', '.join(configs) or 'the training step'}: gradient {m.nbytes / 1e6:.3g} MB, "
-                 f"Open MPI {tuned_algorithm(64, m.nbytes) or '-'} at 64 ranks", fontsize=10)
+                 + ("sharded (rings)" if m.sharded else f"Open MPI {tuned_algorithm(64, m.nbytes) or '-'} at 64 ranks"),
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
 

@@ -22,7 +22,7 @@ for alg in s.ALGORITHMS:
     assert abs(a - alpha) / alpha < 1e-6 and abs(b - bw) / bw < 1e-6 and rms < 1e-9, (alg, a, b, rms)
 EOF
 
-check "fit_comm: bench --comm curves at 2 and 8 ranks, each size with Open MPI's algorithm" "$PYTHON" - <<'EOF'
+check "fit_comm: bench --comm curves at 2 and 8 ranks, each size with Open MPI's algorithm (blocking), the ring (one bucket)" "$PYTHON" - <<'EOF'
 import sys
 sys.path.insert(0, "analysis")
 import scaling as s
@@ -33,7 +33,8 @@ for P in (2, 8):
     for k in range(8):
         n = 4096 * 4 ** k
         tb = s.allreduce_s(P, n, alpha, bw)
-        pts.append(dict(bytes=n, blocking_s=tb, bucketed_s=s.allreduce_s(P, n, 3 * alpha, bw / 2, s.libnbc_algorithm(P, n)), buckets=1))
+        # one bucket: sharded, yoto's ring reduce-scatter + allgather
+        pts.append(dict(bytes=n, blocking_s=tb, bucketed_s=s.allreduce_s(P, n, 3 * alpha, bw / 2, "ring"), buckets=1))
     curves.append(dict(ranks=P, nodes=1, comm=pts))
 f = s.fit_comm(curves, "blocking")
 a, b = f["all"][:2]
@@ -100,6 +101,47 @@ md = subprocess.run([sys.executable, "analysis/scaling.py", d, "--md", f"{d}/b.m
                     capture_output=True, text=True, check=True).stdout
 row = [l for l in md.splitlines() if l.startswith("| strong | 4 |") and "%" in l][-1]
 assert abs(float(re.findall(r"([-+][0-9.]+)%", row)[0])) > 10, row
+EOF
+
+# the same sweep with the optimizer sharded (bench's allreduce.sharded): Adam
+# over the whole gradient takes 2 ms on one rank, 2/P ms on each of P ranks,
+# and the gradient goes by yoto's rings (the ring's cost), fitted to the
+# one-bucket comm times
+mkdir -p "$T/shd"
+"$PYTHON" - "$T/shd" <<'EOF'
+import json, sys
+sys.path.insert(0, "analysis")
+import scaling as s
+out = sys.argv[1]
+alpha, bw, nbytes, c1, adam = 2e-6, 8e9, 3_000_000, 1e-3, 2e-3
+slow = {1: 1.0, 2: 1.25, 4: 1.5, 8: 1.75}
+def bench(P, b):
+    comp, opt = c1 * b * slow[P], adam / P * slow[P]
+    ar = s.allreduce_s(P, nbytes, alpha, bw, "ring") if P > 1 else 0.0
+    step = comp + opt + ar
+    return dict(ranks=P, batch_per_rank=b, step_s_median=step, images_per_s=P * b / step,
+                phases_s=dict(forward=comp / 3, backward=2 * comp / 3, allreduce=ar, optimizer=opt),
+                allreduce=dict(mode="bucketed", sharded=P > 1, bytes=nbytes, alone_s=ar, exposed_s=ar,
+                               hidden_fraction=0.0))
+for P in (1, 2, 4, 8):
+    json.dump(dict(sweep="weak", nodes=1, bench=bench(P, 32)), open(f"{out}/weak-p{P:05d}.json", "w"))
+    json.dump(dict(sweep="strong", nodes=1, bench=bench(P, 64 // P)), open(f"{out}/strong-p{P:05d}.json", "w"))
+    if P > 1:
+        comm = [dict(bytes=n, blocking_s=s.allreduce_s(P, n, 5 * alpha, bw / 2),
+                     bucketed_s=s.allreduce_s(P, n, alpha, bw, "ring"), buckets=1, reps=5)
+                for n in (4096 * 4 ** k for k in range(8))]
+        json.dump(dict(sweep="comm", nodes=1, bench=dict(ranks=P, comm=comm)), open(f"{out}/comm-p{P:05d}.json", "w"))
+EOF
+expect_exit 0 "scaling.py on a sharded sweep" "$PYTHON" analysis/scaling.py "$T/shd" --predict 1,2,4,8
+contains "sharded: Adam over the whole gradient, 2 ms" "$T/shd/scaling.md" "t_adam = 2 ms"
+contains "sharded: the model says so" "$T/shd/scaling.md" "(sharded: P' = P"
+contains "sharded: the one-bucket comm curve's ring fit" "$T/shd/scaling.md" "fit, bucketed, one bucket (sharded ring), ring: alpha = 2 us, bandwidth = 8 GB/s"
+check "sharded: the strong points and the weak ones inside the contention range predicted exactly" "$PYTHON" - "$T/shd/scaling.md" <<'EOF'
+import re, sys
+md = open(sys.argv[1]).read().split("## Leave-one-out")[1].split("## Prediction")[0]
+rows = {(m[0], int(m[1])): float(m[2]) for m in re.findall(r"\| (weak|strong) \| (\d+) \|.*\| ([-+][0-9.]+)% \|", md)}
+for k in [("strong", P) for P in (1, 2, 4, 8)] + [("weak", 2), ("weak", 4)]:
+    assert abs(rows[k]) < 0.2, (k, rows)
 EOF
 
 done_testing
