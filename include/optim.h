@@ -28,7 +28,8 @@ void optim_adam_step(arena *a, const adam_params *p, long t, double lr);
 /* The same update of elements [lo, hi) of the arena only (parameters and
  * moments), from grad (grad[0] is element lo's gradient): the part a rank
  * owns when the optimizer is sharded (dist.h). Element for element the same
- * arithmetic as optim_adam_step. */
+ * arithmetic as optim_adam_step. Both split the elements over the rank's
+ * threads (train.threads; element-wise: the same bits for any count). */
 void optim_adam_part(arena *a, const real *grad, size_t lo, size_t hi, const adam_params *p, long t,
                      double lr);
 

@@ -3,6 +3,7 @@
 
 #include <tgmath.h>
 
+#include "par.h"
 #include "simd.h"
 
 adam_params optim_adam_params(const cfg_optimizer *o) {
@@ -25,9 +26,8 @@ double optim_lr(const cfg_optimizer *o, long step) {
 /* one pass over the tensors that meet [lo, hi); the AVX2 clone vectorises
  * it (sqrt included: -fno-math-errno) */
 YT_SIMD_CLONES
-void optim_adam_part(arena *a, const real *grad, size_t lo, size_t hi, const adam_params *p, long t,
-                     double lr) {
-    YT_CHECK(t >= 1 && lo <= hi && hi <= a->total);
+static void adam_range(arena *a, const real *grad, size_t lo, size_t hi, const adam_params *p,
+                       long t, double lr) {
     /* 1 - b in double: in float, 1 - 0.999f is off by 1.3e-5 relative */
     const real b1 = (real)p->beta1, b2 = (real)p->beta2, eps = (real)p->epsilon;
     const real c1 = (real)(1.0 - p->beta1), c2 = (real)(1.0 - p->beta2);
@@ -48,6 +48,32 @@ void optim_adam_part(arena *a, const real *grad, size_t lo, size_t hi, const ada
             w[j] = (w[j] - lr_t * m[j] / (sqrt(v[j]) + eps)) * keep;
         }
     }
+}
+
+/* the threads' shares of [lo, hi), cut at 16-element (64-byte) boundaries */
+typedef struct {
+    arena *a;
+    const real *grad;
+    size_t lo, hi;
+    const adam_params *p;
+    long t;
+    double lr;
+} adam_pass;
+
+static void adam_share(void *ctx, int t, int T) {
+    const adam_pass *c = ctx;
+    const size_t n = c->hi - c->lo, blocks = (n + 15) / 16;
+    const size_t b = YT_MIN(n, 16 * par_split(blocks, t, T));
+    const size_t e = YT_MIN(n, 16 * par_split(blocks, t + 1, T));
+    adam_range(c->a, c->grad + b, c->lo + b, c->lo + e, c->p, c->t, c->lr);
+}
+
+void optim_adam_part(arena *a, const real *grad, size_t lo, size_t hi, const adam_params *p, long t,
+                     double lr) {
+    YT_CHECK(t >= 1 && lo <= hi && hi <= a->total);
+    adam_pass c = {a, grad, lo, hi, p, t, lr};
+    const size_t n = hi - lo;
+    par_run(par_threads(n, (n + 15) / 16), adam_share, &c);
 }
 
 void optim_adam_step(arena *a, const adam_params *p, long t, double lr) {

@@ -12,7 +12,9 @@
  *  - the whole model (CIFAR-10's architecture at a small batch): forward
  *    losses and every parameter gradient;
  *  - the shipped training step (trainer_step) under 2 threads, three steps,
- *    twice: the parameters bit for bit the same.
+ *    twice: the parameters bit for bit the same;
+ *  - Adam (optim_adam_part) over a whole arena and over a part of it that
+ *    cuts tensors, with 1, 2 and 3 threads: element-wise, the same bits.
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include "layers.h"
 #include "loss.h"
 #include "model.h"
+#include "optim.h"
 #include "testutil.h"
 #include "trainer.h"
 
@@ -350,12 +353,58 @@ static void test_trainer_threads(void **state) {
     free(b);
 }
 
+/* an arena of tensors of odd sizes (some conditioning), 100k elements */
+static void adam_arena(arena *a) {
+    arena_init(a);
+    const int sizes[5] = {40001, 17, 30011, 29970, 1};
+    char name[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "t%d", i);
+        arena_add(a, name, 1, &sizes[i], i % 2 == 1, sizes[i], 1);
+    }
+    arena_alloc(a);
+    real *bufs[4] = {a->param, a->grad, a->adam_m, a->adam_v};
+    for (int b = 0; b < 4; b++)
+        tu_fill_uniform(bufs[b], a->total, b == 3 ? 0 : -1, 1, 5, (uint32_t)b);
+}
+
+static void test_adam_threads(void **state) {
+    (void)state;
+    adam_params p = {0.9, 0.999, 1e-8, 0.1}; /* a decay that shows */
+    arena ref, a;
+    const size_t lo = 12345, hi = 87654; /* a part: cuts t0 and t2 */
+    for (int part = 0; part < 2; part++) {
+        adam_arena(&ref);
+        const size_t n = ref.total, from = part ? lo : 0, to = part ? hi : n;
+        optim_adam_part(&ref, ref.grad + from, from, to, &p, 3, 1e-2);
+        for (int T = 2; T <= 3; T++) {
+            adam_arena(&a);
+            blas_set_threads(T);
+            optim_adam_part(&a, a.grad + from, from, to, &p, 3, 1e-2);
+            blas_set_threads(1);
+            expect_same("Adam: parameters", T, a.param, ref.param, n, true);
+            expect_same("Adam: first moments", T, a.adam_m, ref.adam_m, n, true);
+            expect_same("Adam: second moments", T, a.adam_v, ref.adam_v, n, true);
+            arena_free(&a);
+        }
+        /* outside the part nothing moved */
+        arena fresh;
+        adam_arena(&fresh);
+        if (part) {
+            assert_memory_equal(ref.param, fresh.param, lo * sizeof(real));
+            assert_memory_equal(ref.adam_v + hi, fresh.adam_v + hi, (n - hi) * sizeof(real));
+            assert_memory_not_equal(ref.param + lo, fresh.param + lo, (hi - lo) * sizeof(real));
+        }
+        arena_free(&fresh);
+        arena_free(&ref);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_conv_threads),
-        cmocka_unit_test(test_misc_threads),
-        cmocka_unit_test(test_model_threads),
-        cmocka_unit_test(test_trainer_threads),
+        cmocka_unit_test(test_conv_threads),  cmocka_unit_test(test_misc_threads),
+        cmocka_unit_test(test_model_threads), cmocka_unit_test(test_trainer_threads),
+        cmocka_unit_test(test_adam_threads),
     };
     return TU_RUN("threads", tests);
 }
