@@ -50,35 +50,49 @@ EOF
 
 # a synthetic sweep made by the model: weak and strong at 1, 2, 4, 8 ranks on
 # one node with contention s(R) = 1 + 0.25 log2 R (linear in log R, as the
-# model interpolates); comm curves at 2, 4 and 8 ranks
-mkdir -p "$T/syn"
-"$PYTHON" - "$T/syn" <<'EOF'
+# model interpolates); comm curves at 2, 4 and 8 ranks. sweep DIR sharded:
+# the same with the optimizer sharded (bench's allreduce.sharded): Adam over
+# the whole gradient 2 ms on one rank, 2/P ms on each of P ranks, and the
+# gradient by yoto's rings (the ring's cost, also the one-bucket comm times;
+# the blocking ones from other constants)
+sweep() { # sweep DIR plain|sharded
+    mkdir -p "$1"
+    "$PYTHON" - "$1" "$2" <<'EOF'
 import json, sys
 sys.path.insert(0, "analysis")
 import scaling as s
-out = sys.argv[1]
+out, sharded = sys.argv[1], sys.argv[2] == "sharded"
 alpha, bw, nbytes, c1 = 2e-6, 8e9, 3_000_000, 1e-3
+adam = 2e-3 if sharded else 0.0
 slow = {1: 1.0, 2: 1.25, 4: 1.5, 8: 1.75}
+def grad_sum(P, n, a, b):
+    return s.allreduce_s(P, n, a, b, "ring") if sharded else s.allreduce_s(P, n, a, b)
 def bench(P, b):
-    comp = c1 * b * slow[P]
-    ar = s.allreduce_s(P, nbytes, alpha, bw) if P > 1 else 0.0
-    step = comp + ar
+    comp, opt = c1 * b * slow[P], adam / P * slow[P]
+    ar = grad_sum(P, nbytes, alpha, bw) if P > 1 else 0.0
+    step = comp + opt + ar
+    mode = dict(mode="bucketed", sharded=P > 1) if sharded else {}
     return dict(ranks=P, batch_per_rank=b, step_s_median=step, images_per_s=P * b / step,
-                phases_s=dict(forward=comp / 3, backward=2 * comp / 3, allreduce=ar, optimizer=0.0),
-                allreduce=dict(bytes=nbytes, alone_s=ar, exposed_s=ar, hidden_fraction=0.0))
+                phases_s=dict(forward=comp / 3, backward=2 * comp / 3, allreduce=ar, optimizer=opt),
+                allreduce=dict(bytes=nbytes, alone_s=ar, exposed_s=ar, hidden_fraction=0.0, **mode))
 for P in (1, 2, 4, 8):
     json.dump(dict(sweep="weak", nodes=1, bench=bench(P, 32)), open(f"{out}/weak-p{P:05d}.json", "w"))
     json.dump(dict(sweep="strong", nodes=1, bench=bench(P, 64 // P)), open(f"{out}/strong-p{P:05d}.json", "w"))
     if P > 1:
-        comm = [dict(bytes=n, blocking_s=s.allreduce_s(P, n, alpha, bw), bucketed_s=s.allreduce_s(P, n, alpha, bw),
+        ab = (5 * alpha, bw / 2) if sharded else (alpha, bw)
+        comm = [dict(bytes=n, blocking_s=s.allreduce_s(P, n, *ab), bucketed_s=grad_sum(P, n, alpha, bw),
                      buckets=1, reps=5) for n in (4096 * 4 ** k for k in range(8))]
         json.dump(dict(sweep="comm", nodes=1, bench=dict(ranks=P, comm=comm)), open(f"{out}/comm-p{P:05d}.json", "w"))
 EOF
+}
+sweep "$T/syn" plain
 expect_exit 0 "scaling.py on the synthetic sweep" "$PYTHON" analysis/scaling.py "$T/syn" --predict 1,2,4,8
 contains "it measures the contention" "$T/syn/scaling.md" "s(1) = 1.000, s(2) = 1.250, s(4) = 1.500, s(8) = 1.750"
 contains "it fits the compute" "$T/syn/scaling.md" " ms + 1 ms * b (one rank alone)"
 contains "it fits the comm curve" "$T/syn/scaling.md" "alpha = 2 us, bandwidth = 8 GB/s"
-check "leave-one-out: every point the others determine is predicted exactly" "$PYTHON" - "$T/syn/scaling.md" <<'EOF'
+# loo_exact DIR: the leave-one-out report of a sweep made by the model
+loo_exact() {
+    "$PYTHON" - "$1/scaling.md" <<'EOF'
 import re, sys
 md = open(sys.argv[1]).read().split("## Leave-one-out")[1].split("## Prediction")[0]
 rows = {(m[0], int(m[1])): float(m[2]) for m in re.findall(r"\| (weak|strong) \| (\d+) \|.*\| ([-+][0-9.]+)% \|", md)}
@@ -90,6 +104,8 @@ for k in [("strong", P) for P in (1, 2, 4, 8)] + [("weak", 2), ("weak", 4)]:
 # ranks per node extrapolates flat (optimistic), 1 rank loses the base
 assert rows[("weak", 8)] < -5, rows
 EOF
+}
+check "leave-one-out: every point the others determine is predicted exactly" loo_exact "$T/syn"
 check "a point off the model shows in its leave-one-out error" "$PYTHON" - "$T/syn" <<'EOF'
 import json, re, subprocess, sys
 d = sys.argv[1]
@@ -103,45 +119,11 @@ row = [l for l in md.splitlines() if l.startswith("| strong | 4 |") and "%" in l
 assert abs(float(re.findall(r"([-+][0-9.]+)%", row)[0])) > 10, row
 EOF
 
-# the same sweep with the optimizer sharded (bench's allreduce.sharded): Adam
-# over the whole gradient takes 2 ms on one rank, 2/P ms on each of P ranks,
-# and the gradient goes by yoto's rings (the ring's cost), fitted to the
-# one-bucket comm times
-mkdir -p "$T/shd"
-"$PYTHON" - "$T/shd" <<'EOF'
-import json, sys
-sys.path.insert(0, "analysis")
-import scaling as s
-out = sys.argv[1]
-alpha, bw, nbytes, c1, adam = 2e-6, 8e9, 3_000_000, 1e-3, 2e-3
-slow = {1: 1.0, 2: 1.25, 4: 1.5, 8: 1.75}
-def bench(P, b):
-    comp, opt = c1 * b * slow[P], adam / P * slow[P]
-    ar = s.allreduce_s(P, nbytes, alpha, bw, "ring") if P > 1 else 0.0
-    step = comp + opt + ar
-    return dict(ranks=P, batch_per_rank=b, step_s_median=step, images_per_s=P * b / step,
-                phases_s=dict(forward=comp / 3, backward=2 * comp / 3, allreduce=ar, optimizer=opt),
-                allreduce=dict(mode="bucketed", sharded=P > 1, bytes=nbytes, alone_s=ar, exposed_s=ar,
-                               hidden_fraction=0.0))
-for P in (1, 2, 4, 8):
-    json.dump(dict(sweep="weak", nodes=1, bench=bench(P, 32)), open(f"{out}/weak-p{P:05d}.json", "w"))
-    json.dump(dict(sweep="strong", nodes=1, bench=bench(P, 64 // P)), open(f"{out}/strong-p{P:05d}.json", "w"))
-    if P > 1:
-        comm = [dict(bytes=n, blocking_s=s.allreduce_s(P, n, 5 * alpha, bw / 2),
-                     bucketed_s=s.allreduce_s(P, n, alpha, bw, "ring"), buckets=1, reps=5)
-                for n in (4096 * 4 ** k for k in range(8))]
-        json.dump(dict(sweep="comm", nodes=1, bench=dict(ranks=P, comm=comm)), open(f"{out}/comm-p{P:05d}.json", "w"))
-EOF
+sweep "$T/shd" sharded
 expect_exit 0 "scaling.py on a sharded sweep" "$PYTHON" analysis/scaling.py "$T/shd" --predict 1,2,4,8
 contains "sharded: Adam over the whole gradient, 2 ms" "$T/shd/scaling.md" "t_adam = 2 ms"
 contains "sharded: the model says so" "$T/shd/scaling.md" "(sharded: P' = P"
 contains "sharded: the one-bucket comm curve's ring fit" "$T/shd/scaling.md" "fit, bucketed, one bucket (sharded ring), ring: alpha = 2 us, bandwidth = 8 GB/s"
-check "sharded: the strong points and the weak ones inside the contention range predicted exactly" "$PYTHON" - "$T/shd/scaling.md" <<'EOF'
-import re, sys
-md = open(sys.argv[1]).read().split("## Leave-one-out")[1].split("## Prediction")[0]
-rows = {(m[0], int(m[1])): float(m[2]) for m in re.findall(r"\| (weak|strong) \| (\d+) \|.*\| ([-+][0-9.]+)% \|", md)}
-for k in [("strong", P) for P in (1, 2, 4, 8)] + [("weak", 2), ("weak", 4)]:
-    assert abs(rows[k]) < 0.2, (k, rows)
-EOF
+check "sharded: every point the others determine is predicted exactly" loo_exact "$T/shd"
 
 done_testing
