@@ -54,10 +54,19 @@ void *yt_malloc_at(size_t n, const char *file, int line);
 void *yt_calloc_at(size_t count, size_t size, const char *file, int line);
 void *yt_realloc_at(void *p, size_t n, const char *file, int line);
 char *yt_strdup_at(const char *s, const char *file, int line);
+/* `bytes` zeroed, from 4 MiB up on 2 MiB pages where the kernel allows it
+ * (transparent huge pages in madvise mode; below, or refused, plain calloc),
+ * 64-byte aligned; free() frees it. For buffers that are streamed whole:
+ * with 4 KiB pages every plane of a large tensor is a TLB miss, and Open
+ * MPI's single-copy transfers (CMA) pin the pages one by one: the sharded
+ * optimizer's rings on a 4 KiB-paged gradient took 2.3-2.6 ms a step at 2
+ * ranks on CIFAR-10, on 2 MiB pages 1.0 (docs/DESIGN.md, lever 49). */
+void *yt_calloc_huge_at(size_t bytes, const char *file, int line);
 #define yt_malloc(n) yt_malloc_at((n), __FILE__, __LINE__)
 #define yt_calloc(c, s) yt_calloc_at((c), (s), __FILE__, __LINE__)
 #define yt_realloc(p, n) yt_realloc_at((p), (n), __FILE__, __LINE__)
 #define yt_strdup(s) yt_strdup_at((s), __FILE__, __LINE__)
+#define yt_calloc_huge(b) yt_calloc_huge_at((b), __FILE__, __LINE__)
 
 /* stderr's line "<prefix><fmt ...>\n" in one write, stdout flushed first:
  * under mpirun a rank's stderr and stdout go through separate pipes, and a

@@ -44,9 +44,10 @@ void arena_alloc(arena *a) {
     YT_CHECK(a->param == NULL);
     /* round each buffer up to 64 bytes so that all four stay aligned */
     size_t stride = (a->total * sizeof(real) + 63) / 64 * 64;
-    char *block = aligned_alloc(64, 4 * stride);
-    if (!block) yt_die("out of memory allocating %zu parameters", a->total);
-    memset(block, 0, 4 * stride);
+    /* on 2 MiB pages from 4 MiB up (common.h): Adam streams all four, and
+     * the sharded optimizer's rings send the gradient and parameters through
+     * Open MPI's single-copy transfers, which pin page by page */
+    char *block = yt_calloc_huge(4 * stride);
     a->param = (real *)block;
     a->grad = (real *)(block + stride);
     a->adam_m = (real *)(block + 2 * stride);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #ifndef YOTO_VERSION
@@ -64,6 +65,22 @@ void *yt_malloc_at(size_t n, const char *file, int line) {
 void *yt_calloc_at(size_t count, size_t size, const char *file, int line) {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p) yt_die_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *yt_calloc_huge_at(size_t bytes, const char *file, int line) {
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (bytes >= 2 * huge) {
+        const size_t whole = (bytes + huge - 1) / huge * huge;
+        if (posix_memalign(&p, huge, whole) == 0)
+            madvise(p, whole, MADV_HUGEPAGE); /* a hint: failure is harmless */
+        else
+            p = NULL;
+    }
+    if (!p && posix_memalign(&p, 64, (bytes + 64) / 64 * 64) != 0)
+        yt_die_at(file, line, "out of memory allocating %zu bytes", bytes);
+    memset(p, 0, bytes);
     return p;
 }
 

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <tgmath.h>
 
 #include "blas.h"
@@ -32,18 +31,11 @@ static size_t round_up_bytes(size_t n, size_t m) {
 
 /* ---- building --------------------------------------------------------------------- */
 
-/* n zeroed reals; from 4 MiB up on 2 MiB pages where the kernel allows it
- * (transparent huge pages in madvise mode): the conv kernels stream through
- * [C][N][H][W] tensors a channel plane at a time, and with 4 KiB pages every
- * plane of a high-resolution layer is a TLB miss. */
+/* n zeroed reals, from 4 MiB up on 2 MiB pages (common.h): the conv kernels
+ * stream through [C][N][H][W] tensors a channel plane at a time, and with
+ * 4 KiB pages every plane of a high-resolution layer is a TLB miss. */
 static real *huge_calloc(size_t n) {
-    const size_t bytes = n * sizeof(real), huge = (size_t)2 << 20;
-    void *p = NULL;
-    if (bytes < 2 * huge || posix_memalign(&p, huge, round_up_bytes(bytes, huge)) != 0)
-        return yt_calloc(n, sizeof(real));
-    madvise(p, round_up_bytes(bytes, huge), MADV_HUGEPAGE); /* a hint: failure is harmless */
-    memset(p, 0, bytes);
-    return p;
+    return yt_calloc_huge(n * sizeof(real));
 }
 
 /* p, freed by model_free */
