@@ -54,9 +54,9 @@ void *yt_malloc_at(size_t n, const char *file, int line);
 void *yt_calloc_at(size_t count, size_t size, const char *file, int line);
 void *yt_realloc_at(void *p, size_t n, const char *file, int line);
 char *yt_strdup_at(const char *s, const char *file, int line);
-/* `bytes` zeroed, from 4 MiB up on 2 MiB pages where the kernel allows it
- * (transparent huge pages in madvise mode; below, or refused, plain calloc),
- * 64-byte aligned; free() frees it. For buffers that are streamed whole:
+/* `bytes` zeroed, 64-byte aligned, from 4 MiB up on 2 MiB pages where the
+ * kernel allows it (2 MiB-aligned and madvise'd for transparent huge pages
+ * in madvise mode; below that, small pages); free() frees it. For buffers that are streamed whole:
  * with 4 KiB pages every plane of a large tensor is a TLB miss, and Open
  * MPI's single-copy transfers (CMA) pin the pages one by one: the sharded
  * optimizer's rings on a 4 KiB-paged gradient took 2.3-2.6 ms a step at 2
