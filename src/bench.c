@@ -114,7 +114,7 @@ static void exposed_comm(bench_result *r, const phase_times *ph) {
  * parameters' allgather. */
 static double allreduce_alone(const arena *a, bool sharded) {
     if (dist_size() == 1) return 0;
-    real *copy = yt_malloc(a->total * sizeof *copy);
+    real *copy = yt_calloc_huge(a->total * sizeof *copy); /* pages as the arena's */
     dist_sync *s =
         dist_sync_create(copy, a->total, 0, sharded ? DIST_SYNC_SHARDED : DIST_SYNC_BLOCKING);
     double best = 1e30;
