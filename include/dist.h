@@ -139,7 +139,7 @@ void dist_sync_ready(dist_sync *s, size_t lo); /* buf[lo, n) is final */
 void dist_sync_finish(dist_sync *s); /* summed on every rank (sharded: each rank's part) */
 /* The summed values this rank holds after dist_sync_finish, elements
  * [*lo, *hi) of the arena (the returned pointer is element *lo): sharded,
- * its own part from a buffer of the module's; other modes, buf and [0, n). */
+ * its own part, in place in buf; other modes, buf and [0, n). */
 const real *dist_sync_part(const dist_sync *s, size_t *lo, size_t *hi);
 bool dist_sync_sharded(const dist_sync *s);
 /* Sharded: every rank's part of v (n elements, any buffer laid out as the

@@ -592,8 +592,8 @@ static void run_job(const job *J) {
 /* the sum of the job's threads' C accumulators, in thread order, for the
  * reducing thread's share of them: every element gets the same additions
  * in the same order whatever the share, so any split gives the same bits.
- * Split because it is large (cx cy 16 vectors a thread: 16 MB at 128 x
- * 128 channels) and was serial: CIFAR-10's block2 convs scaled 1.3-1.4x on
+ * Split because it is large (cx cy 16 vectors a thread: 4 MB at CIFAR-10's
+ * 64 x 64 channels in bin/yoto-avx512) and was serial: CIFAR-10's block2 convs scaled 1.3-1.4x on
  * 2 threads with it. */
 typedef struct {
     const job *J;

@@ -57,6 +57,14 @@ static void make_batch(const vae_model *m, const yoto_config *cfg, int P, batch_
     }
 }
 
+static void free_batch(batch_data *b) {
+    free(b->x);
+    free(b->cond);
+    free(b->eps);
+    free(b->wkl);
+    free(b->wrec);
+}
+
 /* samples [lo, lo + n) of the whole batch's images, in the model's layout */
 static real *slice_x(const vae_model *m, const batch_data *b, int lo, int n) {
     const size_t hw = (size_t)m->in_h * m->in_w;
@@ -159,11 +167,7 @@ static void check(cfg_allreduce mode, double bucket_elems) {
     trainer_free(t);
     free(x);
     free(ref_grad);
-    free(all.x);
-    free(all.cond);
-    free(all.eps);
-    free(all.wkl);
-    free(all.wrec);
+    free_batch(&all);
     model_free(m);
     model_free(ref);
 }
@@ -214,11 +218,7 @@ static void test_sharded_bits(void **state) {
         trainer_gather_optimizer(t);
         trainer_free(t);
         free(x);
-        free(all.x);
-        free(all.cond);
-        free(all.eps);
-        free(all.wkl);
-        free(all.wrec);
+        free_batch(&all);
     }
     const arena *a = &m[0]->params, *b = &m[1]->params;
     const size_t bytes = a->total * sizeof(real);
