@@ -13,6 +13,8 @@
  *    losses and every parameter gradient;
  *  - the shipped training step (trainer_step) under 2 threads, three steps,
  *    twice: the parameters bit for bit the same;
+ *  - a step's draws (trainer_draw: loss weights, conditioning, the latent
+ *    noise, drawn over threads) with 1, 2 and 3 threads: the same bits;
  *  - Adam (optim_adam_part) over a whole arena and over a part of it that
  *    cuts tensors, with 1, 2 and 3 threads: element-wise, the same bits.
  */
@@ -353,6 +355,43 @@ static void test_trainer_threads(void **state) {
     free(b);
 }
 
+/* trainer_draw with T threads: loss weights, conditioning and noise, copied */
+enum { DRAW_B = 11, DRAW_L = 64 }; /* 704 deviates: enough to split over threads */
+
+static real *draws(int T, size_t *n) {
+    yoto_config cfg;
+    arch_tiny(&cfg, 8, 1, 1, 1, 4, DRAW_L, 0.1, OUT_BERNOULLI);
+    arch_train_defaults(&cfg, 1e-3, 0.5, 64);
+    cfg.train.batch_size = DRAW_B;
+    blas_set_threads(T);
+    vae_model *m = model_create(&cfg.model, DRAW_B);
+    trainer *t = trainer_create(m, &cfg, 0, 1);
+    trainer_draw(t, 17);
+    const size_t ne = (size_t)DRAW_B * DRAW_L, nc = (size_t)DRAW_B * 2;
+    *n = ne + 2 * DRAW_B + nc;
+    real *r = malloc(*n * sizeof *r);
+    memcpy(r, trainer_eps(t), ne * sizeof *r);
+    memcpy(r + ne, trainer_w_kl(t), DRAW_B * sizeof *r);
+    memcpy(r + ne + DRAW_B, trainer_w_rec(t), DRAW_B * sizeof *r);
+    memcpy(r + ne + 2 * DRAW_B, trainer_cond(t), nc * sizeof *r);
+    blas_set_threads(1);
+    trainer_free(t);
+    model_free(m);
+    return r;
+}
+
+static void test_draw_threads(void **state) {
+    (void)state;
+    size_t n;
+    real *one = draws(1, &n);
+    for (int T = 2; T <= 3; T++) {
+        real *a = draws(T, &n);
+        expect_bits("a step's draws", T, a, one, n);
+        free(a);
+    }
+    free(one);
+}
+
 /* an arena of tensors of odd sizes (some conditioning), 100k elements */
 static void adam_arena(arena *a) {
     arena_init(a);
@@ -404,7 +443,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_threads),  cmocka_unit_test(test_misc_threads),
         cmocka_unit_test(test_model_threads), cmocka_unit_test(test_trainer_threads),
-        cmocka_unit_test(test_adam_threads),
+        cmocka_unit_test(test_adam_threads),  cmocka_unit_test(test_draw_threads),
     };
     return TU_RUN("threads", tests);
 }
