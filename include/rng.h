@@ -19,7 +19,10 @@
 #ifndef YOTO_RNG_H
 #define YOTO_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "common.h"
 
 typedef enum {
     RNG_INIT = 1,
@@ -50,6 +53,10 @@ double rng_uniform(rng_stream *s);          /* in (0, 1), 53 random bits */
 uint64_t rng_below(rng_stream *s, uint64_t n); /* uniform in [0, n), unbiased */
 double rng_normal(rng_stream *s);           /* N(0, 1), Box-Muller */
 double rng_truncated_normal(rng_stream *s); /* N(0, 1) cut at +-2 (rejection) */
+/* out[k] = (real)rng_normal(s) for k = 0 .. n-1 in turn, the same bits, in
+ * about two thirds of the time (the uniforms first, then the transforms,
+ * which no longer wait on each other) */
+void rng_normal_fill(rng_stream *s, real *out, size_t n);
 /* Fisher-Yates shuffle of perm[0..n) (filled with 0..n-1 first). */
 void rng_permutation(rng_stream *s, uint64_t *perm, uint64_t n);
 

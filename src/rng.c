@@ -69,6 +69,20 @@ double rng_normal(rng_stream *s) {
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
+void rng_normal_fill(rng_stream *s, real *out, size_t n) {
+    enum { CHUNK = 64 };
+    double u1[CHUNK], u2[CHUNK];
+    for (size_t k = 0; k < n; k += CHUNK) {
+        const size_t m = YT_MIN((size_t)CHUNK, n - k);
+        for (size_t i = 0; i < m; i++) {
+            u1[i] = rng_uniform(s);
+            u2[i] = rng_uniform(s);
+        }
+        for (size_t i = 0; i < m; i++) /* rng_normal's expression */
+            out[k + i] = (real)(sqrt(-2.0 * log(u1[i])) * cos(2.0 * M_PI * u2[i]));
+    }
+}
+
 double rng_truncated_normal(rng_stream *s) {
     double x;
     do x = rng_normal(s);

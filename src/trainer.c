@@ -105,8 +105,7 @@ static void eps_part(void *ctx, int th, int T) {
     for (int i = i0; i < i1; i++) {
         rng_stream e =
             rng_stream_make(t->seed, RNG_EPS, (uint32_t)c->step, (uint32_t)t->rank, (uint32_t)i);
-        for (int j = 0; j < L; j++)
-            t->eps[(size_t)i * L + j] = (real)rng_normal(&e);
+        rng_normal_fill(&e, t->eps + (size_t)i * L, (size_t)L);
     }
 }
 

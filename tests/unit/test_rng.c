@@ -66,6 +66,29 @@ static void test_uniform_and_normal_moments(void **state) {
     assert_true(tmax <= 2.0);
 }
 
+/* rng_normal_fill gives rng_normal's values in turn, bit for bit, from any
+ * position (a chunk's edges, a stream started mid-block) */
+static void test_normal_fill(void **state) {
+    (void)state;
+    const size_t lens[] = {0, 1, 63, 64, 65, 200};
+    real got[200];
+    for (int skip = 0; skip < 3; skip++)
+        for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+            rng_stream a = rng_stream_make(5, RNG_EPS, 2, 1, (uint32_t)l);
+            rng_stream b = a;
+            for (int k = 0; k < skip; k++)
+                rng_u32(&a), rng_u32(&b);
+            rng_normal_fill(&a, got, lens[l]);
+            for (size_t i = 0; i < lens[l]; i++) {
+                const real want = (real)rng_normal(&b);
+                if (memcmp(&got[i], &want, sizeof want))
+                    fail_msg("skip %d, length %zu, value %zu: %.9g, want %.9g", skip, lens[l], i,
+                             (double)got[i], (double)want);
+            }
+            assert_int_equal(rng_u32(&a), rng_u32(&b)); /* and leaves the stream where it is */
+        }
+}
+
 static void test_permutation_is_a_permutation(void **state) {
     (void)state;
     const uint64_t n = 1000;
@@ -91,11 +114,9 @@ static void test_permutation_is_a_permutation(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_known_answer),
-        cmocka_unit_test(test_same_keys_same_numbers),
-        cmocka_unit_test(test_seek),
-        cmocka_unit_test(test_uniform_and_normal_moments),
-        cmocka_unit_test(test_permutation_is_a_permutation),
+        cmocka_unit_test(test_known_answer), cmocka_unit_test(test_same_keys_same_numbers),
+        cmocka_unit_test(test_seek),         cmocka_unit_test(test_uniform_and_normal_moments),
+        cmocka_unit_test(test_normal_fill),  cmocka_unit_test(test_permutation_is_a_permutation),
     };
     return TU_RUN("rng", tests);
 }
