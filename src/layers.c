@@ -139,6 +139,9 @@ YT_INLINE void pad_out(const conv_geom *g, int ci, int n0, int nc, const real *p
     }
 STRIDE2_OPS(rvec, VL, vload, vstore, RVEC, even_of, add_even)
 STRIDE2_OPS(hvec, HL, hload, hstore, HVEC, heven_of, hadd_even)
+#ifdef QL
+STRIDE2_OPS(qvec, QL, qload, qstore, QVEC, qeven_of, qadd_even)
+#endif
 
 /* Stride 2 on even sizes (SAME pads nothing before: Shapes3D's GEMM-route
  * layers), h = 2 ho and w = 2 wo: im2col and col2im go straight between x's
@@ -169,6 +172,9 @@ static bool s2_even(const conv_geom *g) {
     }
 S2_TAPS(rvec, VL, vload, vstore, RVEC, s2_taps)
 S2_TAPS(hvec, HL, hload, hstore, HVEC, s2_htaps)
+#ifdef QL
+S2_TAPS(qvec, QL, qload, qstore, QVEC, s2_qtaps)
+#endif
 
 YT_INLINE void im2col_s2(const conv_geom *g, const real *x, int n0, int nc, real *col) {
     const int wo = g->wo;
@@ -189,6 +195,12 @@ YT_INLINE void im2col_s2(const conv_geom *g, const real *x, int n0, int nc, real
                     s2_htaps(row, k, k + HL == wo, c, c2, ts);
                     k += HL;
                 }
+#ifdef QL
+                if (k + QL <= wo) {
+                    s2_qtaps(row, k, k + QL == wo, c, c2, ts);
+                    k += QL;
+                }
+#endif
                 for (; k < wo; k++) {
                     const real ev = row[2 * k], od = row[2 * k + 1];
                     const real e2 = k + 1 < wo ? row[2 * k + 2] : 0;
@@ -231,6 +243,9 @@ YT_INLINE void im2col_s2(const conv_geom *g, const real *x, int n0, int nc, real
     }
 S2_COLS(rvec, rvec_idx, VL, vload, vstore, RVEC, s2_cols)
 S2_COLS(hvec, hvec_idx, HL, hload, hstore, HVEC, s2_hcols)
+#ifdef QL
+S2_COLS(qvec, qvec_idx, QL, qload, qstore, QVEC, s2_qcols)
+#endif
 
 YT_INLINE void col2im_s2(const conv_geom *g, const real *col, int n0, int nc, real *x) {
     const int wo = g->wo;
@@ -249,6 +264,12 @@ YT_INLINE void col2im_s2(const conv_geom *g, const real *col, int n0, int nc, re
                     s2_hcols(t, u, ts, c, up, x0, x1);
                     c += HL;
                 }
+#ifdef QL
+                if (c + QL <= wo) {
+                    s2_qcols(t, u, ts, c, up, x0, x1);
+                    c += QL;
+                }
+#endif
                 for (; c < wo; c++) {
                     real e0 = (real)0 + t[c], o0 = (real)0 + t[ts + c];
                     if (c > 0) e0 += t[2 * ts + c - 1];
@@ -289,6 +310,19 @@ static void im2col(const conv_geom *g, const real *x, int n0, int nc, real *col,
                             hstore(col + ow, heven_of(p + 2 * ow));
                             ow += HL;
                         }
+#ifdef QL
+                        if (ow + QL <= g->wo) {
+                            qstore(col + ow, qeven_of(p + 2 * ow));
+                            ow += QL;
+                        }
+#endif
+                    } else if (s == 1) {
+                        for (; ow + VL <= g->wo; ow += VL)
+                            vstore(col + ow, vload(p + ow));
+                        if (ow + HL <= g->wo) {
+                            hstore(col + ow, hload(p + ow));
+                            ow += HL;
+                        }
                     }
                     for (; ow < g->wo; ow++)
                         col[ow] = p[ow * s];
@@ -320,6 +354,19 @@ static void col2im(const conv_geom *g, const real *col, int n0, int nc, real *x,
                             add_even(p + 2 * ow, vload(col + ow));
                         if (ow + HL <= g->wo) {
                             hadd_even(p + 2 * ow, hload(col + ow));
+                            ow += HL;
+                        }
+#ifdef QL
+                        if (ow + QL <= g->wo) {
+                            qadd_even(p + 2 * ow, qload(col + ow));
+                            ow += QL;
+                        }
+#endif
+                    } else if (s == 1) { /* the same one add per element */
+                        for (; ow + VL <= g->wo; ow += VL)
+                            vstore(p + ow, vload(p + ow) + vload(col + ow));
+                        if (ow + HL <= g->wo) {
+                            hstore(p + ow, hload(p + ow) + hload(col + ow));
                             ow += HL;
                         }
                     }

@@ -146,6 +146,28 @@ YT_INLINE void hstore(real *p, hvec v) {
     *(hvec_u *)p = v;
 }
 
+/* Quarter vectors (QL = 4 reals) where a vector is 16 (AVX-512 floats): for
+ * rows of 4 values (the 4 x 4 maps of layers.c's stride-2 im2col and
+ * col2im), which would otherwise run in scalars */
+#if VL_LANES == 16
+#define QL 4
+typedef real qvec __attribute__((vector_size(4 * sizeof(real))));
+typedef real qvec_u
+    __attribute__((vector_size(4 * sizeof(real)), aligned(sizeof(real)), may_alias));
+typedef int qvec_idx __attribute__((vector_size(4 * sizeof(real))));
+#define QVEC_EVEN ((qvec_idx)LANE_PATTERN(EVEN, 4))
+#define QVEC_ODD ((qvec_idx)LANE_PATTERN(ODD, 4))
+#define QVEC_ZIP_LO ((qvec_idx)LANE_PATTERN(ZIP_LO, 4))
+#define QVEC_ZIP_HI ((qvec_idx)LANE_PATTERN(ZIP_HI, 4))
+#define QVEC_NEXT ((qvec_idx)LANE_PATTERN(NEXT, 4))
+YT_INLINE qvec qload(const real *p) {
+    return *(const qvec_u *)p;
+}
+YT_INLINE void qstore(real *p, qvec v) {
+    *(qvec_u *)p = v;
+}
+#endif
+
 /* lanes of a where m is set (all ones), of b elsewhere; m from a comparison */
 YT_INLINE rvec vselect(rvec_idx m, rvec a, rvec b) {
     return (rvec)(((rvec_idx)a & m) | ((rvec_idx)b & ~m));
