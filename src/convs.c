@@ -78,12 +78,26 @@ YT_INLINE rvec load_position(const real *r, size_t hw, int i, int nl) {
  * in registers (a strided store per real took 3.5% of the Shapes3D step);
  * what is left of a row, position by position. */
 YT_SIMD_CLONES
+/* rows shorter than a vector that tile it (8 x 8 maps, 4 x 4): R = VL / w
+ * rows of a plane are VL consecutive reals, one block of the transpose */
+static int short_rows(const convs_shape *s) {
+    return s->w < VL && VL % s->w == 0 && s->h % (VL / s->w) == 0 ? VL / s->w : 0;
+}
+
 void convs_from_chan(const convs_shape *s, const real *x, real *xs, int ga, int gb) {
     const size_t hw = (size_t)s->h * s->w;
+    const int R = short_rows(s);
     for (int c = 0; c < s->c; c++)
         for (int g = ga; g < gb; g++) {
             const int nl = YT_MIN(VL, s->n - g * VL);
             const real *r0 = x + ((size_t)c * s->n + (size_t)g * VL) * hw;
+            for (int y = 0; R && y < s->h; y += R) {
+                rvec v[VL];
+                load_positions(v, r0 + (size_t)y * s->w, hw, 0, nl);
+                for (int j = 0; j < VL; j++)
+                    *(rvec *)convs_at(s, xs, c, g, y + j / s->w, j % s->w) = v[j];
+            }
+            if (R) continue;
             for (int y = 0; y < s->h; y++) {
                 real *d = convs_at(s, xs, c, g, y, 0);
                 const real *r = r0 + (size_t)y * s->w;
@@ -103,10 +117,20 @@ void convs_from_chan(const convs_shape *s, const real *x, real *xs, int ga, int 
 YT_SIMD_CLONES
 void convs_to_chan(const convs_shape *s, const real *xs, real *x, int ga, int gb) {
     const size_t hw = (size_t)s->h * s->w;
+    const int R = short_rows(s);
     for (int c = 0; c < s->c; c++)
         for (int g = ga; g < gb; g++) {
             const int nl = YT_MIN(VL, s->n - g * VL);
             real *d0 = x + ((size_t)c * s->n + (size_t)g * VL) * hw;
+            for (int y = 0; R && y < s->h; y += R) {
+                rvec v[VL];
+                for (int j = 0; j < VL; j++)
+                    v[j] = *(const rvec *)convs_at(s, (real *)xs, c, g, y + j / s->w, j % s->w);
+                transpose(v);
+                for (int l = 0; l < nl; l++)
+                    vstore(d0 + (size_t)l * hw + (size_t)y * s->w, v[l]);
+            }
+            if (R) continue;
             for (int y = 0; y < s->h; y++) {
                 const real *r = convs_at(s, (real *)xs, c, g, y, 0);
                 real *d = d0 + (size_t)y * s->w;

@@ -299,10 +299,12 @@ static void check_shape(int n, int cin, int h, int w, int cout, int stride) {
             check(&g, deconv, stage);
 }
 
-/* the copies in and out at width w: whole blocks of VL positions (the
- * transposes) and what is left (2 VL + 3), or only the rest (5) */
-static void check_layout(int w) {
-    const int c = 3, n = VL + 2, h = 4; /* two groups, the second part-filled */
+/* the copies in and out at width w and height h: whole blocks of VL
+ * positions (the transposes) and what is left (2 VL + 3), or only the rest
+ * (5), or rows that tile a block (VL / 2, VL / 4: 8 x 8 and 4 x 4 maps in
+ * the AVX-512 build; 3 rows do not tile it) */
+static void check_layout(int w, int h) {
+    const int c = 3, n = VL + 2; /* two groups, the second part-filled */
     const size_t len = (size_t)c * n * h * w;
     real *x = filled(len, 1), *y = tu_nans(len);
     const convs_shape s = convs_shape_make(c, n, n, h, w);
@@ -333,8 +335,11 @@ static void check_layout(int w) {
 
 static void test_layout(void **state) {
     (void)state;
-    check_layout(2 * VL + 3);
-    check_layout(5);
+    check_layout(2 * VL + 3, 4);
+    check_layout(5, 4);
+    check_layout(VL / 2, 4);
+    check_layout(VL / 4, 4);
+    check_layout(VL / 2, 3);
 }
 
 /* every conv and deconv of the Shapes3D model, at a batch of one group and
