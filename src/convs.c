@@ -150,6 +150,36 @@ void convs_to_chan(const convs_shape *s, const real *xs, real *x, int ga, int gb
         }
 }
 
+#ifndef YOTO_DOUBLE
+YT_SIMD_CLONES
+void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const double *coef,
+                     double *recon, int g) {
+    const rvec zero = {0}, one = zero + 1.0f;
+    const int nl = YT_MIN(VL, s->n - g * VL);
+    rvec k = zero;
+    for (int l = 0; l < nl; l++)
+        k[l] = (real)coef[g * VL + l];
+    double acc[VL] = {0};
+    for (int c = 0; c < s->c; c++)
+        for (int y = 0; y < s->h; y++) {
+            real *lp = convs_at(s, ls, c, g, y, 0);
+            const real *tp = convs_at(s, (real *)xs, c, g, y, 0);
+            rvec sum = zero;
+            for (int x = 0; x < s->w; x++) {
+                const rvec l = vload(lp + (size_t)x * VL), t = vload(tp + (size_t)x * VL);
+                const rvec e = vexp_nonpos(vselect(l < zero, l, -l)); /* e^-|l| */
+                sum += vselect(l > zero, l, zero) - l * t + vlog1p_unit(e);
+                const rvec sig = vselect(l >= zero, one, e) / (one + e);
+                vstore(lp + (size_t)x * VL, (sig - t) * k);
+            }
+            for (int l = 0; l < VL; l++)
+                acc[l] += sum[l];
+        }
+    for (int l = 0; l < nl; l++)
+        recon[g * VL + l] = acc[l];
+}
+#endif
+
 /* ---- stages ------------------------------------------------------------------------ */
 
 size_t convs_stage_len(int c, int n) {

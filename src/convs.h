@@ -116,6 +116,16 @@ void convs_stage_bwd_from_chan(const convs_shape *s, const convs_stage *st, cons
 /* acc[c] += the sum over the positions of groups [ga, gb) of channel c (a
  * bias gradient), row by row (the same bits however the groups are split) */
 void convs_sum(const convs_shape *s, const real *xs, double *acc, int ga, int gb);
+#ifndef YOTO_DOUBLE
+/* The Bernoulli reconstruction loss of group g in the layout, fused with its
+ * gradient (loss.c's formulas, float build): ls the logits, xs the targets
+ * (the same shape); per sample (lane) recon[i] = the sum of the sigmoid
+ * cross-entropies (each row in float lanes, then double), and ls overwritten
+ * by coef[i] (sigmoid(l) - x), loss_bernoulli_backward's bits element for
+ * element (spare lanes stay zero). */
+void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const double *coef,
+                     double *recon, int g);
+#endif
 /* out[i] += the sum of acc[i]'s lanes (in double), i < n */
 void convs_lanes_end(const rvec *acc, size_t n, real *out);
 

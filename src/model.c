@@ -973,7 +973,12 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
     convs_a(&s->out_geo, &s->ly[T->nl - 1], in, P(m, m->out_kernel), P(m, m->out_bias), &s->out,
             T->out, &plain, T->wbuf[t], g, g + 1);
-    convs_to_chan(&s->out, T->out, m->out, g, g + 1);
+#ifndef YOTO_DOUBLE
+    if (m->fusing) /* the logits and the targets (the head's input) in cache */
+        convs_bernoulli(&s->out, T->out, m->head->in, m->fusing, m->recon, g);
+    else
+#endif
+        convs_to_chan(&s->out, T->out, m->out, g, g + 1);
     chain_toc(m, t, m->prof_out, t0, false);
 }
 
@@ -1088,13 +1093,37 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
     toc(m, m->prof_loss, t0, false);
 }
 
+/* the loss's gradient can be fused into the tail's output conv: a Bernoulli
+ * output whose target, the image, the head holds in the same layout */
+static bool loss_fusable(const vae_model *m) {
+#ifdef YOTO_DOUBLE
+    (void)m;
+    return false;
+#else
+    return m->head && m->tail && m->mc.output_distribution == OUT_BERNOULLI && m->out_c == m->in_c;
+#endif
+}
+
+void model_fuse_loss(vae_model *m, const double *coef_rec) {
+    m->fuse_next = coef_rec;
+}
+
 void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
+    const double *coef = loss_fusable(m) ? m->fuse_next : NULL;
+    m->fuse_next = NULL;
+    m->loss_fused = false;
     model_encode(m, n, x, cond, eps);
+    if (coef) memcpy(m->coef_rec, coef, (size_t)n * sizeof *coef);
+    m->fusing = coef ? m->coef_rec : NULL;
     model_decode(m, n, m->z, cond);
-    /* losses per sample */
+    m->fusing = NULL;
+    m->loss_fused = coef != NULL;
+    /* losses per sample (fused: the reconstruction's in the tail) */
     double t0 = tic(m);
     const int hw = m->in_h * m->in_w;
-    if (m->mc.output_distribution == OUT_BERNOULLI)
+    if (m->loss_fused)
+        ;
+    else if (m->mc.output_distribution == OUT_BERNOULLI)
         loss_bernoulli(m->in_c, n, hw, m->out, x, m->recon);
     else
         loss_gaussian(m->in_c, n, hw, m->mc.eps, m->out, x, m->recon);
@@ -1269,7 +1298,7 @@ static void tail_backward_group(const chain_call *c, int t, int g) {
      * of what the backward has done with: model_chain) */
     double t0 = tic(m);
     const int last = T->nl - 1;
-    convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
+    if (!m->loss_fused) convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
     convs_c(&s->out_geo, &s->out, T->out, &s->ly[last], T->o[last], T->acc[t][T->nl], g, g + 1);
     convs_sum(&s->out, T->out, T->dbo[t], g, g + 1);
     const convs_stores stl = {CONVS_DZ, &T->st[last], T->z[last], T->sv[last], T->tv[last]};
@@ -1376,11 +1405,16 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     const int n = m->n, L = m->latent, hw = m->in_h * m->in_w;
     double t0 = tic(m);
     for (int i = 0; i < n; i++) {
-        m->coef_rec[i] = scale * w_rec[i];
+        const double c = scale * w_rec[i];
+        if (m->loss_fused && c != m->coef_rec[i])
+            yt_die("model_backward: w_rec and scale are not what model_fuse_loss was given");
+        m->coef_rec[i] = c;
         m->coef_kl[i] = scale * w_kl[i];
     }
-    /* decoder output */
-    if (m->mc.output_distribution == OUT_BERNOULLI)
+    /* decoder output (fused: the gradient is in the tail already) */
+    if (m->loss_fused)
+        ;
+    else if (m->mc.output_distribution == OUT_BERNOULLI)
         loss_bernoulli_backward(m->in_c, n, hw, m->out, m->x, m->coef_rec, m->g0);
     else
         loss_gaussian_backward(m->in_c, n, hw, m->mc.eps, m->out, m->x, m->coef_rec, m->g0);

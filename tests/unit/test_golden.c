@@ -304,6 +304,51 @@ static void check_eval_zmean(fixture *t) {
     cmp_doubles(t, "/outputs/eval_zmean/reconstruction", m->recon, t->B);
 }
 
+/* The loss fused into the decoder's output conv (model_fuse_loss: a
+ * Bernoulli output on a head and a tail, float builds): every gradient bit
+ * for bit the unfused pass's, the reconstruction losses to float rounding
+ * (their sums run in another order), and fused only where it should be. */
+static void check_fused(fixture *t) {
+    vae_model *m = t->m;
+    const double scale = 1.0 / t->B;
+    const size_t np = m->params.total, nd = (size_t)t->B * t->C * t->H * t->W;
+    real *grad = malloc(np * sizeof *grad), *din = malloc(nd * sizeof *din);
+    double recon[64], coef[64];
+    model_forward(m, t->B, t->x, t->cond, t->eps);
+    memset(m->params.grad, 0, np * sizeof(real));
+    model_backward(m, t->w_kl, t->w_rec, scale, true);
+    memcpy(grad, m->params.grad, np * sizeof *grad);
+    memcpy(din, m->dinput, nd * sizeof *din);
+    memcpy(recon, m->recon, (size_t)t->B * sizeof *recon);
+    for (int i = 0; i < t->B; i++)
+        coef[i] = scale * t->w_rec[i];
+    model_fuse_loss(m, coef);
+    model_forward(m, t->B, t->x, t->cond, t->eps);
+#ifdef YOTO_DOUBLE
+    const bool fusable = false;
+#else
+    const bool fusable = t->cfg.model.output_distribution == OUT_BERNOULLI && m->head && m->tail;
+#endif
+    assert_int_equal(m->loss_fused, fusable);
+    memset(m->params.grad, 0, np * sizeof(real));
+    model_backward(m, t->w_kl, t->w_rec, scale, true);
+    for (size_t k = 0; k < np; k++)
+        if (memcmp(&grad[k], &m->params.grad[k], sizeof(real)))
+            fail_msg("%s: fused loss: gradient %zu %.9g, unfused %.9g", t->file, k,
+                     (double)m->params.grad[k], (double)grad[k]);
+    assert_memory_equal(din, m->dinput, nd * sizeof *din);
+    for (int i = 0; i < t->B; i++)
+        if (!(fabs(m->recon[i] - recon[i]) <= 1e-6 * fabs(recon[i])))
+            fail_msg("%s: fused loss: recon %d %.17g, unfused %.17g", t->file, i, m->recon[i],
+                     recon[i]);
+    /* the next forward, not asked, does not fuse */
+    model_forward(m, t->B, t->x, t->cond, t->eps);
+    assert_false(m->loss_fused);
+    printf("# %s: the loss %sfused, the same gradients\n", t->file, fusable ? "" : "not ");
+    free(grad);
+    free(din);
+}
+
 static void check_backward(fixture *t) {
     vae_model *m = t->m;
     model_forward(m, t->B, t->x, t->cond, t->eps);
@@ -437,6 +482,7 @@ static void test_tiny_bernoulli(void **state) {
     check_forward(&t);
     check_eval_zmean(&t);
     check_backward(&t);
+    check_fused(&t);
     check_adam(&t);
     fixture_close(&t);
 }
@@ -448,6 +494,7 @@ static void test_tiny_gaussian(void **state) {
     check_forward(&t);
     check_eval_zmean(&t);
     check_backward(&t);
+    check_fused(&t);
     check_adam(&t);
     fixture_close(&t);
 }

@@ -10,7 +10,9 @@
  *    independent rows, channels or samples, so their results must not depend
  *    on the thread count at all (GEMM rows aside, checked to rounding);
  *  - the whole model (CIFAR-10's architecture at a small batch): forward
- *    losses and every parameter gradient;
+ *    losses and every parameter gradient; and Shapes3D's with the loss
+ *    fused into its tail (model_fuse_loss), against unfused, 1 and 2
+ *    threads: the same gradient bits, the losses to rounding;
  *  - the shipped training step (trainer_step) under 2 threads, three steps,
  *    twice: the parameters bit for bit the same;
  *  - a step's draws (trainer_draw: loss weights, conditioning, the latent
@@ -258,8 +260,10 @@ enum { MB = 10 }; /* batch: groups of 8 and 2 */
 
 /* forward + backward of a model (arch: CIFAR-10's or Shapes3D's, whose
  * encoders start and decoders end on sample-minor chains, model.c) with T
- * threads: losses, gradients */
-static real *model_grads(void (*arch)(yoto_config *), int T, double *losses, size_t *total) {
+ * threads, the loss fused into the tail where asked and possible
+ * (model_fuse_loss): losses, gradients */
+static real *model_grads(void (*arch)(yoto_config *), int T, bool fuse, double *losses,
+                         size_t *total) {
     yoto_config cfg;
     arch(&cfg);
     arch_train_defaults(&cfg, 1e-3, 0.5, 64);
@@ -275,7 +279,15 @@ static real *model_grads(void (*arch)(yoto_config *), int T, double *losses, siz
     tu_fill_normal(eps, (size_t)MB * m->latent, 1, 3, 1);
     loss_weights_sample(&cfg.loss_weights, 3, 0, 0, MB, wk, wr, cond);
     memset(m->params.grad, 0, m->params.total * sizeof(real));
+    double coef[MB];
+    for (int i = 0; i < MB; i++)
+        coef[i] = 1.0 / MB * wr[i];
+    if (fuse) model_fuse_loss(m, coef);
     model_forward(m, MB, x, cond, eps);
+#ifndef YOTO_DOUBLE
+    if (fuse && cfg.model.output_distribution == OUT_BERNOULLI && !m->loss_fused)
+        fail_msg("the loss was not fused");
+#endif
     model_backward(m, wk, wr, 1.0 / MB, true);
     for (int i = 0; i < MB; i++)
         losses[i] = m->recon[i] + m->kl[i];
@@ -293,9 +305,18 @@ static real *model_grads(void (*arch)(yoto_config *), int T, double *losses, siz
 static void check_model_threads(void (*arch)(yoto_config *)) {
     double l1[MB], la[MB], lb[MB];
     size_t n;
-    real *one = model_grads(arch, 1, l1, &n);
+    real *one = model_grads(arch, 1, false, l1, &n);
+    for (int T = 1; T <= 2; T++) { /* the loss fused: the same gradients, losses to rounding */
+        real *a = model_grads(arch, T, false, la, &n), *b = model_grads(arch, T, true, lb, &n);
+        expect_bits("model gradient, the loss fused", T, b, a, n);
+        for (int i = 0; i < MB; i++)
+            if (!(fabs(la[i] - lb[i]) <= 1e-6 * fabs(la[i])))
+                fail_msg("loss %d: %.17g fused, %.17g not (%d threads)", i, lb[i], la[i], T);
+        free(a);
+        free(b);
+    }
     for (int T = 2; T <= 3; T++) {
-        real *a = model_grads(arch, T, la, &n), *b = model_grads(arch, T, lb, &n);
+        real *a = model_grads(arch, T, false, la, &n), *b = model_grads(arch, T, false, lb, &n);
         expect_bits("model gradient", T, a, b, n);
         /* Adam-free: the raw gradient, whose smallest entries carry the
          * most relative rounding; against the largest entry */
