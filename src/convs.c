@@ -178,6 +178,38 @@ void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const doubl
     for (int l = 0; l < nl; l++)
         recon[g * VL + l] = acc[l];
 }
+
+YT_SIMD_CLONES
+void convs_gaussian(const convs_shape *s, real *os, const convs_shape *xsh, const real *xs,
+                    double eps, const double *coef, double *recon, int g) {
+    const rvec zero = {0}, one = zero + 1.0f, ve = vbcast((real)eps);
+    const int nl = YT_MIN(VL, s->n - g * VL), C = xsh->c;
+    rvec k = zero;
+    for (int l = 0; l < nl; l++)
+        k[l] = (real)coef[g * VL + l];
+    double acc[VL];
+    for (int l = 0; l < VL; l++)
+        acc[l] = 0.91893853320467274178 * C * s->h * s->w; /* 0.5 log(2 pi) each */
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < s->h; y++) {
+            real *mp = convs_at(s, os, c, g, y, 0), *rp = convs_at(s, os, C + c, g, y, 0);
+            const real *tp = convs_at(xsh, (real *)xs, c, g, y, 0);
+            rvec sum = zero;
+            for (int x = 0; x < s->w; x++) {
+                const size_t at = (size_t)x * VL;
+                const rvec a = vload(rp + at), sg = ve + vsoftplus(a),
+                           d = vload(tp + at) - vload(mp + at);
+                const rvec r = d / sg, inv = one / sg, ri = d * inv;
+                sum += vlog_pos(sg) + 0.5f * r * r;
+                vstore(mp + at, ri * inv * -k);
+                vstore(rp + at, (one - ri * ri) * inv * vsigmoid(a) * k);
+            }
+            for (int l = 0; l < VL; l++)
+                acc[l] += sum[l];
+        }
+    for (int l = 0; l < nl; l++)
+        recon[g * VL + l] = acc[l];
+}
 #endif
 
 /* ---- stages ------------------------------------------------------------------------ */

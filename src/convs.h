@@ -125,6 +125,12 @@ void convs_sum(const convs_shape *s, const real *xs, double *acc, int ga, int gb
  * element (spare lanes stay zero). */
 void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const double *coef,
                      double *recon, int g);
+/* The Gaussian one likewise: os the output (channels [0, C) the means,
+ * [C, 2C) the raw scales, sigma = eps + softplus(raw); shape s), xs the
+ * targets (xsh: C channels); os overwritten by loss_gaussian_backward's
+ * gradient, the same bits */
+void convs_gaussian(const convs_shape *s, real *os, const convs_shape *xsh, const real *xs,
+                    double eps, const double *coef, double *recon, int g);
 #endif
 /* out[i] += the sum of acc[i]'s lanes (in double), i < n */
 void convs_lanes_end(const rvec *acc, size_t n, real *out);

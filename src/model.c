@@ -974,8 +974,12 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     convs_a(&s->out_geo, &s->ly[T->nl - 1], in, P(m, m->out_kernel), P(m, m->out_bias), &s->out,
             T->out, &plain, T->wbuf[t], g, g + 1);
 #ifndef YOTO_DOUBLE
-    if (m->fusing) /* the logits and the targets (the head's input) in cache */
+    /* fused: the outputs and the targets (the head's input) in cache */
+    const convs_shape xsh = convs_shape_make(m->in_c, c->n, m->max_batch, m->in_h, m->in_w);
+    if (m->fusing && m->mc.output_distribution == OUT_BERNOULLI)
         convs_bernoulli(&s->out, T->out, m->head->in, m->fusing, m->recon, g);
+    else if (m->fusing)
+        convs_gaussian(&s->out, T->out, &xsh, m->head->in, m->mc.eps, m->fusing, m->recon, g);
     else
 #endif
         convs_to_chan(&s->out, T->out, m->out, g, g + 1);
@@ -1100,7 +1104,8 @@ static bool loss_fusable(const vae_model *m) {
     (void)m;
     return false;
 #else
-    return m->head && m->tail && m->mc.output_distribution == OUT_BERNOULLI && m->out_c == m->in_c;
+    const int per = m->mc.output_distribution == OUT_BERNOULLI ? 1 : 2; /* outputs a target */
+    return m->head && m->tail && m->out_c == per * m->in_c;
 #endif
 }
 
