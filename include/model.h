@@ -194,7 +194,7 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
 /* The next model_forward (only) also computes the reconstruction loss's
  * gradient for model_backward, with coef_rec[i] = scale * w_rec[i] as
  * model_backward will be given them (it stops the process on others), where
- * it can fuse it into the decoder's output conv: a Bernoulli output on the
+ * it can fuse it into the decoder's output conv: a model with a
  * sample-minor tail and head, in the float builds (docs/DESIGN.md, lever
  * 53). m->out is then not written (training needs only the losses). The
  * same gradient bits as without; m->recon to float rounding. */

@@ -1097,8 +1097,8 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
     toc(m, m->prof_loss, t0, false);
 }
 
-/* the loss's gradient can be fused into the tail's output conv: a Bernoulli
- * output whose target, the image, the head holds in the same layout */
+/* the loss's gradient can be fused into the tail's output conv: its
+ * target, the image, is the head's input in the same layout */
 static bool loss_fusable(const vae_model *m) {
 #ifdef YOTO_DOUBLE
     (void)m;
