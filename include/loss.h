@@ -21,6 +21,9 @@ void loss_bernoulli(int c, int n, int hw, const real *logits, const real *x, dou
 void loss_bernoulli_backward(int c, int n, int hw, const real *logits, const real *x,
                              const double *coef, real *dlogits);
 
+/* 0.5 log(2 pi), the Gaussian NLL's constant per element */
+#define HALF_LOG_2PI 0.91893853320467274178
+
 /* Gaussian: out [2c][n][hw] = (means, raw sigmas); s = eps + softplus(raw);
  * recon[i] = sum 0.5 log(2 pi) + log s + 0.5 ((x - mu) / s)^2 */
 void loss_gaussian(int c, int n, int hw, double eps, const real *out, const real *x,

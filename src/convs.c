@@ -20,6 +20,8 @@
 
 #include <string.h>
 
+#include "loss.h" /* HALF_LOG_2PI */
+
 /* ---- the layout -------------------------------------------------------------------- */
 
 convs_shape convs_shape_make(int c, int n, int cap, int h, int w) {
@@ -74,16 +76,17 @@ YT_INLINE rvec load_position(const real *r, size_t hw, int i, int nl) {
     return d;
 }
 
-/* The copies run VL positions of VL samples at a time through a transpose
- * in registers (a strided store per real took 3.5% of the Shapes3D step);
- * what is left of a row, position by position. */
-YT_SIMD_CLONES
 /* rows shorter than a vector that tile it (8 x 8 maps, 4 x 4): R = VL / w
  * rows of a plane are VL consecutive reals, one block of the transpose */
 static int short_rows(const convs_shape *s) {
     return s->w < VL && VL % s->w == 0 && s->h % (VL / s->w) == 0 ? VL / s->w : 0;
 }
 
+/* The copies run VL positions of VL samples at a time through a transpose
+ * in registers (a strided store per real took 3.5% of the Shapes3D step);
+ * what is left of a row, position by position; rows that tile a vector,
+ * VL / w of them a block. */
+YT_SIMD_CLONES
 void convs_from_chan(const convs_shape *s, const real *x, real *xs, int ga, int gb) {
     const size_t hw = (size_t)s->h * s->w;
     const int R = short_rows(s);
@@ -189,7 +192,7 @@ void convs_gaussian(const convs_shape *s, real *os, const convs_shape *xsh, cons
         k[l] = (real)coef[g * VL + l];
     double acc[VL];
     for (int l = 0; l < VL; l++)
-        acc[l] = 0.91893853320467274178 * C * s->h * s->w; /* 0.5 log(2 pi) each */
+        acc[l] = HALF_LOG_2PI * C * s->h * s->w; /* loss.h */
     for (int c = 0; c < C; c++)
         for (int y = 0; y < s->h; y++) {
             real *mp = convs_at(s, os, c, g, y, 0), *rp = convs_at(s, os, C + c, g, y, 0);

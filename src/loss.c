@@ -8,7 +8,6 @@
 #include "rng.h"
 #include "simd.h"
 
-#define HALF_LOG_2PI 0.91893853320467274178
 /* sum-reduction stretch: float lanes add up at most STRETCH / VL terms */
 #define STRETCH 256
 
