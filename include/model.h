@@ -148,10 +148,11 @@ typedef struct {
     real *dcode, *dmean, *dsigma, *dz; /* [n][2L], [n][L] x3 */
     real *dinput;        /* [C][n][H][W] gradient w.r.t. the encoder input, if asked */
     double *coef_rec, *coef_kl; /* [n] per-sample loss coefficients */
-    /* model_fuse_loss's coefficients for the next model_forward (not
-     * owned), what model_decode fuses into the tail while model_forward
-     * runs, and whether the last model_forward fused the loss's gradient */
-    const double *fuse_next, *fusing;
+    /* model_fuse_loss's weights (not owned) and scale for the next
+     * model_forward, and whether the last model_forward fused the loss's
+     * gradient (then coef_rec holds the coefficients it used) */
+    const real *fuse_w_rec;
+    double fuse_scale;
     bool loss_fused;
     real *work;          /* im2col workspace */
     /* The decoder's last blocks and its output conv (tail), the encoder's
@@ -192,13 +193,13 @@ void model_init_params(vae_model *m, uint64_t seed);
  * x, cond, eps alive until model_backward. */
 void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps);
 /* The next model_forward (only) also computes the reconstruction loss's
- * gradient for model_backward, with coef_rec[i] = scale * w_rec[i] as
- * model_backward will be given them (it stops the process on others), where
- * it can fuse it into the decoder's output conv: a model with a
- * sample-minor tail and head, in the float builds (docs/DESIGN.md, lever
+ * gradient for model_backward, which must then be given the same w_rec
+ * (kept alive until then, like x) and scale (it stops the process on
+ * others), where it can fuse it into the decoder's output conv: a model with
+ * a sample-minor tail and head, in the float builds (docs/DESIGN.md, lever
  * 53). m->out is then not written (training needs only the losses). The
  * same gradient bits as without; m->recon to float rounding. */
-void model_fuse_loss(vae_model *m, const double *coef_rec);
+void model_fuse_loss(vae_model *m, const real *w_rec, double scale);
 /* Encoder only (no decoder, no losses): m->mean, m->sigma, m->z [n][L]. */
 void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps);
 /* Decoder only: z [n][L] -> m->out. */

@@ -25,10 +25,6 @@
 
 static void cost(const vae_model *m, double *fwd, double *skipped, model_prof *prof);
 
-static size_t round_up_bytes(size_t n, size_t m) {
-    return (n + m - 1) / m * m;
-}
-
 /* ---- building --------------------------------------------------------------------- */
 
 /* n zeroed reals, from 4 MiB up on 2 MiB pages (common.h): the conv kernels
@@ -468,12 +464,7 @@ static void build_decoder(vae_model *m) {
 /* zeroed memory of the model for `bytes`, on whole cache lines (a
  * chain's vectors), freed by model_free */
 static void *chain_mem(vae_model *m, size_t bytes) {
-    if (bytes >= (size_t)4 << 20) return alloc_buf(m, (bytes + sizeof(real) - 1) / sizeof(real));
-    void *p = NULL;
-    if (posix_memalign(&p, 64, round_up_bytes(bytes ? bytes : 1, 64)) != 0)
-        yt_die("out of memory: %zu bytes for a sample-minor chain", bytes);
-    memset(p, 0, bytes);
-    return own(m, p);
+    return own(m, yt_calloc_huge(bytes ? bytes : 1)); /* 2 MiB pages from 4 MiB up */
 }
 
 /* a chain's tensors for n samples (its input, layer j's outputs, the
@@ -883,6 +874,7 @@ struct chain_call {
     const real *x;  /* the chain's input [C][n][h][w] (forward) */
     const real *dy; /* the gradient w.r.t. the chain's output (backward) */
     real *dx;       /* the gradient w.r.t. the chain's input (backward; the head: NULL, none) */
+    const double *fuse; /* the tail, forward: the loss's coefficients when fused, else NULL */
     void (*group)(const chain_call *c, int t, int g); /* group g, on thread t */
 };
 
@@ -975,21 +967,26 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
             T->out, &plain, T->wbuf[t], g, g + 1);
 #ifndef YOTO_DOUBLE
     /* fused: the outputs and the targets (the head's input) in cache */
-    const convs_shape xsh = convs_shape_make(m->in_c, c->n, m->max_batch, m->in_h, m->in_w);
-    if (m->fusing && m->mc.output_distribution == OUT_BERNOULLI)
-        convs_bernoulli(&s->out, T->out, m->head->in, m->fusing, m->recon, g);
-    else if (m->fusing)
-        convs_gaussian(&s->out, T->out, &xsh, m->head->in, m->mc.eps, m->fusing, m->recon, g);
-    else
+    if (c->fuse && m->mc.output_distribution == OUT_BERNOULLI) {
+        convs_bernoulli(&s->out, T->out, m->head->in, c->fuse, m->recon, g);
+    } else if (c->fuse) {
+        const convs_shape xsh = convs_shape_make(m->in_c, c->n, m->max_batch, m->in_h, m->in_w);
+        convs_gaussian(&s->out, T->out, &xsh, m->head->in, m->mc.eps, c->fuse, m->recon, g);
+    } else
 #endif
         convs_to_chan(&s->out, T->out, m->out, g, g + 1);
     chain_toc(m, t, m->prof_out, t0, false);
 }
 
 /* the tail: from x (dec[nb]'s output or the reshape, [C][n][h][w]) to m->out */
-static void tail_forward(vae_model *m, int n, const real *x, const real *cond) {
+static void tail_forward(vae_model *m, int n, const real *x, const real *cond, const double *fuse) {
     chain_stages(m, m->tail, n, cond);
-    chain_call c = {.m = m, .ch = m->tail, .n = n, .s = tail_shapes_for(m, n), .x = x,
+    chain_call c = {.m = m,
+                    .ch = m->tail,
+                    .n = n,
+                    .s = tail_shapes_for(m, n),
+                    .x = x,
+                    .fuse = fuse,
                     .group = tail_forward_group};
     chain_run(&c);
 }
@@ -1024,7 +1021,9 @@ void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o,
     convs_to_chan(&s.ly[j], o ? C->o[j] : C->z[j], dst, 0, s.ly[j].groups);
 }
 
-void model_decode(vae_model *m, int n, const real *z, const real *cond) {
+/* model_decode, the loss fused into the tail with these coefficients
+ * (model_forward: not NULL only where loss_fusable) */
+static void decode(vae_model *m, int n, const real *z, const real *cond, const double *fuse) {
     YT_CHECK(n > 0 && n <= m->max_batch);
     const cfg_net *de = &m->mc.decoder;
     const real *r = mlp_forward(m, &m->dec_fc, n, z, cond);
@@ -1041,7 +1040,7 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     }
     if (nb) {
         YT_CHECK(!xst); /* the tail copies its input from o (choose_lazy) */
-        tail_forward(m, n, h, cond);
+        tail_forward(m, n, h, cond, fuse);
         return;
     }
     double t0 = tic(m);
@@ -1053,6 +1052,10 @@ void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     }
     conv_forward(&g, h, P(m, m->out_kernel), P(m, m->out_bias), m->out, m->work);
     toc(m, m->prof_out, t0, false);
+}
+
+void model_decode(vae_model *m, int n, const real *z, const real *cond) {
+    decode(m, n, z, cond, NULL);
 }
 
 void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
@@ -1109,29 +1112,29 @@ static bool loss_fusable(const vae_model *m) {
 #endif
 }
 
-void model_fuse_loss(vae_model *m, const double *coef_rec) {
-    m->fuse_next = coef_rec;
+void model_fuse_loss(vae_model *m, const real *w_rec, double scale) {
+    m->fuse_w_rec = w_rec;
+    m->fuse_scale = scale;
 }
 
 void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
-    const double *coef = loss_fusable(m) ? m->fuse_next : NULL;
-    m->fuse_next = NULL;
-    m->loss_fused = false;
+    const real *w_rec = loss_fusable(m) ? m->fuse_w_rec : NULL;
+    m->fuse_w_rec = NULL;
+    m->loss_fused = w_rec != NULL;
     model_encode(m, n, x, cond, eps);
-    if (coef) memcpy(m->coef_rec, coef, (size_t)n * sizeof *coef);
-    m->fusing = coef ? m->coef_rec : NULL;
-    model_decode(m, n, m->z, cond);
-    m->fusing = NULL;
-    m->loss_fused = coef != NULL;
+    if (w_rec)
+        for (int i = 0; i < n; i++) /* model_backward's coefficients */
+            m->coef_rec[i] = m->fuse_scale * w_rec[i];
+    decode(m, n, m->z, cond, w_rec ? m->coef_rec : NULL);
     /* losses per sample (fused: the reconstruction's in the tail) */
     double t0 = tic(m);
     const int hw = m->in_h * m->in_w;
-    if (m->loss_fused)
-        ;
-    else if (m->mc.output_distribution == OUT_BERNOULLI)
-        loss_bernoulli(m->in_c, n, hw, m->out, x, m->recon);
-    else
-        loss_gaussian(m->in_c, n, hw, m->mc.eps, m->out, x, m->recon);
+    if (!m->loss_fused) {
+        if (m->mc.output_distribution == OUT_BERNOULLI)
+            loss_bernoulli(m->in_c, n, hw, m->out, x, m->recon);
+        else
+            loss_gaussian(m->in_c, n, hw, m->mc.eps, m->out, x, m->recon);
+    }
     loss_kl(n, m->latent, m->mean, m->sigma, m->kl);
     toc(m, m->prof_loss, t0, false);
 }
@@ -1411,18 +1414,18 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     double t0 = tic(m);
     for (int i = 0; i < n; i++) {
         const double c = scale * w_rec[i];
-        if (m->loss_fused && c != m->coef_rec[i])
+        if (m->loss_fused && c != m->coef_rec[i]) /* what the forward fused */
             yt_die("model_backward: w_rec and scale are not what model_fuse_loss was given");
         m->coef_rec[i] = c;
         m->coef_kl[i] = scale * w_kl[i];
     }
     /* decoder output (fused: the gradient is in the tail already) */
-    if (m->loss_fused)
-        ;
-    else if (m->mc.output_distribution == OUT_BERNOULLI)
-        loss_bernoulli_backward(m->in_c, n, hw, m->out, m->x, m->coef_rec, m->g0);
-    else
-        loss_gaussian_backward(m->in_c, n, hw, m->mc.eps, m->out, m->x, m->coef_rec, m->g0);
+    if (!m->loss_fused) {
+        if (m->mc.output_distribution == OUT_BERNOULLI)
+            loss_bernoulli_backward(m->in_c, n, hw, m->out, m->x, m->coef_rec, m->g0);
+        else
+            loss_gaussian_backward(m->in_c, n, hw, m->mc.eps, m->out, m->x, m->coef_rec, m->g0);
+    }
     toc(m, m->prof_loss, t0, true);
     real *d = m->g1, *spare = m->g0;
     const int nb = m->tail ? m->tail->nb : 0;

@@ -27,7 +27,6 @@ struct trainer {
     double scale; /* 1 / global batch */
     dist_sync *sync;
     real *w_kl, *w_rec, *cond, *eps; /* [B], [B], [B][2], [B][L] */
-    double *coef_rec;                /* [B] scale * w_rec, for model_fuse_loss */
     double lr;
     step_times times;
 };
@@ -75,7 +74,6 @@ trainer *trainer_create(vae_model *m, const yoto_config *cfg, int rank, int worl
     t->w_rec = yt_malloc(B * sizeof *t->w_rec);
     t->cond = yt_malloc(2 * B * sizeof *t->cond);
     t->eps = yt_malloc(B * (size_t)t->latent * sizeof *t->eps);
-    t->coef_rec = yt_malloc(B * sizeof *t->coef_rec);
     return t;
 }
 
@@ -88,7 +86,6 @@ void trainer_free(trainer *t) {
     free(t->w_rec);
     free(t->cond);
     free(t->eps);
-    free(t->coef_rec);
     free(t);
 }
 
@@ -170,9 +167,7 @@ static void forward(trainer *t, long step, const real *x, double *st) {
     vae_model *m = t->m;
     trainer_draw(t, step);
     zero_grad(m->params.grad, m->params.total);
-    for (int i = 0; i < t->batch; i++) /* as model_backward computes them */
-        t->coef_rec[i] = t->scale * t->w_rec[i];
-    model_fuse_loss(m, t->coef_rec);
+    model_fuse_loss(m, t->w_rec, t->scale);
     model_forward(m, t->batch, x, t->cond, t->eps);
     for (int i = 0; i < t->batch; i++) {
         st[ST_LOSS] += t->w_rec[i] * m->recon[i] + t->w_kl[i] * m->kl[i];

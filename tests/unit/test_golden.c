@@ -313,16 +313,14 @@ static void check_fused(fixture *t) {
     const double scale = 1.0 / t->B;
     const size_t np = m->params.total, nd = (size_t)t->B * t->C * t->H * t->W;
     real *grad = malloc(np * sizeof *grad), *din = malloc(nd * sizeof *din);
-    double recon[64], coef[64];
+    double recon[64];
     model_forward(m, t->B, t->x, t->cond, t->eps);
     memset(m->params.grad, 0, np * sizeof(real));
     model_backward(m, t->w_kl, t->w_rec, scale, true);
     memcpy(grad, m->params.grad, np * sizeof *grad);
     memcpy(din, m->dinput, nd * sizeof *din);
     memcpy(recon, m->recon, (size_t)t->B * sizeof *recon);
-    for (int i = 0; i < t->B; i++)
-        coef[i] = scale * t->w_rec[i];
-    model_fuse_loss(m, coef);
+    model_fuse_loss(m, t->w_rec, scale);
     model_forward(m, t->B, t->x, t->cond, t->eps);
 #ifdef YOTO_DOUBLE
     const bool fusable = false;

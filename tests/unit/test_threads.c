@@ -279,10 +279,7 @@ static real *model_grads(void (*arch)(yoto_config *), int T, bool fuse, double *
     tu_fill_normal(eps, (size_t)MB * m->latent, 1, 3, 1);
     loss_weights_sample(&cfg.loss_weights, 3, 0, 0, MB, wk, wr, cond);
     memset(m->params.grad, 0, m->params.total * sizeof(real));
-    double coef[MB];
-    for (int i = 0; i < MB; i++)
-        coef[i] = 1.0 / MB * wr[i];
-    if (fuse) model_fuse_loss(m, coef);
+    if (fuse) model_fuse_loss(m, wr, 1.0 / MB);
     model_forward(m, MB, x, cond, eps);
 #ifndef YOTO_DOUBLE
     if (fuse && !m->loss_fused) fail_msg("the loss was not fused");
