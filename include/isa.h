@@ -8,8 +8,15 @@
 #ifndef YOTO_ISA_H
 #define YOTO_ISA_H
 
+#include <stddef.h>
+
 /* "avx512", "avx2" or "baseline": what yoto's kernels run here (not
  * OpenBLAS's; blas_cpu_isa() says what the CPU has) */
 const char *isa_kernels(void);
+
+/* the L1 data cache's size in bytes, which the kernels size their blocks
+ * to: what the C library reads off the CPU (sysconf), 32 KiB where it
+ * cannot tell, never more than 64 KiB; read once (thread-safe) */
+size_t isa_l1d_bytes(void);
 
 #endif

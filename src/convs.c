@@ -20,6 +20,7 @@
 
 #include <string.h>
 
+#include "isa.h"  /* isa_l1d_bytes */
 #include "loss.h" /* HALF_LOG_2PI */
 
 /* ---- the layout -------------------------------------------------------------------- */
@@ -577,10 +578,17 @@ void convs_b(const conv_geom *g, const convs_shape *ysh, const real *ys, const r
 
 /* ---- C: the kernel gradient ------------------------------------------------------------ */
 
-/* C's bands: rows of about this many positions per call (smchain_bench on
- * bin/yoto-avx512: 32, 64 and 128 alike, each 5-30% faster than a row per
- * call) */
-enum { KGRAD_BAND = 128 };
+/* C's bands: as many rows of Y per call as keep what a call reads, the
+ * block's rows of Y and one input row per output row, within 7/8 of the L1
+ * data cache (isa_l1d_bytes); at least one row. On this project's Zen 5 (48
+ * KiB), smchain_bench on bin/yoto-avx512: the stride-2 kernel gradients 9-18%
+ * faster than with bands of a fixed 128 positions, the output conv's the
+ * same (docs/DESIGN.md, lever 54). The band changes no bits: the
+ * accumulators carry over from band to band in the same order. */
+static int kgrad_band_rows(const conv_geom *g) {
+    const size_t row = sizeof(rvec) * ((size_t)4 * g->wo + (size_t)g->stride * g->wo + 2);
+    return (int)YT_MAX(1, isa_l1d_bytes() / 8 * 7 / row);
+}
 
 /* CB output channels x the 3 taps of one kernel row over nr rows of wo
  * positions (x's rows xrs apart, Y's drs), the stride S a constant: the
@@ -635,8 +643,7 @@ void convs_c(const conv_geom *g, const convs_shape *ysh, const real *ys, const c
     const int s = g->stride;
     YT_CHECK(s == 1 || s == 2);
     const size_t as = (size_t)g->cin * 9;
-    /* bands of rows of about KGRAD_BAND positions */
-    const int band = YT_MAX(1, KGRAD_BAND / g->wo);
+    const int band = kgrad_band_rows(g);
     for (int gr = ga; gr < gb; gr++)
         for (int oh = 0; oh < g->ho; oh += band) {
             const int nr = YT_MIN(band, g->ho - oh);

@@ -1,7 +1,8 @@
-/* isa.c — the vector instruction set of this binary's kernels (isa.h), and
- * bin/yoto-avx512's start-up guard. */
+/* isa.c — the vector instruction set of this binary's kernels, the L1 size
+ * they block for (isa.h), and bin/yoto-avx512's start-up guard. */
 #include "isa.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 /* SIMD_BYTES as src/simd.h reads it: 64 only where the build defines it so
@@ -21,6 +22,19 @@ const char *isa_kernels(void) {
 #else
     return "baseline"; /* no clones: the sanitizer build, and clang's (the fuzzers) */
 #endif
+}
+
+static size_t l1d_bytes;
+
+static void read_l1d(void) {
+    const long b = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    l1d_bytes = b < 4096 ? 32768 : b > 65536 ? 65536 : (size_t)b;
+}
+
+size_t isa_l1d_bytes(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, read_l1d);
+    return l1d_bytes;
 }
 
 #ifdef __AVX512F__

@@ -371,10 +371,13 @@ static void test_odd_shapes(void **state) {
     /* channel counts past a tile of 4, rows past a tile of 12, 3 groups */
     check_shape(2 * VL + 1, 5, 5, 19, 7, 2);
     check_shape(1, 9, 3, 13, 6, 1);
-    /* the kernel gradient's bands (about 128 positions: 42 rows of 3): two
-     * at stride 1, three at stride 2, the last of each part-filled */
-    check_shape(3, 2, 70, 3, 5, 1);
-    check_shape(3, 2, 180, 5, 3, 2);
+    /* the kernel gradient's bands (rows of Y within 7/8 of an L1 of 32 to
+     * 64 KiB, isa_l1d_bytes; a row of 3 positions here is 17 or 20 vectors
+     * of 32 or 64 bytes: 22 to 105 rows a band): three or more at stride 1
+     * (250 rows), three or more at stride 2 (200 rows), the last of each
+     * part-filled at L1 sizes of 32, 48 and 64 KiB */
+    check_shape(3, 2, 250, 3, 5, 1);
+    check_shape(3, 2, 400, 5, 3, 2);
 }
 
 int main(void) {
