@@ -128,7 +128,8 @@ void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const doubl
 /* The Gaussian one likewise: os the output (channels [0, C) the means,
  * [C, 2C) the raw scales, sigma = eps + softplus(raw); shape s), xs the
  * targets (xsh: C channels); os overwritten by loss_gaussian_backward's
- * gradient, the same bits */
+ * gradient, the same bits where h w is a multiple of VL (every model here;
+ * the rest of a plane loss.c computes in double) */
 void convs_gaussian(const convs_shape *s, real *os, const convs_shape *xsh, const real *xs,
                     double eps, const double *coef, double *recon, int g);
 #endif

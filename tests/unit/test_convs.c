@@ -17,6 +17,7 @@
 
 #include "../../src/convs.h" /* internal header */
 #include "layers.h"
+#include "loss.h"
 #include "testutil.h"
 
 #define TOL (TEST_DOUBLE ? 1e-12 : 2e-6)
@@ -342,6 +343,79 @@ static void test_layout(void **state) {
     check_layout(VL / 2, 3);
 }
 
+#ifndef YOTO_DOUBLE
+/* The fused losses (convs_bernoulli, convs_gaussian) against loss.c's, at
+ * widths that are whole runs of positions (8, 16), a run and a rest (13, 28:
+ * Fashion-MNIST's), and only a rest (5), in planes of a whole number of
+ * vectors (16 rows): the gradient bit for bit, the
+ * per-sample losses to float rounding (summed in another order); two groups,
+ * the second part-filled, and its spare lanes left zero. */
+static void check_fused_losses(int w) {
+    /* 16 rows: a plane of whole vectors, where loss.c's Gaussian gradient
+     * is all in float (the rest of a plane it computes in double) */
+    const int c = 3, n = VL + 3, h = 16, hw = h * w;
+    const size_t len = (size_t)c * n * hw;
+    double coef[2 * VL], want_r[2 * VL], got_r[2 * VL];
+    for (int i = 0; i < n; i++)
+        coef[i] = 0.5 + 0.25 * i;
+    /* Bernoulli: logits over [-8, 8], targets in [0, 1] */
+    real *l = filled(len, 3), *x = filled(len, 4), *want = tu_nans(len), *got = tu_nans(len);
+    for (size_t i = 0; i < len; i++)
+        l[i] *= 8, x[i] = (real)0.5 * (x[i] + 1);
+    const convs_shape s = convs_shape_make(c, n, n, h, w);
+    real *ls = sm_alloc(&s), *xs = sm_alloc(&s);
+    convs_from_chan(&s, l, ls, 0, s.groups);
+    convs_from_chan(&s, x, xs, 0, s.groups);
+    for (int g = 0; g < s.groups; g++)
+        convs_bernoulli(&s, ls, xs, coef, got_r, g);
+    expect_clean("convs_bernoulli", &s, ls);
+    convs_to_chan(&s, ls, got, 0, s.groups);
+    loss_bernoulli(c, n, hw, l, x, want_r);
+    loss_bernoulli_backward(c, n, hw, l, x, coef, want);
+    for (size_t i = 0; i < len; i++)
+        if (memcmp(&got[i], &want[i], sizeof(real)))
+            fail_msg("convs_bernoulli w=%d: gradient %zu %.9g, loss.c %.9g", w, i, (double)got[i],
+                     (double)want[i]);
+    for (int i = 0; i < n; i++)
+        if (!(fabs(got_r[i] - want_r[i]) <= 1e-6 * fabs(want_r[i])))
+            fail_msg("convs_bernoulli w=%d: loss %d %.17g, loss.c %.17g", w, i, got_r[i],
+                     want_r[i]);
+    /* Gaussian: means and raw scales [2c][n][h][w] against targets [c] */
+    real *o = filled(2 * len, 5), *wo = tu_nans(2 * len), *go = tu_nans(2 * len);
+    for (size_t i = 0; i < 2 * len; i++)
+        o[i] *= 4;
+    const convs_shape so = convs_shape_make(2 * c, n, n, h, w);
+    real *os = sm_alloc(&so);
+    convs_from_chan(&so, o, os, 0, so.groups);
+    for (int g = 0; g < so.groups; g++)
+        convs_gaussian(&so, os, &s, xs, 1e-6, coef, got_r, g);
+    expect_clean("convs_gaussian", &so, os);
+    convs_to_chan(&so, os, go, 0, so.groups);
+    loss_gaussian(c, n, hw, 1e-6, o, x, want_r);
+    loss_gaussian_backward(c, n, hw, 1e-6, o, x, coef, wo);
+    for (size_t i = 0; i < 2 * len; i++)
+        if (memcmp(&go[i], &wo[i], sizeof(real)))
+            fail_msg("convs_gaussian w=%d: gradient %zu %.9g, loss.c %.9g", w, i, (double)go[i],
+                     (double)wo[i]);
+    for (int i = 0; i < n; i++)
+        if (!(fabs(got_r[i] - want_r[i]) <= 1e-6 * fabs(want_r[i])))
+            fail_msg("convs_gaussian w=%d: loss %d %.17g, loss.c %.17g", w, i, got_r[i], want_r[i]);
+    free(l), free(x), free(want), free(got), free(ls), free(xs);
+    free(o), free(wo), free(go), free(os);
+}
+#endif
+
+static void test_fused_losses(void **state) {
+    (void)state;
+#ifdef YOTO_DOUBLE
+    skip(); /* float builds only: the double build's losses call libm */
+#else
+    const int widths[] = {5, 8, 13, 16, 28};
+    for (size_t i = 0; i < sizeof widths / sizeof *widths; i++)
+        check_fused_losses(widths[i]);
+#endif
+}
+
 /* every conv and deconv of the Shapes3D model, at a batch of one group and
  * a half */
 static void test_shapes3d_layers(void **state) {
@@ -382,9 +456,8 @@ static void test_odd_shapes(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_shapes3d_layers),
-        cmocka_unit_test(test_cifar10_fmnist_layers),
+        cmocka_unit_test(test_layout),          cmocka_unit_test(test_fused_losses),
+        cmocka_unit_test(test_shapes3d_layers), cmocka_unit_test(test_cifar10_fmnist_layers),
         cmocka_unit_test(test_odd_shapes),
     };
     return TU_RUN("convs", tests);
