@@ -14,9 +14,10 @@
  * OpenBLAS's; blas_cpu_isa() says what the CPU has) */
 const char *isa_kernels(void);
 
-/* the L1 data cache's size in bytes, which the kernels size their blocks
- * to: what the C library reads off the CPU (sysconf), 32 KiB where it
- * cannot tell, never more than 64 KiB; read once (thread-safe) */
+/* the L1 data cache's size in bytes, which kernels size their blocks to
+ * (convs.c's kernel gradient bands): what the C library reads off the CPU
+ * (sysconf), 32 KiB where it cannot tell, never more than 64 KiB; read once
+ * (thread-safe); bench prints it */
 size_t isa_l1d_bytes(void);
 
 #endif

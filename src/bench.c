@@ -259,7 +259,7 @@ static void print_json(const bench_result *r) {
            " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
            "\"optimizer\": %.6g},\n"
            " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
-           "\"cpu_isa\": \"%s\", \"kernels_isa\": \"%s\",\n"
+           "\"cpu_isa\": \"%s\", \"kernels_isa\": \"%s\", \"l1d_bytes\": %zu,\n"
            " \"allreduce\": {\"mode\": \"%s\", \"sharded\": %s, \"buckets\": %ld, \"bytes\": %zu, "
            "\"alone_s\": %.6g, "
            "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
@@ -268,9 +268,10 @@ static void print_json(const bench_result *r) {
            flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm,
            gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD],
            r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads, blas_corename(),
-           blas_openblas_threads(), blas_cpu_isa(), isa_kernels(), mode_name(r->mode),
-           r->sharded ? "true" : "false", r->buckets, m->params.total * sizeof(real), r->comm_alone,
-           r->exposed, r->hidden, r->imbalance, r->rss_max_kb / 1024.0);
+           blas_openblas_threads(), blas_cpu_isa(), isa_kernels(), isa_l1d_bytes(),
+           mode_name(r->mode), r->sharded ? "true" : "false", r->buckets,
+           m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
+           r->rss_max_kb / 1024.0);
     double ef = 2 * model_encode_macs(m), rf = 2 * macs; /* FLOPs per image */
     printf(" \"inference\": {\"encode_images_per_s\": %.6g, \"encode_flops_per_image\": %.0f, "
            "\"encode_ratio_to_sgemm\": %.6g,\n  \"reconstruct_images_per_s\": %.6g, "
@@ -323,9 +324,10 @@ static void print_text(const bench_result *r) {
            world > 1 ? "s" : "", r->steps, r->warmup);
     printf("  cost        %.2f M multiply-adds forward, %.2f M FLOPs per image per step\n",
            macs / 1e6, flops / 1e6);
-    printf("  threads     %d per rank (yoto's %s kernels; OpenBLAS %s kernels, %d thread each; "
-           "CPU: %s)\n",
-           r->threads, isa_kernels(), blas_corename(), blas_openblas_threads(), blas_cpu_isa());
+    printf("  threads     %d per rank (yoto's %s kernels, L1d %zu KiB; OpenBLAS "
+           "%s kernels, %d thread each; CPU: %s)\n",
+           r->threads, isa_kernels(), isa_l1d_bytes() / 1024, blas_corename(),
+           blas_openblas_threads(), blas_cpu_isa());
     printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run); memory %.1f GB/s (64 MiB "
            "copy, read + write)\n",
            r->sgemm, r->copy_gbs);

@@ -161,7 +161,7 @@ void convs_to_chan(const convs_shape *s, const real *xs, real *x, int ga, int gb
  * out-of-order window holds few positions of it; side by side the run's
  * chains overlap. The per-position operations and the order of the row's
  * sum are the one-at-a-time loop's (the same bits). On Zen 5, the Bernoulli
- * loss of Shapes3D's batch: 0.49 -> 0.30 ms with AVX-512, 0.77 -> 0.56 with
+ * loss of Shapes3D's batch: 0.49 -> 0.30 ms with AVX-512, 0.77 -> 0.55 with
  * AVX2 (runs of 2 and 4 between, 16 slower: docs/DESIGN.md, lever 55). */
 enum { LOSS_RUN = 8 };
 
@@ -530,6 +530,7 @@ static void run_row(int nc, int nt, int steps, const convs_stores *S, const real
 static void row_out_at(row_out *o, const convs_stores *S, const convs_shape *sh, real *out, int c0,
                        int g, int y, int x) {
     static const real lane_no[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    _Static_assert(VL <= 16, "lane_no covers a vector");
     const rvec zero = {0};
     o->out = convs_at(sh, out, c0, g, y, x);
     o->cs = sh->cp;

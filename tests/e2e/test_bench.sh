@@ -64,11 +64,12 @@ case $YOTO in
 *-asan) want=baseline ;; # sanitizer builds have no clones
 *) grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && [ -z "${YOTO_ISA:-}" ] && want=avx2 ;;
 esac
-check "kernels_isa is $want, cpu_isa what the CPU has" "$PYTHON" - "$T/step.json" "$want" <<'EOF'
+check "kernels_isa is $want, cpu_isa what the CPU has, l1d_bytes an L1 size" "$PYTHON" - "$T/step.json" "$want" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["kernels_isa"] == sys.argv[2], (d["kernels_isa"], sys.argv[2])
 assert d["cpu_isa"] in ("avx512", "avx2", "avx", "sse"), d["cpu_isa"]
+assert 4096 <= d["l1d_bytes"] <= 65536, d["l1d_bytes"]
 EOF
 
 # YOTO_CONV_LAYOUT: which conv blocks run on channel-blocked activations
