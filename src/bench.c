@@ -52,7 +52,8 @@ typedef struct {
     const yoto_config *cfg;
     const bench_opts *o;
     int world, batch, steps, warmup;
-    double sgemm;    /* GFLOP/s, 1024^3, this rank */
+    double sgemm;              /* GFLOP/s, 1024^3, this rank (rank 0's is the yardstick) */
+    double sgemm_lo, sgemm_hi; /* the slowest and the fastest rank's */
     double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     cfg_allreduce mode;
@@ -255,7 +256,8 @@ static void print_json(const bench_result *r) {
            " \"forward_macs_per_image\": %.0f, \"train_flops_per_image\": %.0f,\n"
            " \"step_s_median\": %.6g, \"step_s_min\": %.6g, \"step_s_max\": %.6g,\n"
            " \"images_per_s\": %.6g, \"gflops_per_rank\": %.6g,\n"
-           " \"sgemm_gflops\": %.6g, \"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
+           " \"sgemm_gflops\": %.6g, \"sgemm_gflops_ranks\": [%.6g, %.6g], "
+           "\"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
            " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
            "\"optimizer\": %.6g},\n"
            " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
@@ -265,10 +267,10 @@ static void print_json(const bench_result *r) {
            "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
            " \"peak_rss_mb\": %.1f,\n",
            cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs,
-           flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm,
-           gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD], r->med[PH_BACKWARD],
-           r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads, blas_corename(),
-           blas_openblas_threads(), blas_cpu_isa(), isa_kernels(), isa_l1d_bytes(),
+           flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm, r->sgemm_lo,
+           r->sgemm_hi, gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD],
+           r->med[PH_BACKWARD], r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads,
+           blas_corename(), blas_openblas_threads(), blas_cpu_isa(), isa_kernels(), isa_l1d_bytes(),
            mode_name(r->mode), r->sharded ? "true" : "false", r->buckets,
            m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
            r->rss_max_kb / 1024.0);
@@ -328,9 +330,12 @@ static void print_text(const bench_result *r) {
            "%s kernels, %d thread each; CPU: %s)\n",
            r->threads, isa_kernels(), isa_l1d_bytes() / 1024, blas_corename(),
            blas_openblas_threads(), blas_cpu_isa());
-    printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run); memory %.1f GB/s (64 MiB "
-           "copy, read + write)\n",
-           r->sgemm, r->copy_gbs);
+    char spread[64] = "";
+    if (r->world > 1)
+        snprintf(spread, sizeof spread, "; ranks %.1f-%.1f", r->sgemm_lo, r->sgemm_hi);
+    printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run, rank 0%s); memory %.1f GB/s "
+           "(64 MiB copy, read + write)\n",
+           r->sgemm, spread, r->copy_gbs);
     printf("  step        %.2f ms median (min %.2f, max %.2f)\n", 1e3 * r->step_med,
            1e3 * r->step_min, 1e3 * r->step_max);
     printf("  throughput  %.1f images/s, %.2f GFLOP/s per rank = %.1f%% of sgemm\n", imgs,
@@ -497,6 +502,8 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     if (advice) dist_warn("%s", advice);
     /* the yardstick first, on an idle machine; every rank measures its own */
     r.sgemm = blas_sgemm_gflops(1024, 3);
+    r.sgemm_lo = dist_allreduce_min_double(r.sgemm);
+    r.sgemm_hi = dist_allreduce_max_double(r.sgemm);
     rc = measure(&r);
     r.copy_gbs = copy_gbs(); /* after the peak RSS was taken: its 128 MiB are not the model's */
     if (rc == YT_OK && dist_rank() == 0) {

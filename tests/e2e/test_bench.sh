@@ -41,7 +41,7 @@ expect_exit 2 "--comm-max-mb 0: exit 2" "$YOTO" bench "$CFG" --comm --comm-max-m
 
 expect_exit 0 "bench --json: the shipped step at np=2" $MPI 2 "$YOTO" bench "$CFG" --json --steps 3 --warmup 1 --set train.batch_size=16
 cp "$OUT" "$T/step.json"
-check "phases are positive and each within the step" "$PYTHON" - "$T/step.json" <<'EOF'
+check "phases are positive and each within the step, sgemm within the ranks' spread" "$PYTHON" - "$T/step.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 ph = d["phases_s"]
@@ -51,6 +51,8 @@ assert ph["allreduce"] >= 0, ph
 assert all(v <= d["step_s_max"] * 1.001 for v in ph.values()), (ph, d["step_s_max"])
 assert d["step_s_min"] <= d["step_s_median"] <= d["step_s_max"], d
 assert d["images_per_s"] > 0 and 0 < d["ratio_to_sgemm"] < 2, d
+lo, hi = d["sgemm_gflops_ranks"]  # every rank's own yardstick, rank 0's between
+assert 0 < lo <= d["sgemm_gflops"] <= hi, d
 EOF
 check "the 1.2 MB gradient is one bucket of 25 MB (so it goes as in the blocking mode)" "$PYTHON" - "$T/step.json" <<'EOF'
 import json, sys

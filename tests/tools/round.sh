@@ -3,7 +3,8 @@
 # figures: for each reference config, `bench --json` on one core (taskset
 # -c 0), under `mpirun -np 2`, and with `--threads 2`; one line each: step
 # ms, images/s, % of the same run's sgemm (per rank), sgemm GFLOP/s, peak
-# RSS MB, and on one core the inference figures. BIN defaults to bin/yoto
+# RSS MB, and on one core the inference figures (at np = 2 the spread of the
+# ranks' own sgemm: cores of one run that differ). BIN defaults to bin/yoto
 # (AVX2 kernels), CORE (OpenBLAS's OPENBLAS_CORETYPE) to Haswell; the
 # AVX-512 yardstick is `round.sh bin/yoto-avx512 SkylakeX`. One OpenBLAS
 # thread (docs/DESIGN.md, "Where it stands"). Run it three times and take
@@ -28,6 +29,9 @@ cfg, mode = sys.argv[2], sys.argv[3]
 line = (f"{cfg} {mode} step {d['step_s_median'] * 1e3:.2f} ms, {d['images_per_s']:.0f} images/s, "
         f"{100 * d['ratio_to_sgemm']:.1f}% of sgemm {d['sgemm_gflops']:.0f}, rss {d['peak_rss_mb']} MB")
 inf = d.get('inference', {})
+if mode == 'np2' and 'sgemm_gflops_ranks' in d:
+    lo, hi = d['sgemm_gflops_ranks']
+    line += f", ranks' sgemm {lo:.0f}-{hi:.0f}"
 if mode == 'c1' and inf:
     line += (f", encode {100 * inf['encode_ratio_to_sgemm']:.0f}%, "
              f"reconstruct {100 * inf['reconstruct_ratio_to_sgemm']:.0f}%")
