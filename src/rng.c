@@ -62,11 +62,17 @@ uint64_t rng_below(rng_stream *s, uint64_t n) {
     return x % n;
 }
 
+/* Box-Muller's first value from a pair of uniforms: rng_normal and
+ * rng_normal_fill share it, so they give the same bits */
+static inline double box_muller(double u1, double u2) {
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
 double rng_normal(rng_stream *s) {
     /* one value per pair of uniforms: no cached second value, so a stream's
      * numbers depend only on its position */
     double u1 = rng_uniform(s), u2 = rng_uniform(s);
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+    return box_muller(u1, u2);
 }
 
 void rng_normal_fill(rng_stream *s, real *out, size_t n) {
@@ -78,8 +84,8 @@ void rng_normal_fill(rng_stream *s, real *out, size_t n) {
             u1[i] = rng_uniform(s);
             u2[i] = rng_uniform(s);
         }
-        for (size_t i = 0; i < m; i++) /* rng_normal's expression */
-            out[k + i] = (real)(sqrt(-2.0 * log(u1[i])) * cos(2.0 * M_PI * u2[i]));
+        for (size_t i = 0; i < m; i++)
+            out[k + i] = (real)box_muller(u1[i], u2[i]);
     }
 }
 
