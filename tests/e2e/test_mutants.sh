@@ -16,7 +16,7 @@ for m in tests/mutants/*.patch; do
         t=${s##*/}
         case $s in
         e2e/*) [ -f "tests/e2e/$t.sh" ] || missing="$missing $s" ;;
-        unit/* | isa/*) [ -f "tests/unit/$t.c" ] || missing="$missing $s" ;;
+        unit/* | isa/* | avx512/*) [ -f "tests/unit/$t.c" ] || missing="$missing $s" ;;
         mpi/*) [ -f "tests/mpi/$t.c" ] || missing="$missing $s" ;;
         *) missing="$missing $s" ;;
         esac

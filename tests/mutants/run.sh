@@ -5,7 +5,9 @@
 # diff, applied with `patch -p1`) behind a header:
 #   # mutant: what the change breaks
 #   # suites: the tests/run.sh suites that must catch it (unit/rel/test_x,
-#   #         unit/dbl/test_x, mpi/rel/np2/test_x, e2e/test_x)
+#   #         unit/dbl/test_x, avx512/test_x, mpi/rel/np2/test_x, e2e/test_x;
+#   #         avx512/ only for code that only bin/yoto-avx512 runs: on a CPU
+#   #         without AVX-512 its suites are skipped and such a mutant survives)
 #   # equivalent: why no test can catch it (only for a mutant kept on purpose)
 # In a scratch copy of the tree (never the working tree; $TMPDIR or
 # YOTO_MUTANT_DIR), built once, each mutant is applied with context (fuzz 3:
@@ -45,6 +47,7 @@ targets_of() {
     case $s in
     unit/*/* | isa/*/*) echo "build/$(cut -d/ -f2 <<<"$s")/tests/$t" ;;
     mpi/*/*/*) echo "build/$(cut -d/ -f2 <<<"$s")/tests/$t" ;;
+    avx512/*) echo "build/avx512/tests/$t" ;;
     e2e/*) echo "bin/yoto build/rel/tests/test_data_shards" ;;
     *) echo "tests/mutants/run.sh: unknown suite '$s'" >&2; return 1 ;;
     esac
@@ -56,7 +59,7 @@ run_suites() {
     shift
     (cd "$scratch" && YOTO_VARIANTS="rel dbl" YOTO_MPI_VARIANTS="rel dbl" \
         YOTO_TEST_OUT="$scratch/tests/out/scratch" YOTO_TEST_FILTER="$*" \
-        tests/run.sh unit isa mpi e2e) >"$log" 2>&1
+        tests/run.sh unit isa avx512 mpi e2e) >"$log" 2>&1
 }
 
 # ---- the copy: tracked and untracked (not ignored) files, and what is built ----

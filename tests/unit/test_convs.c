@@ -452,6 +452,13 @@ static void test_odd_shapes(void **state) {
      * part-filled at L1 sizes of 32, 48 and 64 KiB */
     check_shape(3, 2, 250, 3, 5, 1);
     check_shape(3, 2, 400, 5, 3, 2);
+    /* stride 1 with 1 to 3 output channels: AVX-512's nine-tap kernel
+     * gradient (kgrad9), whose bands hold 4 L1s of Y's rows: 3 channels of
+     * 64 positions (12 KiB a row) give bands of 10, 16 and 21 rows at L1
+     * sizes of 32, 48 and 64 KiB, so 25 rows end in a part-filled band */
+    check_shape(3, 2, 25, 64, 3, 1);
+    check_shape(VL + 3, 4, 6, 7, 2, 1);
+    check_shape(2, 3, 5, 9, 1, 1);
 }
 
 int main(void) {
