@@ -703,7 +703,8 @@ static const kgrad_fn kgrad_kernels[2][4] = {{kgrad_1_1, kgrad_2_1, kgrad_3_1, k
  * rule's (K9_BAND_L1 L1s of Y: they are read from L2, the input rows pass
  * through L1 three rows at a time). Per accumulator the same sums in the same
  * order as kgrad_rows: the same bits. smchain_bench, the output conv's
- * kernel gradient: 1.02-1.11 -> 0.89-0.99 ms (docs/DESIGN.md, lever 57). */
+ * kernel gradient at batch 64: 1.06-1.14 -> 0.92-1.01 ms; in the step, bench
+ * at batch 32: its backward 0.89-0.94 -> 0.82 ms (docs/DESIGN.md, lever 57). */
 #define K9_CHANNELS 3
 #define K9_BAND_L1 4
 #if SIMD_BYTES == 64 && !defined(YOTO_DOUBLE)
