@@ -73,7 +73,9 @@ void deconv_film_backward(const conv_geom *g, const real *x, const real *k, cons
                           real *dshift, real *work);
 
 /* ---- dense: y [n][out] = x [n][in] W^T + b, W [out][in] --------------------- */
-void dense_forward(int n, int in, int out, const real *x, const real *w, const real *b, real *y);
+/* work: n * out reals of scratch, or NULL (slower at a few rows a thread) */
+void dense_forward(int n, int in, int out, const real *x, const real *w, const real *b, real *y,
+                   real *work);
 /* dx [n][in] (may be NULL), dw += [out][in], db += [out] */
 void dense_backward(int n, int in, int out, const real *x, const real *w, const real *dy,
                     real *dx, real *dw, real *db);

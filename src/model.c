@@ -719,7 +719,7 @@ static real *G(const vae_model *m, int idx) { return arena_grad(&m->params, idx)
 
 /* g = 2 sigmoid(cond W^T + b) */
 static void gate_forward(vae_model *m, gate *g, int n, const real *cond) {
-    dense_forward(n, 2, g->c, cond, P(m, g->kernel), P(m, g->bias), g->g);
+    dense_forward(n, 2, g->c, cond, P(m, g->kernel), P(m, g->bias), g->g, NULL);
     for (size_t i = 0; i < (size_t)n * g->c; i++) g->g[i] = 2 * sigmoid1(g->g[i]);
 }
 
@@ -736,7 +736,9 @@ static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x, const
     const real *in = x;
     const real alpha = (real)m->mc.dense_alpha;
     for (int i = 0; i < p->nlayers; i++) {
-        dense_forward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), P(m, p->bias[i]), p->pre[i]);
+        /* gm0: mlp_backward's buffer, free in the forward */
+        dense_forward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), P(m, p->bias[i]), p->pre[i],
+                      m->gm0);
         if (i + 1 < p->nlayers) {
             const size_t sz = (size_t)n * p->out[i];
             const real *act = p->pre[i];

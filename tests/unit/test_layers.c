@@ -434,10 +434,14 @@ static void test_conv_backward_by_hand(void **state) {
  *   dW = dy^T x = [[1,0,-1],[4,2,0]]; db = [1, 2] */
 static void test_dense(void **state) {
     (void)state;
-    real w[6] = {1, 2, 3, 4, 5, 6}, b[2] = {0.5, -1}, x[6] = {1, 0, -1, 2, 1, 0}, y[4];
-    dense_forward(2, 3, 2, x, w, b, y);
+    real w[6] = {1, 2, 3, 4, 5, 6}, b[2] = {0.5, -1}, x[6] = {1, 0, -1, 2, 1, 0}, y[4], work[4];
     const double want_y[4] = {-1.5, -3, 4.5, 12};
+    dense_forward(2, 3, 2, x, w, b, y, NULL); /* y = x W^T */
     expect_vals("dense y", y, want_y, 4, TOL_EXACT);
+    for (int i = 0; i < 4; i++)
+        y[i] = NAN;
+    dense_forward(2, 3, 2, x, w, b, y, work); /* y^T = W x^T, transposed */
+    expect_vals("dense y (transposed)", y, want_y, 4, TOL_EXACT);
     real dy[4] = {1, 0, 0, 2}, dx[6], dw[6], db[2];
     for (int i = 0; i < 6; i++)
         dx[i] = NAN, dw[i] = 1;

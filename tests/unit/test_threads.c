@@ -205,7 +205,9 @@ static misc_out run_misc(int T) {
     tu_fill(sc, N * C, 10);
     tu_fill(sh, N * C, 12);
     tu_fill(t, (size_t)2 * C * N * HW, 11);
-    dense_forward(N, IN, OUT, x, w, b, r.v[0]);
+    real *work = malloc(N * OUT * sizeof(real));
+    dense_forward(N, IN, OUT, x, w, b, r.v[0], work); /* N rows: transposed at 1 to 3 threads */
+    free(work);
     dense_backward(N, IN, OUT, x, w, dy, r.v[1], r.v[2], r.v[3]);
     film_forward(C, N, HW, x, sc, sh, r.v[4]);
     film_lrelu_forward(C, N, HW, (real)0.3, x, sc, sh, r.v[5]);
