@@ -676,28 +676,75 @@ typedef struct {
     real *y, *dx, *dw, *db, *work;
 } dense_call;
 
-/* The forward of a few rows (a thread's part: DENSE_T_ROWS, or twice that
- * where out <= in) runs as y^T = W x^T, the rows as GEMM's columns, into
- * work, then transposed into y with the bias. OpenBLAS 0.3.21 is slow with
- * few rows as GEMM's M. One thread, the transpose included, SkylakeX
- * kernels: at 32 rows the Shapes3D fc layers 173 -> 112 us (1024 -> 256)
- * and 146 -> 120 us (256 -> 1024); at 64 rows 0.81-0.83 of the time where
- * out < in, 0.97-1.00 elsewhere; at 128 up to 1.24 times. Haswell kernels:
- * 0.89-0.96 at 32 rows; at 64, 0.96 where out < in, up to 1.05 elsewhere
- * (docs/DESIGN.md, lever 58). */
-#define DENSE_T_ROWS 32
+/* The forward of a few rows a thread (at most DENSE_T_ROWS) through a
+ * large W of at least as many inputs as outputs (an encoder's fc layer) runs
+ * as y^T = W x^T, the rows as GEMM's columns, into work, then transposed
+ * into y with the bias. OpenBLAS 0.3.21 is slow with few rows as GEMM's M.
+ * One thread, SkylakeX kernels, the transpose included: Shapes3D's
+ * 1024 -> 256 at 32 rows 173 -> 112 us, CIFAR-10's 4096 -> 256 at 64 rows
+ * 995 -> 802 us; Haswell kernels 0.89 and 0.96 of the time. Elsewhere it
+ * gains too little in the step or loses (256 -> 1024, the FiLM MLPs' 256 ->
+ * C; at 128 rows up to 1.24 times): docs/DESIGN.md, lever 58. */
+#define DENSE_T_ROWS 64
+#define DENSE_T_WEIGHTS ((size_t)1 << 18) /* reals of W */
+
+/* 8 x 8 tiles, transposed in registers by three rounds of two-vector
+ * shuffles (one instruction each with AVX-512, a few with AVX2) */
+typedef real r8v __attribute__((vector_size(8 * sizeof(real))));
+#ifdef YOTO_DOUBLE
+typedef long long i8v __attribute__((vector_size(8 * sizeof(long long))));
+#else
+typedef int i8v __attribute__((vector_size(8 * sizeof(int))));
+#endif
+typedef real r8v_u __attribute__((vector_size(8 * sizeof(real)), aligned(sizeof(real)), may_alias));
+
+/* y [m][out] = yt [out][m] transposed, plus b [out] on each row */
+YT_SIMD_CLONES
+static void transpose_add(int m, int out, const real *yt, const real *b, real *y) {
+    int o0 = 0;
+    for (; o0 + 8 <= out; o0 += 8) {
+        const r8v bv = *(const r8v_u *)(b + o0);
+        int i0 = 0;
+        for (; i0 + 8 <= m; i0 += 8) {
+            r8v r[8], a[8], c[8];
+            for (int k = 0; k < 8; k++)
+                r[k] = *(const r8v_u *)(yt + (size_t)(o0 + k) * m + i0);
+            for (int k = 0; k < 8; k += 2) { /* pairs of rows, element by element */
+                a[k] = __builtin_shuffle(r[k], r[k + 1], (i8v){0, 8, 2, 10, 4, 12, 6, 14});
+                a[k + 1] = __builtin_shuffle(r[k], r[k + 1], (i8v){1, 9, 3, 11, 5, 13, 7, 15});
+            }
+            for (int k = 0; k < 8; k += 4) /* then by twos */
+                for (int j = 0; j < 2; j++) {
+                    r[k + j] =
+                        __builtin_shuffle(a[k + j], a[k + j + 2], (i8v){0, 1, 8, 9, 4, 5, 12, 13});
+                    r[k + j + 2] = __builtin_shuffle(a[k + j], a[k + j + 2],
+                                                     (i8v){2, 3, 10, 11, 6, 7, 14, 15});
+                }
+            for (int j = 0; j < 4; j++) { /* then by fours: c[j] is column i0 + j */
+                c[j] = __builtin_shuffle(r[j], r[j + 4], (i8v){0, 1, 2, 3, 8, 9, 10, 11});
+                c[j + 4] = __builtin_shuffle(r[j], r[j + 4], (i8v){4, 5, 6, 7, 12, 13, 14, 15});
+            }
+            for (int j = 0; j < 8; j++)
+                *(r8v_u *)(y + (size_t)(i0 + j) * out + o0) = c[j] + bv;
+        }
+        for (int i = i0; i < m; i++)
+            for (int o = o0; o < o0 + 8; o++)
+                y[(size_t)i * out + o] = yt[(size_t)o * m + i] + b[o];
+    }
+    for (int i = 0; i < m; i++)
+        for (int o = o0; o < out; o++)
+            y[(size_t)i * out + o] = yt[(size_t)o * m + i] + b[o];
+}
 
 static void dense_forward_part(void *ctx, int t, int T) {
     const dense_call *d = ctx;
     const size_t i0 = par_split((size_t)d->n, t, T), i1 = par_split((size_t)d->n, t + 1, T);
     const int m = (int)(i1 - i0), out = d->out;
     real *y = d->y + i0 * out;
-    if (d->work && (m <= DENSE_T_ROWS || (m <= 2 * DENSE_T_ROWS && out <= d->in))) {
+    if (d->work && m <= DENSE_T_ROWS && out <= d->in && (size_t)out * d->in >= DENSE_T_WEIGHTS) {
         real *yt = d->work + i0 * out; /* [out][m] */
         gemm(0, 1, out, m, d->in, 1, d->w, d->in, d->x + i0 * d->in, d->in, 0, yt, m);
-        for (int i = 0; i < m; i++)
-            for (int o = 0; o < out; o++)
-                y[(size_t)i * out + o] = yt[(size_t)o * m + i] + d->b[o];
+        transpose_add(m, out, yt, d->b, y);
         return;
     }
     gemm(0, 1, m, out, d->in, 1, d->x + i0 * d->in, d->in, d->w, d->in, 0, y, out);

@@ -436,12 +436,10 @@ static void test_dense(void **state) {
     (void)state;
     real w[6] = {1, 2, 3, 4, 5, 6}, b[2] = {0.5, -1}, x[6] = {1, 0, -1, 2, 1, 0}, y[4], work[4];
     const double want_y[4] = {-1.5, -3, 4.5, 12};
-    dense_forward(2, 3, 2, x, w, b, y, NULL); /* y = x W^T */
+    dense_forward(2, 3, 2, x, w, b, y, NULL);
     expect_vals("dense y", y, want_y, 4, TOL_EXACT);
-    for (int i = 0; i < 4; i++)
-        y[i] = NAN;
-    dense_forward(2, 3, 2, x, w, b, y, work); /* y^T = W x^T, transposed */
-    expect_vals("dense y (transposed)", y, want_y, 4, TOL_EXACT);
+    dense_forward(2, 3, 2, x, w, b, y, work); /* a small W: the same form */
+    expect_vals("dense y (with scratch)", y, want_y, 4, TOL_EXACT);
     real dy[4] = {1, 0, 0, 2}, dx[6], dw[6], db[2];
     for (int i = 0; i < 6; i++)
         dx[i] = NAN, dw[i] = 1;
@@ -458,6 +456,31 @@ static void test_dense(void **state) {
     const double want_db2[2] = {3, 5};
     expect_vals("dense dw (2nd)", dw, want_dw2, 6, TOL_EXACT);
     expect_vals("dense db (2nd)", db, want_db2, 2, TOL_EXACT);
+}
+
+/* With scratch, a few rows through a W of 2^18 reals or more (an encoder's
+ * fc layer) run as y^T = W x^T, transposed into y in tiles of 8 x 8: against
+ * the plain form, at row and output counts with and without a whole tile
+ * (13 and 64 rows; 257 and 256 outputs), and past 64 rows (the plain form). */
+static void test_dense_transposed(void **state) {
+    (void)state;
+    const int shapes[][3] = {{13, 1030, 257}, {64, 1024, 256}, {8, 1024, 256}, {65, 1024, 256}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        real *x = malloc((size_t)n * in * sizeof *x), *w = malloc((size_t)out * in * sizeof *w);
+        real *b = malloc((size_t)out * sizeof *b), *work = malloc((size_t)n * out * sizeof *work);
+        real *y = malloc((size_t)n * out * sizeof *y), *want = malloc((size_t)n * out * sizeof *y);
+        tu_fill(x, (size_t)n * in, 21);
+        tu_fill(w, (size_t)out * in, 22);
+        tu_fill(b, (size_t)out, 23);
+        dense_forward(n, in, out, x, w, b, want, NULL);
+        for (size_t i = 0; i < (size_t)n * out; i++)
+            y[i] = NAN;
+        dense_forward(n, in, out, x, w, b, y, work);
+        const double e = tu_max_norm_err_real(y, want, (size_t)n * out); /* NaN: unwritten */
+        if (!(e <= 1e-5)) fail_msg("dense %d x %d -> %d with scratch: error %.3g", n, in, out, e);
+        free(x), free(w), free(b), free(work), free(y), free(want);
+    }
 }
 
 /* ---- FiLM --------------------------------------------------------------------------------- */
@@ -719,6 +742,7 @@ int main(void) {
         cmocka_unit_test(test_adjoint),
         cmocka_unit_test(test_conv_accumulate),
         cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_dense_transposed),
         cmocka_unit_test(test_film),
         cmocka_unit_test(test_lrelu),
         cmocka_unit_test(test_softplus),

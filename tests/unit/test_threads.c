@@ -173,7 +173,8 @@ typedef struct {
     double recon[2][64];
 } misc_out;
 
-enum { N = 64, IN = 96, OUT = 80, C = 12, HW = 100 };
+/* IN x OUT: a W large enough for the transposed dense forward (layers.c) */
+enum { N = 64, IN = 1024, OUT = 256, C = 12, HW = 100 };
 
 static misc_out run_misc(int T) {
     blas_set_threads(T);
@@ -206,7 +207,7 @@ static misc_out run_misc(int T) {
     tu_fill(sh, N * C, 12);
     tu_fill(t, (size_t)2 * C * N * HW, 11);
     real *work = malloc(N * OUT * sizeof(real));
-    dense_forward(N, IN, OUT, x, w, b, r.v[0], work); /* N rows: transposed at 1 to 3 threads */
+    dense_forward(N, IN, OUT, x, w, b, r.v[0], work); /* transposed at 1 to 3 threads */
     free(work);
     dense_backward(N, IN, OUT, x, w, dy, r.v[1], r.v[2], r.v[3]);
     film_forward(C, N, HW, x, sc, sh, r.v[4]);
