@@ -117,6 +117,13 @@ typedef struct {
 } cfg_data;
 
 /* model: the network (model_create reads only this section). */
+/* model.conditioning */
+typedef struct {
+    cfg_cond_type type;
+    cfg_ints hidden_sizes; /* MLP hidden widths; output width = C */
+    double scales_mult, scales_add, shifts_mult, shifts_add;
+} cfg_conditioning;
+
 typedef struct {
     int input_shape[3]; /* (h, w, c) the network sees, after preprocessing */
     int latent_dim;
@@ -128,11 +135,7 @@ typedef struct {
     bool final_sigmoid; /* must be false (both reference configs) */
     double width;       /* multiplies every channel count and hidden width (1 = as given) */
     cfg_net encoder, decoder;
-    struct {
-        cfg_cond_type type;
-        cfg_ints hidden_sizes; /* MLP hidden widths; output width = C */
-        double scales_mult, scales_add, shifts_mult, shifts_add;
-    } conditioning;
+    cfg_conditioning conditioning;
 } cfg_model;
 
 /* loss_weights: how (w_kl, w_rec) are drawn and fed to the network (loss.h). */

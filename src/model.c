@@ -613,6 +613,8 @@ static void alloc_activations(vae_model *m) {
     m->gg = alloc_buf(m, n * mlp_w);
     m->gm0 = alloc_buf(m, n * mlp_w);
     m->gm1 = alloc_buf(m, n * mlp_w);
+    m->gm2 = alloc_buf(m, n * mlp_w);
+    m->gm3 = alloc_buf(m, n * mlp_w);
     m->dcode = alloc_buf(m, n * 2 * L);
     m->dmean = alloc_buf(m, n * L);
     m->dsigma = alloc_buf(m, n * L);
@@ -730,15 +732,16 @@ static void gate_backward(vae_model *m, const gate *g, int n, const real *cond, 
     dense_backward(n, 2, g->c, cond, P(m, g->kernel), dg, NULL, G(m, g->kernel), G(m, g->bias));
 }
 
-/* cond: the conditioning input of the hidden layers' gates (unused without) */
-static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x, const real *cond) {
+/* cond: the conditioning input of the hidden layers' gates (unused without);
+ * work: [n][max MLP width] of scratch */
+static const real *mlp_forward(vae_model *m, mlp *p, int n, const real *x, const real *cond,
+                               real *work) {
     double t0 = tic(m);
     const real *in = x;
     const real alpha = (real)m->mc.dense_alpha;
     for (int i = 0; i < p->nlayers; i++) {
-        /* gm0: mlp_backward's buffer, free in the forward */
         dense_forward(n, p->in[i], p->out[i], in, P(m, p->kernel[i]), P(m, p->bias[i]), p->pre[i],
-                      m->gm0);
+                      work);
         if (i + 1 < p->nlayers) {
             const size_t sz = (size_t)n * p->out[i];
             const real *act = p->pre[i];
@@ -760,16 +763,43 @@ static void affine(size_t n, double mult, double add, const real *v, real *out) 
     for (size_t i = 0; i < n; i++) out[i] = (real)(mult * v[i] + add);
 }
 
+/* A FiLM block's two conditioning MLPs run side by side, one a thread where
+ * the rank has two (each MLP's own calls then run on its thread): a few
+ * dozen small GEMMs and passes a block, each too small to split well
+ * (docs/DESIGN.md, lever 59). */
+typedef struct {
+    vae_model *m;
+    conv_block *b;
+    int n;
+    const real *cond;
+} film_call;
+
+/* its MLPs' multiply-adds, for par_threads */
+static size_t film_work(const conv_block *b, int n) {
+    size_t w = 0;
+    for (int i = 0; i < b->scale_mlp.nlayers; i++)
+        w += (size_t)n * b->scale_mlp.in[i] * b->scale_mlp.out[i];
+    return 2 * w;
+}
+
+static void film_forward_part(void *ctx, int t, int T) {
+    const film_call *f = ctx;
+    vae_model *m = f->m;
+    conv_block *b = f->b;
+    const cfg_conditioning *c = &m->mc.conditioning;
+    for (int k = (int)par_split(2, t, T); k < (int)par_split(2, t + 1, T); k++) {
+        const real *v = mlp_forward(m, k ? &b->shift_mlp : &b->scale_mlp, f->n, f->cond, NULL,
+                                    k ? m->gm1 : m->gm0);
+        affine((size_t)f->n * b->C, k ? c->shifts_mult : c->scales_mult,
+               k ? c->shifts_add : c->scales_add, v, k ? b->shift : b->scale);
+    }
+}
+
 /* The block's FiLM stage: scales and shifts from the conditioning MLPs. */
 static film_stage film_prepare(vae_model *m, conv_block *b, int n, const real *cond) {
-    const cfg_model *c = &m->mc;
     double t0 = tic(m);
-    const real *s = mlp_forward(m, &b->scale_mlp, n, cond, NULL);
-    const real *t = mlp_forward(m, &b->shift_mlp, n, cond, NULL);
-    affine((size_t)n * b->C, c->conditioning.scales_mult, c->conditioning.scales_add,
-           s, b->scale);
-    affine((size_t)n * b->C, c->conditioning.shifts_mult, c->conditioning.shifts_add,
-           t, b->shift);
+    film_call f = {m, b, n, cond};
+    par_run(par_threads(film_work(b, n), 2), film_forward_part, &f);
     toc(m, b->prof_film, t0, false);
     return b->stage;
 }
@@ -1028,7 +1058,7 @@ void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o,
 static void decode(vae_model *m, int n, const real *z, const real *cond, const double *fuse) {
     YT_CHECK(n > 0 && n <= m->max_batch);
     const cfg_net *de = &m->mc.decoder;
-    const real *r = mlp_forward(m, &m->dec_fc, n, z, cond);
+    const real *r = mlp_forward(m, &m->dec_fc, n, z, cond, m->gm0);
     if (m->dec[m->nblocks_dec - 1].blocked)
         convb_from_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], r, m->reshaped);
     else
@@ -1084,7 +1114,7 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
         convb_to_rows(last->C, n, last->H * last->W, h, m->flat);
     else
         chan_to_rows(last->C, n, last->H * last->W, h, m->flat);
-    const real *code = mlp_forward(m, &m->enc_fc, n, m->flat, cond); /* [n][2L] */
+    const real *code = mlp_forward(m, &m->enc_fc, n, m->flat, cond, m->gm0); /* [n][2L] */
     /* posterior and reparameterised sample */
     double t0 = tic(m);
     const int L = m->latent;
@@ -1163,13 +1193,14 @@ static void mlp_gate_backward(vae_model *m, mlp *p, int i, int n, const real *co
 }
 
 /* dout: gradient w.r.t. the MLP's output (pre of its last layer); dx may be
- * NULL; cond: the gates' input (unused without gates). */
+ * NULL; cond: the gates' input (unused without gates); b0, b1: [n][max MLP
+ * width] of scratch each */
 static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real *cond,
-                         const real *dout, real *dx) {
+                         const real *dout, real *dx, real *b0, real *b1) {
     double t0 = tic(m);
     const real alpha = (real)m->mc.dense_alpha;
     const real *d = dout;
-    real *buf[2] = {m->gm0, m->gm1};
+    real *buf[2] = {b0, b1};
     int which = 0;
     for (int i = p->nlayers - 1; i >= 0; i--) {
         const real *in = i == 0 ? x : p->post[i - 1];
@@ -1223,13 +1254,23 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
 
 /* A FiLM block's conditioning MLPs, from its FiLM gradients in m->gs, m->gt
  * (clobbered) */
+static void film_backward_part(void *ctx, int t, int T) {
+    const film_call *f = ctx;
+    vae_model *m = f->m;
+    conv_block *b = f->b;
+    const cfg_conditioning *c = &m->mc.conditioning;
+    for (int k = (int)par_split(2, t, T); k < (int)par_split(2, t + 1, T); k++) {
+        real *g = k ? m->gt : m->gs;
+        affine((size_t)f->n * b->C, k ? c->shifts_mult : c->scales_mult, 0, g, g);
+        mlp_backward(m, k ? &b->shift_mlp : &b->scale_mlp, f->n, f->cond, NULL, g, NULL,
+                     k ? m->gm2 : m->gm0, k ? m->gm3 : m->gm1);
+    }
+}
+
 static void film_mlps_backward(vae_model *m, conv_block *b, int n, const real *cond) {
-    const cfg_model *c = &m->mc;
     double t0 = tic(m);
-    affine((size_t)n * b->C, c->conditioning.scales_mult, 0, m->gs, m->gs);
-    affine((size_t)n * b->C, c->conditioning.shifts_mult, 0, m->gt, m->gt);
-    mlp_backward(m, &b->scale_mlp, n, cond, NULL, m->gs, NULL);
-    mlp_backward(m, &b->shift_mlp, n, cond, NULL, m->gt, NULL);
+    film_call f = {m, b, n, cond};
+    par_run(par_threads(film_work(b, n), 2), film_backward_part, &f);
     toc(m, b->prof_film, t0, true);
 }
 
@@ -1465,7 +1506,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
         convb_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
     else
         chan_to_rows(de->reshape[2], n, de->reshape[0] * de->reshape[1], d, spare);
-    mlp_backward(m, &m->dec_fc, n, m->z, m->cond, spare, m->dz);
+    mlp_backward(m, &m->dec_fc, n, m->z, m->cond, spare, m->dz, m->gm0, m->gm1);
     grad_ready(m, m->dec_fc.kernel[0]);
     /* z = mean + sigma eps, KL, sigma = eps + softplus(code2) */
     t0 = tic(m);
@@ -1482,7 +1523,7 @@ void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double sc
     }
     toc(m, m->prof_loss, t0, true);
     /* encoder fc, flatten, blocks B-1 .. 0 */
-    mlp_backward(m, &m->enc_fc, n, m->flat, m->cond, m->dcode, m->g0);
+    mlp_backward(m, &m->enc_fc, n, m->flat, m->cond, m->dcode, m->g0, m->gm0, m->gm1);
     grad_ready(m, m->enc_fc.kernel[0]);
     const conv_block *last = &m->enc[m->nblocks_enc - 1];
     if (last->blocked)
