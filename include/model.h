@@ -145,7 +145,7 @@ typedef struct {
     real *zeros;         /* [n][Cmax] zeros: a gate is a FiLM stage with no shift */
     real *gg;            /* [n][max MLP width] a dense gate's gradient */
     real *gm0, *gm1;     /* [n][max MLP width]: mlp_backward's, dense_forward's scratch */
-    real *gm2, *gm3;     /* the same for a FiLM block's second MLP, run beside the first */
+    real *gm2, *gm3;     /* [n][max FiLM MLP width]: for a FiLM block's second MLP */
     real *dcode, *dmean, *dsigma, *dz; /* [n][2L], [n][L] x3 */
     real *dinput;        /* [C][n][H][W] gradient w.r.t. the encoder input, if asked */
     double *coef_rec, *coef_kl; /* [n] per-sample loss coefficients */

@@ -559,7 +559,8 @@ static void head_alloc(vae_model *m) {
 
 /* Every block's activations; the sizes of the shared scratch: the largest
  * activation, FiLM width, MLP width and im2col workspace. */
-static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w, size_t *work) {
+static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *film_w, int *mlp_w,
+                         size_t *work) {
     const size_t n = (size_t)m->max_batch;
     for (int b = 0; b < m->nblocks_enc + m->nblocks_dec; b++) {
         conv_block *blk = b < m->nblocks_enc ? &m->enc[b] : &m->dec[b - m->nblocks_enc];
@@ -573,8 +574,9 @@ static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w,
         *film_c = YT_MAX(*film_c, blk->C);
         if (blk->film)
             for (int i = 0; i < blk->scale_mlp.nlayers; i++)
-                *mlp_w = YT_MAX(*mlp_w, blk->scale_mlp.out[i]);
+                *film_w = YT_MAX(*film_w, blk->scale_mlp.out[i]);
     }
+    *mlp_w = YT_MAX(*mlp_w, *film_w);
     for (int i = 0; i < m->enc_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->enc_fc.out[i]);
     for (int i = 0; i < m->dec_fc.nlayers; i++) *mlp_w = YT_MAX(*mlp_w, m->dec_fc.out[i]);
     conv_geom go = out_geom(m, m->max_batch);
@@ -585,8 +587,8 @@ static void alloc_blocks(vae_model *m, size_t *act_max, int *film_c, int *mlp_w,
 static void alloc_activations(vae_model *m) {
     const size_t n = (size_t)m->max_batch;
     size_t act_max = n * YT_MAX(m->in_c, m->out_c) * m->in_h * m->in_w, work = 0;
-    int film_c = 1, mlp_w = 1;
-    alloc_blocks(m, &act_max, &film_c, &mlp_w, &work);
+    int film_c = 1, film_w = 1, mlp_w = 1;
+    alloc_blocks(m, &act_max, &film_c, &film_w, &mlp_w, &work);
     tail_alloc(m);
     head_alloc(m);
     mlp_alloc(m, &m->enc_fc);
@@ -613,8 +615,8 @@ static void alloc_activations(vae_model *m) {
     m->gg = alloc_buf(m, n * mlp_w);
     m->gm0 = alloc_buf(m, n * mlp_w);
     m->gm1 = alloc_buf(m, n * mlp_w);
-    m->gm2 = alloc_buf(m, n * mlp_w);
-    m->gm3 = alloc_buf(m, n * mlp_w);
+    m->gm2 = alloc_buf(m, n * film_w);
+    m->gm3 = alloc_buf(m, n * film_w);
     m->dcode = alloc_buf(m, n * 2 * L);
     m->dmean = alloc_buf(m, n * L);
     m->dsigma = alloc_buf(m, n * L);
