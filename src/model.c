@@ -784,6 +784,7 @@ static size_t film_work(const conv_block *b, int n) {
     return 2 * w;
 }
 
+/* film_prepare's part: its MLPs k in [t's share of 2), 0 scale, 1 shift */
 static void film_forward_part(void *ctx, int t, int T) {
     const film_call *f = ctx;
     vae_model *m = f->m;
@@ -1254,8 +1255,7 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
     if (b->gated) gate_backward(m, &b->gate[l], n, cond, m->gs);
 }
 
-/* A FiLM block's conditioning MLPs, from its FiLM gradients in m->gs, m->gt
- * (clobbered) */
+/* film_mlps_backward's part: its MLPs k in [t's share of 2) */
 static void film_backward_part(void *ctx, int t, int T) {
     const film_call *f = ctx;
     vae_model *m = f->m;
@@ -1269,6 +1269,8 @@ static void film_backward_part(void *ctx, int t, int T) {
     }
 }
 
+/* A FiLM block's conditioning MLPs, from its FiLM gradients in m->gs, m->gt
+ * (clobbered), side by side as film_prepare's */
 static void film_mlps_backward(vae_model *m, conv_block *b, int n, const real *cond) {
     double t0 = tic(m);
     film_call f = {m, b, n, cond};
