@@ -774,6 +774,7 @@ typedef struct {
     conv_block *b;
     int n;
     const real *cond;
+    bool backward;
 } film_call;
 
 /* its MLPs' multiply-adds, for par_threads */
@@ -784,25 +785,38 @@ static size_t film_work(const conv_block *b, int n) {
     return 2 * w;
 }
 
-/* film_prepare's part: its MLPs k in [t's share of 2), 0 scale, 1 shift */
-static void film_forward_part(void *ctx, int t, int T) {
+static void mlp_backward(vae_model *m, mlp *p, int n, const real *x, const real *cond,
+                         const real *dout, real *dx, real *b0, real *b1);
+
+/* film_prepare's and film_mlps_backward's part: the block's MLPs k in t's
+ * share of 2 (0 scale, 1 shift), forward or backward, each with its own
+ * scratch */
+static void film_part(void *ctx, int t, int T) {
     const film_call *f = ctx;
     vae_model *m = f->m;
     conv_block *b = f->b;
     const cfg_conditioning *c = &m->mc.conditioning;
     for (int k = (int)par_split(2, t, T); k < (int)par_split(2, t + 1, T); k++) {
-        const real *v = mlp_forward(m, k ? &b->shift_mlp : &b->scale_mlp, f->n, f->cond, NULL,
-                                    k ? m->gm1 : m->gm0);
-        affine((size_t)f->n * b->C, k ? c->shifts_mult : c->scales_mult,
-               k ? c->shifts_add : c->scales_add, v, k ? b->shift : b->scale);
+        mlp *p = k ? &b->shift_mlp : &b->scale_mlp;
+        const double mult = k ? c->shifts_mult : c->scales_mult;
+        if (f->backward) {
+            real *g = k ? m->gt : m->gs;
+            affine((size_t)f->n * b->C, mult, 0, g, g);
+            mlp_backward(m, p, f->n, f->cond, NULL, g, NULL, k ? m->gm2 : m->gm0,
+                         k ? m->gm3 : m->gm1);
+        } else {
+            const real *v = mlp_forward(m, p, f->n, f->cond, NULL, k ? m->gm1 : m->gm0);
+            affine((size_t)f->n * b->C, mult, k ? c->shifts_add : c->scales_add, v,
+                   k ? b->shift : b->scale);
+        }
     }
 }
 
 /* The block's FiLM stage: scales and shifts from the conditioning MLPs. */
 static film_stage film_prepare(vae_model *m, conv_block *b, int n, const real *cond) {
     double t0 = tic(m);
-    film_call f = {m, b, n, cond};
-    par_run(par_threads(film_work(b, n), 2), film_forward_part, &f);
+    film_call f = {m, b, n, cond, false};
+    par_run(par_threads(film_work(b, n), 2), film_part, &f);
     toc(m, b->prof_film, t0, false);
     return b->stage;
 }
@@ -1255,26 +1269,12 @@ static void layer_backward(vae_model *m, conv_block *b, int l, int n, const real
     if (b->gated) gate_backward(m, &b->gate[l], n, cond, m->gs);
 }
 
-/* film_mlps_backward's part: its MLPs k in [t's share of 2) */
-static void film_backward_part(void *ctx, int t, int T) {
-    const film_call *f = ctx;
-    vae_model *m = f->m;
-    conv_block *b = f->b;
-    const cfg_conditioning *c = &m->mc.conditioning;
-    for (int k = (int)par_split(2, t, T); k < (int)par_split(2, t + 1, T); k++) {
-        real *g = k ? m->gt : m->gs;
-        affine((size_t)f->n * b->C, k ? c->shifts_mult : c->scales_mult, 0, g, g);
-        mlp_backward(m, k ? &b->shift_mlp : &b->scale_mlp, f->n, f->cond, NULL, g, NULL,
-                     k ? m->gm2 : m->gm0, k ? m->gm3 : m->gm1);
-    }
-}
-
 /* A FiLM block's conditioning MLPs, from its FiLM gradients in m->gs, m->gt
  * (clobbered), side by side as film_prepare's */
 static void film_mlps_backward(vae_model *m, conv_block *b, int n, const real *cond) {
     double t0 = tic(m);
-    film_call f = {m, b, n, cond};
-    par_run(par_threads(film_work(b, n), 2), film_backward_part, &f);
+    film_call f = {m, b, n, cond, true};
+    par_run(par_threads(film_work(b, n), 2), film_part, &f);
     toc(m, b->prof_film, t0, true);
 }
 
