@@ -174,9 +174,9 @@ vae_model *model_create(const cfg_model *mc, int max_batch);
 void model_free(vae_model *m);
 /* The output z (o: false) or its stage's output (o: true: a[l] between
  * layers, the block's o after the last) of layer l of block b, a block on a
- * sample-minor chain (conv_block.sm), from the last forward (a backward
- * overwrites z), in [C][n][H][W] (dst: n times the layer's outputs): for
- * the tests, which compare every activation. */
+ * sample-minor chain (conv_block.sm), from the last forward (a backward,
+ * and a forward with the loss fused, overwrite the tail's z), in [C][n][H][W] (dst: n times the
+ * layer's outputs): for the tests, which compare every activation. */
 void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o, real *dst);
 
 /* YOTO_CONV_LAYOUT (docs/CLI.md): false, with a message on stderr, when it
@@ -198,8 +198,11 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
  * (kept alive until then, like x) and scale (it stops the process on
  * others), where it can fuse it into the decoder's output conv: a model with
  * a sample-minor tail and head, in the float builds (docs/DESIGN.md, lever
- * 53). m->out is then not written (training needs only the losses). The
- * same gradient bits as without; m->recon to float rounding. */
+ * 53). m->out is then not written (training needs only the losses), and that
+ * forward also runs the tail's backward, group by group after each group's
+ * forward (lever 60: the tail's z are then gradients; model_backward adds
+ * the tail's parameter gradients and goes on from there). The same gradient
+ * bits as without; m->recon to float rounding. */
 void model_fuse_loss(vae_model *m, const real *w_rec, double scale);
 /* Encoder only (no decoder, no losses): m->mean, m->sigma, m->z [n][L]. */
 void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps);

@@ -285,6 +285,9 @@ typedef struct model_chain {
     real *wbuf[CHAIN_MAX_THREADS];
     rvec *acc[CHAIN_MAX_THREADS][CHAIN_MAX_LAYERS + 1];
     double *dbo[CHAIN_MAX_THREADS];
+    /* the tail: its groups' backward already run by the forward (the loss
+     * fused), on this many threads; 0: not */
+    int parts_done;
 } model_chain;
 
 /* a block a chain can take: FiLM'd, every layer a conv the direct kernels
@@ -1027,7 +1030,21 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     chain_toc(m, t, m->prof_out, t0, false);
 }
 
-/* the tail: from x (dec[nb]'s output or the reshape, [C][n][h][w]) to m->out */
+static void tail_backward_group(const chain_call *c, int t, int g);
+
+/* group g through the tail, forward and at once backward (the loss fused) */
+static void tail_step_group(const chain_call *c, int t, int g) {
+    tail_forward_group(c, t, g);
+    tail_backward_group(c, t, g);
+}
+
+/* The tail: from x (dec[nb]'s output or the reshape, [C][n][h][w]) to m->out.
+ * With the loss fused (fuse: its coefficients) each group runs backward too,
+ * right after its forward, while what the forward wrote is still in cache
+ * (docs/DESIGN.md, lever 60): the gradient w.r.t. x into m->g1, the kernel
+ * and stage sums into the chain's accumulators; model_backward adds them to
+ * the gradients. The same bits as a backward after every group's forward:
+ * each group's work and each thread's order of groups are the same. */
 static void tail_forward(vae_model *m, int n, const real *x, const real *cond, const double *fuse) {
     chain_stages(m, m->tail, n, cond);
     chain_call c = {.m = m,
@@ -1037,7 +1054,13 @@ static void tail_forward(vae_model *m, int n, const real *x, const real *cond, c
                     .x = x,
                     .fuse = fuse,
                     .group = tail_forward_group};
-    chain_run(&c);
+    if (fuse) {
+        c.dy = m->g0; /* unread (the loss's gradient is the fused one) but set: a backward */
+        c.dx = m->g1;
+        c.group = tail_step_group;
+    }
+    const int parts = chain_run(&c);
+    m->tail->parts_done = fuse ? parts : 0;
 }
 
 /* group g through the head, forward, on thread t; the last block's o out
@@ -1390,9 +1413,18 @@ static void tail_backward_group(const chain_call *c, int t, int g) {
  * each block's (chain_block_end), in the order of the planar path. */
 static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
     model_chain *T = m->tail;
-    chain_call c = {.m = m, .ch = T, .n = n, .s = tail_shapes_for(m, n), .dy = dy, .dx = dx,
-                    .group = tail_backward_group};
-    const int parts = chain_run(&c);
+    int parts = T->parts_done; /* the forward ran the groups (dx: m->g1) */
+    T->parts_done = 0;
+    if (!parts) {
+        chain_call c = {.m = m,
+                        .ch = T,
+                        .n = n,
+                        .s = tail_shapes_for(m, n),
+                        .dy = dy,
+                        .dx = dx,
+                        .group = tail_backward_group};
+        parts = chain_run(&c);
+    }
     double t0 = tic(m);
     real *dbo = G(m, m->out_bias);
     for (int t = 0; t < parts; t++) {

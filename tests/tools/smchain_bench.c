@@ -36,7 +36,12 @@
  *       -ffp-contract=fast -fno-math-errno -Iinclude -Isrc $(pkg-config --cflags openblas) \
  *       tests/tools/smchain_bench.c $(ls build/rel/src/*.o | grep -v 'main.o') \
  *       $(make -s print-ldlibs) -o /tmp/smchain_bench
- *   taskset -c 0 /tmp/smchain_bench [REPS [COLD [BATCH]]]
+ *   taskset -c 0 /tmp/smchain_bench [REPS [COLD [BATCH [dec|enc|both [GROUPS [FUSED]]]]]]
+ *
+ * GROUPS: groups a pass takes at a time (1). FUSED 1: the decoder tail's
+ * backward of each group right after its forward (what the trainer runs,
+ * docs/DESIGN.md, lever 60; its "sample-minor forward" then holds both),
+ * else every group's forward first.
  */
 #include <math.h>
 #include <stdio.h>
@@ -132,7 +137,7 @@ static void print_ops(int nop, double top[][MAX_REPS], const char *const *opn,
 #define WBUF_LEN (64 * 64 * 9)
 
 /* the decoder's tail: dec/block1, dec/block0 and the output conv */
-static void dec_chain(tool_run *rp, int N, int GB) {
+static void dec_chain(tool_run *rp, int N, int GB, bool fused) {
     tool_run run = *rp;
     const int G = (N + VL - 1) / VL;
     /* dec/block1 (32 -> 16 at 16 -> 32), dec/block0 (16 -> 8 at 32 -> 64) as
@@ -205,20 +210,28 @@ static void dec_chain(tool_run *rp, int N, int GB) {
                            z = {CONVS_Z, NULL, NULL, NULL, NULL},
                            dz0 = {CONVS_DZ, &s0, Z0.p, sv0, tv0},
                            dz1 = {CONVS_DZ, &s1, Z1.p, sv1, tv1};
+        convs_from_chan(&DO.s, dout, DO.p, 0, G); /* the loss would write it so */
+        memset(acc, 0, (nko + nk0 + nk1) * sizeof *acc), memset(accb, 0, sizeof accb);
+        memset(sv0, 0, ns0 * sizeof *sv0), memset(tv0, 0, ns0 * sizeof *tv0);
+        memset(sv1, 0, ns1 * sizeof *sv1), memset(tv1, 0, ns1 * sizeof *tv1);
         t = tool_now();
         for (int ga = 0; ga < G; ga += GB) {
             const int gb = YT_MIN(G, ga + GB);
             T_(0, convs_b(&g1, &S2.s, S2.p, k1, b1, &Z1.s, Z1.p, &zo1, wbuf, ga, gb));
             T_(1, convs_b(&g0, &O1.s, O1.p, k0, b0, &Z0.s, Z0.p, &zo0, wbuf, ga, gb));
             T_(2, convs_a(&go, &O0.s, O0.p, ko, bo, &SO.s, SO.p, &z, wbuf, ga, gb));
+            if (!fused) continue;
+            T_(3, convs_c(&go, &DO.s, DO.p, &O0.s, O0.p, acc, ga, gb);
+               convs_sum(&DO.s, DO.p, accb, ga, gb));
+            T_(4, convs_b(&go, &DO.s, DO.p, ko, NULL, &DZ0.s, DZ0.p, &dz0, wbuf, ga, gb));
+            T_(5, convs_c(&g0, &O1.s, O1.p, &DZ0.s, DZ0.p, acc + nko, ga, gb));
+            T_(6, convs_a(&g0, &DZ0.s, DZ0.p, k0, NULL, &DZ1.s, DZ1.p, &dz1, wbuf, ga, gb));
+            T_(7, convs_c(&g1, &S2.s, S2.p, &DZ1.s, DZ1.p, acc + nko + nk0, ga, gb));
+            T_(8, convs_a(&g1, &DZ1.s, DZ1.p, k1, NULL, &D2.s, D2.p, &z, wbuf, ga, gb));
         }
         tsf[r] = tool_now() - t;
-        convs_from_chan(&DO.s, dout, DO.p, 0, G); /* the loss would write it so */
-        t = tool_run_rep(&run);
-        memset(acc, 0, (nko + nk0 + nk1) * sizeof *acc), memset(accb, 0, sizeof accb);
-        memset(sv0, 0, ns0 * sizeof *sv0), memset(tv0, 0, ns0 * sizeof *tv0);
-        memset(sv1, 0, ns1 * sizeof *sv1), memset(tv1, 0, ns1 * sizeof *tv1);
-        for (int ga = 0; ga < G; ga += GB) {
+        t = tool_now();
+        for (int ga = 0; ga < G && !fused; ga += GB) {
             const int gb = YT_MIN(G, ga + GB);
             T_(3, convs_c(&go, &DO.s, DO.p, &O0.s, O0.p, acc, ga, gb);
                convs_sum(&DO.s, DO.p, accb, ga, gb));
@@ -245,6 +258,14 @@ static void dec_chain(tool_run *rp, int N, int GB) {
                                  "dec0 dk",  "dec0 dx",  "dec1 dk", "dec1 dx"};
     const conv_geom *opg[9] = {&g1, &g0, &go, &go, &go, &g0, &g0, &g1, &g1};
     print_ops(9, top, opn, opg, run.reps);
+    {
+        double tt[MAX_REPS];
+        for (int r = 0; r < run.reps; r++)
+            tt[r] = tsf[r] + tsb[r];
+        printf("decoder tail, batch %d, %s: forward and backward %.3f ms\n", N,
+               fused ? "each group's backward right after its forward" : "every forward first",
+               1e3 * tool_median(tt, run.reps));
+    }
     printf("decoder tail, batch %d: convk forward %.3f ms, backward %.3f ms | sample-minor forward "
            "%.3f ms, backward %.3f ms, copies in %.3f and out %.3f ms\n",
            N, 1e3 * tool_median(tkf, run.reps), 1e3 * tool_median(tkb, run.reps),
@@ -384,11 +405,12 @@ int main(int argc, char **argv) {
     const int N = argc > 3 ? atoi(argv[3]) : 64;
     const char *which = argc > 4 ? argv[4] : "both";
     const int GB = argc > 5 ? atoi(argv[5]) : 1;
+    const bool fused = argc > 6 && atoi(argv[6]);
     if (run.reps < 1 || run.reps > MAX_REPS || N < 1 || GB < 1) {
         fprintf(stderr, "smchain_bench: REPS from 1 to %d, BATCH and GROUPS from 1\n", MAX_REPS);
         return 2;
     }
-    if (strcmp(which, "enc")) dec_chain(&run, N, GB);
+    if (strcmp(which, "enc")) dec_chain(&run, N, GB, fused);
     if (strcmp(which, "dec")) enc_chain(&run, N, GB);
     free(run.flush);
     return 0;
