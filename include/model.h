@@ -175,8 +175,9 @@ void model_free(vae_model *m);
 /* The output z (o: false) or its stage's output (o: true: a[l] between
  * layers, the block's o after the last) of layer l of block b, a block on a
  * sample-minor chain (conv_block.sm), from the last forward (a backward,
- * and a forward with the loss fused, overwrite the tail's z), in [C][n][H][W] (dst: n times the
- * layer's outputs): for the tests, which compare every activation. */
+ * and a forward with the loss fused, overwrite the tail's z), in
+ * [C][n][H][W] (dst: n times the layer's outputs): for the tests, which
+ * compare every activation. */
 void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o, real *dst);
 
 /* YOTO_CONV_LAYOUT (docs/CLI.md): false, with a message on stderr, when it

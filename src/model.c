@@ -1413,8 +1413,9 @@ static void tail_backward_group(const chain_call *c, int t, int g) {
  * each block's (chain_block_end), in the order of the planar path. */
 static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
     model_chain *T = m->tail;
-    int parts = T->parts_done; /* the forward ran the groups (dx: m->g1) */
+    int parts = T->parts_done; /* the forward ran the groups (tail_forward) */
     T->parts_done = 0;
+    YT_CHECK(!parts || dx == m->g1); /* where that forward left the gradient w.r.t. x */
     if (!parts) {
         chain_call c = {.m = m,
                         .ch = T,
