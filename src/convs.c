@@ -181,16 +181,15 @@ YT_INLINE void bernoulli_run(const int U, real *lp, const real *tp, rvec k, rvec
 }
 
 YT_SIMD_CLONES
-void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const double *coef,
-                     double *recon, int g) {
+void convs_bernoulli_rows(const convs_shape *s, real *ls, const real *xs, const double *coef,
+                          double *acc, int g, int r0, int r1) {
     const rvec zero = {0};
     const int nl = YT_MIN(VL, s->n - g * VL);
     rvec k = zero;
     for (int l = 0; l < nl; l++)
         k[l] = (real)coef[g * VL + l];
-    double acc[VL] = {0};
     for (int c = 0; c < s->c; c++)
-        for (int y = 0; y < s->h; y++) {
+        for (int y = r0; y < r1; y++) {
             real *lp = convs_at(s, ls, c, g, y, 0);
             const real *tp = convs_at(s, (real *)xs, c, g, y, 0);
             rvec sum = zero;
@@ -202,7 +201,13 @@ void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const doubl
             for (int l = 0; l < VL; l++)
                 acc[l] += sum[l];
         }
-    for (int l = 0; l < nl; l++)
+}
+
+void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const double *coef,
+                     double *recon, int g) {
+    double acc[VL] = {0};
+    convs_bernoulli_rows(s, ls, xs, coef, acc, g, 0, s->h);
+    for (int l = 0; l < YT_MIN(VL, s->n - g * VL); l++)
         recon[g * VL + l] = acc[l];
 }
 
@@ -227,18 +232,15 @@ YT_INLINE void gaussian_run(const int U, real *mp, real *rp, const real *tp, rve
 }
 
 YT_SIMD_CLONES
-void convs_gaussian(const convs_shape *s, real *os, const convs_shape *xsh, const real *xs,
-                    double eps, const double *coef, double *recon, int g) {
+void convs_gaussian_rows(const convs_shape *s, real *os, const convs_shape *xsh, const real *xs,
+                         double eps, const double *coef, double *acc, int g, int r0, int r1) {
     const rvec zero = {0}, ve = vbcast((real)eps);
     const int nl = YT_MIN(VL, s->n - g * VL), C = xsh->c;
     rvec k = zero;
     for (int l = 0; l < nl; l++)
         k[l] = (real)coef[g * VL + l];
-    double acc[VL];
-    for (int l = 0; l < VL; l++)
-        acc[l] = HALF_LOG_2PI * C * s->h * s->w; /* loss.h */
     for (int c = 0; c < C; c++)
-        for (int y = 0; y < s->h; y++) {
+        for (int y = r0; y < r1; y++) {
             real *mp = convs_at(s, os, c, g, y, 0), *rp = convs_at(s, os, C + c, g, y, 0);
             const real *tp = convs_at(xsh, (real *)xs, c, g, y, 0);
             rvec sum = zero;
@@ -254,7 +256,15 @@ void convs_gaussian(const convs_shape *s, real *os, const convs_shape *xsh, cons
             for (int l = 0; l < VL; l++)
                 acc[l] += sum[l];
         }
-    for (int l = 0; l < nl; l++)
+}
+
+void convs_gaussian(const convs_shape *s, real *os, const convs_shape *xsh, const real *xs,
+                    double eps, const double *coef, double *recon, int g) {
+    double acc[VL];
+    for (int l = 0; l < VL; l++)
+        acc[l] = HALF_LOG_2PI * xsh->c * s->h * s->w; /* loss.h */
+    convs_gaussian_rows(s, os, xsh, xs, eps, coef, acc, g, 0, s->h);
+    for (int l = 0; l < YT_MIN(VL, s->n - g * VL); l++)
         recon[g * VL + l] = acc[l];
 }
 #endif
@@ -353,17 +363,21 @@ void convs_stage_bwd_from_chan(const convs_shape *s, const convs_stage *st, cons
 }
 
 YT_SIMD_CLONES
-void convs_sum(const convs_shape *s, const real *xs, double *acc, int ga, int gb) {
+void convs_sum_rows(const convs_shape *s, const real *xs, double *acc, int g, int r0, int r1) {
     for (int c = 0; c < s->c; c++)
-        for (int g = ga; g < gb; g++)
-            for (int y = 0; y < s->h; y++) { /* a row in float lanes, rows in double */
-                const real *r = convs_at(s, (real *)xs, c, g, y, 0);
-                rvec v = {0};
-                for (int i = 0; i < s->w; i++)
-                    v += vload(r + (size_t)i * VL);
-                for (int l = 0; l < VL; l++)
-                    acc[c] += v[l];
-            }
+        for (int y = r0; y < r1; y++) { /* a row in float lanes, rows in double */
+            const real *r = convs_at(s, (real *)xs, c, g, y, 0);
+            rvec v = {0};
+            for (int i = 0; i < s->w; i++)
+                v += vload(r + (size_t)i * VL);
+            for (int l = 0; l < VL; l++)
+                acc[c] += v[l];
+        }
+}
+
+void convs_sum(const convs_shape *s, const real *xs, double *acc, int ga, int gb) {
+    for (int g = ga; g < gb; g++)
+        convs_sum_rows(s, xs, acc, g, 0, s->h);
 }
 
 void convs_lanes_end(const rvec *acc, size_t n, real *out) {
@@ -553,13 +567,8 @@ size_t convs_wbuf_len(const conv_geom *g) {
     return (size_t)g->cin * g->cout * 9;
 }
 
-void convs_a(const conv_geom *g, const convs_shape *xsh, const real *xs, const real *k,
-             const real *b, const convs_shape *ysh, real *ys, const convs_stores *S, real *wbuf,
-             int ga, int gb) {
+void convs_a_pack(const conv_geom *g, const real *k, real *wbuf) {
     YT_CHECK(g->stride == 1 || g->stride == 2);
-    int toff[9];
-    for (int t = 0; t < 9; t++)
-        toff[t] = (int)((t / 3) * xsh->rp + (t % 3) * VL);
     for (int c0 = 0; c0 < g->cout; c0 += 4) { /* block c0: [ci][tap][nc] at c0 cin 9 */
         const int nc = YT_MIN(4, g->cout - c0);
         real *w = wbuf + (size_t)c0 * g->cin * 9;
@@ -568,69 +577,113 @@ void convs_a(const conv_geom *g, const convs_shape *xsh, const real *xs, const r
                 for (int c = 0; c < nc; c++)
                     w[(i * 9 + t) * nc + c] = k[((size_t)(c0 + c) * g->cin + i) * 9 + t];
     }
+}
+
+void convs_a_rows(const conv_geom *g, const convs_shape *xsh, const real *xs, const real *wbuf,
+                  const real *b, const convs_shape *ysh, real *ys, const convs_stores *S, int gr,
+                  int r0, int r1) {
+    int toff[9];
+    for (int t = 0; t < 9; t++)
+        toff[t] = (int)((t / 3) * xsh->rp + (t % 3) * VL);
+    for (int oh = r0; oh < r1; oh++) {
+        const real *in =
+            convs_at(xsh, (real *)xs, 0, gr, g->stride * oh - g->pad_top, -g->pad_left);
+        for (int c0 = 0; c0 < g->cout; c0 += 4) {
+            row_out o;
+            row_out_at(&o, S, ysh, ys, c0, gr, oh, 0);
+            run_row(YT_MIN(4, g->cout - c0), 9, g->stride == 2 ? 1 : 0, S, in, xsh->cp, g->cin,
+                    toff, wbuf + (size_t)c0 * g->cin * 9, b ? b + c0 : NULL, &o, g->wo);
+        }
+    }
+}
+
+void convs_a(const conv_geom *g, const convs_shape *xsh, const real *xs, const real *k,
+             const real *b, const convs_shape *ysh, real *ys, const convs_stores *S, real *wbuf,
+             int ga, int gb) {
+    convs_a_pack(g, k, wbuf);
     for (int gr = ga; gr < gb; gr++)
-        for (int oh = 0; oh < g->ho; oh++) {
-            const real *in =
-                convs_at(xsh, (real *)xs, 0, gr, g->stride * oh - g->pad_top, -g->pad_left);
-            for (int c0 = 0; c0 < g->cout; c0 += 4) {
-                row_out o;
-                row_out_at(&o, S, ysh, ys, c0, gr, oh, 0);
-                run_row(YT_MIN(4, g->cout - c0), 9, g->stride == 2 ? 1 : 0, S, in, xsh->cp, g->cin,
-                        toff, wbuf + (size_t)c0 * g->cin * 9, b ? b + c0 : NULL, &o, g->wo);
+        convs_a_rows(g, xsh, xs, wbuf, b, ysh, ys, S, gr, 0, g->ho);
+}
+
+/* B's output classes (a, b): rows ih with ih + pad_top = a and columns iw
+ * with iw + pad_left = b modulo s; their taps (nt), Y's column offset for the
+ * class's first position iw = b (toff), each tap's kernel row (khs) and
+ * index kh 3 + kw (kt), and where each class's weights start in wbuf (wat:
+ * its blocks, block c0 at + c0 cout nt, [co][tap][nc]) */
+typedef struct {
+    int nt[2][2], toff[2][2][9], khs[2][2][9], kt[2][2][9];
+    size_t wat[2][2];
+} b_classes;
+
+static void b_classes_of(const conv_geom *g, b_classes *c) {
+    const int s = g->stride;
+    YT_CHECK(s == 1 || s == 2);
+    size_t at = 0;
+    for (int a = 0; a < s; a++)
+        for (int bc = 0; bc < s; bc++) {
+            c->nt[a][bc] = 0;
+            for (int kh = 0; kh < 3; kh++)
+                for (int kw = 0; kw < 3; kw++) {
+                    if ((a - kh) % s || (bc + g->pad_left - kw) % s) continue;
+                    const int i = c->nt[a][bc]++;
+                    c->khs[a][bc][i] = kh;
+                    c->toff[a][bc][i] = ((bc + g->pad_left - kw) / s) * VL;
+                    c->kt[a][bc][i] = kh * 3 + kw;
+                }
+            c->wat[a][bc] = at;
+            at += (size_t)g->cin * g->cout * c->nt[a][bc];
+        }
+}
+
+void convs_b_pack(const conv_geom *g, const real *k, real *wbuf) {
+    b_classes c;
+    b_classes_of(g, &c);
+    for (int a = 0; a < g->stride; a++)
+        for (int bc = 0; bc < g->stride; bc++) {
+            real *wp = wbuf + c.wat[a][bc];
+            for (int c0 = 0; c0 < g->cin; c0 += 4) {
+                const int nc = YT_MIN(4, g->cin - c0);
+                for (int co = 0; co < g->cout; co++)
+                    for (int t = 0; t < c.nt[a][bc]; t++)
+                        for (int i = 0; i < nc; i++)
+                            *wp++ = k[((size_t)co * g->cin + c0 + i) * 9 + c.kt[a][bc][t]];
             }
         }
+}
+
+void convs_b_rows(const conv_geom *g, const convs_shape *ysh, const real *ys, const real *wbuf,
+                  const real *b, const convs_shape *xsh, real *xs, const convs_stores *S, int gr,
+                  int r0, int r1) {
+    const int s = g->stride;
+    b_classes c;
+    b_classes_of(g, &c);
+    const real *y0 = convs_at(ysh, (real *)ys, 0, gr, -1, 0);
+    for (int ih = r0; ih < r1; ih++) {
+        const int a = (ih + g->pad_top) % s;
+        for (int bc = 0; bc < s; bc++) {
+            const int n = c.nt[a][bc];
+            int to[9];
+            for (int t = 0; t < n; t++) /* ih + pad_top - kh is a multiple of s */
+                to[t] = c.toff[a][bc][t] +
+                        (int)(((ih + g->pad_top - c.khs[a][bc][t]) / s + 1) * ysh->rp);
+            const int npos = (g->w - bc + s - 1) / s;
+            for (int c0 = 0; c0 < g->cin; c0 += 4) {
+                row_out o;
+                row_out_at(&o, S, xsh, xs, c0, gr, ih, bc);
+                run_row(YT_MIN(4, g->cin - c0), n, s == 2 ? 2 : 0, S, y0, ysh->cp, g->cout, to,
+                        wbuf + c.wat[a][bc] + (size_t)c0 * g->cout * n, b ? b + c0 : NULL, &o,
+                        npos);
+            }
+        }
+    }
 }
 
 void convs_b(const conv_geom *g, const convs_shape *ysh, const real *ys, const real *k,
              const real *b, const convs_shape *xsh, real *xs, const convs_stores *S, real *wbuf,
              int ga, int gb) {
-    const int s = g->stride;
-    YT_CHECK(s == 1 || s == 2);
-    /* the taps of output class (a, b): rows ih with ih + pad_top = a and
-     * columns iw with iw + pad_left = b modulo s; Y's column for the class's
-     * first position iw = b, and each tap's row kh (its Y row is added per row) */
-    int nt[2][2] = {{0}}, toff[2][2][9], khs[2][2][9];
-    real *wcls[2][2];
-    real *wp = wbuf;
-    for (int a = 0; a < s; a++)
-        for (int bc = 0; bc < s; bc++) {
-            int kt[9];
-            for (int kh = 0; kh < 3; kh++)
-                for (int kw = 0; kw < 3; kw++) {
-                    if ((a - kh) % s || (bc + g->pad_left - kw) % s) continue;
-                    const int i = nt[a][bc]++;
-                    khs[a][bc][i] = kh;
-                    toff[a][bc][i] = ((bc + g->pad_left - kw) / s) * VL;
-                    kt[i] = kh * 3 + kw;
-                }
-            wcls[a][bc] = wp; /* its blocks, block c0 at + c0 cout nt: [co][tap][nc] */
-            for (int c0 = 0; c0 < g->cin; c0 += 4) {
-                const int nc = YT_MIN(4, g->cin - c0);
-                for (int co = 0; co < g->cout; co++)
-                    for (int t = 0; t < nt[a][bc]; t++)
-                        for (int c = 0; c < nc; c++)
-                            *wp++ = k[((size_t)co * g->cin + c0 + c) * 9 + kt[t]];
-            }
-        }
+    convs_b_pack(g, k, wbuf);
     for (int gr = ga; gr < gb; gr++)
-        for (int ih = 0; ih < g->h; ih++) {
-            const int a = (ih + g->pad_top) % s;
-            for (int bc = 0; bc < s; bc++) {
-                const int n = nt[a][bc];
-                int to[9];
-                for (int t = 0; t < n; t++) /* ih + pad_top - kh is a multiple of s */
-                    to[t] = toff[a][bc][t] +
-                            (int)(((ih + g->pad_top - khs[a][bc][t]) / s + 1) * ysh->rp);
-                const real *y0 = convs_at(ysh, (real *)ys, 0, gr, -1, 0);
-                const int npos = (g->w - bc + s - 1) / s;
-                for (int c0 = 0; c0 < g->cin; c0 += 4) {
-                    row_out o;
-                    row_out_at(&o, S, xsh, xs, c0, gr, ih, bc);
-                    run_row(YT_MIN(4, g->cin - c0), n, s == 2 ? 2 : 0, S, y0, ysh->cp, g->cout, to,
-                            wcls[a][bc] + (size_t)c0 * g->cout * n, b ? b + c0 : NULL, &o, npos);
-                }
-            }
-        }
+        convs_b_rows(g, ysh, ys, wbuf, b, xsh, xs, S, gr, 0, g->h);
 }
 
 /* ---- C: the kernel gradient ------------------------------------------------------------ */
@@ -751,44 +804,49 @@ KGRAD9_KERNEL(2)
 KGRAD9_KERNEL(3)
 static const kgrad_fn kgrad9_kernels[K9_CHANNELS] = {kgrad9_1, kgrad9_2, kgrad9_3};
 
-/* C with kgrad9: groups [ga, gb) */
-static void convs_c9(const conv_geom *g, const convs_shape *ysh, const real *ys,
-                     const convs_shape *xsh, const real *xs, rvec *acc, int ga, int gb) {
+/* C with kgrad9: Y rows [r0, r1) of group gr */
+static void convs_c9_rows(const conv_geom *g, const convs_shape *ysh, const real *ys,
+                          const convs_shape *xsh, const real *xs, rvec *acc, int gr, int r0,
+                          int r1) {
     const size_t as = (size_t)g->cin * 9;
     const size_t row = sizeof(rvec) * (size_t)g->cout * g->wo;
     const int band = (int)YT_MAX(1, isa_l1d_bytes() * K9_BAND_L1 / row);
     const kgrad_fn f = kgrad9_kernels[g->cout - 1];
-    for (int gr = ga; gr < gb; gr++)
-        for (int oh = 0; oh < g->ho; oh += band) {
-            const int nr = YT_MIN(band, g->ho - oh);
-            const real *dr = convs_at(ysh, (real *)ys, 0, gr, oh, 0);
-            for (int ci = 0; ci < g->cin; ci++)
-                f(convs_at(xsh, (real *)xs, ci, gr, oh - g->pad_top, -g->pad_left), xsh->rp, dr,
-                  ysh->rp, ysh->cp, nr, g->wo, acc + (size_t)ci * 9, as);
-        }
+    for (int oh = r0; oh < r1; oh += band) {
+        const int nr = YT_MIN(band, r1 - oh);
+        const real *dr = convs_at(ysh, (real *)ys, 0, gr, oh, 0);
+        for (int ci = 0; ci < g->cin; ci++)
+            f(convs_at(xsh, (real *)xs, ci, gr, oh - g->pad_top, -g->pad_left), xsh->rp, dr,
+              ysh->rp, ysh->cp, nr, g->wo, acc + (size_t)ci * 9, as);
+    }
 }
 
-void convs_c(const conv_geom *g, const convs_shape *ysh, const real *ys, const convs_shape *xsh,
-             const real *xs, rvec *acc, int ga, int gb) {
+void convs_c_rows(const conv_geom *g, const convs_shape *ysh, const real *ys,
+                  const convs_shape *xsh, const real *xs, rvec *acc, int gr, int r0, int r1) {
     const int s = g->stride;
     YT_CHECK(s == 1 || s == 2);
     if (K9_ON && s == 1 && g->cout <= K9_CHANNELS) {
-        convs_c9(g, ysh, ys, xsh, xs, acc, ga, gb);
+        convs_c9_rows(g, ysh, ys, xsh, xs, acc, gr, r0, r1);
         return;
     }
     const size_t as = (size_t)g->cin * 9;
     const int band = kgrad_band_rows(g);
-    for (int gr = ga; gr < gb; gr++)
-        for (int oh = 0; oh < g->ho; oh += band) {
-            const int nr = YT_MIN(band, g->ho - oh);
-            for (int c0 = 0; c0 < g->cout; c0 += 4) {
-                const real *dr = convs_at(ysh, (real *)ys, c0, gr, oh, 0);
-                const kgrad_fn f = kgrad_kernels[s - 1][YT_MIN(4, g->cout - c0) - 1];
-                for (int ci = 0; ci < g->cin; ci++)
-                    for (int kh = 0; kh < 3; kh++)
-                        f(convs_at(xsh, (real *)xs, ci, gr, s * oh + kh - g->pad_top, -g->pad_left),
-                          s * xsh->rp, dr, ysh->rp, ysh->cp, nr, g->wo,
-                          acc + ((size_t)c0 * g->cin + ci) * 9 + kh * 3, as);
-            }
+    for (int oh = r0; oh < r1; oh += band) {
+        const int nr = YT_MIN(band, r1 - oh);
+        for (int c0 = 0; c0 < g->cout; c0 += 4) {
+            const real *dr = convs_at(ysh, (real *)ys, c0, gr, oh, 0);
+            const kgrad_fn f = kgrad_kernels[s - 1][YT_MIN(4, g->cout - c0) - 1];
+            for (int ci = 0; ci < g->cin; ci++)
+                for (int kh = 0; kh < 3; kh++)
+                    f(convs_at(xsh, (real *)xs, ci, gr, s * oh + kh - g->pad_top, -g->pad_left),
+                      s * xsh->rp, dr, ysh->rp, ysh->cp, nr, g->wo,
+                      acc + ((size_t)c0 * g->cin + ci) * 9 + kh * 3, as);
         }
+    }
+}
+
+void convs_c(const conv_geom *g, const convs_shape *ysh, const real *ys, const convs_shape *xsh,
+             const real *xs, rvec *acc, int ga, int gb) {
+    for (int gr = ga; gr < gb; gr++)
+        convs_c_rows(g, ysh, ys, xsh, xs, acc, gr, 0, g->ho);
 }

@@ -116,6 +116,8 @@ void convs_stage_bwd_from_chan(const convs_shape *s, const convs_stage *st, cons
 /* acc[c] += the sum over the positions of groups [ga, gb) of channel c (a
  * bias gradient), row by row (the same bits however the groups are split) */
 void convs_sum(const convs_shape *s, const real *xs, double *acc, int ga, int gb);
+/* rows [r0, r1) of group g of it (each channel's rows in order: the same bits) */
+void convs_sum_rows(const convs_shape *s, const real *xs, double *acc, int g, int r0, int r1);
 #ifndef YOTO_DOUBLE
 /* The Bernoulli reconstruction loss of group g in the layout, fused with its
  * gradient (loss.c's formulas, float build): ls the logits, xs the targets
@@ -125,6 +127,10 @@ void convs_sum(const convs_shape *s, const real *xs, double *acc, int ga, int gb
  * element (spare lanes stay zero). */
 void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const double *coef,
                      double *recon, int g);
+/* rows [r0, r1) of it, acc[l] += lane l's sums (rows in order, channel by
+ * channel; convs_bernoulli: every row from acc zero, then recon = acc) */
+void convs_bernoulli_rows(const convs_shape *s, real *ls, const real *xs, const double *coef,
+                          double *acc, int g, int r0, int r1);
 /* The Gaussian one likewise: os the output (channels [0, C) the means,
  * [C, 2C) the raw scales, sigma = eps + softplus(raw); shape s), xs the
  * targets (xsh: C channels); os overwritten by loss_gaussian_backward's
@@ -132,6 +138,10 @@ void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const doubl
  * the rest of a plane loss.c computes in double) */
 void convs_gaussian(const convs_shape *s, real *os, const convs_shape *xsh, const real *xs,
                     double eps, const double *coef, double *recon, int g);
+/* rows [r0, r1) of it, acc[l] += (convs_gaussian starts acc at the
+ * constant term, HALF_LOG_2PI C h w) */
+void convs_gaussian_rows(const convs_shape *s, real *os, const convs_shape *xsh, const real *xs,
+                         double eps, const double *coef, double *acc, int g, int r0, int r1);
 #endif
 /* out[i] += the sum of acc[i]'s lanes (in double), i < n */
 void convs_lanes_end(const rvec *acc, size_t n, real *out);
@@ -148,9 +158,26 @@ void convs_a(const conv_geom *g, const convs_shape *xsh, const real *xs, const r
 void convs_b(const conv_geom *g, const convs_shape *ysh, const real *ys, const real *k,
              const real *b, const convs_shape *xsh, real *xs, const convs_stores *S, real *wbuf,
              int ga, int gb);
+/* The same in parts: the kernel packed into wbuf once, then output rows
+ * [r0, r1) of group gr at a time (A: Y's rows, B: X's), which read X's rows
+ * from stride r0 - pad_top to stride (r1 - 1) + 2 - pad_top (A), and Y's
+ * rows up to (r1 - 1 + pad_top) / stride (B). Any split of the rows: the
+ * same bits as convs_a, convs_b. */
+void convs_a_pack(const conv_geom *g, const real *k, real *wbuf);
+void convs_a_rows(const conv_geom *g, const convs_shape *xsh, const real *xs, const real *wbuf,
+                  const real *b, const convs_shape *ysh, real *ys, const convs_stores *S, int gr,
+                  int r0, int r1);
+void convs_b_pack(const conv_geom *g, const real *k, real *wbuf);
+void convs_b_rows(const conv_geom *g, const convs_shape *ysh, const real *ys, const real *wbuf,
+                  const real *b, const convs_shape *xsh, real *xs, const convs_stores *S, int gr,
+                  int r0, int r1);
 /* C: acc [g->cout][g->cin][9] (rvecs) += the products of ys and xs at each
  * tap, summed over positions and groups (convs_lanes_end adds them to dk) */
 void convs_c(const conv_geom *g, const convs_shape *ysh, const real *ys, const convs_shape *xsh,
              const real *xs, rvec *acc, int ga, int gb);
+/* Y's rows [r0, r1) of group gr of it (reading X's rows as A does): rows
+ * in order, any split, the same bits */
+void convs_c_rows(const conv_geom *g, const convs_shape *ysh, const real *ys,
+                  const convs_shape *xsh, const real *xs, rvec *acc, int gr, int r0, int r1);
 
 #endif

@@ -288,6 +288,8 @@ typedef struct model_chain {
     /* the tail: its groups' backward already run by the forward (the loss
      * fused), on this many threads; 0: not */
     int parts_done;
+    int wparts;  /* packed kernels a thread's wbuf holds at once (the tail: 4, tail_segment) */
+    size_t wlen; /* reals of one: the largest kernel */
 } model_chain;
 
 /* a block a chain can take: FiLM'd, every layer a conv the direct kernels
@@ -530,8 +532,9 @@ static void chain_alloc(vae_model *m, model_chain *C, const chain_shapes *s) {
     C->ones = chain_mem(m, (size_t)n * cmax * sizeof(real));
     for (size_t i = 0; i < (size_t)n * cmax; i++)
         C->ones[i] = 1;
+    C->wlen = wlen;
     for (int t = 0; t < C->parts; t++) {
-        C->wbuf[t] = chain_mem(m, wlen * sizeof(real));
+        C->wbuf[t] = chain_mem(m, YT_MAX(1, C->wparts) * wlen * sizeof(real));
         for (int k = 0; k < C->nacc; k++)
             C->acc[t][k] = chain_mem(m, C->klen[k] * sizeof(rvec));
     }
@@ -542,6 +545,7 @@ static void tail_alloc(vae_model *m) {
     if (!T) return;
     const chain_shapes s = tail_shapes_for(m, m->max_batch);
     T->nacc = T->nl + 1; /* the output conv's kernel at [nl] */
+    T->wparts = 4;
     T->klen[T->nl] = (size_t)m->out_c * m->dec[0].C * 9;
     chain_alloc(m, T, &s);
     T->out = chain_mem(m, convs_len(&s.out) * sizeof(real));
@@ -982,10 +986,11 @@ typedef void (*convs_pass)(const conv_geom *, const convs_shape *, const real *,
                            const real *, const convs_shape *, real *, const convs_stores *, real *,
                            int, int);
 
-/* group g on thread t, forward, through a chain's layers: its input
- * copied in, then each layer (conv: A for convs, B for deconvs) storing z
- * and its stage's o. Returns the last layer's o. */
-static const real *chain_forward_layers(const chain_call *c, int t, int g, convs_pass conv) {
+/* group g on thread t, forward, through a chain's layers [0, upto): its
+ * input copied in, then each layer (conv: A for convs, B for deconvs)
+ * storing z and its stage's o. Returns the last one's o (upto 0: the input). */
+static const real *chain_forward_layers(const chain_call *c, int t, int g, convs_pass conv,
+                                        int upto) {
     vae_model *m = c->m;
     model_chain *C = c->ch;
     const chain_shapes *s = &c->s;
@@ -993,7 +998,7 @@ static const real *chain_forward_layers(const chain_call *c, int t, int g, convs
     convs_from_chan(&s->in, c->x, C->in, g, g + 1);
     const convs_shape *ish = &s->in;
     const real *in = C->in;
-    for (int j = 0; j < C->nl; j++) {
+    for (int j = 0; j < upto; j++) {
         const conv_block *b = C->lb[j];
         const int l = C->ll[j];
         const convs_stores st = {CONVS_ZO, &C->st[j], C->o[j], NULL, NULL};
@@ -1012,7 +1017,7 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
     model_chain *T = c->ch;
     const chain_shapes *s = &c->s;
-    const real *in = chain_forward_layers(c, t, g, convs_b);
+    const real *in = chain_forward_layers(c, t, g, convs_b, T->nl);
     double t0 = tic(m);
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
     convs_a(&s->out_geo, &s->ly[T->nl - 1], in, P(m, m->out_kernel), P(m, m->out_bias), &s->out,
@@ -1030,12 +1035,128 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     chain_toc(m, t, m->prof_out, t0, false);
 }
 
-static void tail_backward_group(const chain_call *c, int t, int g);
+static void tail_backward_layers(const chain_call *c, int t, int g, int from);
 
-/* group g through the tail, forward and at once backward (the loss fused) */
+#ifndef YOTO_DOUBLE
+/* rows a pass can compute from what is done before it: A (and C) of g, its
+ * output rows [0, r) from X's rows [0, xd); B of g, X's rows [0, r) from
+ * Y's rows [0, yd) (convs.h) */
+static int rows_from_x(const conv_geom *g, int xd) {
+    if (xd >= g->h) return g->ho;
+    const int v = xd - 3 + g->pad_top;
+    return YT_MAX(
+        0, YT_MIN(g->ho, (v >= 0 ? v / g->stride : -((-v + g->stride - 1) / g->stride)) + 1));
+}
+static int rows_from_y(const conv_geom *g, int yd) {
+    if (yd >= g->ho) return g->h;
+    return YT_MAX(0, YT_MIN(g->h, g->stride * yd - g->pad_top));
+}
+
+/* TAIL_ROWS: rows of the last layer's output a step of tail_segment
+ * computes before the passes behind it catch up */
+#define TAIL_ROWS 16
+
+/* The tail's last layer L and its output conv, forward, the fused loss and
+ * backward, for group g on thread t, row by row: each pass runs as far as
+ * the passes before it allow, so that the rows it reads (the last layer's z
+ * and o, the outputs and their gradient, the gradient w.r.t. L's z) were
+ * written a few rows before and are still in L1 or L2 (the 64 x 64 maps of
+ * Shapes3D: 2.2 MB a tensor and group; docs/DESIGN.md, lever 61). Every
+ * pass's rows run in order, and each sum's order is its rows': the same
+ * bits as layer by layer (the reconstruction losses, summed row by row over
+ * the channels instead of channel by channel, to float rounding). */
+static void tail_segment(const chain_call *c, int t, int g) {
+    vae_model *m = c->m;
+    model_chain *T = c->ch;
+    const chain_shapes *s = &c->s;
+    const int L = T->nl - 1;
+    const conv_block *b = T->lb[L];
+    const int l = T->ll[L];
+    const conv_geom *gl = &s->geo[L], *go = &s->out_geo;
+    const convs_shape *ish = L ? &s->ly[L - 1] : &s->in, *xsh = &s->ly[L];
+    const real *in = L ? T->o[L - 1] : T->in;
+    real *w[4];
+    for (int k = 0; k < 4; k++)
+        w[k] = T->wbuf[t] + k * T->wlen;
+    double t0 = tic(m);
+    convs_b_pack(gl, P(m, b->kernel[l]), w[0]);
+    convs_a_pack(go, P(m, m->out_kernel), w[1]);
+    convs_b_pack(go, P(m, m->out_kernel), w[2]);
+    convs_a_pack(gl, P(m, b->kernel[l]), w[3]);
+    chain_toc(m, t, b->prof[l], t0, false);
+    const convs_stores zo = {CONVS_ZO, &T->st[L], T->o[L], NULL, NULL},
+                       plain = {CONVS_Z, NULL, NULL, NULL, NULL},
+                       dzl = {CONVS_DZ, &T->st[L], T->z[L], T->sv[L], T->tv[L]},
+                       dzp = L ? (convs_stores){CONVS_DZ, &T->st[L - 1], T->z[L - 1], T->sv[L - 1],
+                                                T->tv[L - 1]}
+                               : plain;
+    real *dst = L ? T->z[L - 1] : T->in;
+    const bool bern = m->mc.output_distribution == OUT_BERNOULLI;
+    const convs_shape tsh = convs_shape_make(m->in_c, c->n, m->max_batch, m->in_h, m->in_w);
+    double acc[VL];
+    for (int k = 0; k < VL; k++)
+        acc[k] = bern ? 0 : HALF_LOG_2PI * m->in_c * m->in_h * m->in_w;
+    int fl = 0, fo = 0, bo = 0, bl = 0; /* rows done: L's output, the output, dz of L, L's input */
+    while (bl < gl->ho) {
+        if (fl < gl->h) {
+            const int to = YT_MIN(gl->h, fl + TAIL_ROWS);
+            t0 = tic(m);
+            convs_b_rows(gl, ish, in, w[0], P(m, b->bias[l]), xsh, T->z[L], &zo, g, fl, to);
+            chain_toc(m, t, b->prof[l], t0, false);
+            fl = to;
+        }
+        int to = rows_from_x(go, fl);
+        if (to > fo) {
+            t0 = tic(m);
+            convs_a_rows(go, xsh, T->o[L], w[1], P(m, m->out_bias), &s->out, T->out, &plain, g, fo,
+                         to);
+            if (bern)
+                convs_bernoulli_rows(&s->out, T->out, m->head->in, c->fuse, acc, g, fo, to);
+            else
+                convs_gaussian_rows(&s->out, T->out, &tsh, m->head->in, m->mc.eps, c->fuse, acc, g,
+                                    fo, to);
+            chain_toc(m, t, m->prof_out, t0, false);
+            t0 = tic(m);
+            convs_c_rows(go, &s->out, T->out, xsh, T->o[L], T->acc[t][T->nl], g, fo, to);
+            convs_sum_rows(&s->out, T->out, T->dbo[t], g, fo, to);
+            chain_toc(m, t, m->prof_out, t0, true);
+            fo = to;
+        }
+        to = YT_MIN(fl, rows_from_y(go, fo));
+        if (to > bo) {
+            t0 = tic(m);
+            convs_b_rows(go, &s->out, T->out, w[2], NULL, xsh, T->z[L], &dzl, g, bo, to);
+            chain_toc(m, t, m->prof_out, t0, true);
+            bo = to;
+        }
+        to = rows_from_x(gl, bo);
+        if (to > bl) {
+            t0 = tic(m);
+            convs_c_rows(gl, ish, in, xsh, T->z[L], T->acc[t][L], g, bl, to);
+            convs_a_rows(gl, xsh, T->z[L], w[3], NULL, ish, dst, &dzp, g, bl, to);
+            chain_toc(m, t, b->prof[l], t0, true);
+            bl = to;
+        }
+    }
+    if (!L) convs_to_chan(ish, T->in, c->dx, g, g + 1);
+    for (int k = 0; k < YT_MIN(VL, c->n - g * VL); k++)
+        m->recon[g * VL + k] = acc[k];
+}
+#endif
+
+/* group g through the tail, forward and at once backward (the loss fused):
+ * its layers but the last, then the last and the output conv row by row
+ * (tail_segment), then the rest of the backward */
 static void tail_step_group(const chain_call *c, int t, int g) {
-    tail_forward_group(c, t, g);
-    tail_backward_group(c, t, g);
+#ifdef YOTO_DOUBLE
+    (void)c, (void)t, (void)g;
+    yt_die("tail_step_group: the loss is fused only in the float builds");
+#else
+    const int L = c->ch->nl - 1;
+    chain_forward_layers(c, t, g, convs_b, L);
+    tail_segment(c, t, g);
+    if (L) tail_backward_layers(c, t, g, L - 1);
+#endif
 }
 
 /* The tail: from x (dec[nb]'s output or the reshape, [C][n][h][w]) to m->out.
@@ -1068,7 +1189,7 @@ static void tail_forward(vae_model *m, int n, const real *x, const real *cond, c
 static void head_forward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
     const model_chain *H = c->ch;
-    const real *o = chain_forward_layers(c, t, g, convs_a);
+    const real *o = chain_forward_layers(c, t, g, convs_a, c->ch->nl);
     double t0 = tic(m);
     const conv_block *last = &m->enc[H->nb - 1];
     convs_to_chan(&c->s.ly[H->nl - 1], o, last->o, g, g + 1);
@@ -1366,28 +1487,17 @@ static void chain_block_end(vae_model *m, model_chain *C, int k, int n, int part
     grad_ready(m, b->kernel[0]);
 }
 
-/* group g through the tail, backward, on thread t */
-static void tail_backward_group(const chain_call *c, int t, int g) {
+/* layers [0, from] of the tail, backward, group g on thread t: each from
+ * the gradient w.r.t. its z, its kernel gradient, and the gradient w.r.t.
+ * its input (through layer j - 1's stage; the tail's input's in T->in,
+ * copied out to c->dx) */
+static void tail_backward_layers(const chain_call *c, int t, int g, int from) {
     vae_model *m = c->m;
     model_chain *T = c->ch;
     const chain_shapes *s = &c->s;
-    /* the output conv: its kernel and bias gradients, and the gradient
-     * w.r.t. dec[0]'s z through dec[0]'s stage (each gradient in the place
-     * of what the backward has done with: model_chain) */
-    double t0 = tic(m);
-    const int last = T->nl - 1;
-    if (!m->loss_fused) convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
-    convs_c(&s->out_geo, &s->out, T->out, &s->ly[last], T->o[last], T->acc[t][T->nl], g, g + 1);
-    convs_sum(&s->out, T->out, T->dbo[t], g, g + 1);
-    const convs_stores stl = {CONVS_DZ, &T->st[last], T->z[last], T->sv[last], T->tv[last]};
-    convs_b(&s->out_geo, &s->out, T->out, P(m, m->out_kernel), NULL, &s->ly[last], T->z[last],
-            &stl, T->wbuf[t], g, g + 1);
-    chain_toc(m, t, m->prof_out, t0, true);
-    /* layer j, from the gradient w.r.t. its z: its kernel gradient, and the
-     * gradient w.r.t. its input (through layer j - 1's stage) */
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
-    for (int j = last; j >= 0; j--) {
-        t0 = tic(m);
+    for (int j = from; j >= 0; j--) {
+        double t0 = tic(m);
         const conv_block *b = T->lb[j];
         const int l = T->ll[j];
         const convs_shape *ish = j ? &s->ly[j - 1] : &s->in;
@@ -1405,6 +1515,26 @@ static void tail_backward_group(const chain_call *c, int t, int g) {
         }
         chain_toc(m, t, b->prof[l], t0, true);
     }
+}
+
+/* group g through the tail, backward, on thread t */
+static void tail_backward_group(const chain_call *c, int t, int g) {
+    vae_model *m = c->m;
+    model_chain *T = c->ch;
+    const chain_shapes *s = &c->s;
+    /* the output conv: its kernel and bias gradients, and the gradient
+     * w.r.t. dec[0]'s z through dec[0]'s stage (each gradient in the place
+     * of what the backward has done with: model_chain) */
+    double t0 = tic(m);
+    const int last = T->nl - 1;
+    if (!m->loss_fused) convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
+    convs_c(&s->out_geo, &s->out, T->out, &s->ly[last], T->o[last], T->acc[t][T->nl], g, g + 1);
+    convs_sum(&s->out, T->out, T->dbo[t], g, g + 1);
+    const convs_stores stl = {CONVS_DZ, &T->st[last], T->z[last], T->sv[last], T->tv[last]};
+    convs_b(&s->out_geo, &s->out, T->out, P(m, m->out_kernel), NULL, &s->ly[last], T->z[last], &stl,
+            T->wbuf[t], g, g + 1);
+    chain_toc(m, t, m->prof_out, t0, true);
+    tail_backward_layers(c, t, g, last);
 }
 
 /* The tail's backward from dy (the gradient w.r.t. the output conv's

@@ -461,11 +461,150 @@ static void test_odd_shapes(void **state) {
     check_shape(2, 3, 5, 9, 1, 1);
 }
 
+/* a tensor of the layout filled in its positions (borders and spare lanes zero) */
+static real *sm_filled(const convs_shape *s, unsigned seed) {
+    const size_t len = (size_t)s->c * s->n * s->h * s->w;
+    real *x = filled(len, seed), *xs = sm_alloc(s);
+    convs_from_chan(s, x, xs, 0, s->groups);
+    free(x);
+    return xs;
+}
+
+static void expect_same(const char *what, const void *a, const void *b, size_t bytes, int stride) {
+    if (memcmp(a, b, bytes))
+        fail_msg("rows of %s at stride %d: not the bits of the whole", what, stride);
+}
+
+/* The row-range entries (convs_a_rows, convs_b_rows, convs_c_rows,
+ * convs_sum_rows, the losses' rows) in three uneven parts a group against
+ * the whole-group calls: the same bits (the reconstruction losses, summed in
+ * another order, to double rounding); A and B storing z and o, and through
+ * the producer's stage (CONVS_DZ, over its z) */
+static void check_rows(int n, int cin, int h, int cout, int stride) {
+    conv_geom g = conv_geom_make(n, cin, h, h, cout, stride);
+    g.threads = 1;
+    const convs_shape xsh = convs_shape_make(cin, n, n, h, h),
+                      ysh = convs_shape_make(cout, n, n, g.ho, g.wo);
+    const int G = xsh.groups;
+    real *k = filled((size_t)cin * cout * 9, 1), *bx = filled((size_t)cin, 2),
+         *by = filled((size_t)cout, 3);
+    real *scx = scales((size_t)n * cin, 4), *shx = filled((size_t)n * cin, 5);
+    real *scy = scales((size_t)n * cout, 6), *shy = filled((size_t)n * cout, 7);
+    const film_stage fx = {.scale = scx, .shift = shx, .lrelu = true, .alpha = 0.3f},
+                     fy = {.scale = scy, .shift = shy, .lrelu = true, .alpha = 0.3f};
+    convs_stage stx, sty;
+    convs_stage_set(&stx, &fx, cin, n, rvecs(convs_stage_len(cin, n)));
+    convs_stage_set(&sty, &fy, cout, n, rvecs(convs_stage_len(cout, n)));
+    real *wb = tu_nans(convs_wbuf_len(&g));
+    for (int pass = 0; pass < 4; pass++) { /* A: ZO, DZ; B: ZO, DZ */
+        const bool isb = pass >= 2, dz = pass % 2;
+        const convs_shape *ish = isb ? &ysh : &xsh, *osh = isb ? &xsh : &ysh;
+        const convs_stage *st = isb ? &stx : &sty;
+        const int c = osh->c, rows = osh->h;
+        real *in = sm_filled(ish, 10), *z = sm_filled(osh, 11);
+        real *out[2] = {sm_alloc(osh), sm_alloc(osh)}, *aux[2] = {sm_alloc(osh), sm_alloc(osh)};
+        double *sv[2] = {calloc(convs_sums_len(c, n), sizeof(double)),
+                         calloc(convs_sums_len(c, n), sizeof(double))};
+        double *tv[2] = {calloc(convs_sums_len(c, n), sizeof(double)),
+                         calloc(convs_sums_len(c, n), sizeof(double))};
+        for (int way = 0; way < 2; way++) {
+            if (dz) memcpy(aux[way], z, convs_len(osh) * sizeof(real));
+            const convs_stores S = dz ? (convs_stores){CONVS_DZ, st, aux[way], sv[way], tv[way]}
+                                      : (convs_stores){CONVS_ZO, st, aux[way], NULL, NULL};
+            real *dst = dz ? aux[way] : out[way]; /* DZ: over z, as the chains store it */
+            const real *b = isb ? bx : by;
+            if (way == 0) {
+                if (isb)
+                    convs_b(&g, ish, in, k, b, osh, dst, &S, wb, 0, G);
+                else
+                    convs_a(&g, ish, in, k, b, osh, dst, &S, wb, 0, G);
+                continue;
+            }
+            if (isb)
+                convs_b_pack(&g, k, wb);
+            else
+                convs_a_pack(&g, k, wb);
+            const int cut[4] = {0, YT_MIN(1, rows), rows / 2 + 1, rows};
+            for (int gr = 0; gr < G; gr++)
+                for (int q = 0; q < 3; q++) {
+                    if (cut[q] >= cut[q + 1]) continue;
+                    if (isb)
+                        convs_b_rows(&g, ish, in, wb, b, osh, dst, &S, gr, cut[q], cut[q + 1]);
+                    else
+                        convs_a_rows(&g, ish, in, wb, b, osh, dst, &S, gr, cut[q], cut[q + 1]);
+                }
+        }
+        const char *what[4] = {"A storing z and o", "A through a stage", "B storing z and o",
+                               "B through a stage"};
+        expect_same(what[pass], out[0], out[1], convs_len(osh) * sizeof(real), stride);
+        expect_same(what[pass], aux[0], aux[1], convs_len(osh) * sizeof(real), stride);
+        expect_same(what[pass], sv[0], sv[1], convs_sums_len(c, n) * sizeof(double), stride);
+        expect_same(what[pass], tv[0], tv[1], convs_sums_len(c, n) * sizeof(double), stride);
+        void *p[] = {in, z, out[0], out[1], aux[0], aux[1], sv[0], sv[1], tv[0], tv[1]};
+        for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
+            free(p[i]);
+    }
+    /* C and the bias sums over Y's rows */
+    real *xs = sm_filled(&xsh, 20), *ys = sm_filled(&ysh, 21);
+    const size_t nk = (size_t)cin * cout * 9;
+    rvec *acc[2] = {rvecs(nk), rvecs(nk)};
+    double sums[2][64] = {{0}};
+    YT_CHECK(cout <= 64);
+    convs_c(&g, &ysh, ys, &xsh, xs, acc[0], 0, G);
+    convs_sum(&ysh, ys, sums[0], 0, G);
+    const int cut[4] = {0, YT_MIN(1, g.ho), g.ho / 2 + 1, g.ho};
+    for (int gr = 0; gr < G; gr++)
+        for (int q = 0; q < 3; q++) {
+            if (cut[q] >= cut[q + 1]) continue;
+            convs_c_rows(&g, &ysh, ys, &xsh, xs, acc[1], gr, cut[q], cut[q + 1]);
+            convs_sum_rows(&ysh, ys, sums[1], gr, cut[q], cut[q + 1]);
+        }
+    expect_same("C", acc[0], acc[1], nk * sizeof(rvec), stride);
+    expect_same("the bias sums", sums[0], sums[1], sizeof sums[0], stride);
+#ifndef YOTO_DOUBLE
+    /* the Bernoulli loss over Y's rows (logits ys, targets xs' first channels
+     * where the shapes agree: ys against itself here) */
+    double coef[64], rec[2][64], racc[64];
+    YT_CHECK(n <= 64);
+    for (int i = 0; i < n; i++)
+        coef[i] = 0.5 + 0.01 * i;
+    real *ls[2] = {sm_filled(&ysh, 22), sm_filled(&ysh, 22)}, *ts = sm_filled(&ysh, 23);
+    for (int gr = 0; gr < G; gr++) {
+        convs_bernoulli(&ysh, ls[0], ts, coef, rec[0], gr);
+        for (int l = 0; l < VL; l++)
+            racc[l] = 0;
+        for (int q = 0; q < 3; q++)
+            if (cut[q] < cut[q + 1])
+                convs_bernoulli_rows(&ysh, ls[1], ts, coef, racc, gr, cut[q], cut[q + 1]);
+        for (int l = 0; l < YT_MIN(VL, n - gr * VL); l++)
+            rec[1][gr * VL + l] = racc[l];
+    }
+    expect_same("the Bernoulli loss's gradient", ls[0], ls[1], convs_len(&ysh) * sizeof(real),
+                stride);
+    for (int i = 0; i < n; i++)
+        if (!(fabs(rec[0][i] - rec[1][i]) <= 1e-12 * fabs(rec[0][i])))
+            fail_msg("rows of the Bernoulli loss: sample %d %.17g against %.17g", i, rec[1][i],
+                     rec[0][i]);
+    free(ls[0]), free(ls[1]), free(ts);
+#endif
+    void *p[] = {xs, ys, acc[0], acc[1], k, bx, by, scx, shx, scy, shy, stx.a, sty.a, wb};
+    for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
+        free(p[i]);
+}
+
+static void test_rows(void **state) {
+    (void)state;
+    check_rows(VL + 3, 3, 9, 5, 2); /* two groups, odd rows, a channel block and a rest */
+    check_rows(VL, 6, 10, 3, 1);    /* stride 1: kgrad9 where it runs */
+    check_rows(2, 8, 16, 16, 2);    /* Shapes3D's dec/block1 shape, one part-filled group */
+    check_rows(VL + 1, 2, 4, 9, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),          cmocka_unit_test(test_fused_losses),
         cmocka_unit_test(test_shapes3d_layers), cmocka_unit_test(test_cifar10_fmnist_layers),
-        cmocka_unit_test(test_odd_shapes),
+        cmocka_unit_test(test_odd_shapes),      cmocka_unit_test(test_rows),
     };
     return TU_RUN("convs", tests);
 }
