@@ -288,8 +288,7 @@ typedef struct model_chain {
     /* the tail: its groups' backward already run by the forward (the loss
      * fused), on this many threads; 0: not */
     int parts_done;
-    int wparts;  /* packed kernels a thread's wbuf holds at once (the tail: 4, tail_segment) */
-    size_t wlen; /* reals of one: the largest kernel */
+    size_t wlen; /* reals of a packed kernel in wbuf (the largest); the tail's wbuf holds 4 */
 } model_chain;
 
 /* a block a chain can take: FiLM'd, every layer a conv the direct kernels
@@ -508,8 +507,9 @@ static chain_shapes head_shapes_for(const vae_model *m, int n) {
 }
 
 /* a chain's buffers (s: for max_batch samples), but the tail's own; its
- * layers' kernel sizes (C->nacc and any kernel past the layers set) */
-static void chain_alloc(vae_model *m, model_chain *C, const chain_shapes *s) {
+ * layers' kernel sizes (C->nacc and any kernel past the layers set); wparts:
+ * the packed kernels a thread's wbuf holds at once */
+static void chain_alloc(vae_model *m, model_chain *C, const chain_shapes *s, int wparts) {
     const int n = m->max_batch;
     int cmax = 1;
     for (int j = 0; j < C->nl; j++) {
@@ -534,7 +534,7 @@ static void chain_alloc(vae_model *m, model_chain *C, const chain_shapes *s) {
         C->ones[i] = 1;
     C->wlen = wlen;
     for (int t = 0; t < C->parts; t++) {
-        C->wbuf[t] = chain_mem(m, YT_MAX(1, C->wparts) * wlen * sizeof(real));
+        C->wbuf[t] = chain_mem(m, (size_t)wparts * wlen * sizeof(real));
         for (int k = 0; k < C->nacc; k++)
             C->acc[t][k] = chain_mem(m, C->klen[k] * sizeof(rvec));
     }
@@ -545,9 +545,8 @@ static void tail_alloc(vae_model *m) {
     if (!T) return;
     const chain_shapes s = tail_shapes_for(m, m->max_batch);
     T->nacc = T->nl + 1; /* the output conv's kernel at [nl] */
-    T->wparts = 4;
     T->klen[T->nl] = (size_t)m->out_c * m->dec[0].C * 9;
-    chain_alloc(m, T, &s);
+    chain_alloc(m, T, &s, 4); /* tail_segment's 4 packed kernels at once */
     T->out = chain_mem(m, convs_len(&s.out) * sizeof(real));
     for (int t = 0; t < T->parts; t++)
         T->dbo[t] = chain_mem(m, (size_t)m->out_c * sizeof(double));
@@ -559,7 +558,7 @@ static void head_alloc(vae_model *m) {
     if (!H) return;
     const chain_shapes s = head_shapes_for(m, m->max_batch);
     H->nacc = H->nl;
-    chain_alloc(m, H, &s);
+    chain_alloc(m, H, &s, 1);
     conv_block *last = &m->enc[H->nb - 1];
     last->o = alloc_buf(m, (size_t)m->max_batch * last->C * last->H * last->W);
 }
@@ -928,7 +927,8 @@ struct chain_call {
     int n;
     chain_shapes s;
     const real *x;  /* the chain's input [C][n][h][w] (forward) */
-    const real *dy; /* the gradient w.r.t. the chain's output (backward) */
+    bool backward;  /* groups run backward (the tail's fused forward too): sums zeroed first */
+    const real *dy; /* the gradient w.r.t. the chain's output (backward; the fused tail: none) */
     real *dx;       /* the gradient w.r.t. the chain's input (backward; the head: NULL, none) */
     const double *fuse; /* the tail, forward: the loss's coefficients when fused, else NULL */
     void (*group)(const chain_call *c, int t, int g); /* group g, on thread t */
@@ -940,12 +940,19 @@ static void chain_toc(vae_model *m, int t, int entry, double t0, bool backward) 
     if (t == 0) toc(m, entry, t0, backward);
 }
 
-/* thread t's share of the groups (backward, c->dy set: its kernel and bias
- * gradient accumulators zeroed first) */
+/* layer j's input in a chain, and its shape: the chain's input (j 0) or
+ * layer j - 1's o */
+static const convs_shape *chain_input(const chain_call *c, int j, real **in) {
+    *in = j ? c->ch->o[j - 1] : c->ch->in;
+    return j ? &c->s.ly[j - 1] : &c->s.in;
+}
+
+/* thread t's share of the groups (backward: its kernel and bias gradient
+ * accumulators zeroed first) */
 static void chain_part(void *ctx, int t, int parts) {
     const chain_call *c = ctx;
     model_chain *C = c->ch;
-    if (c->dy) {
+    if (c->backward) {
         for (int k = 0; k < C->nacc; k++)
             memset(C->acc[t][k], 0, C->klen[k] * sizeof(rvec));
         if (C->dbo[t]) memset(C->dbo[t], 0, (size_t)c->m->out_c * sizeof(double));
@@ -959,7 +966,7 @@ static void chain_part(void *ctx, int t, int parts) {
  * returns the threads it took */
 static int chain_run(chain_call *c) {
     model_chain *C = c->ch;
-    for (int j = 0; c->dy && j < C->nl; j++) {
+    for (int j = 0; c->backward && j < C->nl; j++) {
         memset(C->sv[j], 0, convs_sums_len(c->s.ly[j].c, c->n) * sizeof(double));
         memset(C->tv[j], 0, convs_sums_len(c->s.ly[j].c, c->n) * sizeof(double));
     }
@@ -1012,7 +1019,8 @@ static const real *chain_forward_layers(const chain_call *c, int t, int g, convs
     return in;
 }
 
-/* group g through the tail, forward, on thread t */
+/* group g through the tail, forward, on thread t (the loss not fused: the
+ * outputs out to m->out; fused, tail_step_group runs instead) */
 static void tail_forward_group(const chain_call *c, int t, int g) {
     vae_model *m = c->m;
     model_chain *T = c->ch;
@@ -1022,16 +1030,7 @@ static void tail_forward_group(const chain_call *c, int t, int g) {
     const convs_stores plain = {CONVS_Z, NULL, NULL, NULL, NULL};
     convs_a(&s->out_geo, &s->ly[T->nl - 1], in, P(m, m->out_kernel), P(m, m->out_bias), &s->out,
             T->out, &plain, T->wbuf[t], g, g + 1);
-#ifndef YOTO_DOUBLE
-    /* fused: the outputs and the targets (the head's input) in cache */
-    if (c->fuse && m->mc.output_distribution == OUT_BERNOULLI) {
-        convs_bernoulli(&s->out, T->out, m->head->in, c->fuse, m->recon, g);
-    } else if (c->fuse) {
-        const convs_shape xsh = convs_shape_make(m->in_c, c->n, m->max_batch, m->in_h, m->in_w);
-        convs_gaussian(&s->out, T->out, &xsh, m->head->in, m->mc.eps, c->fuse, m->recon, g);
-    } else
-#endif
-        convs_to_chan(&s->out, T->out, m->out, g, g + 1);
+    convs_to_chan(&s->out, T->out, m->out, g, g + 1);
     chain_toc(m, t, m->prof_out, t0, false);
 }
 
@@ -1043,9 +1042,9 @@ static void tail_backward_layers(const chain_call *c, int t, int g, int from);
  * Y's rows [0, yd) (convs.h) */
 static int rows_from_x(const conv_geom *g, int xd) {
     if (xd >= g->h) return g->ho;
+    /* output row r - 1 reads X's rows up to stride (r - 1) + 2 - pad_top */
     const int v = xd - 3 + g->pad_top;
-    return YT_MAX(
-        0, YT_MIN(g->ho, (v >= 0 ? v / g->stride : -((-v + g->stride - 1) / g->stride)) + 1));
+    return v < 0 ? 0 : YT_MIN(g->ho, v / g->stride + 1);
 }
 static int rows_from_y(const conv_geom *g, int yd) {
     if (yd >= g->ho) return g->h;
@@ -1073,8 +1072,8 @@ static void tail_segment(const chain_call *c, int t, int g) {
     const conv_block *b = T->lb[L];
     const int l = T->ll[L];
     const conv_geom *gl = &s->geo[L], *go = &s->out_geo;
-    const convs_shape *ish = L ? &s->ly[L - 1] : &s->in, *xsh = &s->ly[L];
-    const real *in = L ? T->o[L - 1] : T->in;
+    real *in;
+    const convs_shape *ish = chain_input(c, L, &in), *xsh = &s->ly[L];
     real *w[4];
     for (int k = 0; k < 4; k++)
         w[k] = T->wbuf[t] + k * T->wlen;
@@ -1176,7 +1175,7 @@ static void tail_forward(vae_model *m, int n, const real *x, const real *cond, c
                     .fuse = fuse,
                     .group = tail_forward_group};
     if (fuse) {
-        c.dy = m->g0; /* unread (the loss's gradient is the fused one) but set: a backward */
+        c.backward = true;
         c.dx = m->g1;
         c.group = tail_step_group;
     }
@@ -1500,8 +1499,8 @@ static void tail_backward_layers(const chain_call *c, int t, int g, int from) {
         double t0 = tic(m);
         const conv_block *b = T->lb[j];
         const int l = T->ll[j];
-        const convs_shape *ish = j ? &s->ly[j - 1] : &s->in;
-        real *in = j ? T->o[j - 1] : T->in;
+        real *in;
+        const convs_shape *ish = chain_input(c, j, &in);
         convs_c(&s->geo[j], ish, in, &s->ly[j], T->z[j], T->acc[t][j], g, g + 1);
         if (j == 0) { /* the tail's input: its gradient in T->in, copied out */
             convs_a(&s->geo[j], &s->ly[j], T->z[j], P(m, b->kernel[l]), NULL, ish, T->in, &plain,
@@ -1527,7 +1526,7 @@ static void tail_backward_group(const chain_call *c, int t, int g) {
      * of what the backward has done with: model_chain) */
     double t0 = tic(m);
     const int last = T->nl - 1;
-    if (!m->loss_fused) convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
+    convs_from_chan(&s->out, c->dy, T->out, g, g + 1);
     convs_c(&s->out_geo, &s->out, T->out, &s->ly[last], T->o[last], T->acc[t][T->nl], g, g + 1);
     convs_sum(&s->out, T->out, T->dbo[t], g, g + 1);
     const convs_stores stl = {CONVS_DZ, &T->st[last], T->z[last], T->sv[last], T->tv[last]};
@@ -1547,10 +1546,12 @@ static void tail_backward(vae_model *m, int n, const real *dy, real *dx) {
     T->parts_done = 0;
     YT_CHECK(!parts || dx == m->g1); /* where that forward left the gradient w.r.t. x */
     if (!parts) {
+        YT_CHECK(!m->loss_fused); /* a forward that did not fuse the loss: its gradient is dy */
         chain_call c = {.m = m,
                         .ch = T,
                         .n = n,
                         .s = tail_shapes_for(m, n),
+                        .backward = true,
                         .dy = dy,
                         .dx = dx,
                         .group = tail_backward_group};
@@ -1587,8 +1588,8 @@ static void head_backward_group(const chain_call *c, int t, int g) {
     for (int j = last; j >= 0; j--) {
         const conv_block *b = H->lb[j];
         const int l = H->ll[j];
-        const convs_shape *ish = j ? &s->ly[j - 1] : &s->in;
-        real *in = j ? H->o[j - 1] : H->in;
+        real *in;
+        const convs_shape *ish = chain_input(c, j, &in);
         convs_c(&s->geo[j], &s->ly[j], H->z[j], ish, in, H->acc[t][j], g, g + 1);
         if (j > 0) {
             const convs_stores st = {CONVS_DZ, &H->st[j - 1], H->z[j - 1], H->sv[j - 1],
@@ -1611,7 +1612,13 @@ static void head_backward_group(const chain_call *c, int t, int g) {
  * block first as in the planar path. */
 static void head_backward(vae_model *m, int n, const real *dy, real *dx) {
     model_chain *H = m->head;
-    chain_call c = {.m = m, .ch = H, .n = n, .s = head_shapes_for(m, n), .dy = dy, .dx = dx,
+    chain_call c = {.m = m,
+                    .ch = H,
+                    .n = n,
+                    .s = head_shapes_for(m, n),
+                    .backward = true,
+                    .dy = dy,
+                    .dx = dx,
                     .group = head_backward_group};
     const int parts = chain_run(&c);
     for (int k = H->nb - 1; k >= 0; k--)
