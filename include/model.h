@@ -174,8 +174,9 @@ vae_model *model_create(const cfg_model *mc, int max_batch);
 void model_free(vae_model *m);
 /* The output z (o: false) or its stage's output (o: true: a[l] between
  * layers, the block's o after the last) of layer l of block b, a block on a
- * sample-minor chain (conv_block.sm), from the last forward (a backward,
- * and a forward with the loss fused, overwrite the tail's z), in
+ * sample-minor chain (conv_block.sm), from the last model_forward without
+ * the loss fused (a backward overwrites the tail's z; a forward with the
+ * loss fused, model_encode and model_decode keep only a group a thread), in
  * [C][n][H][W] (dst: n times the layer's outputs): for the tests, which
  * compare every activation. */
 void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o, real *dst);
@@ -194,6 +195,9 @@ void model_init_params(vae_model *m, uint64_t seed);
  * [n][L] or NULL for z = mean. Fills m->recon[i], m->kl[i]; the caller keeps
  * x, cond, eps alive until model_backward. */
 void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps);
+/* model_forward for the losses and outputs only (evaluation): what a
+ * backward reads is not kept (as model_encode), and the loss not fused. */
+void model_losses(vae_model *m, int n, const real *x, const real *cond, const real *eps);
 /* The next model_forward (only) also computes the reconstruction loss's
  * gradient for model_backward, which must then be given the same w_rec
  * (kept alive until then, like x) and scale (it stops the process on
@@ -205,9 +209,10 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
  * the tail's parameter gradients and goes on from there). The same gradient
  * bits as without; m->recon to float rounding. */
 void model_fuse_loss(vae_model *m, const real *w_rec, double scale);
-/* Encoder only (no decoder, no losses): m->mean, m->sigma, m->z [n][L]. */
+/* Encoder only (no decoder, no losses): m->mean, m->sigma, m->z [n][L].
+ * Inference: what a backward would read is not kept. */
 void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps);
-/* Decoder only: z [n][L] -> m->out. */
+/* Decoder only: z [n][L] -> m->out. Inference, as model_encode. */
 void model_decode(vae_model *m, int n, const real *z, const real *cond);
 /* Reconstruction from the posterior mean, without the losses: model_encode
  * (z = mean) then model_decode; m->out [out_c][n][H][W]. */

@@ -40,6 +40,13 @@ convs_shape convs_shape_make(int c, int n, int cap, int h, int w) {
     return s;
 }
 
+convs_shape convs_view(const convs_shape *s, int g, int slot) {
+    YT_CHECK(s->g0 == 0 && g >= 0 && g < s->groups && slot >= 0 && slot < s->groups);
+    convs_shape v = *s;
+    v.g0 = g - slot;
+    return v;
+}
+
 size_t convs_len(const convs_shape *s) {
     /* a row's last tile computes up to 11 positions past the row's end, at
      * stride 2, from up to 2 rows down: room past the last plane */
@@ -181,8 +188,8 @@ YT_INLINE void bernoulli_run(const int U, real *lp, const real *tp, rvec k, rvec
 }
 
 YT_SIMD_CLONES
-void convs_bernoulli_rows(const convs_shape *s, real *ls, const real *xs, const double *coef,
-                          double *acc, int g, int r0, int r1) {
+void convs_bernoulli_rows(const convs_shape *s, real *ls, const convs_shape *xsh, const real *xs,
+                          const double *coef, double *acc, int g, int r0, int r1) {
     const rvec zero = {0};
     const int nl = YT_MIN(VL, s->n - g * VL);
     rvec k = zero;
@@ -191,7 +198,7 @@ void convs_bernoulli_rows(const convs_shape *s, real *ls, const real *xs, const 
     for (int c = 0; c < s->c; c++)
         for (int y = r0; y < r1; y++) {
             real *lp = convs_at(s, ls, c, g, y, 0);
-            const real *tp = convs_at(s, (real *)xs, c, g, y, 0);
+            const real *tp = convs_at(xsh, (real *)xs, c, g, y, 0);
             rvec sum = zero;
             int x = 0;
             for (; x + LOSS_RUN <= s->w; x += LOSS_RUN)
@@ -203,10 +210,10 @@ void convs_bernoulli_rows(const convs_shape *s, real *ls, const real *xs, const 
         }
 }
 
-void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const double *coef,
-                     double *recon, int g) {
+void convs_bernoulli(const convs_shape *s, real *ls, const convs_shape *xsh, const real *xs,
+                     const double *coef, double *recon, int g) {
     double acc[VL] = {0};
-    convs_bernoulli_rows(s, ls, xs, coef, acc, g, 0, s->h);
+    convs_bernoulli_rows(s, ls, xsh, xs, coef, acc, g, 0, s->h);
     for (int l = 0; l < YT_MIN(VL, s->n - g * VL); l++)
         recon[g * VL + l] = acc[l];
 }

@@ -49,18 +49,28 @@
 typedef struct {
     int c, n, groups, h, w;
     size_t rp, gp, cp; /* row, group and channel pitches (reals) */
+    int g0;            /* the group stored first: 0, but in a view (convs_view) */
 } convs_shape;
 
 /* c channels of n samples of h x w, laid out for up to cap >= n samples: a
  * buffer that holds batches of different sizes keeps every position (and
  * its zero border) where it is */
 convs_shape convs_shape_make(int c, int n, int cap, int h, int w);
+/* A view of group g of a tensor of shape s that stores it where the
+ * tensor's group `slot` lies (slot < s->groups): a pass over group g
+ * through it touches only slot's positions (with their zero border), and
+ * its stage vectors, sums and lanes past n stay g's. Only group g may be
+ * addressed through it. A chain whose groups nothing reads after their pass
+ * (the decoder's tail with its backward fused, and inference) runs each
+ * group through a view at its thread's slot: one group a thread in cache
+ * instead of the batch's (docs/DESIGN.md, lever 62). */
+convs_shape convs_view(const convs_shape *s, int g, int slot);
 /* reals a tensor takes (aligned to 64 bytes by its allocator: the pitches
  * keep whole vectors), with room past its end that a row's last tile reads */
 size_t convs_len(const convs_shape *s);
 /* position (y, x) of channel c, group g; y, x from -1 (the border) to h, w */
 YT_INLINE real *convs_at(const convs_shape *s, real *p, int c, int g, int y, int x) {
-    return p + (size_t)c * s->cp + (size_t)g * s->gp + (size_t)(y + 1) * s->rp +
+    return p + (size_t)c * s->cp + (size_t)(g - s->g0) * s->gp + (size_t)(y + 1) * s->rp +
            (size_t)(x + 1) * VL;
 }
 /* groups [ga, gb) of [c][n][h][w] <-> the layout (from: the lanes past n
@@ -120,17 +130,16 @@ void convs_sum(const convs_shape *s, const real *xs, double *acc, int ga, int gb
 void convs_sum_rows(const convs_shape *s, const real *xs, double *acc, int g, int r0, int r1);
 #ifndef YOTO_DOUBLE
 /* The Bernoulli reconstruction loss of group g in the layout, fused with its
- * gradient (loss.c's formulas, float build): ls the logits, xs the targets
- * (the same shape); per sample (lane) recon[i] = the sum of the sigmoid
- * cross-entropies (each row in float lanes, then double), and ls overwritten
- * by coef[i] (sigmoid(l) - x), loss_bernoulli_backward's bits element for
- * element (spare lanes stay zero). */
-void convs_bernoulli(const convs_shape *s, real *ls, const real *xs, const double *coef,
-                     double *recon, int g);
+ * gradient (loss.c's formulas, float build): ls the logits (shape s), xs
+ * the targets (shape xsh: the same but for g0, convs_view); per sample (lane) recon[i] = the sum of
+ * the sigmoid cross-entropies (each row in float lanes, then double), and ls overwritten by coef[i]
+ * (sigmoid(l) - x), loss_bernoulli_backward's bits element for element (spare lanes stay zero). */
+void convs_bernoulli(const convs_shape *s, real *ls, const convs_shape *xsh, const real *xs,
+                     const double *coef, double *recon, int g);
 /* rows [r0, r1) of it, acc[l] += lane l's sums (rows in order, channel by
  * channel; convs_bernoulli: every row from acc zero, then recon = acc) */
-void convs_bernoulli_rows(const convs_shape *s, real *ls, const real *xs, const double *coef,
-                          double *acc, int g, int r0, int r1);
+void convs_bernoulli_rows(const convs_shape *s, real *ls, const convs_shape *xsh, const real *xs,
+                          const double *coef, double *acc, int g, int r0, int r1);
 /* The Gaussian one likewise: os the output (channels [0, C) the means,
  * [C, 2C) the raw scales, sigma = eps + softplus(raw); shape s), xs the
  * targets (xsh: C channels); os overwritten by loss_gaussian_backward's

@@ -315,7 +315,7 @@ static int forward_batches(eval_pass *p, data_source *d) {
             for (long i = 0; sample && i < count; i++)
                 eval_noise(cfg->experiment.seed, p->betas[k], dd->shard_begin + b * B + i, L,
                            eps + i * L);
-            model_forward(p->m, (int)count, x, cond, sample ? eps : NULL);
+            model_losses(p->m, (int)count, x, cond, sample ? eps : NULL);
             for (long i = 0; i < count; i++) {
                 p->sum[3 * k] += p->m->recon[i];
                 p->sum[3 * k + 1] += p->m->kl[i];

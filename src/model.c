@@ -931,6 +931,10 @@ struct chain_call {
     const real *dy; /* the gradient w.r.t. the chain's output (backward; the fused tail: none) */
     real *dx;       /* the gradient w.r.t. the chain's input (backward; the head: NULL, none) */
     const double *fuse; /* the tail, forward: the loss's coefficients when fused, else NULL */
+    /* each group through its thread's slot (convs_view): nothing reads the
+     * chain's tensors after its pass (a forward that keeps nothing for a
+     * backward, the tail's with its backward fused) */
+    bool view;
     void (*group)(const chain_call *c, int t, int g); /* group g, on thread t */
 };
 
@@ -958,8 +962,18 @@ static void chain_part(void *ctx, int t, int parts) {
         if (C->dbo[t]) memset(C->dbo[t], 0, (size_t)c->m->out_c * sizeof(double));
     }
     const size_t G = (size_t)c->s.in.groups;
-    for (int g = (int)par_split(G, t, parts); g < (int)par_split(G, t + 1, parts); g++)
-        c->group(c, t, g);
+    for (int g = (int)par_split(G, t, parts); g < (int)par_split(G, t + 1, parts); g++) {
+        if (!c->view) {
+            c->group(c, t, g);
+            continue;
+        }
+        chain_call v = *c; /* t < parts <= G: slot t exists */
+        v.s.in = convs_view(&c->s.in, g, t);
+        for (int j = 0; j < C->nl; j++)
+            v.s.ly[j] = convs_view(&c->s.ly[j], g, t);
+        if (C == c->m->tail) v.s.out = convs_view(&c->s.out, g, t);
+        c->group(&v, t, g);
+    }
 }
 
 /* every group through the chain (backward: the stages' sums zeroed first);
@@ -1110,7 +1124,7 @@ static void tail_segment(const chain_call *c, int t, int g) {
             convs_a_rows(go, xsh, T->o[L], w[1], P(m, m->out_bias), &s->out, T->out, &plain, g, fo,
                          to);
             if (bern)
-                convs_bernoulli_rows(&s->out, T->out, m->head->in, c->fuse, acc, g, fo, to);
+                convs_bernoulli_rows(&s->out, T->out, &tsh, m->head->in, c->fuse, acc, g, fo, to);
             else
                 convs_gaussian_rows(&s->out, T->out, &tsh, m->head->in, m->mc.eps, c->fuse, acc, g,
                                     fo, to);
@@ -1164,8 +1178,11 @@ static void tail_step_group(const chain_call *c, int t, int g) {
  * (docs/DESIGN.md, lever 60): the gradient w.r.t. x into m->g1, the kernel
  * and stage sums into the chain's accumulators; model_backward adds them to
  * the gradients. The same bits as a backward after every group's forward:
- * each group's work and each thread's order of groups are the same. */
-static void tail_forward(vae_model *m, int n, const real *x, const real *cond, const double *fuse) {
+ * each group's work and each thread's order of groups are the same. Then,
+ * and where no backward follows (keep false), the groups run through views
+ * (convs_view): the tail's tensors hold one group a thread (lever 62). */
+static void tail_forward(vae_model *m, int n, const real *x, const real *cond, const double *fuse,
+                         bool keep) {
     chain_stages(m, m->tail, n, cond);
     chain_call c = {.m = m,
                     .ch = m->tail,
@@ -1173,6 +1190,7 @@ static void tail_forward(vae_model *m, int n, const real *x, const real *cond, c
                     .s = tail_shapes_for(m, n),
                     .x = x,
                     .fuse = fuse,
+                    .view = fuse || !keep,
                     .group = tail_forward_group};
     if (fuse) {
         c.backward = true;
@@ -1195,10 +1213,16 @@ static void head_forward_group(const chain_call *c, int t, int g) {
     chain_toc(m, t, last->prof[last->nlayers - 1], t0, false);
 }
 
-/* the head: from the image x to enc[nb-1]'s o */
-static void head_forward(vae_model *m, int n, const real *x, const real *cond) {
+/* the head: from the image x to enc[nb-1]'s o (keep: its tensors kept for
+ * a backward and the fused loss's targets, else the groups through views) */
+static void head_forward(vae_model *m, int n, const real *x, const real *cond, bool keep) {
     chain_stages(m, m->head, n, cond);
-    chain_call c = {.m = m, .ch = m->head, .n = n, .s = head_shapes_for(m, n), .x = x,
+    chain_call c = {.m = m,
+                    .ch = m->head,
+                    .n = n,
+                    .s = head_shapes_for(m, n),
+                    .x = x,
+                    .view = !keep,
                     .group = head_forward_group};
     chain_run(&c);
 }
@@ -1214,8 +1238,10 @@ void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o,
 }
 
 /* model_decode, the loss fused into the tail with these coefficients
- * (model_forward: not NULL only where loss_fusable) */
-static void decode(vae_model *m, int n, const real *z, const real *cond, const double *fuse) {
+ * (model_forward: not NULL only where loss_fusable); keep: what the
+ * backward reads kept (model_forward) */
+static void decode(vae_model *m, int n, const real *z, const real *cond, const double *fuse,
+                   bool keep) {
     YT_CHECK(n > 0 && n <= m->max_batch);
     const cfg_net *de = &m->mc.decoder;
     const real *r = mlp_forward(m, &m->dec_fc, n, z, cond, m->gm0);
@@ -1232,7 +1258,7 @@ static void decode(vae_model *m, int n, const real *z, const real *cond, const d
     }
     if (nb) {
         YT_CHECK(!xst); /* the tail copies its input from o (choose_lazy) */
-        tail_forward(m, n, h, cond, fuse);
+        tail_forward(m, n, h, cond, fuse, keep);
         return;
     }
     double t0 = tic(m);
@@ -1247,10 +1273,12 @@ static void decode(vae_model *m, int n, const real *z, const real *cond, const d
 }
 
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
-    decode(m, n, z, cond, NULL);
+    decode(m, n, z, cond, NULL, false);
 }
 
-void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
+/* model_encode; keep: what the backward (and the fused loss) reads kept */
+static void encode(vae_model *m, int n, const real *x, const real *cond, const real *eps,
+                   bool keep) {
     YT_CHECK(n > 0 && n <= m->max_batch);
     m->n = n;
     m->x = x;
@@ -1261,7 +1289,7 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
     const film_stage *xst = NULL;
     const int nh = m->head ? m->head->nb : 0;
     if (nh) {
-        head_forward(m, n, x, cond);
+        head_forward(m, n, x, cond, keep);
         h = m->enc[nh - 1].o;
     }
     for (int b = nh; b < m->nblocks_enc; b++) {
@@ -1292,6 +1320,10 @@ void model_encode(vae_model *m, int n, const real *x, const real *cond, const re
     toc(m, m->prof_loss, t0, false);
 }
 
+void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
+    encode(m, n, x, cond, eps, false);
+}
+
 /* the loss's gradient can be fused into the tail's output conv: its
  * target, the image, is the head's input in the same layout */
 static bool loss_fusable(const vae_model *m) {
@@ -1309,15 +1341,17 @@ void model_fuse_loss(vae_model *m, const real *w_rec, double scale) {
     m->fuse_scale = scale;
 }
 
-void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
-    const real *w_rec = loss_fusable(m) ? m->fuse_w_rec : NULL;
+/* model_forward; keep: what the backward reads kept (model_losses: not) */
+static void forward(vae_model *m, int n, const real *x, const real *cond, const real *eps,
+                    bool keep) {
+    const real *w_rec = keep && loss_fusable(m) ? m->fuse_w_rec : NULL;
     m->fuse_w_rec = NULL;
     m->loss_fused = w_rec != NULL;
-    model_encode(m, n, x, cond, eps);
+    encode(m, n, x, cond, eps, keep);
     if (w_rec)
         for (int i = 0; i < n; i++) /* model_backward's coefficients */
             m->coef_rec[i] = m->fuse_scale * w_rec[i];
-    decode(m, n, m->z, cond, w_rec ? m->coef_rec : NULL);
+    decode(m, n, m->z, cond, w_rec ? m->coef_rec : NULL, keep);
     /* losses per sample (fused: the reconstruction's in the tail) */
     double t0 = tic(m);
     const int hw = m->in_h * m->in_w;
@@ -1329,6 +1363,14 @@ void model_forward(vae_model *m, int n, const real *x, const real *cond, const r
     }
     loss_kl(n, m->latent, m->mean, m->sigma, m->kl);
     toc(m, m->prof_loss, t0, false);
+}
+
+void model_forward(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
+    forward(m, n, x, cond, eps, true);
+}
+
+void model_losses(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
+    forward(m, n, x, cond, eps, false);
 }
 
 void model_reconstruct(vae_model *m, int n, const real *x, const real *cond) {

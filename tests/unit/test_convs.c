@@ -367,7 +367,7 @@ static void check_fused_losses(int w) {
     convs_from_chan(&s, l, ls, 0, s.groups);
     convs_from_chan(&s, x, xs, 0, s.groups);
     for (int g = 0; g < s.groups; g++)
-        convs_bernoulli(&s, ls, xs, coef, got_r, g);
+        convs_bernoulli(&s, ls, &s, xs, coef, got_r, g);
     expect_clean("convs_bernoulli", &s, ls);
     convs_to_chan(&s, ls, got, 0, s.groups);
     loss_bernoulli(c, n, hw, l, x, want_r);
@@ -570,12 +570,12 @@ static void check_rows(int n, int cin, int h, int cout, int stride) {
         coef[i] = 0.5 + 0.01 * i;
     real *ls[2] = {sm_filled(&ysh, 22), sm_filled(&ysh, 22)}, *ts = sm_filled(&ysh, 23);
     for (int gr = 0; gr < G; gr++) {
-        convs_bernoulli(&ysh, ls[0], ts, coef, rec[0], gr);
+        convs_bernoulli(&ysh, ls[0], &ysh, ts, coef, rec[0], gr);
         for (int l = 0; l < VL; l++)
             racc[l] = 0;
         for (int q = 0; q < 3; q++)
             if (cut[q] < cut[q + 1])
-                convs_bernoulli_rows(&ysh, ls[1], ts, coef, racc, gr, cut[q], cut[q + 1]);
+                convs_bernoulli_rows(&ysh, ls[1], &ysh, ts, coef, racc, gr, cut[q], cut[q + 1]);
         for (int l = 0; l < YT_MIN(VL, n - gr * VL); l++)
             rec[1][gr * VL + l] = racc[l];
     }
@@ -592,6 +592,131 @@ static void check_rows(int n, int cin, int h, int cout, int stride) {
         free(p[i]);
 }
 
+/* every real of the other groups' planes (slot's excepted) is zero: a pass
+ * through a view touched only its slot */
+static void expect_slot_only(const char *what, const convs_shape *s, const real *xs, int slot) {
+    for (int c = 0; c < s->c; c++)
+        for (int g = 0; g < s->groups; g++) {
+            if (g == slot) continue;
+            const real *p = xs + (size_t)c * s->cp + (size_t)g * s->gp;
+            for (size_t i = 0; i < s->gp; i++)
+                if (p[i] != 0)
+                    fail_msg("%s through a view of slot %d wrote group %d", what, slot, g);
+        }
+}
+
+/* Each group through a view at one slot (convs_view: what the chains do
+ * where nothing reads a group after its pass), copied in and out by
+ * convs_from_chan and convs_to_chan, against the whole tensors: A storing z
+ * and o, C, the bias sums, B through the producer's stage and its sums, the
+ * Bernoulli loss (its targets in a whole tensor) give the same bits, and
+ * only the slot's planes are written. */
+static void check_view(int n, int cin, int h, int cout, int stride, int slot) {
+    conv_geom g = conv_geom_make(n, cin, h, h, cout, stride);
+    g.threads = 1;
+    const convs_shape xsh = convs_shape_make(cin, n, n, h, h),
+                      ysh = convs_shape_make(cout, n, n, g.ho, g.wo);
+    const int G = xsh.groups;
+    const size_t nx = (size_t)cin * n * h * h, ny = (size_t)cout * n * g.ho * g.wo,
+                 nk = (size_t)cin * cout * 9;
+    YT_CHECK(G >= 2 && slot < G && cout <= 64 && n <= 64);
+    real *x = filled(nx, 1), *k = filled(nk, 2), *b = filled((size_t)cout, 3);
+    real *scx = scales((size_t)n * cin, 4), *shx = filled((size_t)n * cin, 5);
+    real *scy = scales((size_t)n * cout, 6), *shy = filled((size_t)n * cout, 7);
+    const film_stage fx = {.scale = scx, .shift = shx, .lrelu = true, .alpha = 0.3f},
+                     fy = {.scale = scy, .shift = shy, .lrelu = true, .alpha = 0.3f};
+    convs_stage stx, sty;
+    convs_stage_set(&stx, &fx, cin, n, rvecs(convs_stage_len(cin, n)));
+    convs_stage_set(&sty, &fy, cout, n, rvecs(convs_stage_len(cout, n)));
+    real *wb = tu_nans(convs_wbuf_len(&g)), *ts = sm_filled(&ysh, 8);
+#ifndef YOTO_DOUBLE
+    double coef[64];
+    for (int i = 0; i < n; i++)
+        coef[i] = 0.5 + 0.01 * i;
+#endif
+    /* way 0 whole, way 1 through views: z, o, dx through x's stage (over a
+     * copy of x as its z), C, sums, the loss */
+    real *pz[2], *po[2], *pd[2], *pl[2];
+    rvec *acc[2];
+    double *sv[2], *tv[2], bs[2][64] = {{0}}, rec[2][64] = {{0}};
+    for (int way = 0; way < 2; way++) {
+        real *X = sm_alloc(&xsh), *Z = sm_alloc(&ysh), *O = sm_alloc(&ysh), *D = sm_alloc(&xsh),
+             *L = sm_alloc(&ysh);
+        pz[way] = malloc(ny * sizeof(real)), po[way] = malloc(ny * sizeof(real));
+        pd[way] = malloc(nx * sizeof(real)), pl[way] = malloc(ny * sizeof(real));
+        acc[way] = rvecs(nk);
+        sv[way] = calloc(convs_sums_len(cin, n), sizeof(double));
+        tv[way] = calloc(convs_sums_len(cin, n), sizeof(double));
+        const convs_stores zo = {CONVS_ZO, &sty, O, NULL, NULL},
+                           dz = {CONVS_DZ, &stx, D, sv[way], tv[way]};
+        for (int gr = 0; gr < G; gr++) {
+            const int ga = way ? gr : 0, gb = way ? gr + 1 : G;
+            if (!way && gr) break;
+            const convs_shape xv = way ? convs_view(&xsh, gr, slot) : xsh,
+                              yv = way ? convs_view(&ysh, gr, slot) : ysh;
+            convs_from_chan(&xv, x, X, ga, gb);
+            convs_from_chan(&xv, x, D, ga, gb); /* x's z, overwritten by dx */
+            convs_a(&g, &xv, X, k, b, &yv, Z, &zo, wb, ga, gb);
+            convs_to_chan(&yv, Z, pz[way], ga, gb);
+            convs_to_chan(&yv, O, po[way], ga, gb);
+            convs_c(&g, &yv, O, &xv, X, acc[way], ga, gb);
+            convs_sum(&yv, O, bs[way], ga, gb);
+            convs_b(&g, &yv, O, k, NULL, &xv, D, &dz, wb, ga, gb);
+            convs_to_chan(&xv, D, pd[way], ga, gb);
+#ifndef YOTO_DOUBLE
+            for (int q = ga; q < gb; q++) {
+                double a[VL] = {0};
+                convs_from_chan(&yv, po[way], L, q, q + 1);
+                convs_bernoulli_rows(&yv, L, &ysh, ts, coef, a, q, 0, ysh.h);
+                for (int l = 0; l < YT_MIN(VL, n - q * VL); l++)
+                    rec[way][q * VL + l] = a[l];
+            }
+            convs_to_chan(&yv, L, pl[way], ga, gb);
+#else
+            memset(pl[way], 0, ny * sizeof(real));
+#endif
+        }
+        if (way) {
+            expect_slot_only("A's z", &ysh, Z, slot);
+            expect_slot_only("A's o", &ysh, O, slot);
+            expect_slot_only("B's dz", &xsh, D, slot);
+        }
+        void *p[] = {X, Z, O, D, L};
+        for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
+            free(p[i]);
+    }
+    const struct {
+        const char *what;
+        const void *a, *b;
+        size_t bytes;
+    } cmp[] = {{"A's z", pz[0], pz[1], ny * sizeof(real)},
+               {"A's o", po[0], po[1], ny * sizeof(real)},
+               {"C", acc[0], acc[1], nk * sizeof(rvec)},
+               {"the bias sums", bs[0], bs[1], sizeof bs[0]},
+               {"B through a stage", pd[0], pd[1], nx * sizeof(real)},
+               {"its sums", sv[0], sv[1], convs_sums_len(cin, n) * sizeof(double)},
+               {"its shift sums", tv[0], tv[1], convs_sums_len(cin, n) * sizeof(double)},
+               {"the Bernoulli loss's gradient", pl[0], pl[1], ny * sizeof(real)},
+               {"the Bernoulli loss", rec[0], rec[1], sizeof rec[0]}};
+    for (size_t i = 0; i < YT_ARRAY_LEN(cmp); i++)
+        if (memcmp(cmp[i].a, cmp[i].b, cmp[i].bytes))
+            fail_msg("%s through views at slot %d (n=%d cin=%d h=%d cout=%d stride=%d): not the "
+                     "whole tensor's bits",
+                     cmp[i].what, slot, n, cin, h, cout, stride);
+    void *p[] = {x,     k,      b,      scx,   shx,   scy,   shy,   stx.a, sty.a,
+                 wb,    ts,     pz[0],  pz[1], po[0], po[1], pd[0], pd[1], pl[0],
+                 pl[1], acc[0], acc[1], sv[0], sv[1], tv[0], tv[1]};
+    for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
+        free(p[i]);
+}
+
+static void test_view(void **state) {
+    (void)state;
+    check_view(2 * VL + 3, 3, 9, 5, 2, 0); /* three groups, the last part-filled */
+    check_view(2 * VL + 3, 3, 9, 5, 2, 2); /* a slot past the groups before it */
+    check_view(VL + 1, 6, 10, 4, 1, 1);
+}
+
 static void test_rows(void **state) {
     (void)state;
     check_rows(VL + 3, 3, 9, 5, 2); /* two groups, odd rows, a channel block and a rest */
@@ -602,9 +727,13 @@ static void test_rows(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layout),          cmocka_unit_test(test_fused_losses),
-        cmocka_unit_test(test_shapes3d_layers), cmocka_unit_test(test_cifar10_fmnist_layers),
-        cmocka_unit_test(test_odd_shapes),      cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_fused_losses),
+        cmocka_unit_test(test_shapes3d_layers),
+        cmocka_unit_test(test_cifar10_fmnist_layers),
+        cmocka_unit_test(test_odd_shapes),
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_view),
     };
     return TU_RUN("convs", tests);
 }

@@ -12,7 +12,9 @@
  *  - the whole model (CIFAR-10's architecture at a small batch): forward
  *    losses and every parameter gradient; and both with the loss fused
  *    into the tail (model_fuse_loss), against unfused, 1 and 2 threads:
- *    the same gradient bits, the losses to rounding;
+ *    the same gradient bits, the losses to rounding; inference
+ *    (model_reconstruct, model_losses) against model_forward's outputs
+ *    and losses: the same bits;
  *  - the shipped training step (trainer_step) under 2 threads, three steps,
  *    twice: the parameters bit for bit the same;
  *  - a step's draws (trainer_draw: loss weights, conditioning, the latent
@@ -259,40 +261,74 @@ static void test_misc_threads(void **state) {
 
 /* ---- the model and the training step ------------------------------------------------------- */
 
-enum { MB = 10 }; /* batch: groups of 8 and 2 */
+/* batches: MB against 1 thread (the chains' groups of 8 and 2 in AVX2), MV
+ * for the chains' views (groups of 16 and 2 in AVX-512, 8, 8 and 2 in AVX2:
+ * more groups than threads) */
+enum { MB = 10, MV = 18 };
 
-/* forward + backward of a model (arch: CIFAR-10's or Shapes3D's, whose
- * encoders start and decoders end on sample-minor chains, model.c) with T
- * threads, the loss fused into the tail where asked and possible
- * (model_fuse_loss): losses, gradients */
-static real *model_grads(void (*arch)(yoto_config *), int T, bool fuse, double *losses,
+/* Inference (model_reconstruct: model_encode and model_decode; and
+ * model_losses), whose chains run each group through its thread's slot
+ * (convs_view), gives the bits of model_forward's outputs and losses at
+ * z = mean, whose chains keep every group for the backward */
+static void check_inference(vae_model *m, int nb, const real *x, const real *cond, int T) {
+    const size_t no = (size_t)m->out_c * nb * m->in_h * m->in_w, nl = (size_t)nb * m->latent;
+    real *out = malloc(no * sizeof *out), *mean = malloc(nl * sizeof *mean);
+    double loss[2][MV];
+    model_forward(m, nb, x, cond, NULL);
+    memcpy(out, m->out, no * sizeof *out);
+    memcpy(mean, m->mean, nl * sizeof *mean);
+    for (int i = 0; i < nb; i++)
+        loss[0][i] = m->recon[i] + m->kl[i];
+    memset(m->out, 0, no * sizeof *out);
+    model_reconstruct(m, nb, x, cond);
+    if (memcmp(m->out, out, no * sizeof *out) || memcmp(m->mean, mean, nl * sizeof *mean))
+        fail_msg("%d threads: model_reconstruct's output (error %.3g) or mean (%.3g) is not "
+                 "model_forward's",
+                 T, rel_err(m->out, out, no), rel_err(m->mean, mean, nl));
+    memset(m->out, 0, no * sizeof *out);
+    model_losses(m, nb, x, cond, NULL);
+    for (int i = 0; i < nb; i++)
+        loss[1][i] = m->recon[i] + m->kl[i];
+    if (memcmp(m->out, out, no * sizeof *out) || memcmp(loss[0], loss[1], nb * sizeof(double)))
+        fail_msg("%d threads: model_losses' output or losses are not model_forward's", T);
+    free(out);
+    free(mean);
+}
+
+/* forward + backward of nb samples through a model (arch: CIFAR-10's or
+ * Shapes3D's, whose encoders start and decoders end on sample-minor
+ * chains, model.c) with T threads, the loss fused into the tail where
+ * asked and possible (model_fuse_loss): losses, gradients; unfused, then
+ * check_inference */
+static real *model_grads(void (*arch)(yoto_config *), int T, bool fuse, int nb, double *losses,
                          size_t *total) {
     yoto_config cfg;
     arch(&cfg);
     arch_train_defaults(&cfg, 1e-3, 0.5, 64);
     blas_set_threads(T);
-    vae_model *m = model_create(&cfg.model, MB);
+    vae_model *m = model_create(&cfg.model, nb);
     if (!m->dec[0].sm || !m->enc[0].sm) fail_msg("the model has no tail or no head");
     model_init_params(m, 5);
-    const size_t nx = (size_t)m->in_c * MB * m->in_h * m->in_w;
-    real *x = malloc(nx * sizeof *x), *cond = malloc(2 * MB * sizeof *cond);
-    real *eps = malloc((size_t)MB * m->latent * sizeof *eps);
-    real wk[MB], wr[MB];
+    const size_t nx = (size_t)m->in_c * nb * m->in_h * m->in_w;
+    real *x = malloc(nx * sizeof *x), *cond = malloc(2 * nb * sizeof *cond);
+    real *eps = malloc((size_t)nb * m->latent * sizeof *eps);
+    real wk[MV], wr[MV];
     tu_fill_uniform(x, nx, -1, 1, 3, 0);
-    tu_fill_normal(eps, (size_t)MB * m->latent, 1, 3, 1);
-    loss_weights_sample(&cfg.loss_weights, 3, 0, 0, MB, wk, wr, cond);
+    tu_fill_normal(eps, (size_t)nb * m->latent, 1, 3, 1);
+    loss_weights_sample(&cfg.loss_weights, 3, 0, 0, nb, wk, wr, cond);
     memset(m->params.grad, 0, m->params.total * sizeof(real));
-    if (fuse) model_fuse_loss(m, wr, 1.0 / MB);
-    model_forward(m, MB, x, cond, eps);
+    if (fuse) model_fuse_loss(m, wr, 1.0 / nb);
+    model_forward(m, nb, x, cond, eps);
 #ifndef YOTO_DOUBLE
     if (fuse && !m->loss_fused) fail_msg("the loss was not fused");
 #endif
-    model_backward(m, wk, wr, 1.0 / MB, true);
-    for (int i = 0; i < MB; i++)
+    model_backward(m, wk, wr, 1.0 / nb, true);
+    for (int i = 0; i < nb; i++)
         losses[i] = m->recon[i] + m->kl[i];
     *total = m->params.total;
     real *g = malloc(*total * sizeof *g);
     memcpy(g, m->params.grad, *total * sizeof *g);
+    if (!fuse) check_inference(m, nb, x, cond, T);
     blas_set_threads(1);
     model_free(m);
     free(x);
@@ -302,20 +338,22 @@ static real *model_grads(void (*arch)(yoto_config *), int T, bool fuse, double *
 }
 
 static void check_model_threads(void (*arch)(yoto_config *)) {
-    double l1[MB], la[MB], lb[MB];
+    double l1[MV], la[MV], lb[MV];
     size_t n;
-    real *one = model_grads(arch, 1, false, l1, &n);
+    real *one = model_grads(arch, 1, false, MB, l1, &n);
     for (int T = 1; T <= 2; T++) { /* the loss fused: the same gradients, losses to rounding */
-        real *a = model_grads(arch, T, false, la, &n), *b = model_grads(arch, T, true, lb, &n);
+        real *a = model_grads(arch, T, false, MV, la, &n),
+             *b = model_grads(arch, T, true, MV, lb, &n);
         expect_bits("model gradient, the loss fused", T, b, a, n);
-        for (int i = 0; i < MB; i++)
+        for (int i = 0; i < MV; i++)
             if (!(fabs(la[i] - lb[i]) <= 1e-6 * fabs(la[i])))
                 fail_msg("loss %d: %.17g fused, %.17g not (%d threads)", i, lb[i], la[i], T);
         free(a);
         free(b);
     }
     for (int T = 2; T <= 3; T++) {
-        real *a = model_grads(arch, T, false, la, &n), *b = model_grads(arch, T, false, lb, &n);
+        real *a = model_grads(arch, T, false, MB, la, &n),
+             *b = model_grads(arch, T, false, MB, lb, &n);
         expect_bits("model gradient", T, a, b, n);
         /* Adam-free: the raw gradient, whose smallest entries carry the
          * most relative rounding; against the largest entry */
