@@ -155,6 +155,7 @@ typedef struct {
     const real *fuse_w_rec;
     double fuse_scale;
     bool loss_fused;
+    bool kept;           /* the last forward was model_forward: model_backward may follow */
     real *work;          /* im2col workspace */
     /* The decoder's last blocks and its output conv (tail), the encoder's
      * first blocks (head), on the sample-minor layout (src/convs.h), each

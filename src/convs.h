@@ -131,9 +131,11 @@ void convs_sum_rows(const convs_shape *s, const real *xs, double *acc, int g, in
 #ifndef YOTO_DOUBLE
 /* The Bernoulli reconstruction loss of group g in the layout, fused with its
  * gradient (loss.c's formulas, float build): ls the logits (shape s), xs
- * the targets (shape xsh: the same but for g0, convs_view); per sample (lane) recon[i] = the sum of
- * the sigmoid cross-entropies (each row in float lanes, then double), and ls overwritten by coef[i]
- * (sigmoid(l) - x), loss_bernoulli_backward's bits element for element (spare lanes stay zero). */
+ * the targets (shape xsh: the same but for g0, convs_view); per sample
+ * (lane) recon[i] = the sum of the sigmoid cross-entropies (each row in
+ * float lanes, then double), and ls overwritten by coef[i] (sigmoid(l) -
+ * x), loss_bernoulli_backward's bits element for element (spare lanes stay
+ * zero). */
 void convs_bernoulli(const convs_shape *s, real *ls, const convs_shape *xsh, const real *xs,
                      const double *coef, double *recon, int g);
 /* rows [r0, r1) of it, acc[l] += lane l's sums (rows in order, channel by

@@ -1178,9 +1178,10 @@ static void tail_step_group(const chain_call *c, int t, int g) {
  * (docs/DESIGN.md, lever 60): the gradient w.r.t. x into m->g1, the kernel
  * and stage sums into the chain's accumulators; model_backward adds them to
  * the gradients. The same bits as a backward after every group's forward:
- * each group's work and each thread's order of groups are the same. Then,
- * and where no backward follows (keep false), the groups run through views
- * (convs_view): the tail's tensors hold one group a thread (lever 62). */
+ * each group's work and each thread's order of groups are the same. With
+ * the loss fused, and where no backward follows (keep false), the groups
+ * run through views (convs_view): the tail's tensors hold one group a
+ * thread (lever 62). */
 static void tail_forward(vae_model *m, int n, const real *x, const real *cond, const double *fuse,
                          bool keep) {
     chain_stages(m, m->tail, n, cond);
@@ -1274,6 +1275,7 @@ static void decode(vae_model *m, int n, const real *z, const real *cond, const d
 
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     decode(m, n, z, cond, NULL, false);
+    m->kept = false;
 }
 
 /* model_encode; keep: what the backward (and the fused loss) reads kept */
@@ -1322,6 +1324,7 @@ static void encode(vae_model *m, int n, const real *x, const real *cond, const r
 
 void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
     encode(m, n, x, cond, eps, false);
+    m->kept = false;
 }
 
 /* the loss's gradient can be fused into the tail's output conv: its
@@ -1348,6 +1351,7 @@ static void forward(vae_model *m, int n, const real *x, const real *cond, const 
     m->fuse_w_rec = NULL;
     m->loss_fused = w_rec != NULL;
     encode(m, n, x, cond, eps, keep);
+    m->kept = keep;
     if (w_rec)
         for (int i = 0; i < n; i++) /* model_backward's coefficients */
             m->coef_rec[i] = m->fuse_scale * w_rec[i];
@@ -1670,6 +1674,7 @@ static void head_backward(vae_model *m, int n, const real *dy, real *dx) {
 void model_backward(vae_model *m, const real *w_kl, const real *w_rec, double scale,
                     bool input_grad) {
     const int n = m->n, L = m->latent, hw = m->in_h * m->in_w;
+    YT_CHECK(m->kept); /* after model_forward: inference keeps too little */
     double t0 = tic(m);
     for (int i = 0; i < n; i++) {
         const double c = scale * w_rec[i];

@@ -475,6 +475,29 @@ static void expect_same(const char *what, const void *a, const void *b, size_t b
         fail_msg("rows of %s at stride %d: not the bits of the whole", what, stride);
 }
 
+/* FiLM + leaky ReLU stages of cin (x) and cout (y) channels for n samples,
+ * as the checks of rows and views use them */
+typedef struct {
+    convs_stage x, y;
+    real *buf[4];
+} stages2;
+
+static stages2 stages2_make(int n, int cin, int cout) {
+    stages2 s = {.buf = {scales((size_t)n * cin, 4), filled((size_t)n * cin, 5),
+                         scales((size_t)n * cout, 6), filled((size_t)n * cout, 7)}};
+    const film_stage fx = {.scale = s.buf[0], .shift = s.buf[1], .lrelu = true, .alpha = 0.3f},
+                     fy = {.scale = s.buf[2], .shift = s.buf[3], .lrelu = true, .alpha = 0.3f};
+    convs_stage_set(&s.x, &fx, cin, n, rvecs(convs_stage_len(cin, n)));
+    convs_stage_set(&s.y, &fy, cout, n, rvecs(convs_stage_len(cout, n)));
+    return s;
+}
+
+static void stages2_free(stages2 *s) {
+    for (int i = 0; i < 4; i++)
+        free(s->buf[i]);
+    free(s->x.a), free(s->y.a);
+}
+
 /* The row-range entries (convs_a_rows, convs_b_rows, convs_c_rows,
  * convs_sum_rows, the losses' rows) in three uneven parts a group against
  * the whole-group calls: the same bits (the reconstruction losses, summed in
@@ -488,13 +511,8 @@ static void check_rows(int n, int cin, int h, int cout, int stride) {
     const int G = xsh.groups;
     real *k = filled((size_t)cin * cout * 9, 1), *bx = filled((size_t)cin, 2),
          *by = filled((size_t)cout, 3);
-    real *scx = scales((size_t)n * cin, 4), *shx = filled((size_t)n * cin, 5);
-    real *scy = scales((size_t)n * cout, 6), *shy = filled((size_t)n * cout, 7);
-    const film_stage fx = {.scale = scx, .shift = shx, .lrelu = true, .alpha = 0.3f},
-                     fy = {.scale = scy, .shift = shy, .lrelu = true, .alpha = 0.3f};
-    convs_stage stx, sty;
-    convs_stage_set(&stx, &fx, cin, n, rvecs(convs_stage_len(cin, n)));
-    convs_stage_set(&sty, &fy, cout, n, rvecs(convs_stage_len(cout, n)));
+    stages2 sg = stages2_make(n, cin, cout);
+    const convs_stage stx = sg.x, sty = sg.y;
     real *wb = tu_nans(convs_wbuf_len(&g));
     for (int pass = 0; pass < 4; pass++) { /* A: ZO, DZ; B: ZO, DZ */
         const bool isb = pass >= 2, dz = pass % 2;
@@ -587,9 +605,10 @@ static void check_rows(int n, int cin, int h, int cout, int stride) {
                      rec[0][i]);
     free(ls[0]), free(ls[1]), free(ts);
 #endif
-    void *p[] = {xs, ys, acc[0], acc[1], k, bx, by, scx, shx, scy, shy, stx.a, sty.a, wb};
+    void *p[] = {xs, ys, acc[0], acc[1], k, bx, by, wb};
     for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
         free(p[i]);
+    stages2_free(&sg);
 }
 
 /* every real of the other groups' planes (slot's excepted) is zero: a pass
@@ -621,13 +640,8 @@ static void check_view(int n, int cin, int h, int cout, int stride, int slot) {
                  nk = (size_t)cin * cout * 9;
     YT_CHECK(G >= 2 && slot < G && cout <= 64 && n <= 64);
     real *x = filled(nx, 1), *k = filled(nk, 2), *b = filled((size_t)cout, 3);
-    real *scx = scales((size_t)n * cin, 4), *shx = filled((size_t)n * cin, 5);
-    real *scy = scales((size_t)n * cout, 6), *shy = filled((size_t)n * cout, 7);
-    const film_stage fx = {.scale = scx, .shift = shx, .lrelu = true, .alpha = 0.3f},
-                     fy = {.scale = scy, .shift = shy, .lrelu = true, .alpha = 0.3f};
-    convs_stage stx, sty;
-    convs_stage_set(&stx, &fx, cin, n, rvecs(convs_stage_len(cin, n)));
-    convs_stage_set(&sty, &fy, cout, n, rvecs(convs_stage_len(cout, n)));
+    stages2 sg = stages2_make(n, cin, cout);
+    const convs_stage stx = sg.x, sty = sg.y;
     real *wb = tu_nans(convs_wbuf_len(&g)), *ts = sm_filled(&ysh, 8);
 #ifndef YOTO_DOUBLE
     double coef[64];
@@ -703,11 +717,11 @@ static void check_view(int n, int cin, int h, int cout, int stride, int slot) {
             fail_msg("%s through views at slot %d (n=%d cin=%d h=%d cout=%d stride=%d): not the "
                      "whole tensor's bits",
                      cmp[i].what, slot, n, cin, h, cout, stride);
-    void *p[] = {x,     k,      b,      scx,   shx,   scy,   shy,   stx.a, sty.a,
-                 wb,    ts,     pz[0],  pz[1], po[0], po[1], pd[0], pd[1], pl[0],
-                 pl[1], acc[0], acc[1], sv[0], sv[1], tv[0], tv[1]};
+    void *p[] = {x,     k,     b,     wb,     ts,     pz[0], pz[1], po[0], po[1], pd[0],
+                 pd[1], pl[0], pl[1], acc[0], acc[1], sv[0], sv[1], tv[0], tv[1]};
     for (size_t i = 0; i < YT_ARRAY_LEN(p); i++)
         free(p[i]);
+    stages2_free(&sg);
 }
 
 static void test_view(void **state) {
