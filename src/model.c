@@ -1244,6 +1244,7 @@ void model_sm_activation(const vae_model *m, const conv_block *b, int l, bool o,
 static void decode(vae_model *m, int n, const real *z, const real *cond, const double *fuse,
                    bool keep) {
     YT_CHECK(n > 0 && n <= m->max_batch);
+    m->kept = m->kept && keep;
     const cfg_net *de = &m->mc.decoder;
     const real *r = mlp_forward(m, &m->dec_fc, n, z, cond, m->gm0);
     if (m->dec[m->nblocks_dec - 1].blocked)
@@ -1275,13 +1276,13 @@ static void decode(vae_model *m, int n, const real *z, const real *cond, const d
 
 void model_decode(vae_model *m, int n, const real *z, const real *cond) {
     decode(m, n, z, cond, NULL, false);
-    m->kept = false;
 }
 
 /* model_encode; keep: what the backward (and the fused loss) reads kept */
 static void encode(vae_model *m, int n, const real *x, const real *cond, const real *eps,
                    bool keep) {
     YT_CHECK(n > 0 && n <= m->max_batch);
+    m->kept = keep;
     m->n = n;
     m->x = x;
     m->cond = cond;
@@ -1324,7 +1325,6 @@ static void encode(vae_model *m, int n, const real *x, const real *cond, const r
 
 void model_encode(vae_model *m, int n, const real *x, const real *cond, const real *eps) {
     encode(m, n, x, cond, eps, false);
-    m->kept = false;
 }
 
 /* the loss's gradient can be fused into the tail's output conv: its
@@ -1351,7 +1351,6 @@ static void forward(vae_model *m, int n, const real *x, const real *cond, const 
     m->fuse_w_rec = NULL;
     m->loss_fused = w_rec != NULL;
     encode(m, n, x, cond, eps, keep);
-    m->kept = keep;
     if (w_rec)
         for (int i = 0; i < n; i++) /* model_backward's coefficients */
             m->coef_rec[i] = m->fuse_scale * w_rec[i];
