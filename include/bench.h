@@ -31,6 +31,8 @@ typedef struct {
     bool data;   /* also time the data pipeline on the config's real train split */
     bool comm;   /* instead: allreduce time vs message size, both modes */
     int comm_max_mb;         /* --comm: the largest message, MiB (0: 64) */
+    int drift_pct;           /* warn when the sgemm after the steps is this percent or more
+                                away from the one before (the machine's load changed) */
     const char *config_path; /* for the report */
 } bench_opts;
 

@@ -1,6 +1,7 @@
 /* bench.c — `yoto bench` (see bench.h). */
 #include "bench.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ typedef struct {
     int world, batch, steps, warmup;
     double sgemm;              /* GFLOP/s, 1024^3, this rank (rank 0's is the yardstick) */
     double sgemm_lo, sgemm_hi; /* the slowest and the fastest rank's */
+    double sgemm_after;        /* this rank's again after the timed work (load drift) */
     double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     cfg_allreduce mode;
@@ -257,7 +259,7 @@ static void print_json(const bench_result *r) {
            " \"step_s_median\": %.6g, \"step_s_min\": %.6g, \"step_s_max\": %.6g,\n"
            " \"images_per_s\": %.6g, \"gflops_per_rank\": %.6g,\n"
            " \"sgemm_gflops\": %.6g, \"sgemm_gflops_ranks\": [%.6g, %.6g], "
-           "\"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
+           "\"sgemm_gflops_after\": %.6g, \"ratio_to_sgemm\": %.6g, \"copy_gbs\": %.6g,\n"
            " \"phases_s\": {\"forward\": %.6g, \"backward\": %.6g, \"allreduce\": %.6g, "
            "\"optimizer\": %.6g},\n"
            " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
@@ -268,7 +270,7 @@ static void print_json(const bench_result *r) {
            " \"peak_rss_mb\": %.1f,\n",
            cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs,
            flops, r->step_med, r->step_min, r->step_max, imgs, gflops_rank, r->sgemm, r->sgemm_lo,
-           r->sgemm_hi, gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD],
+           r->sgemm_hi, r->sgemm_after, gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD],
            r->med[PH_BACKWARD], r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads,
            blas_corename(), blas_openblas_threads(), blas_cpu_isa(), isa_kernels(), isa_l1d_bytes(),
            mode_name(r->mode), r->sharded ? "true" : "false", r->buckets,
@@ -333,9 +335,9 @@ static void print_text(const bench_result *r) {
     char spread[64] = "";
     if (r->world > 1)
         snprintf(spread, sizeof spread, "; ranks %.1f-%.1f", r->sgemm_lo, r->sgemm_hi);
-    printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run, rank 0%s); memory %.1f GB/s "
-           "(64 MiB copy, read + write)\n",
-           r->sgemm, spread, r->copy_gbs);
+    printf("  sgemm       %.1f GFLOP/s (1024^3, 1 thread, this run, rank 0%s; %.1f after the "
+           "steps); memory %.1f GB/s (64 MiB copy, read + write)\n",
+           r->sgemm, spread, r->sgemm_after, r->copy_gbs);
     printf("  step        %.2f ms median (min %.2f, max %.2f)\n", 1e3 * r->step_med,
            1e3 * r->step_min, 1e3 * r->step_max);
     printf("  throughput  %.1f images/s, %.2f GFLOP/s per rank = %.1f%% of sgemm\n", imgs,
@@ -505,6 +507,14 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     r.sgemm_lo = dist_allreduce_min_double(r.sgemm);
     r.sgemm_hi = dist_allreduce_max_double(r.sgemm);
     rc = measure(&r);
+    /* the yardstick again, rank 0's alone (no collective after a failure):
+     * a run whose machine got busier or quieter while it ran says so */
+    r.sgemm_after = blas_sgemm_gflops(1024, 3);
+    if (rc == YT_OK && fabs(r.sgemm_after / r.sgemm - 1) * 100 >= o->drift_pct)
+        dist_warn("bench: the sgemm yardstick moved from %.1f to %.1f GFLOP/s while this run "
+                  "timed its steps (%+.1f%%, --drift %d): the machine's load changed, so this "
+                  "run's ratios are unreliable; run it again",
+                  r.sgemm, r.sgemm_after, 100 * (r.sgemm_after / r.sgemm - 1), o->drift_pct);
     r.copy_gbs = copy_gbs(); /* after the peak RSS was taken: its 128 MiB are not the model's */
     if (rc == YT_OK && dist_rank() == 0) {
         if (o->json)

@@ -332,7 +332,8 @@ enum {
     OPT_BENCH_JSON,
     OPT_BENCH_DATA,
     OPT_BENCH_COMM,
-    OPT_BENCH_COMM_MAX
+    OPT_BENCH_COMM_MAX,
+    OPT_BENCH_DRIFT
 };
 
 typedef struct {
@@ -363,6 +364,8 @@ static int handle_bench(int id, const char *arg, void *ctx) {
     case OPT_BENCH_COMM: b->o.comm = true; return YT_OK;
     case OPT_BENCH_COMM_MAX:
         return parse_count("--comm-max-mb", arg, 1, &b->o.comm_max_mb);
+    case OPT_BENCH_DRIFT:
+        return parse_count("--drift", arg, 0, &b->o.drift_pct);
     }
     return YT_ERR_USAGE;
 }
@@ -378,9 +381,10 @@ static int run_bench(int argc, char **argv) {
         {"data", no_argument, NULL, OPT_BENCH_DATA},
         {"comm", no_argument, NULL, OPT_BENCH_COMM},
         {"comm-max-mb", required_argument, NULL, OPT_BENCH_COMM_MAX},
+        {"drift", required_argument, NULL, OPT_BENCH_DRIFT},
         {0},
     };
-    bench_cli b = {.o = {.steps = 20, .warmup = 3}};
+    bench_cli b = {.o = {.steps = 20, .warmup = 3, .drift_pct = -1}};
     bool help;
     int first = parse_options(c, argc, argv, opts, handle_bench, &b, &help);
     if (first < 0) return help ? YT_OK : YT_ERR_USAGE;
@@ -389,6 +393,9 @@ static int run_bench(int argc, char **argv) {
         return usage_error(c->name, "--comm-max-mb%s is an option of --comm", "");
     if (b.o.comm_max_mb > 16384)
         return usage_error(c->name, "--comm-max-mb%s: at most 16384 (16 GiB)", "");
+    if (b.o.drift_pct >= 0 && b.o.comm)
+        return usage_error(c->name, "--drift%s times the step: not an option of --comm", "");
+    if (b.o.drift_pct < 0) b.o.drift_pct = 10;
     b.o.config_path = argv[first];
     yoto_config *cfg = yt_calloc(1, sizeof *cfg);
     int rc = dist_agree(config_load(cfg, argv[first], b.sets.sets, b.sets.nsets));
@@ -787,7 +794,7 @@ static const command commands[] = {
      run_encode, true},
     {"bench",
      "CONFIG [--steps N] [--warmup N] [--threads T] [--json] [--data | --comm [--comm-max-mb M]] "
-     "[--set KEY=VALUE]...",
+     "[--drift P] [--set KEY=VALUE]...",
      "Times the full training step (forward, backward, allreduce, Adam) on synthetic\n"
      "data of the config's shape and prints median images/s, the analytic FLOPs per\n"
      "image, achieved GFLOP/s, this machine's single-thread 1024^3 sgemm GFLOP/s\n"
@@ -806,6 +813,9 @@ static const command commands[] = {
      "                    (what analysis/scaling.py fits its communication model to)\n"
      "  --comm-max-mb M   --comm up to M MiB instead of 64: the sizes 4 KiB x 4^k that\n"
      "                    fit (1: five sizes, a quick check; at most 16384)\n"
+     "  --drift P         the sgemm is measured again after the steps; warn when it\n"
+     "                    moved by P percent or more (default 10): the machine's load\n"
+     "                    changed while the run timed, so its ratios are unreliable\n"
      "  --set KEY=VALUE   override a config value, e.g. --set train.batch_per_rank=32\n"
      "  -h, --help        this text\n",
      run_bench, true},

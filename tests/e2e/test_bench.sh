@@ -53,7 +53,20 @@ assert d["step_s_min"] <= d["step_s_median"] <= d["step_s_max"], d
 assert d["images_per_s"] > 0 and 0 < d["ratio_to_sgemm"] < 2, d
 lo, hi = d["sgemm_gflops_ranks"]  # every rank's own yardstick, rank 0's between
 assert 0 < lo <= d["sgemm_gflops"] <= hi, d
+assert d["sgemm_gflops_after"] > 0, d  # rank 0's again after the steps
 EOF
+# the yardstick again after the steps: a run whose machine's load changed
+# warns (--drift 0: any move; a warning, not a failure), and --drift belongs
+# to the step's bench
+expect_exit 0 "bench --drift 0: exit 0" "$YOTO" bench "$CFG" --steps 1 --warmup 0 --drift 0 --set train.batch_size=16
+contains "and warns that the yardstick moved" "$ERR" "the sgemm yardstick moved from"
+contains "and prints it after the steps" "$OUT" "after the steps)"
+expect_exit 0 "bench --drift 1000: exit 0" "$YOTO" bench "$CFG" --steps 1 --warmup 0 --drift 1000 --set train.batch_size=16
+cp "$ERR" "$T/drift.err"
+check "and no warning at 1000%" eval "! grep -q 'yardstick moved' '$T/drift.err'"
+expect_exit 2 "--drift -1: exit 2" "$YOTO" bench "$CFG" --drift -1
+expect_exit 2 "--drift with --comm: exit 2" "$YOTO" bench "$CFG" --comm --drift 5
+contains "and says it times the step" "$ERR" "--drift times the step"
 check "the 1.2 MB gradient is one bucket of 25 MB (so it goes as in the blocking mode)" "$PYTHON" - "$T/step.json" <<'EOF'
 import json, sys
 a = json.load(open(sys.argv[1]))["allreduce"]

@@ -8,7 +8,9 @@
 # (AVX2 kernels), CORE (OpenBLAS's OPENBLAS_CORETYPE) to Haswell; the
 # AVX-512 yardstick is `round.sh bin/yoto-avx512 SkylakeX`. One OpenBLAS
 # thread (docs/DESIGN.md, "Where it stands"). Run it three times and take
-# the medians; not part of the test suite (speed is no assertion).
+# the medians; not part of the test suite (speed is no assertion). A run
+# whose sgemm moved by 10% or more between its start and the end of its
+# steps (bench warns) is marked LOUD: the machine's load changed under it.
 set -eu
 B=${1:-bin/yoto}
 export OPENBLAS_CORETYPE=${2:-Haswell} OPENBLAS_NUM_THREADS=1
@@ -29,6 +31,9 @@ cfg, mode = sys.argv[2], sys.argv[3]
 line = (f"{cfg} {mode} step {d['step_s_median'] * 1e3:.2f} ms, {d['images_per_s']:.0f} images/s, "
         f"{100 * d['ratio_to_sgemm']:.1f}% of sgemm {d['sgemm_gflops']:.0f}, rss {d['peak_rss_mb']} MB")
 inf = d.get('inference', {})
+after = d.get('sgemm_gflops_after')
+if after and abs(after / d['sgemm_gflops'] - 1) >= 0.10:
+    line += f", LOUD: sgemm {after:.0f} after the steps"
 if mode == 'np2' and 'sgemm_gflops_ranks' in d:
     lo, hi = d['sgemm_gflops_ranks']
     line += f", ranks' sgemm {lo:.0f}-{hi:.0f}"
