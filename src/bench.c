@@ -55,7 +55,7 @@ typedef struct {
     int world, batch, steps, warmup;
     double sgemm;              /* GFLOP/s, 1024^3, this rank (rank 0's is the yardstick) */
     double sgemm_lo, sgemm_hi; /* the slowest and the fastest rank's */
-    double sgemm_after;        /* this rank's again after the timed work (load drift) */
+    double sgemm_after;        /* this rank's again after the timed work (the load's drift) */
     double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     cfg_allreduce mode;
@@ -507,8 +507,9 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     r.sgemm_lo = dist_allreduce_min_double(r.sgemm);
     r.sgemm_hi = dist_allreduce_max_double(r.sgemm);
     rc = measure(&r);
-    /* the yardstick again, rank 0's alone (no collective after a failure):
-     * a run whose machine got busier or quieter while it ran says so */
+    /* every rank's yardstick again, rank 0's reported (no collective: after a
+     * failure the ranks need not meet here); a run whose machine got busier or
+     * quieter while it timed says so */
     r.sgemm_after = blas_sgemm_gflops(1024, 3);
     if (rc == YT_OK && fabs(r.sgemm_after / r.sgemm - 1) * 100 >= o->drift_pct)
         dist_warn("bench: the sgemm yardstick moved from %.1f to %.1f GFLOP/s while this run "
