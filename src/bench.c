@@ -507,15 +507,18 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
     r.sgemm_lo = dist_allreduce_min_double(r.sgemm);
     r.sgemm_hi = dist_allreduce_max_double(r.sgemm);
     rc = measure(&r);
-    /* every rank's yardstick again, rank 0's reported (no collective: after a
-     * failure the ranks need not meet here); a run whose machine got busier or
-     * quieter while it timed says so */
-    r.sgemm_after = blas_sgemm_gflops(1024, 3);
-    if (rc == YT_OK && fabs(r.sgemm_after / r.sgemm - 1) * 100 >= o->drift_pct)
-        dist_warn("bench: the sgemm yardstick moved from %.1f to %.1f GFLOP/s while this run "
-                  "timed its steps (%+.1f%%, --drift %d): the machine's load changed, so this "
-                  "run's ratios are unreliable; run it again",
-                  r.sgemm, r.sgemm_after, 100 * (r.sgemm_after / r.sgemm - 1), o->drift_pct);
+    /* the yardstick again, on every rank as before the steps (so rank 0's,
+     * the one reported, runs beside the same load); a run whose machine got
+     * busier or quieter while it timed says so */
+    if (rc == YT_OK) {
+        r.sgemm_after = blas_sgemm_gflops(1024, 3);
+        const double drift = 100 * (r.sgemm_after / r.sgemm - 1);
+        if (fabs(drift) >= o->drift_pct)
+            dist_warn("bench: the sgemm yardstick moved from %.1f to %.1f GFLOP/s while this run "
+                      "timed its steps (%+.1f%%, --drift %d): the machine's load changed, so "
+                      "this run's ratios are unreliable; run it again",
+                      r.sgemm, r.sgemm_after, drift, o->drift_pct);
+    }
     r.copy_gbs = copy_gbs(); /* after the peak RSS was taken: its 128 MiB are not the model's */
     if (rc == YT_OK && dist_rank() == 0) {
         if (o->json)
