@@ -29,8 +29,13 @@ void optim_adam_step(arena *a, const adam_params *p, long t, double lr);
  * moments), from grad (grad[0] is element lo's gradient): the part a rank
  * owns when the optimizer is sharded (dist.h). Element for element the same
  * arithmetic as optim_adam_step. Both split the elements over the rank's
- * threads (train.threads; element-wise: the same bits for any count). */
+ * threads (train.threads; element-wise: the same bits for any count).
+ * stream: write the parameters with non-temporal stores, for parameters in
+ * memory that other processes' cores read (dist_sync_share): an ordinary
+ * store to a line another core holds waits for that copy to be dropped,
+ * and on a VM whose two cores share no cache that made the update 3 times
+ * as slow (docs/DESIGN.md, lever 63). The same bits either way. */
 void optim_adam_part(arena *a, const real *grad, size_t lo, size_t hi, const adam_params *p, long t,
-                     double lr);
+                     double lr, bool stream);
 
 #endif

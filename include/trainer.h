@@ -102,5 +102,18 @@ const real *trainer_gradient(const trainer *t, size_t *lo, size_t *hi);
 /* Whether the optimizer is sharded (dist.h): train.allreduce sharded, or
  * bucketed with one bucket, on more than one rank. */
 bool trainer_sharded(const trainer *t);
+/* Whether the sharded step runs through node-shared memory (every rank on
+ * one node: dist_sync_share): the gradient and parameters live there while
+ * the trainer does, and trainer_free puts them back into the model's arena. */
+bool trainer_shared(const trainer *t);
+/* How the ranks sum the gradient, for the run's log: "none (one rank)",
+ * "blocking", "bucketed, overlapped", "sharded, ring messages" or
+ * "sharded, node-shared memory". */
+const char *trainer_sync_how(const trainer *t);
+/* The sharded step's communication on its own, best of reps (collective):
+ * the gradient's exchange and sum (dist_sync_finish) and the parameters'
+ * (dist_sync_gather). It sums the gradient in place: call it after the
+ * steps. */
+double trainer_comm_alone(trainer *t, int reps);
 
 #endif

@@ -59,7 +59,7 @@ typedef struct {
     double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     cfg_allreduce mode;
-    bool sharded;
+    bool sharded, shared; /* sharded: through node-shared memory (dist_sync_share) */
     long buckets;     /* gradient allreduce calls per step (0 on one rank) */
     double med[PH_N]; /* median seconds per phase */
     double step_med, step_min, step_max;
@@ -113,13 +113,12 @@ static void exposed_comm(bench_result *r, const phase_times *ph) {
 }
 
 /* What the gradient's communication costs on its own, best of 5, the whole
- * arena: one blocking allreduce; sharded, the reduce-scatter and the
- * parameters' allgather. */
-static double allreduce_alone(const arena *a, bool sharded) {
+ * arena, not sharded: one blocking allreduce (the sharded step's own:
+ * trainer_comm_alone). */
+static double allreduce_alone(const arena *a) {
     if (dist_size() == 1) return 0;
     real *copy = yt_calloc_huge(a->total * sizeof *copy); /* pages as the arena's */
-    dist_sync *s =
-        dist_sync_create(copy, a->total, 0, sharded ? DIST_SYNC_SHARDED : DIST_SYNC_BLOCKING);
+    dist_sync *s = dist_sync_create(copy, a->total, 0, DIST_SYNC_BLOCKING);
     double best = 1e30;
     for (int r = 0; r < 5; r++) {
         memcpy(copy, a->grad, a->total * sizeof *copy);
@@ -127,7 +126,6 @@ static double allreduce_alone(const arena *a, bool sharded) {
         double t0 = yt_now();
         dist_sync_begin(s);
         dist_sync_finish(s);
-        dist_sync_gather(s, copy);
         best = YT_MIN(best, yt_now() - t0);
     }
     dist_sync_free(s);
@@ -230,7 +228,10 @@ static int measure(bench_result *r) {
     time_inference(r, x);
     exposed_comm(r, ph);
     r->sharded = trainer_sharded(t);
-    r->comm_alone = allreduce_alone(&r->m->params, r->sharded);
+    r->shared = trainer_shared(t);
+    r->comm_alone = dist_size() == 1 ? 0
+                    : r->sharded     ? trainer_comm_alone(t, 5)
+                                     : allreduce_alone(&r->m->params);
     r->hidden = r->comm_alone > 0 ? YT_MAX(0.0, 1.0 - r->exposed / r->comm_alone) : 0;
     phase_medians(r, ph);
     free(ph);
@@ -264,8 +265,8 @@ static void print_json(const bench_result *r) {
            "\"optimizer\": %.6g},\n"
            " \"threads\": %d, \"openblas_core\": \"%s\", \"openblas_threads\": %d, "
            "\"cpu_isa\": \"%s\", \"kernels_isa\": \"%s\", \"l1d_bytes\": %zu,\n"
-           " \"allreduce\": {\"mode\": \"%s\", \"sharded\": %s, \"buckets\": %ld, \"bytes\": %zu, "
-           "\"alone_s\": %.6g, "
+           " \"allreduce\": {\"mode\": \"%s\", \"sharded\": %s, \"shared_memory\": %s, "
+           "\"buckets\": %ld, \"bytes\": %zu, \"alone_s\": %.6g, "
            "\"exposed_s\": %.6g, \"hidden_fraction\": %.4g, \"imbalance_s\": %.6g},\n"
            " \"peak_rss_mb\": %.1f,\n",
            cfgjson, world, B, steps, m->params.total, arena_conditioning_size(&m->params), macs,
@@ -273,9 +274,9 @@ static void print_json(const bench_result *r) {
            r->sgemm_hi, r->sgemm_after, gflops_rank / r->sgemm, r->copy_gbs, r->med[PH_FORWARD],
            r->med[PH_BACKWARD], r->med[PH_ALLREDUCE], r->med[PH_OPTIMIZER], r->threads,
            blas_corename(), blas_openblas_threads(), blas_cpu_isa(), isa_kernels(), isa_l1d_bytes(),
-           mode_name(r->mode), r->sharded ? "true" : "false", r->buckets,
-           m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden, r->imbalance,
-           r->rss_max_kb / 1024.0);
+           mode_name(r->mode), r->sharded ? "true" : "false", r->shared ? "true" : "false",
+           r->buckets, m->params.total * sizeof(real), r->comm_alone, r->exposed, r->hidden,
+           r->imbalance, r->rss_max_kb / 1024.0);
     double ef = 2 * model_encode_macs(m), rf = 2 * macs; /* FLOPs per image */
     printf(" \"inference\": {\"encode_images_per_s\": %.6g, \"encode_flops_per_image\": %.0f, "
            "\"encode_ratio_to_sgemm\": %.6g,\n  \"reconstruct_images_per_s\": %.6g, "
@@ -346,17 +347,23 @@ static void print_text(const bench_result *r) {
            "%.2f ms\n",
            1e3 * r->med[PH_FORWARD], 1e3 * r->med[PH_BACKWARD], 1e3 * r->med[PH_ALLREDUCE],
            1e3 * r->med[PH_OPTIMIZER]);
-    if (world > 1)
-        printf("  allreduce   %s, %.2f MB: %.2f ms alone, %.2f ms exposed per step "
+    if (world > 1) {
+        const char *how = r->shared ? "through node-shared memory: each rank sums its part "
+                                      "from the others' gradients, Adam on that part of the "
+                                      "one copy of the parameters"
+                                    : "ring reduce-scatter, Adam on this rank's part, ring "
+                                      "allgather";
+        printf("  allreduce   %s%s%s, %.2f MB: %.2f ms alone, %.2f ms exposed per step "
                "(%.0f%% hidden); %.2f ms waiting for the slowest rank\n",
-               r->mode == ALLREDUCE_SHARDED    ? "sharded (ring reduce-scatter, Adam on this "
-                                                 "rank's part, ring allgather)"
+               r->mode == ALLREDUCE_SHARDED    ? (r->sharded ? "sharded (" : "sharded")
                : r->mode == ALLREDUCE_BLOCKING ? "blocking"
-               : r->sharded ? "bucketed, 1 bucket: sharded (nothing to overlap; ring "
-                              "reduce-scatter, Adam on this rank's part, ring allgather)"
-                            : "bucketed, overlapped",
+               : r->sharded                    ? "bucketed, 1 bucket: sharded (nothing to "
+                                                 "overlap; "
+                                               : "bucketed, overlapped",
+               r->sharded ? how : "", r->sharded ? ")" : "",
                m->params.total * sizeof(real) / 1048576.0, 1e3 * r->comm_alone, 1e3 * r->exposed,
                100 * r->hidden, 1e3 * r->imbalance);
+    }
     double ef = 2 * model_encode_macs(m), rf = 2 * macs;
     printf("  inference   encode %.1f images/s (%.1f%% of sgemm), reconstruct %.1f images/s "
            "(%.1f%% of sgemm)\n",

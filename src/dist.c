@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -382,6 +383,14 @@ struct dist_sync {
     int started;   /* buckets 0..started-1 are in flight or done (from the end) */
     MPI_Request *req;
     real *send; /* a copy of each bucket to send from, at 4+ ranks (NULL: in place) */
+    /* shared (dist_sync_share): every rank's gradient and the one copy of
+     * the parameters in an MPI-3 shared window */
+    bool shm;
+    MPI_Win win;
+    real **slot;                /* every rank's gradient in the window, by rank */
+    real *param;                /* the parameters in the window */
+    real *own_grad, *own_param; /* the buffers they replaced */
+    bool summed;                /* a sum since the last fence: others may read this rank's slot */
     dist_sync_stats stats;
 };
 
@@ -437,6 +446,150 @@ static void ring_allgather(const dist_sync *s, real *v) {
     }
 }
 
+/* ---- the sharded step through node-shared memory -------------------------------------- */
+
+static void watched_barrier(int phase) {
+    MPI_Request req;
+    MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
+    watched_wait(1, &req, phase);
+}
+
+/* Every rank's stores to the window before it, seen by every rank after it. */
+static void shm_fence(dist_sync *s, int phase) {
+    MPI_CHECK(MPI_Win_sync(s->win));
+    watched_barrier(phase);
+    MPI_CHECK(MPI_Win_sync(s->win));
+}
+
+/* The ring's reduce-scatter (ring_reduce_scatter) read straight from the
+ * other ranks' gradients: rank r's part is the same sum in the same order,
+ * ((x_{r+1} + x_{r+2}) + ...) + x_r, so both give the same bits. Each rank
+ * writes only its own part of its own gradient, which no other rank reads. */
+static void shm_reduce_scatter(dist_sync *s) {
+    const int P = g_size, r = g_rank, n = s->count[r];
+    const size_t lo = (size_t)s->displ[r];
+    real *mine = s->buf + lo;
+    if (P == 2) {
+        MPI_CHECK(MPI_Reduce_local(s->slot[1 - r] + lo, mine, n, REAL_MPI, MPI_SUM));
+    } else {
+        enum { CHUNK = 4096 }; /* 16 KiB of floats: the running sum stays in L1 */
+        for (int i0 = 0; i0 < n; i0 += CHUNK) {
+            const int m = YT_MIN(CHUNK, n - i0);
+            real *acc = s->recv; /* the ring's buffer, unused here */
+            memcpy(acc, s->slot[(r + 1) % P] + lo + i0, (size_t)m * sizeof *acc);
+            for (int k = 2; k < P; k++)
+                MPI_CHECK(
+                    MPI_Reduce_local(s->slot[(r + k) % P] + lo + i0, acc, m, REAL_MPI, MPI_SUM));
+            MPI_CHECK(MPI_Reduce_local(acc, mine + i0, m, REAL_MPI, MPI_SUM));
+        }
+    }
+    s->summed = true;
+}
+
+/* Whether Open MPI's shared-memory directory (/dev/shm unless
+ * shmem_mmap_backing_file_base_dir moves it) has room for a window of
+ * `bytes`, with a quarter to spare: Open MPI aborts the job when it has not
+ * (containers often give /dev/shm 64 MB). Rank 0 looks; all get its answer. */
+static bool shm_room(size_t bytes) {
+    double free_mb = -1;
+    if (g_rank == 0) {
+        struct statvfs st;
+        if (statvfs("/dev/shm", &st) == 0) free_mb = (double)st.f_bavail * st.f_frsize / 1048576.0;
+        if (dist_fault("shm_full")) free_mb = 0; /* tests: as if /dev/shm were full */
+    }
+    MPI_CHECK(MPI_Bcast(&free_mb, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD));
+    const double need_mb = 1.25 * (double)bytes / 1048576.0;
+    if (free_mb < 0 || free_mb >= need_mb) return true; /* no /dev/shm: Open MPI's own place */
+    dist_warn("/dev/shm has %.0f MB free, and the sharded step's node-shared gradients and "
+              "parameters need %.0f MB: they go through the ring's messages instead (slower; "
+              "docs/CLUSTER.md)",
+              free_mb, need_mb);
+    return false;
+}
+
+bool dist_sync_share(dist_sync *s, real **grad, real **param) {
+    if (!s->shard || s->buf != *grad) return false;
+    const char *off = getenv("YOTO_SHM_DISABLE");
+    if (off && *off && strcmp(off, "0") != 0) return false; /* the same on every rank */
+    MPI_Comm node;
+    MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node));
+    int ns = 0;
+    MPI_CHECK(MPI_Comm_size(node, &ns));
+    if (ns != g_size) { /* ranks on more than one node: the rings */
+        MPI_CHECK(MPI_Comm_free(&node));
+        return false;
+    }
+    /* rank r's segment: its gradient; rank 0's also the parameters, each
+     * buffer a whole number of cache lines from a cache line's start (Open
+     * MPI aligns segments to less; the window is mapped at page boundaries
+     * in every process, so the same offset aligns it everywhere) */
+    const size_t stride = (s->n * sizeof(real) + 63) / 64 * 64;
+    if (!shm_room((size_t)(g_size + 1) * (stride + 64))) {
+        MPI_CHECK(MPI_Comm_free(&node));
+        return false;
+    }
+    MPI_Info info;
+    MPI_CHECK(MPI_Info_create(&info));
+    MPI_CHECK(MPI_Info_set(info, "alloc_shared_noncontig", "true"));
+    real *base = NULL;
+    const size_t bytes = (g_rank == 0 ? 2 * stride : stride) + 64;
+    MPI_CHECK(MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN)); /* the message below */
+    int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, node, &base, &s->win);
+    if (rc != MPI_SUCCESS) {
+        char why[MPI_MAX_ERROR_STRING];
+        int len = 0;
+        MPI_Error_string(rc, why, &len);
+        yt_die("MPI_Win_allocate_shared of %.1f MB failed (%s): the sharded step's gradients and "
+               "parameters in node-shared memory; YOTO_SHM_DISABLE=1 sums them through "
+               "messages instead (docs/CLUSTER.md)",
+               (double)bytes / 1048576.0, why);
+    }
+    MPI_CHECK(MPI_Info_free(&info));
+    MPI_CHECK(MPI_Comm_free(&node));
+    s->slot = yt_malloc((size_t)g_size * sizeof *s->slot);
+    for (int q = 0; q < g_size; q++) {
+        MPI_Aint size;
+        int unit;
+        char *seg;
+        MPI_CHECK(MPI_Win_shared_query(s->win, q, &size, &unit, &seg));
+        s->slot[q] = (real *)(seg + (64 - (uintptr_t)seg % 64) % 64);
+    }
+    s->param = (real *)((char *)s->slot[0] + stride);
+    MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win));
+    s->shm = true;
+    /* the gradient as it stands; the parameters, the same on every rank,
+     * each rank writing its own part */
+    memcpy(s->slot[g_rank], *grad, s->n * sizeof(real));
+    const size_t lo = (size_t)s->displ[g_rank], cnt = (size_t)s->count[g_rank];
+    memcpy(s->param + lo, *param + lo, cnt * sizeof(real));
+    shm_fence(s, WD_UPDATE);
+    s->own_grad = *grad;
+    s->own_param = *param;
+    s->buf = *grad = s->slot[g_rank];
+    *param = s->param;
+    return true;
+}
+
+void dist_sync_unshare(dist_sync *s, real **grad, real **param) {
+    if (!s->shm) return;
+    shm_fence(s, WD_UPDATE); /* no rank reads another's gradient any more */
+    memcpy(s->own_grad, s->slot[g_rank], s->n * sizeof(real));
+    memcpy(s->own_param, s->param, s->n * sizeof(real));
+    s->buf = *grad = s->own_grad;
+    *param = s->own_param;
+    MPI_CHECK(MPI_Win_unlock_all(s->win));
+    MPI_CHECK(MPI_Win_free(&s->win)); /* collective: every rank is here */
+    free(s->slot);
+    s->slot = NULL;
+    s->param = NULL;
+    s->shm = false;
+}
+
+bool dist_sync_shared(const dist_sync *s) {
+    return s->shm;
+}
+
 dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, dist_sync_mode mode) {
     dist_sync *s = yt_calloc(1, sizeof *s);
     s->buf = buf;
@@ -462,6 +615,7 @@ dist_sync *dist_sync_create(real *buf, size_t n, size_t bucket_elems, dist_sync_
 
 void dist_sync_free(dist_sync *s) {
     if (!s) return;
+    YT_CHECK(!s->shm); /* dist_sync_unshare first */
     free(s->req);
     free(s->send);
     free(s->count);
@@ -470,7 +624,15 @@ void dist_sync_free(dist_sync *s) {
     free(s);
 }
 
-void dist_sync_begin(dist_sync *s) { s->started = 0; }
+void dist_sync_begin(dist_sync *s) {
+    s->started = 0;
+    /* shared: a sum with no update after it (a failed step) leaves others
+     * perhaps still reading this rank's gradient */
+    if (s->shm && s->summed) {
+        shm_fence(s, WD_GRADIENT);
+        s->summed = false;
+    }
+}
 
 /* bucket k covers [lo_k, hi_k), counted from the end of the buffer */
 static void bucket_range(const dist_sync *s, int k, size_t *lo, size_t *hi) {
@@ -512,11 +674,13 @@ void dist_sync_ready(dist_sync *s, size_t lo_final) {
 void dist_sync_finish(dist_sync *s) {
     double t0 = yt_now();
     if (!s->overlap) {
-        if (dist_active() && g_size > 1) {
+        if (s->shm) {
+            shm_fence(s, WD_GRADIENT);
+            shm_reduce_scatter(s);
+            s->stats.buckets++;
+        } else if (dist_active() && g_size > 1) {
             /* every rank here (watched), then the one call cannot wait long */
-            MPI_Request req;
-            MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
-            watched_wait(1, &req, WD_GRADIENT);
+            watched_barrier(WD_GRADIENT);
             if (s->shard)
                 ring_reduce_scatter(s);
             else
@@ -548,7 +712,13 @@ bool dist_sync_sharded(const dist_sync *s) {
 void dist_sync_gather(dist_sync *s, real *v) {
     if (!s->shard) return;
     double t0 = yt_now();
-    ring_allgather(s, v);
+    if (s->shm && v == s->param) {
+        /* every rank's part written in place: once all are done, all read */
+        shm_fence(s, WD_UPDATE);
+        s->summed = false;
+    } else {
+        ring_allgather(s, v);
+    }
     s->stats.exposed_s += yt_now() - t0;
 }
 

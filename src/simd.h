@@ -49,6 +49,31 @@ YT_INLINE rvec vload(const real *p) {
 YT_INLINE void vstore(real *p, rvec v) {
     *(rvec_u *)p = v;
 }
+/* A non-temporal store of v to p (aligned to SIMD_BYTES): the line goes
+ * to memory without being read first or kept in this core's cache, and
+ * without waiting for other cores' copies to be dropped. vstream_fence
+ * orders such stores before the stores that follow (a barrier's). */
+#if SIMD_BYTES == 64 && !defined(YOTO_DOUBLE)
+YT_INLINE void vstream(real *p, rvec v) {
+    __builtin_ia32_movntps512(p, v);
+}
+#else
+YT_INLINE void vstream(real *p, rvec v) {
+    for (int k = 0; k < SIMD_BYTES / 16; k++) { /* SSE's, in every clone */
+#ifdef YOTO_DOUBLE
+        __builtin_ia32_movntpd(p + 2 * k,
+                               (__attribute__((vector_size(16))) double){v[2 * k], v[2 * k + 1]});
+#else
+        __builtin_ia32_movntps(p + 4 * k, (__attribute__((vector_size(16))) float){
+                                              v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]});
+#endif
+    }
+}
+#endif
+YT_INLINE void vstream_fence(void) {
+    __builtin_ia32_sfence();
+}
+
 /* one real in every lane. Not `(rvec){0} + x`, which is an addition without
  * -ffast-math, nor a loop over lanes, which GCC may assemble on the stack; in
  * kernels `v * x` with a scalar x broadcasts best (one vbroadcastss). */

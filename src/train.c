@@ -310,6 +310,7 @@ static void log_start(train_ctx *c) {
                 yt_version(), yt_git_commit(), REAL_NAME, isa_kernels(), c->world,
                 c->world > 1 ? "s" : "", hosts, blas_corename(), blas_threads(),
                 blas_threads() > 1 ? "s" : "", blas_cpu_isa());
+    runlog_note(c->rl, "gradient sums: %s", trainer_sync_how(c->tr));
     runlog_line(c->rl,
                 "yoto %s: %s %s, %ld of %ld steps done; %d rank%s x %d images, %ld steps per "
                 "epoch; %zu parameters; OpenBLAS %s; %d thread%s per rank",

@@ -26,6 +26,7 @@ struct trainer {
     int rank, world, batch, latent;
     double scale; /* 1 / global batch */
     dist_sync *sync;
+    bool bucketed;                   /* train.allreduce: bucketed */
     real *w_kl, *w_rec, *cond, *eps; /* [B], [B], [B][2], [B][L] */
     double lr;
     step_times times;
@@ -67,6 +68,8 @@ trainer *trainer_create(vae_model *m, const yoto_config *cfg, int rank, int worl
                                 : cfg->train.allreduce == ALLREDUCE_BUCKETED ? DIST_SYNC_BUCKETED
                                                                              : DIST_SYNC_BLOCKING;
     t->sync = dist_sync_create(m->params.grad, m->params.total, bucket, mode);
+    t->bucketed = mode == DIST_SYNC_BUCKETED;
+    dist_sync_share(t->sync, &m->params.grad, &m->params.param);
     m->grad_ready = grad_ready;
     m->grad_ready_ctx = t->sync;
     const size_t B = (size_t)t->batch;
@@ -81,6 +84,7 @@ void trainer_free(trainer *t) {
     if (!t) return;
     t->m->grad_ready = NULL;
     t->m->grad_ready_ctx = NULL;
+    dist_sync_unshare(t->sync, &t->m->params.grad, &t->m->params.param);
     dist_sync_free(t->sync);
     free(t->w_kl);
     free(t->w_rec);
@@ -203,6 +207,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
     double t0 = yt_now();
     double st[ST_N] = {0};
     watchdog_beat(WD_FORWARD);
+    dist_sync_begin(t->sync);
     if (input_status == YT_OK)
         forward(t, step, x, st);
     else
@@ -222,7 +227,6 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
 
     /* backward with the allreduce overlapped, then the identical update */
     double exposed0 = dist_sync_get_stats(t->sync).exposed_s;
-    dist_sync_begin(t->sync);
     watchdog_beat(WD_BACKWARD);
     /* tests: a rank stopped between the agreement and its gradient, with
      * none of its buckets started in the backward (so that the other ranks
@@ -269,7 +273,7 @@ int trainer_step(trainer *t, long step, const real *x, int input_status, bool st
         return yt_fail(YT_ERR_RUNTIME,
                        "non-finite gradient at step %ld; the last checkpoint is kept", step);
     t->lr = optim_lr(&t->opt, step);
-    optim_adam_part(&m->params, g, lo, hi, &t->adam, step + 1, t->lr);
+    optim_adam_part(&m->params, g, lo, hi, &t->adam, step + 1, t->lr, dist_sync_shared(t->sync));
     double t5 = yt_now();
     dist_sync_gather(t->sync, m->params.param);
     double t6 = yt_now();
@@ -317,6 +321,30 @@ const real *trainer_gradient(const trainer *t, size_t *lo, size_t *hi) {
 
 bool trainer_sharded(const trainer *t) {
     return dist_sync_sharded(t->sync);
+}
+
+bool trainer_shared(const trainer *t) {
+    return dist_sync_shared(t->sync);
+}
+
+const char *trainer_sync_how(const trainer *t) {
+    if (t->world == 1) return "none (one rank)";
+    if (dist_sync_shared(t->sync)) return "sharded, node-shared memory";
+    if (dist_sync_sharded(t->sync)) return "sharded, ring messages";
+    return t->bucketed ? "bucketed, overlapped" : "blocking";
+}
+
+double trainer_comm_alone(trainer *t, int reps) {
+    double best = 1e30;
+    for (int k = 0; k < reps; k++) {
+        dist_barrier();
+        double t0 = yt_now();
+        dist_sync_begin(t->sync);
+        dist_sync_finish(t->sync);
+        dist_sync_gather(t->sync, t->m->params.param); /* every rank's part is the same */
+        best = YT_MIN(best, yt_now() - t0);
+    }
+    return best;
 }
 
 void trainer_reset_comm_stats(trainer *t) {

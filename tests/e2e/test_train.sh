@@ -68,6 +68,17 @@ check "metrics.csv of the resumed run has each step once" test "$(grep -c '^[0-9
 expect_exit 0 "20 steps, train.allreduce: sharded" train 2 "$T/s" --set train.steps=20 --set train.allreduce=sharded
 expect_exit 0 "--resume for 20 more" $MPI 2 "$YOTO" train --resume "$T/s" --set train.steps=40
 check "sharded, 20 + 20 resumed = the bucketed run's 40 steps, bit for bit (np=2)" same_tensors "$T/a/ckpt/step-000000040.h5" "$T/s/ckpt/step-000000040.h5"
+# on one node the sharded step goes through node-shared memory; where
+# /dev/shm has no room for it (YOTO_FAULT=shm_full: as if full), through the
+# ring's messages, with a warning: the same sums in the same order
+contains "log.txt names the shared-memory path" "$T/s/log.txt" "gradient sums: sharded, node-shared memory"
+YOTO_FAULT=shm_full expect_exit 0 "sharded, np=2, /dev/shm full: runs to the end" $MPI 2 -x YOTO_FAULT "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/ring" --set train.allreduce=sharded
+contains "it warns, naming /dev/shm" "$ERR" "yoto: warning: /dev/shm has 0 MB free"
+contains "log.txt names the ring" "$T/ring/log.txt" "gradient sums: sharded, ring messages"
+check "the ring's 40 steps = the shared-memory 20 + 20, bit for bit (np=2)" same_tensors "$T/s/ckpt/step-000000040.h5" "$T/ring/ckpt/step-000000040.h5"
+YOTO_SHM_DISABLE=1 expect_exit 0 "sharded, np=2, YOTO_SHM_DISABLE=1: runs to the end" $MPI 2 -x YOTO_SHM_DISABLE "$YOTO" train "$T/tiny.yaml" --set experiment.out_dir="$T/ring2" --set train.steps=20 --set train.allreduce=sharded
+contains "log.txt names the ring" "$T/ring2/log.txt" "gradient sums: sharded, ring messages"
+contains "a bucketed run's log.txt says so" "$T/a/log.txt" "gradient sums: bucketed, overlapped"
 expect_exit 0 "re-running the config continues the run in out_dir (a requeued job)" train 2 "$T/b" --set train.steps=45
 contains "an existing checkpoint is picked up" "$OUT" "resuming"
 

@@ -192,15 +192,18 @@ static void test_bucketed_one_bucket(void **state) {
     check(ALLREDUCE_BUCKETED, 1e7); /* one bucket: sharded */
 }
 
-/* Three steps of the blocking and the sharded step from the same start: at
- * 2 ranks every sum is a + b either way, so parameters and moments agree bit
- * for bit; at more ranks the orders differ (within float rounding). */
+/* Three steps of the blocking step, the sharded one through the rings
+ * (YOTO_SHM_DISABLE) and the sharded one through node-shared memory, from
+ * the same start: the two sharded ones add the same terms in the same order,
+ * so they agree bit for bit at any number of ranks; at 2 ranks every sum is
+ * a + b either way, so the blocking one does too; at more ranks its order
+ * differs (within float rounding). */
 static void test_sharded_bits(void **state) {
     (void)state;
     const int P = dist_size(), r = dist_rank(), n = BATCH / P;
     if (P == 1) skip();
-    vae_model *m[2];
-    for (int k = 0; k < 2; k++) {
+    vae_model *m[3];
+    for (int k = 0; k < 3; k++) {
         yoto_config cfg;
         arch_tiny(&cfg, 16, 3, 2, 2, 4, 3, 0.1, OUT_GAUSSIAN);
         arch_train_defaults(&cfg, 1e-3, 0.5, 512);
@@ -211,7 +214,10 @@ static void test_sharded_bits(void **state) {
         batch_data all;
         make_batch(m[k], &cfg, P, &all);
         real *x = slice_x(m[k], &all, r * n, n);
+        if (k == 1) setenv("YOTO_SHM_DISABLE", "1", 1);
         trainer *t = trainer_create(m[k], &cfg, r, P);
+        unsetenv("YOTO_SHM_DISABLE");
+        TU_ASSERT_ALL(trainer_shared(t) == (k == 2)); /* the tests' ranks share a node */
         step_sums sums;
         for (long step = 0; step < 3; step++)
             TU_ASSERT_ALL_OK(trainer_step(t, step, x, YT_OK, false, &sums));
@@ -220,8 +226,11 @@ static void test_sharded_bits(void **state) {
         free(x);
         free_batch(&all);
     }
-    const arena *a = &m[0]->params, *b = &m[1]->params;
+    const arena *a = &m[0]->params, *b = &m[1]->params, *c = &m[2]->params;
     const size_t bytes = a->total * sizeof(real);
+    TU_ASSERT_ALL(memcmp(b->param, c->param, bytes) == 0);
+    TU_ASSERT_ALL(memcmp(b->adam_m, c->adam_m, bytes) == 0);
+    TU_ASSERT_ALL(memcmp(b->adam_v, c->adam_v, bytes) == 0);
     if (P == 2) {
         TU_ASSERT_ALL(memcmp(a->param, b->param, bytes) == 0);
         TU_ASSERT_ALL(memcmp(a->adam_m, b->adam_m, bytes) == 0);
@@ -230,13 +239,69 @@ static void test_sharded_bits(void **state) {
     double perr = worst_tensor_err(a, b->param, a->param);
     double verr = worst_tensor_err(a, b->adam_v, a->adam_v);
     print_message("# np=%d: blocking vs sharded after 3 steps: parameters %.2e, second moments "
-                  "%.2e\n",
+                  "%.2e; sharded through the rings and through shared memory: the same bits\n",
                   P, perr, verr);
     TU_ASSERT_ALL(perr <= 1e-5 && verr <= 1e-5);
     /* every rank holds the same parameters */
     TU_ASSERT_ALL(dist_same_everywhere(b->param, bytes));
-    model_free(m[0]);
-    model_free(m[1]);
+    TU_ASSERT_ALL(dist_same_everywhere(c->param, bytes));
+    for (int k = 0; k < 3; k++)
+        model_free(m[k]);
+}
+
+/* dist_sync_share's exchange on its own: integer-valued gradients (exact in
+ * any order) summed from every rank's shared gradient, twice in a row with
+ * no update between (a failed step: dist_sync_begin waits until no rank
+ * reads this one's gradient before it is written again), then the
+ * parameters each rank updated in its part of the one shared copy, and
+ * after dist_sync_unshare both back in the buffers they came from. */
+static void test_sync_shared(void **state) {
+    (void)state;
+    const int P = dist_size(), r = dist_rank();
+    const size_t n = 300001;
+    real *g0 = malloc(n * sizeof *g0), *p0 = malloc(n * sizeof *p0);
+    real *g = g0, *p = p0;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (real)(i % 997);
+    dist_sync *s = dist_sync_create(g, n, 0, DIST_SYNC_SHARDED);
+    const bool shared = dist_sync_share(s, &g, &p);
+    TU_ASSERT_ALL(shared == (P > 1)); /* the tests' ranks share a node */
+    TU_ASSERT_ALL(shared ? g != g0 && p != p0 : g == g0 && p == p0);
+    for (size_t i = 0; i < n; i++) /* the parameters came along */
+        TU_ASSERT_ALL(p[i] == (real)(i % 997));
+    size_t bad = 0, lo = 0, hi = 0;
+    for (int round = 0; round < 2; round++) {
+        dist_sync_begin(s);
+        for (size_t i = 0; i < n; i++)
+            g[i] = (real)((i * 7 + (size_t)r * 3 + (size_t)round) % 101);
+        dist_sync_finish(s);
+        const real *sum = dist_sync_part(s, &lo, &hi);
+        for (size_t i = lo; i < hi; i++) {
+            double want = 0;
+            for (int q = 0; q < P; q++)
+                want += (double)((i * 7 + (size_t)q * 3 + (size_t)round) % 101);
+            bad += !((double)sum[i - lo] == want);
+        }
+    }
+    for (size_t i = lo; i < hi; i++) /* this rank's part of the update */
+        p[i] = (real)(i % 1000 + 1);
+    dist_sync_gather(s, p);
+    size_t gap = 0;
+    for (size_t i = 0; i < n; i++)
+        gap += p[i] != (real)(i % 1000 + 1);
+    const real last = g[lo];
+    dist_sync_unshare(s, &g, &p);
+    TU_ASSERT_ALL(g == g0 && p == p0);
+    size_t back = g0[lo] != last;
+    for (size_t i = 0; i < n; i++)
+        back += p0[i] != (real)(i % 1000 + 1);
+    print_message("# np=%d shared: %zu of [%zu, %zu) sums wrong over 2 rounds, %zu parameters "
+                  "wrong, %zu wrong after unsharing\n",
+                  P, bad, lo, hi, gap, back);
+    TU_ASSERT_ALL(bad == 0 && gap == 0 && back == 0);
+    dist_sync_free(s);
+    free(g0);
+    free(p0);
 }
 
 /* The bucketed allreduce on buffers large enough for Open MPI's ring (4+
@@ -298,6 +363,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bucketed_overlap), cmocka_unit_test(test_blocking),
         cmocka_unit_test(test_sharded),          cmocka_unit_test(test_bucketed_one_bucket),
         cmocka_unit_test(test_sharded_bits),     cmocka_unit_test(test_sync_exact),
+        cmocka_unit_test(test_sync_shared),
     };
     return TU_MPI_RUN("dataparallel", tests);
 }

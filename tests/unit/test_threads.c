@@ -20,7 +20,8 @@
  *  - a step's draws (trainer_draw: loss weights, conditioning, the latent
  *    noise, drawn over threads) with 1, 2 and 3 threads: the same bits;
  *  - Adam (optim_adam_part) over a whole arena and over a part of it that
- *    cuts tensors, with 1, 2 and 3 threads: element-wise, the same bits.
+ *    cuts tensors, with 1, 2 and 3 threads, the parameters stored as usual
+ *    or streamed (non-temporal stores): element-wise, the same bits.
  */
 #include <math.h>
 #include <stdio.h>
@@ -473,17 +474,21 @@ static void test_adam_threads(void **state) {
     for (int part = 0; part < 2; part++) {
         adam_arena(&ref);
         const size_t n = ref.total, from = part ? lo : 0, to = part ? hi : n;
-        optim_adam_part(&ref, ref.grad + from, from, to, &p, 3, 1e-2);
-        for (int T = 2; T <= 3; T++) {
-            adam_arena(&a);
-            blas_set_threads(T);
-            optim_adam_part(&a, a.grad + from, from, to, &p, 3, 1e-2);
-            blas_set_threads(1);
-            expect_same("Adam: parameters", T, a.param, ref.param, n, true);
-            expect_same("Adam: first moments", T, a.adam_m, ref.adam_m, n, true);
-            expect_same("Adam: second moments", T, a.adam_v, ref.adam_v, n, true);
-            arena_free(&a);
-        }
+        optim_adam_part(&ref, ref.grad + from, from, to, &p, 3, 1e-2, false);
+        /* and with the parameters streamed out (non-temporal stores): the
+         * same bits too */
+        for (int T = 1; T <= 3; T++)
+            for (int stream = T == 1; stream < 2; stream++) {
+                adam_arena(&a);
+                blas_set_threads(T);
+                optim_adam_part(&a, a.grad + from, from, to, &p, 3, 1e-2, stream);
+                blas_set_threads(1);
+                expect_same(stream ? "Adam, streamed: parameters" : "Adam: parameters", T, a.param,
+                            ref.param, n, true);
+                expect_same("Adam: first moments", T, a.adam_m, ref.adam_m, n, true);
+                expect_same("Adam: second moments", T, a.adam_v, ref.adam_v, n, true);
+                arena_free(&a);
+            }
         /* outside the part nothing moved */
         arena fresh;
         adam_arena(&fresh);
