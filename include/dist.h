@@ -147,8 +147,8 @@ bool dist_sync_sharded(const dist_sync *s);
  * arena: parameters, moments) to every rank, in place. Collective. Other
  * modes: nothing (every rank already has all of it). */
 void dist_sync_gather(dist_sync *s, real *v);
-/* Sharded, every rank on one node: moves the step's exchange into node
- * shared memory (an MPI-3 shared window) and returns true. *grad (the
+/* Sharded, every rank on one node: moves the step's exchange into
+ * node-shared memory (an MPI-3 shared window) and returns true. *grad (the
  * sync's buf) becomes this rank's gradient in the window and *param the
  * one copy of the parameters there, for every rank of the node; both keep
  * their contents. dist_sync_finish then waits for every rank (watched) and
@@ -156,12 +156,11 @@ void dist_sync_gather(dist_sync *s, real *v);
  * in the same order as the ring, so the same bits), and dist_sync_gather of
  * *param only waits for every rank to have updated its part in place: no
  * bytes move but those the kernels read. Other buffers (the moments) still
- * go round the ring. Otherwise (not sharded, ranks on several nodes, or the
- * environment variable YOTO_SHM_DISABLE set and not "0") nothing changes
- * and it returns false. Collective. dist_sync_unshare copies both back
- * into the buffers they were and points *grad and *param at them again;
- * call it (collective) before dist_sync_free and before the parameters
- * are used without the sync. */
+ * go round the ring. Otherwise (not sharded, ranks on several nodes, the
+ * environment variable YOTO_SHM_DISABLE set and not "0", or too little room
+ * in /dev/shm: rank 0 warns) nothing changes and it returns false. Collective. dist_sync_unshare
+ * copies both back into the buffers they were and points *grad and *param at them again; call it
+ * (collective) before dist_sync_free and before the parameters are used without the sync. */
 bool dist_sync_share(dist_sync *s, real **grad, real **param);
 void dist_sync_unshare(dist_sync *s, real **grad, real **param);
 bool dist_sync_shared(const dist_sync *s);

@@ -59,7 +59,7 @@ typedef struct {
     double copy_gbs; /* memory bandwidth: a 64 MiB copy, bytes read + written per second */
     vae_model *m;
     cfg_allreduce mode;
-    bool sharded, shared; /* sharded: through node-shared memory (dist_sync_share) */
+    bool sharded, shared; /* shared: the sharded step through node-shared memory */
     long buckets;     /* gradient allreduce calls per step (0 on one rank) */
     double med[PH_N]; /* median seconds per phase */
     double step_med, step_min, step_max;

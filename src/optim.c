@@ -68,7 +68,7 @@ static void adam_range(arena *a, const real *grad, size_t lo, size_t hi, const a
                 for (size_t k = 0; k < ADAM_BLOCK; k++)
                     ADAM_ELEMENT(j + k, out[k]);
                 for (size_t k = 0; k < ADAM_BLOCK; k += VL)
-                    vstream(w + j + k, *(const rvec *)(out + k));
+                    vstream(w + j + k, vload(out + k));
             }
         }
         for (; j < n; j++)

@@ -267,8 +267,10 @@ static void test_sync_shared(void **state) {
     const bool shared = dist_sync_share(s, &g, &p);
     TU_ASSERT_ALL(shared == (P > 1)); /* the tests' ranks share a node */
     TU_ASSERT_ALL(shared ? g != g0 && p != p0 : g == g0 && p == p0);
-    for (size_t i = 0; i < n; i++) /* the parameters came along */
-        TU_ASSERT_ALL(p[i] == (real)(i % 997));
+    size_t moved = 0; /* the parameters came along */
+    for (size_t i = 0; i < n; i++)
+        moved += p[i] != (real)(i % 997);
+    TU_ASSERT_ALL(moved == 0);
     size_t bad = 0, lo = 0, hi = 0;
     for (int round = 0; round < 2; round++) {
         dist_sync_begin(s);
