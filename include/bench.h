@@ -32,7 +32,8 @@ typedef struct {
     bool comm;   /* instead: allreduce time vs message size, both modes */
     int comm_max_mb;         /* --comm: the largest message, MiB (0: 64) */
     int drift_pct;           /* warn when the sgemm after the steps is this percent or more
-                                away from the one before (the machine's load changed) */
+                                away from the one before, or the ranks waited this percent
+                                of a step for the slowest (the machine's load changed) */
     const char *config_path; /* for the report */
 } bench_opts;
 

@@ -525,6 +525,15 @@ int bench_run(const yoto_config *cfg, const bench_opts *o) {
                       "timed its steps (%+.1f%%, --drift %d): the machine's load changed, so "
                       "this run's ratios are unreliable; run it again",
                       r.sgemm, r.sgemm_after, drift, o->drift_pct);
+        /* the ranks do the same work: one that waits long for another
+         * each step ran beside a load the other did not (or on a slower
+         * node), which the yardsticks taken before and after can miss */
+        const double uneven = 100 * r.imbalance / r.step_med;
+        if (r.world > 1 && uneven >= o->drift_pct)
+            dist_warn("bench: the ranks waited %.2f ms a step for the slowest one (%.0f%% of the "
+                      "step, --drift %d): a rank's core ran slower than the others', so this "
+                      "run's per-rank ratios are unreliable; run it again",
+                      1e3 * r.imbalance, uneven, o->drift_pct);
     }
     r.copy_gbs = copy_gbs(); /* after the peak RSS was taken: its 128 MiB are not the model's */
     if (rc == YT_OK && dist_rank() == 0) {

@@ -814,7 +814,8 @@ static const command commands[] = {
      "  --comm-max-mb M   --comm up to M MiB instead of 64: the sizes 4 KiB x 4^k that\n"
      "                    fit (1: five sizes, a quick check; at most 16384)\n"
      "  --drift P         the sgemm is measured again after the steps; warn when it\n"
-     "                    moved by P percent or more (default 10): the machine's load\n"
+     "                    moved by P percent or more (default 10), or when ranks waited\n"
+     "                    P percent of a step for the slowest one: the machine's load\n"
      "                    changed while the run timed, so its ratios are unreliable\n"
      "  --set KEY=VALUE   override a config value, e.g. --set train.batch_per_rank=32\n"
      "  -h, --help        this text\n",

@@ -64,6 +64,13 @@ contains "and prints it after the steps" "$OUT" "after the steps)"
 expect_exit 0 "bench --drift 1000: exit 0" "$YOTO" bench "$CFG" --steps 1 --warmup 0 --drift 1000 --set train.batch_size=16
 cp "$ERR" "$T/drift.err"
 check "and no warning at 1000%" eval "! grep -q 'yardstick moved' '$T/drift.err'"
+# at np = 2 the same percent of a step spent waiting for the slowest rank
+# warns too (the ranks do the same work: a core ran slower)
+expect_exit 0 "bench --drift 0 at np=2: exit 0" $MPI 2 "$YOTO" bench "$CFG" --steps 2 --warmup 0 --drift 0 --set train.batch_size=16
+contains "and warns that the ranks waited for the slowest" "$ERR" "for the slowest one"
+expect_exit 0 "bench --drift 1000 at np=2: exit 0" $MPI 2 "$YOTO" bench "$CFG" --steps 2 --warmup 0 --drift 1000 --set train.batch_size=16
+cp "$ERR" "$T/drift2.err"
+check "and no warning at 1000%" eval "! grep -q 'for the slowest one\|yardstick moved' '$T/drift2.err'"
 expect_exit 2 "--drift -1: exit 2" "$YOTO" bench "$CFG" --drift -1
 expect_exit 2 "--drift with --comm: exit 2" "$YOTO" bench "$CFG" --comm --drift 5
 contains "and says it times the step" "$ERR" "--drift times the step"

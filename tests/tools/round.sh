@@ -10,7 +10,9 @@
 # thread (docs/DESIGN.md, "Where it stands"). Run it three times and take
 # the medians; not part of the test suite (speed is no assertion). A run
 # whose sgemm moved by 10% or more between its start and the end of its
-# steps (bench warns) is marked LOUD: the machine's load changed under it.
+# steps (bench warns) is marked LOUD: the machine's load changed under it;
+# an np = 2 run whose ranks waited 10% of a step for the slower one, UNEVEN
+# (one core ran slower: bench warns of that too).
 set -eu
 B=${1:-bin/yoto}
 export OPENBLAS_CORETYPE=${2:-Haswell} OPENBLAS_NUM_THREADS=1
@@ -34,6 +36,9 @@ inf = d.get('inference', {})
 after = d.get('sgemm_gflops_after')
 if after and abs(after / d['sgemm_gflops'] - 1) >= 0.10:
     line += f", LOUD: sgemm {after:.0f} after the steps"
+imb = d.get('allreduce', {}).get('imbalance_s', 0)
+if mode == 'np2' and imb >= 0.10 * d['step_s_median']:
+    line += f", UNEVEN: {imb * 1e3:.2f} ms a step waiting for the slower rank"
 if mode == 'np2' and 'sgemm_gflops_ranks' in d:
     lo, hi = d['sgemm_gflops_ranks']
     line += f", ranks' sgemm {lo:.0f}-{hi:.0f}"
