@@ -229,9 +229,7 @@ static int measure(bench_result *r) {
     exposed_comm(r, ph);
     r->sharded = trainer_sharded(t);
     r->shared = trainer_shared(t);
-    r->comm_alone = dist_size() == 1 ? 0
-                    : r->sharded     ? trainer_comm_alone(t, 5)
-                                     : allreduce_alone(&r->m->params);
+    r->comm_alone = r->sharded ? trainer_comm_alone(t, 5) : allreduce_alone(&r->m->params);
     r->hidden = r->comm_alone > 0 ? YT_MAX(0.0, 1.0 - r->exposed / r->comm_alone) : 0;
     phase_medians(r, ph);
     free(ph);

@@ -28,17 +28,22 @@ _Static_assert(sizeof(hid_t) == sizeof(int64_t) && (hid_t)-1 < 0, "hid_t is a si
 static bool g_started; /* we called MPI_Init */
 static int g_rank, g_size = 1;
 
+/* Ends the job over a failed MPI call: the call, MPI's reason, and what a
+ * user can do about it (hint: "" or "; ..."). */
+_Noreturn static void mpi_die(const char *file, int line, int rc, const char *call,
+                              const char *hint) {
+    char why[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    MPI_Error_string(rc, why, &n);
+    yt_die_at(file, line, "%s failed: %s%s", call, why, hint);
+}
+
 /* Any MPI failure is a broken invariant (the default error handler would
  * abort anyway); name the call. */
-#define MPI_CHECK(call)                                                          \
-    do {                                                                         \
-        int rc_ = (call);                                                        \
-        if (rc_ != MPI_SUCCESS) {                                                \
-            char s_[MPI_MAX_ERROR_STRING];                                       \
-            int n_ = 0;                                                          \
-            MPI_Error_string(rc_, s_, &n_);                                      \
-            yt_die("%s failed: %s", #call, s_);                                  \
-        }                                                                        \
+#define MPI_CHECK(call)                                                                            \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ != MPI_SUCCESS) mpi_die(__FILE__, __LINE__, rc_, #call, "");                       \
     } while (0)
 
 static void abort_all(int code) {
@@ -536,15 +541,11 @@ bool dist_sync_share(dist_sync *s, real **grad, real **param) {
     const size_t bytes = (g_rank == 0 ? 2 * stride : stride) + 64;
     MPI_CHECK(MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN)); /* the message below */
     int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, node, &base, &s->win);
-    if (rc != MPI_SUCCESS) {
-        char why[MPI_MAX_ERROR_STRING];
-        int len = 0;
-        MPI_Error_string(rc, why, &len);
-        yt_die("MPI_Win_allocate_shared of %.1f MB failed (%s): the sharded step's gradients and "
-               "parameters in node-shared memory; YOTO_SHM_DISABLE=1 sums them through "
-               "messages instead (docs/CLUSTER.md)",
-               (double)bytes / 1048576.0, why);
-    }
+    if (rc != MPI_SUCCESS)
+        mpi_die(__FILE__, __LINE__, rc,
+                "MPI_Win_allocate_shared (the sharded step's gradients and parameters in "
+                "node-shared memory)",
+                "; YOTO_SHM_DISABLE=1 sums them through messages instead (docs/CLUSTER.md)");
     MPI_CHECK(MPI_Info_free(&info));
     MPI_CHECK(MPI_Comm_free(&node));
     s->slot = yt_malloc((size_t)g_size * sizeof *s->slot);
